@@ -1,0 +1,165 @@
+// The only file that includes pybind11: turns arrays into pointers, releases the GIL, calls run().
+// Every user-facing check and message lives in python/fastbce/_api.py; what is checked here is the
+// private contract between _api.py and the kernel, so a violation is a bug, not a user error.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "fastbce/fastbce.hpp"
+
+namespace py = pybind11;
+using namespace fastbce;
+
+namespace {
+
+DType dtype_of(const py::array& a, const char* name) {
+    const py::dtype dt = a.dtype();
+    const auto size = dt.itemsize();
+    switch (dt.kind()) {
+        case 'b': return DType::u8;
+        case 'u':
+            if (size == 1) return DType::u8;
+            if (size == 2) return DType::u16;
+            if (size == 4) return DType::u32;
+            if (size == 8) return DType::u64;
+            break;
+        case 'i':
+            if (size == 1) return DType::i8;
+            if (size == 2) return DType::i16;
+            if (size == 4) return DType::i32;
+            if (size == 8) return DType::i64;
+            break;
+        case 'f':
+            if (size == 2) return DType::f16;
+            if (size == 4) return DType::f32;
+            if (size == 8) return DType::f64;
+            break;
+        default:
+            if (size == 2 && py::str(dt.attr("name")).cast<std::string>() == "bfloat16") return DType::bf16;
+    }
+    throw py::type_error(std::string(name) + ": unsupported dtype " + py::str(dt).cast<std::string>());
+}
+
+View view_of(const py::array& a, int64_t stride, const char* name) {
+    return View{a.data(), stride, dtype_of(a, name)};
+}
+
+void require(bool ok, const char* what) {
+    if (!ok) throw std::logic_error(std::string("fastbce internal: ") + what);
+}
+
+py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                  const py::object& pos_weight, const py::object& out, int64_t out_stride,
+                  const py::object& groups, const py::object& group_sums) {
+    call.y_true = view_of(y_true, y_true_stride, "y_true");
+    call.y_pred = view_of(y_pred, y_pred_stride, "y_pred");
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
+    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
+
+    if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
+        call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
+    if (!pos_weight.is_none()) {
+        auto q = pos_weight.cast<py::array>();
+        require(dtype_of(q, "pos_weight") == working && q.size() == call.n_classes && contiguous(q),
+                "pos_weight must be contiguous, working dtype, one per class");
+        call.pos_weight = q.data();
+    }
+    if (!out.is_none()) {
+        auto o = out.cast<py::array>();
+        require(dtype_of(o, "out") == working && o.writeable(), "out must be writeable working dtype");
+        call.out = o.mutable_data();
+        call.out_stride = out_stride;
+    }
+    Sums* sums_out = nullptr;
+    if (!groups.is_none()) {
+        auto g = groups.cast<py::array>();
+        auto s = group_sums.cast<py::array>();
+        require(dtype_of(g, "groups") == DType::i64 && contiguous(g) && g.size() == call.n / call.row_size,
+                "groups must be contiguous int64, one code per row");
+        require(dtype_of(s, "group_sums") == DType::f64 && contiguous(s) && s.writeable() &&
+                    s.size() == 3 * call.n_groups,
+                "group_sums must be contiguous float64, 3 per group");
+        call.groups = static_cast<const int64_t*>(g.data());
+        sums_out = static_cast<Sums*>(s.mutable_data());
+    }
+
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run(call, sums_out);
+    }
+    return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index);
+}
+
+py::array apply_math_py(const std::string& name, const py::array& x) {
+    MathFn fn;
+    if (name == "exp") fn = MathFn::exp;
+    else if (name == "log") fn = MathFn::log;
+    else if (name == "log1p") fn = MathFn::log1p;
+    else throw py::value_error("unknown function " + name);
+    const DType dt = dtype_of(x, "x");
+    if ((dt != DType::f32 && dt != DType::f64) || !(x.flags() & py::array::c_style))
+        throw py::type_error("x must be a contiguous float32 or float64 array");
+    py::array y(x.dtype(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    apply_math(fn, dt == DType::f64, x.data(), y.mutable_data(), x.size());
+    return y;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+    m.doc() = "fastbce's compiled kernel (private: use the fastbce package)";
+
+    py::enum_<WeightKind>(m, "WeightKind")
+        .value("none", WeightKind::none)
+        .value("scalar", WeightKind::scalar)
+        .value("per_row", WeightKind::per_row)
+        .value("per_element", WeightKind::per_element);
+    py::enum_<NanPolicy>(m, "NanPolicy")
+        .value("propagate", NanPolicy::propagate)
+        .value("omit", NanPolicy::omit)
+        .value("raise_", NanPolicy::raise);
+
+    py::class_<Call>(m, "Call")
+        .def(py::init<>())
+        .def_readwrite("n", &Call::n)
+        .def_readwrite("row_size", &Call::row_size)
+        .def_readwrite("n_classes", &Call::n_classes)
+        .def_readwrite("weight_kind", &Call::weight_kind)
+        .def_readwrite("weight_scalar", &Call::weight_scalar)
+        .def_readwrite("pos_weight_scalar", &Call::pos_weight_scalar)
+        .def_readwrite("n_groups", &Call::n_groups)
+        .def_readwrite("from_logits", &Call::from_logits)
+        .def_readwrite("epsilon", &Call::epsilon)
+        .def_readwrite("label_smoothing", &Call::label_smoothing)
+        .def_readwrite("gamma", &Call::gamma)
+        .def_readwrite("has_alpha", &Call::has_alpha)
+        .def_readwrite("alpha", &Call::alpha)
+        .def_readwrite("nan_policy", &Call::nan_policy)
+        .def_readwrite("validate", &Call::validate)
+        .def_readwrite("threads", &Call::threads);
+
+    m.def("compute", &compute, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"),
+          py::arg("y_pred"), py::arg("y_pred_stride"), py::arg("weight"), py::arg("weight_stride"),
+          py::arg("pos_weight"), py::arg("out"), py::arg("out_stride"), py::arg("groups"),
+          py::arg("group_sums"),
+          "Runs the kernel; returns (sum of w*ce, sum of w, count, fault kind, fault flat index).");
+    m.def("compiled_targets", &compiled_targets);
+    m.def("supported_targets", &supported_targets);
+    m.def("active_target", &active_target);
+    m.def("set_target", &set_target, py::arg("name"));
+    m.def("default_threads", &default_threads);
+    m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
+          "Applies the active tier's exp, log or log1p (for the accuracy tests).");
+
+    // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
+    try {
+        (void)active_target();
+    } catch (const std::invalid_argument& e) {
+        throw py::import_error(std::string("FASTBCE_FORCE_TARGET: ") + e.what());
+    }
+}

@@ -1,0 +1,31 @@
+// fastbce's C++ entry points: what the Python binding, a C++ test or a fuzzer calls.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastbce/types.hpp"
+
+namespace fastbce {
+
+// Computes one call over all its elements on the active SIMD tier. The input is cut into
+// fixed-size blocks whose float64 partial sums are combined in block order, so the result is the
+// same bit for bit whatever the number of threads. `group_sums` receives c.n_groups entries when
+// c.groups is set (it is overwritten), and is ignored otherwise. Never throws.
+Result run(const Call& c, Sums* group_sums);
+
+// SIMD tiers, best first: those compiled into this build, and those this CPU can run.
+std::vector<std::string> compiled_targets();
+std::vector<std::string> supported_targets();
+std::string active_target();
+// Makes `name` the active tier; throws std::invalid_argument if it is unknown or unsupported.
+void set_target(const std::string& name);
+
+// Threads a call uses by default: the CPUs this process may run on (its affinity mask).
+int default_threads();
+
+// Applies a vector-math function of the active tier to n contiguous floats or doubles.
+void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n);
+
+}  // namespace fastbce

@@ -1,0 +1,393 @@
+// The fused binary cross-entropy kernel: ONE loop computes every option of shared/SPEC.md
+// section 1. It is compiled once per SIMD tier (cpp/src/kernel_tier.cpp); FASTBCE_TIER names the
+// tier's namespace so that each copy of these inline functions keeps its own symbols.
+//
+// Data flow of one block: for each tile of kTile elements, the loaders convert y_true, y_pred and
+// the weights from whatever type they are stored in into small working-type buffers (or point at
+// the input itself when it already is contiguous working type), the checks scan those buffers,
+// loss_tile() computes the loss, and accumulate() adds it to float64 sums in a fixed order.
+// No buffer is larger than a tile, so a block streams through L1 whatever the input size.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "fastbce/types.hpp"
+#include "fastbce/vecmath.hpp"
+
+#ifndef FASTBCE_TIER
+#define FASTBCE_TIER generic
+#endif
+
+namespace fastbce {
+namespace FASTBCE_TIER {
+
+constexpr int64_t kTile = 512;  // elements per tile: five tile buffers of double fit in L1
+constexpr int kLanes = 16;      // float64 partial sums per tile, added in a fixed order
+
+// ---------------------------------------------------------------- loading
+
+// IEEE binary16 -> float, exact: the exponent field moved into place and rebased by a multiply
+// by 2^112 (which also normalises half subnormals); Inf/NaN keep an all-ones exponent.
+inline float half_to_float(uint16_t h) {
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    const uint32_t magnitude = uint32_t(h & 0x7fffu) << 13;
+    const float scaled = std::bit_cast<float>(magnitude) * 0x1p112f;
+    const uint32_t finite = std::bit_cast<uint32_t>(scaled);
+    const uint32_t special = magnitude | 0x7f800000u;
+    return std::bit_cast<float>(sign | ((h & 0x7c00u) == 0x7c00u ? special : finite));
+}
+
+inline float bfloat16_to_float(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+
+template <class T, class S, class Convert>
+inline void convert_tile(const S* src, int64_t stride, int64_t len, T* dst, Convert convert) {
+    if (stride == 1) {
+        for (int64_t j = 0; j < len; ++j) dst[j] = convert(src[j]);
+    } else {
+        for (int64_t j = 0; j < len; ++j) dst[j] = convert(src[j * stride]);
+    }
+}
+
+// Returns `len` values of `v` from element `begin` as T: the input itself when it already is
+// contiguous T (no copy), else `buf` filled with the converted values.
+template <class T>
+inline const T* load_tile(const View& v, int64_t begin, int64_t len, T* buf) {
+    auto cast = [](auto x) { return static_cast<T>(x); };
+    auto at = [&](auto* typed) { return typed + begin * v.stride; };
+    switch (v.dtype) {
+        case DType::u8: convert_tile(at(static_cast<const uint8_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::i8: convert_tile(at(static_cast<const int8_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::u16: convert_tile(at(static_cast<const uint16_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::i16: convert_tile(at(static_cast<const int16_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::u32: convert_tile(at(static_cast<const uint32_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::i32: convert_tile(at(static_cast<const int32_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::u64: convert_tile(at(static_cast<const uint64_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::i64: convert_tile(at(static_cast<const int64_t*>(v.data)), v.stride, len, buf, cast); break;
+        case DType::f16:
+            convert_tile(at(static_cast<const uint16_t*>(v.data)), v.stride, len, buf,
+                         [](uint16_t h) { return static_cast<T>(half_to_float(h)); });
+            break;
+        case DType::bf16:
+            convert_tile(at(static_cast<const uint16_t*>(v.data)), v.stride, len, buf,
+                         [](uint16_t h) { return static_cast<T>(bfloat16_to_float(h)); });
+            break;
+        case DType::f32:
+            if (std::is_same_v<T, float> && v.stride == 1)
+                return reinterpret_cast<const T*>(at(static_cast<const float*>(v.data)));
+            convert_tile(at(static_cast<const float*>(v.data)), v.stride, len, buf, cast);
+            break;
+        case DType::f64:
+            if (std::is_same_v<T, double> && v.stride == 1)
+                return reinterpret_cast<const T*>(at(static_cast<const double*>(v.data)));
+            convert_tile(at(static_cast<const double*>(v.data)), v.stride, len, buf, cast);
+            break;
+    }
+    return buf;
+}
+
+// One element of `v` as T (used once per row for per-row weights).
+template <class T>
+inline T load_one(const View& v, int64_t index) {
+    T value;
+    load_tile<T>(v, index, 1, &value);
+    return value;
+}
+
+// Fills dst[0, len) with row values for the elements [begin, begin + len): each value repeats
+// for the row_size elements of its row. `row_value(r)` gives the value of row r.
+template <class U, class RowValue>
+inline void fill_by_row(int64_t begin, int64_t len, int64_t row_size, U* dst, RowValue row_value) {
+    int64_t row = begin / row_size;
+    int64_t offset = begin % row_size;
+    for (int64_t j = 0; j < len; ++row, offset = 0) {
+        const int64_t m = std::min(len - j, row_size - offset);
+        const U value = row_value(row);
+        for (int64_t k = 0; k < m; ++k) dst[j + k] = value;
+        j += m;
+    }
+}
+
+// Fills dst[0, len) with the per-class values for the elements [begin, begin + len).
+template <class T>
+inline void fill_by_class(const T* per_class, int64_t n_classes, int64_t begin, int64_t len, T* dst) {
+    int64_t cls = begin % n_classes;
+    for (int64_t j = 0; j < len; cls = 0) {
+        const int64_t m = std::min(len - j, n_classes - cls);
+        std::memcpy(dst + j, per_class + cls, size_t(m) * sizeof(T));
+        j += m;
+    }
+}
+
+// ---------------------------------------------------------------- checks
+
+// Index of the first value outside [0, 1] (NaN is nan_policy's business, not a range error), or len.
+template <class T>
+inline int64_t first_outside_unit(const T* v, int64_t len) {
+    int bad = 0;
+    for (int64_t j = 0; j < len; ++j) bad |= int(v[j] < T(0)) | int(v[j] > T(1));
+    if (!bad) return len;
+    for (int64_t j = 0; j < len; ++j)
+        if (v[j] < T(0) || v[j] > T(1)) return j;
+    return len;
+}
+
+// Index of the first weight that is negative or infinite, or len.
+template <class T>
+inline int64_t first_bad_weight(const T* w, int64_t len) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    int bad = 0;
+    for (int64_t j = 0; j < len; ++j) bad |= int(w[j] < T(0)) | int(w[j] == inf);
+    if (!bad) return len;
+    for (int64_t j = 0; j < len; ++j)
+        if (w[j] < T(0) || w[j] == inf) return j;
+    return len;
+}
+
+// Index of the first element with a NaN in y, p or w, or len.
+template <class T>
+inline int64_t first_nan(const T* y, const T* p, const T* w, int64_t len) {
+    int bad = 0;
+    for (int64_t j = 0; j < len; ++j) bad |= int(y[j] != y[j]) | int(p[j] != p[j]) | int(w[j] != w[j]);
+    if (!bad) return len;
+    for (int64_t j = 0; j < len; ++j)
+        if (y[j] != y[j] || p[j] != p[j] || w[j] != w[j]) return j;
+    return len;
+}
+
+// ---------------------------------------------------------------- the loss
+
+// Per-call constants in the working type.
+template <class T>
+struct LossParams {
+    T keep;         // 1 - s        (label smoothing: y' = y * keep + shift)
+    T shift;        // s / 2
+    T clip_lo;      // epsilon
+    T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
+    T gamma;        // focal exponent
+    T alpha_base;   // class balancing alpha*y' + (1-alpha)*(1-y') = base + slope*y'
+    T alpha_slope;  // (base 1, slope 0 without alpha: the factor is exactly 1)
+
+    explicit LossParams(const Call& c)
+        : keep(T(1) - T(c.label_smoothing)),
+          shift(T(c.label_smoothing) / T(2)),
+          clip_lo(T(c.epsilon)),
+          clip_hi(T(1) - T(c.epsilon)),
+          gamma(T(c.gamma)),
+          alpha_base(c.has_alpha ? T(1) - T(c.alpha) : T(1)),
+          alpha_slope(c.has_alpha ? T(2) * T(c.alpha) - T(1) : T(0)) {}
+};
+
+// a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
+// sample weight of zero means the term does not count.
+template <class T>
+inline T times_weight(T a, T b) {
+    return a == T(0) ? T(0) : a * b;
+}
+
+// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile.
+// Writing ce = q*y'*(-log p) + (1-y')*(-log(1-p)) with both logs computed as non-negative
+// quantities keeps every term positive: no cancellation for soft labels, and for logits
+//   -log p = max(-x, 0) + log1p(exp(-|x|)),   -log(1-p) = max(x, 0) + log1p(exp(-|x|)),
+// which for q = 1 is softplus(-|x|) + (x > 0 ? (1-y')x : -y'x) and for q != 1 equals the
+// tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
+template <class T, bool FromLogits, bool Focal>
+inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
+                      const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T>& k) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < len; ++j) {
+        const T ys = y[j] * k.keep + k.shift;  // step 1: y'
+        const T x = pred[j];
+        T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
+        if constexpr (FromLogits) {
+            const T soft = vm::log1p(vm::exp(-std::abs(x)));
+            neg_log_p = (x < T(0) ? -x : T(0)) + soft;
+            neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
+        } else {
+            T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
+            pc = pc > k.clip_hi ? k.clip_hi : pc;
+            neg_log_p = -vm::log(pc);
+            neg_log_1mp = -vm::log1p(-pc);
+        }
+        // step 3
+        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(T(1) - ys, neg_log_1mp);
+        if constexpr (Focal) {
+            // step 4: (1 - p_t)^gamma = exp(gamma * log(y'(1-p) + (1-y')p)), in log space so it
+            // neither underflows for gamma < 1 nor loses the tiny p of confident predictions.
+            // With probabilities it uses the unclipped p, as Keras 3 does.
+            T log_p, log_1mp;
+            if constexpr (FromLogits) {
+                log_p = -neg_log_p;
+                log_1mp = -neg_log_1mp;
+            } else {
+                log_p = vm::log(x);
+                log_1mp = vm::log1p(-x);
+            }
+            const T u = vm::log(ys) + log_1mp;     // log(y'(1-p))
+            const T v = vm::log1p(-ys) + log_p;    // log((1-y')p)
+            const T hi = u > v ? u : v;
+            const T lo = u > v ? v : u;
+            T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
+            log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
+            const T factor = vm::exp(k.gamma * log_1mpt);
+            // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
+            loss = loss == inf ? loss : loss * factor;
+        }
+        loss = times_weight(k.alpha_base + k.alpha_slope * ys, loss);  // step 5
+        ce[j] = times_weight(w[j], loss);                              // step 6
+    }
+}
+
+// ---------------------------------------------------------------- accumulation
+
+// Adds ce and w of one tile to float64 sums in a fixed lane order. Under nan_policy "omit" an
+// element with NaN in y, p or w counts in neither the sums nor the count.
+template <class T, bool Omit>
+inline void accumulate(const T* y, const T* p, const T* w, const T* ce, int64_t len, Sums& s) {
+    double loss[kLanes] = {}, weight[kLanes] = {}, count[kLanes] = {};
+    auto add = [&](int64_t j, int lane) {
+        if constexpr (Omit) {
+            const bool keep = y[j] == y[j] && p[j] == p[j] && w[j] == w[j];
+            loss[lane] += keep ? double(ce[j]) : 0.0;
+            weight[lane] += keep ? double(w[j]) : 0.0;
+            count[lane] += keep ? 1.0 : 0.0;
+        } else {
+            loss[lane] += double(ce[j]);
+            weight[lane] += double(w[j]);
+        }
+    };
+    int64_t j = 0;
+    for (; j + kLanes <= len; j += kLanes)
+        for (int lane = 0; lane < kLanes; ++lane) add(j + lane, lane);
+    for (int lane = 0; j < len; ++j, ++lane) add(j, lane);
+    double tile_loss = 0.0, tile_weight = 0.0, tile_count = 0.0;
+    for (int lane = 0; lane < kLanes; ++lane) {
+        tile_loss += loss[lane];
+        tile_weight += weight[lane];
+        tile_count += count[lane];
+    }
+    s.loss += tile_loss;
+    s.weight += tile_weight;
+    s.count += Omit ? tile_count : double(len);
+}
+
+// The same, scattered into per-group sums (codes[j] is the group of element j).
+template <class T, bool Omit>
+inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const int64_t* codes,
+                              int64_t len, Sums* groups) {
+    for (int64_t j = 0; j < len; ++j) {
+        if (Omit && !(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
+        Sums& g = groups[codes[j]];
+        g.loss += double(ce[j]);
+        g.weight += double(w[j]);
+        g.count += 1.0;
+    }
+}
+
+// ---------------------------------------------------------------- one block
+
+// Computes elements [begin, end) of the call: checks, loss, optional output, sums.
+// Stops at the first failed check and reports it (kind and flat index) in `out`.
+template <class T, bool FromLogits, bool Focal>
+void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
+    alignas(64) T y_buf[kTile];
+    alignas(64) T p_buf[kTile];
+    alignas(64) T w_buf[kTile];
+    alignas(64) T q_buf[kTile];
+    alignas(64) T ce_buf[kTile];
+    alignas(64) int64_t code_buf[kTile];
+
+    const LossParams<T> k(c);
+    const bool per_class = c.pos_weight != nullptr;
+    const bool omit = c.nan_policy == NanPolicy::omit;
+    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
+    if (c.weight_kind == WeightKind::none || c.weight_kind == WeightKind::scalar)
+        std::fill_n(w_buf, kTile, c.weight_kind == WeightKind::none ? T(1) : T(c.weight_scalar));
+
+    for (int64_t i0 = begin; i0 < end; i0 += kTile) {
+        const int64_t len = std::min(kTile, end - i0);
+        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
+        const T* p = load_tile<T>(c.y_pred, i0, len, p_buf);
+        const T* w = w_buf;
+        if (c.weight_kind == WeightKind::per_element)
+            w = load_tile<T>(c.weight, i0, len, w_buf);
+        else if (c.weight_kind == WeightKind::per_row)
+            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
+        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+
+        // Checks, on the values already in cache. The first offending element wins; at one
+        // element labels come before predictions, weights and NaN.
+        int64_t first = len;
+        Fault fault = Fault::none;
+        auto consider = [&](int64_t j, Fault f) {
+            if (j < first) first = j, fault = f;
+        };
+        if (c.validate) {
+            consider(first_outside_unit(y, len), Fault::label_range);
+            if (!FromLogits) consider(first_outside_unit(p, len), Fault::pred_range);
+        }
+        if (c.weight_kind == WeightKind::per_element || c.weight_kind == WeightKind::per_row)
+            consider(first_bad_weight(w, len), Fault::weight_range);
+        if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, p, w, len), Fault::nan);
+        if (fault != Fault::none) {
+            out.fault = fault;
+            out.fault_index = i0 + first;
+            return;
+        }
+
+        loss_tile<T, FromLogits, Focal>(y, p, q_buf, w, ce_buf, len, k);
+
+        if (c.out != nullptr) {
+            T* dst = static_cast<T*>(c.out) + i0 * c.out_stride;
+            if (c.out_stride == 1)
+                std::memcpy(dst, ce_buf, size_t(len) * sizeof(T));
+            else
+                for (int64_t j = 0; j < len; ++j) dst[j * c.out_stride] = ce_buf[j];
+        }
+        if (omit)
+            accumulate<T, true>(y, p, w, ce_buf, len, out.sums);
+        else
+            accumulate<T, false>(y, p, w, ce_buf, len, out.sums);
+        if (out.groups != nullptr) {
+            fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.groups[r]; });
+            if (omit)
+                accumulate_groups<T, true>(y, p, w, ce_buf, code_buf, len, out.groups);
+            else
+                accumulate_groups<T, false>(y, p, w, ce_buf, code_buf, len, out.groups);
+        }
+    }
+}
+
+// Applies one vecmath function to n contiguous values (a hook for the per-tier accuracy tests).
+template <class T>
+void apply_math(MathFn fn, const void* x, void* y, int64_t n) {
+    const T* in = static_cast<const T*>(x);
+    T* res = static_cast<T*>(y);
+    switch (fn) {
+        case MathFn::exp: for (int64_t i = 0; i < n; ++i) res[i] = vm::exp(in[i]); break;
+        case MathFn::log: for (int64_t i = 0; i < n; ++i) res[i] = vm::log(in[i]); break;
+        case MathFn::log1p: for (int64_t i = 0; i < n; ++i) res[i] = vm::log1p(in[i]); break;
+    }
+}
+
+inline Kernels make_kernels() {
+    Kernels k{};
+    k.math[0] = &apply_math<float>;
+    k.math[1] = &apply_math<double>;
+    k.block[0][0][0] = &process_block<float, false, false>;
+    k.block[0][0][1] = &process_block<float, false, true>;
+    k.block[0][1][0] = &process_block<float, true, false>;
+    k.block[0][1][1] = &process_block<float, true, true>;
+    k.block[1][0][0] = &process_block<double, false, false>;
+    k.block[1][0][1] = &process_block<double, false, true>;
+    k.block[1][1][0] = &process_block<double, true, false>;
+    k.block[1][1][1] = &process_block<double, true, true>;
+    return k;
+}
+
+}  // namespace FASTBCE_TIER
+}  // namespace fastbce

@@ -1,0 +1,105 @@
+// Plain data shared by the Python binding, the dispatcher and every SIMD tier.
+// No Python, no SIMD: this header is what a C++ test or fuzzer needs to drive the kernel.
+#pragma once
+
+#include <cstdint>
+
+namespace fastbce {
+
+// Storage type of one input array, as the kernel reads it in place.
+enum class DType : int32_t {
+    u8 = 0,  // also bool (numpy stores bool as one byte 0/1)
+    i8,
+    u16,
+    i16,
+    u32,
+    i32,
+    u64,
+    i64,
+    f16,   // IEEE binary16
+    bf16,  // bfloat16 (ml_dtypes)
+    f32,
+    f64,
+};
+
+// A read-only 1-D view: `stride` is in elements and may be negative or zero.
+struct View {
+    const void* data = nullptr;
+    int64_t stride = 1;
+    DType dtype = DType::f32;
+};
+
+enum class WeightKind : int32_t { none = 0, scalar, per_row, per_element };
+enum class NanPolicy : int32_t { propagate = 0, omit, raise };
+
+// Which check failed first; values are stable (the Python layer maps them to messages).
+enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan };
+
+// Everything one call needs. The Python layer fills it once, after validating every option.
+struct Call {
+    // shape: n elements in C order; a "row" is one index of the first axis (row_size elements),
+    // a "class" is one index of the last axis (n_classes of them). 0-d and 1-D inputs have
+    // row_size 1 and n_classes n (or 1).
+    int64_t n = 0;
+    int64_t row_size = 1;
+    int64_t n_classes = 1;
+
+    View y_true;
+    View y_pred;  // its dtype fixes the working precision: f64 -> double, else float
+
+    WeightKind weight_kind = WeightKind::none;
+    View weight;  // per_row: n / row_size values; per_element: n values
+    double weight_scalar = 1.0;
+
+    const void* pos_weight = nullptr;  // n_classes values in the working type, or null
+    double pos_weight_scalar = 1.0;
+
+    void* out = nullptr;  // elementwise loss in the working type, or null
+    int64_t out_stride = 1;
+
+    const int64_t* groups = nullptr;  // one code in [0, n_groups) per row, or null
+    int64_t n_groups = 0;
+    // (the per-group sums go to an array of n_groups Sums that the caller passes to run())
+
+    bool from_logits = false;
+    double epsilon = 1e-7;
+    double label_smoothing = 0.0;
+    double gamma = 0.0;  // focal term only when > 0
+    bool has_alpha = false;
+    double alpha = 0.25;
+    NanPolicy nan_policy = NanPolicy::propagate;
+    bool validate = true;  // range checks of labels and probabilities
+    int threads = 0;       // 0: library default
+};
+
+// Partial sums of one block (or of a whole call): float64 whatever the working type.
+struct Sums {
+    double loss = 0.0;    // sum of w * ce over counted elements
+    double weight = 0.0;  // sum of w over counted elements (w = 1 without sample_weight)
+    double count = 0.0;   // counted elements (all, or the non-NaN ones under nan_policy omit)
+};
+
+// What one block of the input produced; blocks are combined in index order.
+struct BlockOut {
+    Sums sums;
+    Fault fault = Fault::none;
+    int64_t fault_index = -1;
+    Sums* groups = nullptr;  // n_groups zeroed entries owned by the dispatcher, or null
+};
+
+struct Result {
+    Sums total;
+    Fault fault = Fault::none;
+    int64_t fault_index = -1;  // flat (C-order) index of the first offending element
+};
+
+// The entry points one SIMD tier provides (cpp/src/kernel_tier.cpp compiles one set per tier).
+using BlockFn = void (*)(const Call&, int64_t begin, int64_t end, BlockOut&);
+enum class MathFn : int32_t { exp = 0, log, log1p };
+using ApplyMathFn = void (*)(MathFn, const void* x, void* y, int64_t n);
+struct Kernels {
+    BlockFn block[2][2][2];  // [double working type][from_logits][focal]
+    ApplyMathFn math[2];     // [double]
+};
+
+}  // namespace fastbce

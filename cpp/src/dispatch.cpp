@@ -1,0 +1,219 @@
+// Picks the SIMD tier once (CPU features, or FASTBCE_FORCE_TARGET) and splits a call over
+// threads. Compiled for the baseline architecture: nothing here may use a newer instruction.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "fastbce/fastbce.hpp"
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#define FASTBCE_DECLARE_TIER(ns) \
+    namespace fastbce::ns {      \
+    const Kernels& kernels();    \
+    }
+FASTBCE_DECLARE_TIER(tier_baseline)
+#if FASTBCE_X86_TIERS
+FASTBCE_DECLARE_TIER(tier_v2)
+FASTBCE_DECLARE_TIER(tier_v3)
+FASTBCE_DECLARE_TIER(tier_v4)
+#endif
+
+namespace fastbce {
+namespace {
+
+constexpr int64_t kBlock = 1 << 16;              // elements per block (a multiple of the tile)
+constexpr int64_t kMinPerThread = 1 << 18;       // below this a thread costs more than it saves
+constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
+
+struct Tier {
+    const char* name;
+    bool (*supported)();
+    const Kernels& (*kernels)();
+};
+
+bool always() { return true; }
+
+#if FASTBCE_X86_TIERS
+// The feature sets of the x86-64 micro-architecture levels (x86-64 psABI), which is what
+// -march=x86-64-vN lets the compiler use.
+bool cpu_v2() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse3") && __builtin_cpu_supports("ssse3") &&
+           __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") &&
+           __builtin_cpu_supports("popcnt");
+}
+bool cpu_v3() {
+    return cpu_v2() && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("lzcnt") && __builtin_cpu_supports("movbe");
+}
+bool cpu_v4() {
+    return cpu_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+const Tier kTiers[] = {
+#if FASTBCE_X86_TIERS
+    {"x86-64-v4", cpu_v4, tier_v4::kernels},
+    {"x86-64-v3", cpu_v3, tier_v3::kernels},
+    {"x86-64-v2", cpu_v2, tier_v2::kernels},
+#endif
+    {"baseline", always, tier_baseline::kernels},
+};
+
+const Tier* find_tier(const std::string& name) {
+    for (const Tier& t : kTiers)
+        if (name == t.name) return &t;
+    return nullptr;
+}
+
+const Tier* best_tier() {
+    for (const Tier& t : kTiers)
+        if (t.supported()) return &t;
+    return &kTiers[std::size(kTiers) - 1];
+}
+
+std::string join(const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+}
+
+const Tier* checked_tier(const std::string& name) {
+    const Tier* t = find_tier(name);
+    if (t == nullptr)
+        throw std::invalid_argument("unknown SIMD target '" + name + "' (compiled: " +
+                                    join(compiled_targets()) + ")");
+    if (!t->supported())
+        throw std::invalid_argument("SIMD target '" + name + "' is not supported by this CPU (supported: " +
+                                    join(supported_targets()) + ")");
+    return t;
+}
+
+std::atomic<const Tier*>& active() {
+    // FASTBCE_FORCE_TARGET is read once, at the first call (the module import).
+    static std::atomic<const Tier*> tier{[] {
+        const char* forced = std::getenv("FASTBCE_FORCE_TARGET");
+        return forced != nullptr && *forced != '\0' ? checked_tier(forced) : best_tier();
+    }()};
+    return tier;
+}
+
+void add(Sums& into, const Sums& s) {
+    into.loss += s.loss;
+    into.weight += s.weight;
+    into.count += s.count;
+}
+
+}  // namespace
+
+std::vector<std::string> compiled_targets() {
+    std::vector<std::string> names;
+    for (const Tier& t : kTiers) names.emplace_back(t.name);
+    return names;
+}
+
+std::vector<std::string> supported_targets() {
+    std::vector<std::string> names;
+    for (const Tier& t : kTiers)
+        if (t.supported()) names.emplace_back(t.name);
+    return names;
+}
+
+std::string active_target() { return active().load()->name; }
+
+void set_target(const std::string& name) { active().store(checked_tier(name)); }
+
+int default_threads() {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n) {
+    active().load()->kernels().math[is_double](fn, x, y, n);
+}
+
+Result run(const Call& c, Sums* group_sums) {
+    const Kernels& kernels = active().load()->kernels();
+    const BlockFn block_fn =
+        kernels.block[c.y_pred.dtype == DType::f64][c.from_logits][c.gamma > 0.0];
+    const int64_t n = c.n;
+    const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
+
+    // Block size depends on n and the number of groups only, never on the threads.
+    int64_t block = kBlock;
+    if (n_groups > 0) {
+        const int64_t max_blocks = std::max<int64_t>(1, kGroupPartialsBudget / n_groups);
+        const int64_t needed = (n + max_blocks - 1) / max_blocks;
+        block = std::max(block, (needed + kBlock - 1) / kBlock * kBlock);
+    }
+    const int64_t n_blocks = (n + block - 1) / block;
+
+    std::vector<BlockOut> parts(static_cast<size_t>(n_blocks));
+    std::vector<Sums> group_parts(static_cast<size_t>(n_blocks * n_groups));
+    for (int64_t b = 0; b < n_blocks; ++b)
+        if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
+
+    int64_t threads = c.threads > 0 ? c.threads : (n >= 2 * kMinPerThread ? default_threads() : 1);
+    threads = std::clamp<int64_t>(std::min(threads, n / kMinPerThread), 1, std::max<int64_t>(n_blocks, 1));
+
+    // Blocks are handed out one at a time; once a check failed, blocks past it are skipped.
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
+    auto work = [&] {
+        for (;;) {
+            const int64_t b = next.fetch_add(1, std::memory_order_relaxed);
+            if (b >= n_blocks) return;
+            const int64_t begin = b * block;
+            if (begin > fault_at.load(std::memory_order_relaxed)) continue;
+            BlockOut& part = parts[size_t(b)];
+            block_fn(c, begin, std::min(n, begin + block), part);
+            if (part.fault != Fault::none) {
+                int64_t seen = fault_at.load(std::memory_order_relaxed);
+                while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
+                }
+            }
+        }
+    };
+    std::vector<std::thread> helpers;
+    for (int64_t t = 1; t < threads; ++t) {
+        try {
+            helpers.emplace_back(work);
+        } catch (const std::system_error&) {
+            break;  // no more threads to be had: the ones running share the blocks
+        }
+    }
+    work();
+    for (auto& h : helpers) h.join();
+
+    Result result;
+    for (const BlockOut& part : parts) {
+        if (part.fault != Fault::none) {
+            result.fault = part.fault;
+            result.fault_index = part.fault_index;
+            return result;
+        }
+        add(result.total, part.sums);
+    }
+    if (n_groups > 0) {
+        std::fill_n(group_sums, n_groups, Sums{});
+        for (int64_t b = 0; b < n_blocks; ++b)
+            for (int64_t g = 0; g < n_groups; ++g) add(group_sums[g], group_parts[size_t(b * n_groups + g)]);
+    }
+    return result;
+}
+
+}  // namespace fastbce

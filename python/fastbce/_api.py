@@ -1,0 +1,472 @@
+"""The public loss functions.
+
+Every argument is checked and normalised here, once; then one call into the compiled kernel
+(``fastbce._core``) computes the loss for all options in a single pass over the data. The formulas,
+shapes and errors are those of shared/SPEC.md; choices where it is silent are in docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
+
+_REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
+_NAN_POLICIES = {
+    "propagate": _core.NanPolicy.propagate,
+    "omit": _core.NanPolicy.omit,
+    "raise": _core.NanPolicy.raise_,
+}
+_FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The loss options of SPEC section 1, checked; shared by the functions and the accumulator."""
+
+    from_logits: bool = False
+    epsilon: float = 1e-7
+    label_smoothing: float = 0.0
+    pos_weight: Any = None
+    gamma: float = 0.0
+    alpha: float | None = None
+    nan_policy: str = "propagate"
+    validate: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_bool(self.from_logits, "from_logits")
+        _check_bool(self.validate, "validate")
+        eps = _real(self.epsilon, "epsilon")
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"epsilon must be in (0, 0.5); got {self.epsilon!r}")
+        smoothing = _real(self.label_smoothing, "label_smoothing")
+        if not 0.0 <= smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1]; got {self.label_smoothing!r}")
+        gamma = _real(self.gamma, "gamma")
+        if not (math.isfinite(gamma) and gamma >= 0.0):
+            raise ValueError(f"gamma must be finite and >= 0; got {self.gamma!r}")
+        if self.alpha is not None:
+            alpha = _real(self.alpha, "alpha")
+            if not 0.0 <= alpha <= 1.0:
+                raise ValueError(f"alpha must be None or in [0, 1]; got {self.alpha!r}")
+        if self.nan_policy not in _NAN_POLICIES:
+            raise ValueError(
+                f"nan_policy must be one of {', '.join(map(repr, _NAN_POLICIES))}; "
+                f"got {self.nan_policy!r}"
+            )
+        if self.threads is not None:
+            if isinstance(self.threads, (bool, np.bool_)):
+                raise TypeError(f"threads must be None or an int >= 1; got {self.threads!r}")
+            try:
+                threads = operator.index(self.threads)
+            except TypeError:
+                raise TypeError(
+                    f"threads must be None or an int >= 1; got {self.threads!r}"
+                ) from None
+            if threads < 1:
+                raise ValueError(f"threads must be None or an int >= 1; got {self.threads!r}")
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _as_array(obj: Any, name: str) -> np.ndarray:
+    """An ndarray view of obj without copying when it is one already or exposes its memory
+    (``__array__``, the buffer protocol, or ``__dlpack__`` on the CPU)."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__"):
+        try:
+            return np.from_dlpack(obj)
+        except (TypeError, ValueError, BufferError, RuntimeError) as e:
+            raise TypeError(f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}")
+    try:
+        return np.asarray(obj)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{name} is not array-like: {e}") from None
+
+
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.name == "bfloat16"
+
+
+def _check_numeric(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and arr.itemsize <= 8):
+        return
+    if _is_bfloat16(arr.dtype):
+        return
+    raise TypeError(
+        f"{name} must hold bool, integer or float values; got dtype {arr.dtype}"
+    )
+
+
+def _check_prediction_dtype(arr: np.ndarray) -> None:
+    if (arr.dtype.kind == "f" and arr.itemsize in (2, 4, 8)) or _is_bfloat16(arr.dtype):
+        return
+    raise TypeError(
+        "y_pred must be float16, float32 or float64 (or ml_dtypes.bfloat16); "
+        f"got dtype {arr.dtype}"
+    )
+
+
+def _element_stride(arr: np.ndarray) -> int | None:
+    """The distance in elements between consecutive elements of arr in C order, if it is the
+    same everywhere (any contiguous array, a[::k], a[:, j], a[::-1]); else None."""
+    step = expected = None
+    for size, stride in zip(reversed(arr.shape), reversed(arr.strides)):
+        if size == 1:
+            continue
+        if step is None:
+            step = stride
+        elif stride != expected:
+            return None
+        expected = stride * size
+    if step is None:
+        return 1
+    if step % arr.itemsize:
+        return None
+    return step // arr.itemsize
+
+
+def _flat(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    """(array, element stride) for the kernel. Most layouts are read in place; a layout with no
+    single stride, or unaligned or byte-swapped memory, is read through a contiguous copy."""
+    if arr.flags.aligned and arr.dtype.isnative:
+        if arr.flags.c_contiguous:
+            return arr, 1
+        stride = _element_stride(arr)
+        if stride is not None:
+            return arr, stride
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), 1
+
+
+def _index_text(arr_shape: tuple[int, ...], flat_index: int) -> str:
+    text = f"flat index {flat_index}"
+    if len(arr_shape) > 1:
+        text += f" (index {tuple(int(i) for i in np.unravel_index(flat_index, arr_shape))})"
+    return text
+
+
+def _value_at(arr: np.ndarray, flat_index: int) -> Any:
+    return arr[np.unravel_index(flat_index, arr.shape)].item() if arr.ndim else arr.item()
+
+
+# --------------------------------------------------------------------------- the call
+
+
+@dataclass
+class Sums:
+    """What one kernel pass returns: float64 sums over the counted elements."""
+
+    loss: float  # sum of w * ce
+    weight: float  # sum of w (the element count without sample_weight)
+    count: float  # elements counted (the non-NaN ones under nan_policy="omit")
+
+
+def _compute(
+    opts: LossOptions,
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    *,
+    out: Any = None,
+    want_elementwise: bool = False,
+    groups: np.ndarray | None = None,
+    group_sums: np.ndarray | None = None,
+) -> tuple[Sums, np.ndarray | None]:
+    """Checks the arrays and runs the kernel once. Returns the sums and, when asked for, the
+    elementwise loss (in `out` or a new array). `groups` (int64 codes, one per row) with
+    `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass."""
+    yt = _as_array(y_true, "y_true")
+    yp = _as_array(y_pred, "y_pred")
+    _check_numeric(yt, "y_true")
+    _check_prediction_dtype(yp)
+    if yt.shape != yp.shape:
+        raise ValueError(
+            f"y_true and y_pred must have the same shape; got y_true {yt.shape} "
+            f"and y_pred {yp.shape}"
+        )
+    shape = yp.shape
+    n = yp.size
+    working = np.dtype(np.float64 if yp.dtype == np.float64 else np.float32)
+
+    call = _core.Call()
+    call.n = n
+    call.row_size = n // shape[0] if yp.ndim >= 1 and shape[0] > 0 else 1
+    call.n_classes = shape[-1] if yp.ndim >= 1 and shape[-1] > 0 else 1
+    call.from_logits = bool(opts.from_logits)
+    call.epsilon = float(opts.epsilon)
+    call.label_smoothing = float(opts.label_smoothing)
+    call.gamma = float(opts.gamma)
+    call.has_alpha = opts.alpha is not None
+    if opts.alpha is not None:
+        call.alpha = float(opts.alpha)
+    call.nan_policy = _NAN_POLICIES[opts.nan_policy]
+    call.validate = bool(opts.validate)
+    call.threads = 0 if opts.threads is None else operator.index(opts.threads)
+
+    # sample_weight: a scalar, y_pred's shape, or one per row (shape[0]) as Keras
+    weight, weight_stride, weight_arr = None, 1, None
+    if sample_weight is None:
+        call.weight_kind = _core.WeightKind.none
+    else:
+        weight_arr = _as_array(sample_weight, "sample_weight")
+        _check_numeric(weight_arr, "sample_weight")
+        if weight_arr.ndim == 0:
+            w = float(weight_arr)
+            if w < 0.0 or math.isinf(w):
+                raise ValueError(f"sample_weight must be finite and non-negative; got {w!r}")
+            call.weight_kind = _core.WeightKind.scalar
+            call.weight_scalar = w
+        elif weight_arr.shape == shape:
+            call.weight_kind = _core.WeightKind.per_element
+            weight, weight_stride = _flat(weight_arr)
+        elif weight_arr.ndim == 1 and yp.ndim >= 1 and weight_arr.shape[0] == shape[0]:
+            call.weight_kind = (
+                _core.WeightKind.per_element if call.row_size == 1 else _core.WeightKind.per_row
+            )
+            weight, weight_stride = _flat(weight_arr)
+        else:
+            allowed = f"a scalar, {shape} (like y_pred)"
+            if yp.ndim >= 1:
+                allowed += f" or ({shape[0]},) (one weight per row)"
+            raise ValueError(
+                f"sample_weight must be {allowed}; got shape {weight_arr.shape}"
+            )
+
+    # pos_weight: a scalar or one per class (the last axis), as PyTorch
+    pos_weight = None
+    if opts.pos_weight is not None:
+        q = _as_array(opts.pos_weight, "pos_weight")
+        _check_numeric(q, "pos_weight")
+        if q.ndim == 0:
+            value = float(q)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
+            call.pos_weight_scalar = value
+        elif q.ndim == 1 and yp.ndim >= 1 and q.shape[0] == shape[-1]:
+            pos_weight = np.ascontiguousarray(q, dtype=working)
+            bad = ~(np.isfinite(pos_weight) & (pos_weight >= 0))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"pos_weight must be finite and non-negative; got {q[i].item()!r} at index {i}"
+                )
+        else:
+            allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if yp.ndim else "")
+            raise ValueError(
+                f"pos_weight must be {allowed} for y_pred of shape {shape}; got shape {q.shape}"
+            )
+
+    # out: the elementwise loss in the working precision, written in place when its layout allows
+    result = None
+    out_arr, out_stride = None, 1
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+        if out.shape != shape or out.dtype != working:
+            raise ValueError(
+                f"out must have y_pred's shape {shape} and dtype {working}; "
+                f"got shape {out.shape} and dtype {out.dtype}"
+            )
+        if not out.flags.writeable:
+            raise ValueError("out must be writeable")
+        result = out
+        stride = _element_stride(out) if out.flags.aligned and out.dtype.isnative else None
+        overlaps = any(
+            a is not None and np.may_share_memory(out, a) for a in (yt, yp, weight_arr)
+        )
+        if stride is not None and not overlaps:
+            out_arr, out_stride = out, stride
+        else:  # as NumPy does: compute into a fresh array, then copy
+            out_arr = np.empty(shape, working)
+    elif want_elementwise:
+        result = out_arr = np.empty(shape, working)
+
+    y_true_arr, y_true_stride = _flat(yt)
+    y_pred_arr, y_pred_stride = _flat(yp)
+    if groups is not None:
+        call.n_groups = group_sums.shape[0]
+    loss, wsum, count, fault, index = _core.compute(
+        call,
+        y_true_arr,
+        y_true_stride,
+        y_pred_arr,
+        y_pred_stride,
+        weight,
+        weight_stride,
+        pos_weight,
+        out_arr,
+        out_stride,
+        groups,
+        group_sums,
+    )
+    if fault:
+        raise _fault_error(fault, index, yt, yp, weight_arr, call, opts)
+    if result is not None and out_arr is not result:
+        np.copyto(result, out_arr)
+    return Sums(loss, wsum, count), result
+
+
+def _fault_error(
+    fault: int,
+    index: int,
+    yt: np.ndarray,
+    yp: np.ndarray,
+    weight: np.ndarray | None,
+    call: Any,
+    opts: LossOptions,
+) -> ValueError:
+    where = _index_text(yp.shape, index)
+    if fault == _FAULT_LABEL:
+        return ValueError(
+            f"y_true must be in [0, 1]; got {_value_at(yt, index)!r} at {where} "
+            "(validate=False skips this check)"
+        )
+    if fault == _FAULT_PRED:
+        return ValueError(
+            f"y_pred must be a probability in [0, 1] (from_logits=False); got "
+            f"{_value_at(yp, index)!r} at {where} (pass from_logits=True for logits)"
+        )
+    assert weight is not None or fault == _FAULT_NAN
+    if fault == _FAULT_WEIGHT:
+        assert weight is not None
+        w_index = index if weight.shape == yp.shape else index // call.row_size
+        return ValueError(
+            "sample_weight must be finite and non-negative; got "
+            f"{_value_at(weight, w_index)!r} at {_index_text(weight.shape, w_index)}"
+        )
+    for name, arr in (("y_true", yt), ("y_pred", yp)):
+        if math.isnan(float(_value_at(arr, index))):
+            return ValueError(f"nan_policy='raise': {name} is NaN at {where}")
+    return ValueError(f"nan_policy='raise': sample_weight is NaN for the element at {where}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def binary_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    from_logits: bool = False,
+    epsilon: float = 1e-7,
+    label_smoothing: float = 0.0,
+    sample_weight: Any = None,
+    pos_weight: Any = None,
+    gamma: float = 0.0,
+    alpha: float | None = None,
+    reduction: str = "mean",
+    nan_policy: str = "propagate",
+    validate: bool = True,
+    threads: int | None = None,
+    out: np.ndarray | None = None,
+) -> Any:
+    """Binary cross-entropy of labels ``y_true`` and predictions ``y_pred``.
+
+    ``y_pred`` holds probabilities (clipped to [epsilon, 1 - epsilon]) or, with
+    ``from_logits=True``, logits (computed in the stable form). Options: ``label_smoothing``,
+    ``sample_weight`` (scalar, y_pred's shape, or one per row), ``pos_weight`` (scalar or one per
+    class of the last axis), a focal term ``gamma`` and class balancing ``alpha``.
+
+    ``reduction``: "none" (elementwise array in the working precision: float64 for float64
+    input, else float32), "sum", "mean" (sum / number of elements) or "weighted_mean"
+    (sum of w*ce / sum of w). Reductions are Python floats accumulated in float64.
+    ``nan_policy``: "propagate", "omit" or "raise". See shared/SPEC.md for the exact contract.
+    """
+    opts = LossOptions(
+        from_logits=from_logits,
+        epsilon=epsilon,
+        label_smoothing=label_smoothing,
+        pos_weight=pos_weight,
+        gamma=gamma,
+        alpha=alpha,
+        nan_policy=nan_policy,
+        validate=validate,
+        threads=threads,
+    )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
+        )
+    if out is not None and reduction != "none":
+        raise ValueError(f"out is only allowed with reduction='none'; got reduction={reduction!r}")
+    sums, elementwise = _compute(
+        opts, y_true, y_pred, sample_weight, out=out, want_elementwise=reduction == "none"
+    )
+    if reduction == "none":
+        return elementwise
+    return reduce_sums(sums, reduction)
+
+
+def reduce_sums(sums: Sums, reduction: str) -> float:
+    """The value of a reduction from the kernel's sums (the one place that divides)."""
+    if reduction == "sum":
+        return float(sums.loss)
+    if reduction == "mean":
+        return sums.loss / sums.count if sums.count else math.nan
+    return sums.loss / sums.weight if sums.weight else math.nan
+
+
+def binary_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    from_logits: bool = False,
+    epsilon: float = 1e-7,
+    label_smoothing: float = 0.0,
+    sample_weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+    nan_policy: str = "propagate",
+    validate: bool = True,
+    threads: int | None = None,
+    out: np.ndarray | None = None,
+) -> Any:
+    """Binary focal cross-entropy: :func:`binary_crossentropy` with ``gamma=2.0`` by default.
+
+    The loss is multiplied by ``(1 - p_t) ** gamma`` (computed in log space) and, when ``alpha``
+    is given, by ``alpha * y + (1 - alpha) * (1 - y)`` (Keras' apply_class_balancing).
+    """
+    return binary_crossentropy(
+        y_true,
+        y_pred,
+        from_logits=from_logits,
+        epsilon=epsilon,
+        label_smoothing=label_smoothing,
+        sample_weight=sample_weight,
+        pos_weight=pos_weight,
+        gamma=gamma,
+        alpha=alpha,
+        reduction=reduction,
+        nan_policy=nan_policy,
+        validate=validate,
+        threads=threads,
+        out=out,
+    )

@@ -1,0 +1,55 @@
+# Type stub of the private compiled module (cpp/bindings/module.cpp).
+import enum
+
+import numpy as np
+
+class WeightKind(enum.Enum):
+    none = 0
+    scalar = 1
+    per_row = 2
+    per_element = 3
+
+class NanPolicy(enum.Enum):
+    propagate = 0
+    omit = 1
+    raise_ = 2
+
+class Call:
+    n: int
+    row_size: int
+    n_classes: int
+    weight_kind: WeightKind
+    weight_scalar: float
+    pos_weight_scalar: float
+    n_groups: int
+    from_logits: bool
+    epsilon: float
+    label_smoothing: float
+    gamma: float
+    has_alpha: bool
+    alpha: float
+    nan_policy: NanPolicy
+    validate: bool
+    threads: int
+    def __init__(self) -> None: ...
+
+def compute(
+    call: Call,
+    y_true: np.ndarray,
+    y_true_stride: int,
+    y_pred: np.ndarray,
+    y_pred_stride: int,
+    weight: np.ndarray | None,
+    weight_stride: int,
+    pos_weight: np.ndarray | None,
+    out: np.ndarray | None,
+    out_stride: int,
+    groups: np.ndarray | None,
+    group_sums: np.ndarray | None,
+) -> tuple[float, float, float, int, int]: ...
+def compiled_targets() -> list[str]: ...
+def supported_targets() -> list[str]: ...
+def active_target() -> str: ...
+def set_target(name: str) -> None: ...
+def default_threads() -> int: ...
+def apply_math(name: str, x: np.ndarray) -> np.ndarray: ...
