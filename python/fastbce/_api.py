@@ -212,7 +212,8 @@ def _compute(
         )
     shape = yp.shape
     n = yp.size
-    working = np.dtype(np.float64 if yp.dtype == np.float64 else np.float32)
+    is_double = yp.dtype.kind == "f" and yp.dtype.itemsize == 8  # any byte order
+    working = np.dtype(np.float64 if is_double else np.float32)
 
     call = _core.Call()
     call.n = n

@@ -94,8 +94,7 @@ inline const T* load_tile(const View& v, int64_t begin, int64_t len, T* buf) {
 template <class T>
 inline T load_one(const View& v, int64_t index) {
     T value;
-    load_tile<T>(v, index, 1, &value);
-    return value;
+    return *load_tile<T>(v, index, 1, &value);
 }
 
 // Fills dst[0, len) with row values for the elements [begin, begin + len): each value repeats

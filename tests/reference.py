@@ -1,0 +1,114 @@
+"""Independent float64 references of shared/SPEC.md section 1, for the tests.
+
+`bce_reference` follows the spec step by step in NumPy float64 (the clip of probabilities happens in
+the working precision, as the spec says); `bce_mpmath` is the exact value of plain cross-entropy
+for one element, for ULP measurements.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+
+def working_dtype(pred_dtype: np.dtype) -> type:
+    return np.float64 if np.dtype(pred_dtype) == np.float64 else np.float32
+
+
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b where a zero weight wins over an infinite loss (SPEC: never NaN for valid input)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(a == 0, 0.0, a * b)
+
+
+def bce_reference(
+    y_true,
+    y_pred,
+    *,
+    from_logits=False,
+    epsilon=1e-7,
+    label_smoothing=0.0,
+    sample_weight=None,
+    pos_weight=None,
+    gamma=0.0,
+    alpha=None,
+):
+    """Elementwise loss in float64 (the weights included), y_pred's shape."""
+    y_pred = np.asarray(y_pred)
+    work = working_dtype(y_pred.dtype)
+    y = np.asarray(y_true).astype(np.float64)
+    s = label_smoothing
+    ys = y * (1.0 - s) + s / 2.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if from_logits:
+            x = y_pred.astype(np.float64)
+            neg_log_p = np.logaddexp(0.0, -x)
+            neg_log_1mp = np.logaddexp(0.0, x)
+            log_p, log_1mp = -neg_log_p, -neg_log_1mp
+        else:
+            p = y_pred.astype(work)
+            lo, hi = work(epsilon), work(1) - work(epsilon)
+            pc = np.clip(p, lo, hi).astype(np.float64)
+            neg_log_p, neg_log_1mp = -np.log(pc), -np.log1p(-pc)
+            p64 = p.astype(np.float64)
+            log_p, log_1mp = np.log(p64), np.log1p(-p64)
+        q = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+        ce = _times(q * ys, neg_log_p) + _times(1.0 - ys, neg_log_1mp)
+        if gamma > 0:
+            log_1mpt = np.logaddexp(np.log(ys) + log_1mp, np.log1p(-ys) + log_p)
+            ce = np.where(np.isinf(ce), ce, ce * np.exp(gamma * log_1mpt))
+        if alpha is not None:
+            ce = _times(alpha * ys + (1 - alpha) * (1 - ys), ce)
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.ndim == 1 and y_pred.ndim > 1:  # one weight per row
+                w = w.reshape((-1,) + (1,) * (y_pred.ndim - 1))
+            ce = _times(np.broadcast_to(w, ce.shape), ce)
+    return ce
+
+
+def reduce_reference(ce, reduction, sample_weight=None, shape=None):
+    if reduction == "none":
+        return ce
+    if reduction == "sum":
+        return float(np.sum(ce))
+    if reduction == "mean":
+        return float(np.mean(ce)) if ce.size else float("nan")
+    w = np.ones(ce.shape) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 1 and ce.ndim > 1 and w.shape != ce.shape:
+        w = w.reshape((-1,) + (1,) * (ce.ndim - 1))
+    w = np.broadcast_to(w, ce.shape)
+    return float(np.sum(ce) / np.sum(w)) if np.sum(w) else float("nan")
+
+
+mpmath.mp.prec = 200
+
+
+def bce_mpmath(y: float, pred: float, *, from_logits: bool, clip: tuple[float, float]) -> float:
+    """Exact plain cross-entropy of one element (y and pred are taken as exact binary values)."""
+    y = mpmath.mpf(float(y))
+    if from_logits:
+        x = mpmath.mpf(float(pred))
+        neg_log_p = mpmath.log1p(mpmath.exp(-x))  # mpmath's exponent range is unbounded
+        neg_log_1mp = mpmath.log1p(mpmath.exp(x))
+    else:
+        p = min(max(float(pred), clip[0]), clip[1])
+        p = mpmath.mpf(p)
+        neg_log_p, neg_log_1mp = -mpmath.log(p), -mpmath.log1p(-p)
+    terms = []
+    if y != 0:
+        terms.append(y * neg_log_p)
+    if y != 1:
+        terms.append((1 - y) * neg_log_1mp)
+    return float(mpmath.fsum(terms)) if terms else 0.0
+
+
+def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
+    """|got - exact| in units of the spacing of `dtype` at the exact value."""
+    exact = np.asarray(exact, dtype=np.float64)
+    rounded = exact.astype(dtype)
+    spacing = np.spacing(np.abs(rounded)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(got.astype(np.float64) - exact) / spacing
+    both_inf = np.isinf(got) & np.isinf(rounded) & (np.sign(got) == np.sign(rounded))
+    return np.where(both_inf, 0.0, err)
