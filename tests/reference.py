@@ -106,7 +106,8 @@ def bce_mpmath(y: float, pred: float, *, from_logits: bool, clip: tuple[float, f
 def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
     """|got - exact| in units of the spacing of `dtype` at the exact value."""
     exact = np.asarray(exact, dtype=np.float64)
-    rounded = exact.astype(dtype)
+    with np.errstate(over="ignore"):
+        rounded = exact.astype(dtype)
     spacing = np.spacing(np.abs(rounded)).astype(np.float64)
     with np.errstate(invalid="ignore"):
         err = np.abs(got.astype(np.float64) - exact) / spacing

@@ -217,8 +217,9 @@ def _compute(
 
     call = _core.Call()
     call.n = n
-    call.row_size = n // shape[0] if yp.ndim >= 1 and shape[0] > 0 else 1
-    call.n_classes = shape[-1] if yp.ndim >= 1 and shape[-1] > 0 else 1
+    if n:  # (an empty input has no rows or classes to index)
+        call.row_size = n // shape[0] if yp.ndim else 1
+        call.n_classes = shape[-1] if yp.ndim else 1
     call.from_logits = bool(opts.from_logits)
     call.epsilon = float(opts.epsilon)
     call.label_smoothing = float(opts.label_smoothing)
@@ -277,6 +278,8 @@ def _compute(
                 raise ValueError(
                     f"pos_weight must be finite and non-negative; got {q[i].item()!r} at index {i}"
                 )
+            if n == 0:
+                pos_weight = None
         else:
             allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if yp.ndim else "")
             raise ValueError(
