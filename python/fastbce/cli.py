@@ -1,0 +1,84 @@
+"""The ``fastbce`` command line (SPEC section 4): ``score``, ``bench`` and ``info``.
+
+Exit status: 0 on success, 2 on a usage error, 1 on a data error, with a one-line message and no
+traceback for user errors. Each subcommand lives in its own module with ``add_arguments(parser)``
+and ``run(args) -> int``; this file only wires them up and turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+class UsageError(Exception):
+    """A bad combination of command-line arguments (exit status 2)."""
+
+
+class DataError(Exception):
+    """The input data cannot be scored as asked (exit status 1)."""
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ._info import build_info
+
+    info = build_info()
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            text = ", ".join(value) if isinstance(value, list) else value
+            print(f"{key:<{width}}  {text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__, _bench, _score
+
+    parser = argparse.ArgumentParser(
+        prog="fastbce", description="Binary cross-entropy at memory speed."
+    )
+    parser.add_argument("--version", action="version", version=f"fastbce {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = sub.add_parser("score", help="score a table of labels and predictions")
+    _score.add_arguments(score)
+    score.set_defaults(run=_score.run)
+
+    bench = sub.add_parser("bench", help="compare fastbce with NumPy, TensorFlow, PyTorch and JAX")
+    _bench.add_arguments(bench)
+    bench.set_defaults(run=_bench.run)
+
+    info = sub.add_parser("info", help="version, build, SIMD targets and default threads")
+    info.add_argument("--format", choices=["table", "json"], default="table")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with status 2 on a usage error
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # the reader went away (`fastbce ... | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except UsageError as e:
+        parser.exit(2, f"fastbce {args.command}: error: {e}\n")
+    except (DataError, ValueError, TypeError, OSError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"fastbce {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fastbce {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
