@@ -109,6 +109,16 @@ py::array apply_math_py(const std::string& name, const py::array& x) {
     return y;
 }
 
+uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
+    std::vector<std::pair<const void*, size_t>> buffers;
+    for (const auto& a : arrays) {
+        if (!(a.flags() & py::array::c_style)) throw py::value_error("read_floor needs contiguous arrays");
+        buffers.emplace_back(a.data(), size_t(a.nbytes()));
+    }
+    py::gil_scoped_release release;
+    return read_floor(buffers, threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -153,6 +163,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("active_target", &active_target);
     m.def("set_target", &set_target, py::arg("name"));
     m.def("default_threads", &default_threads);
+    m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
+          "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log or log1p (for the accuracy tests).");
 

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <utility>
 #include <stdexcept>
-#include <system_error>
 #include <thread>
 
 #include "fastbce/fastbce.hpp"
+#include "parallel.hpp"
 
 #if defined(__linux__)
 #include <sched.h>
@@ -170,34 +172,19 @@ Result run(const Call& c, Sums* group_sums) {
     int64_t threads = c.threads > 0 ? c.threads : (n >= 2 * kMinPerThread ? default_threads() : 1);
     threads = std::clamp<int64_t>(std::min(threads, n / kMinPerThread), 1, std::max<int64_t>(n_blocks, 1));
 
-    // Blocks are handed out one at a time; once a check failed, blocks past it are skipped.
-    std::atomic<int64_t> next{0};
+    // Once a check failed, blocks past it are skipped.
     std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
-    auto work = [&] {
-        for (;;) {
-            const int64_t b = next.fetch_add(1, std::memory_order_relaxed);
-            if (b >= n_blocks) return;
-            const int64_t begin = b * block;
-            if (begin > fault_at.load(std::memory_order_relaxed)) continue;
-            BlockOut& part = parts[size_t(b)];
-            block_fn(c, begin, std::min(n, begin + block), part);
-            if (part.fault != Fault::none) {
-                int64_t seen = fault_at.load(std::memory_order_relaxed);
-                while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
-                }
+    parallel_for(n_blocks, threads, [&](int64_t b) {
+        const int64_t begin = b * block;
+        if (begin > fault_at.load(std::memory_order_relaxed)) return;
+        BlockOut& part = parts[size_t(b)];
+        block_fn(c, begin, std::min(n, begin + block), part);
+        if (part.fault != Fault::none) {
+            int64_t seen = fault_at.load(std::memory_order_relaxed);
+            while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
             }
         }
-    };
-    std::vector<std::thread> helpers;
-    for (int64_t t = 1; t < threads; ++t) {
-        try {
-            helpers.emplace_back(work);
-        } catch (const std::system_error&) {
-            break;  // no more threads to be had: the ones running share the blocks
-        }
-    }
-    work();
-    for (auto& h : helpers) h.join();
+    });
 
     Result result;
     for (const BlockOut& part : parts) {
@@ -214,6 +201,40 @@ Result run(const Call& c, Sums* group_sums) {
             for (int64_t g = 0; g < n_groups; ++g) add(group_sums[g], group_parts[size_t(b * n_groups + g)]);
     }
     return result;
+}
+
+uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, int threads) {
+    // Chunks of 1 MiB from every buffer; each thread XORs 64-bit words (cheap enough that the
+    // loop runs at the speed memory delivers them). The checksum keeps the reads from being elided.
+    constexpr size_t kChunk = size_t(1) << 20;
+    struct Chunk {
+        const unsigned char* data;
+        size_t bytes;
+    };
+    std::vector<Chunk> chunks;
+    for (const auto& [data, bytes] : buffers)
+        for (size_t off = 0; off < bytes; off += kChunk)
+            chunks.push_back({static_cast<const unsigned char*>(data) + off, std::min(kChunk, bytes - off)});
+    std::vector<uint64_t> sums(chunks.size());
+    const int64_t n = int64_t(chunks.size());
+    parallel_for(n, threads > 0 ? threads : default_threads(), [&](int64_t i) {
+        const Chunk& ch = chunks[size_t(i)];
+        uint64_t lanes[8] = {};
+        size_t j = 0;
+        for (; j + 64 <= ch.bytes; j += 64)
+            for (int l = 0; l < 8; ++l) {
+                uint64_t word;
+                std::memcpy(&word, ch.data + j + 8 * l, 8);
+                lanes[l] ^= word;
+            }
+        uint64_t s = 0;
+        for (uint64_t lane : lanes) s ^= lane;
+        for (; j < ch.bytes; ++j) s ^= ch.data[j];
+        sums[size_t(i)] = s;
+    });
+    uint64_t total = 0;
+    for (uint64_t s : sums) total ^= s;
+    return total;
 }
 
 }  // namespace fastbce

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastbce/types.hpp"
@@ -24,6 +25,10 @@ void set_target(const std::string& name);
 
 // Threads a call uses by default: the CPUs this process may run on (its affinity mask).
 int default_threads();
+
+// Reads every byte of the buffers with the same threads a call would use and returns a checksum:
+// the time this takes is the floor for any loss over the same inputs (the benchmark shows it).
+uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, int threads);
 
 // Applies a vector-math function of the active tier to n contiguous floats or doubles.
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n);
