@@ -338,7 +338,7 @@ def _numpy_loss(v: Variant, y: Any, x: Any, w: Any) -> Any:
 
 def _build_numpy(data: Data, threads: int | None) -> Prepared:
     v, y, x, w = data.variant, data.y_true, data.y_pred, data.sample_weight
-    return Prepared(lambda: _numpy_loss(v, y, x, w))
+    return Prepared(lambda: _numpy_loss(v, y, x, w), threads=1)
 
 
 # ---- TensorFlow (tf.nn) and Keras 3
