@@ -656,7 +656,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes, 3 short repeats: a smoke run of a few seconds",
+        help="sizes 1e3,1e4,1e5 and 3 short repeats: a smoke run",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the generated data (default 0)"
