@@ -275,3 +275,13 @@ def test_tiny_gamma_keeps_zero_to_the_gamma_zero():
     p = np.array([0.0, 1.0, 0.5], dtype=np.float32)
     got = fastbce.binary_crossentropy(y, p, gamma=2.2250738585e-313, reduction="none")
     np.testing.assert_allclose(got, [0.0, 0.0, np.log(2)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1e-5, 1e-9, 1 - 1e-7, 0.0, 1.0])
+def test_class_balancing_is_accurate_for_extreme_alpha(alpha):
+    """Found by hypothesis: (1 - alpha) + (2 alpha - 1) y' cancelled in float32 for small alpha."""
+    y = np.array([1.0, 0.0, 0.3], dtype=np.float32)
+    p = np.array([0.0, 1.0, 0.6], dtype=np.float32)
+    got = fastbce.binary_crossentropy(y, p, alpha=alpha, reduction="none")
+    want = bce_reference(y, p, alpha=alpha)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-37)

@@ -167,8 +167,9 @@ struct LossParams {
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
     T gamma;        // focal exponent
-    T alpha_base;   // class balancing alpha*y' + (1-alpha)*(1-y') = base + slope*y'
-    T alpha_slope;  // (base 1, slope 0 without alpha: the factor is exactly 1)
+    bool balance;   // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given
+    T alpha;
+    T one_minus_alpha;
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -176,8 +177,9 @@ struct LossParams {
           clip_lo(T(c.epsilon)),
           clip_hi(T(1) - T(c.epsilon)),
           gamma(T(c.gamma)),
-          alpha_base(c.has_alpha ? T(1) - T(c.alpha) : T(1)),
-          alpha_slope(c.has_alpha ? T(2) * T(c.alpha) - T(1) : T(0)) {}
+          balance(c.has_alpha),
+          alpha(T(c.alpha)),
+          one_minus_alpha(T(1.0 - c.alpha)) {}
 };
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
@@ -236,7 +238,9 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
-        loss = times_weight(k.alpha_base + k.alpha_slope * ys, loss);  // step 5
+        // step 5, as two non-negative terms (no cancellation for small alpha)
+        const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, T(1) - ys);
+        loss = k.balance ? times_weight(balance, loss) : loss;
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
 }
