@@ -14,6 +14,8 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
@@ -116,6 +118,7 @@ class Job:
             self.roles["groups"] = args.group_by
         self.columns = list(dict.fromkeys(self.roles.values()))
         self.positive = args.positive_label
+        self.spec = Spec(self.options, self.roles, not args.inputs, self.positive)
         if args.inputs:
             self.npy = False
         else:
@@ -179,24 +182,15 @@ def run_locally(job: Job) -> dict[str, Any]:
     labels = Labels(job.roles["y_true"], job.positive)
     committed = False
     try:
-        for path, start, batch in source.batches(job.args.batch_rows):
-            where = _Where(path, job.npy, job.roles)
-            y_true = labels.convert(batch[job.roles["y_true"]], where)
-            y_pred = predictions(batch[job.roles["y_pred"]], where.column("y_pred"))
-            weight = groups = None
-            if "sample_weight" in job.roles:
-                weight = weights(batch[job.roles["sample_weight"]], where.column("sample_weight"))
-            if "groups" in job.roles:
-                groups = batch[job.roles["groups"]]
-            try:
-                loss = acc._update(y_true, y_pred, weight, groups, want_elementwise=output is not None)
-            except (ValueError, TypeError) as e:
-                raise DataError(where.error(e, start)) from None
-            if output is not None:
-                assert loss is not None
-                output.write(loss)
-            progress.update(source.fraction())
-        labels.check_found(where_text=_Where("", job.npy, job.roles).column("y_true"))
+        score_batches(
+            job.spec,
+            source.batches(job.args.batch_rows),
+            acc,
+            labels,
+            write=output.write if output is not None else None,
+            tick=lambda: progress.update(source.fraction()),
+        )
+        labels.check_found(job.spec)
         if output is not None:
             output.commit()
             committed = True
@@ -205,6 +199,47 @@ def run_locally(job: Job) -> dict[str, Any]:
         if output is not None and not committed:
             output.abort()
     return acc.result()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a batch needs to be scored (small and picklable: Dask workers get it too)."""
+
+    options: dict[str, Any]
+    roles: dict[str, str]  # role (y_true, y_pred, sample_weight, groups) -> column or .npy file
+    npy: bool
+    positive: str | None
+
+
+def score_batches(
+    spec: Spec,
+    batches: Iterable[tuple[str, int, dict[str, Any]]],
+    acc: Any,
+    labels: Labels,
+    write: Callable[[np.ndarray], None] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Adds each (path, first row, {column: array}) batch to acc: one kernel pass per batch that
+    also gives the per-row loss to `write`, in order."""
+    roles = spec.roles
+    for path, start, batch in batches:
+        where = _Where(path, spec.npy, roles)
+        y_true = labels.convert(batch[roles["y_true"]], where)
+        y_pred = predictions(batch[roles["y_pred"]], where.column("y_pred"))
+        weight = groups = None
+        if "sample_weight" in roles:
+            weight = weights(batch[roles["sample_weight"]], where.column("sample_weight"))
+        if "groups" in roles:
+            groups = batch[roles["groups"]]
+        try:
+            loss = acc._update(y_true, y_pred, weight, groups, want_elementwise=write is not None)
+        except (ValueError, TypeError) as e:
+            raise DataError(where.error(e, start)) from None
+        if write is not None:
+            assert loss is not None
+            write(loss)
+        if tick is not None:
+            tick()
 
 
 def _output_dtype(source: Any, column: str) -> np.dtype:
@@ -291,6 +326,10 @@ class Labels:
             if arr.dtype.kind in "biuf":
                 return arr
             if arr.dtype.kind in "USO":
+                try:  # numbers stored as text ("0", "1", "0.5")
+                    return arr.astype(np.float64)
+                except (ValueError, TypeError):
+                    pass
                 raise DataError(
                     f"{name} holds strings ({_few(arr)}); pass --positive-label VALUE to say "
                     "which one is the positive class"
@@ -337,15 +376,30 @@ class Labels:
             return pc.if_else(hit, 1.0, 0.0).to_numpy(zero_copy_only=False)
         return hit.to_numpy(zero_copy_only=False).view(np.uint8)
 
-    def check_found(self, where_text: str) -> None:
-        from ._accumulator import _missing_positive_message
+    def some_labels(self, limit: int = 5) -> list[Any]:
+        """A few distinct labels seen (for the message when the positive one never occurs)."""
+        from ._accumulator import _some_values
 
+        return [] if self.sample is None else _some_values(self.sample, limit)
+
+    def kind(self) -> str:
+        from ._accumulator import _kind_of
+
+        return "" if self.sample is None else _kind_of(self.sample)
+
+    def check_found(self, spec: Spec) -> None:
         if self.positive is not None and not self.found:
-            message = _missing_positive_message(self.positive, self.sample if self.sample is not None else [])
-            raise DataError(f"--positive-label {self.positive!r}: " + message.replace(
-                f"positive label {self.positive!r} does not occur in the labels",
-                f"does not occur in {where_text}",
-            ))
+            raise DataError(missing_positive(spec, self.some_labels(), self.kind()))
+
+
+def missing_positive(spec: Spec, sample: list[Any], kind: str, limit: int = 5) -> str:
+    shown = ", ".join(map(repr, sample[:limit])) + (", ..." if len(sample) > limit else "")
+    column = spec.roles["y_true"]
+    place = column if spec.npy else f"column {column!r}"
+    return (
+        f"--positive-label {spec.positive!r} does not occur in {place}; "
+        + (f"it holds {shown} ({kind})" if shown else "it holds no labels")
+    )
 
 
 def _coerce_numpy(text: str, dtype: np.dtype, name: str) -> Any:
