@@ -22,7 +22,7 @@ import numpy as np
 
 from .cli import DataError, UsageError
 
-DEFAULT_BATCH_ROWS = 1 << 20
+DEFAULT_BATCH_ROWS = 1 << 18
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
