@@ -194,8 +194,8 @@ def test_missing_group_labels_go_under_none(rng):
 
 
 def test_groups_from_pyarrow_and_pandas(rng):
-    pa = pytest.importorskip("pyarrow")
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+    import pyarrow as pa
     y, x, _, _ = _data(rng, n=8)
     labels = ["x", "y", None, "x", "y", "y", None, "x"]
     expected = fastbce.LossAccumulator().update(y, x, groups=np.array(labels, dtype=object))

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa  # (the test extra has it: these tests must run, not skip)
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 import fastbce
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-pacsv = pytest.importorskip("pyarrow.csv")
 
 N = 3000
 REL = 1e-12
