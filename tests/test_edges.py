@@ -266,3 +266,12 @@ def test_float16_and_bfloat16_predictions(rng):
         fastbce.binary_crossentropy(y, xb, from_logits=True, reduction="none"),
         fastbce.binary_crossentropy(y, xb.astype(np.float32), from_logits=True, reduction="none"),
     )
+
+
+def test_tiny_gamma_keeps_zero_to_the_gamma_zero():
+    """Found by hypothesis: gamma = 2.2e-313 is > 0 but rounds to 0 in float32; a perfect
+    prediction (p_t = 1) still gets the factor 0^gamma = 0, not exp(0 * -inf) = NaN."""
+    y = np.array([0.0, 1.0, 1.0], dtype=np.float32)
+    p = np.array([0.0, 1.0, 0.5], dtype=np.float32)
+    got = fastbce.binary_crossentropy(y, p, gamma=2.2250738585e-313, reduction="none")
+    np.testing.assert_allclose(got, [0.0, 0.0, np.log(2)], rtol=1e-6)

@@ -5,7 +5,7 @@
 // Data flow of one block: for each tile of kTile elements, the loaders convert y_true, y_pred and
 // the weights from whatever type they are stored in into small working-type buffers (or point at
 // the input itself when it already is contiguous working type), the checks scan those buffers,
-// loss_tile() computes the loss, and accumulate() adds it to float64 sums in a fixed order.
+// loss_tile() computes the loss, and sum_f64() adds it to float64 sums in a fixed order.
 // No buffer is larger than a tile, so a block streams through L1 whatever the input size.
 #pragma once
 
@@ -26,8 +26,7 @@
 namespace fastbce {
 namespace FASTBCE_TIER {
 
-constexpr int64_t kTile = 512;  // elements per tile: five tile buffers of double fit in L1
-constexpr int kLanes = 16;      // float64 partial sums per tile, added in a fixed order
+constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double fit in L1
 
 // ---------------------------------------------------------------- loading
 
@@ -232,7 +231,8 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             const T lo = u > v ? v : u;
             T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
             log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
-            const T factor = vm::exp(k.gamma * log_1mpt);
+            // 0^gamma = 0 for any gamma > 0, also one that rounds to 0 in the working type
+            const T factor = log_1mpt == -inf ? T(0) : vm::exp(k.gamma * log_1mpt);
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
@@ -243,43 +243,59 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
 
 // ---------------------------------------------------------------- accumulation
 
-// Adds ce and w of one tile to float64 sums in a fixed lane order. Under nan_policy "omit" an
-// element with NaN in y, p or w counts in neither the sums nor the count.
-template <class T, bool Omit>
-inline void accumulate(const T* y, const T* p, const T* w, const T* ce, int64_t len, Sums& s) {
-    double loss[kLanes] = {}, weight[kLanes] = {}, count[kLanes] = {};
-    auto add = [&](int64_t j, int lane) {
-        if constexpr (Omit) {
-            const bool keep = y[j] == y[j] && p[j] == p[j] && w[j] == w[j];
-            loss[lane] += keep ? double(ce[j]) : 0.0;
-            weight[lane] += keep ? double(w[j]) : 0.0;
-            count[lane] += keep ? 1.0 : 0.0;
-        } else {
-            loss[lane] += double(ce[j]);
-            weight[lane] += double(w[j]);
-        }
-    };
+// Sum of v[0, len) in float64: two vectors of 8 double lanes, then the lanes in a fixed order.
+// GCC/Clang vector extensions make the converts and adds plain vector instructions (left to the
+// auto-vectoriser they came out as scalar converts and shuffles), and the order of additions is
+// the same on every tier and thread count.
+template <class T>
+struct Lanes8;  // eight lanes of T as a GCC/Clang vector type
+template <>
+struct Lanes8<float> {
+    typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes8<double> {
+    typedef double type __attribute__((vector_size(64)));
+};
+
+template <class T>
+inline double sum_f64(const T* v, int64_t len) {
+    using f64x8 = typename Lanes8<double>::type;
+    using Tx8 = typename Lanes8<T>::type;
+    f64x8 acc0 = {}, acc1 = {};
     int64_t j = 0;
-    for (; j + kLanes <= len; j += kLanes)
-        for (int lane = 0; lane < kLanes; ++lane) add(j + lane, lane);
-    for (int lane = 0; j < len; ++j, ++lane) add(j, lane);
-    double tile_loss = 0.0, tile_weight = 0.0, tile_count = 0.0;
-    for (int lane = 0; lane < kLanes; ++lane) {
-        tile_loss += loss[lane];
-        tile_weight += weight[lane];
-        tile_count += count[lane];
+    for (; j + 16 <= len; j += 16) {
+        Tx8 a, b;
+        std::memcpy(&a, v + j, sizeof a);
+        std::memcpy(&b, v + j + 8, sizeof b);
+        acc0 += __builtin_convertvector(a, f64x8);
+        acc1 += __builtin_convertvector(b, f64x8);
     }
-    s.loss += tile_loss;
-    s.weight += tile_weight;
-    s.count += Omit ? tile_count : double(len);
+    acc0 += acc1;
+    double total = 0.0;
+    for (int lane = 0; lane < 8; ++lane) total += acc0[lane];
+    for (; j < len; ++j) total += double(v[j]);
+    return total;
 }
 
-// The same, scattered into per-group sums (codes[j] is the group of element j).
-template <class T, bool Omit>
-inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const int64_t* codes,
-                              int64_t len, Sums* groups) {
+// Under nan_policy "omit": zeroes ce and w (into w_kept) where y, p or w is NaN, and marks the
+// kept elements with 1 in `kept`, so that plain sums count only them.
+template <class T>
+inline void mask_omitted(const T* y, const T* p, const T* w, T* ce, T* w_kept, T* kept, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
-        if (Omit && !(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
+        const bool keep = y[j] == y[j] && p[j] == p[j] && w[j] == w[j];
+        ce[j] = keep ? ce[j] : T(0);
+        w_kept[j] = keep ? w[j] : T(0);
+        kept[j] = keep ? T(1) : T(0);
+    }
+}
+
+// Per-group sums (codes[j] is the group of element j); skips NaN elements under "omit".
+template <class T>
+inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const int64_t* codes,
+                              int64_t len, bool omit, Sums* groups) {
+    for (int64_t j = 0; j < len; ++j) {
+        if (omit && !(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
         Sums& g = groups[codes[j]];
         g.loss += double(ce[j]);
         g.weight += double(w[j]);
@@ -298,14 +314,17 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T w_buf[kTile];
     alignas(64) T q_buf[kTile];
     alignas(64) T ce_buf[kTile];
+    alignas(64) T w_kept_buf[kTile];
+    alignas(64) T kept_buf[kTile];
     alignas(64) int64_t code_buf[kTile];
 
     const LossParams<T> k(c);
     const bool per_class = c.pos_weight != nullptr;
     const bool omit = c.nan_policy == NanPolicy::omit;
     if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    if (c.weight_kind == WeightKind::none || c.weight_kind == WeightKind::scalar)
-        std::fill_n(w_buf, kTile, c.weight_kind == WeightKind::none ? T(1) : T(c.weight_scalar));
+    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    const double w_const = c.weight_kind == WeightKind::scalar ? double(T(c.weight_scalar)) : 1.0;
+    if (!weights_vary) std::fill_n(w_buf, kTile, T(w_const));
 
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
@@ -329,8 +348,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
             consider(first_outside_unit(y, len), Fault::label_range);
             if (!FromLogits) consider(first_outside_unit(p, len), Fault::pred_range);
         }
-        if (c.weight_kind == WeightKind::per_element || c.weight_kind == WeightKind::per_row)
-            consider(first_bad_weight(w, len), Fault::weight_range);
+        if (weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
         if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, p, w, len), Fault::nan);
         if (fault != Fault::none) {
             out.fault = fault;
@@ -347,17 +365,20 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
             else
                 for (int64_t j = 0; j < len; ++j) dst[j * c.out_stride] = ce_buf[j];
         }
-        if (omit)
-            accumulate<T, true>(y, p, w, ce_buf, len, out.sums);
-        else
-            accumulate<T, false>(y, p, w, ce_buf, len, out.sums);
         if (out.groups != nullptr) {
             fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.groups[r]; });
-            if (omit)
-                accumulate_groups<T, true>(y, p, w, ce_buf, code_buf, len, out.groups);
-            else
-                accumulate_groups<T, false>(y, p, w, ce_buf, code_buf, len, out.groups);
+            accumulate_groups(y, p, w, ce_buf, code_buf, len, omit, out.groups);
         }
+        double count = double(len);
+        const T* w_sum = w;  // the weights that count
+        if (omit) {
+            mask_omitted(y, p, w, ce_buf, w_kept_buf, kept_buf, len);
+            count = sum_f64(kept_buf, len);
+            w_sum = w_kept_buf;
+        }
+        out.sums.loss += sum_f64(ce_buf, len);
+        out.sums.weight += weights_vary ? sum_f64(w_sum, len) : (count > 0 ? w_const * count : 0.0);
+        out.sums.count += count;
     }
 }
 
