@@ -146,7 +146,7 @@ class ParquetSource:
         for path in self.files:
             start = 0
             try:
-                reader = pq.ParquetFile(path, buffer_size=1 << 20)
+                reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
                 for rb in reader.iter_batches(batch_size=batch_rows, columns=self.columns):
                     yield path, start, {c: rb.column(c) for c in self.columns}
                     start += rb.num_rows

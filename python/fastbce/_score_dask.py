@@ -210,7 +210,7 @@ def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) 
 
         _, path, row_groups, first = where
         try:
-            reader = pq.ParquetFile(path, buffer_size=1 << 20)
+            reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
             start = first
             for rb in reader.iter_batches(
                 batch_size=batch_rows, row_groups=row_groups, columns=columns
