@@ -84,7 +84,7 @@ def test_merge_over_random_splits_equals_one_pass(seed):
 
     cuts = np.sort(rng.choice(np.arange(1, y.size), size=rng.integers(1, 40), replace=False))
     pieces = []
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, y.size]):
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, y.size], strict=True):
         pieces.append(fastbce.LossAccumulator(**options).update(y[a:b], x[a:b], w[a:b], g[a:b]))
     rng.shuffle(pieces)  # merged in any order, linearly and as a tree
     linear = fastbce.LossAccumulator(**options)
@@ -184,9 +184,11 @@ def test_string_groups_from_a_list_and_object_array(rng):
 
 def test_missing_group_labels_go_under_none(rng):
     y, x, _, _ = _data(rng, n=6)
-    r = fastbce.LossAccumulator().update(
-        y, x, groups=np.array(["a", None, "b", float("nan"), "a", None], dtype=object)
-    ).result()
+    r = (
+        fastbce.LossAccumulator()
+        .update(y, x, groups=np.array(["a", None, "b", float("nan"), "a", None], dtype=object))
+        .result()
+    )
     assert list(r["groups"]) == ["a", "b", None]
     assert r["groups"][None]["rows"] == 3
     floats = fastbce.LossAccumulator().update(y, x, groups=[1.0, np.nan, 2.0, 1.0, np.nan, 2.0])
@@ -196,6 +198,7 @@ def test_missing_group_labels_go_under_none(rng):
 def test_groups_from_pyarrow_and_pandas(rng):
     import pandas as pd
     import pyarrow as pa
+
     y, x, _, _ = _data(rng, n=8)
     labels = ["x", "y", None, "x", "y", "y", None, "x"]
     expected = fastbce.LossAccumulator().update(y, x, groups=np.array(labels, dtype=object))
@@ -258,17 +261,22 @@ def test_omit_policy_counts_only_the_rows_without_nan(rng):
     r = fastbce.LossAccumulator(nan_policy="omit").update(y, x, w, g).result()
     keep = ~(np.isnan(x) | np.isnan(w))
     assert r["rows"] == keep.sum()
-    assert _close(r["sum"], fastbce.binary_crossentropy(y, x, sample_weight=w, nan_policy="omit",
-                                                        reduction="sum"))
+    assert _close(
+        r["sum"],
+        fastbce.binary_crossentropy(y, x, sample_weight=w, nan_policy="omit", reduction="sum"),
+    )
     assert _close(
         r["weighted_mean"],
-        fastbce.binary_crossentropy(y[keep], x[keep], sample_weight=w[keep], reduction="weighted_mean"),
+        fastbce.binary_crossentropy(
+            y[keep], x[keep], sample_weight=w[keep], reduction="weighted_mean"
+        ),
     )
     for key in np.unique(g):
         m = (g == key) & keep
         assert r["groups"][key]["rows"] == m.sum()
-        assert _close(r["groups"][key]["mean"], fastbce.binary_crossentropy(y[m], x[m],
-                                                                            sample_weight=w[m]))
+        assert _close(
+            r["groups"][key]["mean"], fastbce.binary_crossentropy(y[m], x[m], sample_weight=w[m])
+        )
     propagate = fastbce.LossAccumulator().update(y, x).result()
     assert propagate["rows"] == 1000 and math.isnan(propagate["mean"])
 
@@ -304,8 +312,9 @@ def test_every_option_passes_through(options, rng):
     acc = fastbce.LossAccumulator(**options).update(y, x, w, g)
     r = acc.result()
     for reduction in ("sum", "mean", "weighted_mean"):
-        expected = fastbce.binary_crossentropy(y, x, sample_weight=w, reduction=reduction,
-                                               **options)
+        expected = fastbce.binary_crossentropy(
+            y, x, sample_weight=w, reduction=reduction, **options
+        )
         assert r[reduction] == expected, reduction
     m = g == "east"
     assert _close(

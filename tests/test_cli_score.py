@@ -102,7 +102,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, data: dict[str, np.ndarray])
 def csv_floats(files: Path, column: str) -> np.ndarray:
     """A CSV column as the CLI reads it: text parsed as float64."""
     table = pacsv.read_csv(
-        files / "data.csv", convert_options=pacsv.ConvertOptions(column_types={column: pa.float64()})
+        files / "data.csv",
+        convert_options=pacsv.ConvertOptions(column_types={column: pa.float64()}),
     )
     return table[column].to_numpy()
 
@@ -123,7 +124,13 @@ INPUTS = {
 @pytest.mark.parametrize("inputs", INPUTS.values(), ids=INPUTS.keys())
 def test_formats_give_the_library_numbers(inputs, files, data):
     got = score_json(
-        *inputs, "--sample-weight", "weight", "--group-by", "group", "--batch-rows", "500",
+        *inputs,
+        "--sample-weight",
+        "weight",
+        "--group-by",
+        "group",
+        "--batch-rows",
+        "500",
         cwd=files,
     )
     same(got, expected(data["y_true"], data["y_pred"], data["weight"], data["group"]))
@@ -131,7 +138,13 @@ def test_formats_give_the_library_numbers(inputs, files, data):
 
 def test_csv(files, data):
     got = score_json(
-        "data.csv", "--sample-weight", "weight", "--group-by", "group", "--batch-rows", "500",
+        "data.csv",
+        "--sample-weight",
+        "weight",
+        "--group-by",
+        "group",
+        "--batch-rows",
+        "500",
         cwd=files,
     )
     p = csv_floats(files, "y_pred")
@@ -140,8 +153,17 @@ def test_csv(files, data):
 
 def test_npy_pair_memory_mapped(files, data):
     got = score_json(
-        "--y-true", "y_true.npy", "--y-pred", "y_pred.npy", "--sample-weight", "weight.npy",
-        "--group-by", "group.npy", "--batch-rows", "700", cwd=files,
+        "--y-true",
+        "y_true.npy",
+        "--y-pred",
+        "y_pred.npy",
+        "--sample-weight",
+        "weight.npy",
+        "--group-by",
+        "group.npy",
+        "--batch-rows",
+        "700",
+        cwd=files,
     )
     same(got, expected(data["y_true"], data["y_pred"], data["weight"], data["group"]))
     plain = score_json("--y-true", "y_true.npy", "--y-pred", "y_pred.npy", cwd=files)
@@ -225,8 +247,11 @@ def test_positive_label_with_npy(files, data):
 @pytest.mark.parametrize("inputs", [["parts"], ["data.npz"], ["--y-true", "y_true.npy"]])
 def test_output_is_reduction_none_in_input_order(suffix, inputs, files, data, tmp_path):
     out = tmp_path / f"loss{suffix}"
-    extra = ["--y-pred", "y_pred.npy", "--sample-weight", "weight.npy"] if "--y-true" in inputs \
+    extra = (
+        ["--y-pred", "y_pred.npy", "--sample-weight", "weight.npy"]
+        if "--y-true" in inputs
         else ["--sample-weight", "weight"]
+    )
     proc = score(*inputs, *extra, "--batch-rows", "333", "--output", out, cwd=files)
     assert proc.returncode == 0, proc.stderr
     loss = np.load(out) if suffix == ".npy" else pq.read_table(out)["loss"].to_numpy()
@@ -242,8 +267,18 @@ def test_output_is_reduction_none_in_input_order(suffix, inputs, files, data, tm
 
 def test_output_from_csv_and_with_nan(files, data, tmp_path):
     out = tmp_path / "loss.npy"
-    proc = score("data.csv", "--y-pred", "with_nan", "--nan-policy", "omit", "--output", out,
-                 "--batch-rows", "100", cwd=files)
+    proc = score(
+        "data.csv",
+        "--y-pred",
+        "with_nan",
+        "--nan-policy",
+        "omit",
+        "--output",
+        out,
+        "--batch-rows",
+        "100",
+        cwd=files,
+    )
     assert proc.returncode == 0, proc.stderr
     want = fastbce.binary_crossentropy(
         data["y_true"], csv_floats(files, "with_nan"), nan_policy="omit", reduction="none"
@@ -291,8 +326,10 @@ DATA_ERRORS = [
     (["nothere.parquet"], "nothere.parquet: no such file or directory"),
     (["nothere/*.parquet"], "no files match"),
     (["--y-true", "y_true.npy", "--y-pred", "nothere.npy"], "nothere.npy: no such file"),
-    (["one.parquet", "--y-pred", "score"],
-     "one.parquet: no column 'score'; the columns are: y_true, y_pred, logit, weight"),
+    (
+        ["one.parquet", "--y-pred", "score"],
+        "one.parquet: no column 'score'; the columns are: y_true, y_pred, logit, weight",
+    ),
     (["data.csv", "--group-by", "region"], "data.csv: no column 'region'; the columns are: y_true"),
     (["data.npz", "--sample-weight", "w"], "data.npz: no column 'w'; the columns are: y_true"),
     (["bad/corrupt.parquet"], "bad/corrupt.parquet: cannot read it as parquet"),
@@ -301,22 +338,32 @@ DATA_ERRORS = [
     (["--y-true", "y_true.npy", "--y-pred", "bad/header.npy"], "cannot read it as .npy"),
     (["--y-true", "y_true.npy", "--y-pred", "data.csv.npy"], "data.csv.npy: no such file"),
     (["bad/bad.csv"], "bad/bad.csv: cannot read it as csv"),
-    (["bad/late.parquet"],
-     "bad/late.parquet: y_true (column 'y_true') must be in [0, 1]; got 2 at row 2500"),
-    (["--y-true", "bad/late.npy", "--y-pred", "y_pred.npy"],
-     "y_true (bad/late.npy) must be in [0, 1]; got 2 at row 2500"),
+    (
+        ["bad/late.parquet"],
+        "bad/late.parquet: y_true (column 'y_true') must be in [0, 1]; got 2 at row 2500",
+    ),
+    (
+        ["--y-true", "bad/late.npy", "--y-pred", "y_pred.npy"],
+        "y_true (bad/late.npy) must be in [0, 1]; got 2 at row 2500",
+    ),
     (["one.parquet", "--y-true", "animal"], "column 'animal' holds strings ('cat', 'dog')"),
     (["data.npz", "--y-true", "animal"], "pass --positive-label VALUE"),
-    (["one.parquet", "--y-true", "animal", "--positive-label", "dgo"],
-     "--positive-label 'dgo' does not occur in column 'animal'; it holds 'cat', 'dog'"),
-    (["one.parquet", "--y-true", "klass", "--positive-label", "two"],
-     "--positive-label 'two' is not an integer"),
+    (
+        ["one.parquet", "--y-true", "animal", "--positive-label", "dgo"],
+        "--positive-label 'dgo' does not occur in column 'animal'; it holds 'cat', 'dog'",
+    ),
+    (
+        ["one.parquet", "--y-true", "klass", "--positive-label", "two"],
+        "--positive-label 'two' is not an integer",
+    ),
     (["bad/timestamps.parquet"], "has type timestamp[ms], which cannot be a label"),
     (["bad/complex.npz"], "has dtype complex128, which cannot be a label"),
     (["one.parquet", "--y-pred", "klass"], "column 'klass' has type int64; predictions"),
     (["one.parquet", "--y-pred", "logit"], "y_pred (column 'logit') must be a probability"),
-    (["one.parquet", "--y-pred", "with_nan", "--nan-policy", "raise"],
-     "--nan-policy raise: y_pred (column 'with_nan') is NaN at row 17"),
+    (
+        ["one.parquet", "--y-pred", "with_nan", "--nan-policy", "raise"],
+        "--nan-policy raise: y_pred (column 'with_nan') is NaN at row 17",
+    ),
 ]
 
 
@@ -339,6 +386,7 @@ USAGE_ERRORS = [
     (["one.parquet", "--alpha", "2"], "--alpha must be None or in [0, 1]"),
     (["one.parquet", "--threads", "0"], "--threads must be None or an int >= 1"),
     (["one.parquet", "--batch-rows", "0"], "--batch-rows must be >= 1"),
+    (["one.parquet", "--pos-weight", "-1"], "--pos-weight must be finite and non-negative"),
     (["one.parquet", "data.csv"], "the inputs mix formats (csv, parquet)"),
     (["y_true.npy"], "give them as --y-true a.npy --y-pred b.npy"),
     (["bad/notes.txt"], "unknown format"),
@@ -451,16 +499,31 @@ def test_streaming_keeps_memory_bounded(tmp_path):
             p = rng.random(chunk)
             y = (rng.random(chunk) < p).astype(np.uint8)
             total.update(y, p)
-            writer.write_table(pa.table({"y_true": y, "y_pred": p}, schema=schema),
-                               row_group_size=1 << 20)
+            writer.write_table(
+                pa.table({"y_true": y, "y_pred": p}, schema=schema), row_group_size=1 << 20
+            )
     input_mb = rows * (8 + 1) / 2**20
     assert input_mb > PEAK_BOUND_MIB
 
     out = tmp_path / "loss.npy"
     proc = subprocess.run(
-        [sys.executable, "-c", MEASURE, sys.executable, "-m", "fastbce", "score", path,
-         "--output", out, "--format", "json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            MEASURE,
+            sys.executable,
+            "-m",
+            "fastbce",
+            "score",
+            path,
+            "--output",
+            out,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     *result, peak_mb = proc.stdout.strip().splitlines()
@@ -469,6 +532,8 @@ def test_streaming_keeps_memory_bounded(tmp_path):
     assert got["mean"] == pytest.approx(total.result()["mean"], rel=1e-12)
     loss = np.load(out, mmap_mode="r")
     assert loss.shape == (rows,) and loss.dtype == np.float64
-    print(f"input {input_mb:.0f} MiB in memory, {path.stat().st_size / 2**20:.0f} MiB on disk; "
-          f"output {loss.nbytes / 2**20:.0f} MiB; peak RSS {peak_mb} MiB")
+    print(
+        f"input {input_mb:.0f} MiB in memory, {path.stat().st_size / 2**20:.0f} MiB on disk; "
+        f"output {loss.nbytes / 2**20:.0f} MiB; peak RSS {peak_mb} MiB"
+    )
     assert int(peak_mb) < PEAK_BOUND_MIB

@@ -28,9 +28,12 @@ N = 20_000
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-    ) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -96,7 +99,10 @@ def test_reductions_of_dask_arrays(reduction, client, data):
     value = lazy.compute()
     assert type(value) is float
     expected = fastbce.binary_crossentropy(
-        data["y_true"], data["logit"], from_logits=True, sample_weight=data["weight"],
+        data["y_true"],
+        data["logit"],
+        from_logits=True,
+        sample_weight=data["weight"],
         reduction=reduction,
     )
     assert close(value, expected)
@@ -110,7 +116,9 @@ def test_reduction_graph_is_a_tree_of_per_chunk_accumulators(client, data):
     assert sum(name.startswith("_merge") for name in names) == 10 + 3 + 1  # 40 -> 10 -> 3 -> 1
     result = acc.compute()
     assert isinstance(result, fastbce.LossAccumulator)
-    assert close(result.result()["mean"], fastbce.binary_crossentropy(data["y_true"], data["y_pred"]))
+    assert close(
+        result.result()["mean"], fastbce.binary_crossentropy(data["y_true"], data["y_pred"])
+    )
 
 
 def test_reduction_none_keeps_the_chunks(client, data):
@@ -146,7 +154,9 @@ def test_2d_with_per_row_weights_and_per_class_pos_weight(client, data):
     assert none.chunks == xd.chunks and none.dtype == np.float64
     np.testing.assert_array_equal(
         none.compute(),
-        fastbce.binary_crossentropy(y, x, sample_weight=data["weight"], reduction="none", **options),
+        fastbce.binary_crossentropy(
+            y, x, sample_weight=data["weight"], reduction="none", **options
+        ),
     )
 
 
@@ -217,11 +227,17 @@ def frame(data) -> dd.DataFrame:
 @pytest.mark.parametrize("reduction", ["sum", "mean", "weighted_mean"])
 def test_dataframe_columns(reduction, client, frame, data):
     got = fastbce.dask.binary_crossentropy(
-        frame.y_true, frame.logit, from_logits=True, sample_weight=frame.weight,
+        frame.y_true,
+        frame.logit,
+        from_logits=True,
+        sample_weight=frame.weight,
         reduction=reduction,
     ).compute()
     want = fastbce.binary_crossentropy(
-        data["y_true"], data["logit"], from_logits=True, sample_weight=data["weight"],
+        data["y_true"],
+        data["logit"],
+        from_logits=True,
+        sample_weight=data["weight"],
         reduction=reduction,
     )
     assert close(got, want)
@@ -243,7 +259,8 @@ def test_dataframe_columns_none_and_groups(client, frame, data):
 def test_dataframe_from_parquet_with_nullable_columns(client, tmp_path, data):
     labels = pa.array(data["y_true"].astype(float), mask=np.arange(N) % 17 == 0).cast(pa.int64())
     pq.write_table(
-        pa.table({"y_true": labels, "y_pred": data["y_pred"]}), tmp_path / "t.parquet",
+        pa.table({"y_true": labels, "y_pred": data["y_pred"]}),
+        tmp_path / "t.parquet",
         row_group_size=5000,
     )
     frame = dd.read_parquet(tmp_path / "t.parquet", dtype_backend="numpy_nullable")
@@ -273,7 +290,10 @@ def files(tmp_path_factory: pytest.TempPathFactory, data) -> Path:
 def score(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fastbce", "score", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=180,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -281,16 +301,32 @@ INPUTS = {
     "parquet": ["parts", "--sample-weight", "weight", "--group-by", "group"],
     "csv": ["data.csv", "--sample-weight", "weight", "--group-by", "group"],
     "npz": ["data.npz", "--sample-weight", "weight", "--group-by", "group"],
-    "npy": ["--y-true", "y_true.npy", "--y-pred", "y_pred.npy", "--sample-weight", "weight.npy",
-            "--group-by", "group.npy"],
+    "npy": [
+        "--y-true",
+        "y_true.npy",
+        "--y-pred",
+        "y_pred.npy",
+        "--sample-weight",
+        "weight.npy",
+        "--group-by",
+        "group.npy",
+    ],
 }
 
 
 @pytest.mark.parametrize("inputs", INPUTS.values(), ids=INPUTS.keys())
 def test_cli_on_the_cluster_equals_the_local_run(inputs, client, files):
     local = score(*inputs, "--format", "json", cwd=files)
-    remote = score(*inputs, "--format", "json", "--batch-rows", "700",
-                   "--scheduler", client.scheduler.address, cwd=files)
+    remote = score(
+        *inputs,
+        "--format",
+        "json",
+        "--batch-rows",
+        "700",
+        "--scheduler",
+        client.scheduler.address,
+        cwd=files,
+    )
     assert local.returncode == 0, local.stderr
     assert remote.returncode == 0, remote.stderr
     a, b = json.loads(local.stdout), json.loads(remote.stdout)
@@ -306,8 +342,18 @@ def test_cli_on_the_cluster_equals_the_local_run(inputs, client, files):
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])
 def test_cli_on_the_cluster_writes_rows_in_order(suffix, client, files, data, tmp_path):
     out = tmp_path / f"loss{suffix}"
-    proc = score("parts", "--positive-label", "1", "--batch-rows", "600", "--output", out,
-                 "--scheduler", client.scheduler.address, cwd=files)
+    proc = score(
+        "parts",
+        "--positive-label",
+        "1",
+        "--batch-rows",
+        "600",
+        "--output",
+        out,
+        "--scheduler",
+        client.scheduler.address,
+        cwd=files,
+    )
     assert proc.returncode == 0, proc.stderr
     loss = np.load(out) if suffix == ".npy" else pq.read_table(out)["loss"].to_numpy()
     np.testing.assert_array_equal(
@@ -321,15 +367,34 @@ def test_cli_on_the_cluster_errors(client, files, data, tmp_path):
     y[15_000] = 2
     np.save(tmp_path / "bad.npy", y)
     out = tmp_path / "loss.npy"
-    proc = score("--y-true", tmp_path / "bad.npy", "--y-pred", "y_pred.npy", "--output", out,
-                 "--batch-rows", "1000", "--scheduler", client.scheduler.address, cwd=files)
+    proc = score(
+        "--y-true",
+        tmp_path / "bad.npy",
+        "--y-pred",
+        "y_pred.npy",
+        "--output",
+        out,
+        "--batch-rows",
+        "1000",
+        "--scheduler",
+        client.scheduler.address,
+        cwd=files,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "must be in [0, 1]; got 2 at row 15000" in proc.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "bad.npy"]  # no output left behind
 
-    proc = score("parts", "--y-true", "group", "--positive-label", "z",
-                 "--scheduler", client.scheduler.address, cwd=files)
+    proc = score(
+        "parts",
+        "--y-true",
+        "group",
+        "--positive-label",
+        "z",
+        "--scheduler",
+        client.scheduler.address,
+        cwd=files,
+    )
     assert proc.returncode == 1
     assert "--positive-label 'z' does not occur in column 'group'" in proc.stderr
 

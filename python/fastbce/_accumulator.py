@@ -110,9 +110,7 @@ class LossAccumulator:
         if differ:
             raise ValueError(
                 "cannot merge accumulators with different loss options: "
-                + ", ".join(
-                    f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ
-                )
+                + ", ".join(f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ)
             )
         self._total += other._total
         n = len(other._keys)
@@ -162,8 +160,7 @@ class LossAccumulator:
             rows = _leading_length(y_pred)
             if codes.shape[0] != rows:
                 raise ValueError(
-                    f"groups must have one label per row of y_pred ({rows}); "
-                    f"got {codes.shape[0]}"
+                    f"groups must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
                 )
             group_sums = np.zeros((len(keys), 3))
             if rows == 0:  # (the kernel has no rows to index)
@@ -199,7 +196,12 @@ class LossAccumulator:
 
     def __getstate__(self) -> dict[str, Any]:
         n = len(self._keys)
-        return {"opts": self._opts, "total": self._total, "keys": self._keys, "sums": self._sums[:n]}
+        return {
+            "opts": self._opts,
+            "total": self._total,
+            "keys": self._keys,
+            "sums": self._sums[:n],
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._opts = state["opts"]
@@ -280,8 +282,8 @@ def _unique(arr: np.ndarray) -> tuple[np.ndarray, list[Hashable]]:
 
 def _is_missing(arr: np.ndarray) -> np.ndarray:
     """None or NaN, elementwise over an object array (vectorised comparisons)."""
-    is_none = np.equal(arr, None)  # noqa: E711
-    not_self = arr != arr  # NaN is the one value not equal to itself  # noqa: PLR0124
+    is_none = arr == np.array(None, dtype=object)
+    not_self = arr != arr  # NaN is the one value not equal to itself
     return np.asarray(is_none | not_self, dtype=bool)
 
 
@@ -353,9 +355,8 @@ def _missing_positive_message(positive: Any, values: Any, limit: int = 5) -> str
     if len(sample) > limit:
         shown += ", ..."
     kind = _kind_of(values)
-    return (
-        f"positive label {positive!r} does not occur in the labels; they include "
-        + (f"{shown} ({kind})" if shown else "nothing (there are no labels)")
+    return f"positive label {positive!r} does not occur in the labels; they include " + (
+        f"{shown} ({kind})" if shown else "nothing (there are no labels)"
     )
 
 

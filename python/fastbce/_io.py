@@ -104,7 +104,9 @@ def _kind_of(path: str) -> str:
         raise UsageError(
             f"{path}: to score .npy files give them as --y-true a.npy --y-pred b.npy (no INPUT)"
         )
-    raise UsageError(f"{path}: unknown format (expected .parquet, a directory of them, .csv or .npz)")
+    raise UsageError(
+        f"{path}: unknown format (expected .parquet, a directory of them, .csv or .npz)"
+    )
 
 
 def missing_column(path: str, column: str, columns: list[str]) -> DataError:
@@ -186,7 +188,7 @@ class CsvSource:
         types = {c: (pa.float64() if c in self.floats else pa.string()) for c in self.columns}
         read = pacsv.ReadOptions(block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)))
         convert = pacsv.ConvertOptions(include_columns=self.columns, column_types=types)
-        for path, size in zip(self.files, self._sizes):
+        for path, size in zip(self.files, self._sizes, strict=True):
             start = 0
             with open(path, "rb") as f:
                 self._file = f
@@ -311,9 +313,11 @@ class NpySource:
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
         for start in range(0, self.total_rows, batch_rows):
             stop = min(start + batch_rows, self.total_rows)
-            yield self.paths[self.columns[0]], start, {
-                c: a[start:stop] for c, a in self.arrays.items()
-            }
+            yield (
+                self.paths[self.columns[0]],
+                start,
+                {c: a[start:stop] for c, a in self.arrays.items()},
+            )
             self._done = stop
             for c, a in self.arrays.items():  # give the pages scored back to the OS
                 _release(self._maps[c], self._offsets[c], a.itemsize * stop)
@@ -367,7 +371,9 @@ def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
     except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as e:
         raise DataError(f"{name}: cannot read it as .npy ({_first_line(e)})") from None
     if dtype.hasobject:
-        raise DataError(f"{name}: holds Python objects (dtype {dtype}); save strings as a str dtype")
+        raise DataError(
+            f"{name}: holds Python objects (dtype {dtype}); save strings as a str dtype"
+        )
     return shape, dtype
 
 
@@ -444,8 +450,11 @@ class NpyOutput(Output):
 
     def _header(self, rows: int) -> bytes:
         text = repr(
-            {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-             "shape": (rows,)}
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (rows,),
+            }
         )
         body = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
         return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")

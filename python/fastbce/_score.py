@@ -52,9 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loss.add_argument("--pos-weight", type=float, default=None, metavar="Q")
     loss.add_argument("--gamma", type=float, default=0.0, help="focal loss exponent")
     loss.add_argument("--alpha", type=float, default=None, help="class balancing")
-    loss.add_argument(
-        "--nan-policy", choices=["propagate", "omit", "raise"], default="propagate"
-    )
+    loss.add_argument("--nan-policy", choices=["propagate", "omit", "raise"], default="propagate")
     loss.add_argument("--threads", type=int, default=None, metavar="N")
     loss.add_argument(
         "--no-validate",
@@ -64,8 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out = parser.add_argument_group("output")
     out.add_argument(
-        "--output", metavar="PATH", help="write the loss of every row, in input order, to a "
-        ".parquet (float column 'loss') or an .npy"
+        "--output",
+        metavar="PATH",
+        help="write the loss of every row, in input order, to a "
+        ".parquet (float column 'loss') or an .npy",
     )
     out.add_argument("--format", choices=["table", "json"], default="table")
     run = parser.add_argument_group("running")
@@ -106,6 +106,9 @@ class Job:
             LossOptions(**self.options)
         except (ValueError, TypeError) as e:
             raise UsageError(_option_message(str(e))) from None
+        q = args.pos_weight
+        if q is not None and not (math.isfinite(q) and q >= 0.0):
+            raise UsageError(f"--pos-weight must be finite and non-negative; got {q!r}")
         if args.batch_rows < 1:
             raise UsageError(f"--batch-rows must be >= 1; got {args.batch_rows}")
         if args.output is not None:
@@ -146,7 +149,9 @@ class Job:
             floats = [self.roles["y_pred"]] + (
                 [self.roles["sample_weight"]] if "sample_weight" in self.roles else []
             )
-            floats = [c for c in floats if c not in (self.roles["y_true"], self.roles.get("groups"))]
+            floats = [
+                c for c in floats if c not in (self.roles["y_true"], self.roles.get("groups"))
+            ]
             return _io.CsvSource(files, self.columns, floats)
         return _io.NpzSource(files[0], self.columns)
 
@@ -248,7 +253,9 @@ def _output_dtype(source: Any, column: str) -> np.dtype:
     if hasattr(source, "dtypes"):
         dtypes = [source.dtypes[column]]
     elif hasattr(source, "types"):
-        dtypes = [np.dtype(t.to_pandas_dtype()) if _is_float(t) else None for t in source.types[column]]
+        dtypes = [
+            np.dtype(t.to_pandas_dtype()) if _is_float(t) else None for t in source.types[column]
+        ]
     else:  # csv: read as float64
         return np.dtype(np.float64)
     wide = any(d is not None and d.kind == "f" and d.itemsize == 8 for d in dtypes)
@@ -362,7 +369,9 @@ class Labels:
                             "to say which one is the positive class"
                         ) from None
                 kind = arr.type
-            if not (pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            if not (
+                pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            ):
                 raise DataError(f"{name} has type {kind}, which cannot be a label")
             if arr.null_count and not pa.types.is_floating(kind):
                 arr = pc.cast(arr, pa.float64())  # nulls become NaN (see --nan-policy)
@@ -396,9 +405,8 @@ def missing_positive(spec: Spec, sample: list[Any], kind: str, limit: int = 5) -
     shown = ", ".join(map(repr, sample[:limit])) + (", ..." if len(sample) > limit else "")
     column = spec.roles["y_true"]
     place = column if spec.npy else f"column {column!r}"
-    return (
-        f"--positive-label {spec.positive!r} does not occur in {place}; "
-        + (f"it holds {shown} ({kind})" if shown else "it holds no labels")
+    return f"--positive-label {spec.positive!r} does not occur in {place}; " + (
+        f"it holds {shown} ({kind})" if shown else "it holds no labels"
     )
 
 
@@ -517,7 +525,9 @@ class Progress:
             filled = int(30 * fraction)
             left = elapsed / fraction - elapsed if fraction > 0 else math.nan
             eta = f", {left:.0f} s left" if math.isfinite(left) else ""
-            text = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}% {elapsed:.0f} s{eta}"
+            text = (
+                f"[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}% {elapsed:.0f} s{eta}"
+            )
         self.stream.write("\r" + text.ljust(70))
         self.stream.flush()
         self.drawn = True
@@ -551,11 +561,7 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
 
     def numbers(r: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: (v if k == "rows" else _json_number(v))
-            for k, v in r.items()
-            if k != "groups"
-        }
+        return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
 
     out = numbers(result)
     out["groups"] = {_json_key(k): numbers(v) for k, v in result["groups"].items()}
@@ -571,11 +577,15 @@ def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
         stream.write(f"{field:<14} {_fmt(result[field])}\n")
     if "groups" in job.roles:
         head = [job.roles["groups"], *fields]
-        rows = [[_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()]
+        rows = [
+            [_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()
+        ]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         stream.write("\n")
         for r in [head, *rows]:
-            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+            cells = [r[0].ljust(widths[0])] + [
+                c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+            ]
             stream.write("  ".join(cells).rstrip() + "\n")
 
 

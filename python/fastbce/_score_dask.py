@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .cli import DataError
 from ._score import Job, Labels, Spec, missing_positive, score_batches
+from .cli import DataError
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 
@@ -85,7 +85,8 @@ def _stream_output(client: Any, tasks: list[Any], output: Any, merge: Any) -> tu
         pending.append(client.compute(task))
         if len(pending) >= window:
             break
-    acc, found, sample, kind = None, False, [], ""
+    acc, found, kind = None, False, ""
+    sample: list[Any] = []
     while pending:
         future = pending.popleft()
         part_acc, part_found, part_sample, part_kind, loss = future.result()
@@ -118,15 +119,18 @@ def _partition_tasks(job: Job, source: Any) -> list[Any]:
             for path, groups, first in _row_group_ranges(source.files, rows)
         ]
     if isinstance(source, (_io.NpySource, _io.NpzSource)):
-        kind = "npy" if isinstance(source, _io.NpySource) else "npz"
-        where = (
-            {c: os.path.abspath(p) for c, p in source.paths.items()}
-            if kind == "npy"
-            else os.path.abspath(source.path)
-        )
+        where: Any
+        if isinstance(source, _io.NpySource):
+            kind, where = "npy", {c: os.path.abspath(p) for c, p in source.paths.items()}
+        else:
+            kind, where = "npz", os.path.abspath(source.path)
         return [
-            task(spec, (kind, where, start, min(start + rows, source.total_rows)), batch_rows,
-                 want_loss)
+            task(
+                spec,
+                (kind, where, start, min(start + rows, source.total_rows)),
+                batch_rows,
+                want_loss,
+            )
             for start in range(0, source.total_rows, rows)
         ]
     return _csv_tasks(job, source, rows, want_loss)
@@ -274,6 +278,6 @@ def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:
 
     acc = _merge(*(p[0] for p in parts))
     found = any(p[1] for p in parts)
-    sample = next((p[2] for p in parts if p[2]), [])
+    sample: list[Any] = next((p[2] for p in parts if p[2]), [])
     kind = next((p[3] for p in parts if p[3]), "")
     return acc, found, sample, kind, None

@@ -182,7 +182,9 @@ def _array_tasks(
         dask.delayed(_score_chunk, pure=True)(
             options, t, p, wb, gb, f"row {int(s)}", int(s) if one_d else None, want_loss
         )
-        for t, p, wb, gb, s in zip(true_blocks, blocks, weight_blocks, group_blocks, starts)
+        for t, p, wb, gb, s in zip(
+            true_blocks, blocks, weight_blocks, group_blocks, starts, strict=True
+        )
     ]
 
 
@@ -197,14 +199,16 @@ def _is_scalar(x: Any) -> bool:
 def _aligned(x: Any, yp: Any, name: str, full: bool | None) -> Any:
     """x as a Dask array chunked like y_pred (full=True), like its rows (full=False), or either
     (full=None: a per-row 1-D sample_weight or one of y_pred's shape)."""
-    arr = x if isinstance(x, da.Array) else da.asarray(np.asarray(x) if not hasattr(x, "shape") else x)
+    arr = (
+        x
+        if isinstance(x, da.Array)
+        else da.asarray(np.asarray(x) if not hasattr(x, "shape") else x)
+    )
     if full is None:
         full = arr.shape == yp.shape or yp.ndim <= 1
     if full:
         if arr.shape != yp.shape:
-            raise ValueError(
-                f"{name} must have y_pred's shape {yp.shape}; got shape {arr.shape}"
-            )
+            raise ValueError(f"{name} must have y_pred's shape {yp.shape}; got shape {arr.shape}")
         return arr.rechunk(yp.chunks)
     if arr.ndim != 1 or arr.shape[0] != yp.shape[0]:
         raise ValueError(
@@ -284,7 +288,9 @@ def _elementwise(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str
     )
 
 
-def _elementwise_frame(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str, Any]) -> Any:
+def _elementwise_frame(
+    y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str, Any]
+) -> Any:
     import dask.dataframe as dd
     import pandas as pd
 
@@ -293,7 +299,7 @@ def _elementwise_frame(y_true: Any, y_pred: Any, sample_weight: Any, options: di
     if sample_weight is not None and not _is_scalar(sample_weight):
         series.append(sample_weight)
         scalar = None
-    for name, s in zip(("y_true", "y_pred", "sample_weight"), series):
+    for name, s in zip(("y_true", "y_pred", "sample_weight"), series, strict=False):
         if not _is_frame(s):
             raise TypeError(
                 f"{name}: with Dask dataframe columns every array argument must be a Dask "
@@ -352,7 +358,7 @@ def _score_partition(
 ) -> Any:
     import pandas as pd
 
-    by_role = dict(zip(roles, series))
+    by_role = dict(zip(roles, series, strict=True))
     number = partition_info["number"] if partition_info else "?"
     result = _score_chunk(
         options,
