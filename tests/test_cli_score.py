@@ -54,9 +54,12 @@ def same(got: dict, want: dict, rel: float = REL) -> None:
     assert got["rows"] == want["rows"]
     for field in ("sum", "mean", "weighted_mean"):
         assert close(got[field], want[field]), (field, got[field], want[field])
-    assert set(got["groups"]) == {str(k) for k in want["groups"]}
+    def text(key):  # a key as JSON writes it (None is "null")
+        return next(iter(json.loads(json.dumps({key: 0}))))
+
+    assert set(got["groups"]) == {text(k) for k in want["groups"]}
     for key, value in want["groups"].items():
-        g = got["groups"][str(key)]
+        g = got["groups"][text(key)]
         assert g["rows"] == value["rows"]
         for field in ("sum", "mean", "weighted_mean"):
             assert close(g[field], value[field]), (key, field)
@@ -149,6 +152,18 @@ def test_csv(files, data):
     )
     p = csv_floats(files, "y_pred")
     same(got, expected(data["y_true"], p, csv_floats(files, "weight"), data["group"]))
+
+
+def test_csv_empty_fields_are_missing_values(tmp_path):
+    (tmp_path / "holes.csv").write_text("y_true,y_pred,g\n1,0.9,a\n,0.5,b\n0,,a\n0,0.2,\n")
+    got = score_json("holes.csv", "--nan-policy", "omit", "--group-by", "g", cwd=tmp_path)
+    y = np.array([1, np.nan, 0, 0])
+    p = np.array([0.9, 0.5, np.nan, 0.2])
+    same(
+        got, expected(y, p, None, np.array(["a", "b", "a", None], dtype=object), nan_policy="omit")
+    )
+    assert got["groups"]["b"] == {"rows": 0, "sum": 0.0, "mean": None, "weighted_mean": None}
+    assert got["groups"]["null"]["rows"] == 1  # an empty group field is a missing group
 
 
 def test_npy_pair_memory_mapped(files, data):

@@ -187,7 +187,9 @@ class CsvSource:
 
         types = {c: (pa.float64() if c in self.floats else pa.string()) for c in self.columns}
         read = pacsv.ReadOptions(block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)))
-        convert = pacsv.ConvertOptions(include_columns=self.columns, column_types=types)
+        convert = pacsv.ConvertOptions(  # (an empty field is a null: NaN, or a missing group)
+            include_columns=self.columns, column_types=types, strings_can_be_null=True
+        )
         for path, size in zip(self.files, self._sizes, strict=True):
             start = 0
             with open(path, "rb") as f:
