@@ -327,7 +327,7 @@ class Labels:
         return self._numpy(values, where.column("y_true"))
 
     def _numpy(self, arr: np.ndarray, name: str) -> np.ndarray:
-        from ._accumulator import _encode
+        from ._accumulator import _encode, _is_missing
 
         if self.positive is None:
             if arr.dtype.kind in "biuf":
@@ -347,6 +347,10 @@ class Labels:
             self.sample = arr[:100_000]
         encoded, found = _encode(arr, positive)
         self.found |= found
+        if arr.dtype.kind == "O":  # a missing label is NaN, as with Arrow input
+            missing = _is_missing(arr)
+            if missing.any():
+                return np.where(missing, np.nan, encoded)
         return encoded
 
     def _arrow(self, arr: Any, name: str) -> np.ndarray:
