@@ -144,6 +144,12 @@ int default_threads() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+int threads_for(int64_t n, int requested) {
+    const int64_t wanted = requested > 0 ? requested : (n >= 2 * kMinPerThread ? default_threads() : 1);
+    const int64_t n_blocks = std::max<int64_t>(1, (n + kBlock - 1) / kBlock);
+    return int(std::clamp<int64_t>(std::min(wanted, n / kMinPerThread), 1, n_blocks));
+}
+
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n) {
     active().load()->kernels().math[is_double](fn, x, y, n);
 }
@@ -169,8 +175,7 @@ Result run(const Call& c, Sums* group_sums) {
     for (int64_t b = 0; b < n_blocks; ++b)
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
-    int64_t threads = c.threads > 0 ? c.threads : (n >= 2 * kMinPerThread ? default_threads() : 1);
-    threads = std::clamp<int64_t>(std::min(threads, n / kMinPerThread), 1, std::max<int64_t>(n_blocks, 1));
+    const int64_t threads = threads_for(n, c.threads);
 
     // Once a check failed, blocks past it are skipped.
     std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};

@@ -1,0 +1,200 @@
+"""``fastbce bench`` from the command line: the table, the JSON, the plot and the usage errors.
+
+The runs are quick (``--quick``, tiny sizes); the figures are not checked, only that they are
+there, positive and that every value agrees with the float64 reference.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastbce import _bench, cli
+
+HEADER = ("implementation", "N", "ms", "ns/elem", "GB/s", "speed-up", "x floor", "rel. error")
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fastbce", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The data lines of the printed tables, split into cells (names may hold one space)."""
+    names = sorted(_bench.IMPLEMENTATIONS, key=len, reverse=True)
+    rows = []
+    for line in stdout.splitlines():
+        for name in names:
+            if line.startswith(name + " "):
+                rows.append([name, *line[len(name) :].split()])
+                break
+    return rows
+
+
+def check_report(report: dict, sizes: list[int], variants: list[str], peers: list[str]) -> None:
+    assert report["schema"] == "fastbce-bench/1"
+    assert report["settings"]["sizes"] == sizes
+    assert report["settings"]["variants"] == variants
+    assert report["fastbce"]["version"]
+    assert report["fastbce"]["build"]["target"]
+    for peer in peers:
+        assert report["peers"][peer]["status"] == "ran"
+        assert report["peers"][peer]["versions"]
+    expected = {
+        (v, n, impl.name)
+        for n in sizes
+        for v in variants
+        for impl in _bench.IMPLEMENTATIONS.values()
+        if impl.supports(v) and (impl.peer == "fastbce" or impl.peer in peers)
+    }
+    results = report["results"]
+    assert {(r["variant"], r["n"], r["implementation"]) for r in results} == expected
+    for r in results:
+        assert "error" not in r, r
+        assert len(r["times_s"]) == report["settings"]["repeats"]
+        assert all(t > 0 for t in r["times_s"])
+        assert r["median_ms"] > 0 and r["ns_per_element"] > 0 and r["gb_per_s"] > 0
+        assert r["bytes"] >= r["n"] * 2  # at least one byte of label and of prediction each
+        assert r["floor_ratio"] > 0 and r["speedup"] > 0
+        assert r["threads"]
+        if r["implementation"] == "read floor":
+            assert r["value"] is None and r["rel_error"] is None
+            assert r["floor_ratio"] == 1.0
+        else:
+            assert r["ok"] is True
+            assert 0 <= r["rel_error"] <= r["tolerance"] <= 1e-4
+            assert r["value"] == pytest.approx(r["reference"], rel=1e-4)
+        if r["implementation"] == "fastbce":
+            assert r["speedup"] == 1.0
+
+
+def test_numpy_only_table_json_and_plot(tmp_path):
+    json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = bench(
+        "--quick", "--sizes", "1e3,3000", "--peers", "numpy", "--variants", "logits,uint8,float64",
+        "--json", str(json_path), "--plot", str(png_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    out = result.stdout
+    assert "logits: float32 logits, float32 labels" in out
+    assert "uint8: float32 logits, uint8 labels" in out
+    for line in (ln for ln in out.splitlines() if ln.startswith("implementation")):
+        assert line.split() == ["implementation", "N", "ms", "ns/elem", "GB/s", "speed-up",
+                                "x", "floor", "rel.", "error"]  # fmt: skip
+    rows = table_rows(out)
+    assert sorted({(r[0], r[1]) for r in rows}) == sorted(
+        (impl, n) for impl in ("read floor", "fastbce", "numpy") for n in ("1e3", "3000")
+    )
+    assert len(rows) == 3 * 2 * 3  # implementations x sizes x variants
+    for row in rows:
+        assert len(row) == len(HEADER)
+        assert float(row[2]) > 0 and float(row[4]) > 0
+        if row[0] != "read floor":
+            assert float(row[7]) < 1e-4
+    assert "tensorflow" not in out and "torch" not in out  # not asked for: not run, not skipped
+    # progress goes to stderr, one line per entry
+    assert result.stderr.count("[") >= len(rows)
+    assert f"wrote {json_path}" in result.stderr
+
+    report = json.loads(json_path.read_text())
+    check_report(report, [1000, 3000], ["logits", "uint8", "float64"], ["numpy"])
+
+    pytest.importorskip("matplotlib")
+    data = png_path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+@pytest.mark.slow
+def test_installed_peers(tmp_path):
+    """Default peers: every installed one runs; the others are listed with a pip command."""
+    json_path = tmp_path / "bench.json"
+    variants = ["logits", "focal"]
+    result = bench("--quick", "--sizes", "1e3", "--variants", ",".join(variants),
+                   "--json", str(json_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    installed = [p for p in _bench.PEERS if _bench.peer_installed(p)]
+    missing = [p for p in _bench.PEERS if p not in installed]
+    report = json.loads(json_path.read_text())
+    check_report(report, [1000], variants, installed)
+    names = {r[0] for r in table_rows(result.stdout)}
+    for impl in _bench.IMPLEMENTATIONS.values():
+        if impl.peer == "fastbce" or impl.peer in installed:
+            assert impl.name in names
+    for peer in missing:
+        assert f"skipped {peer}: not installed (pip install" in result.stdout
+        assert report["peers"][peer]["status"] == "skipped"
+
+
+def test_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys):
+    installed = _bench.peer_installed
+    monkeypatch.setattr(_bench, "peer_installed", lambda p: p != "torch" and installed(p))
+    code = cli.main(["bench", "--quick", "--sizes", "1e3", "--variants", "logits",
+                     "--peers", "numpy,torch", "-q"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "skipped torch: not installed (pip install torch" in out
+    assert 'pip install "fastbce[peers]"' in out
+    assert {r[0] for r in table_rows(out)} == {"read floor", "fastbce", "numpy"}
+    assert err == ""  # -q: no progress
+
+
+def test_no_peers_runs_fastbce_and_floor(capsys):
+    assert cli.main(["bench", "--quick", "--sizes", "2k", "--peers", "none", "-q"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert {r[0] for r in rows} == {"read floor", "fastbce"}
+    assert {r[1] for r in rows} == {"2000"}
+    assert len(rows) == 2 * len(_bench.VARIANTS)
+
+
+def test_bad_option_exits_2():
+    result = bench("--sizes", "lots")
+    assert result.returncode == 2
+    assert "not a size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sizes", "0"], "whole number >= 1"),
+        (["--sizes", "1.5"], "whole number >= 1"),
+        (["--repeats", "0"], "must be >= 1"),
+        (["--threads", "two"], "not an integer"),
+        (["--min-time", "-1"], "finite number >= 0"),
+        (["--variants", "logits,nope"], "unknown variant 'nope'"),
+        (["--peers", "numpy,caffe"], "unknown peer 'caffe'"),
+        (["--no-such-option"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--quick", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys, tmp_path):
+    has_module = _bench.has_module
+    monkeypatch.setattr(
+        _bench, "has_module", lambda name: name != "matplotlib" and has_module(name)
+    )
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--quick", "--peers", "none", "--plot", str(tmp_path / "p.png")])
+    assert info.value.code == 2
+    assert "--plot needs matplotlib: pip install matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize(
+    "text, n", [("1e6", 10**6), ("1000", 1000), ("1_000", 1000), ("10k", 10**4), ("2M", 2 * 10**6)]
+)
+def test_size_syntax(text, n):
+    assert _bench._size(text) == n
