@@ -156,8 +156,11 @@ void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n) {
 
 Result run(const Call& c, Sums* group_sums) {
     const Kernels& kernels = active().load()->kernels();
-    const BlockFn block_fn =
-        kernels.block[c.y_pred.dtype == DType::f64][c.from_logits][c.gamma > 0.0];
+    const bool is_double = c.y_pred.dtype == DType::f64;
+    // Options take the working precision first (as Keras casts them to the tensor's dtype): a
+    // gamma that rounds to 0 in float32 is no focal term there.
+    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal];
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
 

@@ -179,7 +179,7 @@ struct LossParams {
           gamma(T(c.gamma)),
           balance(c.has_alpha),
           alpha(T(c.alpha)),
-          one_minus_alpha(T(1.0 - c.alpha)) {}
+          one_minus_alpha(T(1) - T(c.alpha)) {}
 };
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
@@ -200,7 +200,10 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T>& k) {
     constexpr T inf = std::numeric_limits<T>::infinity();
     for (int64_t j = 0; j < len; ++j) {
-        const T ys = y[j] * k.keep + k.shift;  // step 1: y'
+        // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
+        // smoothing would otherwise round 1 - y' to 0)
+        const T ys = y[j] * k.keep + k.shift;
+        const T ys_c = (T(1) - y[j]) * k.keep + k.shift;
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
         if constexpr (FromLogits) {
@@ -214,7 +217,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             neg_log_1mp = -vm::log1p(-pc);
         }
         // step 3
-        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(T(1) - ys, neg_log_1mp);
+        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
         if constexpr (Focal) {
             // step 4: (1 - p_t)^gamma = exp(gamma * log(y'(1-p) + (1-y')p)), in log space so it
             // neither underflows for gamma < 1 nor loses the tiny p of confident predictions.
@@ -228,18 +231,17 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 log_1mp = vm::log1p(-x);
             }
             const T u = vm::log(ys) + log_1mp;     // log(y'(1-p))
-            const T v = vm::log1p(-ys) + log_p;    // log((1-y')p)
+            const T v = vm::log(ys_c) + log_p;     // log((1-y')p)
             const T hi = u > v ? u : v;
             const T lo = u > v ? v : u;
             T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
             log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
-            // 0^gamma = 0 for any gamma > 0, also one that rounds to 0 in the working type
-            const T factor = log_1mpt == -inf ? T(0) : vm::exp(k.gamma * log_1mpt);
+            const T factor = vm::exp(k.gamma * log_1mpt);  // gamma > 0 here: exp(-inf) = 0
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
         // step 5, as two non-negative terms (no cancellation for small alpha)
-        const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, T(1) - ys);
+        const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
         loss = k.balance ? times_weight(balance, loss) : loss;
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
