@@ -88,6 +88,10 @@ def _math_inputs(fn, dtype, rng, n=20000):
         tiny = np.finfo(dtype).smallest_subnormal
         x = np.concatenate([10.0 ** rng.uniform(np.log10(tiny), np.log10(np.finfo(dtype).max), n // 2),
                             rng.uniform(0.5, 2.0, n // 4), 1 + rng.uniform(-1e-3, 1e-3, n - 3 * (n // 4))])
+    elif fn == "log1p_small":  # its domain is [-1/2, 1]
+        x = np.concatenate([rng.uniform(-0.5, 1, n // 2), 10.0 ** rng.uniform(-40, 0, n // 4),
+                            -0.5 * 10.0 ** rng.uniform(-40, 0, n - 3 * (n // 4))])
+        x[:4] = [-0.5, 1.0, 0.0, -0.0]
     else:
         x = np.concatenate([rng.uniform(-1, 1, n // 4), -1 + 10.0 ** rng.uniform(-10, 0, n // 4),
                             10.0 ** rng.uniform(-40, 30, n // 4), -(10.0 ** rng.uniform(-40, -0.01, n - 3 * (n // 4)))])
@@ -99,12 +103,12 @@ def math_sweep(fn: str, dtype_name: str):
     dtype = np.dtype(dtype_name).type
     x = _math_inputs(fn, dtype, np.random.default_rng(7))
     mpmath.mp.prec = 120
-    f = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p}[fn]
+    f = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "log1p_small": mpmath.log1p}[fn]
     exact = np.array([float(f(mpmath.mpf(float(v)))) for v in x])
     return x, exact
 
 
-@pytest.mark.parametrize("fn", ["exp", "log", "log1p"])
+@pytest.mark.parametrize("fn", ["exp", "log", "log1p", "log1p_small"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_vector_math_within_2_ulp(fn, dtype):
     x, exact = math_sweep(fn, dtype)

@@ -311,3 +311,13 @@ def test_tiny_label_smoothing_is_not_lost():
     want = bce_reference(np.array([1.0]), np.array([5.0]), from_logits=True,
                          label_smoothing=5.960464477539063e-08)
     np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+def test_tiny_pos_weight_does_not_underflow_before_the_loss():
+    """Found by hypothesis: q = 1.4e-45 (float32's smallest) times y' = 0.5 underflows to 0, but
+    q * y' * 7.1e14 = 5e-31 does not."""
+    got = fastbce.binary_crossentropy(
+        np.array([0.5], np.float32), np.array([-7.13631e14], np.float32), from_logits=True,
+        pos_weight=np.array([1.40129846e-45]), reduction="none",
+    )
+    np.testing.assert_allclose(got, [0.5 * 1.40129846e-45 * 7.13631e14], rtol=1e-5)

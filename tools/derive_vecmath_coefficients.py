@@ -202,6 +202,11 @@ FITS = [
     ("exp_coeffs", "double", exp_q, exp_w, 8, (-mp.mpf("0.3466"), mp.mpf("0.3466"))),
     ("log_coeffs", "float", log_q, log_w, 2, (mp.mpf(0), mp.mpf("0.0295"))),
     ("log_coeffs", "double", log_q, log_w, 6, (mp.mpf(0), mp.mpf("0.0295"))),
+    # log1p_small: the same series on all of |s| <= 1/3 (x in [-1/2, 1]), z <= 1/9 plus a margin
+    # for the rounding of s = x / (2 + x); degree 4 (float) and 9 (double) are the smallest whose
+    # error is far below the rounding of the coefficients.
+    ("log1p_small_coeffs", "float", log_q, log_w, 4, (mp.mpf(0), mp.mpf("0.1112"))),
+    ("log1p_small_coeffs", "double", log_q, log_w, 9, (mp.mpf(0), mp.mpf("0.1112"))),
 ]
 
 

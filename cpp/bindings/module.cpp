@@ -100,6 +100,7 @@ py::array apply_math_py(const std::string& name, const py::array& x) {
     if (name == "exp") fn = MathFn::exp;
     else if (name == "log") fn = MathFn::log;
     else if (name == "log1p") fn = MathFn::log1p;
+    else if (name == "log1p_small") fn = MathFn::log1p_small;
     else throw py::value_error("unknown function " + name);
     const DType dt = dtype_of(x, "x");
     if ((dt != DType::f32 && dt != DType::f64) || !(x.flags() & py::array::c_style))
@@ -168,7 +169,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
           "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
-          "Applies the active tier's exp, log or log1p (for the accuracy tests).");
+          "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
 
     // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
     try {

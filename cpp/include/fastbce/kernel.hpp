@@ -167,7 +167,11 @@ struct LossParams {
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
     T gamma;        // focal exponent
-    bool balance;   // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given
+    // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given: the factor is
+    // on * (that) + off, with (on, off) = (1, 0) or (0, 1), exactly the term or exactly 1. (A
+    // select on a loop-invariant bool here stops GCC 12 from vectorising the loop.)
+    T balance_on;
+    T balance_off;
     T alpha;
     T one_minus_alpha;
 
@@ -177,7 +181,8 @@ struct LossParams {
           clip_lo(T(c.epsilon)),
           clip_hi(T(1) - T(c.epsilon)),
           gamma(T(c.gamma)),
-          balance(c.has_alpha),
+          balance_on(c.has_alpha ? T(1) : T(0)),
+          balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)) {}
 };
@@ -197,9 +202,9 @@ inline T times_weight(T a, T b) {
 // tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
 template <class T, bool FromLogits, bool Focal>
 inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
-                      const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T>& k) {
+                      const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T> k) {
     constexpr T inf = std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < len; ++j) {
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_LOSS_LOOP: must vectorise (test_vectorized.py)
         // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
         // smoothing would otherwise round 1 - y' to 0)
         const T ys = y[j] * k.keep + k.shift;
@@ -207,17 +212,25 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
         if constexpr (FromLogits) {
-            const T soft = vm::log1p(vm::exp(-std::abs(x)));
+            const T soft = vm::log1p_small(vm::exp(-std::abs(x)));  // exp(-|x|) is in [0, 1]
             neg_log_p = (x < T(0) ? -x : T(0)) + soft;
             neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
         } else {
             T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
             pc = pc > k.clip_hi ? k.clip_hi : pc;
-            neg_log_p = -vm::log(pc);
-            neg_log_1mp = -vm::log1p(-pc);
+            // One general log and one log1p_small: with q = min(p, 1 - p) (1 - p is exact for
+            // p >= 1/2), {log p, log(1 - p)} = {log q, log1p(-q)} and -q is in [-1/2, 0].
+            const bool low = pc < T(0.5);
+            const T q = low ? pc : T(1) - pc;
+            const T log_q = vm::log(q);
+            const T log_1mq = vm::log1p_small(-q);
+            neg_log_p = -(low ? log_q : log_1mq);
+            neg_log_1mp = -(low ? log_1mq : log_q);
         }
         // step 3
-        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
+        // q multiplies the loss before y' does: q * y' alone can underflow for a tiny q
+        const T pos = (ys == T(0)) | (q[j] == T(0)) ? T(0) : ys * (q[j] * neg_log_p);
+        T loss = pos + times_weight(ys_c, neg_log_1mp);
         if constexpr (Focal) {
             // step 4: (1 - p_t)^gamma = exp(gamma * log(y'(1-p) + (1-y')p)), in log space so it
             // neither underflows for gamma < 1 nor loses the tiny p of confident predictions.
@@ -234,7 +247,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             const T v = vm::log(ys_c) + log_p;     // log((1-y')p)
             const T hi = u > v ? u : v;
             const T lo = u > v ? v : u;
-            T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
+            T log_1mpt = hi + vm::log1p_small(vm::exp(lo - hi));  // exp(lo - hi) is in [0, 1]
             log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
             const T factor = vm::exp(k.gamma * log_1mpt);  // gamma > 0 here: exp(-inf) = 0
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
@@ -242,7 +255,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         }
         // step 5, as two non-negative terms (no cancellation for small alpha)
         const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-        loss = k.balance ? times_weight(balance, loss) : loss;
+        loss = times_weight(k.balance_on * balance + k.balance_off, loss);
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
 }
@@ -397,6 +410,7 @@ void apply_math(MathFn fn, const void* x, void* y, int64_t n) {
         case MathFn::exp: for (int64_t i = 0; i < n; ++i) res[i] = vm::exp(in[i]); break;
         case MathFn::log: for (int64_t i = 0; i < n; ++i) res[i] = vm::log(in[i]); break;
         case MathFn::log1p: for (int64_t i = 0; i < n; ++i) res[i] = vm::log1p(in[i]); break;
+        case MathFn::log1p_small: for (int64_t i = 0; i < n; ++i) res[i] = vm::log1p_small(in[i]); break;
     }
 }
 
