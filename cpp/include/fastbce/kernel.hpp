@@ -166,18 +166,21 @@ struct LossParams {
     T shift;        // s / 2
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
-    T gamma;        // focal exponent
-    T alpha_base;   // class balancing alpha*y' + (1-alpha)*(1-y') = base + slope*y'
-    T alpha_slope;  // (base 1, slope 0 without alpha: the factor is exactly 1)
+    T gamma;        // focal exponent, at most T's largest finite value (see below)
+    T alpha_pos;    // class balancing alpha*y' + (1-alpha)*(1-y'), as two products so that y' = 1
+    T alpha_neg;    // gives alpha exactly (base + slope*y' cancelled: 1e-3 error for alpha = 1e-5);
+                    // both 1 without alpha, and y' + (1 - y') is exactly 1 for every y' in [0, 1]
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
           shift(T(c.label_smoothing) / T(2)),
           clip_lo(T(c.epsilon)),
           clip_hi(T(1) - T(c.epsilon)),
-          gamma(T(c.gamma)),
-          alpha_base(c.has_alpha ? T(1) - T(c.alpha) : T(1)),
-          alpha_slope(c.has_alpha ? T(2) * T(c.alpha) - T(1) : T(0)) {}
+          // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
+          // p_t = 0; the largest float gives the factor 1 there, and elsewhere the same 0
+          gamma(T(std::min(c.gamma, double(std::numeric_limits<T>::max())))),
+          alpha_pos(c.has_alpha ? T(c.alpha) : T(1)),
+          alpha_neg(c.has_alpha ? T(1.0 - c.alpha) : T(1)) {}
 };
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
@@ -236,7 +239,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
-        loss = times_weight(k.alpha_base + k.alpha_slope * ys, loss);  // step 5
+        loss = times_weight(k.alpha_pos * ys + k.alpha_neg * (T(1) - ys), loss);  // step 5
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
 }
