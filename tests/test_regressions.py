@@ -6,6 +6,8 @@ property tests; docs/hardening.md lists them."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,75 @@ def test_without_alpha_the_factor_is_exactly_one():
     np.testing.assert_array_equal(plain, fastbce.binary_crossentropy(y, p, alpha=None, reduction="none"))
     half = fastbce.binary_crossentropy(y, p, alpha=0.5, reduction="none")
     np.testing.assert_allclose(half, plain / 2, rtol=1e-6)
+
+
+# ---- Python layer: every failure is a TypeError or ValueError naming the argument
+
+
+def test_threads_beyond_the_c_int_range_is_a_cap_like_any_other():
+    """threads=2**40 raised pybind11's TypeError 'incompatible function arguments'."""
+    want = fastbce.binary_crossentropy(Y, P)
+    assert fastbce.binary_crossentropy(Y, P, threads=2**40) == want
+    with pytest.raises(ValueError, match="threads"):
+        fastbce.binary_crossentropy(Y, P, threads=-(2**70))
+
+
+@pytest.mark.parametrize("name", ["epsilon", "label_smoothing", "gamma", "alpha"])
+def test_option_int_beyond_float_range(name):
+    """An int too large for a float raised OverflowError."""
+    with pytest.raises(ValueError, match=name):
+        fastbce.binary_crossentropy(Y, P, **{name: 10**400})
+
+
+@pytest.mark.parametrize("value", [["omit"], np.array(["omit", "raise"]), {"omit": 1}])
+def test_unhashable_nan_policy(value):
+    """A list or array raised TypeError: unhashable type (naming no argument)."""
+    with pytest.raises(ValueError, match="nan_policy"):
+        fastbce.binary_crossentropy(Y, P, nan_policy=value)
+
+
+@pytest.mark.parametrize("value", [np.array(["sum", "mean"]), ["sum"], None, 1])
+def test_array_reduction(value):
+    """An array raised 'The truth value of an array ... is ambiguous' (naming no argument)."""
+    with pytest.raises(ValueError, match="reduction"):
+        fastbce.binary_crossentropy(Y, P, reduction=value)
+
+
+@pytest.mark.parametrize("name", ["sample_weight", "pos_weight"])
+def test_scalar_weight_beyond_the_working_precision(name):
+    """A finite weight of 1e39 is inf in float32: sample_weight gave inf (and NaN where the
+    loss is 0), pos_weight gave NaN (inf * 0 for y = 0). Like a per-element weight it is an
+    error now, naming the weight and the working precision."""
+    with pytest.raises(ValueError, match=rf"{name} must be finite in the working precision \(float32\)"):
+        fastbce.binary_crossentropy(Y, P, **{name: 1e39})
+    # fine in float64
+    got = fastbce.binary_crossentropy(Y.astype(np.float64), P.astype(np.float64), reduction="none",
+                                      **{name: 1e39})
+    assert not np.isnan(got).any()
+
+
+def test_per_class_pos_weight_beyond_float32_warns_no_more():
+    """The cast to float32 emitted 'RuntimeWarning: overflow encountered in cast' before the
+    ValueError."""
+    y2, p2 = Y.reshape(1, 3), P.reshape(1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"pos_weight .*1e\+39 at index 1"):
+            fastbce.binary_crossentropy(y2, p2, pos_weight=np.array([1.0, 1e39, 1.0]))
+
+
+def test_per_element_weight_beyond_float32_says_why():
+    with pytest.raises(ValueError, match=r"sample_weight must be finite in the working precision"):
+        fastbce.binary_crossentropy(Y, P, sample_weight=np.array([1.0, 1e39, 1.0]))
+
+
+def test_out_with_zero_strides_is_written_like_numpy():
+    """A writeable out whose elements all share one address was written in place by every
+    kernel thread at once (a data race); now it goes through a copy, as NumPy does."""
+    n = 1 << 20
+    y = np.zeros(n, np.float32)
+    p = np.full(n, 0.25, np.float32)
+    out = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (n,), (0,))
+    got = fastbce.binary_crossentropy(y, p, reduction="none", out=out, threads=2)
+    assert got is out
+    np.testing.assert_allclose(out[0], -np.log1p(-0.25), rtol=1e-6)
