@@ -122,3 +122,19 @@ def test_out_with_zero_strides_is_written_like_numpy():
     got = fastbce.binary_crossentropy(y, p, reduction="none", out=out, threads=2)
     assert got is out
     np.testing.assert_allclose(out[0], -np.log1p(-0.25), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32])
+def test_unaligned_input_reaches_the_kernel_aligned(dtype):
+    """Found by UBSan (tools/run_sanitized_tests.sh): an unaligned but contiguous array went to
+    the kernel as it was ("load of misaligned address ... for type 'const double'"), because
+    np.ascontiguousarray does not copy a contiguous array. Undefined behaviour, and a crash
+    wherever the compiler uses aligned vector loads."""
+    from fastbce._api import _flat
+
+    raw = np.zeros(64 * np.dtype(dtype).itemsize + 1, np.uint8)
+    unaligned = raw[1:].view(dtype)
+    assert not unaligned.flags.aligned and unaligned.flags.c_contiguous
+    arr, stride = _flat(unaligned)
+    assert arr.flags.aligned and stride == 1
+    np.testing.assert_array_equal(arr, unaligned)

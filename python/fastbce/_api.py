@@ -164,7 +164,9 @@ def _flat(arr: np.ndarray) -> tuple[np.ndarray, int]:
         stride = _element_stride(arr)
         if stride is not None:
             return arr, stride
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), 1
+    # np.array copies into fresh (aligned) memory; ascontiguousarray would return an unaligned
+    # but contiguous array as it is, and the kernel's typed loads of it are undefined behaviour
+    return np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C"), 1
 
 
 def _index_text(arr_shape: tuple[int, ...], flat_index: int) -> str:
