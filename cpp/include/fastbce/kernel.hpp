@@ -167,9 +167,9 @@ struct LossParams {
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
     T gamma;        // focal exponent, at most T's largest finite value (see below)
+    bool has_alpha;
     T alpha_pos;    // class balancing alpha*y' + (1-alpha)*(1-y'), as two products so that y' = 1
-    T alpha_neg;    // gives alpha exactly (base + slope*y' cancelled: 1e-3 error for alpha = 1e-5);
-                    // both 1 without alpha, and y' + (1 - y') is exactly 1 for every y' in [0, 1]
+    T alpha_neg;    // gives alpha exactly (base + slope*y' cancelled: 1e-3 error for alpha = 1e-5)
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -179,8 +179,9 @@ struct LossParams {
           // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
           // p_t = 0; the largest float gives the factor 1 there, and elsewhere the same 0
           gamma(T(std::min(c.gamma, double(std::numeric_limits<T>::max())))),
-          alpha_pos(c.has_alpha ? T(c.alpha) : T(1)),
-          alpha_neg(c.has_alpha ? T(1.0 - c.alpha) : T(1)) {}
+          has_alpha(c.has_alpha),
+          alpha_pos(T(c.alpha)),
+          alpha_neg(T(1.0 - c.alpha)) {}
 };
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
@@ -202,6 +203,9 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     constexpr T inf = std::numeric_limits<T>::infinity();
     for (int64_t j = 0; j < len; ++j) {
         const T ys = y[j] * k.keep + k.shift;  // step 1: y'
+        // 1 - y' as (1 - y)(1 - s) + s/2: for y near 1, 1 - y is exact and both terms are
+        // positive, where 1 - y' would cancel y''s rounding error (1e-4 relative in float32)
+        const T ys_c = (T(1) - y[j]) * k.keep + k.shift;
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
         if constexpr (FromLogits) {
@@ -215,7 +219,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             neg_log_1mp = -vm::log1p(-pc);
         }
         // step 3
-        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(T(1) - ys, neg_log_1mp);
+        T loss = times_weight(q[j] * ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
         if constexpr (Focal) {
             // step 4: (1 - p_t)^gamma = exp(gamma * log(y'(1-p) + (1-y')p)), in log space so it
             // neither underflows for gamma < 1 nor loses the tiny p of confident predictions.
@@ -229,7 +233,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 log_1mp = vm::log1p(-x);
             }
             const T u = vm::log(ys) + log_1mp;     // log(y'(1-p))
-            const T v = vm::log1p(-ys) + log_p;    // log((1-y')p)
+            const T v = vm::log(ys_c) + log_p;     // log((1-y')p)
             const T hi = u > v ? u : v;
             const T lo = u > v ? v : u;
             T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
@@ -239,7 +243,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
-        loss = times_weight(k.alpha_pos * ys + k.alpha_neg * (T(1) - ys), loss);  // step 5
+        loss = k.has_alpha ? times_weight(k.alpha_pos * ys + k.alpha_neg * ys_c, loss) : loss;  // step 5
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
 }
