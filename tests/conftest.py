@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fastbce import _core
+
+# Hypothesis: CI runs a fixed set of examples (reproducible); locally each run explores new ones,
+# and `--hypothesis-profile=long` hunts with many more. Every failure found is kept as a test.
+_common = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+settings.register_profile("default", max_examples=150, **_common)
+settings.register_profile("ci", max_examples=150, derandomize=True, **_common)
+settings.register_profile("long", max_examples=5000, **_common)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 SUPPORTED_TARGETS = list(_core.supported_targets())
 

@@ -37,8 +37,12 @@ def bce_reference(
     y_pred = np.asarray(y_pred)
     work = working_dtype(y_pred.dtype)
     y = np.asarray(y_true).astype(np.float64)
-    s = label_smoothing
+    # options take the working precision first, as in fastbce (and Keras)
+    s = float(work(label_smoothing))
+    gamma = float(work(gamma))
+    alpha = None if alpha is None else float(work(alpha))
     ys = y * (1.0 - s) + s / 2.0
+    ys_c = (1.0 - y) * (1.0 - s) + s / 2.0  # 1 - y', without cancellation
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if from_logits:
             x = y_pred.astype(np.float64)
@@ -53,12 +57,12 @@ def bce_reference(
             p64 = p.astype(np.float64)
             log_p, log_1mp = np.log(p64), np.log1p(-p64)
         q = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
-        ce = _times(q * ys, neg_log_p) + _times(1.0 - ys, neg_log_1mp)
+        ce = _times(q * ys, neg_log_p) + _times(ys_c, neg_log_1mp)
         if gamma > 0:
-            log_1mpt = np.logaddexp(np.log(ys) + log_1mp, np.log1p(-ys) + log_p)
+            log_1mpt = np.logaddexp(np.log(ys) + log_1mp, np.log(ys_c) + log_p)
             ce = np.where(np.isinf(ce), ce, ce * np.exp(gamma * log_1mpt))
         if alpha is not None:
-            ce = _times(alpha * ys + (1 - alpha) * (1 - ys), ce)
+            ce = _times(alpha * ys + (1 - alpha) * ys_c, ce)
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=np.float64)
             if w.ndim == 1 and y_pred.ndim > 1:  # one weight per row

@@ -268,10 +268,46 @@ def test_float16_and_bfloat16_predictions(rng):
     )
 
 
-def test_tiny_gamma_keeps_zero_to_the_gamma_zero():
-    """Found by hypothesis: gamma = 2.2e-313 is > 0 but rounds to 0 in float32; a perfect
-    prediction (p_t = 1) still gets the factor 0^gamma = 0, not exp(0 * -inf) = NaN."""
-    y = np.array([0.0, 1.0, 1.0], dtype=np.float32)
-    p = np.array([0.0, 1.0, 0.5], dtype=np.float32)
+def test_options_take_the_working_precision_first():
+    """Found by hypothesis: gamma = 2.2e-313 and label_smoothing = 4.6e-224 are 0 in float32.
+    As in Keras, options are cast to the working type first, so in float32 they are off
+    (no NaN from exp(0 * log 0)), while in float64 they still act."""
+    y = np.array([0.0, 1.0, 1.0])
+    p = np.array([0.0, 1.0, 0.5])
+    for options, same_in_float32 in [
+        ({"gamma": 2.2250738585e-313}, {}),
+        ({"label_smoothing": 4.6e-224, "gamma": 0.0625}, {"gamma": 0.0625}),
+    ]:
+        got32 = fastbce.binary_crossentropy(y.astype(np.float32), p.astype(np.float32),
+                                            reduction="none", **options)
+        np.testing.assert_array_equal(
+            got32,
+            fastbce.binary_crossentropy(y, p.astype(np.float32), reduction="none", **same_in_float32),
+        )
+        got64 = fastbce.binary_crossentropy(y, p, reduction="none", **options)
+        np.testing.assert_allclose(got64, bce_reference(y, p, **options), rtol=1e-12, atol=1e-300)
+    # float64 keeps the tiny gamma: a perfect prediction gets 0^gamma = 0
     got = fastbce.binary_crossentropy(y, p, gamma=2.2250738585e-313, reduction="none")
-    np.testing.assert_allclose(got, [0.0, 0.0, np.log(2)], rtol=1e-6)
+    assert got[0] == 0.0 and got[1] == 0.0
+
+
+@pytest.mark.parametrize("alpha", [1e-5, 1e-9, 1 - 1e-7, 0.0, 1.0])
+def test_class_balancing_is_accurate_for_extreme_alpha(alpha):
+    """Found by hypothesis: (1 - alpha) + (2 alpha - 1) y' cancelled in float32 for small alpha."""
+    y = np.array([1.0, 0.0, 0.3], dtype=np.float32)
+    p = np.array([0.0, 1.0, 0.6], dtype=np.float32)
+    got = fastbce.binary_crossentropy(y, p, alpha=alpha, reduction="none")
+    want = bce_reference(y, p, alpha=alpha)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-37)
+
+
+def test_tiny_label_smoothing_is_not_lost():
+    """Found by hypothesis: with s = 6e-8, y' = 1 - s/2 rounds to 1 in float32 and 1 - y' to 0;
+    fastbce computes 1 - y' from y directly."""
+    got = fastbce.binary_crossentropy(
+        np.array([1.0], np.float32), np.array([5.0], np.float32), from_logits=True,
+        label_smoothing=5.960464477539063e-08, reduction="none",
+    )
+    want = bce_reference(np.array([1.0]), np.array([5.0]), from_logits=True,
+                         label_smoothing=5.960464477539063e-08)
+    np.testing.assert_allclose(got, want, rtol=2e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -13,7 +13,6 @@ import fastbce
 from reference import bce_reference
 
 pytestmark = pytest.mark.usefixtures("simd_target")
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9)
 pred_dtypes = st.sampled_from([np.float16, np.float32, np.float64])
@@ -58,7 +57,6 @@ def problems(draw):
     return y, pred, options, transpose
 
 
-@SETTINGS
 @given(problems())
 def test_reductions_agree_with_elementwise(problem):
     y, pred, options, transpose = problem
@@ -76,16 +74,12 @@ def test_reductions_agree_with_elementwise(problem):
         np.testing.assert_allclose(mean, e64.mean(), rtol=rtol, atol=1e-300)
     else:
         assert np.isnan(mean)
-    ref_options = dict(options)
-    if "label_smoothing" in options:  # as the kernel has it: 2.2e-309 is 0 in float32
-        ref_options["label_smoothing"] = float(elementwise.dtype.type(options["label_smoothing"]))
     with np.errstate(over="ignore"):  # a loss beyond float32's range is inf there
-        want = bce_reference(y, pred, **ref_options).astype(elementwise.dtype)
+        want = bce_reference(y, pred, **options).astype(elementwise.dtype)
     tol = 1e-12 if pred.dtype == np.float64 else 1e-5
     np.testing.assert_allclose(elementwise, want, rtol=tol, atol=1e-30)
 
 
-@SETTINGS
 @given(problems(), st.integers(1, 4))
 def test_threads_and_layout_do_not_change_results(problem, threads):
     y, pred, options, _ = problem

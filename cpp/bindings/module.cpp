@@ -163,6 +163,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("active_target", &active_target);
     m.def("set_target", &set_target, py::arg("name"));
     m.def("default_threads", &default_threads);
+    m.def("threads_for", &threads_for, py::arg("n"), py::arg("requested") = 0,
+          "Threads a call on n elements runs on, given threads= (0: the library default).");
     m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
           "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),

@@ -155,14 +155,23 @@ int default_threads() {
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+int threads_for(int64_t n, int requested) {
+    const int64_t wanted = requested > 0 ? requested : (n >= 2 * kMinPerThread ? default_threads() : 1);
+    const int64_t n_blocks = std::max<int64_t>(1, (n + kBlock - 1) / kBlock);
+    return int(std::clamp<int64_t>(std::min(wanted, n / kMinPerThread), 1, n_blocks));
+}
+
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n) {
     active().load()->kernels().math[is_double](fn, x, y, n);
 }
 
 Result run(const Call& c, Sums* group_sums) {
     const Kernels& kernels = active().load()->kernels();
-    const BlockFn block_fn =
-        kernels.block[c.y_pred.dtype == DType::f64][c.from_logits][c.gamma > 0.0];
+    const bool is_double = c.y_pred.dtype == DType::f64;
+    // Options take the working precision first (as Keras casts them to the tensor's dtype): a
+    // gamma that rounds to 0 in float32 is no focal term there.
+    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal];
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
 
@@ -180,8 +189,7 @@ Result run(const Call& c, Sums* group_sums) {
     for (int64_t b = 0; b < n_blocks; ++b)
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
-    int64_t threads = c.threads > 0 ? c.threads : (n >= 2 * kMinPerThread ? default_threads() : 1);
-    threads = std::clamp<int64_t>(std::min(threads, n / kMinPerThread), 1, std::max<int64_t>(n_blocks, 1));
+    const int64_t threads = threads_for(n, c.threads);
 
     // Once a check failed, blocks past it are skipped.
     std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};

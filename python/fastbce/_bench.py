@@ -181,22 +181,11 @@ def tolerance(variant: Variant, implementation: str) -> float:
 # --------------------------------------------------------------------------- threads
 
 
-# Mirrors the choice in cpp/src/dispatch.cpp (run): fixed blocks of 2**16 elements and at least
-# 2**18 elements per thread; without `threads`, one thread below 2**19 elements.
-_KERNEL_BLOCK = 1 << 16
-_KERNEL_MIN_PER_THREAD = 1 << 18
-
-
 def kernel_threads(n: int, threads: int | None) -> int:
     """The number of threads fastbce's kernel runs on for n elements (and so the read floor)."""
     from . import _core
 
-    if threads:
-        wanted = threads
-    else:
-        wanted = _core.default_threads() if n >= 2 * _KERNEL_MIN_PER_THREAD else 1
-    n_blocks = max(1, -(-n // _KERNEL_BLOCK))
-    return max(1, min(wanted, n // _KERNEL_MIN_PER_THREAD, n_blocks))
+    return _core.threads_for(n, threads or 0)
 
 
 # --------------------------------------------------------------------------- implementations

@@ -26,6 +26,10 @@ void set_target(const std::string& name);
 // Threads a call uses by default: the CPUs this process may run on (its affinity mask).
 int default_threads();
 
+// Threads a call on n elements runs on, given threads= (0: the library default). Small inputs
+// run on the calling thread alone: below 2^18 elements per thread a thread costs more than it saves.
+int threads_for(int64_t n, int requested);
+
 // Reads every byte of the buffers with the same threads a call would use and returns a checksum:
 // the time this takes is the floor for any loss over the same inputs (the benchmark shows it).
 uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, int threads);

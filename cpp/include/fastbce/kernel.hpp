@@ -167,9 +167,9 @@ struct LossParams {
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
     T gamma;        // focal exponent, at most T's largest finite value (see below)
-    bool has_alpha;
-    T alpha_pos;    // class balancing alpha*y' + (1-alpha)*(1-y'), as two products so that y' = 1
-    T alpha_neg;    // gives alpha exactly (base + slope*y' cancelled: 1e-3 error for alpha = 1e-5)
+    bool balance;   // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given
+    T alpha;
+    T one_minus_alpha;
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -179,9 +179,9 @@ struct LossParams {
           // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
           // p_t = 0; the largest float gives the factor 1 there, and elsewhere the same 0
           gamma(T(std::min(c.gamma, double(std::numeric_limits<T>::max())))),
-          has_alpha(c.has_alpha),
-          alpha_pos(T(c.alpha)),
-          alpha_neg(T(1.0 - c.alpha)) {}
+          balance(c.has_alpha),
+          alpha(T(c.alpha)),
+          one_minus_alpha(T(1) - T(c.alpha)) {}
 };
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
@@ -202,9 +202,9 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T>& k) {
     constexpr T inf = std::numeric_limits<T>::infinity();
     for (int64_t j = 0; j < len; ++j) {
-        const T ys = y[j] * k.keep + k.shift;  // step 1: y'
-        // 1 - y' as (1 - y)(1 - s) + s/2: for y near 1, 1 - y is exact and both terms are
-        // positive, where 1 - y' would cancel y''s rounding error (1e-4 relative in float32)
+        // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
+        // smoothing would otherwise round 1 - y' to 0)
+        const T ys = y[j] * k.keep + k.shift;
         const T ys_c = (T(1) - y[j]) * k.keep + k.shift;
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
@@ -238,12 +238,13 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             const T lo = u > v ? v : u;
             T log_1mpt = hi + vm::log1p(vm::exp(lo - hi));
             log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
-            // 0^gamma = 0 for any gamma > 0, also one that rounds to 0 in the working type
-            const T factor = log_1mpt == -inf ? T(0) : vm::exp(k.gamma * log_1mpt);
+            const T factor = vm::exp(k.gamma * log_1mpt);  // gamma > 0 here: exp(-inf) = 0
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
         }
-        loss = k.has_alpha ? times_weight(k.alpha_pos * ys + k.alpha_neg * ys_c, loss) : loss;  // step 5
+        // step 5, as two non-negative terms (no cancellation for small alpha)
+        const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
+        loss = k.balance ? times_weight(balance, loss) : loss;
         ce[j] = times_weight(w[j], loss);                              // step 6
     }
 }

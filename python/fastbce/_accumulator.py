@@ -1,0 +1,387 @@
+"""Streaming and distributed scoring: ``LossAccumulator`` and ``encode_labels``.
+
+A ``LossAccumulator`` keeps the float64 sums of one or many kernel passes (total and per group), so
+a dataset can be scored in batches, in parallel, or on a cluster, and the pieces merged. Each
+``update`` is one pass of the kernel (through ``_api._compute``); the per-group sums come from the
+same pass, given one int64 code per row. Python loops only over groups, never over rows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+from ._api import LossOptions, Sums, _compute, reduce_sums
+
+__all__ = ["LossAccumulator", "encode_labels"]
+
+# The options that change the value of the loss: accumulators must agree on them to be merged.
+# (`validate` and `threads` only change how the value is checked or computed.)
+_VALUE_OPTIONS = ("from_logits", "epsilon", "label_smoothing", "gamma", "alpha", "nan_policy")
+
+
+class LossAccumulator:
+    """Sums of the binary cross-entropy over data seen in pieces, in total and per group.
+
+    Takes every option of :func:`fastbce.binary_crossentropy` except ``reduction`` and ``out``
+    (``sample_weight`` is given to :meth:`update`). ``update`` adds a batch, ``merge`` adds another
+    accumulator, ``result`` gives the reductions::
+
+        acc = fastbce.LossAccumulator(from_logits=True)
+        for y, x, region in batches:
+            acc.update(y, x, groups=region)
+        acc.result()["mean"], acc.result()["groups"]["eu"]["mean"]
+
+    The sums are float64, whatever the input dtype; merging accumulators that saw any split of the
+    data equals one pass over all of it, up to the rounding of float64 additions. Accumulators
+    are picklable, so they can be computed in other processes (``fastbce.dask`` does this).
+
+    "rows" in the result is the number of elements counted: the number of rows for 1-D input,
+    every element for N-D input, and only the elements with no NaN in y_true, y_pred or
+    sample_weight under ``nan_policy="omit"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        from_logits: bool = False,
+        epsilon: float = 1e-7,
+        label_smoothing: float = 0.0,
+        pos_weight: Any = None,
+        gamma: float = 0.0,
+        alpha: float | None = None,
+        nan_policy: str = "propagate",
+        validate: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        self._opts = LossOptions(
+            from_logits=from_logits,
+            epsilon=epsilon,
+            label_smoothing=label_smoothing,
+            pos_weight=pos_weight,
+            gamma=gamma,
+            alpha=alpha,
+            nan_policy=nan_policy,
+            validate=validate,
+            threads=threads,
+        )
+        self._total = np.zeros(3)  # (sum of w*ce, sum of w, elements counted)
+        self._keys: list[Hashable] = []  # group keys, in the order first seen
+        self._index: dict[Hashable, int] = {}  # key -> row of self._sums
+        self._sums = np.zeros((0, 3))  # per group, rows past len(self._keys) are spare capacity
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The loss options, as given to the constructor."""
+        return {name: getattr(self._opts, name) for name in self._opts.__dataclass_fields__}
+
+    def update(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any = None,
+        groups: Any = None,
+    ) -> LossAccumulator:
+        """Adds one batch; returns the accumulator.
+
+        ``y_true``, ``y_pred`` and ``sample_weight`` are as in :func:`fastbce.binary_crossentropy`.
+        ``groups`` gives one hashable label per row (the first axis): a NumPy array or sequence of
+        strings, integers, ... (a pyarrow array or pandas Series works too). Missing labels (None,
+        NaN, null) are collected under the key None. If the batch raises (a label out of range,
+        for example), the accumulator is left as it was.
+        """
+        self._update(y_true, y_pred, sample_weight, groups)
+        return self
+
+    def merge(self, other: LossAccumulator) -> LossAccumulator:
+        """Adds the sums of another accumulator with the same loss options; returns self."""
+        if not isinstance(other, LossAccumulator):
+            raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
+        mine, theirs = self._opts, other._opts
+        differ = [n for n in _VALUE_OPTIONS if getattr(mine, n) != getattr(theirs, n)]
+        if not _same_pos_weight(mine.pos_weight, theirs.pos_weight):
+            differ.append("pos_weight")
+        if differ:
+            raise ValueError(
+                "cannot merge accumulators with different loss options: "
+                + ", ".join(f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ)
+            )
+        self._total += other._total
+        n = len(other._keys)
+        if n:
+            self._add_groups(other._keys, other._sums[:n])
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """The reductions so far::
+
+            {"rows": int, "sum": float, "mean": float, "weighted_mean": float,
+             "groups": {key: {"rows", "sum", "mean", "weighted_mean"}}}
+
+        "rows" counts the elements counted (see the class docstring); "mean" is sum / rows and
+        "weighted_mean" is sum / (sum of sample weights), NaN when the divisor is 0, exactly as
+        the reductions of :func:`fastbce.binary_crossentropy`. Groups come sorted by key when
+        the keys can be ordered (None last), else in the order first seen.
+        """
+        out = _reductions(self._total)
+        order = list(range(len(self._keys)))
+        try:
+            order.sort(key=lambda i: (self._keys[i] is None, self._keys[i]))
+        except TypeError:  # keys of mixed types: keep the order first seen
+            pass
+        out["groups"] = {self._keys[i]: _reductions(self._sums[i]) for i in order}
+        return out
+
+    def __repr__(self) -> str:
+        rows = int(self._total[2])
+        return f"<LossAccumulator rows={rows} groups={len(self._keys)}>"
+
+    # ------------------------------------------------------------------ for the CLI and dask
+
+    def _update(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any = None,
+        groups: Any = None,
+        *,
+        want_elementwise: bool = False,
+    ) -> np.ndarray | None:
+        """update() that can also return the elementwise loss of the same kernel pass."""
+        codes = keys = group_sums = None
+        if groups is not None:
+            codes, keys = _factorize(groups)
+            rows = _leading_length(y_pred)
+            if codes.shape[0] != rows:
+                raise ValueError(
+                    f"groups must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+                )
+            group_sums = np.zeros((len(keys), 3))
+            if rows == 0:  # (the kernel has no rows to index)
+                codes = group_sums = None
+        sums, elementwise = _compute(
+            self._opts,
+            y_true,
+            y_pred,
+            sample_weight,
+            want_elementwise=want_elementwise,
+            groups=codes,
+            group_sums=group_sums,
+        )
+        self._total += (sums.loss, sums.weight, sums.count)
+        if group_sums is not None:
+            assert keys is not None
+            self._add_groups(keys, group_sums)
+        return elementwise
+
+    def _add_groups(self, keys: list[Hashable], sums: np.ndarray) -> None:
+        rows = np.empty(len(keys), dtype=np.intp)
+        for i, key in enumerate(keys):  # one iteration per group
+            row = self._index.get(key)
+            if row is None:
+                row = self._index[key] = len(self._keys)
+                self._keys.append(key)
+            rows[i] = row
+        if len(self._keys) > self._sums.shape[0]:  # grow by doubling
+            grown = np.zeros((max(len(self._keys), 2 * self._sums.shape[0]), 3))
+            grown[: self._sums.shape[0]] = self._sums
+            self._sums = grown
+        self._sums[rows] += sums  # (the rows are distinct)
+
+    def __getstate__(self) -> dict[str, Any]:
+        n = len(self._keys)
+        return {
+            "opts": self._opts,
+            "total": self._total,
+            "keys": self._keys,
+            "sums": self._sums[:n],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._opts = state["opts"]
+        self._total = np.array(state["total"], dtype=np.float64)
+        self._keys = list(state["keys"])
+        self._index = {key: i for i, key in enumerate(self._keys)}
+        self._sums = np.array(state["sums"], dtype=np.float64).reshape(len(self._keys), 3)
+
+
+def _reductions(sums: np.ndarray) -> dict[str, Any]:
+    s = Sums(float(sums[0]), float(sums[1]), float(sums[2]))
+    return {
+        "rows": int(s.count),
+        "sum": reduce_sums(s, "sum"),
+        "mean": reduce_sums(s, "mean"),
+        "weighted_mean": reduce_sums(s, "weighted_mean"),
+    }
+
+
+def _same_pos_weight(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def _leading_length(y_pred: Any) -> int:
+    shape = np.shape(y_pred)
+    if not shape:
+        raise ValueError("groups needs y_pred with at least one axis (one label per row)")
+    return int(shape[0])
+
+
+def _factorize(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
+    """(codes, keys): contiguous int64 codes in [0, len(keys)), one per label, vectorised.
+
+    Missing labels (None, NaN, null) get the key None. pyarrow arrays are dictionary-encoded by
+    Arrow and pandas objects factorized by pandas (both in C); anything else goes through NumPy.
+    """
+    if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
+        return _factorize_arrow(groups)
+    if hasattr(groups, "factorize") and hasattr(groups, "to_numpy"):  # pandas Series / Index
+        codes, uniques = groups.factorize(use_na_sentinel=True)
+        return _with_missing(np.asarray(codes, dtype=np.int64), list(uniques.tolist()))
+    arr = np.asarray(groups)
+    if arr.ndim != 1:
+        raise ValueError(f"groups must be 1-D (one label per row); got shape {arr.shape}")
+    if arr.dtype.kind == "O":
+        missing = _is_missing(arr)
+        if missing.any():
+            codes = np.empty(arr.shape[0], dtype=np.int64)
+            present_codes, keys = _unique(arr[~missing])
+            codes[~missing] = present_codes
+            codes[missing] = len(keys)
+            return codes, keys + [None]
+        return _unique(arr)
+    if arr.dtype.kind in "fc":
+        missing = np.isnan(arr)
+        if missing.any():
+            codes = np.empty(arr.shape[0], dtype=np.int64)
+            present_codes, keys = _unique(arr[~missing])
+            codes[~missing] = present_codes
+            codes[missing] = len(keys)
+            return codes, keys + [None]
+    return _unique(arr)
+
+
+def _unique(arr: np.ndarray) -> tuple[np.ndarray, list[Hashable]]:
+    try:
+        uniques, inverse = np.unique(arr, return_inverse=True)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in arr[:10_000].tolist()})  # (the error path)
+        raise TypeError(
+            f"groups: labels of mixed types ({', '.join(kinds)}) cannot be ordered; "
+            "use labels of one type, for example strings"
+        ) from None
+    return np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64), uniques.tolist()
+
+
+def _is_missing(arr: np.ndarray) -> np.ndarray:
+    """None or NaN, elementwise over an object array (vectorised comparisons)."""
+    is_none = arr == np.array(None, dtype=object)
+    not_self = arr != arr  # NaN is the one value not equal to itself
+    return np.asarray(is_none | not_self, dtype=bool)
+
+
+def _with_missing(codes: np.ndarray, keys: list[Hashable]) -> tuple[np.ndarray, list[Hashable]]:
+    missing = codes < 0
+    if missing.any():
+        codes = codes.copy()
+        codes[missing] = len(keys)
+        keys = keys + [None]
+    return np.ascontiguousarray(codes, dtype=np.int64), keys
+
+
+def _factorize_arrow(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
+    if hasattr(groups, "combine_chunks"):  # a ChunkedArray
+        groups = groups.combine_chunks()
+    if hasattr(groups, "dictionary") and hasattr(groups, "indices"):  # already encoded
+        encoded = groups
+    else:
+        encoded = groups.dictionary_encode()
+    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    keys = encoded.dictionary.to_pylist()
+    codes, keys = _with_missing(indices.astype(np.int64), keys)
+    if any(isinstance(k, float) and math.isnan(k) for k in keys):  # NaN values (not nulls)
+        merged: list[Hashable] = []  # NaN joins the missing labels under None
+        where: dict[Hashable, int] = {}
+        remap = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):  # one iteration per group
+            if isinstance(key, float) and math.isnan(key):
+                key = None
+            remap[i] = where.setdefault(key, len(merged))
+            if remap[i] == len(merged):
+                merged.append(key)
+        return remap[codes], merged
+    return codes, keys
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def encode_labels(values: Any, positive: Any) -> np.ndarray:
+    """Class labels to 0/1: a uint8 array, 1 where ``values == positive`` and 0 elsewhere.
+
+    ``values`` holds string or integer (or any comparable) labels, for example "cat"/"dog" with
+    ``positive="dog"`` or {1, 2} with ``positive=2``. Raises ValueError when ``positive`` does not
+    occur at all (it names it and shows some values that do occur), which catches a misspelt or
+    mistyped label (``positive="2"`` for integer labels) before it silently scores everything as
+    the negative class.
+    """
+    encoded, found = _encode(values, positive)
+    if not found:
+        raise ValueError(_missing_positive_message(positive, values))
+    return encoded
+
+
+def _encode(values: Any, positive: Any) -> tuple[np.ndarray, bool]:
+    """(uint8 0/1 labels, whether positive occurs)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biufUSO":
+        raise TypeError(f"values: labels of dtype {arr.dtype} cannot be class labels")
+    hit = np.asarray(arr == positive, dtype=bool)
+    if hit.shape != arr.shape:  # a comparison NumPy could not do elementwise
+        raise TypeError(f"values: labels of dtype {arr.dtype} cannot be compared to {positive!r}")
+    return hit.view(np.uint8), bool(hit.any())
+
+
+def _missing_positive_message(positive: Any, values: Any, limit: int = 5) -> str:
+    sample = _some_values(values, limit)
+    shown = ", ".join(map(repr, sample[:limit]))
+    if len(sample) > limit:
+        shown += ", ..."
+    kind = _kind_of(values)
+    return f"positive label {positive!r} does not occur in the labels; they include " + (
+        f"{shown} ({kind})" if shown else "nothing (there are no labels)"
+    )
+
+
+def _kind_of(values: Any) -> str:
+    dtype = getattr(values, "type", None) or getattr(values, "dtype", None)  # pyarrow, NumPy
+    if dtype is None:
+        dtype = np.asarray(values).dtype  # (the error path)
+    return f"labels of type {dtype}"
+
+
+def _some_values(values: Any, limit: int) -> list[Any]:
+    """Up to limit + 1 distinct values from the start of values, as Python objects."""
+    if hasattr(values, "unique") and hasattr(values, "to_pylist"):  # pyarrow
+        return values.slice(0, 100_000).unique().to_pylist()[: limit + 1]
+    arr = np.asarray(values).reshape(-1)[:100_000]
+    try:
+        distinct = np.unique(arr).tolist()
+    except TypeError:
+        distinct = list(dict.fromkeys(arr.tolist()))
+    return distinct[: limit + 1]
+
+
+_FLAT_INDEX = re.compile(r"at flat index (\d+)")
+
+
+def _shift_index(message: str, offset: int, what: str = "row") -> str:
+    """Rewrites "at flat index i" of a 1-D batch's error as the row in the whole input."""
+    return _FLAT_INDEX.sub(lambda m: f"at {what} {offset + int(m.group(1))}", message)

@@ -1,0 +1,518 @@
+"""Reading tables in batches and writing per-row output, for ``fastbce score``.
+
+Every reader streams: it holds one batch of the columns it is asked for, whatever the size of the
+input. Parquet files are read in record batches with pyarrow, CSV in blocks with pyarrow's
+streaming reader, the arrays of an .npz one slice at a time out of the zip, and .npy files
+memory-mapped (pages already scored are handed back to the OS, so the resident memory stays
+bounded too). Output goes to a temporary file in the target's directory and is renamed at the end.
+
+Errors the user can fix raise ``DataError`` (exit status 1) or ``UsageError`` (exit status 2) with
+a one-line message naming the file and, where it applies, the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import mmap
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .cli import DataError, UsageError
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+GLOB_CHARS = set("*?[")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise DataError(
+            "reading parquet or csv needs pyarrow: pip install 'fastbce[parquet]'"
+        ) from None
+    return pyarrow
+
+
+# --------------------------------------------------------------------------- finding the files
+
+
+def expand_inputs(inputs: list[str]) -> tuple[str, list[str]]:
+    """(kind, files) for the INPUT arguments: kind is "parquet", "csv" or "npz"; files are in
+    a stable order (directories and globs sorted), which is the order of the rows."""
+    files: list[tuple[str, str]] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = _parquet_files_in(item)
+            if not found:
+                raise DataError(f"{item}: no .parquet files in this directory")
+            files += [("parquet", f) for f in found]
+        elif os.path.exists(item):
+            files.append((_kind_of(item), item))
+        elif GLOB_CHARS & set(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise DataError(f"{item}: no files match this pattern")
+            for m in matches:
+                if os.path.isdir(m):
+                    files += [("parquet", f) for f in _parquet_files_in(m)]
+                else:
+                    files.append((_kind_of(m), m))
+        else:
+            raise DataError(f"{item}: no such file or directory")
+    kinds = sorted({kind for kind, _ in files})
+    if len(kinds) > 1:
+        raise UsageError(f"the inputs mix formats ({', '.join(kinds)}); score one format at a time")
+    if kinds == ["npz"] and len(files) > 1:
+        raise UsageError("score one .npz at a time")
+    return kinds[0], [f for _, f in files]
+
+
+def _parquet_files_in(directory: str) -> list[str]:
+    """The .parquet files under a directory, recursively, sorted; hidden and "_" files (such as
+    _SUCCESS or _metadata) and directories are skipped, as Spark and Arrow do."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        found += [
+            os.path.join(root, n)
+            for n in names
+            if n.endswith(PARQUET_SUFFIXES) and not n.startswith((".", "_"))
+        ]
+    return sorted(found)
+
+
+def _kind_of(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith(".npz"):
+        return "npz"
+    if lower.endswith(".npy"):
+        raise UsageError(
+            f"{path}: to score .npy files give them as --y-true a.npy --y-pred b.npy (no INPUT)"
+        )
+    raise UsageError(
+        f"{path}: unknown format (expected .parquet, a directory of them, .csv or .npz)"
+    )
+
+
+def missing_column(path: str, column: str, columns: list[str]) -> DataError:
+    listed = ", ".join(columns) if columns else "none"
+    return DataError(f"{path}: no column {column!r}; the columns are: {listed}")
+
+
+# --------------------------------------------------------------------------- sources
+#
+# A source yields (path, first row of the batch in that file, {column: array}) with pyarrow
+# Arrays (parquet, csv) or NumPy arrays (npz, npy); `fraction()` tells how far it has got.
+
+
+class ParquetSource:
+    def __init__(self, files: list[str], columns: list[str]) -> None:
+        _pyarrow()
+        import pyarrow.parquet as pq
+
+        self.files = files
+        self.columns = list(dict.fromkeys(columns))
+        self.total_rows = 0
+        self.types: dict[str, Any] = {}
+        self._done = 0
+        for path in files:  # every footer first: a bad file fails before any output
+            try:
+                meta = pq.read_metadata(path)
+                schema = meta.schema.to_arrow_schema()
+            except Exception as e:  # ArrowInvalid, OSError, ...
+                raise DataError(f"{path}: cannot read it as parquet ({_first_line(e)})") from None
+            for c in columns:
+                if c not in schema.names:
+                    raise missing_column(path, c, schema.names)
+                self.types.setdefault(c, []).append(schema.field(c).type)
+            self.total_rows += meta.num_rows
+
+    def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        import pyarrow.parquet as pq
+
+        for path in self.files:
+            start = 0
+            try:
+                reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+                for rb in reader.iter_batches(batch_size=batch_rows, columns=self.columns):
+                    yield path, start, {c: rb.column(c) for c in self.columns}
+                    start += rb.num_rows
+                    self._done += rb.num_rows
+            except DataError:
+                raise
+            except Exception as e:  # (an error of the consumer is not raised in here)
+                raise DataError(f"{path}: cannot read it as parquet ({_first_line(e)})") from None
+
+    def fraction(self) -> float | None:
+        return self._done / self.total_rows if self.total_rows else None
+
+
+class CsvSource:
+    """CSV files streamed in blocks. y_pred and sample_weight are read as float64, the other
+    columns as text (labels are converted after reading, so the message can say what is wrong)."""
+
+    def __init__(self, files: list[str], columns: list[str], floats: list[str]) -> None:
+        _pyarrow()
+        self.files = files
+        self.columns = list(dict.fromkeys(columns))
+        self.floats = floats
+        self.total_rows = None
+        self._sizes = [max(os.path.getsize(f), 1) for f in files]
+        self._done_bytes = 0
+        self._file: Any = None
+        for path in files:
+            header = _csv_header(path)
+            for c in columns:
+                if c not in header:
+                    raise missing_column(path, c, header)
+
+    def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        types = {c: (pa.float64() if c in self.floats else pa.string()) for c in self.columns}
+        read = pacsv.ReadOptions(block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)))
+        convert = pacsv.ConvertOptions(  # (an empty field is a null: NaN, or a missing group)
+            include_columns=self.columns, column_types=types, strings_can_be_null=True
+        )
+        for path, size in zip(self.files, self._sizes, strict=True):
+            start = 0
+            with open(path, "rb") as f:
+                self._file = f
+                try:
+                    reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
+                    for rb in reader:
+                        yield path, start, {c: rb.column(c) for c in self.columns}
+                        start += rb.num_rows
+                except DataError:
+                    raise
+                except Exception as e:  # (an error of the consumer is not raised in here)
+                    raise DataError(f"{path}: cannot read it as csv ({_first_line(e)})") from None
+                finally:
+                    self._file = None
+            self._done_bytes += size
+
+    def fraction(self) -> float | None:
+        done = self._done_bytes
+        f = self._file
+        if f is not None:
+            try:
+                done += f.tell()
+            except (OSError, ValueError):
+                pass
+        return min(done / sum(self._sizes), 1.0)
+
+
+def _csv_header(path: str) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: cannot read it as csv (the header is not UTF-8 text)") from None
+
+
+class NpzSource:
+    """The arrays of an .npz (each 1-D, the same length), read a slice at a time out of the zip
+    (compressed or not), never whole."""
+
+    def __init__(self, path: str, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        try:
+            self._zip = zipfile.ZipFile(path)
+            names = [n[:-4] for n in self._zip.namelist() if n.endswith(".npy")]
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read it as .npz ({_first_line(e)})") from None
+        self.dtypes: dict[str, np.dtype] = {}
+        self.total_rows = 0
+        for i, c in enumerate(dict.fromkeys(columns)):
+            if c not in names:
+                raise missing_column(path, c, names)
+            with self._open(c) as f:
+                shape, dtype = _npy_header(f, f"{path}[{c}]")
+            rows = _one_dimensional(shape, f"{path}: array {c!r}")
+            if i and rows != self.total_rows:
+                raise DataError(
+                    f"{path}: array {c!r} has {rows} rows but {columns[0]!r} has {self.total_rows}"
+                )
+            self.total_rows = rows
+            self.dtypes[c] = dtype
+        self._done = 0
+
+    def _open(self, column: str) -> Any:
+        try:
+            return self._zip.open(column + ".npy")
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise DataError(f"{self.path}: cannot read it as .npz ({_first_line(e)})") from None
+
+    def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        streams = {}
+        try:
+            for c in dict.fromkeys(self.columns):
+                f = self._open(c)
+                _npy_header(f, f"{self.path}[{c}]")
+                streams[c] = f
+            for start in range(0, self.total_rows, batch_rows):
+                rows = min(batch_rows, self.total_rows - start)
+                batch = {}
+                for c, f in streams.items():
+                    dtype = self.dtypes[c]
+                    try:
+                        data = f.read(rows * dtype.itemsize)
+                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                        raise DataError(f"{self.path}: array {c!r}: {_first_line(e)}") from None
+                    if len(data) != rows * dtype.itemsize:
+                        raise DataError(f"{self.path}: array {c!r} is truncated")
+                    batch[c] = np.frombuffer(data, dtype=dtype)
+                yield self.path, start, batch
+                self._done = start + rows
+        finally:
+            for f in streams.values():
+                f.close()
+
+    def fraction(self) -> float | None:
+        return self._done / self.total_rows if self.total_rows else None
+
+
+class NpySource:
+    """.npy files memory-mapped, one per column (--y-true a.npy --y-pred b.npy ...)."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.columns = list(paths)
+        self.paths = paths
+        self.arrays: dict[str, np.ndarray] = {}
+        self._maps: dict[str, mmap.mmap] = {}
+        self._offsets: dict[str, int] = {}
+        self.total_rows = 0
+        first = None
+        for column, path in paths.items():
+            if column in self.arrays:
+                continue
+            arr, m, offset = _map_npy(path)
+            rows = _one_dimensional(arr.shape, path)
+            if first is not None and rows != self.total_rows:
+                raise DataError(f"{path} has {rows} rows but {first} has {self.total_rows}")
+            first, self.total_rows = path, rows
+            self.arrays[column], self._maps[column], self._offsets[column] = arr, m, offset
+        self.dtypes = {c: a.dtype for c, a in self.arrays.items()}
+        self._done = 0
+
+    def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        for start in range(0, self.total_rows, batch_rows):
+            stop = min(start + batch_rows, self.total_rows)
+            yield (
+                self.paths[self.columns[0]],
+                start,
+                {c: a[start:stop] for c, a in self.arrays.items()},
+            )
+            self._done = stop
+            for c, a in self.arrays.items():  # give the pages scored back to the OS
+                _release(self._maps[c], self._offsets[c], a.itemsize * stop)
+
+    def fraction(self) -> float | None:
+        return self._done / self.total_rows if self.total_rows else None
+
+
+def _map_npy(path: str) -> tuple[np.ndarray, mmap.mmap, int]:
+    """A read-only memory map of an .npy (as np.load(mmap_mode="r") makes), keeping the mmap
+    object so that pages already read can be released."""
+    try:
+        with open(path, "rb") as f:
+            shape, dtype = _npy_header(f, path)
+            offset = f.tell()
+            count = int(np.prod(shape))
+            if offset + count * dtype.itemsize > os.fstat(f.fileno()).st_size:
+                raise DataError(f"{path}: the file is truncated (shorter than its header says)")
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if count else None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not an .npy file") from None
+    if m is None:
+        return np.empty(shape, dtype), mmap.mmap(-1, 1), offset
+    arr = np.frombuffer(m, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return arr, m, offset
+
+
+def _release(m: mmap.mmap, offset: int, done_bytes: int) -> None:
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    end = (offset + done_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > 0:
+        try:
+            m.madvise(mmap.MADV_DONTNEED, 0, min(end, len(m)))
+        except (OSError, ValueError):
+            pass
+
+
+def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as e:
+        raise DataError(f"{name}: cannot read it as .npy ({_first_line(e)})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{name}: holds Python objects (dtype {dtype}); save strings as a str dtype"
+        )
+    return shape, dtype
+
+
+def _one_dimensional(shape: tuple[int, ...], name: str) -> int:
+    if len(shape) != 1:
+        raise DataError(f"{name} has shape {shape}; fastbce score reads 1-D columns")
+    return int(shape[0])
+
+
+# --------------------------------------------------------------------------- output
+
+
+class Output:
+    """The per-row loss, written to a temporary file next to `path` and renamed to it by
+    commit(); abort() removes the temporary file, so a failed run leaves nothing behind."""
+
+    def __init__(self, path: str, dtype: np.dtype) -> None:
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise DataError(f"cannot write {path}: the directory {directory} does not exist")
+        if os.path.isdir(path):
+            raise DataError(f"cannot write {path}: it is a directory")
+        fd, self.tmp = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        )
+        os.close(fd)
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def write(self, loss: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        self._finish()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # as a file made by open(), not mkstemp's 0600
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+
+    def _close(self) -> None:
+        pass
+
+
+class NpyOutput(Output):
+    """An .npy written in order, one batch after the other. Its header has a fixed size, so the
+    number of rows (unknown until the end for CSV) is filled in when the file is complete."""
+
+    HEADER_BYTES = 128
+
+    def _open(self) -> None:
+        self._f = open(self.tmp, "wb")  # noqa: SIM115 (closed by _finish or _close)
+        self._f.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        text = repr(
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (rows,),
+            }
+        )
+        body = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+    def write(self, loss: np.ndarray) -> None:
+        self._f.write(np.ascontiguousarray(loss, dtype=self.dtype).data)
+        self.rows += loss.shape[0]
+
+    def _finish(self) -> None:
+        self._f.seek(0)
+        self._f.write(self._header(self.rows))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+    def _close(self) -> None:
+        f = getattr(self, "_f", None)
+        if f is not None:
+            f.close()
+
+
+class ParquetOutput(Output):
+    """A .parquet with one float column "loss", one row group per batch."""
+
+    def _open(self) -> None:
+        pa = _pyarrow()
+        import pyarrow.parquet as pq
+
+        self._schema = pa.schema([("loss", pa.from_numpy_dtype(self.dtype))])
+        self._writer = pq.ParquetWriter(self.tmp, self._schema)
+
+    def write(self, loss: np.ndarray) -> None:
+        import pyarrow as pa
+
+        column = pa.array(np.asarray(loss, dtype=self.dtype))
+        self._writer.write_table(pa.Table.from_arrays([column], schema=self._schema))
+        self.rows += loss.shape[0]
+
+    def _finish(self) -> None:
+        self._writer.close()
+        self._writer = None
+
+    def _close(self) -> None:
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+
+
+def open_output(path: str, dtype: np.dtype) -> Output:
+    if path.lower().endswith(".npy"):
+        return NpyOutput(path, dtype)
+    if path.lower().endswith(PARQUET_SUFFIXES):
+        return ParquetOutput(path, dtype)
+    raise UsageError(f"--output {path}: the name must end in .parquet or .npy")
+
+
+def check_output_name(path: str) -> None:
+    if not path.lower().endswith((".npy",) + PARQUET_SUFFIXES):
+        raise UsageError(f"--output {path}: the name must end in .parquet or .npy")

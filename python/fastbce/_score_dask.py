@@ -1,0 +1,283 @@
+"""``fastbce score --scheduler ADDRESS``: the same job, split into partitions on a Dask cluster.
+
+Each partition is read and scored on a worker by the code the local run uses (``score_batches``),
+giving a ``LossAccumulator``; the accumulators are merged in a tree on the cluster
+(``fastbce.dask``), so only a few numbers per partition come back. Partitions are ranges of row
+groups of a parquet file, ranges of rows of .npy / .npz arrays (read by the workers from the same
+paths, so the files must be visible to them, as with any Dask reader), and the blocks of
+``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss of each partition comes back
+to this process, a few partitions at a time, and is written in input order.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any
+
+import numpy as np
+
+from ._score import Job, Labels, Spec, missing_positive, score_batches
+from .cli import DataError
+
+PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
+
+
+def run_on_cluster(job: Job) -> dict[str, Any]:
+    try:
+        import dask
+        from distributed import Client
+
+        from .dask import _merge
+    except ImportError:
+        raise DataError("--scheduler needs Dask: pip install 'fastbce[dask]'") from None
+    from ._io import open_output
+
+    source = job.open_source()  # checks the files and columns here, before the cluster
+    address = job.args.scheduler
+    try:
+        client = Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot reach the Dask scheduler at {address}: {message}") from None
+    with client:
+        tasks = _partition_tasks(job, source)
+        if job.args.output is None:
+            parts = tasks
+            while len(parts) > 1:  # a tree of merges, on the cluster
+                parts = [
+                    dask.delayed(_merge_parts, pure=True)(*parts[i : i + 8])
+                    for i in range(0, len(parts), 8)
+                ]
+            if parts:
+                acc, found, sample, kind, _ = client.compute(parts[0], sync=True)
+            else:
+                acc, found, sample, kind = None, False, [], ""
+        else:
+            from ._score import _output_dtype
+
+            output = open_output(job.args.output, _output_dtype(source, job.roles["y_pred"]))
+            committed = False
+            try:
+                acc, found, sample, kind = _stream_output(client, tasks, output, _merge)
+                if job.positive is None or found:
+                    output.commit()
+                    committed = True
+            finally:
+                if not committed:
+                    output.abort()
+    if job.positive is not None and not found:
+        raise DataError(missing_positive(job.spec, sample, kind))
+    if acc is None:
+        from ._accumulator import LossAccumulator
+
+        acc = LossAccumulator(**job.options)
+    return acc.result()
+
+
+def _stream_output(client: Any, tasks: list[Any], output: Any, merge: Any) -> tuple[Any, ...]:
+    """Computes the partitions a few at a time and writes their losses in order."""
+    workers = client.scheduler_info().get("workers", {})
+    window = max(2, 2 * sum(w.get("nthreads", 1) for w in workers.values()))
+    pending: collections.deque[Any] = collections.deque()
+    todo = iter(tasks)
+    for task in todo:
+        pending.append(client.compute(task))
+        if len(pending) >= window:
+            break
+    acc, found, kind = None, False, ""
+    sample: list[Any] = []
+    while pending:
+        future = pending.popleft()
+        part_acc, part_found, part_sample, part_kind, loss = future.result()
+        future.release()
+        output.write(loss)
+        acc = part_acc if acc is None else merge(acc, part_acc)
+        found = found or part_found
+        sample = sample or part_sample
+        kind = kind or part_kind
+        task = next(todo, None)
+        if task is not None:
+            pending.append(client.compute(task))
+    return acc, found, sample, kind
+
+
+def _partition_tasks(job: Job, source: Any) -> list[Any]:
+    """One delayed task per partition, in input order, each giving (accumulator, positive label
+    seen, some labels, their type, per-row loss or None)."""
+    import dask
+
+    from . import _io
+
+    rows = job.args.batch_rows * PARTITION_BATCHES
+    want_loss = job.args.output is not None
+    spec, batch_rows = job.spec, job.args.batch_rows
+    task = dask.delayed(_score_part, pure=True)
+    if isinstance(source, _io.ParquetSource):
+        return [
+            task(spec, ("parquet", path, groups, first), batch_rows, want_loss)
+            for path, groups, first in _row_group_ranges(source.files, rows)
+        ]
+    if isinstance(source, (_io.NpySource, _io.NpzSource)):
+        where: Any
+        if isinstance(source, _io.NpySource):
+            kind, where = "npy", {c: os.path.abspath(p) for c, p in source.paths.items()}
+        else:
+            kind, where = "npz", os.path.abspath(source.path)
+        return [
+            task(
+                spec,
+                (kind, where, start, min(start + rows, source.total_rows)),
+                batch_rows,
+                want_loss,
+            )
+            for start in range(0, source.total_rows, rows)
+        ]
+    return _csv_tasks(job, source, rows, want_loss)
+
+
+def _row_group_ranges(files: list[str], rows: int) -> list[tuple[str, list[int], int]]:
+    """(file, row groups, first row) partitions of about `rows` rows, whole row groups each."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    for path in files:
+        meta = pq.read_metadata(path)
+        groups: list[int] = []
+        first = count = 0
+        for i in range(meta.num_row_groups):
+            groups.append(i)
+            count += meta.row_group(i).num_rows
+            if count >= rows:
+                parts.append((os.path.abspath(path), groups, first))
+                first += count
+                groups, count = [], 0
+        if groups:
+            parts.append((os.path.abspath(path), groups, first))
+    return parts
+
+
+def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
+    import dask
+    import dask.dataframe as dd
+
+    dtypes = {c: ("float64" if c in source.floats else "object") for c in source.columns}
+    parts = []
+    for path in source.files:  # (one read_csv per file, so errors can name it)
+        frame = dd.read_csv(
+            os.path.abspath(path),
+            usecols=source.columns,
+            dtype=dtypes,
+            blocksize=max(1 << 16, rows * 24),
+            keep_default_na=True,
+        )
+        parts += [
+            dask.delayed(_score_part, pure=True)(
+                job.spec, ("frame", path, i), job.args.batch_rows, want_loss, part
+            )
+            for i, part in enumerate(frame.to_delayed())
+        ]
+    return parts
+
+
+# --------------------------------------------------------------------------- on the workers
+
+
+def _score_part(
+    spec: Spec, where: tuple[Any, ...], batch_rows: int, want_loss: bool, frame: Any = None
+) -> tuple[Any, ...]:
+    from ._accumulator import LossAccumulator
+
+    acc = LossAccumulator(**spec.options)
+    labels = Labels(spec.roles["y_true"], spec.positive)
+    losses: list[np.ndarray] = []
+    score_batches(
+        spec,
+        _read_part(spec, where, batch_rows, frame),
+        acc,
+        labels,
+        write=losses.append if want_loss else None,
+    )
+    loss = None
+    if want_loss:
+        loss = np.concatenate(losses) if losses else np.empty(0, np.float32)
+    return acc, labels.found, labels.some_labels(), labels.kind(), loss
+
+
+def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) -> Any:
+    from . import _io
+
+    columns = list(dict.fromkeys(spec.roles.values()))
+    kind = where[0]
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        _, path, row_groups, first = where
+        try:
+            reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+            start = first
+            for rb in reader.iter_batches(
+                batch_size=batch_rows, row_groups=row_groups, columns=columns
+            ):
+                yield path, start, {c: rb.column(c) for c in columns}
+                start += rb.num_rows
+        except Exception as e:  # (errors of the scoring are not raised in here)
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"{path}: cannot read it as parquet ({_io._first_line(e)})") from None
+    elif kind == "npy":
+        _, paths, start, stop = where
+        source = _io.NpySource(paths)
+        for _path, first, batch in _sliced(source, start, stop, batch_rows):
+            yield spec.roles["y_pred"], first, batch
+    elif kind == "npz":
+        _, path, start, stop = where
+        yield from _npz_rows(path, columns, start, stop, batch_rows)
+    else:  # a pandas partition of dask.dataframe.read_csv
+        from .dask import _values
+
+        _, path, number = where
+        batch = {c: _values(frame[c]) for c in columns}
+        yield f"{path} (partition {number})", 0, batch
+
+
+def _sliced(source: Any, start: int, stop: int, batch_rows: int) -> Any:
+    for first in range(start, stop, batch_rows):
+        last = min(first + batch_rows, stop)
+        yield None, first, {c: a[first:last] for c, a in source.arrays.items()}
+
+
+def _npz_rows(path: str, columns: list[str], start: int, stop: int, batch_rows: int) -> Any:
+    """Rows [start, stop) of the arrays of an .npz, read a batch at a time."""
+    from . import _io
+
+    source = _io.NpzSource(path, columns)
+    streams = {}
+    try:
+        for c in columns:
+            f = source._open(c)
+            _io._npy_header(f, f"{path}[{c}]")
+            f.seek(f.tell() + start * source.dtypes[c].itemsize)  # (a compressed member is
+            streams[c] = f  # read from its start up to there)
+        for first in range(start, stop, batch_rows):
+            rows = min(batch_rows, stop - first)
+            batch = {}
+            for c, f in streams.items():
+                data = f.read(rows * source.dtypes[c].itemsize)
+                if len(data) != rows * source.dtypes[c].itemsize:
+                    raise DataError(f"{path}: array {c!r} is truncated")
+                batch[c] = np.frombuffer(data, dtype=source.dtypes[c])
+            yield path, first, batch
+    finally:
+        for f in streams.values():
+            f.close()
+
+
+def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    from .dask import _merge
+
+    acc = _merge(*(p[0] for p in parts))
+    found = any(p[1] for p in parts)
+    sample: list[Any] = next((p[2] for p in parts if p[2]), [])
+    kind = next((p[3] for p in parts if p[3]), "")
+    return acc, found, sample, kind, None

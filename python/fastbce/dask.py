@@ -1,0 +1,440 @@
+"""Binary cross-entropy of Dask arrays and Dask dataframe columns (``pip install 'fastbce[dask]'``).
+
+Each chunk (or partition) is scored by the fastbce kernel into a picklable
+:class:`fastbce.LossAccumulator`; the accumulators are merged in a tree, so a reduction needs one
+pass over the data and moves a few numbers between workers, and the result equals the in-memory
+one (float64 sums, up to the rounding of the additions)::
+
+    import dask.array as da, fastbce.dask
+
+    loss = fastbce.dask.binary_crossentropy(y_true, y_pred, from_logits=True)  # lazy
+    loss.compute()                                                            # a float
+
+``reduction="none"`` gives the elementwise loss lazily: a Dask array with y_pred's chunks for
+array input, a Dask Series with y_pred's partitions for dataframe columns.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as e:  # pragma: no cover - exercised in a subprocess without dask
+    raise ImportError(
+        "fastbce.dask needs Dask, which is not installed: pip install 'fastbce[dask]'"
+    ) from e
+
+from ._accumulator import LossAccumulator, _shift_index
+from ._api import _REDUCTIONS, LossOptions
+
+__all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
+
+_ACCUMULATOR_OPTIONS = (
+    "from_logits",
+    "epsilon",
+    "label_smoothing",
+    "pos_weight",
+    "gamma",
+    "alpha",
+    "nan_policy",
+    "validate",
+    "threads",
+)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def binary_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    sample_weight: Any = None,
+    reduction: str = "mean",
+    split_every: int = 8,
+    **options: Any,
+) -> Any:
+    """:func:`fastbce.binary_crossentropy` of Dask arrays or Dask dataframe columns, lazily.
+
+    Takes the options of :func:`fastbce.binary_crossentropy` except ``out``. ``y_true`` and
+    ``sample_weight`` may be Dask or NumPy arrays (rechunked to y_pred's chunks) or, with a Dask
+    Series ``y_pred``, Series with the same partitions; ``sample_weight`` may also be a number.
+
+    A reduction returns a lazy scalar (a ``dask.delayed`` object; ``.compute()`` gives the
+    float), built from one accumulator per chunk merged ``split_every`` at a time.
+    ``reduction="none"`` returns a Dask array with y_pred's chunks (a Dask Series with y_pred's
+    partitions and index for Series input) in the working precision.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
+        )
+    if "out" in options:
+        raise TypeError("out is not supported for Dask input (the result is lazy)")
+    if reduction == "none":
+        return _elementwise(y_true, y_pred, sample_weight, _options(options))
+    acc = accumulate(
+        y_true, y_pred, sample_weight=sample_weight, split_every=split_every, **options
+    )
+    return dask.delayed(_reduce, pure=True)(acc, reduction)
+
+
+def binary_focal_crossentropy(
+    y_true: Any, y_pred: Any, *, gamma: float = 2.0, **options: Any
+) -> Any:
+    """:func:`binary_crossentropy` with ``gamma=2.0`` by default (the focal loss), lazily."""
+    return binary_crossentropy(y_true, y_pred, gamma=gamma, **options)
+
+
+def accumulate(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    sample_weight: Any = None,
+    groups: Any = None,
+    split_every: int = 8,
+    **options: Any,
+) -> Any:
+    """A lazy :class:`fastbce.LossAccumulator` over Dask data (``.compute()`` gives it).
+
+    ``groups`` (a Dask array or Series with one label per row) gives the loss per group as well::
+
+        fastbce.dask.accumulate(df.label, df.score, groups=df.country).compute().result()
+    """
+    opts = _options(options)
+    if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
+        raise ValueError(f"split_every must be an int >= 2; got {split_every!r}")
+    parts = partition_tasks(y_true, y_pred, sample_weight, groups, opts, want_loss=False)
+    if not parts:
+        return dask.delayed(_empty, pure=True)(opts)
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_merge, pure=True)(*parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
+# --------------------------------------------------------------------------- building the graph
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """The accumulator's options, checked now (not on a worker later)."""
+    unknown = sorted(set(options) - set(_ACCUMULATOR_OPTIONS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    LossOptions(**options)
+    return dict(options)
+
+
+def _is_frame(x: Any) -> bool:
+    """A Dask Series or DataFrame (dask.dataframe is imported only when one is given)."""
+    return dask.is_dask_collection(x) and hasattr(x, "npartitions") and not hasattr(x, "chunks")
+
+
+def partition_tasks(
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    groups: Any,
+    options: dict[str, Any],
+    want_loss: bool,
+) -> list[Any]:
+    """One delayed task per chunk or partition, in order, giving its LossAccumulator (and, with
+    want_loss, the pair (accumulator, elementwise loss as a NumPy array))."""
+    if any(_is_frame(x) for x in (y_true, y_pred, sample_weight, groups)):
+        return _frame_tasks(y_true, y_pred, sample_weight, groups, options, want_loss)
+    return _array_tasks(y_true, y_pred, sample_weight, groups, options, want_loss)
+
+
+def _array_tasks(
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    groups: Any,
+    options: dict[str, Any],
+    want_loss: bool,
+) -> list[Any]:
+    yp = da.asarray(y_pred)
+    if yp.ndim > 1:  # blocks of whole rows: per-row weights, groups and pos_weight line up
+        yp = yp.rechunk({axis: -1 for axis in range(1, yp.ndim)})
+    yt = _aligned(y_true, yp, "y_true", full=True)
+    w = None
+    if sample_weight is not None and not _is_scalar(sample_weight):
+        w = _aligned(sample_weight, yp, "sample_weight", full=None)
+    g = None
+    if groups is not None:
+        if yp.ndim == 0:
+            raise ValueError("groups needs y_pred with at least one axis (one label per row)")
+        g = _aligned(groups, yp, "groups", full=False)
+    blocks = _blocks(yp)
+    true_blocks = _blocks(yt)
+    weight_blocks = _blocks(w) if w is not None else [sample_weight] * len(blocks)
+    group_blocks = _blocks(g) if g is not None else [None] * len(blocks)
+    starts = np.concatenate([[0], np.cumsum(yp.chunks[0])[:-1]]) if yp.ndim else [0]
+    one_d = yp.ndim == 1
+    return [
+        dask.delayed(_score_chunk, pure=True)(
+            options, t, p, wb, gb, f"row {int(s)}", int(s) if one_d else None, want_loss
+        )
+        for t, p, wb, gb, s in zip(
+            true_blocks, blocks, weight_blocks, group_blocks, starts, strict=True
+        )
+    ]
+
+
+def _blocks(x: Any) -> list[Any]:
+    return list(x.to_delayed().ravel())
+
+
+def _is_scalar(x: Any) -> bool:
+    return np.ndim(x) == 0 and not dask.is_dask_collection(x)
+
+
+def _aligned(x: Any, yp: Any, name: str, full: bool | None) -> Any:
+    """x as a Dask array chunked like y_pred (full=True), like its rows (full=False), or either
+    (full=None: a per-row 1-D sample_weight or one of y_pred's shape)."""
+    arr = (
+        x
+        if isinstance(x, da.Array)
+        else da.asarray(np.asarray(x) if not hasattr(x, "shape") else x)
+    )
+    if full is None:
+        full = arr.shape == yp.shape or yp.ndim <= 1
+    if full:
+        if arr.shape != yp.shape:
+            raise ValueError(f"{name} must have y_pred's shape {yp.shape}; got shape {arr.shape}")
+        return arr.rechunk(yp.chunks)
+    if arr.ndim != 1 or arr.shape[0] != yp.shape[0]:
+        raise ValueError(
+            f"{name} must be a scalar, y_pred's shape {yp.shape} or 1-D of length "
+            f"{yp.shape[0]} (one per row); got shape {arr.shape}"
+            if name == "sample_weight"
+            else f"{name} must be 1-D of length {yp.shape[0]} (one per row); got shape {arr.shape}"
+        )
+    return arr.rechunk((yp.chunks[0],))
+
+
+def _frame_tasks(
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    groups: Any,
+    options: dict[str, Any],
+    want_loss: bool,
+) -> list[Any]:
+    import dask.dataframe as dd
+    import pandas as pd
+
+    series = {"y_true": y_true, "y_pred": y_pred}
+    if sample_weight is not None and not _is_scalar(sample_weight):
+        series["sample_weight"] = sample_weight
+    if groups is not None:
+        series["groups"] = groups
+    for name, s in series.items():
+        if not _is_frame(s):
+            raise TypeError(
+                f"{name}: with Dask dataframe columns every array argument must be a Dask "
+                f"Series with the same partitions; got {type(s).__name__}"
+            )
+    counts = {name: s.npartitions for name, s in series.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(
+            "the Dask Series must have the same partitions; got "
+            + ", ".join(f"{k}: {v} partitions" for k, v in counts.items())
+        )
+    scalar = sample_weight if "sample_weight" not in series else None
+    results = dd.map_partitions(
+        _score_partition,
+        *series.values(),
+        roles=tuple(series),
+        options=options,
+        scalar_weight=scalar,
+        want_loss=want_loss,
+        meta=pd.Series([], dtype=object),
+        align_dataframes=False,
+    )
+    return [dask.delayed(_first, pure=True)(d) for d in results.to_delayed()]
+
+
+def _elementwise(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str, Any]) -> Any:
+    if any(_is_frame(x) for x in (y_true, y_pred, sample_weight)):
+        return _elementwise_frame(y_true, y_pred, sample_weight, options)
+    yp = da.asarray(y_pred)
+    working = np.float64 if yp.dtype == np.float64 else np.float32
+    yt = _aligned(y_true, yp, "y_true", full=True)
+    args = [yt, yp]
+    scalar = None
+    if sample_weight is None or _is_scalar(sample_weight):
+        scalar = sample_weight
+    else:
+        w = _aligned(sample_weight, yp, "sample_weight", full=None)
+        if w.shape != yp.shape:  # one per row: broadcast along the row, chunked like y_pred
+            w = da.broadcast_to(w[(slice(None),) + (None,) * (yp.ndim - 1)], yp.shape)
+            w = w.rechunk(yp.chunks)
+        args.append(w)
+    return da.map_blocks(
+        _none_block,
+        *args,
+        options=options,
+        scalar_weight=scalar,
+        dtype=working,
+        meta=np.empty((0,) * yp.ndim, dtype=working),
+    )
+
+
+def _elementwise_frame(
+    y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str, Any]
+) -> Any:
+    import dask.dataframe as dd
+    import pandas as pd
+
+    series = [y_true, y_pred]
+    scalar = sample_weight
+    if sample_weight is not None and not _is_scalar(sample_weight):
+        series.append(sample_weight)
+        scalar = None
+    for name, s in zip(("y_true", "y_pred", "sample_weight"), series, strict=False):
+        if not _is_frame(s):
+            raise TypeError(
+                f"{name}: with Dask dataframe columns every array argument must be a Dask "
+                f"Series with the same partitions; got {type(s).__name__}"
+            )
+    working = np.float64 if _values(y_pred._meta).dtype == np.float64 else np.float32
+    return dd.map_partitions(
+        _none_partition,
+        *series,
+        options=options,
+        scalar_weight=scalar,
+        meta=pd.Series([], dtype=working, name="loss"),
+        align_dataframes=False,
+    )
+
+
+# --------------------------------------------------------------------------- on the workers
+
+
+def _score_chunk(
+    options: dict[str, Any],
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    groups: Any,
+    where: str,
+    row_offset: int | None,
+    want_loss: bool,
+) -> Any:
+    acc = LossAccumulator(**options)
+    try:
+        loss = acc._update(
+            _values(y_true),
+            _values(y_pred),
+            _values(sample_weight) if sample_weight is not None else None,
+            groups,
+            want_elementwise=want_loss,
+        )
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        if row_offset is not None:
+            message = _shift_index(message, row_offset)
+        else:
+            message = f"{message} (in the chunk starting at {where})"
+        raise type(e)(message) from None
+    return (acc, loss) if want_loss else acc
+
+
+def _score_partition(
+    *series: Any,
+    roles: tuple[str, ...],
+    options: dict[str, Any],
+    scalar_weight: Any,
+    want_loss: bool,
+    partition_info: dict[str, Any] | None = None,
+) -> Any:
+    import pandas as pd
+
+    by_role = dict(zip(roles, series, strict=True))
+    number = partition_info["number"] if partition_info else "?"
+    result = _score_chunk(
+        options,
+        by_role["y_true"],
+        by_role["y_pred"],
+        by_role.get("sample_weight", scalar_weight),
+        by_role.get("groups"),
+        f"partition {number}",
+        None,
+        want_loss,
+    )
+    return pd.Series([result], dtype=object)
+
+
+def _none_block(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    options: dict[str, Any],
+    scalar_weight: Any,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    from ._api import binary_crossentropy
+
+    opts = dict(options)
+    pos_weight = opts.get("pos_weight")
+    if pos_weight is not None and np.ndim(pos_weight) == 1 and block_info is not None:
+        start, stop = block_info[None]["array-location"][-1]  # this block's classes
+        opts["pos_weight"] = np.asarray(pos_weight)[start:stop]
+    w = weight if weight is not None else scalar_weight
+    return binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
+
+
+def _none_partition(
+    y_true: Any, y_pred: Any, weight: Any = None, *, options: dict[str, Any], scalar_weight: Any
+) -> Any:
+    import pandas as pd
+
+    from ._api import binary_crossentropy
+
+    w = _values(weight) if weight is not None else scalar_weight
+    loss = binary_crossentropy(
+        _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
+    )
+    return pd.Series(loss, index=y_pred.index, name="loss")
+
+
+def _values(x: Any) -> Any:
+    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN)."""
+    if x is None or isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
+        return x
+    dtype = x.dtype
+    if isinstance(dtype, np.dtype):
+        return x.to_numpy()
+    if getattr(dtype, "kind", "O") in "biuf":  # pandas' nullable and Arrow-backed numbers
+        if x.isna().any():
+            return x.to_numpy(dtype=np.float64, na_value=np.nan)
+        return x.to_numpy(dtype=dtype.numpy_dtype)
+    return x.to_numpy()
+
+
+def _first(series: Any) -> Any:
+    return series.iloc[0]
+
+
+def _merge(*accumulators: LossAccumulator) -> LossAccumulator:
+    out = LossAccumulator(**accumulators[0].options)  # (the inputs are left as they are)
+    for acc in accumulators:
+        out.merge(acc)
+    return out
+
+
+def _empty(options: dict[str, Any]) -> LossAccumulator:
+    return LossAccumulator(**options)
+
+
+def _reduce(acc: LossAccumulator, reduction: str) -> float:
+    return float(acc.result()[reduction])  # (result() divides through _api.reduce_sums)
