@@ -56,7 +56,7 @@ def bce_reference(
             neg_log_p, neg_log_1mp = -np.log(pc), -np.log1p(-pc)
             p64 = p.astype(np.float64)
             log_p, log_1mp = np.log(p64), np.log1p(-p64)
-        q = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+        q = 1.0 if pos_weight is None else np.asarray(pos_weight).astype(work).astype(np.float64)
         ce = _times(q * ys, neg_log_p) + _times(ys_c, neg_log_1mp)
         if gamma > 0:
             log_1mpt = np.logaddexp(np.log(ys) + log_1mp, np.log(ys_c) + log_p)

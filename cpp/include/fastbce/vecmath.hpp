@@ -1,0 +1,306 @@
+#pragma once
+// Branch-free exp, log and log1p for float and double, written so that GCC and Clang
+// auto-vectorise a plain `for` loop that calls them (SSE4.2, AVX2, AVX-512): no libm calls, no
+// table look-ups (gathers), no control flow, only arithmetic, integer ops on the bit patterns and
+// selects.  Special values are patched in with selects at the end.
+//
+// Accuracy target: <= 1 ulp (contract: <= 2 ulp), with and without FMA contraction, normal and
+// subnormal results, measured by tests/cpp/test_vecmath.cpp (see docs/vecmath.md for the table).
+// The polynomial coefficients are ours: tools/derive_vecmath_coefficients.py derives them (Remez
+// minimax in mpmath) and prints the arrays below; regenerate them there, never edit them by hand.
+//
+// Do not compile with -ffast-math / -ffinite-math-only / -fassociative-math: the rounding tricks
+// (magic-constant rounding, the exact error of 1 + x) and the NaN/inf selects rely on IEEE
+// semantics.  -ffp-contract=fast is fine: every a*b+c here stays correct when fused.
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#ifndef FASTBCE_TIER
+#define FASTBCE_TIER generic
+#endif
+
+#ifndef FASTBCE_VM_INLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define FASTBCE_VM_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FASTBCE_VM_INLINE __forceinline
+#else
+#define FASTBCE_VM_INLINE inline
+#endif
+#endif
+
+namespace fastbce { namespace FASTBCE_TIER { namespace vm {
+
+namespace detail {
+
+template <class T>
+struct traits;
+
+template <>
+struct traits<float> {
+    using uint = std::uint32_t;
+    static constexpr int mant_bits = 23;
+    static constexpr uint bias = 127;
+    static constexpr uint one_bits = 0x3f800000u;        // 1.0f
+    static constexpr uint sqrt_half_bits = 0x3f3504f3u;  // sqrt(2)/2 = 0x1.6a09e6p-1f
+    static constexpr float int_magic = 0x1p23f;          // 2^23: bits(2^23) | k == 2^23 + k
+    static constexpr float round_magic = 0x1.8p23f;      // 1.5 * 2^23: x + it rounds to integer
+    static constexpr float min_normal = 0x1p-126f;
+    static constexpr float subnormal_scale = 0x1p25f;  // makes every subnormal normal
+    static constexpr float subnormal_scale_log2 = 25.0f;
+
+    // exp: below exp_lo the result is < 2^-150 (rounds to 0); exp_max is the largest x whose
+    // exp(x) rounds to a finite float (ln(FLT_MAX) = 88.7228391).
+    static constexpr float exp_lo = -104.0f;  // ln(2^-150) = -103.97
+    static constexpr float exp_max = 0x1.62e42ep+6f;
+    static constexpr float log2e = 0x1.715476p+0f;
+    // Cody-Waite split of ln2: ln2_hi has 15 significant bits so n * ln2_hi is exact (|n| <= 151).
+    static constexpr float ln2_hi = 0x1.62e4p-1f;
+    static constexpr float ln2_lo = 0x1.7f7d1cp-20f;
+    // exp(r) ~= 1 + r + r^2 P(r), P(r) = 1/2 + r Q(r) (1/2 exact), Q degree 3 on
+    // [-0.3466, 0.3466]; max relative error 3.84e-9 (<= 0.064 ulp).
+    static constexpr float exp_coeffs[] = {0x1p-1f, 0x1.5554a4p-3f, 0x1.555688p-5f,
+                                           0x1.122f84p-7f, 0x1.6b6e44p-10f};
+    // log(1+f) = 2s + s^3 Q(s^2), s = f/(2+f), Q degree 2 in s^2 on [0, 0.0295];
+    // max relative error 9.36e-10 (<= 0.016 ulp).
+    static constexpr float log_coeffs[] = {0x1.55557ap-1f, 0x1.995e8ep-2f, 0x1.31e862p-2f};
+};
+
+template <>
+struct traits<double> {
+    using uint = std::uint64_t;
+    static constexpr int mant_bits = 52;
+    static constexpr uint bias = 1023;
+    static constexpr uint one_bits = 0x3ff0000000000000u;
+    static constexpr uint sqrt_half_bits = 0x3fe6a09e667f3bcdu;  // sqrt(2)/2 = 0x1.6a09e667f3bcdp-1
+    static constexpr double int_magic = 0x1p52;
+    static constexpr double round_magic = 0x1.8p52;
+    static constexpr double min_normal = 0x1p-1022;
+    static constexpr double subnormal_scale = 0x1p54;
+    static constexpr double subnormal_scale_log2 = 54.0;
+
+    static constexpr double exp_lo = -746.0;  // ln(2^-1075) = -745.13
+    static constexpr double exp_max = 0x1.62e42fefa39efp+9;  // ln(DBL_MAX) = 709.782712893384
+    static constexpr double log2e = 0x1.71547652b82fep+0;
+    // ln2_hi has 41 significant bits so n * ln2_hi is exact (|n| <= 1076).
+    static constexpr double ln2_hi = 0x1.62e42fefa3p-1;
+    static constexpr double ln2_lo = 0x1.3de6af278ece6p-42;
+    // exp(r) ~= 1 + r + r^2 P(r), P(r) = 1/2 + r Q(r) (1/2 exact), Q degree 8 on
+    // [-0.3466, 0.3466]; max relative error 5.76e-18 (<= 0.052 ulp).
+    static constexpr double exp_coeffs[] = {
+        0x1p-1,                0x1.5555555555501p-3,  0x1.5555555553208p-5,  0x1.1111111128867p-7,
+        0x1.6c16c17cc2ae1p-10, 0x1.a01a011c282fbp-13, 0x1.a019ab2efd23p-16,
+        0x1.71df553977957p-19, 0x1.289f88ea7db01p-22, 0x1.ad201d6bbbe91p-26};
+    // log(1+f) = 2s + s^3 Q(s^2), Q degree 6 in s^2 on [0, 0.0295];
+    // max relative error 1.32e-18 (<= 0.012 ulp).
+    static constexpr double log_coeffs[] = {
+        0x1.5555555555593p-1, 0x1.999999997f988p-2, 0x1.2492494232cbcp-2, 0x1.c71c51cf1c596p-3,
+        0x1.74664bd018fe5p-3, 0x1.39a0564a15a4dp-3, 0x1.2f144cef14b13p-3};
+};
+
+// c ? a : b, as a bitwise blend rather than a ternary.  With a ternary GCC sinks the work that
+// only one arm needs into a conditional block (or threads a constant through it), and then, under
+// its default -ftrapping-math, refuses to if-convert that block back because FP operations "could
+// trap": "not vectorized: control flow in loop" on SSE4.2/AVX2 (AVX-512 masks hide the problem).
+// The blend uses both operands unconditionally, so the loop body stays one basic block.
+template <class T>
+FASTBCE_VM_INLINE T select(bool c, T a, T b) {
+    using U = typename traits<T>::uint;
+    const U m = U(0) - U(c);
+    return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+}
+
+// Estrin's scheme: c[B] + c[B+1] x + ... + c[B+N-1] x^(N-1) evaluated as
+// (low half) + x^H (high half), H the largest power of two below N, recursively.  Its dependency
+// chain is ~log2(N) multiply-adds deep instead of Horner's N - 1: exp and log1p chained in one
+// loop (softplus) were latency-bound with Horner (the out-of-order window could not overlap
+// enough iterations).  pw[k] = x^(2^k).  Unrolled at compile time: no inner loop for the
+// vectoriser to trip over.
+template <std::size_t B, std::size_t N, class T, std::size_t M>
+FASTBCE_VM_INLINE T estrin_rec(const T (&c)[M], const T* pw) {
+    if constexpr (N == 1) {
+        return c[B];
+    } else {
+        constexpr std::size_t H = std::bit_floor(N - 1);
+        return estrin_rec<B, H>(c, pw) + pw[std::countr_zero(H)] * estrin_rec<B + H, N - H>(c, pw);
+    }
+}
+
+template <class T, std::size_t N, std::size_t... K>
+FASTBCE_VM_INLINE T poly_impl(T x, const T (&c)[N], std::index_sequence<K...>) {
+    T pw[sizeof...(K) + 1] = {x};
+    ((pw[K + 1] = pw[K] * pw[K]), ...);  // x^2, x^4, ...
+    return estrin_rec<0, N>(c, pw);
+}
+
+template <class T, std::size_t N>
+FASTBCE_VM_INLINE T poly(T x, const T (&c)[N]) {
+    constexpr std::size_t levels = N > 1 ? std::bit_width(N - 1) : 1;
+    return poly_impl(x, c, std::make_index_sequence<levels - 1>{});
+}
+
+// Integer k (0 <= k < 2^mant_bits) to T without an int->fp conversion instruction: AVX2 has none
+// for int64 -> double, so 2^52 + k is assembled from its bits and 2^52 subtracted (exact).
+template <class T>
+FASTBCE_VM_INLINE T small_uint_to_fp(typename traits<T>::uint k) {
+    using Tr = traits<T>;
+    return std::bit_cast<T>(std::bit_cast<typename Tr::uint>(Tr::int_magic) | k) - Tr::int_magic;
+}
+
+template <class T>
+FASTBCE_VM_INLINE T exp_impl(const T x) {
+    using Tr = traits<T>;
+    using U = typename Tr::uint;
+    // x is not clamped: outside [exp_lo, exp_max] the computation below yields garbage that the
+    // selects at the end replace with +0 or +inf.  (A clamp x = min(x, c) would let GCC thread
+    // a path on which x is the constant c and split the computation into conditional blocks,
+    // which it cannot if-convert on SSE/AVX2 under -ftrapping-math.)  NaN flows through.
+
+    // exp(x) = 2^n exp(r), n = round(x / ln2), |r| <= ln2/2 (+ a rounding margin).  Adding
+    // 1.5 * 2^mant_bits rounds to the nearest integer and leaves n in the low bits of t.
+    const T t = x * Tr::log2e + Tr::round_magic;
+    const T n = t - Tr::round_magic;
+    // Cody-Waite: n * ln2_hi is exact and so is rh = x - n * ln2_hi (Sterbenz).  r = rh - n ln2_lo
+    // is rounded; rl is that rounding error (exact if the product is fused, else off by the
+    // product's rounding, < 2^-36 resp. 2^-84), so r + rl is the reduced argument to ~2p bits.
+    const T rh = x - n * Tr::ln2_hi;
+    const T nl = n * Tr::ln2_lo;
+    const T r = rh - nl;
+    const T rl = (rh - r) - nl;
+
+    // exp(r + rl) = 1 + r + [r^2 P(r) + rl (1 + r)] + O(rl^2), P(r) = 1/2 + r Q(r).  1 + r is
+    // split exactly into a + e1 (Fast2Sum, |r| < 1), so the only large rounding left is the
+    // final add (0.5 ulp); the bracket is < 0.07 and its own rounding adds ~0.1 ulp at most.
+    const T r2 = r * r;
+    const T q = r2 * poly(r, Tr::exp_coeffs) + rl * (T(1) + r);
+    const T a = T(1) + r;
+    const T e1 = (T(1) - a) + r;
+    const T p = a + (q + e1);
+
+    // 2^n as 2^n1 * 2^n2 with n1 = floor(n/2), n2 = n - n1: both factors are normal numbers for
+    // every n in [-151, 128] (float) / [-1076, 1024] (double), so results in the subnormal range
+    // see a single rounding (the second multiply) and those near FLT_MAX / DBL_MAX do not
+    // overflow early.
+    // Unsigned arithmetic only (AVX2 has no 64-bit arithmetic shift): nb = n + 2 (bias + 1) >= 0
+    // (wraps harmlessly for the out-of-range x that get replaced below).
+    const U nb = std::bit_cast<U>(t) - std::bit_cast<U>(Tr::round_magic) + 2 * (Tr::bias + 1);
+    const U h = nb >> 1;  // floor(n/2) + bias + 1
+    const T s1 = std::bit_cast<T>((h - 1) << Tr::mant_bits);
+    const T s2 = std::bit_cast<T>((nb - h - 1) << Tr::mant_bits);
+    T y = p * s1 * s2;
+    y = select(x > Tr::exp_max, std::numeric_limits<T>::infinity(), y);
+    y = select(x < Tr::exp_lo, T(0), y);
+    return y;
+}
+
+// e ln2 + log(1 + f) + c for f in [sqrt(2)/2 - 1, sqrt(2) - 1], s = f / (2 + f) and a tiny
+// correction c.  log(1+f) = 2 atanh(s) = 2s + s^3 Q(s^2), and since 2s = f - s f,
+//   log(1+f) = f - f^2/2 + s (f^2/2 + s^2 Q(s^2)),
+// where f is exact and the rest is small, so the division and Q only affect low-order bits
+// (the classic arrangement, e.g. Muller, "Elementary Functions", 3rd ed., section on log).
+template <class T>
+FASTBCE_VM_INLINE T log_core(T f, T s, T e, T c) {
+    using Tr = traits<T>;
+    const T z = s * s;
+    const T hf = T(0.5) * f * f;
+    const T lo = s * (hf + z * poly(z, Tr::log_coeffs)) + (e * Tr::ln2_lo + c);
+    return e * Tr::ln2_hi + (f - (hf - lo));
+}
+
+template <class T>
+FASTBCE_VM_INLINE T log_impl(T x0) {
+    using Tr = traits<T>;
+    using U = typename Tr::uint;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+
+    // Subnormal inputs: scale into the normal range first, correct the exponent below.
+    const bool sub = x0 < Tr::min_normal;
+    const T x = select(sub, x0 * Tr::subnormal_scale, x0);
+
+    // x = 2^e m, m in [sqrt(2)/2, sqrt(2)): adding (1 - sqrt(2)/2) in the bit domain carries into
+    // the exponent field exactly when the mantissa is >= that of sqrt(2), so k = e + bias and the
+    // low bits give m once sqrt(2)/2 is added back.  f = m - 1 is exact (Sterbenz).
+    const U u = std::bit_cast<U>(x) + (Tr::one_bits - Tr::sqrt_half_bits);
+    const U k = u >> Tr::mant_bits;
+    const U mant_mask = (U(1) << Tr::mant_bits) - 1;
+    const T f = std::bit_cast<T>((u & mant_mask) + Tr::sqrt_half_bits) - T(1);
+    const T e = small_uint_to_fp<T>(k) -
+                select(sub, T(Tr::bias) + Tr::subnormal_scale_log2, T(Tr::bias));
+
+    T y = log_core(f, f / (T(2) + f), e, T(0));
+    // log(+-0) = -inf, log(<0) = log(-inf) = NaN, log(inf) = inf, NaN in -> the same NaN out
+    y = select(x0 > T(0), y, select(x0 == T(0), -inf, nan));
+    y = select(x0 == inf, inf, y);
+    y = select(x0 != x0, x0, y);
+    return y;
+}
+
+template <class T>
+FASTBCE_VM_INLINE T log1p_impl(T x) {
+    using Tr = traits<T>;
+    using U = typename Tr::uint;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+
+    // u = fl(1 + x) and its exact rounding error d (Knuth's TwoSum: no assumption on |x|, no
+    // branch, no multiply for -ffp-contract to fuse): 1 + x = u + d exactly.
+    const T u = T(1) + x;
+    const T b = u - T(1);
+    const T d = (T(1) - (u - b)) + (x - b);
+
+    // u = 2^e m as in log (u >= 2^-p for x > -1, never subnormal).
+    const U ub = std::bit_cast<U>(u) + (Tr::one_bits - Tr::sqrt_half_bits);
+    const U k = ub >> Tr::mant_bits;
+    const U mant_mask = (U(1) << Tr::mant_bits) - 1;
+    const T m = std::bit_cast<T>((ub & mant_mask) + Tr::sqrt_half_bits);
+    const T e = small_uint_to_fp<T>(k) - T(Tr::bias);
+
+    // e == 0 (x in about [-0.29, 0.41]): log1p(x) = log(1 + f) with f = x exactly, no correction
+    // (this keeps log1p(tiny) = tiny, subnormals included).  Otherwise f = m - 1 is exact and the
+    // lost part of 1 + x is 2^-e d: log(1 + f + 2^-e d) = log(1 + f) + 2^-e d / (1 + f) + O(d^2),
+    // with 1 / (1 + f) = (1 - s) / (1 + s) ~= 1 - 2s + 2s^2 (relative error < 1.2%, on a term
+    // of at most ~2 ulp of the result).  2^-e is built from bits, clamped to stay normal: beyond
+    // e = 2 bias - 1 the correction is far below an ulp anyway.
+    const bool near_one = k == Tr::bias;
+    const T f = select(near_one, x, m - T(1));
+    const U kc = k < 2 * Tr::bias - 1 ? k : U(2 * Tr::bias - 1);  // integer min, no select
+    const T scale = std::bit_cast<T>((2 * Tr::bias - kc) << Tr::mant_bits);  // 2^-e
+    const T s = f / (T(2) + f);
+    const T c = select(near_one, T(0), (d * scale) * (T(1) - T(2) * s * (T(1) - s)));
+
+    T y = log_core(f, s, e, c);
+    // log1p(-1) = -inf, log1p(< -1) = NaN, log1p(inf) = inf, log1p(-0) = -0, NaN -> same NaN
+    y = select(x > T(-1), y, select(x == T(-1), -inf, nan));
+    y = select(x == inf, inf, y);
+    y = select(x == T(0), x, y);
+    y = select(x != x, x, y);
+    return y;
+}
+
+}  // namespace detail
+
+template <class T>
+T exp(T x);
+template <class T>
+T log(T x);
+template <class T>
+T log1p(T x);
+
+template <>
+FASTBCE_VM_INLINE float exp<float>(float x) { return detail::exp_impl(x); }
+template <>
+FASTBCE_VM_INLINE double exp<double>(double x) { return detail::exp_impl(x); }
+template <>
+FASTBCE_VM_INLINE float log<float>(float x) { return detail::log_impl(x); }
+template <>
+FASTBCE_VM_INLINE double log<double>(double x) { return detail::log_impl(x); }
+template <>
+FASTBCE_VM_INLINE float log1p<float>(float x) { return detail::log1p_impl(x); }
+template <>
+FASTBCE_VM_INLINE double log1p<double>(double x) { return detail::log1p_impl(x); }
+
+}}}  // namespace fastbce::FASTBCE_TIER::vm
