@@ -15,6 +15,9 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
+#if FASTBCE_X86_TIERS
+#include <cpuid.h>
+#endif
 
 #define FASTBCE_DECLARE_TIER(ns) \
     namespace fastbce::ns {      \
@@ -43,6 +46,14 @@ struct Tier {
 bool always() { return true; }
 
 #if FASTBCE_X86_TIERS
+// CPUID bit `bit` of register ecx for `leaf`. Clang before 16 has no __builtin_cpu_supports names
+// for f16c, lzcnt and movbe, so those three are read here (the OS-support half of the AVX checks
+// stays with __builtin_cpu_supports("avx"), which tests XSAVE state as well).
+bool cpuid_ecx(unsigned leaf, unsigned bit) {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(leaf, &eax, &ebx, &ecx, &edx) != 0 && ((ecx >> bit) & 1u) != 0;
+}
+
 // The feature sets of the x86-64 micro-architecture levels (x86-64 psABI), which is what
 // -march=x86-64-vN lets the compiler use.
 bool cpu_v2() {
@@ -54,8 +65,8 @@ bool cpu_v2() {
 bool cpu_v3() {
     return cpu_v2() && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") &&
            __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("lzcnt") && __builtin_cpu_supports("movbe");
+           cpuid_ecx(1, 29) /* f16c */ && __builtin_cpu_supports("fma") &&
+           cpuid_ecx(0x80000001u, 5) /* lzcnt */ && cpuid_ecx(1, 22) /* movbe */;
 }
 bool cpu_v4() {
     return cpu_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -141,7 +152,7 @@ int default_threads() {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
 #endif
-    return std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 int threads_for(int64_t n, int requested) {

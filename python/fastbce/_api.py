@@ -60,7 +60,7 @@ class LossOptions:
             alpha = _real(self.alpha, "alpha")
             if not 0.0 <= alpha <= 1.0:
                 raise ValueError(f"alpha must be None or in [0, 1]; got {self.alpha!r}")
-        if self.nan_policy not in _NAN_POLICIES:
+        if not isinstance(self.nan_policy, str) or self.nan_policy not in _NAN_POLICIES:
             raise ValueError(
                 f"nan_policy must be one of {', '.join(map(repr, _NAN_POLICIES))}; "
                 f"got {self.nan_policy!r}"
@@ -88,7 +88,10 @@ def _real(value: Any, name: str) -> float:
         value, (int, float, np.integer, np.floating)
     ):
         raise TypeError(f"{name} must be a real number; got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range is outside every option's range
+        raise ValueError(f"{name} is out of range; got an int of {value.bit_length()} bits") from None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -161,7 +164,9 @@ def _flat(arr: np.ndarray) -> tuple[np.ndarray, int]:
         stride = _element_stride(arr)
         if stride is not None:
             return arr, stride
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), 1
+    # np.array copies into fresh (aligned) memory; ascontiguousarray would return an unaligned
+    # but contiguous array as it is, and the kernel's typed loads of it are undefined behaviour
+    return np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C"), 1
 
 
 def _index_text(arr_shape: tuple[int, ...], flat_index: int) -> str:
@@ -229,7 +234,8 @@ def _compute(
         call.alpha = float(opts.alpha)
     call.nan_policy = _NAN_POLICIES[opts.nan_policy]
     call.validate = bool(opts.validate)
-    call.threads = 0 if opts.threads is None else operator.index(opts.threads)
+    # (a cap beyond the C int range caps nothing: the kernel never uses more threads than blocks)
+    call.threads = 0 if opts.threads is None else min(operator.index(opts.threads), 2**31 - 1)
 
     # sample_weight: a scalar, y_pred's shape, or one per row (shape[0]) as Keras
     weight, weight_stride, weight_arr = None, 1, None
@@ -242,6 +248,10 @@ def _compute(
             w = float(weight_arr)
             if w < 0.0 or math.isinf(w):
                 raise ValueError(f"sample_weight must be finite and non-negative; got {w!r}")
+            if w > float(np.finfo(working).max):  # the kernel multiplies in the working precision
+                raise ValueError(
+                    f"sample_weight must be finite in the working precision ({working}); got {w!r}"
+                )
             call.weight_kind = _core.WeightKind.scalar
             call.weight_scalar = w
         elif weight_arr.shape == shape:
@@ -269,15 +279,22 @@ def _compute(
             value = float(q)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
+            if value > float(np.finfo(working).max):  # the kernel multiplies in the working precision
+                raise ValueError(
+                    f"pos_weight must be finite in the working precision ({working}); got {value!r}"
+                )
             call.pos_weight_scalar = value
         elif q.ndim == 1 and yp.ndim >= 1 and q.shape[0] == shape[-1]:
-            pos_weight = np.ascontiguousarray(q, dtype=working)
-            bad = ~(np.isfinite(pos_weight) & (pos_weight >= 0))
+            # checked before the cast, which would overflow (with a warning) past float32's range
+            q64 = q.astype(np.float64)
+            bad = ~(np.isfinite(q64) & (q64 >= 0) & (q64 <= float(np.finfo(working).max)))
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(
-                    f"pos_weight must be finite and non-negative; got {q[i].item()!r} at index {i}"
-                )
+                rule = "finite and non-negative"
+                if np.isfinite(q64[i]) and q64[i] >= 0:
+                    rule = f"finite in the working precision ({working})"
+                raise ValueError(f"pos_weight must be {rule}; got {q[i].item()!r} at index {i}")
+            pos_weight = np.ascontiguousarray(q64, dtype=working)
             if n == 0:
                 pos_weight = None
         else:
@@ -304,7 +321,7 @@ def _compute(
         overlaps = any(
             a is not None and np.may_share_memory(out, a) for a in (yt, yp, weight_arr)
         )
-        if stride is not None and not overlaps:
+        if stride and not overlaps:  # (stride 0: every element in one place, as NumPy copies)
             out_arr, out_stride = out, stride
         else:  # as NumPy does: compute into a fresh array, then copy
             out_arr = np.empty(shape, working)
@@ -360,9 +377,12 @@ def _fault_error(
     if fault == _FAULT_WEIGHT:
         assert weight is not None
         w_index = index if weight.shape == yp.shape else index // call.row_size
+        value = _value_at(weight, w_index)
+        rule = "finite and non-negative"
+        if math.isfinite(float(value)) and float(value) >= 0:  # overflowed the working precision
+            rule = "finite in the working precision (float32)"
         return ValueError(
-            "sample_weight must be finite and non-negative; got "
-            f"{_value_at(weight, w_index)!r} at {_index_text(weight.shape, w_index)}"
+            f"sample_weight must be {rule}; got {value!r} at {_index_text(weight.shape, w_index)}"
         )
     for name, arr in (("y_true", yt), ("y_pred", yp)):
         if math.isnan(float(_value_at(arr, index))):
@@ -413,7 +433,7 @@ def binary_crossentropy(
         validate=validate,
         threads=threads,
     )
-    if reduction not in _REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(
             f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
         )

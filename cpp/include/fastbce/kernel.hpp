@@ -166,7 +166,7 @@ struct LossParams {
     T shift;        // s / 2
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
-    T gamma;        // focal exponent
+    T gamma;        // focal exponent, at most T's largest finite value (see below)
     // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given: the factor is
     // on * (that) + off, with (on, off) = (1, 0) or (0, 1), exactly the term or exactly 1. (A
     // select on a loop-invariant bool here stops GCC 12 from vectorising the loop.)
@@ -180,7 +180,9 @@ struct LossParams {
           shift(T(c.label_smoothing) / T(2)),
           clip_lo(T(c.epsilon)),
           clip_hi(T(1) - T(c.epsilon)),
-          gamma(T(c.gamma)),
+          // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
+          // p_t = 0; the largest float gives the factor 1 there, and elsewhere the same 0
+          gamma(T(std::min(c.gamma, double(std::numeric_limits<T>::max())))),
           balance_on(c.has_alpha ? T(1) : T(0)),
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
