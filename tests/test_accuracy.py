@@ -28,19 +28,40 @@ POINTS = 1500  # per (dtype, mode, label kind); the mpmath values are computed o
 def _logits(rng, dtype, n):
     magnitude = 10.0 ** rng.uniform(-30, 30, n)
     x = magnitude * rng.choice([-1.0, 1.0], n)
-    edges = [0.0, 1e-30, 1e-8, 0.5, 1.0, 15.9, 16.1, 30.0, 87.0, 88.7, 89.0, 100.0, 103.0,
-             104.0, 200.0, 709.0, 745.0, 1e4, 1e30]
+    edges = [
+        0.0,
+        1e-30,
+        1e-8,
+        0.5,
+        1.0,
+        15.9,
+        16.1,
+        30.0,
+        87.0,
+        88.7,
+        89.0,
+        100.0,
+        103.0,
+        104.0,
+        200.0,
+        709.0,
+        745.0,
+        1e4,
+        1e30,
+    ]
     x[: 2 * len(edges)] = edges + [-e for e in edges]
     return x.astype(dtype)
 
 
 def _probabilities(rng, dtype, n):
     third = n // 3
-    p = np.concatenate([
-        rng.random(third),
-        10.0 ** rng.uniform(-30, -0.3, third),       # near 0
-        1.0 - 10.0 ** rng.uniform(-8, -0.3, n - 2 * third),  # near 1
-    ])
+    p = np.concatenate(
+        [
+            rng.random(third),
+            10.0 ** rng.uniform(-30, -0.3, third),  # near 0
+            1.0 - 10.0 ** rng.uniform(-8, -0.3, n - 2 * third),  # near 1
+        ]
+    )
     p[:6] = [0.0, 1.0, 1e-7, 1 - 1e-7, 0.5, 1e-45]
     return p.astype(dtype)
 
@@ -49,7 +70,7 @@ def _labels(rng, dtype, n, soft):
     return rng.random(n).astype(dtype) if soft else (rng.random(n) < 0.5).astype(dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sweep(dtype_name: str, from_logits: bool, soft: bool):
     """Inputs and their exact loss (computed once, reused on every tier)."""
     dtype = np.dtype(dtype_name).type
@@ -60,7 +81,7 @@ def sweep(dtype_name: str, from_logits: bool, soft: bool):
     clip = (eps, float(dtype(1) - dtype(1e-7)))
     mpmath.mp.prec = 120
     exact = np.array(
-        [bce_mpmath(a, b, from_logits=from_logits, clip=clip) for a, b in zip(y, pred)]
+        [bce_mpmath(a, b, from_logits=from_logits, clip=clip) for a, b in zip(y, pred, strict=True)]
     )
     return y, pred, exact
 
@@ -82,28 +103,51 @@ def test_elementwise_loss_within_4_ulp(dtype, from_logits, soft):
 def _math_inputs(fn, dtype, rng, n=20000):
     if fn == "exp":
         lo, hi = (-104.0, 89.0) if dtype == np.float32 else (-746.0, 710.0)
-        x = np.concatenate([rng.uniform(lo, hi, n // 2), rng.uniform(-1, 1, n // 4),
-                            10.0 ** rng.uniform(-40, 0, n - 3 * (n // 4)) * rng.choice([-1, 1], n // 4)])
+        x = np.concatenate(
+            [
+                rng.uniform(lo, hi, n // 2),
+                rng.uniform(-1, 1, n // 4),
+                10.0 ** rng.uniform(-40, 0, n - 3 * (n // 4)) * rng.choice([-1, 1], n // 4),
+            ]
+        )
     elif fn == "log":
         tiny = np.finfo(dtype).smallest_subnormal
-        x = np.concatenate([10.0 ** rng.uniform(np.log10(tiny), np.log10(np.finfo(dtype).max), n // 2),
-                            rng.uniform(0.5, 2.0, n // 4), 1 + rng.uniform(-1e-3, 1e-3, n - 3 * (n // 4))])
+        x = np.concatenate(
+            [
+                10.0 ** rng.uniform(np.log10(tiny), np.log10(np.finfo(dtype).max), n // 2),
+                rng.uniform(0.5, 2.0, n // 4),
+                1 + rng.uniform(-1e-3, 1e-3, n - 3 * (n // 4)),
+            ]
+        )
     elif fn == "log1p_small":  # its domain is [-1/2, 1]
-        x = np.concatenate([rng.uniform(-0.5, 1, n // 2), 10.0 ** rng.uniform(-40, 0, n // 4),
-                            -0.5 * 10.0 ** rng.uniform(-40, 0, n - 3 * (n // 4))])
+        x = np.concatenate(
+            [
+                rng.uniform(-0.5, 1, n // 2),
+                10.0 ** rng.uniform(-40, 0, n // 4),
+                -0.5 * 10.0 ** rng.uniform(-40, 0, n - 3 * (n // 4)),
+            ]
+        )
         x[:4] = [-0.5, 1.0, 0.0, -0.0]
     else:
-        x = np.concatenate([rng.uniform(-1, 1, n // 4), -1 + 10.0 ** rng.uniform(-10, 0, n // 4),
-                            10.0 ** rng.uniform(-40, 30, n // 4), -(10.0 ** rng.uniform(-40, -0.01, n - 3 * (n // 4)))])
+        x = np.concatenate(
+            [
+                rng.uniform(-1, 1, n // 4),
+                -1 + 10.0 ** rng.uniform(-10, 0, n // 4),
+                10.0 ** rng.uniform(-40, 30, n // 4),
+                -(10.0 ** rng.uniform(-40, -0.01, n - 3 * (n // 4))),
+            ]
+        )
     return x.astype(dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def math_sweep(fn: str, dtype_name: str):
     dtype = np.dtype(dtype_name).type
     x = _math_inputs(fn, dtype, np.random.default_rng(7))
     mpmath.mp.prec = 120
-    f = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "log1p_small": mpmath.log1p}[fn]
+    f = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "log1p_small": mpmath.log1p}[
+        fn
+    ]
     exact = np.array([float(f(mpmath.mpf(float(v)))) for v in x])
     return x, exact
 
@@ -115,7 +159,9 @@ def test_vector_math_within_2_ulp(fn, dtype):
     got = _core.apply_math(fn, x)
     err = ulp_error(got, exact, np.dtype(dtype).type)
     worst = int(np.argmax(err))
-    assert err[worst] <= MATH_ULP_BUDGET, f"{fn}({x[worst]!r}) = {got[worst]!r}, exact {exact[worst]!r}: {err[worst]:.2f} ulp"
+    assert err[worst] <= MATH_ULP_BUDGET, (
+        f"{fn}({x[worst]!r}) = {got[worst]!r}, exact {exact[worst]!r}: {err[worst]:.2f} ulp"
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -124,12 +170,20 @@ def test_vector_math_special_values(dtype):
     tiny = np.finfo(dtype).smallest_subnormal
     cases = {
         "exp": ([-inf, inf, nan, 0.0, -0.0, 1e4, -1e4], [0.0, inf, nan, 1.0, 1.0, inf, 0.0]),
-        "log": ([0.0, -0.0, -1.0, inf, nan, 1.0, tiny], [-inf, -inf, nan, inf, nan, 0.0, np.log(np.float64(tiny))]),
-        "log1p": ([-1.0, -2.0, inf, nan, 0.0, tiny, -tiny], [-inf, nan, inf, nan, 0.0, tiny, -tiny]),
+        "log": (
+            [0.0, -0.0, -1.0, inf, nan, 1.0, tiny],
+            [-inf, -inf, nan, inf, nan, 0.0, np.log(np.float64(tiny))],
+        ),
+        "log1p": (
+            [-1.0, -2.0, inf, nan, 0.0, tiny, -tiny],
+            [-inf, nan, inf, nan, 0.0, tiny, -tiny],
+        ),
     }
     for fn, (x, want) in cases.items():
         got = _core.apply_math(fn, np.array(x, dtype=dtype))
-        np.testing.assert_allclose(got, np.array(want, dtype=dtype), rtol=float(np.finfo(dtype).eps) * 2, err_msg=fn)
+        np.testing.assert_allclose(
+            got, np.array(want, dtype=dtype), rtol=float(np.finfo(dtype).eps) * 2, err_msg=fn
+        )
 
 
 def test_exp_is_correct_in_the_subnormal_range():
@@ -140,7 +194,9 @@ def test_exp_is_correct_in_the_subnormal_range():
     assert np.all(ulp_error(got, exact, np.float32) <= 1.0)
 
 
-@pytest.mark.parametrize("options", [{"from_logits": True}, {}, {"from_logits": True, "gamma": 2.0, "alpha": 0.25}])
+@pytest.mark.parametrize(
+    "options", [{"from_logits": True}, {}, {"from_logits": True, "gamma": 2.0, "alpha": 0.25}]
+)
 def test_float32_reductions_within_1e8_of_float64(rng, options):
     n = 1_000_000
     y = (rng.random(n) < 0.3).astype(np.float32)

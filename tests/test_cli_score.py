@@ -54,6 +54,7 @@ def same(got: dict, want: dict, rel: float = REL) -> None:
     assert got["rows"] == want["rows"]
     for field in ("sum", "mean", "weighted_mean"):
         assert close(got[field], want[field]), (field, got[field], want[field])
+
     def text(key):  # a key as JSON writes it (None is "null")
         return next(iter(json.loads(json.dumps({key: 0}))))
 

@@ -14,7 +14,12 @@ from reference import bce_reference
 pytestmark = pytest.mark.usefixtures("simd_target")
 
 LENGTHS = sorted(
-    {n for k in (1, 2, 3) for lanes in (4, 8, 16) for n in (k * lanes - 1, k * lanes, k * lanes + 1)}
+    {
+        n
+        for k in (1, 2, 3)
+        for lanes in (4, 8, 16)
+        for n in (k * lanes - 1, k * lanes, k * lanes + 1)
+    }
     | {0, 1, 511, 512, 513, 1023, 1025, 65535, 65536, 65537, 2 * 65536 + 3}
 )
 
@@ -55,7 +60,9 @@ def test_empty_inputs(shape):
 def test_zero_total_weight_gives_nan_weighted_mean():
     y = np.array([0.0, 1.0])
     p = np.array([0.2, 0.7])
-    assert math.isnan(fastbce.binary_crossentropy(y, p, sample_weight=0.0, reduction="weighted_mean"))
+    assert math.isnan(
+        fastbce.binary_crossentropy(y, p, sample_weight=0.0, reduction="weighted_mean")
+    )
     assert fastbce.binary_crossentropy(y, p, sample_weight=0.0) == 0.0
 
 
@@ -79,7 +86,9 @@ def test_strided_views_match_contiguous(rng, view):
     y, x, w = view(base_y), view(base_x), view(base_w)
     contiguous = [np.ascontiguousarray(a) for a in (y, x, w)]
     for reduction in ("none", "sum", "weighted_mean"):
-        got = fastbce.binary_crossentropy(y, x, from_logits=True, sample_weight=w, reduction=reduction)
+        got = fastbce.binary_crossentropy(
+            y, x, from_logits=True, sample_weight=w, reduction=reduction
+        )
         want = fastbce.binary_crossentropy(
             *contiguous[:2], from_logits=True, sample_weight=contiguous[2], reduction=reduction
         )
@@ -122,7 +131,9 @@ def test_infinite_logits_give_exact_limits(dtype):
 def test_zero_weights_beat_infinite_loss():
     x = np.array([-np.inf, np.inf])
     y = np.array([1.0, 0.0])
-    got = fastbce.binary_crossentropy(y, x, from_logits=True, sample_weight=[0.0, 0.0], reduction="none")
+    got = fastbce.binary_crossentropy(
+        y, x, from_logits=True, sample_weight=[0.0, 0.0], reduction="none"
+    )
     np.testing.assert_array_equal(got, [0.0, 0.0])
     got = fastbce.binary_crossentropy(y[:1], x[:1], from_logits=True, alpha=0.0, reduction="none")
     np.testing.assert_array_equal(got, [0.0])
@@ -138,7 +149,9 @@ def test_probability_special_values(dtype):
     np.testing.assert_allclose(got, want, rtol=1e-6)
     # float32 clips at 1 - 1e-7 rounded to 0.99999988, as Keras 3
     if dtype == np.float32:
-        assert got[3] == pytest.approx(-math.log1p(-float(np.float32(1) - np.float32(1e-7))), rel=1e-6)
+        assert got[3] == pytest.approx(
+            -math.log1p(-float(np.float32(1) - np.float32(1e-7))), rel=1e-6
+        )
 
 
 def test_nan_policies(rng):
@@ -154,7 +167,9 @@ def test_nan_policies(rng):
         ("mean", (ce[0] + 2 * ce[1]) / 2),
         ("weighted_mean", (ce[0] + 2 * ce[1]) / 3),
     ]:
-        got = fastbce.binary_crossentropy(y, p, sample_weight=w, reduction=reduction, nan_policy="omit")
+        got = fastbce.binary_crossentropy(
+            y, p, sample_weight=w, reduction=reduction, nan_policy="omit"
+        )
         assert got == pytest.approx(want, rel=1e-15)
     all_nan = np.full(4, np.nan)
     assert fastbce.binary_crossentropy(all_nan, all_nan, reduction="sum", nan_policy="omit") == 0.0
@@ -163,7 +178,10 @@ def test_nan_policies(rng):
 
 def test_nan_in_logits_or_labels_propagates_elementwise():
     got = fastbce.binary_crossentropy(
-        np.array([np.nan, 1.0, 0.0]), np.array([0.0, np.nan, 1.0]), from_logits=True, gamma=1.0,
+        np.array([np.nan, 1.0, 0.0]),
+        np.array([0.0, np.nan, 1.0]),
+        from_logits=True,
+        gamma=1.0,
         reduction="none",
     )
     assert np.isnan(got[:2]).all() and np.isfinite(got[2])
@@ -175,9 +193,17 @@ def test_inputs_are_never_modified(rng):
     w = rng.random(50)
     q = rng.random(4)
     copies = [a.copy() for a in (y, p, w, q)]
-    fastbce.binary_crossentropy(y, p, sample_weight=w, pos_weight=q, gamma=2, alpha=0.3,
-                                label_smoothing=0.1, reduction="none")
-    for a, b in zip((y, p, w, q), copies):
+    fastbce.binary_crossentropy(
+        y,
+        p,
+        sample_weight=w,
+        pos_weight=q,
+        gamma=2,
+        alpha=0.3,
+        label_smoothing=0.1,
+        reduction="none",
+    )
+    for a, b in zip((y, p, w, q), copies, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -230,7 +256,9 @@ def test_array_protocols(rng):
     assert fastbce.binary_crossentropy(DLPackOnly(np.array(y)), DLPackOnly(np.array(p))) == want
 
 
-@pytest.mark.parametrize("options", [{}, {"gamma": 2.0, "sample_weight": "rows"}, {"nan_policy": "omit"}])
+@pytest.mark.parametrize(
+    "options", [{}, {"gamma": 2.0, "sample_weight": "rows"}, {"nan_policy": "omit"}]
+)
 def test_reductions_are_bit_identical_for_any_thread_count(rng, options):
     n = 2_000_003
     y = (rng.random(n) < 0.3).astype(np.uint8)
@@ -239,7 +267,9 @@ def test_reductions_are_bit_identical_for_any_thread_count(rng, options):
     if options.get("sample_weight") == "rows":
         options = {**options, "sample_weight": rng.random(n)}
     results = {
-        t: fastbce.binary_crossentropy(y, x, from_logits=True, threads=t, reduction="sum", **options)
+        t: fastbce.binary_crossentropy(
+            y, x, from_logits=True, threads=t, reduction="sum", **options
+        )
         for t in (1, 2, 3, 8)
     }
     assert len({repr(v) for v in results.values()}) == 1, results
@@ -252,13 +282,15 @@ def test_float16_and_bfloat16_predictions(rng):
     got = fastbce.binary_crossentropy(y, x16, from_logits=True, reduction="none")
     assert got.dtype == np.float32
     np.testing.assert_array_equal(
-        got, fastbce.binary_crossentropy(y, x16.astype(np.float32), from_logits=True, reduction="none")
+        got,
+        fastbce.binary_crossentropy(y, x16.astype(np.float32), from_logits=True, reduction="none"),
     )
     special = np.array([np.inf, -np.inf, np.nan, 6.1e-5, 6e-8, -0.0, 65504], dtype=np.float16)
     np.testing.assert_array_equal(
         fastbce.binary_crossentropy(np.ones(7), special, from_logits=True, reduction="none"),
-        fastbce.binary_crossentropy(np.ones(7), special.astype(np.float32), from_logits=True,
-                                    reduction="none"),
+        fastbce.binary_crossentropy(
+            np.ones(7), special.astype(np.float32), from_logits=True, reduction="none"
+        ),
     )
     ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs the optional ml_dtypes")
     xb = x.astype(ml_dtypes.bfloat16)
@@ -278,11 +310,14 @@ def test_options_take_the_working_precision_first():
         ({"gamma": 2.2250738585e-313}, {}),
         ({"label_smoothing": 4.6e-224, "gamma": 0.0625}, {"gamma": 0.0625}),
     ]:
-        got32 = fastbce.binary_crossentropy(y.astype(np.float32), p.astype(np.float32),
-                                            reduction="none", **options)
+        got32 = fastbce.binary_crossentropy(
+            y.astype(np.float32), p.astype(np.float32), reduction="none", **options
+        )
         np.testing.assert_array_equal(
             got32,
-            fastbce.binary_crossentropy(y, p.astype(np.float32), reduction="none", **same_in_float32),
+            fastbce.binary_crossentropy(
+                y, p.astype(np.float32), reduction="none", **same_in_float32
+            ),
         )
         got64 = fastbce.binary_crossentropy(y, p, reduction="none", **options)
         np.testing.assert_allclose(got64, bce_reference(y, p, **options), rtol=1e-12, atol=1e-300)
@@ -305,11 +340,15 @@ def test_tiny_label_smoothing_is_not_lost():
     """Found by hypothesis: with s = 6e-8, y' = 1 - s/2 rounds to 1 in float32 and 1 - y' to 0;
     fastbce computes 1 - y' from y directly."""
     got = fastbce.binary_crossentropy(
-        np.array([1.0], np.float32), np.array([5.0], np.float32), from_logits=True,
-        label_smoothing=5.960464477539063e-08, reduction="none",
+        np.array([1.0], np.float32),
+        np.array([5.0], np.float32),
+        from_logits=True,
+        label_smoothing=5.960464477539063e-08,
+        reduction="none",
     )
-    want = bce_reference(np.array([1.0]), np.array([5.0]), from_logits=True,
-                         label_smoothing=5.960464477539063e-08)
+    want = bce_reference(
+        np.array([1.0]), np.array([5.0]), from_logits=True, label_smoothing=5.960464477539063e-08
+    )
     np.testing.assert_allclose(got, want, rtol=2e-6)
 
 
@@ -317,7 +356,10 @@ def test_tiny_pos_weight_does_not_underflow_before_the_loss():
     """Found by hypothesis: q = 1.4e-45 (float32's smallest) times y' = 0.5 underflows to 0, but
     q * y' * 7.1e14 = 5e-31 does not."""
     got = fastbce.binary_crossentropy(
-        np.array([0.5], np.float32), np.array([-7.13631e14], np.float32), from_logits=True,
-        pos_weight=np.array([1.40129846e-45]), reduction="none",
+        np.array([0.5], np.float32),
+        np.array([-7.13631e14], np.float32),
+        from_logits=True,
+        pos_weight=np.array([1.40129846e-45]),
+        reduction="none",
     )
     np.testing.assert_allclose(got, [0.5 * 1.40129846e-45 * 7.13631e14], rtol=1e-5)

@@ -57,8 +57,15 @@ def test_unsupported_sample_weight_dtype():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("from_logits", "yes"), ("validate", 1), ("epsilon", "1e-7"), ("gamma", None),
-     ("label_smoothing", [0.1]), ("threads", 2.0), ("threads", True)],
+    [
+        ("from_logits", "yes"),
+        ("validate", 1),
+        ("epsilon", "1e-7"),
+        ("gamma", None),
+        ("label_smoothing", [0.1]),
+        ("threads", 2.0),
+        ("threads", True),
+    ],
 )
 def test_option_of_wrong_type(name, value):
     with pytest.raises(TypeError, match=name):
@@ -99,7 +106,9 @@ def test_pos_weight_vector_on_0d_input():
 def test_label_out_of_range_names_index_and_value():
     y = Y2.copy()
     y[2, 1] = 1.5
-    with pytest.raises(ValueError, match=r"y_true must be in \[0, 1\]; got 1.5 at flat index 7 \(index \(2, 1\)\)"):
+    with pytest.raises(
+        ValueError, match=r"y_true must be in \[0, 1\]; got 1.5 at flat index 7 \(index \(2, 1\)\)"
+    ):
         bce(y, P2)
     with pytest.raises(ValueError, match=r"got -1 at flat index 3"):
         bce(np.array([0, 1, 1, -1], dtype=np.int8), P)
@@ -108,7 +117,9 @@ def test_label_out_of_range_names_index_and_value():
 def test_probability_out_of_range_names_index_and_value():
     p = P.copy()
     p[3] = 1.25
-    with pytest.raises(ValueError, match=r"y_pred must be a probability in \[0, 1\].*got 1.25 at flat index 3"):
+    with pytest.raises(
+        ValueError, match=r"y_pred must be a probability in \[0, 1\].*got 1.25 at flat index 3"
+    ):
         bce(Y, p)
 
 
@@ -145,7 +156,9 @@ def test_nan_raise_names_argument_and_index():
 
 @pytest.mark.parametrize("bad", [-1.0, np.inf, -np.inf])
 def test_negative_or_infinite_sample_weight(bad):
-    with pytest.raises(ValueError, match=rf"sample_weight must be finite and non-negative; got {bad}"):
+    with pytest.raises(
+        ValueError, match=rf"sample_weight must be finite and non-negative; got {bad}"
+    ):
         bce(sample_weight=bad)
     w = np.ones((4, 3))
     w[1, 2] = bad
@@ -163,7 +176,9 @@ def test_negative_or_non_finite_pos_weight(bad):
         bce(pos_weight=bad)
     q = np.ones(3)
     q[1] = bad
-    with pytest.raises(ValueError, match=r"pos_weight must be finite and non-negative; got .* at index 1"):
+    with pytest.raises(
+        ValueError, match=r"pos_weight must be finite and non-negative; got .* at index 1"
+    ):
         bce(Y2, P2, pos_weight=q)
 
 
@@ -194,18 +209,27 @@ def test_alpha_range(a):
 
 
 def test_unknown_reduction_and_nan_policy():
-    with pytest.raises(ValueError, match=r"reduction must be one of 'none', 'sum', 'mean', 'weighted_mean'; got 'avg'"):
+    with pytest.raises(
+        ValueError,
+        match=r"reduction must be one of 'none', 'sum', 'mean', 'weighted_mean'; got 'avg'",
+    ):
         bce(reduction="avg")
-    with pytest.raises(ValueError, match=r"nan_policy must be one of 'propagate', 'omit', 'raise'; got 'skip'"):
+    with pytest.raises(
+        ValueError, match=r"nan_policy must be one of 'propagate', 'omit', 'raise'; got 'skip'"
+    ):
         bce(nan_policy="skip")
 
 
 def test_out_wrong_shape_dtype_or_reduction():
-    with pytest.raises(ValueError, match=r"out must have y_pred's shape \(4,\) and dtype float32; got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"out must have y_pred's shape \(4,\) and dtype float32; got shape \(3,\)"
+    ):
         bce(reduction="none", out=np.empty(3, np.float32))
     with pytest.raises(ValueError, match=r"got shape \(4,\) and dtype float64"):
         bce(reduction="none", out=np.empty(4, np.float64))
-    with pytest.raises(ValueError, match="out is only allowed with reduction='none'; got reduction='mean'"):
+    with pytest.raises(
+        ValueError, match="out is only allowed with reduction='none'; got reduction='mean'"
+    ):
         bce(out=np.empty(4, np.float32))
     readonly = np.empty(4, np.float32)
     readonly.flags.writeable = False

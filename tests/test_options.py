@@ -36,7 +36,9 @@ def check(y, pred, reduction="none", **options):
     dtype = np.float64 if pred.dtype == np.float64 else np.float32
     if reduction == "none":
         assert got.dtype == dtype and got.shape == pred.shape
-        np.testing.assert_allclose(got, want, rtol=RTOL[pred.dtype.type], atol=ATOL[pred.dtype.type])
+        np.testing.assert_allclose(
+            got, want, rtol=RTOL[pred.dtype.type], atol=ATOL[pred.dtype.type]
+        )
     else:
         assert isinstance(got, float)
         np.testing.assert_allclose(got, want, rtol=RTOL[pred.dtype.type] / 2, atol=0)
@@ -102,8 +104,20 @@ def test_mean_with_weights_divides_by_elements(rng):
 
 @pytest.mark.parametrize(
     "label_dtype",
-    [np.bool_, np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
-     np.float16, np.float32, np.float64],
+    [
+        np.bool_,
+        np.uint8,
+        np.int8,
+        np.int16,
+        np.uint16,
+        np.int32,
+        np.uint32,
+        np.int64,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+    ],
 )
 def test_label_dtypes(rng, label_dtype):
     y = (rng.random(501) < 0.5).astype(label_dtype)
@@ -123,7 +137,9 @@ def test_soft_labels_in_every_float_dtype(rng):
 def test_sample_weight_dtypes(rng):
     y, pred = make_inputs(rng, (64, 3), np.float32, True, False)
     w = rng.integers(0, 4, size=(64, 3))
-    want = fastbce.binary_crossentropy(y, pred, from_logits=True, sample_weight=w.astype(np.float32))
+    want = fastbce.binary_crossentropy(
+        y, pred, from_logits=True, sample_weight=w.astype(np.float32)
+    )
     for dtype in (np.int64, np.uint8, np.float16, np.float64, np.bool_):
         got = fastbce.binary_crossentropy(y, pred, from_logits=True, sample_weight=w.astype(dtype))
         if dtype is np.bool_:

@@ -43,7 +43,9 @@ def problems(draw):
         options["gamma"] = draw(st.floats(0, 5))
     if draw(st.booleans()):
         options["alpha"] = draw(st.floats(0, 1))
-    kind = draw(st.sampled_from(["none", "scalar", "element", "row"] if len(shape) else ["none", "scalar"]))
+    kind = draw(
+        st.sampled_from(["none", "scalar", "element", "row"] if len(shape) else ["none", "scalar"])
+    )
     w_elems = st.floats(0, 10, width=32)
     if kind == "scalar":
         options["sample_weight"] = draw(w_elems)

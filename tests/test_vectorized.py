@@ -52,12 +52,24 @@ def test_loss_loop_is_vectorised(tier, tmp_path):
         pytest.skip("the report format checked here is GCC's")
     line = loss_loop_line()
     command = [
-        COMPILER, "-std=c++20", "-O3", *tier_flags()[tier], "-ffp-contract=fast",
-        "-fno-math-errno", "-fno-trapping-math", f"-DFASTBCE_TIER=tier_{tier}",
-        f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cpp" / "src" / "kernel_tier.cpp"),
-        "-o", str(tmp_path / "kernel.o"), "-fopt-info-vec-optimized",
+        COMPILER,
+        "-std=c++20",
+        "-O3",
+        *tier_flags()[tier],
+        "-ffp-contract=fast",
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        f"-DFASTBCE_TIER=tier_{tier}",
+        f"-I{ROOT / 'cpp' / 'include'}",
+        "-c",
+        str(ROOT / "cpp" / "src" / "kernel_tier.cpp"),
+        "-o",
+        str(tmp_path / "kernel.o"),
+        "-fopt-info-vec-optimized",
     ]
     report = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     vectorised = re.findall(rf"kernel\.hpp:{line}:\d+: optimized: loop vectorized", report)
     # 8 instantiations; GCC may also report the vectorised epilogue of each
-    assert len(vectorised) >= 8, f"loss loop vectorised {len(vectorised)} times on {tier}:\n{report}"
+    assert len(vectorised) >= 8, (
+        f"loss loop vectorised {len(vectorised)} times on {tier}:\n{report}"
+    )

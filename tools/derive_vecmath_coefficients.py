@@ -18,7 +18,8 @@ measured by tests/cpp/test_vecmath.cpp (docs/vecmath.md has the table).
 A relative error eps is at most eps / 2^-p ulp (p = 24 or 53), which is what "<= ... ulp" means.
 
 exp(r) on |r| <= ln2/2, after exp(x) = 2^n exp(r), n = round(x/ln2):
-    exp(r) ~= 1 + r + r^2 (1/2 + r Q(r)); the printed array is {1/2, Q's coefficients}.  Q fits (exp(r) - 1 - r - r^2/2)/r^3 with weight
+    exp(r) ~= 1 + r + r^2 (1/2 + r Q(r)); the printed array is {1/2, Q's coefficients}.
+    Q fits (exp(r) - 1 - r - r^2/2)/r^3 with weight
     |r|^3/exp(r), i.e. the relative error of exp(r) is minimised.  The first three Taylor
     coefficients stay exact (1, 1, 1/2): fitting the 1/2 too and rounding it to double tripled the
     error.  Interval [-0.3466, 0.3466]: ln2/2 = 0.346574 plus a margin for the rounding of x/ln2.
@@ -99,7 +100,7 @@ def alternating_extrema(err, xs):
     for s, i in runs:
         lo = xs[max(i - 1, 0)]
         hi = xs[min(i + 1, len(xs) - 1)]
-        x = golden_max(lambda t: s * err(t), lo, hi, xs[i])
+        x = golden_max(lambda t, s=s: s * err(t), lo, hi, xs[i])
         out.append((x, err(x)))
     return out
 
@@ -126,8 +127,9 @@ def golden_max(g, lo, hi, x0, iters=60):
     return best_x
 
 
-def remez(f, w, deg, a, b, iters=40, tol=mp.mpf("1e-6")):
+def remez(f, w, deg, a, b, iters=40, tol=None):
     """Polynomial P of degree deg minimising max_{[a,b]} |w(x) (f(x) - P(x))|."""
+    tol = mp.mpf("1e-6") if tol is None else tol
     n = deg + 2
     ref = cheb_grid(a, b, n)
     # a reference point where the weight vanishes (0 for both fits) cannot be used: move it

@@ -91,7 +91,9 @@ def _real(value: Any, name: str) -> float:
     try:
         return float(value)
     except OverflowError:  # an int beyond the float range is outside every option's range
-        raise ValueError(f"{name} is out of range; got an int of {value.bit_length()} bits") from None
+        raise ValueError(
+            f"{name} is out of range; got an int of {int(value).bit_length()} bits"
+        ) from None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -106,7 +108,9 @@ def _as_array(obj: Any, name: str) -> np.ndarray:
         try:
             return np.from_dlpack(obj)
         except (TypeError, ValueError, BufferError, RuntimeError) as e:
-            raise TypeError(f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}")
+            raise TypeError(
+                f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}"
+            ) from None
     try:
         return np.asarray(obj)
     except (TypeError, ValueError) as e:
@@ -122,17 +126,14 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
         return
     if _is_bfloat16(arr.dtype):
         return
-    raise TypeError(
-        f"{name} must hold bool, integer or float values; got dtype {arr.dtype}"
-    )
+    raise TypeError(f"{name} must hold bool, integer or float values; got dtype {arr.dtype}")
 
 
 def _check_prediction_dtype(arr: np.ndarray) -> None:
     if (arr.dtype.kind == "f" and arr.itemsize in (2, 4, 8)) or _is_bfloat16(arr.dtype):
         return
     raise TypeError(
-        "y_pred must be float16, float32 or float64 (or ml_dtypes.bfloat16); "
-        f"got dtype {arr.dtype}"
+        f"y_pred must be float16, float32 or float64 (or ml_dtypes.bfloat16); got dtype {arr.dtype}"
     )
 
 
@@ -140,7 +141,7 @@ def _element_stride(arr: np.ndarray) -> int | None:
     """The distance in elements between consecutive elements of arr in C order, if it is the
     same everywhere (any contiguous array, a[::k], a[:, j], a[::-1]); else None."""
     step = expected = None
-    for size, stride in zip(reversed(arr.shape), reversed(arr.strides)):
+    for size, stride in zip(reversed(arr.shape), reversed(arr.strides), strict=True):
         if size == 1:
             continue
         if step is None:
@@ -266,9 +267,7 @@ def _compute(
             allowed = f"a scalar, {shape} (like y_pred)"
             if yp.ndim >= 1:
                 allowed += f" or ({shape[0]},) (one weight per row)"
-            raise ValueError(
-                f"sample_weight must be {allowed}; got shape {weight_arr.shape}"
-            )
+            raise ValueError(f"sample_weight must be {allowed}; got shape {weight_arr.shape}")
 
     # pos_weight: a scalar or one per class (the last axis), as PyTorch
     pos_weight = None
@@ -279,7 +278,9 @@ def _compute(
             value = float(q)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
-            if value > float(np.finfo(working).max):  # the kernel multiplies in the working precision
+            if value > float(
+                np.finfo(working).max
+            ):  # the kernel multiplies in the working precision
                 raise ValueError(
                     f"pos_weight must be finite in the working precision ({working}); got {value!r}"
                 )
@@ -318,9 +319,7 @@ def _compute(
             raise ValueError("out must be writeable")
         result = out
         stride = _element_stride(out) if out.flags.aligned and out.dtype.isnative else None
-        overlaps = any(
-            a is not None and np.may_share_memory(out, a) for a in (yt, yp, weight_arr)
-        )
+        overlaps = any(a is not None and np.may_share_memory(out, a) for a in (yt, yp, weight_arr))
         if stride and not overlaps:  # (stride 0: every element in one place, as NumPy copies)
             out_arr, out_stride = out, stride
         else:  # as NumPy does: compute into a fresh array, then copy
@@ -331,6 +330,7 @@ def _compute(
     y_true_arr, y_true_stride = _flat(yt)
     y_pred_arr, y_pred_stride = _flat(yp)
     if groups is not None:
+        assert group_sums is not None
         call.n_groups = group_sums.shape[0]
     loss, wsum, count, fault, index = _core.compute(
         call,
@@ -349,6 +349,7 @@ def _compute(
     if fault:
         raise _fault_error(fault, index, yt, yp, weight_arr, call, opts)
     if result is not None and out_arr is not result:
+        assert out_arr is not None
         np.copyto(result, out_arr)
     return Sums(loss, wsum, count), result
 
