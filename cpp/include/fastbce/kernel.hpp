@@ -213,10 +213,20 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         const T ys_c = (T(1) - y[j]) * k.keep + k.shift;
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
+        // (focal only) 1 - p_t = y'(1-p) + (1-y')p = focal_num / exp(focal_log_den), with
+        // focal_num a sum of non-negative terms, so its log is accurate however small it is
+        [[maybe_unused]] T focal_num = T(0), focal_log_den = T(0);
         if constexpr (FromLogits) {
-            const T soft = vm::log1p_small(vm::exp(-std::abs(x)));  // exp(-|x|) is in [0, 1]
+            const T z = vm::exp(-std::abs(x));  // in [0, 1]
+            const T soft = vm::log1p_small(z);
             neg_log_p = (x < T(0) ? -x : T(0)) + soft;
             neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
+            if constexpr (Focal) {
+                // x >= 0: p = 1/(1+z), 1-p = z/(1+z); x < 0: p = z/(1+z), 1-p = 1/(1+z)
+                const bool pos = x >= T(0);
+                focal_num = ys * (pos ? z : T(1)) + ys_c * (pos ? T(1) : z);
+                focal_log_den = soft;
+            }
         } else {
             T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
             pc = pc > k.clip_hi ? k.clip_hi : pc;
@@ -228,29 +238,17 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             const T log_1mq = vm::log1p_small(-q);
             neg_log_p = -(low ? log_q : log_1mq);
             neg_log_1mp = -(low ? log_1mq : log_q);
+            if constexpr (Focal) focal_num = ys * (T(1) - x) + ys_c * x;  // unclipped p (Keras 3)
         }
         // step 3
         // q multiplies the loss before y' does: q * y' alone can underflow for a tiny q
         const T pos = (ys == T(0)) | (q[j] == T(0)) ? T(0) : ys * (q[j] * neg_log_p);
         T loss = pos + times_weight(ys_c, neg_log_1mp);
         if constexpr (Focal) {
-            // step 4: (1 - p_t)^gamma = exp(gamma * log(y'(1-p) + (1-y')p)), in log space so it
-            // neither underflows for gamma < 1 nor loses the tiny p of confident predictions.
-            // With probabilities it uses the unclipped p, as Keras 3 does.
-            T log_p, log_1mp;
-            if constexpr (FromLogits) {
-                log_p = -neg_log_p;
-                log_1mp = -neg_log_1mp;
-            } else {
-                log_p = vm::log(x);
-                log_1mp = vm::log1p(-x);
-            }
-            const T u = vm::log(ys) + log_1mp;     // log(y'(1-p))
-            const T v = vm::log(ys_c) + log_p;     // log((1-y')p)
-            const T hi = u > v ? u : v;
-            const T lo = u > v ? v : u;
-            T log_1mpt = hi + vm::log1p_small(vm::exp(lo - hi));  // exp(lo - hi) is in [0, 1]
-            log_1mpt = hi == -inf ? hi : log_1mpt;  // both terms vanish: p_t = 1
+            // step 4: (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), in log space so that it neither
+            // underflows for gamma < 1 nor loses a tiny 1 - p_t. This equals SPEC's
+            // logaddexp(log y' + log(1-p), log(1-y') + log p) with one log instead of four.
+            const T log_1mpt = vm::log(focal_num) - focal_log_den;
             const T factor = vm::exp(k.gamma * log_1mpt);  // gamma > 0 here: exp(-inf) = 0
             // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
             loss = loss == inf ? loss : loss * factor;
