@@ -46,16 +46,55 @@ except ImportError:  # pragma: no cover - ml_dtypes is a test dependency
     BFLOAT16 = None
 
 ARG_NAMES = (
-    "y_true", "y_pred", "sample_weight", "pos_weight", "from_logits", "epsilon",
-    "label_smoothing", "gamma", "alpha", "reduction", "nan_policy", "validate", "threads", "out",
+    "y_true",
+    "y_pred",
+    "sample_weight",
+    "pos_weight",
+    "from_logits",
+    "epsilon",
+    "label_smoothing",
+    "gamma",
+    "alpha",
+    "reduction",
+    "nan_policy",
+    "validate",
+    "threads",
+    "out",
 )
-PRED_DTYPES = [np.dtype(t) for t in ("float16", "float32", "float64")] + ([BFLOAT16] if BFLOAT16 else [])
-LABEL_DTYPES = [np.dtype(t) for t in (
-    "bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-    "float16", "float32", "float64")] + ([BFLOAT16] if BFLOAT16 else [])
-BAD_DTYPES = [np.dtype(t) for t in (
-    "complex64", "complex128", "object", "U3", "S2", "longdouble", "datetime64[s]",
-    "timedelta64[ms]", "V4")] + [np.dtype([("a", "f4")])]
+PRED_DTYPES = [np.dtype(t) for t in ("float16", "float32", "float64")] + (
+    [BFLOAT16] if BFLOAT16 else []
+)
+LABEL_DTYPES = [
+    np.dtype(t)
+    for t in (
+        "bool",
+        "uint8",
+        "int8",
+        "uint16",
+        "int16",
+        "uint32",
+        "int32",
+        "uint64",
+        "int64",
+        "float16",
+        "float32",
+        "float64",
+    )
+] + ([BFLOAT16] if BFLOAT16 else [])
+BAD_DTYPES = [
+    np.dtype(t)
+    for t in (
+        "complex64",
+        "complex128",
+        "object",
+        "U3",
+        "S2",
+        "longdouble",
+        "datetime64[s]",
+        "timedelta64[ms]",
+        "V4",
+    )
+] + [np.dtype([("a", "f4")])]
 
 
 class Invalid(Exception):
@@ -79,15 +118,22 @@ class Case:
         def show(v: Any) -> str:
             if isinstance(v, np.ndarray):
                 text = np.array2string(v.ravel()[:12], threshold=12, precision=9)
-                return (f"ndarray(shape={v.shape}, dtype={v.dtype}, strides={v.strides}, "
-                        f"aligned={v.flags.aligned}, writeable={v.flags.writeable}, values={text})")
+                return (
+                    f"ndarray(shape={v.shape}, dtype={v.dtype}, strides={v.strides}, "
+                    f"aligned={v.flags.aligned}, writeable={v.flags.writeable}, values={text})"
+                )
             text = repr(v)
             return text if len(text) < 200 else text[:200] + "..."
 
-        lines = [f"seed {self.seed}: fastbce.{self.func.__name__}(", f"  y_true={show(self.y_true)},",
-                 f"  y_pred={show(self.y_pred)},"]
+        lines = [
+            f"seed {self.seed}: fastbce.{self.func.__name__}(",
+            f"  y_true={show(self.y_true)},",
+            f"  y_pred={show(self.y_pred)},",
+        ]
         lines += [f"  {k}={show(v)}," for k, v in self.kwargs.items()]
-        lines.append(f")  bad={sorted(self.bad)} maybe_bad={sorted(self.maybe_bad)} {' '.join(self.note)}")
+        lines.append(
+            f")  bad={sorted(self.bad)} maybe_bad={sorted(self.maybe_bad)} {' '.join(self.note)}"
+        )
         return "\n".join(lines)
 
 
@@ -95,8 +141,28 @@ class Case:
 
 
 def _special_floats(rng: np.random.Generator, size: int, *, allow_nan: bool) -> np.ndarray:
-    pool = [0.0, -0.0, 1.0, 0.5, 1e-7, 1 - 1e-7, 5e-324, 1e-40, 6e-8, 1e-45, 2.0, -1.0,
-            np.inf, -np.inf, 1e300, -1e300, 3.5e38, 65520.0, 1e-310, 255.0]
+    pool = [
+        0.0,
+        -0.0,
+        1.0,
+        0.5,
+        1e-7,
+        1 - 1e-7,
+        5e-324,
+        1e-40,
+        6e-8,
+        1e-45,
+        2.0,
+        -1.0,
+        np.inf,
+        -np.inf,
+        1e300,
+        -1e300,
+        3.5e38,
+        65520.0,
+        1e-310,
+        255.0,
+    ]
     if allow_nan:
         pool.append(np.nan)
     return rng.choice(np.array(pool), size)
@@ -120,11 +186,15 @@ def _preds(rng, size, dtype, from_logits, valid) -> np.ndarray:
     if valid and from_logits:
         values = rng.normal(0, rng.choice([1.0, 10.0, 100.0, 1e4]), size)
         mask = rng.random(size) < 0.2
-        values[mask] = rng.choice([np.inf, -np.inf, 0.0, 88.7, -103.0, 750.0, -750.0, 1e30, -1e30], int(mask.sum()))
+        values[mask] = rng.choice(
+            [np.inf, -np.inf, 0.0, 88.7, -103.0, 750.0, -750.0, 1e30, -1e30], int(mask.sum())
+        )
     elif valid:
         values = rng.random(size)
         mask = rng.random(size) < 0.3
-        values[mask] = rng.choice([0.0, 1.0, 1e-7, 1 - 1e-7, 1e-45, 5e-324, 1e-310, 0.5, 1 - 1e-16], int(mask.sum()))
+        values[mask] = rng.choice(
+            [0.0, 1.0, 1e-7, 1 - 1e-7, 1e-45, 5e-324, 1e-310, 0.5, 1 - 1e-16], int(mask.sum())
+        )
     else:
         values = rng.random(size) * 3 - 1
         mask = rng.random(size) < 0.4
@@ -162,8 +232,21 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _layout(rng: np.random.Generator, arr: np.ndarray, note: list[str], name: str) -> Any:
     """The same values through a random memory layout (or container)."""
-    kind = rng.choice(["plain"] * 6 + ["reversed", "step", "transposed", "fortran", "unaligned",
-                                        "byteswapped", "readonly", "broadcast", "list", "memoryview"])
+    kind = rng.choice(
+        ["plain"] * 6
+        + [
+            "reversed",
+            "step",
+            "transposed",
+            "fortran",
+            "unaligned",
+            "byteswapped",
+            "readonly",
+            "broadcast",
+            "list",
+            "memoryview",
+        ]
+    )
     if kind != "plain":
         note.append(f"{name}:{kind}")
     if kind == "reversed" and arr.ndim:
@@ -211,8 +294,20 @@ def _as_values(obj: Any, like: np.ndarray) -> np.ndarray:
 
 
 def _bad_object(rng: np.random.Generator, allow_none: bool = True) -> Any:
-    choices = [None if allow_none else "", "abc", b"\x00\x01", {"a": 1}, {1, 2}, 1 + 2j, [[0.5], [0.5, 0.5]],
-               [None, 0.5], object(), [1, "a"], np.array(["0.5"]), np.zeros(2, np.complex64)]
+    choices = [
+        None if allow_none else "",
+        "abc",
+        b"\x00\x01",
+        {"a": 1},
+        {1, 2},
+        1 + 2j,
+        [[0.5], [0.5, 0.5]],
+        [None, 0.5],
+        object(),
+        [1, "a"],
+        np.array(["0.5"]),
+        np.zeros(2, np.complex64),
+    ]
     return choices[int(rng.integers(len(choices)))]
 
 
@@ -279,21 +374,45 @@ def make_case(seed: int) -> Case:
     if rng.random() < 0.03:
         kw["from_logits"] = [None, "yes", 1, 0.0, np.array([True])][int(rng.integers(5))]
         case.bad.add("from_logits")
-    option("epsilon", [1e-7, 1e-3, 0.49, 1e-300, 5e-324, np.float32(1e-7), np.finfo(np.float64).eps],
-           [0.0, 0.5, -1e-7, np.nan, np.inf, "1e-7", None, 10**400, True, [1e-7], 1])
-    option("label_smoothing", [0.0, 0.1, 1.0, 0.5, 1e-300, np.float16(0.2), 0, 1],
-           [-0.1, 1.01, np.nan, np.inf, "0.1", None, 10**400, [0.1]])
-    option("gamma", [0.0, 2.0, 0.5, 1e-46, 1e-300, 5.0, 1e39, 1e300, 50.0, 1, np.float64(3.0)],
-           [-1.0, np.nan, np.inf, "2", None, 10**400, False, [2.0]])
-    option("alpha", [None, 0.25, 0.0, 1.0, 1e-5, 1 - 1e-9, 0.75, 1],
-           [-0.1, 1.5, np.nan, "0.25", 10**400, [0.25]])
-    option("reduction", ["none", "sum", "mean", "weighted_mean"],
-           ["avg", "", None, 1, ["sum"], np.array(["sum", "mean"]), "SUM"], p_set=0.8)
-    option("nan_policy", ["propagate", "omit", "raise"],
-           ["ignore", None, 0, ["omit"], np.array(["omit", "raise"]), "Raise"], p_set=0.6)
+    option(
+        "epsilon",
+        [1e-7, 1e-3, 0.49, 1e-300, 5e-324, np.float32(1e-7), np.finfo(np.float64).eps],
+        [0.0, 0.5, -1e-7, np.nan, np.inf, "1e-7", None, 10**400, True, [1e-7], 1],
+    )
+    option(
+        "label_smoothing",
+        [0.0, 0.1, 1.0, 0.5, 1e-300, np.float16(0.2), 0, 1],
+        [-0.1, 1.01, np.nan, np.inf, "0.1", None, 10**400, [0.1]],
+    )
+    option(
+        "gamma",
+        [0.0, 2.0, 0.5, 1e-46, 1e-300, 5.0, 1e39, 1e300, 50.0, 1, np.float64(3.0)],
+        [-1.0, np.nan, np.inf, "2", None, 10**400, False, [2.0]],
+    )
+    option(
+        "alpha",
+        [None, 0.25, 0.0, 1.0, 1e-5, 1 - 1e-9, 0.75, 1],
+        [-0.1, 1.5, np.nan, "0.25", 10**400, [0.25]],
+    )
+    option(
+        "reduction",
+        ["none", "sum", "mean", "weighted_mean"],
+        ["avg", "", None, 1, ["sum"], np.array(["sum", "mean"]), "SUM"],
+        p_set=0.8,
+    )
+    option(
+        "nan_policy",
+        ["propagate", "omit", "raise"],
+        ["ignore", None, 0, ["omit"], np.array(["omit", "raise"]), "Raise"],
+        p_set=0.6,
+    )
     option("validate", [True, False, np.True_], [1, "yes", None, [True]], p_set=0.3)
-    option("threads", [None, 1, 2, 3, 4, 16, np.int64(2), 2**40],
-           [0, -1, 2.0, "2", True, -(2**70), [2]], p_set=0.4)
+    option(
+        "threads",
+        [None, 1, 2, 3, 4, 16, np.int64(2), 2**40],
+        [0, -1, 2.0, "2", True, -(2**70), [2]],
+        p_set=0.4,
+    )
     if not case.bad and rng.random() < 0.01:  # an unknown keyword
         kw[str(rng.choice(["from_logit", "smoothing", "weights", "axis"]))] = 1
         case.bad.add("<keyword>")
@@ -303,7 +422,9 @@ def make_case(seed: int) -> Case:
     r = rng.random()
     if r < 0.15:
         if valid_w:
-            value: Any = float(rng.choice([0.0, 1.0, 2.5, 1e-45, 1e30, 1e39, np.nan, 5e-324, 1e300]))
+            value: Any = float(
+                rng.choice([0.0, 1.0, 2.5, 1e-45, 1e30, 1e39, np.nan, 5e-324, 1e300])
+            )
         else:
             value = float(rng.choice([-1.0, np.inf, -np.inf]))
             case.bad.add("sample_weight")
@@ -322,19 +443,30 @@ def make_case(seed: int) -> Case:
         w = _weights(rng, size, wdt, valid_w).reshape(shape_t)
         kw["sample_weight"] = _layout(rng, w, case.note, "sample_weight")
         with np.errstate(all="ignore"):  # (a valid value may overflow a small dtype)
-            if not valid_w or not (w.astype(np.float32) >= 0).all() or np.isinf(w.astype(np.float32)).any():
+            if (
+                not valid_w
+                or not (w.astype(np.float32) >= 0).all()
+                or np.isinf(w.astype(np.float32)).any()
+            ):
                 case.maybe_bad.add("sample_weight")
     elif r < 0.5 and ndim:
         wdt = LABEL_DTYPES[int(rng.integers(1, len(LABEL_DTYPES)))]
         w = _weights(rng, shape_t[0], wdt, valid_w)
         kw["sample_weight"] = _layout(rng, w, case.note, "sample_weight")
         with np.errstate(all="ignore"):  # (a valid value may overflow a small dtype)
-            if not valid_w or not (w.astype(np.float32) >= 0).all() or np.isinf(w.astype(np.float32)).any():
+            if (
+                not valid_w
+                or not (w.astype(np.float32) >= 0).all()
+                or np.isinf(w.astype(np.float32)).any()
+            ):
                 case.maybe_bad.add("sample_weight")
     elif r < 0.53:
-        kw["sample_weight"] = [np.zeros(tuple(s + 1 for s in shape_t) or (3,)),
-                               _bad_object(rng, allow_none=False),
-                               np.ones(shape_t, np.complex64), np.ones((2, 2, 2, 2))][int(rng.integers(4))]
+        kw["sample_weight"] = [
+            np.zeros(tuple(s + 1 for s in shape_t) or (3,)),
+            _bad_object(rng, allow_none=False),
+            np.ones(shape_t, np.complex64),
+            np.ones((2, 2, 2, 2)),
+        ][int(rng.integers(4))]
         case.bad.add("sample_weight")
 
     # pos_weight
@@ -346,12 +478,22 @@ def make_case(seed: int) -> Case:
     elif r < 0.3 and ndim:
         q = rng.random(shape_t[-1]) * 5
         q[rng.random(shape_t[-1]) < 0.2] = rng.choice([0.0, 1e39, 1e-45, 1e300])
-        kw["pos_weight"] = _cast(q, np.dtype(rng.choice(["float16", "float32", "float64", "int32", "uint8"])))
+        kw["pos_weight"] = _cast(
+            q, np.dtype(rng.choice(["float16", "float32", "float64", "int32", "uint8"]))
+        )
         if not (kw["pos_weight"].astype(np.float64) <= 3.4e38).all():
             case.maybe_bad.add("pos_weight")
     elif r < 0.34:
-        kw["pos_weight"] = [-1.0, np.nan, np.inf, np.array([1.0, -1.0]), np.ones((2, 2)), "1",
-                            np.ones(3, np.complex128), np.array([np.nan])][int(rng.integers(8))]
+        kw["pos_weight"] = [
+            -1.0,
+            np.nan,
+            np.inf,
+            np.array([1.0, -1.0]),
+            np.ones((2, 2)),
+            "1",
+            np.ones(3, np.complex128),
+            np.array([np.nan]),
+        ][int(rng.integers(8))]
         case.bad.add("pos_weight")
 
     # out
@@ -376,21 +518,35 @@ def make_case(seed: int) -> Case:
             elif kind == "fortran" and o.ndim:
                 o = np.asfortranarray(o)
             elif kind == "zero-stride" and size:
-                o = np.lib.stride_tricks.as_strided(np.full(1, np.nan, working), shape_t, (0,) * len(shape_t))
+                o = np.lib.stride_tricks.as_strided(
+                    np.full(1, np.nan, working), shape_t, (0,) * len(shape_t)
+                )
             case.note.append(f"out:{kind}")
             kw["out"] = o
             if reducing:
                 case.bad |= {"out", "reduction"}
-        elif r < 0.8 and isinstance(case.y_pred, np.ndarray) and case.y_pred.dtype == working \
-                and case.y_pred.flags.writeable:
+        elif (
+            r < 0.8
+            and isinstance(case.y_pred, np.ndarray)
+            and case.y_pred.dtype == working
+            and case.y_pred.flags.writeable
+        ):
             kw["out"] = case.y_pred  # out aliases y_pred, as np.add(a, b, out=a): legal
             case.note.append("out:aliases-y_pred")
             if reducing:
                 case.bad |= {"out", "reduction"}
         else:
-            kw["out"] = [np.zeros(shape_t + (1,), working), np.zeros(shape_t, np.float16),
-                         [0.0], np.zeros(shape_t, working).copy()][int(rng.integers(4))]
-            if isinstance(kw["out"], np.ndarray) and kw["out"].shape == shape_t and kw["out"].dtype == working:
+            kw["out"] = [
+                np.zeros(shape_t + (1,), working),
+                np.zeros(shape_t, np.float16),
+                [0.0],
+                np.zeros(shape_t, working).copy(),
+            ][int(rng.integers(4))]
+            if (
+                isinstance(kw["out"], np.ndarray)
+                and kw["out"].shape == shape_t
+                and kw["out"].dtype == working
+            ):
                 kw["out"].flags.writeable = False
             case.bad.add("out")
             if reducing:
@@ -425,7 +581,9 @@ def _same(before: Any, obj: Any) -> bool:
 
 
 def _working(y_pred: np.ndarray) -> np.dtype:
-    return np.dtype(np.float64 if y_pred.dtype.kind == "f" and y_pred.dtype.itemsize == 8 else np.float32)
+    return np.dtype(
+        np.float64 if y_pred.dtype.kind == "f" and y_pred.dtype.itemsize == 8 else np.float32
+    )
 
 
 def _data_problems(case: Case, yt: np.ndarray, yp: np.ndarray) -> tuple[set[str], bool]:
@@ -515,7 +673,13 @@ def check(case: Case) -> None:
         raise fail(f"raised {type(e).__name__}: {e}\n{traceback.format_exc()}") from e
 
     for name, before in snaps.items():
-        obj = case.y_true if name == "y_true" else case.y_pred if name == "y_pred" else case.kwargs.get(name)
+        obj = (
+            case.y_true
+            if name == "y_true"
+            else case.y_pred
+            if name == "y_pred"
+            else case.kwargs.get(name)
+        )
         if out_is_input and obj is out:
             continue
         if not _same(before, obj):
@@ -530,13 +694,17 @@ def check(case: Case) -> None:
             raise fail(f"{type(error).__name__} names no argument: {msg!r}")
         if case.bad:
             if not (named & case.bad) and not (named & case.maybe_bad):
-                raise fail(f"error names {sorted(named)}, expected one of {sorted(case.bad)}: {msg!r}")
+                raise fail(
+                    f"error names {sorted(named)}, expected one of {sorted(case.bad)}: {msg!r}"
+                )
             return
         # valid arguments: the only legitimate errors come from the values
         data_bad, _ = _data_problems(case, yt, yp)
         if not (named & data_bad):
-            raise fail(f"unexpected {type(error).__name__} ({sorted(named)}; values at fault: "
-                       f"{sorted(data_bad)}): {msg!r}")
+            raise fail(
+                f"unexpected {type(error).__name__} ({sorted(named)}; values at fault: "
+                f"{sorted(data_bad)}): {msg!r}"
+            )
         if named & {"y_true", "y_pred"} and "index" not in msg:
             raise fail(f"a value error that does not give the index: {msg!r}")
         return
@@ -554,8 +722,10 @@ def check(case: Case) -> None:
     work = _working(yp)
     if reduction == "none":
         if not isinstance(result, np.ndarray) or result.shape != yp.shape or result.dtype != work:
-            raise fail(f"'none' gave {type(result).__name__} {getattr(result, 'shape', '')} "
-                       f"{getattr(result, 'dtype', '')}")
+            raise fail(
+                f"'none' gave {type(result).__name__} {getattr(result, 'shape', '')} "
+                f"{getattr(result, 'dtype', '')}"
+            )
         if out is not None and result is not out:
             raise fail("out= was not returned")
     elif type(result) is not float:
@@ -574,13 +744,17 @@ def check(case: Case) -> None:
     want, slack = ref.reduced, ref.slack
     rtol = 1e-9 if work == np.float64 else (2e-3 if ref.gamma else 2e-5)
     with np.errstate(invalid="ignore", over="ignore"):
-        ok = (np.abs(values - want) <= rtol * np.abs(want) + slack) | (np.isnan(values) & np.isnan(want))
+        ok = (np.abs(values - want) <= rtol * np.abs(want) + slack) | (
+            np.isnan(values) & np.isnan(want)
+        )
         ok |= values == want  # infinities
         # beyond the working range the float32 result may be inf where float64 is finite
         ok |= (np.abs(want) > 1e30) & (values >= 0)
     if not ok.all():
         i = np.unravel_index(int(np.argmin(ok)), ok.shape) if ok.ndim else ()
-        raise fail(f"{reduction}: got {values[i]!r}, reference {want[i]!r} (slack {slack[i]!r}) at {i}")
+        raise fail(
+            f"{reduction}: got {values[i]!r}, reference {want[i]!r} (slack {slack[i]!r}) at {i}"
+        )
 
 
 @dataclass
@@ -600,7 +774,11 @@ def _reference(case: Case, yt: np.ndarray, yp: np.ndarray, work: np.dtype) -> _R
     with np.errstate(all="ignore"):
         y = yt.astype(work).astype(np.float64)
         p = yp.astype(work)
-        opts = {k: kw[k] for k in ("from_logits", "epsilon", "pos_weight", "alpha", "sample_weight") if k in kw}
+        opts = {
+            k: kw[k]
+            for k in ("from_logits", "epsilon", "pos_weight", "alpha", "sample_weight")
+            if k in kw
+        }
         for k in ("epsilon", "alpha"):
             if opts.get(k) is not None:
                 opts[k] = float(opts[k])
@@ -626,10 +804,17 @@ def _reference(case: Case, yt: np.ndarray, yp: np.ndarray, work: np.dtype) -> _R
         reduction = kw.get("reduction", "mean")
         if reduction == "none":
             return _Ref(ce, slack, gamma)
-        total, total_slack = float(np.sum(ce)), float(np.sum(slack)) + 1e-12 * float(np.sum(np.abs(ce)))
+        total, total_slack = (
+            float(np.sum(ce)),
+            float(np.sum(slack)) + 1e-12 * float(np.sum(np.abs(ce))),
+        )
         if reduction == "sum":
             return _Ref(np.asarray(total), np.asarray(total_slack), gamma)
-        denom = float(yp.size) if reduction == "mean" else float(np.sum(wb.astype(work).astype(np.float64)))
+        denom = (
+            float(yp.size)
+            if reduction == "mean"
+            else float(np.sum(wb.astype(work).astype(np.float64)))
+        )
         if denom == 0:
             return _Ref(np.asarray(np.nan), np.asarray(0.0), gamma)
         return _Ref(np.asarray(total / denom), np.asarray(total_slack / denom), gamma)
@@ -673,7 +858,9 @@ def _worker(first: int, count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--calls", type=int, default=100_000, help="cases to run (one API call each)")
     ap.add_argument("--seed", type=int, default=1, help="first seed (cases are seed, seed+1, ...)")
     ap.add_argument("--chunk", type=int, default=20_000, help="cases per worker process")
@@ -693,14 +880,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     total_calls = total_failures = 0
     crashes: list[str] = []
-    chunks = [(s, min(args.chunk, args.seed + args.calls - s))
-              for s in range(args.seed, args.seed + args.calls, args.chunk)]
+    chunks = [
+        (s, min(args.chunk, args.seed + args.calls - s))
+        for s in range(args.seed, args.seed + args.calls, args.chunk)
+    ]
     running: list[tuple[subprocess.Popen, tuple[int, int]]] = []
     while chunks or running:
         while chunks and len(running) < args.workers:
             first, count = chunks.pop(0)
-            proc = subprocess.Popen([sys.executable, __file__, "--_worker", str(first), str(count)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--_worker", str(first), str(count)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             running.append((proc, (first, count)))
         proc, (first, count) = running.pop(0)
         output, _ = proc.communicate()
@@ -709,19 +902,29 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith("FAILURE") or line.startswith("  "):
                 print(line)
         if proc.returncode != 0 or not done:
-            crashes.append(f"seeds {first}..{first + count - 1}: exit {proc.returncode}\n{output[-3000:]}")
-            print(f"CRASH/HANG in seeds {first}..{first + count - 1} (exit {proc.returncode}); "
-                  f"rerun with FUZZ_TRACE=1 to find the seed:\n{output[-3000:]}", flush=True)
+            crashes.append(
+                f"seeds {first}..{first + count - 1}: exit {proc.returncode}\n{output[-3000:]}"
+            )
+            print(
+                f"CRASH/HANG in seeds {first}..{first + count - 1} (exit {proc.returncode}); "
+                f"rerun with FUZZ_TRACE=1 to find the seed:\n{output[-3000:]}",
+                flush=True,
+            )
             continue
         _, _, _, calls, failures = done[0].split()
         total_calls += int(calls)
         total_failures += int(failures)
         elapsed = time.monotonic() - start
-        print(f"{total_calls} calls, {total_failures} failures, {len(crashes)} crashed chunks, "
-              f"{elapsed:.0f} s ({total_calls / elapsed:.0f} calls/s)", flush=True)
+        print(
+            f"{total_calls} calls, {total_failures} failures, {len(crashes)} crashed chunks, "
+            f"{elapsed:.0f} s ({total_calls / elapsed:.0f} calls/s)",
+            flush=True,
+        )
     elapsed = time.monotonic() - start
-    print(f"DONE: {total_calls} calls in {elapsed:.0f} s, {total_failures} failures, "
-          f"{len(crashes)} crashed or hung chunks")
+    print(
+        f"DONE: {total_calls} calls in {elapsed:.0f} s, {total_failures} failures, "
+        f"{len(crashes)} crashed or hung chunks"
+    )
     return 1 if total_failures or crashes else 0
 
 

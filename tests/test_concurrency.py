@@ -50,8 +50,12 @@ def test_eight_threads_on_different_data_get_the_single_thread_results():
     reductions = ["sum", "mean", "weighted_mean", "none"]
     want = []
     for y, p, options in problems:
-        want.append({r: fastbce.binary_crossentropy(y, p, reduction=r, threads=1, **options)
-                     for r in reductions})
+        want.append(
+            {
+                r: fastbce.binary_crossentropy(y, p, reduction=r, threads=1, **options)
+                for r in reductions
+            }
+        )
 
     start = threading.Barrier(8)
     errors: list[str] = []
@@ -61,11 +65,18 @@ def test_eight_threads_on_different_data_get_the_single_thread_results():
         start.wait()
         for rounds in range(6):
             for r in reductions:
-                got = fastbce.binary_crossentropy(y, p, reduction=r, threads=1 + (i + rounds) % 3,
-                                                  **options)
-                same = np.array_equal(got, want[i][r]) if r == "none" else repr(got) == repr(want[i][r])
+                got = fastbce.binary_crossentropy(
+                    y, p, reduction=r, threads=1 + (i + rounds) % 3, **options
+                )
+                same = (
+                    np.array_equal(got, want[i][r])
+                    if r == "none"
+                    else repr(got) == repr(want[i][r])
+                )
                 if not same:
-                    errors.append(f"thread {i}, reduction {r}, round {rounds}: {got!r:.80} != {want[i][r]!r:.80}")
+                    errors.append(
+                        f"thread {i}, {r}, round {rounds}: {got!r:.80} != {want[i][r]!r:.80}"
+                    )
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
@@ -123,7 +134,13 @@ def test_the_gil_is_released_inside_the_kernel():
         worker = threading.Thread(
             target=fastbce.binary_focal_crossentropy,
             args=(y, p),
-            kwargs={"from_logits": True, "gamma": 2.0, "reduction": "none", "out": out, "threads": 1},
+            kwargs={
+                "from_logits": True,
+                "gamma": 2.0,
+                "reduction": "none",
+                "out": out,
+                "threads": 1,
+            },
         )
         worker.start()
         python_steps = 0
@@ -148,8 +165,12 @@ def _child_check(y, p, want) -> int:
         if fastbce.binary_crossentropy(y, p, threads=2) != want:
             return 3
         results = []
-        threads = [threading.Thread(target=lambda: results.append(fastbce.binary_crossentropy(y, p, threads=2)))
-                   for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(fastbce.binary_crossentropy(y, p, threads=2))
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -179,8 +200,10 @@ def test_fork_child_computes(parent_used_threads):
     want = fastbce.binary_crossentropy(y, p, threads=1)
     if parent_used_threads:  # kernel threads and Python threads in the parent before the fork
         assert fastbce.binary_crossentropy(y, p, threads=2) == want
-        pool = [threading.Thread(target=fastbce.binary_crossentropy, args=(y, p), kwargs={"threads": 2})
-                for _ in range(4)]
+        pool = [
+            threading.Thread(target=fastbce.binary_crossentropy, args=(y, p), kwargs={"threads": 2})
+            for _ in range(4)
+        ]
         for t in pool:
             t.start()
         for t in pool:

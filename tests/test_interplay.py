@@ -85,5 +85,7 @@ def test_fastbce_tensorflow_and_torch_in_one_process(order):
         text=True,
         timeout=900,
     )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
     assert proc.stdout.startswith("OK")

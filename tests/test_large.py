@@ -20,7 +20,9 @@ import fastbce
 
 N = 2**31 + 2**16 + 3
 # float16 bit patterns 0xHHLL with LL in {0, 1} (the label) and a probability in [0, 1]
-PATTERN = np.array([0x3800, 0x3801, 0x3000, 0x2E01], np.uint16)  # (0.5, 0) (0.5005, 1) (0.125, 0) (0.0938, 1)
+PATTERN = np.array(
+    [0x3800, 0x3801, 0x3000, 0x2E01], np.uint16
+)  # (0.5, 0) (0.5005, 1) (0.125, 0) (0.0938, 1)
 SPECIAL = {  # distinct values where a wrapped index would land on the pattern instead
     2**31 - 1: 0x3401,
     2**31: 0x2001,
@@ -45,7 +47,9 @@ def _available_bytes() -> int:
 def _losses(bits: np.ndarray) -> np.ndarray:
     """The loss of each bit pattern, computed by fastbce on a small contiguous array."""
     bits = np.ascontiguousarray(bits, np.uint16)
-    return fastbce.binary_crossentropy((bits & 1).astype(bool), bits.view(np.float16), reduction="none")
+    return fastbce.binary_crossentropy(
+        (bits & 1).astype(bool), bits.view(np.float16), reduction="none"
+    )
 
 
 @pytest.mark.slow
@@ -66,7 +70,9 @@ def test_more_than_two_to_the_31_elements():
 
     # a fault beyond 2^31 is reported at its 64-bit index
     bits[BAD_AT] = 0x4000
-    with pytest.raises(ValueError, match=rf"y_pred must be a probability .* got 2.0 at flat index {BAD_AT}\b"):
+    with pytest.raises(
+        ValueError, match=rf"y_pred must be a probability .* got 2.0 at flat index {BAD_AT}\b"
+    ):
         fastbce.binary_crossentropy(y_true, y_pred)
     bits[BAD_AT] = PATTERN[BAD_AT % 4]
 
@@ -83,8 +89,13 @@ def test_more_than_two_to_the_31_elements():
     # elementwise, into an out of N float32: spot checks around and beyond 2^31
     out = np.empty(N, np.float32)
     assert fastbce.binary_crossentropy(y_true, y_pred, reduction="none", out=out) is out
-    idx = np.array(sorted({0, 1, 2, 3, 2**31 - 2, 2**31 + 1, 2**31 + 2, 2**31 + 2**15, N - 4, N - 2}
-                          | set(SPECIAL)), np.int64)
+    idx = np.array(
+        sorted(
+            {0, 1, 2, 3, 2**31 - 2, 2**31 + 1, 2**31 + 2, 2**31 + 2**15, N - 4, N - 2}
+            | set(SPECIAL)
+        ),
+        np.int64,
+    )
     np.testing.assert_allclose(out[idx], _losses(bits[idx]), rtol=1e-6)
     np.testing.assert_allclose(np.sum(out, dtype=np.float64), want_sum, rtol=1e-6)
     print(f"{N} elements: {time.monotonic() - start:.1f} s", file=sys.stderr)

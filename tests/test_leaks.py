@@ -24,8 +24,10 @@ BOUND = 1 << 20  # bytes of RSS growth allowed over CALLS calls
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc"),
-    pytest.mark.skipif(os.environ.get("FASTBCE_SANITIZED") == "1",
-                       reason="RSS is meaningless under AddressSanitizer (quarantine)"),
+    pytest.mark.skipif(
+        os.environ.get("FASTBCE_SANITIZED") == "1",
+        reason="RSS is meaningless under AddressSanitizer (quarantine)",
+    ),
 ]
 
 
@@ -64,9 +66,17 @@ ENTRY_POINTS = {
     "out": lambda: fastbce.binary_crossentropy(Y, P, reduction="none", out=OUT),
     "out-copy": lambda: fastbce.binary_crossentropy(Y, P, reduction="none", out=OUT.T.copy().T),
     "focal-weights": lambda: fastbce.binary_focal_crossentropy(
-        Y, X, from_logits=True, sample_weight=W_ROW, pos_weight=Q, alpha=0.25,
-        reduction="weighted_mean"),
-    "strided-float64": lambda: fastbce.binary_crossentropy(Y.T, X.T, from_logits=True, reduction="sum"),
+        Y,
+        X,
+        from_logits=True,
+        sample_weight=W_ROW,
+        pos_weight=Q,
+        alpha=0.25,
+        reduction="weighted_mean",
+    ),
+    "strided-float64": lambda: fastbce.binary_crossentropy(
+        Y.T, X.T, from_logits=True, reduction="sum"
+    ),
     "lists": lambda: fastbce.binary_crossentropy([0, 1, 1], [0.2, 0.7, 0.9], nan_policy="omit"),
     "type-error": _expect(TypeError, fastbce.binary_crossentropy, Y, P.astype(np.int32)),
     "option-error": _expect(ValueError, fastbce.binary_focal_crossentropy, Y, P, epsilon=0.7),
@@ -87,6 +97,8 @@ def test_memory_is_flat_over_many_calls(name):
         call()
     gc.collect()
     grown = rss() - before
-    print(f"{name}: RSS {before / 2**20:.1f} MiB, grew {grown / 1024:.0f} KiB over {CALLS} calls",
-          file=sys.stderr)
+    print(
+        f"{name}: RSS {before / 2**20:.1f} MiB, grew {grown / 1024:.0f} KiB over {CALLS} calls",
+        file=sys.stderr,
+    )
     assert grown < BOUND, f"RSS grew by {grown / 1024:.0f} KiB over {CALLS} calls of {name}"
