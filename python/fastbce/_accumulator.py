@@ -250,22 +250,18 @@ def _factorize(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
         raise ValueError(f"groups must be 1-D (one label per row); got shape {arr.shape}")
     if arr.dtype.kind == "O":
         missing = _is_missing(arr)
-        if missing.any():
-            codes = np.empty(arr.shape[0], dtype=np.int64)
-            present_codes, keys = _unique(arr[~missing])
-            codes[~missing] = present_codes
-            codes[missing] = len(keys)
-            return codes, keys + [None]
-        return _unique(arr)
-    if arr.dtype.kind in "fc":
+    elif arr.dtype.kind in "fc":
         missing = np.isnan(arr)
-        if missing.any():
-            codes = np.empty(arr.shape[0], dtype=np.int64)
-            present_codes, keys = _unique(arr[~missing])
-            codes[~missing] = present_codes
-            codes[missing] = len(keys)
-            return codes, keys + [None]
-    return _unique(arr)
+    else:
+        return _unique(arr)
+    if not missing.any():
+        return _unique(arr)
+    # missing labels (None, NaN, null) form one more group, keyed None
+    codes = np.empty(arr.shape[0], dtype=np.int64)
+    present_codes, keys = _unique(arr[~missing])
+    codes[~missing] = present_codes
+    codes[missing] = len(keys)
+    return codes, keys + [None]
 
 
 def _unique(arr: np.ndarray) -> tuple[np.ndarray, list[Hashable]]:
