@@ -186,7 +186,11 @@ class CsvSource:
         import pyarrow.csv as pacsv
 
         types = {c: (pa.float64() if c in self.floats else pa.string()) for c in self.columns}
-        read = pacsv.ReadOptions(block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)))
+        # use_threads=False: the serial reader has no read-ahead thread, which could outlive an
+        # error here (an abort at exit under AddressSanitizer: a joinable thread destroyed)
+        read = pacsv.ReadOptions(
+            block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)), use_threads=False
+        )
         convert = pacsv.ConvertOptions(  # (an empty field is a null: NaN, or a missing group)
             include_columns=self.columns, column_types=types, strings_can_be_null=True
         )
@@ -194,6 +198,7 @@ class CsvSource:
             start = 0
             with open(path, "rb") as f:
                 self._file = f
+                reader = None
                 try:
                     reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
                     for rb in reader:
@@ -204,6 +209,8 @@ class CsvSource:
                 except Exception as e:  # (an error of the consumer is not raised in here)
                     raise DataError(f"{path}: cannot read it as csv ({_first_line(e)})") from None
                 finally:
+                    if reader is not None:  # before the file it reads is closed
+                        reader.close()
                     self._file = None
             self._done_bytes += size
 
