@@ -242,7 +242,7 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         }
         // step 3
         // q multiplies the loss before y' does: q * y' alone can underflow for a tiny q
-        const T pos = (ys == T(0)) | (q[j] == T(0)) ? T(0) : ys * (q[j] * neg_log_p);
+        const T pos = ((ys == T(0)) | (q[j] == T(0))) ? T(0) : ys * (q[j] * neg_log_p);
         T loss = pos + times_weight(ys_c, neg_log_1mp);
         if constexpr (Focal) {
             // step 4: (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), in log space so that it neither
