@@ -128,6 +128,17 @@ void add(Sums& into, const Sums& s) {
     into.count += s.count;
 }
 
+// True when the call uses an option beyond plain cross-entropy and focal: label smoothing,
+// pos_weight, sample weights other than 1, or (without focal) alpha. Without them the kernel's
+// General = false instantiation (kernel.hpp, loss_tile) skips that work.
+bool needs_general(const Call& c, bool is_double, bool focal) {
+    auto in_working = [is_double](double v) { return is_double ? v : double(float(v)); };
+    const bool weighted = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element ||
+                          (c.weight_kind == WeightKind::scalar && in_working(c.weight_scalar) != 1.0);
+    return in_working(c.label_smoothing) != 0.0 || c.pos_weight != nullptr ||
+           in_working(c.pos_weight_scalar) != 1.0 || weighted || (c.has_alpha && !focal);
+}
+
 }  // namespace
 
 std::vector<std::string> compiled_targets() {
@@ -171,7 +182,7 @@ Result run(const Call& c, Sums* group_sums) {
     // Options take the working precision first (as Keras casts them to the tensor's dtype): a
     // gamma that rounds to 0 in float32 is no focal term there.
     const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
-    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal];
+    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal][needs_general(c, is_double, focal)];
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
 

@@ -167,6 +167,7 @@ struct LossParams {
     T clip_lo;      // epsilon
     T clip_hi;      // 1 - epsilon, rounded in the working type as Keras does
     T gamma;        // focal exponent, at most T's largest finite value (see below)
+    int int_gamma;  // gamma when it is a whole number in [1, kMaxIntGamma], else 0
     // class balancing alpha*y' + (1-alpha)*(1-y'), only when alpha is given: the factor is
     // on * (that) + off, with (on, off) = (1, 0) or (0, 1), exactly the term or exactly 1. (A
     // select on a loop-invariant bool here stops GCC 12 from vectorising the loop.)
@@ -174,6 +175,8 @@ struct LossParams {
     T balance_off;
     T alpha;
     T one_minus_alpha;
+
+    static constexpr int kMaxIntGamma = 4;
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -183,11 +186,15 @@ struct LossParams {
           // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
           // p_t = 0; the largest float gives the factor 1 there, and elsewhere the same 0
           gamma(T(std::min(c.gamma, double(std::numeric_limits<T>::max())))),
+          int_gamma(gamma >= T(1) && gamma <= T(kMaxIntGamma) && gamma == T(int(gamma)) ? int(gamma) : 0),
           balance_on(c.has_alpha ? T(1) : T(0)),
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)) {}
 };
+
+template <class T>
+constexpr T inf = std::numeric_limits<T>::infinity();
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
 // sample weight of zero means the term does not count.
@@ -196,36 +203,78 @@ inline T times_weight(T a, T b) {
     return a == T(0) ? T(0) : a * b;
 }
 
-// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile.
+// (1 - p_t)^gamma for a whole gamma <= kMaxIntGamma: products, as pow() gives them (also for a
+// negative base, which only unvalidated probabilities outside [0, 1] produce).
+template <int G, class T>
+inline T int_power(T t) {
+    if constexpr (G == 1) return t;
+    else if constexpr (G == 2) return t * t;
+    else if constexpr (G == 3) return t * t * t;
+    else return (t * t) * (t * t);
+}
+
+// Step 4 and, for General calls, step 6: ce[j] = loss[j] * factor(t[j]) (* w[j]), except that
+// an infinite loss stays infinite (it has p_t < 1, so its factor is > 0 even where it underflowed
+// to 0). For General calls `loss` is the float64 product of loss_tile, and the factor and the
+// weight multiply it in float64 too before the one rounding to T.
+template <bool General, class T, class Factor>
+inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict t,
+                        const T* __restrict w, int64_t len, Factor factor) {
+    // (a blend, not a ternary: with `inf ? loss : loss * factor` GCC moves the factor into a
+    // branch, which SSE4.2 cannot vectorise)
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        if constexpr (General) {
+            const double loss = wide_loss[j];
+            const double v = vm::detail::select(loss == inf<double>, loss, loss * double(factor(t[j])));
+            ce[j] = T(times_weight(double(w[j]), v));
+        } else {
+            const T loss = ce[j];
+            ce[j] = vm::detail::select(loss == inf<T>, loss, loss * factor(t[j]));
+        }
+    }
+}
+
+// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile, in stages that are
+// each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
+// loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
+// overlap enough elements; split, the same operations ran 16% faster (docs/benchmarks.md).
+//
 // Writing ce = q*y'*(-log p) + (1-y')*(-log(1-p)) with both logs computed as non-negative
 // quantities keeps every term positive: no cancellation for soft labels, and for logits
 //   -log p = max(-x, 0) + log1p(exp(-|x|)),   -log(1-p) = max(x, 0) + log1p(exp(-|x|)),
 // which for q = 1 is softplus(-|x|) + (x > 0 ? (1-y')x : -y'x) and for q != 1 equals the
 // tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
-template <class T, bool FromLogits, bool Focal>
+// General = false drops label smoothing, q, w and (without focal) alpha, which are then the
+// identity; General = true computes them (and gives the same value for neutral ones, up to the
+// rounding of its float64 products).
+template <class T, bool FromLogits, bool Focal, bool General>
 inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
-                      const T* __restrict w, T* __restrict ce, int64_t len, const LossParams<T> k) {
-    constexpr T inf = std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_LOSS_LOOP: must vectorise (test_vectorized.py)
+                      const T* __restrict w, T* __restrict ce, T* __restrict scratch,
+                      double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
+    if constexpr (FromLogits) {
+        for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
+    }
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
         // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
         // smoothing would otherwise round 1 - y' to 0)
-        const T ys = y[j] * k.keep + k.shift;
-        const T ys_c = (T(1) - y[j]) * k.keep + k.shift;
+        T ys = y[j], ys_c = T(1) - y[j];
+        if constexpr (General) {
+            ys = y[j] * k.keep + k.shift;
+            ys_c = (T(1) - y[j]) * k.keep + k.shift;
+        }
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
-        // (focal only) 1 - p_t = y'(1-p) + (1-y')p = focal_num / exp(focal_log_den), with
-        // focal_num a sum of non-negative terms, so its log is accurate however small it is
-        [[maybe_unused]] T focal_num = T(0), focal_log_den = T(0);
+        // (focal only) 1 - p_t = y'(1-p) + (1-y')p, a sum of non-negative terms
+        [[maybe_unused]] T one_minus_pt = T(0);
         if constexpr (FromLogits) {
-            const T z = vm::exp(-std::abs(x));  // in [0, 1]
+            const T z = scratch[j];  // exp(-|x|), in [0, 1]
             const T soft = vm::log1p_small(z);
             neg_log_p = (x < T(0) ? -x : T(0)) + soft;
             neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
             if constexpr (Focal) {
                 // x >= 0: p = 1/(1+z), 1-p = z/(1+z); x < 0: p = z/(1+z), 1-p = 1/(1+z)
                 const bool pos = x >= T(0);
-                focal_num = ys * (pos ? z : T(1)) + ys_c * (pos ? T(1) : z);
-                focal_log_den = soft;
+                one_minus_pt = (ys * (pos ? z : T(1)) + ys_c * (pos ? T(1) : z)) / (T(1) + z);
             }
         } else {
             T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
@@ -233,30 +282,55 @@ inline void loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             // One general log and one log1p_small: with q = min(p, 1 - p) (1 - p is exact for
             // p >= 1/2), {log p, log(1 - p)} = {log q, log1p(-q)} and -q is in [-1/2, 0].
             const bool low = pc < T(0.5);
-            const T q = low ? pc : T(1) - pc;
-            const T log_q = vm::log(q);
-            const T log_1mq = vm::log1p_small(-q);
+            const T qp = low ? pc : T(1) - pc;
+            const T log_q = vm::log(qp);
+            const T log_1mq = vm::log1p_small(-qp);
             neg_log_p = -(low ? log_q : log_1mq);
             neg_log_1mp = -(low ? log_1mq : log_q);
-            if constexpr (Focal) focal_num = ys * (T(1) - x) + ys_c * x;  // unclipped p (Keras 3)
+            if constexpr (Focal) one_minus_pt = ys * (T(1) - x) + ys_c * x;  // unclipped p (Keras 3)
         }
-        // step 3
-        // q multiplies the loss before y' does: q * y' alone can underflow for a tiny q
-        const T pos = ((ys == T(0)) | (q[j] == T(0))) ? T(0) : ys * (q[j] * neg_log_p);
-        T loss = pos + times_weight(ys_c, neg_log_1mp);
-        if constexpr (Focal) {
-            // step 4: (1 - p_t)^gamma = exp(gamma * log(1 - p_t)), in log space so that it neither
-            // underflows for gamma < 1 nor loses a tiny 1 - p_t. This equals SPEC's
-            // logaddexp(log y' + log(1-p), log(1-y') + log p) with one log instead of four.
-            const T log_1mpt = vm::log(focal_num) - focal_log_den;
-            const T factor = vm::exp(k.gamma * log_1mpt);  // gamma > 0 here: exp(-inf) = 0
-            // an infinite loss has p_t < 1, so a factor that underflowed to 0 is still > 0
-            loss = loss == inf ? loss : loss * factor;
+        // steps 3, 5 and 6. With the general options the loss is a product of up to five factors
+        // (y', q, -log p, balance, w), and a float intermediate could overflow or underflow where
+        // the result does not: for float input they are multiplied in double (exact enough, and
+        // no float-range product leaves double's range), then rounded once.
+        T loss;
+        if constexpr (General) {
+            using W = double;
+            const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
+            W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
+            // step 5, as two non-negative terms (no cancellation for small alpha)
+            const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
+            wide = times_weight(W(k.balance_on * balance + k.balance_off), wide);
+            if constexpr (Focal) {
+                wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
+            } else {
+                wide = times_weight(W(w[j]), wide);  // step 6
+            }
+            loss = T(wide);
+        } else {
+            loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
+            if constexpr (Focal) {  // step 5 (focal calls take alpha without the general options)
+                const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
+                loss = times_weight(k.balance_on * balance + k.balance_off, loss);
+            }
         }
-        // step 5, as two non-negative terms (no cancellation for small alpha)
-        const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-        loss = times_weight(k.balance_on * balance + k.balance_off, loss);
-        ce[j] = times_weight(w[j], loss);                              // step 6
+        ce[j] = loss;
+        if constexpr (Focal) scratch[j] = one_minus_pt;
+    }
+    if constexpr (Focal) {
+        // step 4: (1 - p_t)^gamma; for a non-whole gamma exp(gamma * log(1 - p_t)), which does
+        // not underflow for gamma < 1 (exp(-inf) = 0 where 1 - p_t = 0; gamma > 0 here); then
+        // step 6
+        switch (k.int_gamma) {
+            case 1: apply_focal<General>(ce, wide_loss, scratch, w, len, [](T t) { return int_power<1>(t); }); break;
+            case 2: apply_focal<General>(ce, wide_loss, scratch, w, len, [](T t) { return int_power<2>(t); }); break;
+            case 3: apply_focal<General>(ce, wide_loss, scratch, w, len, [](T t) { return int_power<3>(t); }); break;
+            case 4: apply_focal<General>(ce, wide_loss, scratch, w, len, [](T t) { return int_power<4>(t); }); break;
+            default: {
+                const T g = k.gamma;
+                apply_focal<General>(ce, wide_loss, scratch, w, len, [g](T t) { return vm::exp(g * vm::log(t)); });
+            }
+        }
     }
 }
 
@@ -326,7 +400,7 @@ inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, c
 
 // Computes elements [begin, end) of the call: checks, loss, optional output, sums.
 // Stops at the first failed check and reports it (kind and flat index) in `out`.
-template <class T, bool FromLogits, bool Focal>
+template <class T, bool FromLogits, bool Focal, bool General>
 void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T y_buf[kTile];
     alignas(64) T p_buf[kTile];
@@ -335,6 +409,8 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T ce_buf[kTile];
     alignas(64) T w_kept_buf[kTile];
     alignas(64) T kept_buf[kTile];
+    alignas(64) T scratch_buf[kTile];
+    alignas(64) double wide_buf[General && Focal ? kTile : 1];
     alignas(64) int64_t code_buf[kTile];
 
     const LossParams<T> k(c);
@@ -375,7 +451,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
             return;
         }
 
-        loss_tile<T, FromLogits, Focal>(y, p, q_buf, w, ce_buf, len, k);
+        loss_tile<T, FromLogits, Focal, General>(y, p, q_buf, w, ce_buf, scratch_buf, wide_buf, len, k);
 
         if (c.out != nullptr) {
             T* dst = static_cast<T*>(c.out) + i0 * c.out_stride;
@@ -414,18 +490,24 @@ void apply_math(MathFn fn, const void* x, void* y, int64_t n) {
     }
 }
 
+template <class T>
+void fill_blocks(BlockFn (&table)[2][2][2]) {
+    table[0][0][0] = &process_block<T, false, false, false>;
+    table[0][0][1] = &process_block<T, false, false, true>;
+    table[0][1][0] = &process_block<T, false, true, false>;
+    table[0][1][1] = &process_block<T, false, true, true>;
+    table[1][0][0] = &process_block<T, true, false, false>;
+    table[1][0][1] = &process_block<T, true, false, true>;
+    table[1][1][0] = &process_block<T, true, true, false>;
+    table[1][1][1] = &process_block<T, true, true, true>;
+}
+
 inline Kernels make_kernels() {
     Kernels k{};
     k.math[0] = &apply_math<float>;
     k.math[1] = &apply_math<double>;
-    k.block[0][0][0] = &process_block<float, false, false>;
-    k.block[0][0][1] = &process_block<float, false, true>;
-    k.block[0][1][0] = &process_block<float, true, false>;
-    k.block[0][1][1] = &process_block<float, true, true>;
-    k.block[1][0][0] = &process_block<double, false, false>;
-    k.block[1][0][1] = &process_block<double, false, true>;
-    k.block[1][1][0] = &process_block<double, true, false>;
-    k.block[1][1][1] = &process_block<double, true, true>;
+    fill_blocks<float>(k.block[0]);
+    fill_blocks<double>(k.block[1]);
     return k;
 }
 

@@ -98,7 +98,7 @@ using BlockFn = void (*)(const Call&, int64_t begin, int64_t end, BlockOut&);
 enum class MathFn : int32_t { exp = 0, log, log1p, log1p_small };
 using ApplyMathFn = void (*)(MathFn, const void* x, void* y, int64_t n);
 struct Kernels {
-    BlockFn block[2][2][2];  // [double working type][from_logits][focal]
+    BlockFn block[2][2][2][2];  // [double working type][from_logits][focal][general options]
     ApplyMathFn math[2];     // [double]
 };
 

@@ -176,19 +176,12 @@ FASTBCE_VM_INLINE T exp_impl(const T x) {
     // is rounded; rl is that rounding error (exact if the product is fused, else off by the
     // product's rounding, < 2^-36 resp. 2^-84), so r + rl is the reduced argument to ~2p bits.
     const T rh = x - n * Tr::ln2_hi;
-    const T nl = n * Tr::ln2_lo;
-    const T r = rh - nl;
-    const T rl = (rh - r) - nl;
-
-    // exp(r + rl) = 1 + r + [r^2 P(r) + rl (1 + r)] + O(rl^2), P(r) = 1/2 + r Q(r).  1 + r is
-    // split exactly into a + e1 (Fast2Sum, |r| < 1), so the only large rounding left is the
-    // final add (0.5 ulp); the bracket is < 0.07 and its own rounding adds ~0.1 ulp at most.
+    const T r = rh - n * Tr::ln2_lo;
     const T r2 = r * r;
-    const T q = r2 * poly(r, Tr::exp_coeffs) + rl * (T(1) + r);
+    const T q = r2 * poly(r, Tr::exp_coeffs);
     const T a = T(1) + r;
     const T e1 = (T(1) - a) + r;
     const T p = a + (q + e1);
-
     // 2^n as 2^n1 * 2^n2 with n1 = floor(n/2), n2 = n - n1: both factors are normal numbers for
     // every n in [-151, 128] (float) / [-1076, 1024] (double), so results in the subnormal range
     // see a single rounding (the second multiply) and those near FLT_MAX / DBL_MAX do not
