@@ -117,3 +117,26 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
         err = np.abs(got.astype(np.float64) - exact) / spacing
     both_inf = np.isinf(got) & np.isinf(rounded) & (np.sign(got) == np.sign(rounded))
     return np.where(both_inf, 0.0, err)
+
+
+
+def focal_mpmath(
+    y: float, pred: float, *, from_logits: bool, clip: tuple[float, float], gamma: float, alpha
+) -> float:
+    """Focal loss of one element (SPEC steps 1-5, no smoothing) to within float64 rounding:
+    bce_mpmath's cross-entropy times (1 - p_t)^gamma, with 1 - p_t = y (1 - p) + (1 - y) p formed
+    without cancellation (1 - p = exp(-x) / (1 + exp(-x)) for a logit x; the unclipped p for
+    probabilities, as Keras 3)."""
+    ce = mpmath.mpf(bce_mpmath(y, pred, from_logits=from_logits, clip=clip))
+    yy = mpmath.mpf(float(y))
+    if from_logits:
+        e = mpmath.exp(-mpmath.mpf(float(pred)))
+        p, one_minus_p = 1 / (1 + e), e / (1 + e)
+    else:
+        p = mpmath.mpf(float(pred))
+        one_minus_p = 1 - p
+    loss = ce * (yy * one_minus_p + (1 - yy) * p) ** mpmath.mpf(float(gamma))
+    if alpha is not None:
+        a = mpmath.mpf(float(alpha))
+        loss *= a * yy + (1 - a) * (1 - yy)
+    return float(loss)
