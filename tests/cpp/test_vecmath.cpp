@@ -64,7 +64,7 @@ __attribute__((noinline)) void batch(const T* in, T* out, std::size_t n) {
         if constexpr (F == Fn::log) out[i] = vm::log(in[i]);
         if constexpr (F == Fn::log1p) out[i] = vm::log1p(in[i]);
         if constexpr (F == Fn::log1p_small) out[i] = vm::log1p_small(in[i]);
-        if constexpr (F == Fn::softplus_tail) out[i] = vm::log1p_small(vm::exp(-std::abs(in[i])));
+        if constexpr (F == Fn::softplus_tail) out[i] = vm::log1p_small(vm::exp_nonpositive(-std::abs(in[i])));
     }
 }
 
@@ -74,7 +74,7 @@ __attribute__((noinline)) T scalar(T x) {
     if constexpr (F == Fn::log) return vm::log(x);
     if constexpr (F == Fn::log1p) return vm::log1p(x);
     if constexpr (F == Fn::log1p_small) return vm::log1p_small(x);
-    return vm::log1p_small(vm::exp(-std::abs(x)));
+    return vm::log1p_small(vm::exp_nonpositive(-std::abs(x)));
 }
 
 template <Fn F>

@@ -261,7 +261,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       const T* __restrict w, T* __restrict ce, T* __restrict scratch,
                       double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
     if constexpr (FromLogits) {
-        for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
+        for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
     }
     int outside = 0;  // any y (or probability) outside [0, 1]; NaN is not
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
