@@ -119,7 +119,6 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
     return np.where(both_inf, 0.0, err)
 
 
-
 def focal_mpmath(
     y: float, pred: float, *, from_logits: bool, clip: tuple[float, float], gamma: float, alpha
 ) -> float:

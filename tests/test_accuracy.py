@@ -128,7 +128,9 @@ def focal_sweep(dtype_name: str, from_logits: bool, soft: bool, gamma: float):
     exact = np.array(
         [
             # gamma as the kernel takes it: in the working precision (SPEC: options first)
-            focal_mpmath(a, b, from_logits=from_logits, clip=clip, gamma=float(dtype(gamma)), alpha=0.25)
+            focal_mpmath(
+                a, b, from_logits=from_logits, clip=clip, gamma=float(dtype(gamma)), alpha=0.25
+            )
             for a, b in zip(y, pred, strict=True)
         ]
     )

@@ -161,3 +161,58 @@ def test_smoothed_labels_near_one_keep_float32_accuracy(options):
     options = {"label_smoothing": 2.0**-8, **options}
     got = fastbce.binary_crossentropy(y, p, reduction="none", **options)
     np.testing.assert_allclose(got, bce_reference(y, p, **options), rtol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "y, x, options",
+    [
+        # y' * q * -log p = 2^128 in float32; times the weight 1/2 it is 2^127
+        ([True, False], [-(2.0**127), 0.0], {"pos_weight": [2.0, 2.0], "sample_weight": 0.5}),
+        # smoothing and alpha: 2^128 * 3/4 before alpha's 1/4 brings it back into range
+        ([False], [-(2.0**127)], {"label_smoothing": 1.0, "alpha": 0.0, "pos_weight": [4.0]}),
+        # the focal factor (1/2 here) brings it back
+        ([False], [2.0**127], {"label_smoothing": 1.0, "gamma": 1.0, "sample_weight": 4.0}),
+        (
+            [True, False],
+            [-2.903743e38, 0.0],
+            {"label_smoothing": 0.75, "gamma": 1.0, "alpha": 1.0, "pos_weight": [3.0, 3.0]},
+        ),
+    ],
+)
+def test_float32_products_do_not_overflow_early(simd_target, y, x, options):
+    """Found by hypothesis (test_properties) while the kernel was being split into stages, and
+    there before: with label smoothing, pos_weight, alpha, focal and weights the loss is a product
+    of up to six factors, and a float32 intermediate overflowed to inf where the float64 reference
+    rounds to a finite float32. The general options now multiply in float64."""
+    from reference import bce_reference
+
+    y = np.array(y)
+    x = np.array(x, np.float32)
+    options = {k: np.array(v) if isinstance(v, list) else v for k, v in options.items()}
+    got = fastbce.binary_crossentropy(y, x, from_logits=True, reduction="none", **options)
+    with np.errstate(over="ignore"):
+        want = bce_reference(y, x, from_logits=True, **options).astype(np.float32)
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [{}, {"gamma": 2.0, "alpha": 0.25}, {"gamma": 0.7}])
+def test_option_levels_agree(simd_target, rng, dtype, options):
+    """The kernel has one instantiation per options level (types.hpp, Options): neutral values of
+    an option take a heavier one and must give the same losses: hard labels exactly (every
+    product is exact or the same rounding), soft labels to a float64 product's rounding."""
+    n = 5000
+    x = rng.normal(0, 4, n).astype(dtype)
+    x[:4] = [np.inf, -np.inf, 0.0, 60.0]
+    for y in [(rng.random(n) < 0.5).astype(dtype), rng.random(n).astype(dtype)]:
+        plain = fastbce.binary_crossentropy(y, x, from_logits=True, reduction="none", **options)
+        weighted = fastbce.binary_crossentropy(
+            y, x, from_logits=True, reduction="none", sample_weight=np.ones(n, dtype), **options
+        )
+        general = fastbce.binary_crossentropy(
+            y, x, from_logits=True, reduction="none", pos_weight=np.ones(n, dtype), **options
+        )
+        np.testing.assert_array_equal(weighted, plain)
+        rtol = 4 * np.finfo(dtype).eps
+        np.testing.assert_allclose(general, plain, rtol=rtol, atol=0)

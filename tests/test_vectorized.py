@@ -79,6 +79,8 @@ def test_loss_loop_is_vectorised(tier, tmp_path):
     for line in lines:
         at_loop = rf"kernel\.hpp:{line}:\d+: "
         missed = re.findall(at_loop + r"missed: couldn't vectorize loop", report)
-        widths = re.findall(at_loop + r"optimized: loop vectorized using (\d+) byte vectors", report)
+        widths = re.findall(
+            at_loop + r"optimized: loop vectorized using (\d+) byte vectors", report
+        )
         assert not missed, f"the loop at kernel.hpp:{line} did not vectorise on {tier}:\n{report}"
         assert full in widths, f"the loop at kernel.hpp:{line} is not vectorised at {full} bytes"

@@ -128,15 +128,16 @@ void add(Sums& into, const Sums& s) {
     into.count += s.count;
 }
 
-// True when the call uses an option beyond plain cross-entropy and focal: label smoothing,
-// pos_weight, sample weights other than 1, or (without focal) alpha. Without them the kernel's
-// General = false instantiation (kernel.hpp, loss_tile) skips that work.
-bool needs_general(const Call& c, bool is_double, bool focal) {
+// Options level of a call (types.hpp). Values are taken in the working precision first, as the
+// kernel uses them: a label smoothing of 1e-50 is none in float32.
+Options options_of(const Call& c, bool is_double, bool focal) {
     auto in_working = [is_double](double v) { return is_double ? v : double(float(v)); };
+    if (in_working(c.label_smoothing) != 0.0 || c.pos_weight != nullptr || in_working(c.pos_weight_scalar) != 1.0 ||
+        (c.has_alpha && !focal))
+        return Options::general;
     const bool weighted = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element ||
                           (c.weight_kind == WeightKind::scalar && in_working(c.weight_scalar) != 1.0);
-    return in_working(c.label_smoothing) != 0.0 || c.pos_weight != nullptr ||
-           in_working(c.pos_weight_scalar) != 1.0 || weighted || (c.has_alpha && !focal);
+    return weighted ? Options::weighted : Options::plain;
 }
 
 }  // namespace
@@ -182,7 +183,7 @@ Result run(const Call& c, Sums* group_sums) {
     // Options take the working precision first (as Keras casts them to the tensor's dtype): a
     // gamma that rounds to 0 in float32 is no focal term there.
     const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
-    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal][needs_general(c, is_double, focal)];
+    const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal][int(options_of(c, is_double, focal))];
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
 

@@ -202,6 +202,14 @@ inline T times_weight(T a, T b) {
     return a == T(0) ? T(0) : a * b;
 }
 
+// Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
+// a small alpha), or exactly 1 without alpha.
+template <class T>
+inline T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
+    const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
+    return k.balance_on * balance + k.balance_off;
+}
+
 // t^(H/2), the focal factor (1 - p_t)^gamma for gamma = H/2 in {1/2, 1, ..., 4}: products and
 // a correctly rounded sqrt, as accurate as the inputs allow and equal to what pow() gives (NaN for
 // a negative base and a half-odd gamma; a negative base comes only from unvalidated probabilities
@@ -220,24 +228,27 @@ inline T half_power(T t) {
     else return whole;
 }
 
-// Step 4 and, for General calls, step 6: ce[j] = loss[j] * factor(t[j]) (* w[j]), except that
-// an infinite loss stays infinite (it has p_t < 1, so its factor is > 0 even where it underflowed
-// to 0). For General calls `loss` is the float64 product of loss_tile, and the factor (evaluated
-// in float64: a float factor can be subnormal where the product is not) and the weight multiply
-// it in float64 too, before the one rounding to T.
-template <bool General, class T, class Factor>
+// Step 4 and, for weighted and general calls, step 6: ce[j] = loss[j] * factor(t[j]) (* w[j]),
+// except that an infinite loss stays infinite (it has p_t < 1, so its factor is > 0 even where it
+// underflowed to 0). For general calls `loss` is the float64 product of loss_tile, and the factor
+// (evaluated in float64: a float factor can be subnormal where the product is not) and the weight
+// multiply it in float64 too, before the one rounding to T. Otherwise the factor (<= 1) comes
+// first and the weight last: no intermediate can overflow where the result does not.
+template <Options O, class T, class Factor>
 inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict t,
                         const T* __restrict w, int64_t len, Factor factor) {
     // (a blend, not a ternary: with `inf ? loss : loss * factor` GCC moves the factor into a
     // branch, which SSE4.2 cannot vectorise)
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        if constexpr (General) {
+        if constexpr (O == Options::general) {
             const double loss = wide_loss[j];
             const double v = vm::detail::select(loss == inf<double>, loss, loss * factor(double(t[j])));
             ce[j] = T(times_weight(double(w[j]), v));
         } else {
             const T loss = ce[j];
-            ce[j] = vm::detail::select(loss == inf<T>, loss, loss * factor(t[j]));
+            const T v = vm::detail::select(loss == inf<T>, loss, loss * factor(t[j]));
+            if constexpr (O == Options::weighted) ce[j] = times_weight(w[j], v);
+            else ce[j] = v;
         }
     }
 }
@@ -253,13 +264,14 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
 //   -log p = max(-x, 0) + log1p(exp(-|x|)),   -log(1-p) = max(x, 0) + log1p(exp(-|x|)),
 // which for q = 1 is softplus(-|x|) + (x > 0 ? (1-y')x : -y'x) and for q != 1 equals the
 // tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
-// General = false drops label smoothing, q, w and (without focal) alpha, which are then the
-// identity; General = true computes them (and gives the same value for neutral ones, up to the
-// rounding of its float64 products).
-template <class T, bool FromLogits, bool Focal, bool General>
+// Options (types.hpp): plain drops label smoothing, q, w and (without focal) alpha, which are
+// then the identity; weighted adds w only; general computes them all (and gives the same value
+// for neutral ones, up to the rounding of its float64 products).
+template <class T, bool FromLogits, bool Focal, Options O>
 inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
                       const T* __restrict w, T* __restrict ce, T* __restrict scratch,
                       double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
+    constexpr bool General = O == Options::general;
     if constexpr (FromLogits) {
         for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
     }
@@ -310,9 +322,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             using W = double;
             const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
             W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
-            // step 5, as two non-negative terms (no cancellation for small alpha)
-            const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-            wide = times_weight(W(k.balance_on * balance + k.balance_off), wide);
+            wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
             if constexpr (Focal) {
                 wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
             } else {
@@ -321,10 +331,10 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             loss = T(wide);
         } else {
             loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
-            if constexpr (Focal) {  // step 5 (focal calls take alpha without the general options)
-                const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-                loss = times_weight(k.balance_on * balance + k.balance_off, loss);
-            }
+            // step 5 (focal calls take alpha without the general options)
+            if constexpr (Focal) loss = times_weight(balance_factor(k, ys, ys_c), loss);
+            // step 6 (focal: in apply_focal); one rounded product, which overflows only with w * loss
+            if constexpr (O == Options::weighted && !Focal) loss = times_weight(w[j], loss);
         }
         ce[j] = loss;
         if constexpr (Focal) scratch[j] = one_minus_pt;
@@ -334,7 +344,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // as exp(gamma * log(1 - p_t)), which does not underflow for gamma < 1 (exp(-inf) = 0
         // where 1 - p_t = 0; gamma > 0 here); then step 6
         auto by_products = [&](auto h) {
-            apply_focal<General>(ce, wide_loss, scratch, w, len,
+            apply_focal<O>(ce, wide_loss, scratch, w, len,
                                  [](auto t) { return half_power<decltype(h)::value>(t); });
         };
         switch (k.half_gamma) {
@@ -351,7 +361,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // log t, up to |log t| * 2^-p, into a relative error gamma times that, e.g. 19 ulp
                 // in float for gamma = 2.5; float64 makes it < 1 float ulp
                 const double g = double(k.gamma);
-                apply_focal<General>(ce, wide_loss, scratch, w, len, [g](auto t) {
+                apply_focal<O>(ce, wide_loss, scratch, w, len, [g](auto t) {
                     return decltype(t)(vm::exp(g * vm::log(double(t))));
                 });
             }
@@ -426,7 +436,7 @@ inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, c
 
 // Computes elements [begin, end) of the call: checks, loss, optional output, sums.
 // Stops at the first failed check and reports it (kind and flat index) in `out`.
-template <class T, bool FromLogits, bool Focal, bool General>
+template <class T, bool FromLogits, bool Focal, Options O>
 void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T y_buf[kTile];
     alignas(64) T p_buf[kTile];
@@ -436,7 +446,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T w_kept_buf[kTile];
     alignas(64) T kept_buf[kTile];
     alignas(64) T scratch_buf[kTile];
-    alignas(64) double wide_buf[General && Focal ? kTile : 1];
+    alignas(64) double wide_buf[O == Options::general && Focal ? kTile : 1];
     alignas(64) int64_t code_buf[kTile];
 
     const LossParams<T> k(c);
@@ -461,7 +471,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         // The loss first: its loop also tells whether a label (or probability) is outside
         // [0, 1], which costs less there than a pass of its own (0.49 -> 0.43 ns/element, v4,
         // float32 logits). Nothing leaves this tile before the checks below.
-        const bool out_of_unit = loss_tile<T, FromLogits, Focal, General>(y, p, q_buf, w, ce_buf, scratch_buf,
+        const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, q_buf, w, ce_buf, scratch_buf,
                                                                           wide_buf, len, k);
 
         // Checks. The first offending element wins; at one element labels come before
@@ -521,15 +531,20 @@ void apply_math(MathFn fn, const void* x, void* y, int64_t n) {
 }
 
 template <class T>
-void fill_blocks(BlockFn (&table)[2][2][2]) {
-    table[0][0][0] = &process_block<T, false, false, false>;
-    table[0][0][1] = &process_block<T, false, false, true>;
-    table[0][1][0] = &process_block<T, false, true, false>;
-    table[0][1][1] = &process_block<T, false, true, true>;
-    table[1][0][0] = &process_block<T, true, false, false>;
-    table[1][0][1] = &process_block<T, true, false, true>;
-    table[1][1][0] = &process_block<T, true, true, false>;
-    table[1][1][1] = &process_block<T, true, true, true>;
+void fill_blocks(BlockFn (&table)[2][2][3]) {
+    constexpr Options plain = Options::plain, weighted = Options::weighted, general = Options::general;
+    table[0][0][0] = &process_block<T, false, false, plain>;
+    table[0][0][1] = &process_block<T, false, false, weighted>;
+    table[0][0][2] = &process_block<T, false, false, general>;
+    table[0][1][0] = &process_block<T, false, true, plain>;
+    table[0][1][1] = &process_block<T, false, true, weighted>;
+    table[0][1][2] = &process_block<T, false, true, general>;
+    table[1][0][0] = &process_block<T, true, false, plain>;
+    table[1][0][1] = &process_block<T, true, false, weighted>;
+    table[1][0][2] = &process_block<T, true, false, general>;
+    table[1][1][0] = &process_block<T, true, true, plain>;
+    table[1][1][1] = &process_block<T, true, true, weighted>;
+    table[1][1][2] = &process_block<T, true, true, general>;
 }
 
 inline Kernels make_kernels() {

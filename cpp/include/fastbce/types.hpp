@@ -93,12 +93,20 @@ struct Result {
     int64_t fault_index = -1;  // flat (C-order) index of the first offending element
 };
 
+// Which of SPEC's options beyond plain cross-entropy and focal a call uses; the kernel is
+// instantiated per level so that a call does no work for options it does not use.
+enum class Options : int32_t {
+    plain = 0,     // none (focal calls may still have alpha)
+    weighted = 1,  // sample weights (other than 1), nothing else
+    general = 2,   // label smoothing, pos_weight or (without focal) alpha, with any weights
+};
+
 // The entry points one SIMD tier provides (cpp/src/kernel_tier.cpp compiles one set per tier).
 using BlockFn = void (*)(const Call&, int64_t begin, int64_t end, BlockOut&);
 enum class MathFn : int32_t { exp = 0, log, log1p, log1p_small };
 using ApplyMathFn = void (*)(MathFn, const void* x, void* y, int64_t n);
 struct Kernels {
-    BlockFn block[2][2][2][2];  // [double working type][from_logits][focal][general options]
+    BlockFn block[2][2][2][3];  // [double working type][from_logits][focal][Options]
     ApplyMathFn math[2];     // [double]
 };
 
