@@ -219,10 +219,27 @@ FASTBCE_VM_INLINE T log_core(T f, T s, T e, T c) {
     return e * Tr::ln2_hi + (f - (hf - lo));
 }
 
+// A positive normal x as 2^e m with m in [sqrt(2)/2, sqrt(2)): adding (1 - sqrt(2)/2) in the
+// bit domain carries into the exponent field exactly when the mantissa is >= that of sqrt(2), so
+// the biased exponent k = e + bias, and the low bits give m once sqrt(2)/2 is added back.
+template <class T>
+struct ExponentSplit {
+    typename traits<T>::uint k;  // e + bias
+    T m;
+};
+
+template <class T>
+FASTBCE_VM_INLINE ExponentSplit<T> split_exponent(T x) {
+    using Tr = traits<T>;
+    using U = typename Tr::uint;
+    const U u = std::bit_cast<U>(x) + (Tr::one_bits - Tr::sqrt_half_bits);
+    const U mant_mask = (U(1) << Tr::mant_bits) - 1;
+    return {u >> Tr::mant_bits, std::bit_cast<T>((u & mant_mask) + Tr::sqrt_half_bits)};
+}
+
 template <class T>
 FASTBCE_VM_INLINE T log_impl(T x0) {
     using Tr = traits<T>;
-    using U = typename Tr::uint;
     constexpr T inf = std::numeric_limits<T>::infinity();
     constexpr T nan = std::numeric_limits<T>::quiet_NaN();
 
@@ -230,13 +247,9 @@ FASTBCE_VM_INLINE T log_impl(T x0) {
     const bool sub = x0 < Tr::min_normal;
     const T x = select(sub, x0 * Tr::subnormal_scale, x0);
 
-    // x = 2^e m, m in [sqrt(2)/2, sqrt(2)): adding (1 - sqrt(2)/2) in the bit domain carries into
-    // the exponent field exactly when the mantissa is >= that of sqrt(2), so k = e + bias and the
-    // low bits give m once sqrt(2)/2 is added back.  f = m - 1 is exact (Sterbenz).
-    const U u = std::bit_cast<U>(x) + (Tr::one_bits - Tr::sqrt_half_bits);
-    const U k = u >> Tr::mant_bits;
-    const U mant_mask = (U(1) << Tr::mant_bits) - 1;
-    const T f = std::bit_cast<T>((u & mant_mask) + Tr::sqrt_half_bits) - T(1);
+    // x = 2^e m (split_exponent); f = m - 1 is exact (Sterbenz).
+    const auto [k, m] = split_exponent(x);
+    const T f = m - T(1);
     const T e = small_uint_to_fp<T>(k) -
                 select(sub, T(Tr::bias) + Tr::subnormal_scale_log2, T(Tr::bias));
 
@@ -261,11 +274,8 @@ FASTBCE_VM_INLINE T log1p_impl(T x) {
     const T b = u - T(1);
     const T d = (T(1) - (u - b)) + (x - b);
 
-    // u = 2^e m as in log (u >= 2^-p for x > -1, never subnormal).
-    const U ub = std::bit_cast<U>(u) + (Tr::one_bits - Tr::sqrt_half_bits);
-    const U k = ub >> Tr::mant_bits;
-    const U mant_mask = (U(1) << Tr::mant_bits) - 1;
-    const T m = std::bit_cast<T>((ub & mant_mask) + Tr::sqrt_half_bits);
+    // u = 2^e m (split_exponent; u >= 2^-p for x > -1, never subnormal).
+    const auto [k, m] = split_exponent(u);
     const T e = small_uint_to_fp<T>(k) - T(Tr::bias);
 
     // e == 0 (x in about [-0.29, 0.41]): log1p(x) = log(1 + f) with f = x exactly, no correction
