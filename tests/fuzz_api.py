@@ -230,6 +230,13 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # --------------------------------------------------------------------------- layouts
 
 
+def _weights_valid_in_float32(w: np.ndarray, valid_w: bool) -> bool:
+    """Whether per-row or per-element weights are valid in float32, the working precision."""
+    with np.errstate(all="ignore"):  # (a valid value may overflow a small dtype)
+        as_float32 = w.astype(np.float32)
+        return valid_w and bool((as_float32 >= 0).all()) and not np.isinf(as_float32).any()
+
+
 def _layout(rng: np.random.Generator, arr: np.ndarray, note: list[str], name: str) -> Any:
     """The same values through a random memory layout (or container)."""
     kind = rng.choice(
@@ -442,24 +449,14 @@ def make_case(seed: int) -> Case:
         wdt = LABEL_DTYPES[int(rng.integers(1, len(LABEL_DTYPES)))]
         w = _weights(rng, size, wdt, valid_w).reshape(shape_t)
         kw["sample_weight"] = _layout(rng, w, case.note, "sample_weight")
-        with np.errstate(all="ignore"):  # (a valid value may overflow a small dtype)
-            if (
-                not valid_w
-                or not (w.astype(np.float32) >= 0).all()
-                or np.isinf(w.astype(np.float32)).any()
-            ):
-                case.maybe_bad.add("sample_weight")
+        if not _weights_valid_in_float32(w, valid_w):
+            case.maybe_bad.add("sample_weight")
     elif r < 0.5 and ndim:
         wdt = LABEL_DTYPES[int(rng.integers(1, len(LABEL_DTYPES)))]
         w = _weights(rng, shape_t[0], wdt, valid_w)
         kw["sample_weight"] = _layout(rng, w, case.note, "sample_weight")
-        with np.errstate(all="ignore"):  # (a valid value may overflow a small dtype)
-            if (
-                not valid_w
-                or not (w.astype(np.float32) >= 0).all()
-                or np.isinf(w.astype(np.float32)).any()
-            ):
-                case.maybe_bad.add("sample_weight")
+        if not _weights_valid_in_float32(w, valid_w):
+            case.maybe_bad.add("sample_weight")
     elif r < 0.53:
         kw["sample_weight"] = [
             np.zeros(tuple(s + 1 for s in shape_t) or (3,)),
