@@ -21,6 +21,24 @@ def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(a == 0, 0.0, a * b)
 
 
+def log_probabilities(y_pred, *, from_logits: bool) -> tuple[np.ndarray, np.ndarray]:
+    """log p and log(1 - p) in float64, p unclipped (SPEC step 2 for logits; the focal factor's
+    p for probabilities, taken in the working precision first)."""
+    y_pred = np.asarray(y_pred)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if from_logits:
+            x = y_pred.astype(np.float64)
+            return -np.logaddexp(0.0, -x), -np.logaddexp(0.0, x)
+        p = y_pred.astype(working_dtype(y_pred.dtype)).astype(np.float64)
+        return np.log(p), np.log1p(-p)
+
+
+def log_one_minus_pt(ys, ys_c, log_p, log_1mp) -> np.ndarray:
+    """log(1 - p_t) = logaddexp(log y' + log(1 - p), log(1 - y') + log p), SPEC step 4."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.logaddexp(np.log(ys) + log_1mp, np.log(ys_c) + log_p)
+
+
 def bce_reference(
     y_true,
     y_pred,
@@ -44,22 +62,17 @@ def bce_reference(
     ys = y * (1.0 - s) + s / 2.0
     ys_c = (1.0 - y) * (1.0 - s) + s / 2.0  # 1 - y', without cancellation
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_p, log_1mp = log_probabilities(y_pred, from_logits=from_logits)  # p unclipped
         if from_logits:
-            x = y_pred.astype(np.float64)
-            neg_log_p = np.logaddexp(0.0, -x)
-            neg_log_1mp = np.logaddexp(0.0, x)
-            log_p, log_1mp = -neg_log_p, -neg_log_1mp
+            neg_log_p, neg_log_1mp = -log_p, -log_1mp
         else:
-            p = y_pred.astype(work)
             lo, hi = work(epsilon), work(1) - work(epsilon)
-            pc = np.clip(p, lo, hi).astype(np.float64)
+            pc = np.clip(y_pred.astype(work), lo, hi).astype(np.float64)
             neg_log_p, neg_log_1mp = -np.log(pc), -np.log1p(-pc)
-            p64 = p.astype(np.float64)
-            log_p, log_1mp = np.log(p64), np.log1p(-p64)
         q = 1.0 if pos_weight is None else np.asarray(pos_weight).astype(work).astype(np.float64)
         ce = _times(q * ys, neg_log_p) + _times(ys_c, neg_log_1mp)
         if gamma > 0:
-            log_1mpt = np.logaddexp(np.log(ys) + log_1mp, np.log(ys_c) + log_p)
+            log_1mpt = log_one_minus_pt(ys, ys_c, log_p, log_1mp)
             ce = np.where(np.isinf(ce), ce, ce * np.exp(gamma * log_1mpt))
         if alpha is not None:
             ce = _times(alpha * ys + (1 - alpha) * ys_c, ce)
