@@ -324,25 +324,19 @@ FASTBCE_VM_INLINE T log1p_small_impl(T x) {
 
 }  // namespace detail
 
+// float and double only (detail::traits has no other types)
 template <class T>
-T exp(T x);
+FASTBCE_VM_INLINE T exp(T x) {
+    return detail::exp_impl(x);
+}
 template <class T>
-T log(T x);
+FASTBCE_VM_INLINE T log(T x) {
+    return detail::log_impl(x);
+}
 template <class T>
-T log1p(T x);
-
-template <>
-FASTBCE_VM_INLINE float exp<float>(float x) { return detail::exp_impl(x); }
-template <>
-FASTBCE_VM_INLINE double exp<double>(double x) { return detail::exp_impl(x); }
-template <>
-FASTBCE_VM_INLINE float log<float>(float x) { return detail::log_impl(x); }
-template <>
-FASTBCE_VM_INLINE double log<double>(double x) { return detail::log_impl(x); }
-template <>
-FASTBCE_VM_INLINE float log1p<float>(float x) { return detail::log1p_impl(x); }
-template <>
-FASTBCE_VM_INLINE double log1p<double>(double x) { return detail::log1p_impl(x); }
+FASTBCE_VM_INLINE T log1p(T x) {
+    return detail::log1p_impl(x);
+}
 
 // exp for x <= 0 (or NaN) only, where it cannot overflow: exp without the overflow select (the
 // kernel's exp(-|x|); 4% of a plain logits call). A positive x gives garbage, never a crash.
