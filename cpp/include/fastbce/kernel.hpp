@@ -380,37 +380,50 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
 
 // ---------------------------------------------------------------- accumulation
 
-// Sum of v[0, len) in float64: two vectors of 8 double lanes, then the lanes in a fixed order.
-// GCC/Clang vector extensions make the converts and adds plain vector instructions (left to the
-// auto-vectoriser they came out as scalar converts and shuffles), and the order of additions is
-// the same on every tier and thread count.
-template <class T>
-struct Lanes8;  // eight lanes of T as a GCC/Clang vector type
-template <>
-struct Lanes8<float> {
-    typedef float type __attribute__((vector_size(32)));
+// Sum of v[0, len) in float64 over 16 lanes (lane l adds v[l], v[l + 16], ...), then the lanes
+// in a fixed order: lane l + 8 into lane l, then lanes 0..7 one after another. The order of
+// additions is the same on every tier and thread count. The lanes are held in vectors of the
+// tier's native width (GCC/Clang vector extensions: converts and adds as plain vector
+// instructions; left to the auto-vectoriser they came out as scalar converts and shuffles). A
+// 64-byte vector type on AVX2 or SSE was lowered through the stack and took 40% of a plain
+// float32 logits call on AVX2.
+#if defined(__AVX512F__)
+constexpr int kSumLanes = 8;  // doubles per native vector
+#elif defined(__AVX__)
+constexpr int kSumLanes = 4;
+#else
+constexpr int kSumLanes = 2;
+#endif
+
+template <class T, int L>
+struct LaneVec;  // L lanes of T as a GCC/Clang vector type
+template <int L>
+struct LaneVec<double, L> {
+    typedef double type __attribute__((vector_size(8 * L)));
 };
-template <>
-struct Lanes8<double> {
-    typedef double type __attribute__((vector_size(64)));
+template <int L>
+struct LaneVec<float, L> {
+    typedef float type __attribute__((vector_size(4 * L)));
 };
 
 template <class T>
 inline double sum_f64(const T* v, int64_t len) {
-    using f64x8 = typename Lanes8<double>::type;
-    using Tx8 = typename Lanes8<T>::type;
-    f64x8 acc0 = {}, acc1 = {};
+    constexpr int L = kSumLanes, K = 16 / L;  // K native vectors hold the 16 lanes
+    using f64xL = typename LaneVec<double, L>::type;
+    using TxL = typename LaneVec<T, L>::type;
+    f64xL acc[K] = {};
     int64_t j = 0;
     for (; j + 16 <= len; j += 16) {
-        Tx8 a, b;
-        std::memcpy(&a, v + j, sizeof a);
-        std::memcpy(&b, v + j + 8, sizeof b);
-        acc0 += __builtin_convertvector(a, f64x8);
-        acc1 += __builtin_convertvector(b, f64x8);
+        for (int k = 0; k < K; ++k) {
+            TxL a;
+            std::memcpy(&a, v + j + k * L, sizeof a);
+            acc[k] += __builtin_convertvector(a, f64xL);
+        }
     }
-    acc0 += acc1;
+    double lanes[16];
+    std::memcpy(lanes, acc, sizeof lanes);
     double total = 0.0;
-    for (int lane = 0; lane < 8; ++lane) total += acc0[lane];
+    for (int lane = 0; lane < 8; ++lane) total += lanes[lane] + lanes[lane + 8];
     for (; j < len; ++j) total += double(v[j]);
     return total;
 }
