@@ -273,12 +273,27 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
     constexpr bool General = O == Options::general;
     if constexpr (FromLogits) {
-        for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
+        // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
+        // range (or NaN) takes the general exp_nonpositive again, which costs such tiles double
+        int beyond = 0;
+        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+            const T a = std::abs(pred[j]);
+            beyond |= int(!(a <= vm::normal_exp_max<T>));
+            scratch[j] = vm::exp_nonpositive_normal(-a);
+        }
+        if (beyond) {
+            for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
+        }
     }
-    int outside = 0;  // any y (or probability) outside [0, 1]; NaN is not
+    // The range check as a maximum of bit patterns: a value in [+0, 1] has bits <= those of 1,
+    // anything else (negative, > 1, NaN, -0) more. NaN and -0 are no range error, so a tile with
+    // any of them only takes the exact check (first_outside_unit), which finds nothing: one
+    // integer max an element instead of two compares and an or.
+    using Bits = typename vm::detail::traits<T>::uint;
+    Bits max_bits = 0;
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        outside |= int(y[j] < T(0)) | int(y[j] > T(1));
-        if constexpr (!FromLogits) outside |= int(pred[j] < T(0)) | int(pred[j] > T(1));
+        max_bits = std::max(max_bits, std::bit_cast<Bits>(y[j]));
+        if constexpr (!FromLogits) max_bits = std::max(max_bits, std::bit_cast<Bits>(pred[j]));
         // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
         // smoothing would otherwise round 1 - y' to 0)
         T ys = y[j], ys_c = T(1) - y[j];
@@ -375,7 +390,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             }
         }
     }
-    return outside != 0;
+    return max_bits > std::bit_cast<Bits>(T(1));
 }
 
 // ---------------------------------------------------------------- accumulation
