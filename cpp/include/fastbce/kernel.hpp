@@ -273,42 +273,21 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
     }
 }
 
-// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile, in stages that are
-// each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
-// loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
-// overlap enough elements; split, the same operations ran 16% faster (docs/vecmath.md).
-// Returns whether a label (or, for probabilities, a prediction) is outside [0, 1].
-//
-// Writing ce = q*y'*(-log p) + (1-y')*(-log(1-p)) with both logs computed as non-negative
-// quantities keeps every term positive: no cancellation for soft labels, and for logits
-//   -log p = max(-x, 0) + log1p(exp(-|x|)),   -log(1-p) = max(x, 0) + log1p(exp(-|x|)),
-// which for q = 1 is softplus(-|x|) + (x > 0 ? (1-y')x : -y'x) and for q != 1 equals the
-// tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
-// Options (types.hpp): plain drops label smoothing, q, w and (without focal) alpha, which are
-// then the identity; weighted adds w only; general computes them all (and gives the same value
-// for neutral ones, up to the rounding of its float64 products).
-template <class T, bool FromLogits, bool Focal, Options O>
-inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
-                      const T* __restrict w, T* __restrict ce, T* __restrict scratch,
-                      double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
-    constexpr bool General = O == Options::general;
-    if constexpr (FromLogits) {
-        // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
-        // range (or NaN) takes the general exp_nonpositive again, which costs such tiles double
-        int beyond = 0;
-        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-            const T a = std::abs(pred[j]);
-            beyond |= int(!(a <= vm::normal_exp_max<T>));
-            scratch[j] = vm::exp_nonpositive_normal(-a);
-        }
-        if (beyond) {
-            for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
-        }
-    }
+// Steps 1-3 of the elementwise loss for one tile (and 5-6 without focal): the main loop of
+// loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
+// Finite: every logit is known to be finite. Returns the largest bit pattern of the labels (and
+// probabilities) for the range check.
+template <class T, bool FromLogits, bool Focal, Options O, bool Finite>
+inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
+                                                     const T* __restrict q, const T* __restrict w,
+                                                     T* __restrict ce, T* __restrict scratch,
+                                                     double* __restrict wide_loss, int64_t len,
+                                                     const LossParams<T>& k) {
     // The range check as a maximum of bit patterns: a value in [+0, 1] has bits <= those of 1,
     // anything else (negative, > 1, NaN, -0) more. NaN and -0 are no range error, so a tile with
     // any of them only takes the exact check (first_outside_unit), which finds nothing: one
     // integer max an element instead of two compares and an or.
+    constexpr bool General = O == Options::general;
     using Bits = typename vm::detail::traits<T>::uint;
     Bits max_bits = 0;
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
@@ -362,8 +341,15 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         } else {
             if constexpr (FromLogits) {
                 // q = 1: softplus(-|x|) + (x > 0 ? (1 - y') x : -y' x), two non-negative terms
-                // and one product (12% faster than the two-term form below, and as exact)
-                loss = soft + times_weight(x > T(0) ? ys_c : -ys, x);
+                // and one product (12% faster than the two-term form below, and as exact).
+                // A zero label factor means no label term, also for an infinite x (0 * inf
+                // would be NaN); with a finite x the multiply-add gives exactly that by itself,
+                // and the test is left out (4% of a plain call). Both paths round the same
+                // multiply-add (one FMA where the tier has it), so they give the same bits.
+                const T label_factor = x > T(0) ? ys_c : -ys;
+                const T with_label = soft + label_factor * x;
+                if constexpr (Finite) loss = with_label;
+                else loss = vm::detail::select(label_factor == T(0), soft, with_label);
             } else {
                 loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
             }
@@ -375,6 +361,51 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // (general focal calls keep 1 - p_t for apply_focal; z is read before it is overwritten)
         if constexpr (Focal && General)
             scratch[j] = one_minus_pt<FromLogits>(ys, ys_c, x, FromLogits ? scratch[j] : T(0));
+    }
+    return max_bits;
+}
+
+// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile, in stages that are
+// each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
+// loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
+// overlap enough elements; split, the same operations ran 16% faster (docs/vecmath.md).
+// Returns whether a label (or, for probabilities, a prediction) is outside [0, 1].
+//
+// Writing ce = q*y'*(-log p) + (1-y')*(-log(1-p)) with both logs computed as non-negative
+// quantities keeps every term positive: no cancellation for soft labels, and for logits
+//   -log p = max(-x, 0) + log1p(exp(-|x|)),   -log(1-p) = max(x, 0) + log1p(exp(-|x|)),
+// which for q = 1 is softplus(-|x|) + (x > 0 ? (1-y')x : -y'x) and for q != 1 equals the
+// tf.nn.weighted_cross_entropy_with_logits form (1-y')x + (1+(q-1)y') softplus(-x).
+// Options (types.hpp): plain drops label smoothing, q, w and (without focal) alpha, which are
+// then the identity; weighted adds w only; general computes them all (and gives the same value
+// for neutral ones, up to the rounding of its float64 products).
+template <class T, bool FromLogits, bool Focal, Options O>
+inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
+                      const T* __restrict w, T* __restrict ce, T* __restrict scratch,
+                      double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
+    if constexpr (FromLogits) {
+        // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
+        // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again,
+        // which costs such tiles double
+        Bits max_abs_bits = 0;
+        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+            const T a = std::abs(pred[j]);
+            max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+            scratch[j] = vm::exp_nonpositive_normal(-a);
+        }
+        finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
+        if (!finite) {
+            for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
+        }
+    }
+    Bits max_bits;
+    if constexpr (FromLogits && O != Options::general) {  // (general calls would not use it)
+        max_bits = finite ? loss_loop<T, FromLogits, Focal, O, true>(y, pred, q, w, ce, scratch, wide_loss, len, k)
+                          : loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
+    } else {
+        max_bits = loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
     }
     if constexpr (Focal) {
         // step 4: (1 - p_t)^gamma, by products for gamma in {1/2, 1, ..., 4} (half_power), else
