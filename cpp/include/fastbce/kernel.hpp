@@ -273,8 +273,8 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
     }
 }
 
-// Steps 1-3 of the elementwise loss for one tile (and 5-6 without focal): the main loop of
-// loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
+// Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
+// not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
 // Finite: every logit is known to be finite. Returns the largest bit pattern of the labels (and
 // probabilities) for the range check.
 template <class T, bool FromLogits, bool Focal, Options O, bool Finite>
@@ -369,7 +369,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
 // each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
 // loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
 // overlap enough elements; split, the same operations ran 16% faster (docs/vecmath.md).
-// Returns whether a label (or, for probabilities, a prediction) is outside [0, 1].
+// Returns whether a label (or, for probabilities, a prediction) may be outside [0, 1]: NaN and -0
+// say so too, and the exact check that follows finds nothing for them.
 //
 // Writing ce = q*y'*(-log p) + (1-y')*(-log(1-p)) with both logs computed as non-negative
 // quantities keeps every term positive: no cancellation for soft labels, and for logits
