@@ -250,7 +250,7 @@ inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
 // step 5's class balance: the loss loop stays that of plain cross-entropy, and the two shorter
 // loops ran 7% faster than one that did it all (AVX2, gamma 2). The factor (<= 1) comes first and
 // the weight last: no intermediate can overflow where the result does not.
-template <Options O, bool FromLogits, class T, class Factor>
+template <Options O, bool FromLogits, bool Clean, class T, class Factor>
 inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict y,
                         const T* __restrict pred, const T* __restrict t, const T* __restrict w, int64_t len,
                         const LossParams<T>& k, Factor factor) {
@@ -263,10 +263,10 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             ce[j] = T(times_weight(double(w[j]), v));
         } else {
             const T ys = y[j], ys_c = T(1) - y[j];
-            const T loss = times_weight(balance_factor(k, ys, ys_c), ce[j]);  // step 5
-            const T v = vm::detail::select(loss == inf<T>, loss,
-                                           loss * factor(one_minus_pt<FromLogits>(ys, ys_c, pred[j],
-                                                                                  FromLogits ? t[j] : T(0))));
+            const T balance = balance_factor(k, ys, ys_c);  // step 5
+            const T loss = Clean ? balance * ce[j] : times_weight(balance, ce[j]);
+            const T focal = loss * factor(one_minus_pt<FromLogits>(ys, ys_c, pred[j], FromLogits ? t[j] : T(0)));
+            const T v = Clean ? focal : vm::detail::select(loss == inf<T>, loss, focal);
             if constexpr (O == Options::weighted) ce[j] = times_weight(w[j], v);
             else ce[j] = v;
         }
@@ -412,9 +412,13 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // step 4: (1 - p_t)^gamma, by products for gamma in {1/2, 1, ..., 4} (half_power), else
         // as exp(gamma * log(1 - p_t)), which does not underflow for gamma < 1 (exp(-inf) = 0
         // where 1 - p_t = 0; gamma > 0 here); then step 6
+        const bool clean = finite && max_bits <= std::bit_cast<Bits>(T(1));
         auto by_products = [&](auto h) {
-            apply_focal<O, FromLogits>(ce, wide_loss, y, pred, scratch, w, len, k,
-                                       [](auto t) { return half_power<decltype(h)::value>(t); });
+            auto factor = [](auto t) { return half_power<decltype(h)::value>(t); };
+            if constexpr (FromLogits && O != Options::general) {
+                if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+            }
+            apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
         };
         switch (k.half_gamma) {
             case 1: by_products(std::integral_constant<int, 1>{}); break;
@@ -430,7 +434,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
                 // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
                 const double g = double(k.gamma);
-                apply_focal<O, FromLogits>(ce, wide_loss, y, pred, scratch, w, len, k, [g](auto t) {
+                apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, [g](auto t) {
                     return decltype(t)(vm::exp(g * vm::log(double(t))));
                 });
             }
