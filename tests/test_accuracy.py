@@ -32,6 +32,8 @@ LOSS_ULP_BUDGET = 4.0
 # at most 8.6 ulp (v2, float32, soft labels, gamma = 4)
 FOCAL_ULP_BUDGET = 12.0
 MATH_ULP_BUDGET = 2.0
+# |x| up to which the kernel takes its fast exp(-|x|) (vecmath.hpp, normal_exp_max)
+FAST_EXP_MAX = {"float32": 86.0, "float64": 700.0}
 POINTS = 1500  # per (dtype, mode, label kind); the mpmath values are computed once per session
 
 
@@ -113,7 +115,7 @@ def test_elementwise_loss_within_4_ulp(dtype, from_logits, soft):
         # Most tiles above hold a logit beyond the fast exp's range (86 in float32, 700 in
         # float64) and so take the general exp; alone, the others take the fast one, which must
         # give the same bits.
-        fast = np.abs(pred) <= (86 if dtype == "float32" else 700)
+        fast = np.abs(pred) <= FAST_EXP_MAX[dtype]
         assert 0 < fast.sum() < fast.size
         got_fast = fastbce.binary_crossentropy(
             y[fast], pred[fast], from_logits=True, reduction="none"
@@ -170,7 +172,7 @@ def test_focal_loss_within_budget(dtype, from_logits, soft, gamma):
     if from_logits:
         # tiles of logits in the fast exp's range (and labels in [0, 1]) take the kernel's
         # shorter focal loop; it must give the same bits as the general one
-        fast = np.abs(pred) <= (86 if dtype == "float32" else 700)
+        fast = np.abs(pred) <= FAST_EXP_MAX[dtype]
         w = np.linspace(0.5, 2.0, y.size).astype(dtype)
         for weights in (None, w):  # the plain and the weighted level
             options = {"from_logits": True, "gamma": gamma, "alpha": 0.25, "reduction": "none"}

@@ -410,11 +410,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     } else {
         max_bits = loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
     }
+    const bool maybe_outside_unit = max_bits > std::bit_cast<Bits>(T(1));
     if constexpr (Focal) {
         // step 4: (1 - p_t)^gamma, by products for gamma in {1/2, 1, ..., 4} (half_power), else
         // as exp(gamma * log(1 - p_t)), which does not underflow for gamma < 1 (exp(-inf) = 0
         // where 1 - p_t = 0; gamma > 0 here); then step 6
-        const bool clean = finite && max_bits <= std::bit_cast<Bits>(T(1));
+        const bool clean = finite && !maybe_outside_unit;
         auto by_products = [&](auto h) {
             auto factor = [](auto t) { return half_power<decltype(h)::value>(t); };
             if constexpr (FromLogits && O != Options::general) {
@@ -442,7 +443,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             }
         }
     }
-    return max_bits > std::bit_cast<Bits>(T(1));
+    return maybe_outside_unit;
 }
 
 // ---------------------------------------------------------------- accumulation
