@@ -1,0 +1,200 @@
+// First and second derivatives, with respect to the logit x, of the elementwise loss of
+// docs/reference.md section 1 (from logits, every option): ONE fused loop per tile computes the
+// gradient and the Hessian together. Compiled once per SIMD tier with the loss kernel
+// (cpp/src/kernel_tier.cpp); the loaders and checks are the loss kernel's (kernel.hpp), the
+// formulas and their derivation are in docs/gradients.md.
+//
+// Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input), everything
+// after it in double and rounded once to T. For float input that leaves exp's rounding as the
+// only float-sized error; for double input the correction terms below keep the plain
+// derivatives within a few ulp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "fastbce/kernel.hpp"
+#include "fastbce/types.hpp"
+#include "fastbce/vecmath.hpp"
+
+namespace fastbce {
+namespace FASTBCE_TIER {
+
+// Per-call constants. The options are rounded to T first, as the loss kernel takes them, so
+// these are the derivatives of the loss that fastbce computes for the same call.
+struct GradParams {
+    double keep, shift;           // label smoothing: y' = y keep + shift
+    double gamma;                 // focal exponent (0: none)
+    double balance_on, balance_off, alpha, one_minus_alpha;  // as LossParams (kernel.hpp)
+
+    template <class T>
+    static GradParams of(const Call& c) {
+        const LossParams<T> k(c);
+        return {double(k.keep),       double(k.shift), double(k.gamma),          double(k.balance_on),
+                double(k.balance_off), double(k.alpha), double(k.one_minus_alpha)};
+    }
+};
+
+// The derivatives of one tile. In: y (labels), x (logits), z = exp(-|x|), w (sample weights),
+// q (pos_weight per element). Out: g, h. Level: plain (q = 1, no smoothing, no alpha, no
+// weights), weighted (w only), general (every option but focal), focal (every option, gamma > 0).
+// Clip (focal only: the other Hessians are never negative) is hessian="clipped".
+//
+// With d = 1 + z and (a, b) = (1, z) for x >= 0, (z, 1) for x < 0: p = a/d, 1 - p = b/d,
+// p(1 - p) = z/d^2. d = 1 + z is rounded; e = (1 - d) + z is its exact error (Fast2Sum,
+// z <= 1), and 1/(d + e) = (1/d)(1 - e/d) to far below an ulp.
+template <class T, Options O, bool Focal, bool Clip>
+inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __restrict z,
+                      const T* __restrict w, const T* __restrict q, T* __restrict g, T* __restrict h,
+                      int64_t len, const GradParams k) {
+    constexpr bool General = O == Options::general || Focal;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double zj = double(z[j]);
+        const double xj = double(x[j]);
+        const double d = 1.0 + zj;
+        const double e = (1.0 - d) + zj;
+        const double inv_d = (1.0 / d) * (1.0 - e / d);
+        const bool pos = xj >= 0.0;
+        const double a = pos ? 1.0 : zj;  // d p
+        const double b = pos ? zj : 1.0;  // d (1 - p)
+        // step 1: y' and 1 - y', each from y directly (neither cancels)
+        double ys = double(y[j]), ys_c = 1.0 - double(y[j]);
+        if constexpr (General) {
+            ys = double(y[j]) * k.keep + k.shift;
+            ys_c = (1.0 - double(y[j])) * k.keep + k.shift;
+        }
+        const double qj = General ? double(q[j]) : 1.0;
+        const double qys = qj * ys;
+        // derivatives of ce = q y' softplus(-x) + (1 - y') softplus(x):
+        //   ce' = (1 - y') p - q y' (1 - p),  ce'' = (q y' + 1 - y') p (1 - p)
+        const double g0 = (ys_c * a - qys * b) * inv_d;
+        const double s2 = zj * inv_d * inv_d;
+        const double h0 = (qys + ys_c) * s2;
+        double weight = 1.0;  // W = balance * sample weight
+        if constexpr (O == Options::weighted || General) weight = double(w[j]);
+        if constexpr (General) weight *= k.balance_on * (k.alpha * ys + k.one_minus_alpha * ys_c) + k.balance_off;
+        double gj = g0, hj = h0;
+        if constexpr (Focal) {
+            // u = 1 - p_t = y'(1 - p) + (1 - y')p = nu/d, F = u^gamma (in log space: exp(-inf) = 0
+            // where u = 0), r = u'/u = (1 - 2y') p(1 - p)/u = (1 - 2y') z / (d nu), whose limit
+            // where z = nu = 0 (a hard label at an underflowed z) is (1 - 2y')/d.
+            const double nu = ys * b + ys_c * a;
+            const double u = nu * inv_d;
+            const double f = vm::exp(k.gamma * vm::log(u));
+            const double r = (ys_c - ys) * vm::detail::select(nu > 0.0, zj / nu, 1.0) * inv_d;
+            // ce itself (step 3), only ever multiplied by r: r ce -> 0 where x is infinite
+            const double soft = vm::log1p_small(zj);
+            const double ce = times_weight(qys, (pos ? 0.0 : -xj) + soft) + times_weight(ys_c, (pos ? xj : 0.0) + soft);
+            const double rce = times_weight(r, ce);
+            const double gm = k.gamma;
+            // (F ce)' = F (gamma r ce + ce'),
+            // (F ce)'' = F (gamma r ce ((gamma - 1) r + 1 - 2p) + 2 gamma r ce' + ce'')
+            gj = f * (gm * rce + g0);
+            const double one_minus_2p = (b - a) * inv_d;
+            hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
+            if constexpr (Clip) {
+                const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
+                hj = vm::detail::select(hj < floor, floor, hj);
+            }
+        }
+        g[j] = T(weight * gj);
+        h[j] = T(weight * hj);
+    }
+}
+
+// exp(-|x|) for a tile: the cheaper exp of a normal result, and the general one again for a
+// tile with any |x| beyond its range (or a NaN), as the loss kernel does.
+template <class T>
+inline void exp_neg_abs(const T* __restrict x, T* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    Bits max_abs_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const T a = std::abs(x[j]);
+        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+        z[j] = vm::exp_nonpositive_normal(-a);
+    }
+    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(x[j]));  // FASTBCE_VEC_LOOP
+    }
+}
+
+// Elements [begin, end) of a derivatives call: load, check (as the loss: labels in [0, 1] when
+// validating, weights, NaN under "raise"; the first offending element wins), compute, store.
+// NaN in y, x or w gives NaN derivatives under "propagate" and "omit" alike.
+template <class T, Options O, bool Focal, bool Clip>
+void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, BlockOut& out) {
+    alignas(64) T y_buf[kTile];
+    alignas(64) T x_buf[kTile];
+    alignas(64) T w_buf[kTile];
+    alignas(64) T q_buf[kTile];
+    alignas(64) T z_buf[kTile];
+    alignas(64) T g_buf[kTile];
+    alignas(64) T h_buf[kTile];
+
+    const GradParams k = GradParams::of<T>(c);
+    const bool per_class = c.pos_weight != nullptr;
+    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
+    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
+    T* const grad = static_cast<T*>(go.grad);
+    T* const hess = static_cast<T*>(go.hess);
+
+    for (int64_t i0 = begin; i0 < end; i0 += kTile) {
+        const int64_t len = std::min(kTile, end - i0);
+        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
+        const T* x = load_tile<T>(c.y_pred, i0, len, x_buf);
+        const T* w = w_buf;
+        if (c.weight_kind == WeightKind::per_element)
+            w = load_tile<T>(c.weight, i0, len, w_buf);
+        else if (c.weight_kind == WeightKind::per_row)
+            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
+        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+
+        int64_t first = len;
+        Fault fault = Fault::none;
+        auto consider = [&](int64_t j, Fault f) {
+            if (j < first) first = j, fault = f;
+        };
+        if (c.validate) consider(first_outside_unit(y, len), Fault::label_range);
+        if (weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
+        if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, x, w, len), Fault::nan);
+        if (fault != Fault::none) {
+            out.fault = fault;
+            out.fault_index = i0 + first;
+            return;
+        }
+
+        exp_neg_abs(x, z_buf, len);
+        // contiguous outputs are written in place; strided ones (or no Hessian) go through a tile
+        const bool g_direct = go.grad_stride == 1;
+        const bool h_direct = hess != nullptr && go.hess_stride == 1;
+        T* g = g_direct ? grad + i0 : g_buf;
+        T* h = h_direct ? hess + i0 : h_buf;
+        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, g, h, len, k);
+        if (!g_direct)
+            for (int64_t j = 0; j < len; ++j) grad[(i0 + j) * go.grad_stride] = g_buf[j];
+        if (hess != nullptr && !h_direct)
+            for (int64_t j = 0; j < len; ++j) hess[(i0 + j) * go.hess_stride] = h_buf[j];
+    }
+}
+
+template <class T>
+void fill_grad_blocks(GradBlockFn (&table)[5]) {
+    table[int(GradLevel::plain)] = &grad_block<T, Options::plain, false, false>;
+    table[int(GradLevel::weighted)] = &grad_block<T, Options::weighted, false, false>;
+    table[int(GradLevel::general)] = &grad_block<T, Options::general, false, false>;
+    table[int(GradLevel::focal)] = &grad_block<T, Options::general, true, false>;
+    table[int(GradLevel::focal_clipped)] = &grad_block<T, Options::general, true, true>;
+}
+
+inline GradKernels make_grad_kernels() {
+    GradKernels k{};
+    fill_grad_blocks<float>(k.block[0]);
+    fill_grad_blocks<double>(k.block[1]);
+    return k;
+}
+
+}  // namespace FASTBCE_TIER
+}  // namespace fastbce
