@@ -673,7 +673,7 @@ class Settings:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from .cli import UsageError
+    from ._errors import UsageError
 
     sizes = args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     names = args.variants or ["all"]
@@ -819,8 +819,8 @@ def _threads_used(settings: Settings) -> dict[str, Any]:
 
 
 def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from . import __version__
     from ._info import build_info
+    from ._version import __version__
 
     return {
         "schema": "fastbce-bench/1",
@@ -985,7 +985,7 @@ def plot(settings: Settings, rows: list[dict[str, Any]], path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import UsageError
+    from ._errors import UsageError
 
     settings = _settings(args)
     if args.plot and not has_module("matplotlib"):

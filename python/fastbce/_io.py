@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import DataError, UsageError
+from ._errors import DataError, UsageError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 GLOB_CHARS = set("*?[")

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .cli import DataError, UsageError
+from ._errors import DataError, UsageError
 
 DEFAULT_BATCH_ROWS = 1 << 18
 

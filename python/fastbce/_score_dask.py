@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._score import Job, Labels, Spec, missing_positive, score_batches
-from .cli import DataError
+from ._errors import DataError
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 

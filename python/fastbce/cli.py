@@ -12,13 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-
-class UsageError(Exception):
-    """A bad combination of command-line arguments (exit status 2)."""
-
-
-class DataError(Exception):
-    """The input data cannot be scored as asked (exit status 1)."""
+from ._errors import DataError, UsageError
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -36,7 +30,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, _bench, _score
+    from . import _bench, _score
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="fastbce", description="Binary cross-entropy at memory speed."
