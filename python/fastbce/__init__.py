@@ -6,9 +6,10 @@ shapes, errors) is docs/reference.md; see README.md for examples.
 
 from __future__ import annotations
 
-from ._accumulator import LossAccumulator, encode_labels
+from ._accumulator import LossAccumulator
 from ._api import binary_crossentropy, binary_focal_crossentropy
 from ._info import build_info
+from ._labels import encode_labels
 from ._version import __version__
 
 __all__ = [

@@ -88,7 +88,7 @@ class Job:
     """What to score, checked: the loss options, the columns of each role and the output."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from ._api import LossOptions
+        from ._options import LossOptions
         from ._io import check_output_name
 
         self.options = {
@@ -285,9 +285,9 @@ class _Where:
         """The library's message for a batch, with the row in the file and the column named:
         "y_true must be in [0, 1]; got 2 at flat index 5" becomes
         "data.parquet: y_true (column 'label') must be in [0, 1]; got 2 at row 1000005"."""
-        from ._accumulator import _shift_index
+        from ._labels import shift_index
 
-        message = _shift_index(str(e).splitlines()[0], start)
+        message = shift_index(str(e).splitlines()[0], start)
 
         def name(m: re.Match[str]) -> str:
             role = m.group(1)
@@ -327,7 +327,7 @@ class Labels:
         return self._numpy(values, where.column("y_true"))
 
     def _numpy(self, arr: np.ndarray, name: str) -> np.ndarray:
-        from ._accumulator import _encode, _is_missing
+        from ._labels import encode, is_missing
 
         if self.positive is None:
             if arr.dtype.kind in "biuf":
@@ -345,10 +345,10 @@ class Labels:
         positive = _coerce_numpy(self.positive, arr.dtype, name)
         if self.sample is None:
             self.sample = arr[:100_000]
-        encoded, found = _encode(arr, positive)
+        encoded, found = encode(arr, positive)
         self.found |= found
         if arr.dtype.kind == "O":  # a missing label is NaN, as with Arrow input
-            missing = _is_missing(arr)
+            missing = is_missing(arr)
             if missing.any():
                 return np.where(missing, np.nan, encoded)
         return encoded
@@ -391,14 +391,14 @@ class Labels:
 
     def some_labels(self, limit: int = 5) -> list[Any]:
         """A few distinct labels seen (for the message when the positive one never occurs)."""
-        from ._accumulator import _some_values
+        from ._labels import some_values
 
-        return [] if self.sample is None else _some_values(self.sample, limit)
+        return [] if self.sample is None else some_values(self.sample, limit)
 
     def kind(self) -> str:
-        from ._accumulator import _kind_of
+        from ._labels import kind_of
 
-        return "" if self.sample is None else _kind_of(self.sample)
+        return "" if self.sample is None else kind_of(self.sample)
 
     def check_found(self, spec: Spec) -> None:
         if self.positive is not None and not self.found:
@@ -461,9 +461,9 @@ def _parse_bool(text: str, name: str) -> bool:
 
 
 def _few(values: Any, limit: int = 3) -> str:
-    from ._accumulator import _some_values
+    from ._labels import some_values
 
-    sample = _some_values(values, limit)
+    sample = some_values(values, limit)
     return ", ".join(map(repr, sample[:limit])) + (", ..." if len(sample) > limit else "")
 
 

@@ -28,7 +28,7 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
         import dask
         from distributed import Client
 
-        from .dask import _merge
+        from ._accumulator import merge_all
     except ImportError:
         raise DataError("--scheduler needs Dask: pip install 'fastbce[dask]'") from None
     from ._io import open_output
@@ -59,7 +59,7 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
             output = open_output(job.args.output, _output_dtype(source, job.roles["y_pred"]))
             committed = False
             try:
-                acc, found, sample, kind = _stream_output(client, tasks, output, _merge)
+                acc, found, sample, kind = _stream_output(client, tasks, output, merge_all)
                 if job.positive is None or found:
                     output.commit()
                     committed = True
@@ -274,9 +274,9 @@ def _npz_rows(path: str, columns: list[str], start: int, stop: int, batch_rows: 
 
 
 def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:
-    from .dask import _merge
+    from ._accumulator import merge_all
 
-    acc = _merge(*(p[0] for p in parts))
+    acc = merge_all(*(p[0] for p in parts))
     found = any(p[1] for p in parts)
     sample: list[Any] = next((p[2] for p in parts if p[2]), [])
     kind = next((p[3] for p in parts if p[3]), "")

@@ -29,8 +29,10 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
         "fastbce.dask needs Dask, which is not installed: pip install 'fastbce[dask]'"
     ) from e
 
-from ._accumulator import LossAccumulator, _shift_index
-from ._api import _REDUCTIONS, LossOptions
+from ._accumulator import LossAccumulator, merge_all
+from ._api import binary_crossentropy as _binary_crossentropy
+from ._labels import shift_index
+from ._options import REDUCTIONS, LossOptions
 
 __all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
 
@@ -70,9 +72,9 @@ def binary_crossentropy(
     ``reduction="none"`` returns a Dask array with y_pred's chunks (a Dask Series with y_pred's
     partitions and index for Series input) in the working precision.
     """
-    if reduction not in _REDUCTIONS:
+    if reduction not in REDUCTIONS:
         raise ValueError(
-            f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
+            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
         )
     if "out" in options:
         raise TypeError("out is not supported for Dask input (the result is lazy)")
@@ -114,7 +116,7 @@ def accumulate(
         return dask.delayed(_empty, pure=True)(opts)
     while len(parts) > 1:
         parts = [
-            dask.delayed(_merge, pure=True)(*parts[i : i + split_every])
+            dask.delayed(merge_all, pure=True)(*parts[i : i + split_every])
             for i in range(0, len(parts), split_every)
         ]
     return parts[0]
@@ -341,7 +343,7 @@ def _score_chunk(
     except (ValueError, TypeError) as e:
         message = str(e)
         if row_offset is not None:
-            message = _shift_index(message, row_offset)
+            message = shift_index(message, row_offset)
         else:
             message = f"{message} (in the chunk starting at {where})"
         raise type(e)(message) from None
@@ -382,15 +384,13 @@ def _none_block(
     scalar_weight: Any,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    from ._api import binary_crossentropy
-
     opts = dict(options)
     pos_weight = opts.get("pos_weight")
     if pos_weight is not None and np.ndim(pos_weight) == 1 and block_info is not None:
         start, stop = block_info[None]["array-location"][-1]  # this block's classes
         opts["pos_weight"] = np.asarray(pos_weight)[start:stop]
     w = weight if weight is not None else scalar_weight
-    return binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
+    return _binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
 
 
 def _none_partition(
@@ -398,10 +398,8 @@ def _none_partition(
 ) -> Any:
     import pandas as pd
 
-    from ._api import binary_crossentropy
-
     w = _values(weight) if weight is not None else scalar_weight
-    loss = binary_crossentropy(
+    loss = _binary_crossentropy(
         _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
     )
     return pd.Series(loss, index=y_pred.index, name="loss")
@@ -423,13 +421,6 @@ def _values(x: Any) -> Any:
 
 def _first(series: Any) -> Any:
     return series.iloc[0]
-
-
-def _merge(*accumulators: LossAccumulator) -> LossAccumulator:
-    out = LossAccumulator(**accumulators[0].options)  # (the inputs are left as they are)
-    for acc in accumulators:
-        out.merge(acc)
-    return out
 
 
 def _empty(options: dict[str, Any]) -> LossAccumulator:
