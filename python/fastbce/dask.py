@@ -33,6 +33,7 @@ from ._accumulator import LossAccumulator, merge_all
 from ._api import binary_crossentropy as _binary_crossentropy
 from ._labels import shift_index
 from ._options import REDUCTIONS, LossOptions
+from .io.readers import series_values as _values
 
 __all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
 
@@ -403,20 +404,6 @@ def _none_partition(
         _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
     )
     return pd.Series(loss, index=y_pred.index, name="loss")
-
-
-def _values(x: Any) -> Any:
-    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN)."""
-    if x is None or isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
-        return x
-    dtype = x.dtype
-    if isinstance(dtype, np.dtype):
-        return x.to_numpy()
-    if getattr(dtype, "kind", "O") in "biuf":  # pandas' nullable and Arrow-backed numbers
-        if x.isna().any():
-            return x.to_numpy(dtype=np.float64, na_value=np.nan)
-        return x.to_numpy(dtype=dtype.numpy_dtype)
-    return x.to_numpy()
 
 
 def _first(series: Any) -> Any:
