@@ -92,7 +92,7 @@ def _factorize_arrow(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
     if hasattr(groups, "dictionary") and hasattr(groups, "indices"):  # already encoded
         encoded = groups
     else:
-        encoded = groups.dictionaryencode()
+        encoded = groups.dictionary_encode()
     indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     keys = encoded.dictionary.to_pylist()
     codes, keys = _with_missing(indices.astype(np.int64), keys)

@@ -117,7 +117,7 @@ def accumulate(
         return dask.delayed(_empty, pure=True)(opts)
     while len(parts) > 1:
         parts = [
-            dask.delayed(merge_all, pure=True)(*parts[i : i + split_every])
+            dask.delayed(_merge, pure=True)(*parts[i : i + split_every])
             for i in range(0, len(parts), split_every)
         ]
     return parts[0]
@@ -408,6 +408,10 @@ def _none_partition(
 
 def _first(series: Any) -> Any:
     return series.iloc[0]
+
+
+def _merge(*accumulators: LossAccumulator) -> LossAccumulator:
+    return merge_all(*accumulators)  # (a function of its own: the graph's tasks are named after it)
 
 
 def _empty(options: dict[str, Any]) -> LossAccumulator:

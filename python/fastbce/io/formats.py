@@ -26,5 +26,3 @@ def pyarrow_module() -> Any:
             "reading parquet or csv needs pyarrow: pip install 'fastbce[parquet]'"
         ) from None
     return pyarrow
-
-

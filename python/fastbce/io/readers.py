@@ -446,7 +446,9 @@ def parquet_row_groups(
     try:
         reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         start = first
-        for rb in reader.iter_batches(batch_size=batch_rows, row_groups=row_groups, columns=columns):
+        for rb in reader.iter_batches(
+            batch_size=batch_rows, row_groups=row_groups, columns=columns
+        ):
             yield path, start, {c: rb.column(c) for c in columns}
             start += rb.num_rows
     except Exception as e:  # (errors of the scoring are not raised in here)
