@@ -2,7 +2,7 @@
 
 Every argument is checked and normalised here, once; then one call into the compiled kernel
 (``fastbce._core``) computes the loss for all options in a single pass over the data. The formulas,
-shapes and errors are those of docs/reference.md; choices where it is silent are in docs/semantics.md.
+shapes and errors are those of docs/reference.md; choices it leaves open are in docs/semantics.md.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ NAN_POLICIES = {
 
 @dataclass(frozen=True)
 class LossOptions:
-    """The loss options (docs/reference.md), checked; shared by the functions and the accumulator."""
+    """The loss options (docs/reference.md), checked; shared by the functions and accumulators."""
 
     from_logits: bool = False
     epsilon: float = 1e-7
