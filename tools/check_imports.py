@@ -43,6 +43,10 @@ def _resolve(module: str, is_package: bool, level: int, target: str | None) -> s
     if not is_package:
         base = base[:-1]
     if level > 1:
+        if level - 1 >= len(base):
+            raise ImportError(
+                f"{module}: 'from {'.' * level}{target or ''}' goes above the package"
+            )
         base = base[: len(base) - (level - 1)]
     return ".".join(base + ([target] if target else []))
 
