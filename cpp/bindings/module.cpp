@@ -123,7 +123,7 @@ uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
 // ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
 py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
                        int64_t logits_stride, const py::object& weight, int64_t weight_stride,
-                       const py::object& pos_weight, const py::array& grad, int64_t grad_stride,
+                       const py::object& pos_weight, py::array grad, int64_t grad_stride,
                        const py::object& hess, int64_t hess_stride, HessianMode hessian) {
     call.y_true = view_of(y_true, y_true_stride, "y_true");
     call.y_pred = view_of(logits, logits_stride, "logits");

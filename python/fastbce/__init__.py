@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._accumulator import LossAccumulator
 from ._api import binary_crossentropy, binary_focal_crossentropy
+from ._grad import binary_crossentropy_grad
 from ._info import build_info
 from ._labels import encode_labels
 from ._version import __version__
@@ -16,6 +17,7 @@ __all__ = [
     "LossAccumulator",
     "__version__",
     "binary_crossentropy",
+    "binary_crossentropy_grad",
     "binary_focal_crossentropy",
     "build_info",
     "encode_labels",
