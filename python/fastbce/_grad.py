@@ -44,7 +44,7 @@ def _naming_logits() -> Iterator[None]:
     try:
         yield
     except (TypeError, ValueError) as e:
-        text = str(e).replace("y_pred", "logits")
+        text = str(e).replace("y_pred's", "logits'").replace("y_pred", "logits")
         raise type(e)(text) from None
 
 
