@@ -13,12 +13,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
 #include "fastbce/kernel.hpp"
 #include "fastbce/types.hpp"
 #include "fastbce/vecmath.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 namespace fastbce {
 namespace FASTBCE_TIER {
@@ -141,6 +146,52 @@ inline void exp_neg_abs(const T* __restrict x, T* __restrict z, int64_t len) {
     }
 }
 
+// Copies a tile of results to the caller's array. `stream`: with non-temporal stores, which
+// write whole cache lines without reading them first; ordinary stores of a large output read
+// every line before writing it, 1.5x the traffic of reading 8 and writing 8 bytes an element
+// (measured 1.57x that floor at 1e8 float32 elements on the v4 tier). The values are the same.
+template <class T>
+inline void store_tile(T* dst, int64_t stride, const T* src, int64_t len, bool stream) {
+    if (stride != 1) {
+        for (int64_t j = 0; j < len; ++j) dst[j * stride] = src[j];
+        return;
+    }
+#if defined(__SSE2__)
+    if (stream) {
+#if defined(__AVX512F__)
+        using Vec = __m512i;
+#elif defined(__AVX__)
+        using Vec = __m256i;
+#else
+        using Vec = __m128i;
+#endif
+        constexpr int64_t lanes = int64_t(sizeof(Vec) / sizeof(T));
+        int64_t j = 0;
+        for (; j < len && reinterpret_cast<uintptr_t>(dst + j) % sizeof(Vec) != 0; ++j) dst[j] = src[j];
+        for (; j + lanes <= len; j += lanes) {
+            Vec v;
+            std::memcpy(&v, src + j, sizeof v);
+#if defined(__AVX512F__)
+            _mm512_stream_si512(reinterpret_cast<Vec*>(dst + j), v);
+#elif defined(__AVX__)
+            _mm256_stream_si256(reinterpret_cast<Vec*>(dst + j), v);
+#else
+            _mm_stream_si128(reinterpret_cast<Vec*>(dst + j), v);
+#endif
+        }
+        for (; j < len; ++j) dst[j] = src[j];
+        return;
+    }
+#else
+    (void)stream;
+#endif
+    std::memcpy(dst, src, size_t(len) * sizeof(T));
+}
+
+// Outputs at least this large (elements) are written with non-temporal stores: they do not fit
+// in the caches anyway (a smaller one stays cached for the caller, e.g. a boosting library).
+constexpr int64_t kStreamMin = int64_t(1) << 22;
+
 // Elements [begin, end) of a derivatives call: load, check (as the loss: labels in [0, 1] when
 // validating, weights, NaN under "raise"; the first offending element wins), compute, store.
 // NaN in y, x or w gives NaN derivatives under "propagate" and "omit" alike.
@@ -161,6 +212,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
     T* const grad = static_cast<T*>(go.grad);
     T* const hess = static_cast<T*>(go.hess);
+    const bool stream = c.n >= kStreamMin;
 
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
@@ -188,17 +240,13 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         }
 
         exp_neg_abs(x, z_buf, len);
-        // contiguous outputs are written in place; strided ones (or no Hessian) go through a tile
-        const bool g_direct = go.grad_stride == 1;
-        const bool h_direct = hess != nullptr && go.hess_stride == 1;
-        T* g = g_direct ? grad + i0 : g_buf;
-        T* h = h_direct ? hess + i0 : h_buf;
-        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, g, h, len, k);
-        if (!g_direct)
-            for (int64_t j = 0; j < len; ++j) grad[(i0 + j) * go.grad_stride] = g_buf[j];
-        if (hess != nullptr && !h_direct)
-            for (int64_t j = 0; j < len; ++j) hess[(i0 + j) * go.hess_stride] = h_buf[j];
+        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, g_buf, h_buf, len, k);
+        store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);
+        if (hess != nullptr) store_tile(hess + i0 * go.hess_stride, go.hess_stride, h_buf, len, stream);
     }
+#if defined(__SSE2__)
+    if (stream) _mm_sfence();  // the streamed lines are visible before the block is reported done
+#endif
 }
 
 template <class T>
