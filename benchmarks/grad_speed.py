@@ -64,18 +64,21 @@ def kernel_vs_floor(n: int, threads: int, repeat: int) -> None:
     g.fill(0), h.fill(0)  # touch the pages once, outside the timings
     floor = _median_time(lambda: _copy_floor(x, y, g, h, threads), repeat)
     print(f"N = {n:.0e} float32, {threads} threads; medians of {repeat}")
-    print(f"  memory floor (read 8 + write 8 B/element): {floor * 1e3:9.1f} ms  "
-          f"{16 * n / floor / 1e9:5.1f} GB/s")
+    print(
+        f"  memory floor (read 8 + write 8 B/element): {floor * 1e3:9.1f} ms  "
+        f"{16 * n / floor / 1e9:5.1f} GB/s"
+    )
     for name, opts in (("plain", {}), ("focal gamma=2 alpha=0.25", {"gamma": 2.0, "alpha": 0.25})):
         t = _median_time(
             lambda o=opts: fastbce.binary_crossentropy_grad(y, x, threads=threads, out=(g, h), **o),
             repeat,
         )
-        print(f"  fastbce {name:26s} {t * 1e3:9.1f} ms  {t / floor:5.2f}x the floor  "
-              f"{t / n * 1e9:5.2f} ns/element")
+        print(
+            f"  fastbce {name:26s} {t * 1e3:9.1f} ms  {t / floor:5.2f}x the floor  "
+            f"{t / n * 1e9:5.2f} ns/element"
+        )
         t_np = _median_time(lambda o=opts: numpy_grad(y, x, **o), 1)
         print(f"  NumPy   {name:26s} {t_np * 1e3:9.1f} ms  fastbce is {t_np / t:5.1f}x faster")
-    del x, y, g, h
 
 
 def xgboost_round(rows: int, features: int, threads: int, rounds: int) -> None:
@@ -88,20 +91,28 @@ def xgboost_round(rows: int, features: int, threads: int, rounds: int) -> None:
     margin = X[:, 0] - 0.5 * X[:, 1] + X[:, 2] * X[:, 3] - 2.0
     y = (rng.random(rows) < 1 / (1 + np.exp(-margin))).astype(np.float32)
     dtrain = xgb.DMatrix(X, label=y)
-    params = {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "nthread": threads,
-              "objective": "binary:logistic", "base_score": float(y.mean())}
+    params = {
+        "tree_method": "hist",
+        "max_depth": 6,
+        "eta": 0.3,
+        "nthread": threads,
+        "objective": "binary:logistic",
+        "base_score": float(y.mean()),
+    }
     options = {"gamma": 2.0, "alpha": 0.25}
     fast = fastbce.xgboost.objective(**options)
 
     def numpy_objective(preds, dmatrix):
         return numpy_grad(dmatrix.get_label(), preds, **options)
 
-    print(f"XGBoost {xgb.__version__} hist, {rows:.0e} rows x {features} features, "
-          f"{threads} threads, {rounds} rounds, focal gamma=2 alpha=0.25")
+    print(
+        f"XGBoost {xgb.__version__} hist, {rows:.0e} rows x {features} features, "
+        f"{threads} threads, {rounds} rounds, focal gamma=2 alpha=0.25"
+    )
     for name, objective in (("fastbce", fast), ("NumPy", numpy_objective)):
         spent = []
 
-        def timed(preds, dmatrix, objective=objective):
+        def timed(preds, dmatrix, objective=objective, spent=spent):
             start = time.perf_counter()
             result = objective(preds, dmatrix)
             spent.append(time.perf_counter() - start)
@@ -113,8 +124,10 @@ def xgboost_round(rows: int, features: int, threads: int, rounds: int) -> None:
         xgb.train(params, dtrain, rounds, obj=timed)
         per_round = (time.perf_counter() - start) / rounds
         obj = statistics.median(spent)
-        print(f"  {name:8s} objective {obj * 1e3:8.2f} ms of a {per_round * 1e3:8.1f} ms round: "
-              f"{100 * obj / per_round:5.2f}%")
+        print(
+            f"  {name:8s} objective {obj * 1e3:8.2f} ms of a {per_round * 1e3:8.1f} ms round: "
+            f"{100 * obj / per_round:5.2f}%"
+        )
 
 
 def main() -> None:
@@ -127,8 +140,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--skip-xgboost", action="store_true")
     args = parser.parse_args()
-    print(f"fastbce {fastbce.__version__}, tier {fastbce.build_info()['target']}, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"fastbce {fastbce.__version__}, tier {fastbce.build_info()['target']}, "
+        f"{platform.processor() or platform.machine()}"
+    )
     kernel_vs_floor(int(args.n), args.threads, args.repeat)
     if not args.skip_xgboost:
         xgboost_round(int(args.rows), args.features, args.threads, args.rounds)

@@ -189,7 +189,9 @@ def _exact_options(dtype: str, name: str):
         opts.get("alpha"),
     )
     weights = w if opts.get("weights") else np.ones_like(w)
-    triples = [_derivatives(float(a), float(b), float(c), k) for a, b, c in zip(x, y, weights)]
+    triples = [
+        _derivatives(float(a), float(b), float(c), k) for a, b, c in zip(x, y, weights, strict=True)
+    ]
     return tuple(np.array([float(t[i]) for t in triples]) for i in range(3))
 
 
@@ -234,8 +236,11 @@ def test_finite_for_every_finite_logit(dtype, gamma, hessian):
     x = np.array(edges + [-e for e in edges], dtype=dtype)
     for y0 in (0.0, 1.0, 0.5, 0.3, 1e-7):
         y = np.full(x.shape, y0, dtype=dtype)
-        for extra in ({}, {"pos_weight": 1e30 if dtype == "float32" else 1e300, "alpha": 0.25},
-                      {"label_smoothing": 0.05, "sample_weight": 1e-30}):
+        for extra in (
+            {},
+            {"pos_weight": 1e30 if dtype == "float32" else 1e300, "alpha": 0.25},
+            {"label_smoothing": 0.05, "sample_weight": 1e-30},
+        ):
             grad, hess = fastbce.binary_crossentropy_grad(
                 y, x, gamma=gamma, hessian=hessian, **extra
             )
@@ -295,8 +300,13 @@ VARIANTS = {
     "weighted": {"sample_weight": "w"},
     "general": {"label_smoothing": 0.1, "pos_weight": 2.0, "sample_weight": "w"},
     "focal": {"gamma": 2.0, "alpha": 0.25},
-    "focal_general": {"gamma": 0.6, "pos_weight": 0.5, "label_smoothing": 0.05,
-                      "sample_weight": "w", "hessian": "clipped"},
+    "focal_general": {
+        "gamma": 0.6,
+        "pos_weight": 0.5,
+        "label_smoothing": 0.05,
+        "sample_weight": "w",
+        "hessian": "clipped",
+    },
 }
 
 
@@ -337,7 +347,7 @@ def test_threads_bit_identical(name, rng):
 
 def test_strided_2d_and_input_dtypes(rng):
     x = rng.normal(0, 3, (40, 6))
-    y = (rng.random((40, 6)) < 0.5)
+    y = rng.random((40, 6)) < 0.5
     q = np.array([1.0, 2.0, 0.5, 3.0, 1.0, 4.0])
     w_rows = rng.uniform(0, 2, 40)
     g, h = fastbce.binary_crossentropy_grad(y, x, pos_weight=q, sample_weight=w_rows, gamma=1.5)
@@ -371,7 +381,9 @@ def test_consistent_with_the_loss(rng):
     opts = {"gamma": 1.3, "alpha": 0.4, "pos_weight": 2.0, "label_smoothing": 0.1}
     grad, _ = fastbce.binary_crossentropy_grad(y, x, **opts)
     h = 1e-6
-    f = functools.partial(fastbce.binary_crossentropy, y, from_logits=True, reduction="none", **opts)
+    f = functools.partial(
+        fastbce.binary_crossentropy, y, from_logits=True, reduction="none", **opts
+    )
     numeric = (f(x + h) - f(x - h)) / (2 * h)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
 

@@ -36,7 +36,15 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 
 __all__ = ["metric", "objective"]
 
-_GRAD_OPTIONS = ("label_smoothing", "pos_weight", "gamma", "alpha", "hessian", "validate", "threads")
+_GRAD_OPTIONS = (
+    "label_smoothing",
+    "pos_weight",
+    "gamma",
+    "alpha",
+    "hessian",
+    "validate",
+    "threads",
+)
 _LOSS_OPTIONS = ("label_smoothing", "pos_weight", "gamma", "alpha", "validate", "threads")
 
 
