@@ -4,10 +4,12 @@
 // (cpp/src/kernel_tier.cpp); the loaders and checks are the loss kernel's (kernel.hpp), the
 // formulas and their derivation are in docs/gradients.md.
 //
-// Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input), everything
-// after it in double and rounded once to T. For float input that leaves exp's rounding as the
-// only float-sized error; for double input the correction terms below keep the plain
-// derivatives within a few ulp.
+// Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
+// weighted float calls stay in float (the speed-critical case, within 4 ulp); every other call
+// continues in double and rounds once to T, so for float input exp's rounding is the only
+// float-sized error, and for double input correction terms keep the plain derivatives within a
+// few ulp. Where a value cancels (a zero of the gradient or Hessian) that rounding of exp,
+// the same as moving x by an ulp of 1, is the error left, in any implementation.
 #pragma once
 
 #include <algorithm>
