@@ -66,8 +66,10 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
             const T d = T(1) + zj;
             const T r = T(1) / d;
             // d's rounding, e = (1 - d) + z exactly (Fast2Sum), taken back: 1/(d + e) = r - r e r
-            // (without it the Hessian, which has it twice, reached 3.5 ulp)
-            const T er = ((T(1) - d) + zj) * r;
+            // (without it the Hessian, which has it twice, reached 3.5 ulp). For z < 2^-40 the
+            // correction is far below an ulp and is left out: its products (~z^2) would be
+            // subnormal where the result is not (a microcode assist each on Intel).
+            const T er = vm::detail::select(zj > T(0x1p-40), ((T(1) - d) + zj) * r, T(0));
             const bool pos = x[j] >= T(0);
             const T a = pos ? T(1) : zj;
             const T b = pos ? zj : T(1);
@@ -115,7 +117,8 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
         } else {
             // d = 1 + z is rounded: e = (1 - d) + z is its exact error (Fast2Sum, z <= 1), and
             // v/(d + e) = v/d - (v/d) e/d: two roundings each, within the 4 ulp budget
-            const double e_d = ((1.0 - d) + zj) * inv_d;
+            // (left out for z < 2^-500, where it is below an ulp and its products subnormal)
+            const double e_d = vm::detail::select(zj > 0x1p-500, ((1.0 - d) + zj) * inv_d, 0.0);
             const double g_d = num / d;
             g0 = g_d - g_d * e_d;
             const double s2_d = zj / (d * d);
