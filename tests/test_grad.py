@@ -481,3 +481,18 @@ def test_no_subnormal_intermediates_for_normal_results():
         libm.feclearexcept(fe_all)
         fastbce.binary_crossentropy_grad(y, x, threads=1, **opts)
         assert not libm.fetestexcept(fe_underflow), opts
+
+
+@pytest.mark.parametrize(
+    ("module", "library", "extra"),
+    [("fastbce.xgboost", "xgboost", "xgboost"), ("fastbce.lightgbm", "lightgbm", "lightgbm")],
+)
+def test_adapters_say_what_to_install(monkeypatch, module, library, extra):
+    """Without the library the adapter's import fails with the pip command that fixes it."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, library, None)  # makes `import library` fail
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ImportError, match=rf"pip install 'fastbce\[{extra}\]'"):
+        importlib.import_module(module)
