@@ -44,14 +44,17 @@ SCORE_ARGS = ["--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--fo
 # --------------------------------------------------------------------------- the data
 
 
-def generate(path: str, rows: int, row_group_rows: int, seed: int = 0) -> dict[str, Any]:
+def generate(
+    path: str, rows: int, row_group_rows: int, groups: int = 50, seed: int = 0
+) -> dict[str, Any]:
     """Writes the table and returns the float64 reference (overall and per country); both are
     reused when `path` and its reference file exist for the same size and seed."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = {"rows": rows, "row_group_rows": row_group_rows, "seed": seed}
+    meta = {"rows": rows, "row_group_rows": row_group_rows, "groups": groups, "seed": seed}
+    keys = COUNTRIES if groups == len(COUNTRIES) else [f"g{i:07d}" for i in range(groups)]
     ref_path = path + ".reference.json"
     if os.path.exists(path) and os.path.exists(ref_path):
         with open(ref_path) as f:
@@ -59,7 +62,7 @@ def generate(path: str, rows: int, row_group_rows: int, seed: int = 0) -> dict[s
         if saved.get("meta") == meta:
             return saved
     rng = np.random.default_rng(seed)
-    names = pa.array(COUNTRIES)
+    names = pa.array(keys)
     schema = pa.schema(
         [
             ("logit", pa.float32()),
@@ -68,19 +71,19 @@ def generate(path: str, rows: int, row_group_rows: int, seed: int = 0) -> dict[s
             ("weight", pa.float32()),
         ]
     )
-    sums = np.zeros(len(COUNTRIES))
-    counts = np.zeros(len(COUNTRIES), dtype=np.int64)
+    sums = np.zeros(groups)
+    counts = np.zeros(groups, dtype=np.int64)
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
         for start in range(0, rows, row_group_rows):
             n = min(row_group_rows, rows - start)
             logit = (rng.standard_normal(n, dtype=np.float32) * 2.0 - 0.5).astype(np.float32)
             clicked = rng.random(n) < 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
-            code = rng.integers(0, len(COUNTRIES), n, dtype=np.int32)
+            code = rng.integers(0, groups, n, dtype=np.int32)
             weight = rng.uniform(0.5, 1.5, n).astype(np.float32)
             x = logit.astype(np.float64)
             loss = np.maximum(x, 0.0) - x * clicked + np.log1p(np.exp(-np.abs(x)))
-            sums += np.bincount(code, weights=loss, minlength=len(COUNTRIES))
-            counts += np.bincount(code, minlength=len(COUNTRIES))
+            sums += np.bincount(code, weights=loss, minlength=groups)
+            counts += np.bincount(code, minlength=groups)
             country = pa.DictionaryArray.from_arrays(pa.array(code), names).dictionary_decode()
             table = pa.table(
                 [pa.array(logit), pa.array(clicked), country, pa.array(weight)], schema=schema
@@ -93,7 +96,7 @@ def generate(path: str, rows: int, row_group_rows: int, seed: int = 0) -> dict[s
         "mean": float(sums.sum() / rows),
         "groups": {
             c: {"rows": int(k), "sum": float(s), "mean": float(s / k) if k else math.nan}
-            for c, s, k in zip(COUNTRIES, sums, counts, strict=True)
+            for c, s, k in zip(keys, sums, counts, strict=True)
             if k
         },
     }
@@ -367,9 +370,11 @@ def best(task: Task) -> float:
     return min(task.times) if task.times and task.error is None else math.nan
 
 
-def report(all_tasks: list[Task], info: dict[str, Any], rows: int, size: int, repeat: int) -> str:
+def report(
+    all_tasks: list[Task], info: dict[str, Any], rows: int, groups: int, size: int, repeat: int
+) -> str:
     lines = [
-        f"fastbce score end to end: {rows:,} rows, {len(COUNTRIES)} countries, "
+        f"fastbce score end to end: {rows:,} rows, {groups:,} countries, "
         f"{size / 1e6:.0f} MB of parquet; best of {repeat}, each a fresh process",
         f"CPU: {info['cpu']}, {info['cores']} cores; fastbce {info['fastbce']} on tier "
         f"{info['tier']}; load average {info['load_average']:.1f} at the start",
@@ -417,6 +422,7 @@ def main(argv: list[str] | None = None) -> list[Task]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=float, default=5e7, help="rows (default 5e7)")
     parser.add_argument("--row-group-rows", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=50, help="distinct countries (default 50)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each task (the best counts)")
     parser.add_argument(
         "--dir", help="keep the data here (reused when it exists) instead of a temporary directory"
@@ -438,9 +444,9 @@ def main(argv: list[str] | None = None) -> list[Task]:
     workdir = args.dir or tempfile.mkdtemp(prefix="fastbce-e2e-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        path = os.path.join(workdir, f"clicks-{rows}.parquet")
+        path = os.path.join(workdir, f"clicks-{rows}-{args.groups}.parquet")
         start = time.perf_counter()
-        ref = generate(path, rows, args.row_group_rows)
+        ref = generate(path, rows, args.row_group_rows, args.groups)
         print(f"data: {path} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         info = machine(python, env)
         plan = [
@@ -451,7 +457,7 @@ def main(argv: list[str] | None = None) -> list[Task]:
         for t in plan:
             run_task(t, args.repeat, ref, env)
             print(f"  {t.section} / {t.tool}: {best(t):.3f} s {t.error or ''}", file=sys.stderr)
-        print(report(plan, info, rows, os.path.getsize(path), args.repeat))
+        print(report(plan, info, rows, args.groups, os.path.getsize(path), args.repeat))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(
