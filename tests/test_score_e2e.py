@@ -33,8 +33,9 @@ def score(*args, cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
     )
 
 
-def score_json(*args, cwd: Path) -> dict:
-    proc = score(*args, "--format", "json", cwd=cwd)
+def score_json(*args, cwd: Path, target: str | None = None) -> dict:
+    env = dict(os.environ, FASTBCE_FORCE_TARGET=target) if target else None
+    proc = score(*args, "--format", "json", cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -76,8 +77,17 @@ def many_groups(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_parquet_string_groups_match_float64(many_groups):
     root, want = many_groups
     got = score_json(
-        "d", "--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--group-by", "g",
-        "--threads", "2", cwd=root,
+        "d",
+        "--y-true",
+        "clicked",
+        "--y-pred",
+        "logit",
+        "--from-logits",
+        "--group-by",
+        "g",
+        "--threads",
+        "2",
+        cwd=root,
     )
     assert got["rows"] == 60_000
     assert got["mean"] == pytest.approx(want["mean"], rel=1e-6)
@@ -88,10 +98,20 @@ def test_parquet_string_groups_match_float64(many_groups):
 
 def test_parquet_groups_equal_the_library(many_groups, simd_target):
     root, want = many_groups
-    acc = fastbce.LossAccumulator(from_logits=True).update(want["y"], want["logit"], groups=want["g"])
+    acc = fastbce.LossAccumulator(from_logits=True).update(
+        want["y"], want["logit"], groups=want["g"]
+    )
     got = score_json(
-        "d", "--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--group-by", "g",
+        "d",
+        "--y-true",
+        "clicked",
+        "--y-pred",
+        "logit",
+        "--from-logits",
+        "--group-by",
+        "g",
         cwd=root,
+        target=simd_target,
     )
     lib = acc.result()
     assert got["sum"] == pytest.approx(lib["sum"], rel=REL)
@@ -242,8 +262,9 @@ def test_read_ahead_error_names_the_file(tmp_path):
 def test_parquet_output_is_plain_uncompressed_floats(many_groups, tmp_path):
     root, want = many_groups
     out = tmp_path / "loss.parquet"
-    proc = score("d", "--y-true", "clicked", "--y-pred", "logit", "--from-logits",
-                 "--output", out, cwd=root)
+    proc = score(
+        "d", "--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--output", out, cwd=root
+    )
     assert proc.returncode == 0, proc.stderr
     meta = pq.read_metadata(out)
     for i in range(meta.num_row_groups):
@@ -266,18 +287,34 @@ def test_parquet_output_is_plain_uncompressed_floats(many_groups, tmp_path):
 def table_dir(tmp_path: Path) -> Path:
     rng = np.random.default_rng(3)
     p = rng.random(5000)
-    pq.write_table(pa.table({"y_true": rng.random(5000) < p, "y_pred": p}), tmp_path / "data.parquet")
+    pq.write_table(
+        pa.table({"y_true": rng.random(5000) < p, "y_pred": p}), tmp_path / "data.parquet"
+    )
     np.save(tmp_path / "p.npy", p)
     np.save(tmp_path / "y.npy", (rng.random(5000) < p).astype(np.uint8))
     return tmp_path
 
 
-def _snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.iterdir())}
+def _snapshot(directory: Path) -> dict:
+    return {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+        if not p.is_dir()
+    } | {"entries": sorted(p.name for p in directory.iterdir())}
 
 
-@pytest.mark.parametrize("how", ["same path", "dot path", "absolute", "symlink", "hard link",
-                                 "in a directory input", "npy input"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "same path",
+        "dot path",
+        "absolute",
+        "symlink",
+        "hard link",
+        "in a directory input",
+        "npy input",
+    ],
+)
 def test_output_that_is_an_input_is_refused(how, table_dir):
     args = ["data.parquet"]
     if how == "same path":
@@ -312,16 +349,32 @@ def slow_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(5)
     n = 2_000_000
     p = rng.random(n).astype(np.float32)
-    pq.write_table(pa.table({"y_true": (rng.random(n) < p), "y_pred": p}), root / "big.parquet",
-                   row_group_size=50_000)
+    pq.write_table(
+        pa.table({"y_true": (rng.random(n) < p), "y_pred": p}),
+        root / "big.parquet",
+        row_group_size=50_000,
+    )
     return root
 
 
 def _start_and_wait_for_temp(slow_input: Path, out: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastbce", "score", slow_input / "big.parquet", "--output", out,
-         "--batch-rows", "100", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "fastbce",
+            "score",
+            slow_input / "big.parquet",
+            "--output",
+            out,
+            "--batch-rows",
+            "100",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not _temps(out.parent) and proc.poll() is None and time.monotonic() < deadline:
@@ -352,7 +405,7 @@ def test_a_stale_temporary_file_of_a_killed_run_is_removed(slow_input, tmp_path)
     out = tmp_path / "loss.npy"
     proc = _start_and_wait_for_temp(slow_input, out)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     stale = _temps(tmp_path)
     assert len(stale) == 1  # SIGKILL cannot be caught: the temporary file stays
     alive = tmp_path / stale[0].replace(str(proc.pid), str(os.getpid()))  # a live run's: kept
@@ -372,10 +425,18 @@ def test_a_stale_temporary_file_of_a_killed_run_is_removed(slow_input, tmp_path)
 def test_output_mode_follows_the_umask(table_dir):
     out = table_dir / "loss.parquet"
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import os, sys; os.umask(0o027); from fastbce.cli import main; sys.exit(main(sys.argv[1:]))",
-         "score", "data.parquet", "--output", out],
-        cwd=table_dir, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.umask(0o027); from fastbce.cli import main; sys.exit(main(sys.argv[1:]))",
+            "score",
+            "data.parquet",
+            "--output",
+            out,
+        ],
+        cwd=table_dir,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_mode & 0o777 == 0o640
@@ -387,7 +448,9 @@ def test_output_mode_follows_the_umask(table_dir):
 def _imported(*args: str, cwd: Path) -> set[str]:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "fastbce", *args],
-        cwd=cwd, capture_output=True, text=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     names = set()
@@ -397,8 +460,18 @@ def _imported(*args: str, cwd: Path) -> set[str]:
     return names
 
 
-HEAVY = ("pyarrow", "pandas", "dask", "distributed", "polars", "duckdb", "torch", "tensorflow",
-         "jax", "matplotlib")
+HEAVY = (
+    "pyarrow",
+    "pandas",
+    "dask",
+    "distributed",
+    "polars",
+    "duckdb",
+    "torch",
+    "tensorflow",
+    "jax",
+    "matplotlib",
+)
 
 
 def test_help_imports_no_data_library(tmp_path):

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ._arrow import to_numpy
+from ._labels import is_missing
+
 DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
 DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
 
@@ -95,7 +98,7 @@ class GroupIndex:
     def _encode_numpy(self, arr: np.ndarray) -> np.ndarray:
         """Floats, or objects and strings without pyarrow: np.unique (a sort)."""
         if arr.dtype.kind == "O":
-            missing = _is_missing(arr)
+            missing = is_missing(arr)
         elif arr.dtype.kind in "fc":
             missing = np.isnan(arr)
         else:
@@ -130,15 +133,16 @@ class GroupIndex:
         else:
             lo_all, hi_all = lo, hi
         span = hi_all - lo_all + 1
-        if span > max(DENSE_MIN_SPAN, 2 * arr.shape[0]) or span > DENSE_MAX_SPAN:
-            table = _to_arrow(arr)  # spread out: hash them
+        wide = span > max(DENSE_MIN_SPAN, 2 * arr.shape[0]) or span > DENSE_MAX_SPAN
+        if wide or not -(2**62) <= lo_all <= hi_all < 2**62:  # spread out, or huge: hash them
+            table = _to_arrow(arr)
             return self._encode_arrow(table) if table is not None else self._encode_numpy(arr)
         if lo_all != self._offset or span != self._dense.size:  # widen the table
             dense = np.full(span, -1, dtype=np.int64)
             start = self._offset - lo_all
             dense[start : start + self._dense.size] = self._dense
             self._dense, self._offset = dense, lo_all
-        # (int64 arithmetic: uint64 labels beyond 2**63 never get here, their span is too wide)
+        # (int64 arithmetic: labels beyond +-2**62 never get here)
         index = values.astype(np.int64, copy=False)
         if self._offset:
             index = index - self._offset
@@ -167,7 +171,7 @@ class GroupIndex:
                 table = np.append(table, self.code(None))
                 indices = indices.fill_null(len(table) - 1)
             stop = start + len(chunk)
-            positions = indices.to_numpy()  # (no nulls: a view of Arrow's buffer)
+            positions = to_numpy(indices)  # (no nulls: a view of Arrow's buffer)
             if table.size == 0 or not np.array_equal(table, np.arange(table.size)):
                 np.take(table, positions, out=out[start:stop], mode="clip")  # (in range)
             else:  # the dictionary is in the order of the keys (as the first batch's)
@@ -177,8 +181,8 @@ class GroupIndex:
 
     def _dictionary_codes(self, dictionary: Any) -> np.ndarray:
         """The code of each value of an Arrow dictionary: Arrow looks them up among the values
-        seen before (a hash table in C++); Python only adds the ones never seen. (No pa.array of
-        NumPy data or Arrow bools to_numpy here: either imports pandas, a quarter of a second.)"""
+        seen before (a hash table in C++); Python only adds the ones never seen. (Not pa.array or
+        Arrow's to_numpy here: both import pandas, a quarter of a second.)"""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -189,7 +193,7 @@ class GroupIndex:
             new = dictionary
         else:
             where = pc.index_in(dictionary, value_set=seen[0], skip_nulls=True)
-            codes = where.fill_null(-1).to_numpy().astype(np.int64)
+            codes = to_numpy(where.fill_null(-1)).astype(np.int64)
             found = codes >= 0
             codes[found] = seen[1][codes[found]]
             if found.all():
@@ -198,7 +202,7 @@ class GroupIndex:
         missing = np.flatnonzero(codes < 0)
         codes[missing] = [self.code(k) for k in new.to_pylist()]
         valid = new.is_valid()  # (nulls never match: they are found by Python each time)
-        keep = np.flatnonzero(pc.cast(valid, pa.int8()).to_numpy())
+        keep = np.flatnonzero(to_numpy(valid))
         old = seen if seen is not None else (new.slice(0, 0), np.empty(0, dtype=np.int64))
         self._arrow[kind] = (
             pa.concat_arrays([old[0], new.filter(valid)]),
@@ -224,10 +228,3 @@ def _to_arrow(arr: np.ndarray) -> Any:
     ):
         return None  # floats, mixed numbers, bools, ...: keep Python's keys (np.unique)
     return table
-
-
-def _is_missing(arr: np.ndarray) -> np.ndarray:
-    """None or NaN, elementwise over an object array (vectorised comparisons)."""
-    is_none = arr == np.array(None, dtype=object)
-    not_self = arr != arr  # NaN is the one value not equal to itself
-    return np.asarray(is_none | not_self, dtype=bool)

@@ -12,15 +12,17 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .._accumulator import LossAccumulator
-from ..io import open_output
-from .columns import Labels, score_batches
-from .job import Job, output_dtype
-from .output import Progress, aligned
+from .output import aligned
+from .signals import stop_on_signals
 
-DEFAULT_BATCH_ROWS = 1 << 18
+if TYPE_CHECKING:
+    from .job import Job
+
+# (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
+
+DEFAULT_BATCH_ROWS = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BATCH_ROWS,
         metavar="N",
-        help=f"rows read at a time (default {DEFAULT_BATCH_ROWS}); memory grows with it",
+        help=f"rows scored at a time (default {DEFAULT_BATCH_ROWS}; parquet is read a row group "
+        "at a time, ahead, on all cores); memory grows with it",
     )
 
 
@@ -83,30 +86,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = Job(args)
-    if args.scheduler:
-        from .score_dask import run_on_cluster
+    from .job import Job
 
-        result = run_on_cluster(job)
-    else:
-        result = run_locally(job)
+    job = Job(args)
+    with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
+        if args.scheduler:
+            from .score_dask import run_on_cluster
+
+            result = run_on_cluster(job)
+        else:
+            result = run_locally(job)
     _print_result(result, job, sys.stdout)
     return 0
 
 
 def run_locally(job: Job) -> dict[str, Any]:
+    from .._accumulator import LossAccumulator
+    from ..io import open_output
+    from .columns import Labels, score_batches
+    from .job import input_files, output_dtype
+    from .output import Progress
+
     source = job.open_source()
     acc = LossAccumulator(**job.options)
     output = None
     if job.args.output is not None:
-        output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
+        output = open_output(
+            job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+        )
     progress = Progress(enabled=job.args.format != "json")
     labels = Labels(job.roles["y_true"], job.positive)
+    batches = source.batches(job.args.batch_rows)
     committed = False
     try:
         score_batches(
             job.spec,
-            source.batches(job.args.batch_rows),
+            batches,
             acc,
             labels,
             write=output.write if output is not None else None,
@@ -117,6 +132,8 @@ def run_locally(job: Job) -> dict[str, Any]:
             output.commit()
             committed = True
     finally:
+        if hasattr(batches, "close"):  # (a generator: stops the read-ahead threads now)
+            batches.close()
         progress.close()
         if output is not None and not committed:
             output.abort()
