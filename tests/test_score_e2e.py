@@ -47,7 +47,8 @@ def reference(y: np.ndarray, logit: np.ndarray, groups: np.ndarray) -> tuple[flo
     keys, codes = np.unique(groups, return_inverse=True)
     sums = np.bincount(codes, weights=loss, minlength=len(keys))
     counts = np.bincount(codes, minlength=len(keys))
-    return float(loss.mean()), {k: s / c for k, s, c in zip(keys.tolist(), sums, counts)}
+    means = {k: s / c for k, s, c in zip(keys.tolist(), sums, counts, strict=True)}
+    return float(loss.mean()), means
 
 
 # --------------------------------------------------------------------------- 1. group codes
@@ -428,7 +429,8 @@ def test_output_mode_follows_the_umask(table_dir):
         [
             sys.executable,
             "-c",
-            "import os, sys; os.umask(0o027); from fastbce.cli import main; sys.exit(main(sys.argv[1:]))",
+            "import os, sys; os.umask(0o027); from fastbce.cli import main; "
+            "sys.exit(main(sys.argv[1:]))",
             "score",
             "data.parquet",
             "--output",
