@@ -9,6 +9,7 @@ without a Python loop over rows.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import numpy as np
@@ -130,14 +131,8 @@ class LossAccumulator:
         the reductions of :func:`fastbce.binary_crossentropy`. Groups come sorted by key when
         the keys can be ordered (None last), else in the order first seen.
         """
-        out = _reductions(self._total)
-        keys = self._groups.keys
-        order = list(range(len(keys)))
-        try:
-            order.sort(key=lambda i: (keys[i] is None, keys[i]))
-        except TypeError:  # keys of mixed types: keep the order first seen
-            pass
-        out["groups"] = {keys[i]: _reductions(self._sums[i]) for i in order}
+        out = self._summary()
+        out["groups"] = dict(self._group_items())
         return out
 
     def __repr__(self) -> str:
@@ -145,6 +140,29 @@ class LossAccumulator:
         return f"<LossAccumulator rows={rows} groups={len(self._groups.keys)}>"
 
     # ------------------------------------------------------------------ for the CLI and dask
+
+    def _summary(self) -> dict[str, Any]:
+        """result() without the groups."""
+        return _reductions(self._total)
+
+    def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, reductions) of every group in result()'s order, made one at a time (a million
+        groups print without a million dicts in memory)."""
+        keys = self._groups.keys
+        for i in self._group_order():
+            yield keys[i], _reductions(self._sums[i])
+
+    def _group_order(self) -> list[int]:
+        """Sorted by key, None last; in the order first seen when the keys cannot be ordered."""
+        keys: list[Any] = self._groups.keys
+        order = [i for i, key in enumerate(keys) if key is not None]
+        try:
+            order.sort(key=keys.__getitem__)
+        except TypeError:  # keys of mixed types
+            return list(range(len(keys)))
+        if len(order) < len(keys):
+            order.append(keys.index(None))
+        return order
 
     def _update(
         self,

@@ -18,6 +18,7 @@ from .output import aligned
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
+    from .._accumulator import LossAccumulator
     from .job import Job
 
 # (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
@@ -93,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler:
             from .score_dask import run_on_cluster
 
-            result = run_on_cluster(job)
+            acc = run_on_cluster(job)
         else:
-            result = run_locally(job)
-    _print_result(result, job, sys.stdout)
+            acc = run_locally(job)
+    _print_result(acc, job, sys.stdout)
     return 0
 
 
-def run_locally(job: Job) -> dict[str, Any]:
+def run_locally(job: Job) -> LossAccumulator:
     from .._accumulator import LossAccumulator
     from ..io import open_output
     from .columns import Labels, score_batches
@@ -137,7 +138,7 @@ def run_locally(job: Job) -> dict[str, Any]:
         progress.close()
         if output is not None and not committed:
             output.abort()
-    return acc.result()
+    return acc
 
 
 # --------------------------------------------------------------------------- printing
@@ -153,31 +154,55 @@ def _json_key(key: Any) -> Any:
 
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
-
-    def numbers(r: dict[str, Any]) -> dict[str, Any]:
-        return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
-
-    out = numbers(result)
-    out["groups"] = {_json_key(k): numbers(v) for k, v in result["groups"].items()}
+    out = _json_numbers(result)
+    out["groups"] = {_json_key(k): _json_numbers(v) for k, v in result["groups"].items()}
     return out
 
 
-def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
+def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
+
+
+FIELDS = ("rows", "sum", "mean", "weighted_mean")
+
+
+def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
+    """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
+    or the table would give, without holding every group's dict or line at once."""
+    summary = acc._summary()
     if job.args.format == "json":
-        stream.write(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
+        _write_json(summary, acc._group_items(), stream)
         return
-    fields = ("rows", "sum", "mean", "weighted_mean")
-    for field in fields:
-        stream.write(f"{field:<14} {_fmt(result[field])}\n")
+    for field in FIELDS:
+        stream.write(f"{field:<14} {_fmt(summary[field])}\n")
     if "groups" in job.roles:
-        head = [job.roles["groups"], *fields]
-        rows = [
-            [_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()
-        ]
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        stream.write("\n")
-        for r in [head, *rows]:
-            stream.write(aligned(r, widths).rstrip() + "\n")
+        head = [job.roles["groups"], *FIELDS]
+        widths = [len(h) for h in head]
+        for _ in range(2):  # the widths first, then the lines
+            if _:
+                stream.write("\n" + aligned(head, widths).rstrip() + "\n")
+            for key, value in acc._group_items():
+                row = [_group_text(key), *(_fmt(value[f]) for f in FIELDS)]
+                if _:
+                    stream.write(aligned(row, widths).rstrip() + "\n")
+                else:
+                    widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+
+def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
+    def obj(d: dict[str, Any], indent: str) -> str:
+        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+
+    stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
+    first = True
+    for key, value in groups:
+        name = json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]  # as json.dumps writes keys
+        stream.write(
+            ("\n" if first else ",\n") + f"    {name}: " + obj(_json_numbers(value), "    ")
+        )
+        first = False
+    stream.write(("}" if first else "\n  }") + "\n}\n")
 
 
 def _group_text(key: Any) -> str:

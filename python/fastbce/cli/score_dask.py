@@ -34,7 +34,7 @@ from .job import Job, Spec, input_files, output_dtype
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 
 
-def run_on_cluster(job: Job) -> dict[str, Any]:
+def run_on_cluster(job: Job) -> LossAccumulator:
     try:
         import dask
         from distributed import Client
@@ -77,7 +77,7 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
         raise DataError(missing_positive(job.spec, sample, kind))
     if acc is None:
         acc = LossAccumulator(**job.options)
-    return acc.result()
+    return acc
 
 
 def _stream_output(client: Any, tasks: list[Any], output: Any, merge: Any) -> tuple[Any, ...]:

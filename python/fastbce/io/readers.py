@@ -148,7 +148,11 @@ class ParquetSource:
                 self.types.setdefault(c, []).append(schema.field(c).type)
             self.metadata.append(meta)
             self.total_rows += meta.num_rows
-        self.dictionary = [c for c in dictionary or [] if all(map(_is_text, self.types[c]))]
+        self.dictionary = [
+            c
+            for c in dictionary or []
+            if all(map(_is_text, self.types[c])) and all(_encoded(m, c) for m in self.metadata)
+        ]
         self._reader: RowGroupReader | None = None
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -160,6 +164,25 @@ class ParquetSource:
     def fraction(self) -> float | None:
         done = self._reader.done_rows if self._reader is not None else 0
         return done / self.total_rows if self.total_rows else None
+
+
+def _encoded(meta: Any, column: str) -> bool:
+    """Whether every row group of a file holds `column` as dictionary indices: a dictionary page,
+    and data pages of at most 3 bytes a row (indices of up to 24 bits). A writer whose dictionary
+    outgrew its limit (many distinct values) falls back to plain values: pyarrow would rebuild a
+    dictionary from them, slower and larger than reading the strings and hashing them."""
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema != column:
+                continue
+            if not chunk.has_dictionary_page:
+                return False
+            dictionary_bytes = chunk.data_page_offset - chunk.dictionary_page_offset
+            if chunk.total_uncompressed_size - dictionary_bytes > 3 * group.num_rows + 4096:
+                return False
+    return True
 
 
 def _is_text(arrow_type: Any) -> bool:
