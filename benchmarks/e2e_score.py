@@ -127,6 +127,7 @@ else:
 DUCKDB = """
 import json, sys
 import duckdb
+duckdb.sql("SET enable_progress_bar = false")  # (it prints to stdout on long queries)
 path = sys.argv[1].replace("'", "''")
 loss = "greatest(x, 0) - x * y + ln(1 + exp(-abs(x)))"
 rows = (
@@ -321,7 +322,11 @@ def run_task(task: Task, repeat: int, ref: dict[str, Any], env: dict[str, str]) 
             lines = err.strip().splitlines()
             task.error = f"exit {status}: {lines[-1] if lines else ''}"
             return
-        answer = json.loads(out)
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            task.error = f"not JSON on stdout: {out[:60]!r}"
+            return
         task.rel_error = max(check(task, answer, ref), 0.0 if not task.times else task.rel_error)
         task.times.append(float(answer["seconds"]) if task.inner else wall)
         task.cpu.append(cpu)
