@@ -18,8 +18,11 @@ distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Hashable
+import os
+from collections.abc import Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -162,9 +165,7 @@ class GroupIndex:
         chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
         out = np.empty(len(groups), dtype=np.int64)
         start = 0
-        for chunk in chunks:
-            if not pa.types.is_dictionary(chunk.type):
-                chunk = chunk.dictionary_encode()  # a hash table in C++
+        for chunk in _dictionary_encoded(chunks):
             table = self._dictionary_codes(chunk.dictionary)
             indices = chunk.indices
             if indices.null_count:  # a null label is the key None
@@ -209,6 +210,43 @@ class GroupIndex:
             np.concatenate([old[1], codes[missing][keep]]),
         )
         return codes
+
+
+ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time
+
+
+def _dictionary_encoded(chunks: list[Any]) -> Iterator[Any]:
+    """The chunks as dictionary arrays, in order. Arrow's dictionary_encode (a hash table in C++)
+    runs on one core and releases the GIL, so pieces of a large input are encoded on a few
+    threads, a few pieces ahead (bounded memory)."""
+    import pyarrow as pa
+
+    pieces = []
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type) or len(chunk) <= ENCODE_PIECE:
+            pieces.append(chunk)
+        else:
+            pieces += [chunk.slice(i, ENCODE_PIECE) for i in range(0, len(chunk), ENCODE_PIECE)]
+    todo = [i for i, p in enumerate(pieces) if not pa.types.is_dictionary(p.type)]
+    threads = min(os.cpu_count() or 1, 8, len(todo))
+    if sum(len(pieces[i]) for i in todo) < 2 * ENCODE_PIECE or threads < 2:
+        for piece in pieces:
+            yield piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        ahead: collections.deque[Future[Any]] = collections.deque()
+        for piece in pieces:
+            ahead.append(pool.submit(_encode_piece, piece))
+            if len(ahead) > 2 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _encode_piece(piece: Any) -> Any:
+    import pyarrow as pa
+
+    return piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
 
 
 def _to_arrow(arr: np.ndarray) -> Any:
