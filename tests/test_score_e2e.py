@@ -488,3 +488,49 @@ def test_small_file_imports_only_what_it_needs(table_dir):
     heavy = {n.split(".")[0] for n in names} & (set(HEAVY) - {"pyarrow"})
     assert not heavy
     assert not {n for n in names if n.startswith("fastbce.cli.bench")}
+
+
+# ------------------------------------------------------------- printing, a group at a time
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        None,
+        np.array(["b", "a", "b", "c"]),
+        np.array([3, 1, 3, 2]),
+        np.array(["x", None, "x", np.nan], dtype=object),
+    ],
+    ids=["no groups", "strings", "integers", "missing"],
+)
+def test_streamed_json_is_what_json_dumps_gives(groups):
+    import io
+    from types import SimpleNamespace
+
+    from fastbce.cli.score import _print_result, to_json
+
+    acc = fastbce.LossAccumulator()
+    p = np.array([0.2, 0.7, np.nan, 0.4])
+    acc.update(np.array([0.0, 1.0, 1.0, 0.0]), p, groups=groups)
+    job = SimpleNamespace(args=SimpleNamespace(format="json"), roles={"groups": "g"})
+    out = io.StringIO()
+    _print_result(acc, job, out)
+    assert out.getvalue() == json.dumps(to_json(acc.result()), indent=2, allow_nan=False) + "\n"
+
+
+def test_text_groups_stored_as_plain_values_are_read_as_strings(tmp_path):
+    """A column whose writer fell back from a dictionary to plain values (many distinct values)
+    is read as strings and hashed; one stored as a dictionary is read as indices."""
+    from fastbce.io import ParquetSource
+
+    n = 20_000
+    table = pa.table(
+        {"y": np.zeros(n), "few": ["a", "b"] * (n // 2), "many": [f"k{i}" for i in range(n)]}
+    )
+    pq.write_table(table, tmp_path / "t.parquet", dictionary_pagesize_limit=1024)
+    source = ParquetSource([str(tmp_path / "t.parquet")], ["y", "few", "many"], ["few", "many"])
+    assert source.dictionary == ["few"]
+    got = score_json(
+        tmp_path / "t.parquet", "--y-true", "y", "--y-pred", "y", "--group-by", "many", cwd=tmp_path
+    )
+    assert len(got["groups"]) == n
