@@ -28,6 +28,13 @@ namespace fastbce {
 namespace FASTBCE_TIER {
 
 constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double fit in L1
+// The loss loops run over a multiple of kPad elements (a partial last tile is padded with
+// harmless values): a multiple of every tier's vector length times its unrolling, so that every
+// element goes through the vectorised loop body. A scalar or masked epilogue would compute the
+// same formulas with other instructions (GCC folds and contracts the scalar code differently,
+// e.g. ys * 1 into ys before forming an FMA), and an element's loss would depend on its position.
+constexpr int64_t kPad = 64;
+static_assert(kTile % kPad == 0);
 
 // ---------------------------------------------------------------- loading
 
@@ -87,6 +94,14 @@ inline const T* load_tile(const View& v, int64_t begin, int64_t len, T* buf) {
             convert_tile(at(static_cast<const double*>(v.data)), v.stride, len, buf, cast);
             break;
     }
+    return buf;
+}
+
+// `src[0, len)` in `buf`, followed by `fill` up to `padded_len` (src may be buf itself).
+template <class T>
+inline const T* pad_tile(const T* src, T* buf, int64_t len, int64_t padded_len, T fill) {
+    if (src != buf) std::memcpy(buf, src, size_t(len) * sizeof(T));
+    std::fill(buf + len, buf + padded_len, fill);
     return buf;
 }
 
@@ -556,12 +571,21 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         else if (c.weight_kind == WeightKind::per_row)
             fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
         if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+        // a partial tile: padded to a multiple of kPad with label 0, prediction 1/2 (a logit of
+        // 0) and weight 1, which pass every check; only [0, len) is used below
+        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
+        if (padded_len != len) {
+            y = pad_tile(y, y_buf, len, padded_len, T(0));
+            p = pad_tile(p, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
+            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
+            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
+        }
 
         // The loss first: its loop also tells whether a label (or probability) is outside
         // [0, 1], which costs less there than a pass of its own (that pass was 11% of a plain
         // float32 logits call on v4). Nothing leaves this tile before the checks below.
         const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, q_buf, w, ce_buf, scratch_buf,
-                                                                          wide_buf, len, k);
+                                                                          wide_buf, padded_len, k);
 
         // Checks. The first offending element wins; at one element labels come before
         // predictions, weights and NaN.
