@@ -246,13 +246,27 @@ inline T half_power(T t) {
 // 1 - p_t = y'(1 - p) + (1 - y')p (step 4), a sum of non-negative terms: from the logit x with
 // z = exp(-|x|) (x >= 0: p = 1/(1+z), 1-p = z/(1+z); x < 0: p = z/(1+z), 1-p = 1/(1+z)), or from
 // the unclipped probability x (as Keras 3).
+// The small term (label weight times z, or times a tiny probability) is left out where it is
+// below half an ulp of the other one: a product with a tiny z would underflow there (a microcode
+// assist on Intel, and the underflow flag), for the same bits. Where the other term is 0 (hard
+// labels) it is kept: it is then the result.
+template <class T>
+struct TinyTerm {
+    static constexpr T z_max = std::is_same_v<T, float> ? T(0x1p-86) : T(0x1p-455);
+    static constexpr T other_min = std::is_same_v<T, float> ? T(0x1p-60) : T(0x1p-400);
+    static T keep(T z, T other) { return vm::detail::select(z < z_max && other >= other_min, T(0), z); }
+};
+
 template <bool FromLogits, class T>
 inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
         const bool pos = x >= T(0);
-        return (ys * (pos ? z : T(1)) + ys_c * (pos ? T(1) : z)) / (T(1) + z);
+        const T other = pos ? ys_c : ys;
+        const T zk = TinyTerm<T>::keep(z, other);
+        return ((pos ? ys : ys_c) * zk + other) / (T(1) + zk);
     } else {
-        return ys * (T(1) - x) + ys_c * x;
+        const T xk = TinyTerm<T>::keep(x, ys);
+        return ys * (T(1) - xk) + ys_c * xk;
     }
 }
 
@@ -324,8 +338,16 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             const T z = scratch[j];  // exp(-|x|), in [0, 1]
             soft = vm::log1p_small(z);
             if constexpr (General) {  // (the other levels use soft directly, below)
-                neg_log_p = (x < T(0) ? -x : T(0)) + soft;
-                neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
+                // (double: a subnormal soft, |x| > 708, is left out of the term of the unlikely
+                // side where the other term is there, as in one_minus_pt; float products are
+                // made in double)
+                T soft_p = soft, soft_1mp = soft;
+                if constexpr (std::is_same_v<T, double>) {
+                    soft_p = x > T(0) ? TinyTerm<T>::keep(soft, ys_c) : soft;
+                    soft_1mp = x < T(0) ? TinyTerm<T>::keep(soft, ys) : soft;
+                }
+                neg_log_p = (x < T(0) ? -x : T(0)) + soft_p;
+                neg_log_1mp = (x > T(0) ? x : T(0)) + soft_1mp;
             }
         } else {
             T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
@@ -336,8 +358,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             const T qp = low ? pc : T(1) - pc;
             const T log_q = vm::log(qp);
             const T log_1mq = vm::log1p_small(-qp);
-            neg_log_p = -(low ? log_q : log_1mq);
-            neg_log_1mp = -(low ? log_1mq : log_q);
+            // (-log1p(-q) ~ q is left out where the other term is there, as in one_minus_pt)
+            const T small = TinyTerm<T>::keep(-log_1mq, low ? ys : ys_c);
+            neg_log_p = low ? -log_q : small;
+            neg_log_1mp = low ? small : -log_q;
         }
         // steps 3, 5 and 6. With the general options the loss is a product of up to five factors
         // (y', q, -log p, balance, w), and a float intermediate could overflow or underflow where
