@@ -336,7 +336,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         [[maybe_unused]] T soft = T(0);
         if constexpr (FromLogits) {
             const T z = scratch[j];  // exp(-|x|), in [0, 1]
-            soft = vm::log1p_small(z);
+            soft = vm::log1p_small_nonnegative(z);
             if constexpr (General) {  // (the other levels use soft directly, below)
                 // (double: a subnormal soft, |x| > 708, is left out of the term of the unlikely
                 // side where the other term is there, as in one_minus_pt; float products are
@@ -424,21 +424,33 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
 template <class T, bool FromLogits, bool Focal, Options O>
 inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
                       const T* __restrict w, T* __restrict ce, T* __restrict scratch,
-                      double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
+                      double* __restrict wide_loss, int64_t len, const LossParams<T> k,
+                      [[maybe_unused]] bool& general_exp) {
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
     if constexpr (FromLogits) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
-        // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again,
-        // which costs such tiles double
+        // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
+        // `general_exp` (the previous tile needed it) starts with the general one instead, so
+        // that runs of such tiles do not pay twice; both give the same bits where both apply.
         Bits max_abs_bits = 0;
-        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-            const T a = std::abs(pred[j]);
-            max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
-            scratch[j] = vm::exp_nonpositive_normal(-a);
+        if (general_exp) {
+            for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+                const T a = std::abs(pred[j]);
+                max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+                scratch[j] = vm::exp_nonpositive(-a);
+            }
+        } else {
+            for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+                const T a = std::abs(pred[j]);
+                max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+                scratch[j] = vm::exp_nonpositive_normal(-a);
+            }
         }
         finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
-        if (!finite) {
+        const bool had_general = general_exp;
+        general_exp = !finite;
+        if (!finite && !had_general) {
             for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
         }
     }
@@ -585,6 +597,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     const double w_const = c.weight_kind == WeightKind::scalar ? double(T(c.weight_scalar)) : 1.0;
     if (!weights_vary) std::fill_n(w_buf, kTile, T(w_const));
 
+    bool general_exp = false;  // (loss_tile: the previous tile needed the general exp)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
         const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
@@ -609,7 +622,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         // [0, 1], which costs less there than a pass of its own (that pass was 11% of a plain
         // float32 logits call on v4). Nothing leaves this tile before the checks below.
         const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, q_buf, w, ce_buf, scratch_buf,
-                                                                          wide_buf, padded_len, k);
+                                                                    wide_buf, padded_len, k, general_exp);
 
         // Checks. The first offending element wins; at one element labels come before
         // predictions, weights and NaN.
