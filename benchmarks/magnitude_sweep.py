@@ -35,12 +35,14 @@ MODES = {
 
 
 def subnormal_band(dtype: type, magnitude: float, gamma: float, from_logits: bool) -> bool:
-    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is subnormal."""
+    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is not a normal number
+    (subnormal, or 0 by underflow) while exp(-|x|) is not 0 yet: the kernel then works on
+    subnormal values."""
     if not from_logits:  # probabilities are clipped to [eps, 1 - eps]
         return False
     info = np.finfo(dtype)
-    log_loss = -(1.0 + gamma) * magnitude
-    return math.log(float(info.smallest_subnormal) / 2) < log_loss < math.log(float(info.tiny))
+    lowest = math.log(float(info.smallest_subnormal)) - math.log(2.0)  # rounds to 0 below
+    return -(1.0 + gamma) * magnitude < math.log(float(info.tiny)) and -magnitude > lowest
 
 
 def time_call(fn, repeat: int) -> float:

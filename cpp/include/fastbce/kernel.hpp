@@ -387,10 +387,17 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // would be NaN); with a finite x the multiply-add gives exactly that by itself,
                 // and the test is left out (4% of a plain call). Both paths round the same
                 // multiply-add (one FMA where the tier has it), so they give the same bits.
+                // Outside the fast exp's range soft can be subnormal (|x| > 87.3 / 708.4): it is
+                // the loss where the label factor is 0 and below half an ulp of the label term
+                // elsewhere, so it enters no arithmetic (an operation on it takes a microcode
+                // assist on Intel, even one with an exact result).
                 const T label_factor = x > T(0) ? ys_c : -ys;
-                const T with_label = soft + label_factor * x;
-                if constexpr (Finite) loss = with_label;
-                else loss = vm::detail::select(label_factor == T(0), soft, with_label);
+                if constexpr (Finite) {
+                    loss = soft + label_factor * x;
+                } else {
+                    const T soft_k = vm::detail::select(soft < std::numeric_limits<T>::min(), T(0), soft);
+                    loss = vm::detail::select(label_factor == T(0), soft, soft_k + label_factor * x);
+                }
             } else {
                 loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
             }
