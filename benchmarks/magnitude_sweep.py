@@ -76,8 +76,13 @@ def sweep(dtype: type, mode: str, n: int, repeat: int, rng: np.random.Generator)
             return loss(y, pred, from_logits=from_logits, threads=1, **options)
 
         call()  # warm up
-        rows.append((magnitude, time_call(call, repeat) / n * 1e9,
-                     subnormal_band(dtype, magnitude, gamma, from_logits)))
+        rows.append(
+            (
+                magnitude,
+                time_call(call, repeat) / n * 1e9,
+                subnormal_band(dtype, magnitude, gamma, from_logits),
+            )
+        )
     fastest = min(t for _, t, _ in rows)
     cells = [f"{m:g}:{t / fastest:.2f}{'*' if sub else ''}" for m, t, sub in rows]
     normal = [t for _, t, sub in rows if not sub]
@@ -85,8 +90,10 @@ def sweep(dtype: type, mode: str, n: int, repeat: int, rng: np.random.Generator)
     summary = f"normal {max(normal) / fastest:.2f}x"
     if sub:
         summary += f", sub* {max(sub) / fastest:.2f}x"
-    print(f"  {mode:<13} {np.dtype(dtype).name:<7} fastest {fastest:.2f} ns/el, slowest/fastest: "
-          f"{summary}")
+    print(
+        f"  {mode:<13} {np.dtype(dtype).name:<7} fastest {fastest:.2f} ns/el, slowest/fastest: "
+        f"{summary}"
+    )
     print("    " + " ".join(cells))
 
 
@@ -103,9 +110,11 @@ def main() -> None:
     try:
         for tier in args.tiers:
             _core.set_target(tier)
-            print(f"tier {tier} (n = {args.n}, one thread, min of {args.repeat}; "
-                  "magnitude:time relative to the fastest, * = a correct prediction's loss is "
-                  "subnormal)")
+            print(
+                f"tier {tier} (n = {args.n}, one thread, min of {args.repeat}; "
+                "magnitude:time relative to the fastest, * = a correct prediction's loss is "
+                "subnormal)"
+            )
             for mode in args.modes:
                 for dtype in args.dtypes:
                     sweep(np.dtype(dtype).type, mode, args.n, args.repeat, rng)

@@ -82,9 +82,13 @@ def test_loss_does_not_depend_on_position(simd_target, dtype, from_logits):
     for fn, kwargs in _option_mixes(w):
         whole = fn(y, pred, from_logits=from_logits, reduction="none", **kwargs)
         for k in OFFSETS:
-            part = fn(y[k:], pred[k:], from_logits=from_logits, reduction="none", **_sliced(kwargs, k))
-            same = (part.view(np.uint8).reshape(part.size, -1) ==
-                    whole[k:].view(np.uint8).reshape(part.size, -1)).all(axis=1)
+            part = fn(
+                y[k:], pred[k:], from_logits=from_logits, reduction="none", **_sliced(kwargs, k)
+            )
+            same = (
+                part.view(np.uint8).reshape(part.size, -1)
+                == whole[k:].view(np.uint8).reshape(part.size, -1)
+            ).all(axis=1)
             if not same.all():
                 j = int(np.argmin(same))
                 pytest.fail(

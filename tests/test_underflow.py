@@ -17,9 +17,11 @@ import pytest
 
 from fastbce import _core
 
-LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13), 16, 22, 26, 30, 36, 44, 50,
-                    64, 80, 86, 87, 88, 90, 100, 104, 120, 200, 500, 700, 709, 710, 745, 746,
-                    800, 1e3, 1e4, 1e10, 1e30]
+LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)] + [
+    float(m)
+    for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 200 500 700 709 710 745 "
+    "746 800 1e3 1e4 1e10 1e30".split()
+]
 LABELS = [0.0, 1.0, 0.3, 0.9, 1e-3]
 MODES = {
     # name: Call fields, per-element weights
@@ -58,8 +60,9 @@ def _check(call, y, pred, w, what):
     raised, _ = _core._underflow_raised(call, y, pred, w)
     if raised:  # find one element that raises it, for the message
         for j in range(y.size):
-            one, _ = _core._underflow_raised(call, y[j : j + 1], pred[j : j + 1],
-                                             None if w is None else w[j : j + 1])
+            one, _ = _core._underflow_raised(
+                call, y[j : j + 1], pred[j : j + 1], None if w is None else w[j : j + 1]
+            )
             if one:
                 pytest.fail(f"{what}: underflow at y={y[j]!r}, pred={pred[j]!r}")
         pytest.fail(f"{what}: underflow (no single element raises it)")
@@ -94,8 +97,8 @@ def test_no_underflow_for_normal_probability_losses(simd_target, dtype, mode, ep
     call = _call(fields, from_logits=False, epsilon=epsilon)
     info = np.finfo(dtype)
     small = [float(info.smallest_subnormal), float(info.tiny), 1e-30, 1e-20, 1e-10, 1e-7, 1e-4]
-    probabilities = [*small, 0.1, 0.3, 0.5, 0.7, 0.9, *(1.0 - p for p in small), 1.0 - info.eps,
-                     1.0 - info.epsneg, 1.0]
+    near_one = [*(1.0 - p for p in small), 1.0 - info.eps, 1.0 - info.epsneg, 1.0]
+    probabilities = [*small, 0.1, 0.3, 0.5, 0.7, 0.9, *near_one]
     for p in probabilities:
         y, pred = _labelled(np.array([p]), dtype)
         w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
