@@ -254,16 +254,17 @@ template <class T>
 struct TinyTerm {
     static constexpr T z_max = std::is_same_v<T, float> ? T(0x1p-86) : T(0x1p-455);
     static constexpr T other_min = std::is_same_v<T, float> ? T(0x1p-60) : T(0x1p-400);
-    static T keep(T z, T other) { return vm::detail::select(z < z_max && other >= other_min, T(0), z); }
+    static T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
 };
 
 template <bool FromLogits, class T>
 inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
+        // (this arrangement, as before the guard: with the two terms reordered by side, the
+        // double gamma = 2.7 focal loop ran 60% slower on v4)
         const bool pos = x >= T(0);
-        const T other = pos ? ys_c : ys;
-        const T zk = TinyTerm<T>::keep(z, other);
-        return ((pos ? ys : ys_c) * zk + other) / (T(1) + zk);
+        const T zk = TinyTerm<T>::keep(z, pos ? ys_c : ys);
+        return (ys * (pos ? zk : T(1)) + ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
     } else {
         const T xk = TinyTerm<T>::keep(x, ys);
         return ys * (T(1) - xk) + ys_c * xk;
