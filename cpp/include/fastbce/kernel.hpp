@@ -344,8 +344,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // made in double)
                 T soft_p = soft, soft_1mp = soft;
                 if constexpr (std::is_same_v<T, double>) {
-                    soft_p = x > T(0) ? TinyTerm<T>::keep(soft, ys_c) : soft;
-                    soft_1mp = x < T(0) ? TinyTerm<T>::keep(soft, ys) : soft;
+                    const bool tiny = soft < TinyTerm<T>::z_max;
+                    using vm::detail::select;
+                    soft_p = select(tiny & (x > T(0)) & (ys_c >= TinyTerm<T>::other_min), T(0), soft);
+                    soft_1mp = select(tiny & (x < T(0)) & (ys >= TinyTerm<T>::other_min), T(0), soft);
                 }
                 neg_log_p = (x < T(0) ? -x : T(0)) + soft_p;
                 neg_log_1mp = (x > T(0) ? x : T(0)) + soft_1mp;
