@@ -34,7 +34,7 @@ namespace fastbce {
 namespace {
 
 constexpr int64_t kBlock = 1 << 16;              // elements per block (a multiple of the tile)
-constexpr int64_t kMinPerThread = 1 << 18;       // below this a thread costs more than it saves
+constexpr int64_t kMinPerThread = 1 << 15;       // below this a thread costs more than it saves
 constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
 
 struct Tier {
