@@ -236,3 +236,13 @@ def test_same_as_general_path(
         label_smoothing=label_smoothing, gamma=gamma, alpha=alpha, nan_policy=nan_policy,
         reduction=reduction,
     )  # fmt: skip
+
+
+def test_bfloat16(simd_target, rng, fast_calls):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    for from_logits in (False, True):
+        y, x = inputs(rng, "float32", "float32", (3, 70), from_logits)
+        y, x = y.astype(ml_dtypes.bfloat16), x.astype(ml_dtypes.bfloat16)
+        for reduction in REDUCTIONS:
+            both(fastbce.binary_crossentropy, y, x, from_logits=from_logits, reduction=reduction)
+    assert fast_calls and all(r is not None for r in fast_calls)
