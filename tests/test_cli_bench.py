@@ -267,12 +267,16 @@ def test_sweep(tmp_path, capsys):
         assert magnitudes[0] == 0 and magnitudes[-1] == 1e30
         assert all(p["ns_per_element"] > 0 for p in s["points"])
         assert s["normal_ratio"] >= 1.0
-        # a correct prediction's loss exp(-|x|) is subnormal for |x| in (87.3, 103.9) in float32
+        # a correct prediction's loss exp(-(1 + gamma)|x|) is not normal, exp(-|x|) not 0 yet:
+        # float32 |x| in (87.3, 103.97), float64 (708.4, 745.1); focal gamma 2 from a third of those
         subnormal = [p["magnitude"] for p in s["points"] if p["subnormal"]]
-        if (s["mode"], s["dtype"]) == ("logits", "float32"):
-            assert subnormal == [90, 100]
-        if (s["mode"], s["dtype"]) == ("logits", "float64"):
-            assert subnormal == [710, 745]
+        expected = {
+            ("logits", "float32"): [90, 100],
+            ("logits", "float64"): [710, 745],
+            ("focal", "float32"): [30, 36, 50, 70, 87, 90, 100],
+            ("focal", "float64"): [500, 710, 745],
+        }
+        assert subnormal == expected[s["mode"], s["dtype"]]
 
 
 @pytest.mark.parametrize(

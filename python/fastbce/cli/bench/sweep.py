@@ -5,9 +5,9 @@ microcode assist of ~100 cycles, so an intermediate that underflows for some ban
 that band many times slower (AMD cores pay far less, which hides it there). Each point is one
 call on n elements that all have the same |x|, with random signs and random 0/1 labels (for
 probabilities, p = sigmoid(+-|x|)); the time is the best of the repeats, on one thread unless
-asked otherwise. Where a correct prediction's loss is itself subnormal (about exp(-(1 + gamma)|x|)
-below the smallest normal number) the result cannot be built without one, so those magnitudes
-("sub") are summarised apart from the others.
+asked otherwise. Where a correct prediction's loss (about exp(-(1 + gamma)|x|)) is not a normal
+number while exp(-|x|) is not 0 yet, the kernel works on subnormal values, so those magnitudes
+("*") are summarised apart from the others (docs/vecmath.md says what they cost).
 
 The same functions serve ``benchmarks/magnitude_sweep.py`` (every tier at once).
 """
@@ -63,14 +63,14 @@ class Point:
 
 
 def subnormal_band(dtype: Any, magnitude: float, gamma: float, from_logits: bool) -> bool:
-    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is subnormal (probabilities
-    are clipped to [epsilon, 1 - epsilon], so theirs never is)."""
+    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is not a normal number
+    (subnormal, or 0 by underflow) while exp(-|x|) is not 0 yet: the kernel then works on
+    subnormal values. (Probabilities are clipped to [epsilon, 1 - epsilon]: never.)"""
     if not from_logits:
         return False
     info = np.finfo(dtype)
-    log_loss = -(1.0 + gamma) * magnitude
-    lowest = math.log(float(info.smallest_subnormal)) - math.log(2.0)  # (rounds to 0 below it)
-    return lowest < log_loss < math.log(float(info.tiny))
+    lowest = math.log(float(info.smallest_subnormal)) - math.log(2.0)  # rounds to 0 below
+    return -(1.0 + gamma) * magnitude < math.log(float(info.tiny)) and -magnitude > lowest
 
 
 def sweep(
@@ -121,8 +121,8 @@ def sweep(
 
 
 def summary(points: list[Point]) -> dict[str, Any]:
-    """The fastest time per element and the slowest/fastest ratios: over the magnitudes where every
-    loss is a normal number (or 0), and over those where a correct prediction's is subnormal."""
+    """The fastest time per element and the slowest/fastest ratios: over the magnitudes where the
+    kernel works on normal numbers, and over those marked by subnormal_band."""
     fastest = min(points, key=lambda p: p.ns_per_element)
     result: dict[str, Any] = {
         "fastest_ns": fastest.ns_per_element,
@@ -156,7 +156,7 @@ def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: 
         )
         if "subnormal_ratio" in s:
             text += (
-                f", where the loss is subnormal* {s['subnormal_ratio']:.2f} "
+                f", where the loss is not normal* {s['subnormal_ratio']:.2f} "
                 f"(|x| = {s['subnormal_slowest_at']:g})"
             )
         lines.append(text)
@@ -169,7 +169,8 @@ def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: 
             lines.append("    " + "  ".join(cells[start : start + 10]))
     lines.append("")
     lines.append("|x|:ratio = time per element at that magnitude / the fastest magnitude's;")
-    lines.append("* = a correct prediction's loss is subnormal there (not in the first ratio).")
+    lines.append("* = a correct prediction's loss is subnormal or 0 there while exp(-|x|) is not 0")
+    lines.append("    (not in the first ratio).")
     return "\n".join(lines)
 
 
