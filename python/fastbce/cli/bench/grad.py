@@ -9,8 +9,9 @@ user writes without fastbce) and the grad timings live; ``benchmarks/grad_speed.
 - Data: float32 logits from one of the loss benchmark's distributions (default N(0, 4^2)),
   float32 0/1 labels drawn from their sigmoid, the same values for every row.
 - ``memory floor``: NumPy copies x -> grad and y -> hess (read 8 and write 8 bytes an element)
-  split over as many Python threads as fastbce's kernel uses for that size (NumPy releases the
-  GIL while it copies).
+  in one contiguous part for each of as many Python threads as fastbce's kernel uses for that
+  size (NumPy releases the GIL while it copies; a large part is glibc's memcpy, which writes
+  without reading the output lines first).
 - ``fastbce``: ``binary_crossentropy_grad(y, x, out=(grad, hess), ...)``, the outputs allocated
   and touched once outside the timing, as the floor's.
 - ``numpy``: :func:`numpy_grad` on the whole float32 arrays, one thread.
