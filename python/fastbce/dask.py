@@ -3,7 +3,7 @@
 Each chunk (or partition) is scored by the fastbce kernel into a picklable
 ``fastbce.LossAccumulator``; the accumulators are merged in a tree, so a reduction needs one
 pass over the data and moves a few numbers between workers, and the result equals the in-memory
-one (float64 sums, up to the rounding of the additions)::
+one (float64 sums, up to the rounding of the additions):
 
     import dask.array as da, fastbce.dask
 
