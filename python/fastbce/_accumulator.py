@@ -3,18 +3,19 @@
 A ``LossAccumulator`` keeps the float64 sums of one or many kernel passes (total and per group), so
 a dataset can be scored in batches, in parallel, or on a cluster, and the pieces merged. Each
 ``update`` is one pass of the kernel (through ``_api._compute``); the per-group sums come from the
-same pass, given one int64 code per row. Python loops only over groups, never over rows.
+same pass, given one int64 code per row by a ``GroupIndex`` (``_groups``), which codes the labels
+without a Python loop over rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ._api import Sums, _compute, reduce_sums
-from ._labels import factorize
+from ._groups import GroupIndex
 from ._options import LossOptions
 
 __all__ = ["LossAccumulator", "merge_all"]
@@ -83,9 +84,8 @@ class LossAccumulator:
             threads=threads,
         )
         self._total = np.zeros(3)  # (sum of w*ce, sum of w, elements counted)
-        self._keys: list[Hashable] = []  # group keys, in the order first seen
-        self._index: dict[Hashable, int] = {}  # key -> row of self._sums
-        self._sums = np.zeros((0, 3))  # per group, rows past len(self._keys) are spare capacity
+        self._groups = GroupIndex()  # the group keys, in the order first seen, and their codes
+        self._sums = np.zeros((0, 3))  # per group code; rows past the keys are spare capacity
 
     # ------------------------------------------------------------------ public
 
@@ -161,9 +161,11 @@ class LossAccumulator:
                 + ", ".join(f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ)
             )
         self._total += other._total
-        n = len(other._keys)
-        if n:
-            self._add_groups(other._keys, other._sums[:n])
+        keys = other._groups.keys
+        if keys:
+            rows = np.fromiter(map(self._groups.code, keys), dtype=np.int64, count=len(keys))
+            self._grow()
+            self._sums[rows] += other._sums[: len(keys)]  # (the rows are distinct)
         return self
 
     def result(self) -> dict[str, Any]:
@@ -180,20 +182,38 @@ class LossAccumulator:
             ``binary_crossentropy``. Groups come sorted by key when the keys can be ordered
             (None last), else in the order first seen.
         """
-        out = _reductions(self._total)
-        order = list(range(len(self._keys)))
-        try:
-            order.sort(key=lambda i: (self._keys[i] is None, self._keys[i]))
-        except TypeError:  # keys of mixed types: keep the order first seen
-            pass
-        out["groups"] = {self._keys[i]: _reductions(self._sums[i]) for i in order}
+        out = self._summary()
+        out["groups"] = dict(self._group_items())
         return out
 
     def __repr__(self) -> str:
         rows = int(self._total[2])
-        return f"<LossAccumulator rows={rows} groups={len(self._keys)}>"
+        return f"<LossAccumulator rows={rows} groups={len(self._groups.keys)}>"
 
     # ------------------------------------------------------------------ for the CLI and dask
+
+    def _summary(self) -> dict[str, Any]:
+        """result() without the groups."""
+        return _reductions(self._total)
+
+    def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, reductions) of every group in result()'s order, made one at a time (a million
+        groups print without a million dicts in memory)."""
+        keys = self._groups.keys
+        for i in self._group_order():
+            yield keys[i], _reductions(self._sums[i])
+
+    def _group_order(self) -> list[int]:
+        """Sorted by key, None last; in the order first seen when the keys cannot be ordered."""
+        keys: list[Any] = self._groups.keys
+        order = [i for i, key in enumerate(keys) if key is not None]
+        try:
+            order.sort(key=keys.__getitem__)
+        except TypeError:  # keys of mixed types
+            return list(range(len(keys)))
+        if len(order) < len(keys):
+            order.append(keys.index(None))
+        return order
 
     def _update(
         self,
@@ -205,61 +225,61 @@ class LossAccumulator:
         want_elementwise: bool = False,
     ) -> np.ndarray | None:
         """update() that can also return the elementwise loss of the same kernel pass."""
-        codes = keys = group_sums = None
-        if groups is not None:
-            codes, keys = factorize(groups)
-            rows = _leading_length(y_pred)
-            if codes.shape[0] != rows:
-                raise ValueError(
-                    f"groups must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
-                )
-            group_sums = np.zeros((len(keys), 3))
-            if rows == 0:  # (the kernel has no rows to index)
-                codes = group_sums = None
-        sums, elementwise = _compute(
-            self._opts,
-            y_true,
-            y_pred,
-            sample_weight,
-            want_elementwise=want_elementwise,
-            groups=codes,
-            group_sums=group_sums,
-        )
+        codes = group_sums = None
+        mark = len(self._groups.keys)
+        try:
+            if groups is not None:
+                codes = self._groups.encode(groups)  # (new keys are added: undone on error)
+                rows = _leading_length(y_pred)
+                if codes.shape[0] != rows:
+                    raise ValueError(
+                        f"groups must have one label per row of y_pred ({rows}); "
+                        f"got {codes.shape[0]}"
+                    )
+                group_sums = np.empty((len(self._groups.keys), 3))  # (the kernel fills it)
+                if rows == 0:  # (the kernel has no rows to index)
+                    codes = group_sums = None
+            sums, elementwise = _compute(
+                self._opts,
+                y_true,
+                y_pred,
+                sample_weight,
+                want_elementwise=want_elementwise,
+                groups=codes,
+                group_sums=group_sums,
+            )
+        except BaseException:
+            self._groups.rollback(mark)
+            raise
         self._total += (sums.loss, sums.weight, sums.count)
+        self._grow()
         if group_sums is not None:
-            assert keys is not None
-            self._add_groups(keys, group_sums)
+            self._sums[: group_sums.shape[0]] += group_sums
         return elementwise
 
-    def _add_groups(self, keys: list[Hashable], sums: np.ndarray) -> None:
-        rows = np.empty(len(keys), dtype=np.intp)
-        for i, key in enumerate(keys):  # one iteration per group
-            row = self._index.get(key)
-            if row is None:
-                row = self._index[key] = len(self._keys)
-                self._keys.append(key)
-            rows[i] = row
-        if len(self._keys) > self._sums.shape[0]:  # grow by doubling
-            grown = np.zeros((max(len(self._keys), 2 * self._sums.shape[0]), 3))
+    def _grow(self) -> None:
+        """Room in self._sums for every key (by doubling)."""
+        n = len(self._groups.keys)
+        if n > self._sums.shape[0]:
+            grown = np.zeros((max(n, 2 * self._sums.shape[0]), 3))
             grown[: self._sums.shape[0]] = self._sums
             self._sums = grown
-        self._sums[rows] += sums  # (the rows are distinct)
 
     def __getstate__(self) -> dict[str, Any]:
-        n = len(self._keys)
+        keys = self._groups.keys
         return {
             "opts": self._opts,
             "total": self._total,
-            "keys": self._keys,
-            "sums": self._sums[:n],
+            "keys": keys,
+            "sums": self._sums[: len(keys)],
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._opts = state["opts"]
         self._total = np.array(state["total"], dtype=np.float64)
-        self._keys = list(state["keys"])
-        self._index = {key: i for i, key in enumerate(self._keys)}
-        self._sums = np.array(state["sums"], dtype=np.float64).reshape(len(self._keys), 3)
+        self._groups = GroupIndex(list(state["keys"]))
+        n = len(self._groups.keys)
+        self._sums = np.array(state["sums"], dtype=np.float64).reshape(n, 3)
 
 
 def _reductions(sums: np.ndarray) -> dict[str, Any]:

@@ -12,15 +12,18 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .._accumulator import LossAccumulator
-from ..io import open_output
-from .columns import Labels, score_batches
-from .job import Job, output_dtype
-from .output import Progress, aligned
+from .output import aligned
+from .signals import stop_on_signals
 
-DEFAULT_BATCH_ROWS = 1 << 18
+if TYPE_CHECKING:
+    from .._accumulator import LossAccumulator
+    from .job import Job
+
+# (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
+
+DEFAULT_BATCH_ROWS = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BATCH_ROWS,
         metavar="N",
-        help=f"rows read at a time (default {DEFAULT_BATCH_ROWS}); memory grows with it",
+        help=f"rows scored at a time (default {DEFAULT_BATCH_ROWS}; parquet is read a row group "
+        "at a time, ahead, on all cores); memory grows with it",
     )
 
 
@@ -83,30 +87,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = Job(args)
-    if args.scheduler:
-        from .score_dask import run_on_cluster
+    from .job import Job
 
-        result = run_on_cluster(job)
-    else:
-        result = run_locally(job)
-    _print_result(result, job, sys.stdout)
+    job = Job(args)
+    with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
+        if args.scheduler:
+            from .score_dask import run_on_cluster
+
+            acc = run_on_cluster(job)
+        else:
+            acc = run_locally(job)
+    _print_result(acc, job, sys.stdout)
     return 0
 
 
-def run_locally(job: Job) -> dict[str, Any]:
+def run_locally(job: Job) -> LossAccumulator:
+    from .._accumulator import LossAccumulator
+    from ..io import open_output
+    from .columns import Labels, score_batches
+    from .job import input_files, output_dtype
+    from .output import Progress
+
     source = job.open_source()
     acc = LossAccumulator(**job.options)
     output = None
     if job.args.output is not None:
-        output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
+        output = open_output(
+            job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+        )
     progress = Progress(enabled=job.args.format != "json")
     labels = Labels(job.roles["y_true"], job.positive)
+    batches = source.batches(job.args.batch_rows)
     committed = False
     try:
         score_batches(
             job.spec,
-            source.batches(job.args.batch_rows),
+            batches,
             acc,
             labels,
             write=output.write if output is not None else None,
@@ -117,10 +133,12 @@ def run_locally(job: Job) -> dict[str, Any]:
             output.commit()
             committed = True
     finally:
+        if hasattr(batches, "close"):  # (a generator: stops the read-ahead threads now)
+            batches.close()
         progress.close()
         if output is not None and not committed:
             output.abort()
-    return acc.result()
+    return acc
 
 
 # --------------------------------------------------------------------------- printing
@@ -136,31 +154,55 @@ def _json_key(key: Any) -> Any:
 
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
-
-    def numbers(r: dict[str, Any]) -> dict[str, Any]:
-        return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
-
-    out = numbers(result)
-    out["groups"] = {_json_key(k): numbers(v) for k, v in result["groups"].items()}
+    out = _json_numbers(result)
+    out["groups"] = {_json_key(k): _json_numbers(v) for k, v in result["groups"].items()}
     return out
 
 
-def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
+def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
+
+
+FIELDS = ("rows", "sum", "mean", "weighted_mean")
+
+
+def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
+    """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
+    or the table would give, without holding every group's dict or line at once."""
+    summary = acc._summary()
     if job.args.format == "json":
-        stream.write(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
+        _write_json(summary, acc._group_items(), stream)
         return
-    fields = ("rows", "sum", "mean", "weighted_mean")
-    for field in fields:
-        stream.write(f"{field:<14} {_fmt(result[field])}\n")
+    for field in FIELDS:
+        stream.write(f"{field:<14} {_fmt(summary[field])}\n")
     if "groups" in job.roles:
-        head = [job.roles["groups"], *fields]
-        rows = [
-            [_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()
-        ]
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        stream.write("\n")
-        for r in [head, *rows]:
-            stream.write(aligned(r, widths).rstrip() + "\n")
+        head = [job.roles["groups"], *FIELDS]
+        widths = [len(h) for h in head]
+        for _ in range(2):  # the widths first, then the lines
+            if _:
+                stream.write("\n" + aligned(head, widths).rstrip() + "\n")
+            for key, value in acc._group_items():
+                row = [_group_text(key), *(_fmt(value[f]) for f in FIELDS)]
+                if _:
+                    stream.write(aligned(row, widths).rstrip() + "\n")
+                else:
+                    widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+
+def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
+    def obj(d: dict[str, Any], indent: str) -> str:
+        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+
+    stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
+    first = True
+    for key, value in groups:
+        name = json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]  # as json.dumps writes keys
+        stream.write(
+            ("\n" if first else ",\n") + f"    {name}: " + obj(_json_numbers(value), "    ")
+        )
+        first = False
+    stream.write(("}" if first else "\n  }") + "\n}\n")
 
 
 def _group_text(key: Any) -> str:
