@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cfenv>
 #include <stdexcept>
 #include <string>
 
@@ -95,6 +96,44 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
     return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index);
 }
 
+// Test support: runs the kernel once on contiguous 1-D arrays (per-element weights if given) on
+// the calling thread, between clearing and reading the FE_UNDERFLOW flag (which is per thread),
+// and returns (whether it was raised, the elementwise loss). An operation whose result is tiny
+// raises it, on any CPU: the guard against subnormal intermediates, which cost ~100 cycles each
+// on Intel cores (docs/vecmath.md). The flag comes from the compiled kernel itself, with the
+// operations its optimiser kept; run() is in another translation unit, so nothing moves across
+// the clear and the test.
+py::tuple underflow_raised(Call call, const py::array& y_true, const py::array& y_pred, const py::object& weight) {
+    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
+    require(contiguous(y_true) && contiguous(y_pred) && y_true.size() == y_pred.size(),
+            "_underflow_raised needs contiguous arrays of one size");
+    call.n = y_pred.size();
+    call.row_size = 1;
+    call.n_classes = 1;
+    call.threads = 1;
+    call.y_true = view_of(y_true, 1, "y_true");
+    call.y_pred = view_of(y_pred, 1, "y_pred");
+    if (!weight.is_none()) {
+        auto w = weight.cast<py::array>();
+        require(contiguous(w) && w.size() == call.n, "weight must be contiguous, one per element");
+        call.weight_kind = WeightKind::per_element;
+        call.weight = view_of(w, 1, "sample_weight");
+    }
+    const bool is_double = call.y_pred.dtype == DType::f64;
+    py::array out(is_double ? py::dtype::of<double>() : py::dtype::of<float>(), call.n);
+    call.out = out.mutable_data();
+    Result r;
+    bool raised;
+    {
+        py::gil_scoped_release release;
+        std::feclearexcept(FE_UNDERFLOW);
+        r = run(call, nullptr);
+        raised = std::fetestexcept(FE_UNDERFLOW) != 0;
+    }
+    require(r.fault == Fault::none, "_underflow_raised: the inputs failed a check");
+    return py::make_tuple(raised, out);
+}
+
 py::array apply_math_py(const std::string& name, const py::array& x) {
     MathFn fn;
     if (name == "exp") fn = MathFn::exp;
@@ -168,6 +207,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Threads a call on n elements runs on, given threads= (0: the library default).");
     m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
           "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
+    m.def("_underflow_raised", &underflow_raised, py::arg("call"), py::arg("y_true"), py::arg("y_pred"),
+          py::arg("weight") = py::none(),
+          "Test support: (FE_UNDERFLOW raised by one single-threaded kernel run, elementwise loss).");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
 
