@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._options import NAN_POLICIES, LossOptions, check_reduction
+from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
 
@@ -85,8 +85,9 @@ def _element_stride(arr: np.ndarray) -> int | None:
 def _flat(arr: np.ndarray) -> tuple[np.ndarray, int]:
     """(array, element stride) for the kernel. Most layouts are read in place; a layout with no
     single stride, or unaligned or byte-swapped memory, is read through a contiguous copy."""
-    if arr.flags.aligned and arr.dtype.isnative:
-        if arr.flags.c_contiguous:
+    flags = arr.flags  # (one flags object: this runs twice in every call, a 4-element one too)
+    if flags.aligned and arr.dtype.isnative:
+        if flags.c_contiguous:
             return arr, 1
         stride = _element_stride(arr)
         if stride is not None:
@@ -135,7 +136,7 @@ def _compute(
     `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass."""
     yt, yp = _labels_and_predictions(y_true, y_pred)
     call = _new_call(opts, yp)
-    working = np.dtype(np.float64 if yp.dtype.kind == "f" and yp.itemsize == 8 else np.float32)
+    working = _working_dtype(yp)
     weight_arr, weight, weight_stride = _sample_weight(call, sample_weight, yp, working)
     pos_weight = _pos_weight(call, opts.pos_weight, yp, working)
     result, out_arr, out_stride = _output(
@@ -179,6 +180,11 @@ def _labels_and_predictions(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.nd
             f"and y_pred {yp.shape}"
         )
     return yt, yp
+
+
+def _working_dtype(yp: np.ndarray) -> np.dtype:
+    """float64 for float64 predictions, else float32: the dtype the kernel computes in."""
+    return np.dtype(np.float64 if yp.dtype.kind == "f" and yp.itemsize == 8 else np.float32)
 
 
 def _new_call(opts: LossOptions, yp: np.ndarray) -> Any:
@@ -342,6 +348,63 @@ def _fault_error(
     return ValueError(f"nan_policy='raise': sample_weight is NaN for the element at {where}")
 
 
+# --------------------------------------------------------------------------- the fast path
+
+# Calls whose checks passed, by (dtypes, shapes, options): a call of ndarrays with no weights and
+# no out= finds its kernel call description here and skips the checks, which would pass again
+# (they depend on nothing else: values are checked by the kernel). A few µs of a small call.
+_CHECKED_CALLS: dict[tuple[Any, ...], tuple[Any, np.dtype]] = {}
+_CHECKED_CALLS_MAX = 256  # entries kept; past that the cache starts over
+
+
+def _fast_loss(y_true: np.ndarray, y_pred: np.ndarray, key: tuple[Any, ...]) -> Any:
+    """The loss of two ndarrays with no sample_weight, pos_weight or out=, options given as a
+    plain_options_key. None when the kernel reported a bad value: the general path then runs the
+    call again and raises the error it describes."""
+    cache_key = (y_true.dtype, y_pred.dtype, y_true.shape, y_pred.shape, key)
+    entry = _CHECKED_CALLS.get(cache_key)
+    if entry is None:
+        entry = _checked_call(y_true, y_pred, key)  # raises what the general path raises
+        if len(_CHECKED_CALLS) >= _CHECKED_CALLS_MAX:
+            _CHECKED_CALLS.clear()
+        _CHECKED_CALLS[cache_key] = entry
+    call, working = entry
+    reduction = key[-1]
+    y_true_arr, y_true_stride = _flat(y_true)
+    y_pred_arr, y_pred_stride = _flat(y_pred)
+    result = np.empty(y_pred.shape, working) if reduction == "none" else None
+    loss, weight, count, fault, _ = _core.compute(
+        call, y_true_arr, y_true_stride, y_pred_arr, y_pred_stride,
+        None, 1, None, result, 1, None, None,
+    )  # fmt: skip
+    if fault:
+        return None
+    return result if result is not None else _reduce(reduction, loss, weight, count)
+
+
+def _checked_call(
+    y_true: np.ndarray, y_pred: np.ndarray, key: tuple[Any, ...]
+) -> tuple[Any, np.dtype]:
+    """(the kernel's call description, the working dtype) after the general path's checks, in
+    its order: options, reduction, arrays."""
+    from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads = key[:-1]
+    opts = LossOptions(
+        from_logits=from_logits,
+        epsilon=epsilon,
+        label_smoothing=label_smoothing,
+        gamma=gamma,
+        alpha=alpha,
+        nan_policy=nan_policy,
+        validate=validate,
+        threads=threads,
+    )
+    check_reduction(key[-1])
+    _, yp = _labels_and_predictions(y_true, y_pred)
+    call = _new_call(opts, yp)
+    call.weight_kind = _core.WeightKind.none  # (as _sample_weight sets it for no weights)
+    return call, _working_dtype(yp)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -440,6 +503,23 @@ def binary_crossentropy(
     >>> round(fastbce.binary_crossentropy(y_true, logits, from_logits=True, pos_weight=3.0), 4)
     0.6691
     """
+    # The common case (ndarrays, no weights, no out=, plain options) skips checks already passed:
+    # a small call costs a few µs less. Anything else, or a bad value, takes the general path.
+    if (
+        type(y_true) is np.ndarray
+        and type(y_pred) is np.ndarray
+        and sample_weight is None
+        and pos_weight is None
+        and out is None
+    ):
+        key = plain_options_key(
+            from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads,
+            reduction,
+        )  # fmt: skip
+        if key is not None:
+            result = _fast_loss(y_true, y_pred, key)
+            if result is not None:
+                return result
     opts = LossOptions(
         from_logits=from_logits,
         epsilon=epsilon,
@@ -463,12 +543,17 @@ def binary_crossentropy(
 
 
 def reduce_sums(sums: Sums, reduction: str) -> float:
+    """The value of a reduction from the kernel's sums."""
+    return _reduce(reduction, sums.loss, sums.weight, sums.count)
+
+
+def _reduce(reduction: str, loss: float, weight: float, count: float) -> float:
     """The value of a reduction from the kernel's sums (the one place that divides)."""
     if reduction == "sum":
-        return float(sums.loss)
+        return float(loss)
     if reduction == "mean":
-        return sums.loss / sums.count if sums.count else math.nan
-    return sums.loss / sums.weight if sums.weight else math.nan
+        return loss / count if count else math.nan
+    return loss / weight if weight else math.nan
 
 
 def binary_focal_crossentropy(
