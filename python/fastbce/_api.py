@@ -427,10 +427,8 @@ def binary_crossentropy(
 ) -> Any:
     """Binary cross-entropy of labels ``y_true`` and predictions ``y_pred``.
 
-    The loss of every element (label smoothing, the stable log-probabilities, ``pos_weight``, the
-    focal factor, ``alpha`` and ``sample_weight``, in that order), then a reduction. The formulas
-    are in docs/reference.md ("The loss, per element"); the choices it leaves open in
-    docs/semantics.md.
+    The loss of every element, then a reduction. The formulas are in docs/reference.md; the
+    choices it leaves open in docs/semantics.md.
 
     Parameters
     ----------
@@ -446,11 +444,9 @@ def binary_crossentropy(
     label_smoothing : float, default 0.0
         ``s`` in [0, 1]: the labels become ``y * (1 - s) + s / 2``.
     sample_weight : array_like or float, optional
-        Finite weights >= 0: a scalar, an array of ``y_pred``'s shape, or 1-D of length
-        ``y_pred.shape[0]`` (one per row, as Keras).
+        Finite weights >= 0: a scalar, ``y_pred``'s shape, or one per row (``y_pred.shape[0]``).
     pos_weight : array_like or float, optional
-        Finite weight >= 0 of the positive term: a scalar, or 1-D of length ``y_pred.shape[-1]``
-        (one per class, as PyTorch).
+        Finite weight >= 0 of the positive term: a scalar or one per class (``y_pred.shape[-1]``).
     gamma : float, default 0.0
         Focal exponent >= 0: the loss is multiplied by ``(1 - p_t) ** gamma``.
     alpha : float, optional
@@ -459,22 +455,19 @@ def binary_crossentropy(
         "mean" divides the sum by the number of elements, "weighted_mean" by the sum of the
         weights; "none" returns the loss of every element.
     nan_policy : {"propagate", "omit", "raise"}, default "propagate"
-        What a NaN in ``y_true``, ``y_pred`` or ``sample_weight`` does: gives NaN, is left out of
-        the reductions (NaN with "none"), or raises.
+        A NaN in an input gives NaN, is left out of the reductions (NaN with "none"), or raises.
     validate : bool, default True
         Check that labels, and probabilities, are in [0, 1].
     threads : int, optional
         Caps the threads of this call; by default large inputs use every core.
     out : numpy.ndarray, optional
-        With ``reduction="none"`` only: where to write the loss (``y_pred``'s shape, in the
-        working precision).
+        With ``reduction="none"``: where to write the loss (``y_pred``'s shape, working precision).
 
     Returns
     -------
     float or numpy.ndarray
-        A reduction is a Python float, summed in float64 (NaN for the mean of nothing). With
-        ``reduction="none"``, an array of ``y_pred``'s shape in the working precision: float64
-        for float64 ``y_pred``, else float32.
+        A Python float summed in float64 (NaN for the mean of nothing); with "none" an array of
+        ``y_pred``'s shape in the working precision (float64 for float64 input, else float32).
 
     Raises
     ------
@@ -482,12 +475,7 @@ def binary_crossentropy(
         A non-numeric input, a ``y_pred`` that is not float, an option of the wrong type.
     ValueError
         Shapes that differ, a label or probability outside [0, 1], a negative or infinite weight,
-        an option out of range, a NaN under ``nan_policy="raise"``. The message names the
-        argument and the first offending index and value.
-
-    See Also
-    --------
-    binary_focal_crossentropy, LossAccumulator
+        an option out of range, a NaN under ``nan_policy="raise"``; naming the first offender.
 
     Examples
     --------
