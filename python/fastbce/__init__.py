@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._accumulator import LossAccumulator, encode_labels
 from ._api import binary_crossentropy, binary_focal_crossentropy
+from ._evaluate import evaluate
 from ._info import build_info
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __all__ = [
     "binary_focal_crossentropy",
     "build_info",
     "encode_labels",
+    "evaluate",
 ]

@@ -15,34 +15,47 @@ from typing import Any
 
 import numpy as np
 
-from ._api import LossOptions, Sums, _compute, reduce_sums
+from ._api import LossOptions, _compute
+from ._report import ReportOptions, ReportPass, ReportState
 
 __all__ = ["LossAccumulator", "encode_labels"]
 
 # The options that change the value of the loss: accumulators must agree on them to be merged.
 # (`validate` and `threads` only change how the value is checked or computed.)
-_VALUE_OPTIONS = ("from_logits", "epsilon", "label_smoothing", "gamma", "alpha", "nan_policy")
+_VALUE_OPTIONS = (
+    "from_logits",
+    "epsilon",
+    "label_smoothing",
+    "gamma",
+    "alpha",
+    "nan_policy",
+    "ignore_label",
+    "logit_offset",
+    "top_losses",
+)
 
 
 class LossAccumulator:
-    """Sums of the binary cross-entropy over data seen in pieces, in total and per group.
+    """Sums of the binary cross-entropy over data seen in pieces, and the evaluation report.
 
     Takes every option of :func:`fastbce.binary_crossentropy` except ``reduction`` and ``out``
-    (``sample_weight`` is given to :meth:`update`). ``update`` adds a batch, ``merge`` adds another
-    accumulator, ``result`` gives the reductions::
+    (``sample_weight`` is given to :meth:`update`), and the report's ``ignore_label``,
+    ``logit_offset`` and ``top_losses`` (docs/report.md). ``update`` adds a batch, ``merge`` adds
+    another accumulator, ``result`` gives the reductions and the report::
 
         acc = fastbce.LossAccumulator(from_logits=True)
         for y, x, region in batches:
             acc.update(y, x, groups=region)
-        acc.result()["mean"], acc.result()["groups"]["eu"]["mean"]
+        acc.result()["mean"], acc.result()["groups"]["eu"]["auc"]
 
     The sums are float64, whatever the input dtype; merging accumulators that saw any split of the
-    data equals one pass over all of it, up to the rounding of float64 additions. Accumulators
-    are picklable, so they can be computed in other processes (``fastbce.dask`` does this).
+    data equals one pass over all of it, up to the rounding of float64 additions (a merged
+    accumulator's rows come after this one's). Accumulators are picklable, so they can be computed
+    in other processes (``fastbce.dask`` does this).
 
     "rows" in the result is the number of elements counted: the number of rows for 1-D input,
     every element for N-D input, and only the elements with no NaN in y_true, y_pred or
-    sample_weight under ``nan_policy="omit"``.
+    sample_weight under ``nan_policy="omit"`` and whose label is not ``ignore_label``.
     """
 
     def __init__(
@@ -57,6 +70,9 @@ class LossAccumulator:
         nan_policy: str = "propagate",
         validate: bool = True,
         threads: int | None = None,
+        ignore_label: float | None = None,
+        logit_offset: float = 0.0,
+        top_losses: int = 0,
     ) -> None:
         self._opts = LossOptions(
             from_logits=from_logits,
@@ -69,17 +85,20 @@ class LossAccumulator:
             validate=validate,
             threads=threads,
         )
-        self._total = np.zeros(3)  # (sum of w*ce, sum of w, elements counted)
-        self._keys: list[Hashable] = []  # group keys, in the order first seen
-        self._index: dict[Hashable, int] = {}  # key -> row of self._sums
-        self._sums = np.zeros((0, 3))  # per group, rows past len(self._keys) are spare capacity
+        self._report_opts = ReportOptions(ignore_label, logit_offset, top_losses)
+        self._report_opts.check_with(bool(from_logits))
+        self._state = ReportState(self._report_opts)
+        self._grouped_as: str | None = None  # "groups" (labels) or "slices" (a dict of them)
 
     # ------------------------------------------------------------------ public
 
     @property
     def options(self) -> dict[str, Any]:
-        """The loss options, as given to the constructor."""
-        return {name: getattr(self._opts, name) for name in self._opts.__dataclass_fields__}
+        """The loss and report options, as given to the constructor."""
+        out = {name: getattr(self._opts, name) for name in self._opts.__dataclass_fields__}
+        for name in self._report_opts.__dataclass_fields__:
+            out[name] = getattr(self._report_opts, name)
+        return out
 
     def update(
         self,
@@ -92,55 +111,54 @@ class LossAccumulator:
 
         ``y_true``, ``y_pred`` and ``sample_weight`` are as in :func:`fastbce.binary_crossentropy`.
         ``groups`` gives one hashable label per row (the first axis): a NumPy array or sequence of
-        strings, integers, ... (a pyarrow array or pandas Series works too). Missing labels (None,
-        NaN, null) are collected under the key None. If the batch raises (a label out of range,
-        for example), the accumulator is left as it was.
+        strings, integers, ... (a pyarrow array or pandas Series works too); or a dict of such
+        label arrays, one per slicing, reported under "slices". Missing labels (None, NaN, null)
+        are collected under the key None. If the batch raises (a label out of range, for
+        example), the accumulator is left as it was.
         """
         self._update(y_true, y_pred, sample_weight, groups)
         return self
 
     def merge(self, other: LossAccumulator) -> LossAccumulator:
-        """Adds the sums of another accumulator with the same loss options; returns self."""
+        """Adds the sums of another accumulator with the same options; returns self. The other
+        accumulator's rows count as coming after this one's (for top_losses' "row")."""
         if not isinstance(other, LossAccumulator):
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
-        mine, theirs = self._opts, other._opts
-        differ = [n for n in _VALUE_OPTIONS if getattr(mine, n) != getattr(theirs, n)]
-        if not _same_pos_weight(mine.pos_weight, theirs.pos_weight):
+        mine, theirs = self.options, other.options
+        differ = [n for n in _VALUE_OPTIONS if mine[n] != theirs[n]]
+        if not _same_pos_weight(mine["pos_weight"], theirs["pos_weight"]):
             differ.append("pos_weight")
         if differ:
             raise ValueError(
-                "cannot merge accumulators with different loss options: "
-                + ", ".join(f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ)
+                "cannot merge accumulators with different options: "
+                + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ)
             )
-        self._total += other._total
-        n = len(other._keys)
-        if n:
-            self._add_groups(other._keys, other._sums[:n])
+        if other._grouped_as is not None:
+            self._set_grouping(other._grouped_as)
+        self._state.merge(other._state)
         return self
 
     def result(self) -> dict[str, Any]:
-        """The reductions so far::
+        """The reductions and the evaluation report so far (docs/report.md)::
 
-            {"rows": int, "sum": float, "mean": float, "weighted_mean": float,
-             "groups": {key: {"rows", "sum", "mean", "weighted_mean"}}}
+            {"rows": int, "sum": float, "mean": float, "weighted_mean": float, "weight": float,
+             "log_loss", "base_rate", "mean_prediction", "calibration", "normalized_entropy",
+             "brier", "loss_positive", "loss_negative", "std_error", "ci95", "auc",
+             "auc_bound", "ece", "omitted", "ignored", "reliability", ["top_losses"],
+             "groups": {key: {the same keys but reliability and top_losses}},
+             ["slices": {slicing: {key: {...}}}]}
 
         "rows" counts the elements counted (see the class docstring); "mean" is sum / rows and
-        "weighted_mean" is sum / (sum of sample weights), NaN when the divisor is 0, exactly as
-        the reductions of :func:`fastbce.binary_crossentropy`. Groups come sorted by key when
-        the keys can be ordered (None last), else in the order first seen.
+        "weighted_mean" is sum / (sum of sample weights), NaN when the divisor is 0, as the
+        reductions of :func:`fastbce.binary_crossentropy`. Groups come sorted by key when the
+        keys can be ordered (None last), else in the order first seen.
         """
-        out = _reductions(self._total)
-        order = list(range(len(self._keys)))
-        try:
-            order.sort(key=lambda i: (self._keys[i] is None, self._keys[i]))
-        except TypeError:  # keys of mixed types: keep the order first seen
-            pass
-        out["groups"] = {self._keys[i]: _reductions(self._sums[i]) for i in order}
-        return out
+        return self._state.result(grouped_as=self._grouped_as)
 
     def __repr__(self) -> str:
-        rows = int(self._total[2])
-        return f"<LossAccumulator rows={rows} groups={len(self._keys)}>"
+        rows = int(self._state.sums[0])
+        groups = sum(len(s.keys) for s in self._state.slicings.values())
+        return f"<LossAccumulator rows={rows} groups={groups}>"
 
     # ------------------------------------------------------------------ for the CLI and dask
 
@@ -153,72 +171,70 @@ class LossAccumulator:
         *,
         want_elementwise: bool = False,
     ) -> np.ndarray | None:
-        """update() that can also return the elementwise loss of the same kernel pass."""
-        codes = keys = group_sums = None
+        """update() that can also return the elementwise loss (w times the loss of the offset
+        logits; a second pass of the kernel)."""
+        names: list[str] = []
+        labels: list[Any] = []
         if groups is not None:
-            codes, keys = _factorize(groups)
-            rows = _leading_length(y_pred)
+            grouped_as = "slices" if isinstance(groups, dict) else "groups"
+            if grouped_as == "slices":
+                names, labels = [str(n) for n in groups], list(groups.values())
+            else:
+                names, labels = ["groups"], [groups]
+        rows = _leading_length(y_pred) if labels else int(np.size(y_pred))
+        slicings, keys = [], []
+        for name, group_labels in zip(names, labels, strict=True):
+            codes, group_keys = _factorize(group_labels)
             if codes.shape[0] != rows:
+                where = "groups" if name == "groups" else f"groups[{name!r}]"
                 raise ValueError(
-                    f"groups must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+                    f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
                 )
-            group_sums = np.zeros((len(keys), 3))
-            if rows == 0:  # (the kernel has no rows to index)
-                codes = group_sums = None
-        sums, elementwise = _compute(
-            self._opts,
-            y_true,
-            y_pred,
-            sample_weight,
-            want_elementwise=want_elementwise,
-            groups=codes,
-            group_sums=group_sums,
-        )
-        self._total += (sums.loss, sums.weight, sums.count)
-        if group_sums is not None:
-            assert keys is not None
-            self._add_groups(keys, group_sums)
+            slicings.append((codes, len(group_keys)))
+            keys.append(group_keys)
+        run = ReportPass(self._report_opts, slicings, int(np.size(y_pred)))
+        _compute(self._opts, y_true, y_pred, sample_weight, report=run)
+        elementwise = None
+        if want_elementwise:
+            offset = float(self._report_opts.logit_offset)
+            _, elementwise = _compute(
+                self._opts, y_true, _offset(y_pred, offset), sample_weight, want_elementwise=True
+            )
+        if labels:
+            self._set_grouping(grouped_as)
+        self._state.add_pass(run, names, keys)
         return elementwise
 
-    def _add_groups(self, keys: list[Hashable], sums: np.ndarray) -> None:
-        rows = np.empty(len(keys), dtype=np.intp)
-        for i, key in enumerate(keys):  # one iteration per group
-            row = self._index.get(key)
-            if row is None:
-                row = self._index[key] = len(self._keys)
-                self._keys.append(key)
-            rows[i] = row
-        if len(self._keys) > self._sums.shape[0]:  # grow by doubling
-            grown = np.zeros((max(len(self._keys), 2 * self._sums.shape[0]), 3))
-            grown[: self._sums.shape[0]] = self._sums
-            self._sums = grown
-        self._sums[rows] += sums  # (the rows are distinct)
+    def _set_grouping(self, grouped_as: str) -> None:
+        if self._grouped_as not in (None, grouped_as):
+            raise ValueError(
+                "groups must stay one kind: labels (reported under 'groups') or a dict of "
+                "slicings (under 'slices'); this accumulator has had the other"
+            )
+        self._grouped_as = grouped_as
 
     def __getstate__(self) -> dict[str, Any]:
-        n = len(self._keys)
         return {
             "opts": self._opts,
-            "total": self._total,
-            "keys": self._keys,
-            "sums": self._sums[:n],
+            "report_opts": self._report_opts,
+            "state": self._state,
+            "grouped_as": self._grouped_as,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._opts = state["opts"]
-        self._total = np.array(state["total"], dtype=np.float64)
-        self._keys = list(state["keys"])
-        self._index = {key: i for i, key in enumerate(self._keys)}
-        self._sums = np.array(state["sums"], dtype=np.float64).reshape(len(self._keys), 3)
+        self._report_opts = state["report_opts"]
+        self._state = state["state"]
+        self._grouped_as = state["grouped_as"]
 
 
-def _reductions(sums: np.ndarray) -> dict[str, Any]:
-    s = Sums(float(sums[0]), float(sums[1]), float(sums[2]))
-    return {
-        "rows": int(s.count),
-        "sum": reduce_sums(s, "sum"),
-        "mean": reduce_sums(s, "mean"),
-        "weighted_mean": reduce_sums(s, "weighted_mean"),
-    }
+def _offset(y_pred: Any, offset: float) -> Any:
+    """Logits plus logit_offset, added in the working precision as the report pass does."""
+    if offset == 0.0:
+        return y_pred
+    arr = np.asarray(y_pred)
+    working = np.float64 if arr.dtype == np.float64 else np.float32
+    return arr.astype(working) + working(offset)
 
 
 def _same_pos_weight(a: Any, b: Any) -> bool:

@@ -203,10 +203,13 @@ def _compute(
     want_elementwise: bool = False,
     groups: np.ndarray | None = None,
     group_sums: np.ndarray | None = None,
+    report: Any = None,
 ) -> tuple[Sums, np.ndarray | None]:
     """Checks the arrays and runs the kernel once. Returns the sums and, when asked for, the
     elementwise loss (in `out` or a new array). `groups` (int64 codes, one per row) with
-    `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass."""
+    `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass.
+    `report` (a ``_report.ReportPass``) runs the evaluation report's pass instead, with the
+    same checked arrays; it keeps its outputs, and the elementwise loss is not available."""
     yt = _as_array(y_true, "y_true")
     yp = _as_array(y_pred, "y_pred")
     _check_numeric(yt, "y_true")
@@ -332,7 +335,8 @@ def _compute(
     if groups is not None:
         assert group_sums is not None
         call.n_groups = group_sums.shape[0]
-    loss, wsum, count, fault, index = _core.compute(
+    run = _core.compute if report is None else report.run
+    loss, wsum, count, fault, index = run(
         call,
         y_true_arr,
         y_true_stride,
