@@ -561,15 +561,16 @@ def _json_key(key: Any) -> Any:
     return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
 
 
-def to_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
-
-    def numbers(r: dict[str, Any]) -> dict[str, Any]:
-        return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
-
-    out = numbers(result)
-    out["groups"] = {_json_key(k): numbers(v) for k, v in result["groups"].items()}
-    return out
+def to_json(result: Any) -> Any:
+    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
+    every depth (groups, slices, reliability bins, top_losses)."""
+    if isinstance(result, dict):
+        return {_json_key(k): to_json(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [to_json(v) for v in result]
+    if isinstance(result, float):
+        return _json_number(result)
+    return result
 
 
 def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
