@@ -30,7 +30,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
     ) from e
 
 from ._accumulator import LossAccumulator, _shift_index
-from ._api import _REDUCTIONS, LossOptions
+from ._api import _REDUCTIONS
 
 __all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
 
@@ -45,6 +45,7 @@ _ACCUMULATOR_OPTIONS = (
     "validate",
     "threads",
 )
+_REPORT_OPTIONS = ("ignore_label", "logit_offset", "top_losses")  # accumulate() only
 
 
 # --------------------------------------------------------------------------- public
@@ -76,8 +77,9 @@ def binary_crossentropy(
         )
     if "out" in options:
         raise TypeError("out is not supported for Dask input (the result is lazy)")
+    checked = _options(options, report=False)
     if reduction == "none":
-        return _elementwise(y_true, y_pred, sample_weight, _options(options))
+        return _elementwise(y_true, y_pred, sample_weight, checked)
     acc = accumulate(
         y_true, y_pred, sample_weight=sample_weight, split_every=split_every, **options
     )
@@ -102,6 +104,10 @@ def accumulate(
 ) -> Any:
     """A lazy :class:`fastbce.LossAccumulator` over Dask data (``.compute()`` gives it).
 
+    Takes the accumulator's options, the evaluation report's (``ignore_label``,
+    ``logit_offset``, ``top_losses``) included; ``.result()`` has the report's keys, the same
+    as one pass over all the data (top_losses' rows count from the first partition).
+
     ``groups`` (a Dask array or Series with one label per row) gives the loss per group as well::
 
         fastbce.dask.accumulate(df.label, df.score, groups=df.country).compute().result()
@@ -123,12 +129,14 @@ def accumulate(
 # --------------------------------------------------------------------------- building the graph
 
 
-def _options(options: dict[str, Any]) -> dict[str, Any]:
-    """The accumulator's options, checked now (not on a worker later)."""
-    unknown = sorted(set(options) - set(_ACCUMULATOR_OPTIONS))
+def _options(options: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """The accumulator's options, checked now (not on a worker later); with report, also the
+    evaluation report's options."""
+    allowed = _ACCUMULATOR_OPTIONS + (_REPORT_OPTIONS if report else ())
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
-    LossOptions(**options)
+    LossAccumulator(**options)  # checks the loss and report options
     return dict(options)
 
 
