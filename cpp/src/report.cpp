@@ -23,6 +23,16 @@ struct Partial {
     std::vector<TopLoss> top;
     ReportPart part;
 
+    void clear() {
+        std::fill(sums.begin(), sums.end(), 0.0);
+        std::fill(hist.begin(), hist.end(), 0.0);
+        for (auto& v : slice_sums) std::fill(v.begin(), v.end(), 0.0);
+        for (auto& v : slice_hist) std::fill(v.begin(), v.end(), 0.0);
+        part.top_size = 0;
+        part.fault = Fault::none;
+        part.fault_index = -1;
+    }
+
     explicit Partial(const ReportSpec& s)
         : sums(rs_size), hist(size_t(2 * hist_bins(s.mantissa_bits))), top(size_t(s.top_k)) {
         for (int64_t i = 0; i < s.n_slicings; ++i) {
@@ -85,14 +95,22 @@ Result run_report(const Call& c, ReportSpec& s) {
 
     // Each chunk's partial is merged as soon as every chunk before it is: at most about
     // `threads` partials are alive at once, and the merge order is the chunk order.
+    // Merged partials are cleared and reused (fresh pages would cost a page fault each).
     std::vector<std::unique_ptr<Partial>> done(static_cast<size_t>(n_chunks));
+    std::vector<std::unique_ptr<Partial>> spare;
     std::vector<TopLoss> top;
     std::mutex mutex;
     int64_t next = 0;
     Result result;
     parallel_for(n_chunks, threads, [&](int64_t i) {
         const int64_t begin = i * chunk, end = std::min(c.n, begin + chunk);
-        auto partial = std::make_unique<Partial>(s);
+        std::unique_ptr<Partial> partial;
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (!spare.empty()) partial = std::move(spare.back()), spare.pop_back();
+        }
+        if (partial) partial->clear();
+        else partial = std::make_unique<Partial>(s);
         if (begin < end) fn(c, s, begin, end, partial->part);
         std::lock_guard<std::mutex> lock(mutex);
         done[size_t(i)] = std::move(partial);
@@ -103,7 +121,7 @@ Result run_report(const Call& c, ReportSpec& s) {
                 result.fault_index = p.part.fault_index;
             }
             if (result.fault == Fault::none) merge(s, p, top);
-            done[size_t(next)].reset();
+            spare.push_back(std::move(done[size_t(next)]));
         }
     });
     if (result.fault != Fault::none) return result;

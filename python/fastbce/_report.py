@@ -382,10 +382,10 @@ def _auc(hist: np.ndarray | None) -> tuple[float, float]:
     total_pos, total_neg = float(pos.sum()), float(neg.sum())
     if not (total_pos > 0.0 and total_neg > 0.0):  # (NaN too)
         return math.nan, math.nan
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # (no np.dot: OpenBLAS's threads would spin afterwards)
         below = np.cumsum(neg) - neg  # negatives in lower bins
-        pairs = float(np.dot(pos, below + 0.5 * neg))
-        tied = float(np.dot(pos, neg))
+        pairs = float((pos * (below + 0.5 * neg)).sum())
+        tied = float((pos * neg).sum())
     denominator = total_pos * total_neg
     return pairs / denominator, tied / (2.0 * denominator)
 

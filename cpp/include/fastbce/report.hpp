@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 
 #include "fastbce/kernel.hpp"
 #include "fastbce/report_types.hpp"
@@ -67,6 +68,7 @@ struct ReportTile {
     alignas(64) double omitted[kTile], ignored[kTile];
     alignas(64) double terms[rs_w2l2 + 1][kTile];  // the addends of rs_w .. rs_w2l2
     alignas(64) int32_t bin[kTile];
+    alignas(64) int32_t ece[kTile];  // 3 * the ECE bin
     alignas(64) int64_t code[kTile];
 };
 
@@ -76,7 +78,7 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
     for (int r = rs_w; r <= rs_w2l2; ++r) s[r] += t.terms[r][j];
     s[rs_omitted] += t.omitted[j];
     s[rs_ignored] += t.ignored[j];
-    double* e = s + rs_ece + 3 * ece_bin(t.p[j]);
+    double* e = s + rs_ece + t.ece[j];
     e[0] += t.w[j];
     e[1] += t.terms[rs_wp][j];
     e[2] += t.terms[rs_wy][j];
@@ -87,30 +89,35 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
 }
 
 // Fills the tile's float64 row values from the working-type loss `l`, plain loss `bce`,
-// labels, (offset) predictions and weights; `skip` marks ignored rows.
+// labels, (offset) predictions and weights; `skip` marks ignored rows. Plain loops over the
+// tile, each of which GCC vectorises (selects, no branches).
 template <bool FromLogits, class T>
 inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T* l, const T* bce,
                       const bool* skip, bool omit, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
-        const bool nan = y[j] != y[j] || x[j] != x[j] || w[j] != w[j];
-        const bool keep = !skip[j] && !(omit && nan);
+        const bool nan = (y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]);
+        const bool out = omit & nan & !skip[j];
         t.ignored[j] = skip[j] ? 1.0 : 0.0;
-        t.omitted[j] = !skip[j] && omit && nan ? 1.0 : 0.0;
-        t.kept[j] = keep ? 1.0 : 0.0;
-        double p;
-        if constexpr (FromLogits) {
-            // sigmoid from z = exp(-|x|) in float64: 1/(1+z) for x >= 0, z/(1+z) below
-            const double xd = double(x[j]);
-            const double z = vm::exp_nonpositive(-std::abs(xd));
-            p = (xd >= 0.0 ? 1.0 : z) / (1.0 + z);
-        } else {
-            p = double(x[j]);
+        t.omitted[j] = out ? 1.0 : 0.0;
+        t.kept[j] = skip[j] | out ? 0.0 : 1.0;
+    }
+    if constexpr (FromLogits) {
+        // sigmoid from z = exp(-|x|) in float64: 1/(1+z) for x >= 0, z/(1+z) below
+        for (int64_t j = 0; j < len; ++j) t.p[j] = vm::exp_nonpositive(-std::abs(double(x[j])));  // FASTBCE_VEC_LOOP
+        for (int64_t j = 0; j < len; ++j) {
+            const double z = t.p[j];
+            t.p[j] = vm::detail::select(x[j] >= T(0), 1.0, z) / (1.0 + z);
         }
-        t.w[j] = keep ? double(w[j]) : 0.0;
-        t.y[j] = keep ? double(y[j]) : 0.0;
-        t.l[j] = keep ? double(l[j]) : 0.0;
-        t.bce[j] = keep ? double(bce[j]) : 0.0;
-        t.p[j] = keep ? p : 0.0;
+    } else {
+        for (int64_t j = 0; j < len; ++j) t.p[j] = double(x[j]);
+    }
+    for (int64_t j = 0; j < len; ++j) {
+        const bool keep = t.kept[j] != 0.0;
+        t.w[j] = vm::detail::select(keep, double(w[j]), 0.0);
+        t.y[j] = vm::detail::select(keep, double(y[j]), 0.0);
+        t.l[j] = vm::detail::select(keep, double(l[j]), 0.0);
+        t.bce[j] = vm::detail::select(keep, double(bce[j]), 0.0);
+        t.p[j] = vm::detail::select(keep, t.p[j], 0.0);
     }
     for (int64_t j = 0; j < len; ++j) {
         // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
@@ -160,8 +167,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     alignas(64) T l_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
     bool skip[kTile];
-    static thread_local ReportTile tile;  // (too large for some threads' stacks)
-    ReportTile& t = tile;
+    const auto tile = std::make_unique<ReportTile>();  // (too large for some threads' stacks)
+    ReportTile& t = *tile;
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -217,11 +224,18 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         out.sums[rs_omitted] += sum_f64(t.omitted, len);
         out.sums[rs_ignored] += sum_f64(t.ignored, len);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
+        for (int64_t j = 0; j < len; ++j) t.ece[j] = 3 * ece_bin(t.p[j]);
+        // the ECE bins in 4 interleaved copies (row j into copy j % 4), so that runs of rows in
+        // one bin do not wait on each other's stores; added up in a fixed order per tile
+        double ece[4][3 * kEceBins] = {};
         for (int64_t j = 0; j < len; ++j) {
-            double* e = out.sums + rs_ece + 3 * ece_bin(t.p[j]);
+            double* e = ece[j & 3] + t.ece[j];
             e[0] += t.w[j];
             e[1] += t.terms[rs_wp][j];
             e[2] += t.terms[rs_wy][j];
+        }
+        for (int b = 0; b < 3 * kEceBins; ++b) out.sums[rs_ece + b] += (ece[0][b] + ece[1][b]) + (ece[2][b] + ece[3][b]);
+        for (int64_t j = 0; j < len; ++j) {
             out.hist[2 * t.bin[j]] += t.terms[rs_wy][j];
             out.hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
         }
