@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from fastbce import _bench
+from fastbce.cli import bench as _bench
+from fastbce.cli.bench import command, table
 
 CHECK_SIZES = (10**3, 10**6)  # 1e6 is large enough for fastbce to use its threads
 LARGE_SIZE = 10**8
@@ -41,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _sizes(config: pytest.Config) -> list[int]:
     text = config.getoption("--bench-sizes") or os.environ.get("FASTBCE_BENCH_SIZES")
     if text:
-        sizes = _bench._sizes(text)
+        sizes = command._sizes(text)
     elif config.getoption("benchmark_disable", False):
         sizes = list(CHECK_SIZES)
     else:
@@ -53,7 +54,7 @@ def _sizes(config: pytest.Config) -> list[int]:
 
 def _variants(config: pytest.Config) -> list[_bench.Variant]:
     text = config.getoption("--bench-variants")
-    names = _bench._names(text) if text else list(_bench.VARIANTS)
+    names = command._names(text) if text else list(_bench.VARIANTS)
     unknown = [n for n in names if n not in _bench.VARIANTS]
     if unknown:
         raise pytest.UsageError(f"--bench-variants: unknown variant {unknown[0]!r}")
@@ -71,9 +72,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for impl in _bench.IMPLEMENTATIONS.values():
                 if impl.supports(variant):
                     cases.append((variant, n, impl))
-                    ids.append(
-                        f"{variant.name}-{_bench._format_n(n)}-{impl.name.replace(' ', '_')}"
-                    )
+                    ids.append(f"{variant.name}-{table.format_n(n)}-{impl.name.replace(' ', '_')}")
     metafunc.parametrize("case", cases, ids=ids)
 
 

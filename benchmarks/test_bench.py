@@ -1,7 +1,7 @@
 """fastbce against its peers and the read floor, one pytest-benchmark group per variant and size.
 
 Each benchmark also checks its value against a float64 reference, so with ``--benchmark-disable``
-they are tests. The expressions and the data live in ``fastbce._bench`` (shared with
+they are tests. The expressions and the data live in ``fastbce.cli.bench`` (shared with
 ``fastbce bench``); conversion into each framework's tensors and JIT warm-up happen in
 ``prepare``, outside the timed call.
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastbce import _bench
+from fastbce.cli import bench as _bench
+from fastbce.cli.bench import table
 
 
 def _group(data: _bench.Data) -> str:
-    return f"{data.variant.name} N={_bench._format_n(data.n)}"
+    return f"{data.variant.name} N={table.format_n(data.n)}"
 
 
 def test_loss(benchmark, case, data: _bench.Data, threads: int | None, record_median) -> None:

@@ -12,7 +12,9 @@ import sys
 
 import pytest
 
-from fastbce import _bench, cli
+from fastbce import cli
+from fastbce.cli import bench as _bench
+from fastbce.cli.bench import command, peers
 
 HEADER = ("implementation", "N", "ms", "ns/elem", "GB/s", "speed-up", "x floor", "rel. error")
 
@@ -135,7 +137,7 @@ def test_installed_peers(tmp_path):
 
 def test_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys):
     installed = _bench.peer_installed
-    monkeypatch.setattr(_bench, "peer_installed", lambda p: p != "torch" and installed(p))
+    monkeypatch.setattr(peers, "peer_installed", lambda p: p != "torch" and installed(p))
     code = cli.main(["bench", "--quick", "--sizes", "1e3", "--variants", "logits",
                      "--peers", "numpy,torch", "-q"])  # fmt: skip
     out, err = capsys.readouterr()
@@ -183,9 +185,7 @@ def test_usage_errors_exit_2(args, message, capsys):
 
 def test_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys, tmp_path):
     has_module = _bench.has_module
-    monkeypatch.setattr(
-        _bench, "has_module", lambda name: name != "matplotlib" and has_module(name)
-    )
+    monkeypatch.setattr(peers, "has_module", lambda name: name != "matplotlib" and has_module(name))
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--quick", "--peers", "none", "--plot", str(tmp_path / "p.png")])
     assert info.value.code == 2
@@ -197,4 +197,4 @@ def test_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys, tmp_path)
     "text, n", [("1e6", 10**6), ("1000", 1000), ("1_000", 1000), ("10k", 10**4), ("2M", 2 * 10**6)]
 )
 def test_size_syntax(text, n):
-    assert _bench._size(text) == n
+    assert command._size(text) == n

@@ -462,7 +462,7 @@ class FakeTerminal(io.StringIO):
 
 
 def test_progress_bar_only_on_a_terminal_and_erased_at_the_end():
-    from fastbce._score import Progress
+    from fastbce.cli.output import Progress
 
     term = FakeTerminal()
     bar = Progress(stream=term)

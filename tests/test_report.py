@@ -67,15 +67,19 @@ def reference(
         y, xo, from_logits=from_logits, epsilon=opts.get("epsilon", 1e-7), reduction="none",
         validate=False,
     ).astype(np.float64)
+    # "sum" adds the elementwise loss of reduction="none" with the weights (w * l as rounded there)
+    ce = fastbce.binary_crossentropy(
+        y, xo, from_logits=from_logits, sample_weight=w, reduction="none", validate=False, **opts
+    ).astype(np.float64)
     if mask is not None:
         ignored, omitted = ignored & mask, omitted & mask
     keep = ~ignored & ~omitted & (True if mask is None else mask)
-    yk, xk, wk, ell, bce = y[keep], xo[keep], w64[keep], ell[keep], bce[keep]
+    yk, xk, wk, ell, bce, ce = y[keep], xo[keep], w64[keep], ell[keep], bce[keep], ce[keep]
     yd = yk.astype(np.float64)
     p = _expit(xk.astype(np.float64)) if from_logits else xk.astype(np.float64)
     with np.errstate(all="ignore"):
         W, Wy, Wn = wk.sum(), (wk * yd).sum(), (wk * (1 - yd)).sum()
-        m = (wk * ell).sum() / W if W else math.nan
+        m = ce.sum() / W if W else math.nan
         log_loss = (wk * bce).sum() / W if W else math.nan
         b = Wy / W if W else math.nan
         h = -b * math.log(b) - (1 - b) * math.log1p(-b) if 0 < b < 1 else 0.0
@@ -89,8 +93,8 @@ def reference(
             "omitted": int(omitted.sum()),
             "ignored": int(ignored.sum()),
             "weight": W,
-            "sum": (wk * ell).sum(),
-            "mean": (wk * ell).sum() / keep.sum() if keep.sum() else math.nan,
+            "sum": ce.sum(),
+            "mean": ce.sum() / keep.sum() if keep.sum() else math.nan,
             "weighted_mean": m,
             "log_loss": log_loss,
             "base_rate": b,

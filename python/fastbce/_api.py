@@ -2,7 +2,7 @@
 
 Every argument is checked and normalised here, once; then one call into the compiled kernel
 (``fastbce._core``) computes the loss for all options in a single pass over the data. The formulas,
-shapes and errors are those of shared/SPEC.md; choices where it is silent are in docs/semantics.md.
+shapes and errors are those of docs/reference.md; choices it leaves open are in docs/semantics.md.
 """
 
 from __future__ import annotations
@@ -15,85 +15,11 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._options import NAN_POLICIES, LossOptions, check_reduction
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
 
-_REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
-_NAN_POLICIES = {
-    "propagate": _core.NanPolicy.propagate,
-    "omit": _core.NanPolicy.omit,
-    "raise": _core.NanPolicy.raise_,
-}
 _FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """The loss options of SPEC section 1, checked; shared by the functions and the accumulator."""
-
-    from_logits: bool = False
-    epsilon: float = 1e-7
-    label_smoothing: float = 0.0
-    pos_weight: Any = None
-    gamma: float = 0.0
-    alpha: float | None = None
-    nan_policy: str = "propagate"
-    validate: bool = True
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_bool(self.from_logits, "from_logits")
-        _check_bool(self.validate, "validate")
-        eps = _real(self.epsilon, "epsilon")
-        if not 0.0 < eps < 0.5:
-            raise ValueError(f"epsilon must be in (0, 0.5); got {self.epsilon!r}")
-        smoothing = _real(self.label_smoothing, "label_smoothing")
-        if not 0.0 <= smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1]; got {self.label_smoothing!r}")
-        gamma = _real(self.gamma, "gamma")
-        if not (math.isfinite(gamma) and gamma >= 0.0):
-            raise ValueError(f"gamma must be finite and >= 0; got {self.gamma!r}")
-        if self.alpha is not None:
-            alpha = _real(self.alpha, "alpha")
-            if not 0.0 <= alpha <= 1.0:
-                raise ValueError(f"alpha must be None or in [0, 1]; got {self.alpha!r}")
-        if not isinstance(self.nan_policy, str) or self.nan_policy not in _NAN_POLICIES:
-            raise ValueError(
-                f"nan_policy must be one of {', '.join(map(repr, _NAN_POLICIES))}; "
-                f"got {self.nan_policy!r}"
-            )
-        if self.threads is not None:
-            if isinstance(self.threads, (bool, np.bool_)):
-                raise TypeError(f"threads must be None or an int >= 1; got {self.threads!r}")
-            try:
-                threads = operator.index(self.threads)
-            except TypeError:
-                raise TypeError(
-                    f"threads must be None or an int >= 1; got {self.threads!r}"
-                ) from None
-            if threads < 1:
-                raise ValueError(f"threads must be None or an int >= 1; got {self.threads!r}")
-
-
-def _check_bool(value: Any, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond the float range is outside every option's range
-        raise ValueError(
-            f"{name} is out of range; got an int of {int(value).bit_length()} bits"
-        ) from None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -210,131 +136,19 @@ def _compute(
     `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass.
     `report` (a ``_report.ReportPass``) runs the evaluation report's pass instead, with the
     same checked arrays; it keeps its outputs, and the elementwise loss is not available."""
-    yt = _as_array(y_true, "y_true")
-    yp = _as_array(y_pred, "y_pred")
-    _check_numeric(yt, "y_true")
-    _check_prediction_dtype(yp)
-    if yt.shape != yp.shape:
-        raise ValueError(
-            f"y_true and y_pred must have the same shape; got y_true {yt.shape} "
-            f"and y_pred {yp.shape}"
-        )
-    shape = yp.shape
-    n = yp.size
-    is_double = yp.dtype.kind == "f" and yp.dtype.itemsize == 8  # any byte order
-    working = np.dtype(np.float64 if is_double else np.float32)
-
-    call = _core.Call()
-    call.n = n
-    if n:  # (an empty input has no rows or classes to index)
-        call.row_size = n // shape[0] if yp.ndim else 1
-        call.n_classes = shape[-1] if yp.ndim else 1
-    call.from_logits = bool(opts.from_logits)
-    call.epsilon = float(opts.epsilon)
-    call.label_smoothing = float(opts.label_smoothing)
-    call.gamma = float(opts.gamma)
-    call.has_alpha = opts.alpha is not None
-    if opts.alpha is not None:
-        call.alpha = float(opts.alpha)
-    call.nan_policy = _NAN_POLICIES[opts.nan_policy]
-    call.validate = bool(opts.validate)
-    # (a cap beyond the C int range caps nothing: the kernel never uses more threads than blocks)
-    call.threads = 0 if opts.threads is None else min(operator.index(opts.threads), 2**31 - 1)
-
-    # sample_weight: a scalar, y_pred's shape, or one per row (shape[0]) as Keras
-    weight, weight_stride, weight_arr = None, 1, None
-    if sample_weight is None:
-        call.weight_kind = _core.WeightKind.none
-    else:
-        weight_arr = _as_array(sample_weight, "sample_weight")
-        _check_numeric(weight_arr, "sample_weight")
-        if weight_arr.ndim == 0:
-            w = float(weight_arr)
-            if w < 0.0 or math.isinf(w):
-                raise ValueError(f"sample_weight must be finite and non-negative; got {w!r}")
-            if w > float(np.finfo(working).max):  # the kernel multiplies in the working precision
-                raise ValueError(
-                    f"sample_weight must be finite in the working precision ({working}); got {w!r}"
-                )
-            call.weight_kind = _core.WeightKind.scalar
-            call.weight_scalar = w
-        elif weight_arr.shape == shape:
-            call.weight_kind = _core.WeightKind.per_element
-            weight, weight_stride = _flat(weight_arr)
-        elif weight_arr.ndim == 1 and yp.ndim >= 1 and weight_arr.shape[0] == shape[0]:
-            call.weight_kind = (
-                _core.WeightKind.per_element if call.row_size == 1 else _core.WeightKind.per_row
-            )
-            weight, weight_stride = _flat(weight_arr)
-        else:
-            allowed = f"a scalar, {shape} (like y_pred)"
-            if yp.ndim >= 1:
-                allowed += f" or ({shape[0]},) (one weight per row)"
-            raise ValueError(f"sample_weight must be {allowed}; got shape {weight_arr.shape}")
-
-    # pos_weight: a scalar or one per class (the last axis), as PyTorch
-    pos_weight = None
-    if opts.pos_weight is not None:
-        q = _as_array(opts.pos_weight, "pos_weight")
-        _check_numeric(q, "pos_weight")
-        if q.ndim == 0:
-            value = float(q)
-            if not (math.isfinite(value) and value >= 0.0):
-                raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
-            if value > float(
-                np.finfo(working).max
-            ):  # the kernel multiplies in the working precision
-                raise ValueError(
-                    f"pos_weight must be finite in the working precision ({working}); got {value!r}"
-                )
-            call.pos_weight_scalar = value
-        elif q.ndim == 1 and yp.ndim >= 1 and q.shape[0] == shape[-1]:
-            # checked before the cast, which would overflow (with a warning) past float32's range
-            q64 = q.astype(np.float64)
-            bad = ~(np.isfinite(q64) & (q64 >= 0) & (q64 <= float(np.finfo(working).max)))
-            if bad.any():
-                i = int(np.argmax(bad))
-                rule = "finite and non-negative"
-                if np.isfinite(q64[i]) and q64[i] >= 0:
-                    rule = f"finite in the working precision ({working})"
-                raise ValueError(f"pos_weight must be {rule}; got {q[i].item()!r} at index {i}")
-            pos_weight = np.ascontiguousarray(q64, dtype=working)
-            if n == 0:
-                pos_weight = None
-        else:
-            allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if yp.ndim else "")
-            raise ValueError(
-                f"pos_weight must be {allowed} for y_pred of shape {shape}; got shape {q.shape}"
-            )
-
-    # out: the elementwise loss in the working precision, written in place when its layout allows
-    result = None
-    out_arr, out_stride = None, 1
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
-        if out.shape != shape or out.dtype != working:
-            raise ValueError(
-                f"out must have y_pred's shape {shape} and dtype {working}; "
-                f"got shape {out.shape} and dtype {out.dtype}"
-            )
-        if not out.flags.writeable:
-            raise ValueError("out must be writeable")
-        result = out
-        stride = _element_stride(out) if out.flags.aligned and out.dtype.isnative else None
-        overlaps = any(a is not None and np.may_share_memory(out, a) for a in (yt, yp, weight_arr))
-        if stride and not overlaps:  # (stride 0: every element in one place, as NumPy copies)
-            out_arr, out_stride = out, stride
-        else:  # as NumPy does: compute into a fresh array, then copy
-            out_arr = np.empty(shape, working)
-    elif want_elementwise:
-        result = out_arr = np.empty(shape, working)
-
-    y_true_arr, y_true_stride = _flat(yt)
-    y_pred_arr, y_pred_stride = _flat(yp)
+    yt, yp = _labels_and_predictions(y_true, y_pred)
+    call = _new_call(opts, yp)
+    working = np.dtype(np.float64 if yp.dtype.kind == "f" and yp.itemsize == 8 else np.float32)
+    weight_arr, weight, weight_stride = _sample_weight(call, sample_weight, yp, working)
+    pos_weight = _pos_weight(call, opts.pos_weight, yp, working)
+    result, out_arr, out_stride = _output(
+        out, want_elementwise, yp.shape, working, (yt, yp, weight_arr)
+    )
     if groups is not None:
         assert group_sums is not None
         call.n_groups = group_sums.shape[0]
+    y_true_arr, y_true_stride = _flat(yt)
+    y_pred_arr, y_pred_stride = _flat(yp)
     run = _core.compute if report is None else report.run
     loss, wsum, count, fault, index = run(
         call,
@@ -356,6 +170,143 @@ def _compute(
         assert out_arr is not None
         np.copyto(result, out_arr)
     return Sums(loss, wsum, count), result
+
+
+def _labels_and_predictions(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    yt = _as_array(y_true, "y_true")
+    yp = _as_array(y_pred, "y_pred")
+    _check_numeric(yt, "y_true")
+    _check_prediction_dtype(yp)
+    if yt.shape != yp.shape:
+        raise ValueError(
+            f"y_true and y_pred must have the same shape; got y_true {yt.shape} "
+            f"and y_pred {yp.shape}"
+        )
+    return yt, yp
+
+
+def _new_call(opts: LossOptions, yp: np.ndarray) -> Any:
+    """The kernel's call description: the sizes of y_pred and the (checked) loss options."""
+    shape = yp.shape
+    call = _core.Call()
+    call.n = yp.size
+    if yp.size:  # (an empty input has no rows or classes to index)
+        call.row_size = yp.size // shape[0] if yp.ndim else 1
+        call.n_classes = shape[-1] if yp.ndim else 1
+    call.from_logits = bool(opts.from_logits)
+    call.epsilon = float(opts.epsilon)
+    call.label_smoothing = float(opts.label_smoothing)
+    call.gamma = float(opts.gamma)
+    call.has_alpha = opts.alpha is not None
+    if opts.alpha is not None:
+        call.alpha = float(opts.alpha)
+    call.nan_policy = NAN_POLICIES[opts.nan_policy]
+    call.validate = bool(opts.validate)
+    # (a cap beyond the C int range caps nothing: the kernel never uses more threads than blocks)
+    call.threads = 0 if opts.threads is None else min(operator.index(opts.threads), 2**31 - 1)
+    return call
+
+
+def _sample_weight(
+    call: Any, sample_weight: Any, yp: np.ndarray, working: np.dtype
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """(the weights as given, the array the kernel reads, its stride); sets the call's weight
+    kind. sample_weight: a scalar, y_pred's shape, or one per row (shape[0]) as Keras."""
+    shape = yp.shape
+    if sample_weight is None:
+        call.weight_kind = _core.WeightKind.none
+        return None, None, 1
+    weight_arr = _as_array(sample_weight, "sample_weight")
+    _check_numeric(weight_arr, "sample_weight")
+    if weight_arr.ndim == 0:
+        w = float(weight_arr)
+        if w < 0.0 or math.isinf(w):
+            raise ValueError(f"sample_weight must be finite and non-negative; got {w!r}")
+        if w > float(np.finfo(working).max):  # the kernel multiplies in the working precision
+            raise ValueError(
+                f"sample_weight must be finite in the working precision ({working}); got {w!r}"
+            )
+        call.weight_kind = _core.WeightKind.scalar
+        call.weight_scalar = w
+        return weight_arr, None, 1
+    if weight_arr.shape == shape:
+        call.weight_kind = _core.WeightKind.per_element
+        return (weight_arr, *_flat(weight_arr))
+    if weight_arr.ndim == 1 and yp.ndim >= 1 and weight_arr.shape[0] == shape[0]:
+        call.weight_kind = (
+            _core.WeightKind.per_element if call.row_size == 1 else _core.WeightKind.per_row
+        )
+        return (weight_arr, *_flat(weight_arr))
+    allowed = f"a scalar, {shape} (like y_pred)"
+    if yp.ndim >= 1:
+        allowed += f" or ({shape[0]},) (one weight per row)"
+    raise ValueError(f"sample_weight must be {allowed}; got shape {weight_arr.shape}")
+
+
+def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.ndarray | None:
+    """The per-class weights for the kernel, or None (a scalar one is set on the call).
+    pos_weight: a scalar or one per class (the last axis), as PyTorch."""
+    if given is None:
+        return None
+    shape = yp.shape
+    q = _as_array(given, "pos_weight")
+    _check_numeric(q, "pos_weight")
+    if q.ndim == 0:
+        value = float(q)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
+        if value > float(np.finfo(working).max):  # the kernel multiplies in the working precision
+            raise ValueError(
+                f"pos_weight must be finite in the working precision ({working}); got {value!r}"
+            )
+        call.pos_weight_scalar = value
+        return None
+    if q.ndim == 1 and yp.ndim >= 1 and q.shape[0] == shape[-1]:
+        # checked before the cast, which would overflow (with a warning) past float32's range
+        q64 = q.astype(np.float64)
+        bad = ~(np.isfinite(q64) & (q64 >= 0) & (q64 <= float(np.finfo(working).max)))
+        if bad.any():
+            i = int(np.argmax(bad))
+            rule = "finite and non-negative"
+            if np.isfinite(q64[i]) and q64[i] >= 0:
+                rule = f"finite in the working precision ({working})"
+            raise ValueError(f"pos_weight must be {rule}; got {q[i].item()!r} at index {i}")
+        pos_weight = np.ascontiguousarray(q64, dtype=working)
+        return pos_weight if yp.size else None
+    allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if yp.ndim else "")
+    raise ValueError(
+        f"pos_weight must be {allowed} for y_pred of shape {shape}; got shape {q.shape}"
+    )
+
+
+def _output(
+    out: Any,
+    want_elementwise: bool,
+    shape: tuple[int, ...],
+    working: np.dtype,
+    inputs: tuple[np.ndarray | None, ...],
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """(the array returned, the array the kernel writes, its stride): the elementwise loss in the
+    working precision, written in place into `out` when its layout allows."""
+    if out is None:
+        if want_elementwise:
+            result = np.empty(shape, working)
+            return result, result, 1
+        return None, None, 1
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != shape or out.dtype != working:
+        raise ValueError(
+            f"out must have y_pred's shape {shape} and dtype {working}; "
+            f"got shape {out.shape} and dtype {out.dtype}"
+        )
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    stride = _element_stride(out) if out.flags.aligned and out.dtype.isnative else None
+    overlaps = any(a is not None and np.may_share_memory(out, a) for a in inputs)
+    if stride and not overlaps:  # (stride 0: every element in one place, as NumPy copies)
+        return out, out, stride
+    return out, np.empty(shape, working), 1  # as NumPy does: compute into a fresh array, copy
 
 
 def _fault_error(
@@ -425,7 +376,7 @@ def binary_crossentropy(
     ``reduction``: "none" (elementwise array in the working precision: float64 for float64
     input, else float32), "sum", "mean" (sum / number of elements) or "weighted_mean"
     (sum of w*ce / sum of w). Reductions are Python floats accumulated in float64.
-    ``nan_policy``: "propagate", "omit" or "raise". See shared/SPEC.md for the exact contract.
+    ``nan_policy``: "propagate", "omit" or "raise". See docs/reference.md for the exact contract.
     """
     opts = LossOptions(
         from_logits=from_logits,
@@ -438,10 +389,7 @@ def binary_crossentropy(
         validate=validate,
         threads=threads,
     )
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
-        )
+    check_reduction(reduction)
     if out is not None and reduction != "none":
         raise ValueError(f"out is only allowed with reduction='none'; got reduction={reduction!r}")
     sums, elementwise = _compute(

@@ -6,13 +6,12 @@ import platform
 from typing import Any
 
 from . import _core
+from ._version import __version__
 
 
 def build_info() -> dict[str, Any]:
     """The SIMD tiers compiled into this build, those this CPU supports, the one in use (the best
     supported, or FASTBCE_FORCE_TARGET), and the default number of threads."""
-    from . import __version__
-
     return {
         "version": __version__,
         "targets_compiled": list(_core.compiled_targets()),

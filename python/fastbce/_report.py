@@ -79,7 +79,7 @@ def coarsen(hist: np.ndarray, bits: int, to_bits: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """The report's own options, checked (the loss options are ``_api.LossOptions``)."""
+    """The report's own options, checked (the loss options are ``_options.LossOptions``)."""
 
     ignore_label: float | None = None
     logit_offset: float = 0.0

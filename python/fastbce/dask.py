@@ -29,8 +29,11 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
         "fastbce.dask needs Dask, which is not installed: pip install 'fastbce[dask]'"
     ) from e
 
-from ._accumulator import LossAccumulator, _shift_index
-from ._api import _REDUCTIONS
+from ._accumulator import LossAccumulator, merge_all
+from ._api import binary_crossentropy as _binary_crossentropy
+from ._labels import shift_index
+from ._options import REDUCTIONS
+from .io.readers import series_values as _values
 
 __all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
 
@@ -71,9 +74,9 @@ def binary_crossentropy(
     ``reduction="none"`` returns a Dask array with y_pred's chunks (a Dask Series with y_pred's
     partitions and index for Series input) in the working precision.
     """
-    if reduction not in _REDUCTIONS:
+    if reduction not in REDUCTIONS:
         raise ValueError(
-            f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
+            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
         )
     if "out" in options:
         raise TypeError("out is not supported for Dask input (the result is lazy)")
@@ -349,7 +352,7 @@ def _score_chunk(
     except (ValueError, TypeError) as e:
         message = str(e)
         if row_offset is not None:
-            message = _shift_index(message, row_offset)
+            message = shift_index(message, row_offset)
         else:
             message = f"{message} (in the chunk starting at {where})"
         raise type(e)(message) from None
@@ -390,15 +393,13 @@ def _none_block(
     scalar_weight: Any,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    from ._api import binary_crossentropy
-
     opts = dict(options)
     pos_weight = opts.get("pos_weight")
     if pos_weight is not None and np.ndim(pos_weight) == 1 and block_info is not None:
         start, stop = block_info[None]["array-location"][-1]  # this block's classes
         opts["pos_weight"] = np.asarray(pos_weight)[start:stop]
     w = weight if weight is not None else scalar_weight
-    return binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
+    return _binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
 
 
 def _none_partition(
@@ -406,27 +407,11 @@ def _none_partition(
 ) -> Any:
     import pandas as pd
 
-    from ._api import binary_crossentropy
-
     w = _values(weight) if weight is not None else scalar_weight
-    loss = binary_crossentropy(
+    loss = _binary_crossentropy(
         _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
     )
     return pd.Series(loss, index=y_pred.index, name="loss")
-
-
-def _values(x: Any) -> Any:
-    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN)."""
-    if x is None or isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
-        return x
-    dtype = x.dtype
-    if isinstance(dtype, np.dtype):
-        return x.to_numpy()
-    if getattr(dtype, "kind", "O") in "biuf":  # pandas' nullable and Arrow-backed numbers
-        if x.isna().any():
-            return x.to_numpy(dtype=np.float64, na_value=np.nan)
-        return x.to_numpy(dtype=dtype.numpy_dtype)
-    return x.to_numpy()
 
 
 def _first(series: Any) -> Any:
@@ -434,10 +419,7 @@ def _first(series: Any) -> Any:
 
 
 def _merge(*accumulators: LossAccumulator) -> LossAccumulator:
-    out = LossAccumulator(**accumulators[0].options)  # (the inputs are left as they are)
-    for acc in accumulators:
-        out.merge(acc)
-    return out
+    return merge_all(*accumulators)  # (a function of its own: the graph's tasks are named after it)
 
 
 def _empty(options: dict[str, Any]) -> LossAccumulator:

@@ -1,6 +1,6 @@
-// The fused binary cross-entropy kernel: ONE loop computes every option of shared/SPEC.md
-// section 1. It is compiled once per SIMD tier (cpp/src/kernel_tier.cpp); FASTBCE_TIER names the
-// tier's namespace so that each copy of these inline functions keeps its own symbols.
+// The fused binary cross-entropy kernel: ONE loop computes every loss option of docs/reference.md.
+// It is compiled once per SIMD tier (cpp/src/kernel_tier.cpp); FASTBCE_TIER names the tier's
+// namespace so that each copy of these inline functions keeps its own symbols.
 //
 // Data flow of one block: for each tile of kTile elements, the loaders convert y_true, y_pred and
 // the weights from whatever type they are stored in into small working-type buffers (or point at
@@ -367,7 +367,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
     return max_bits;
 }
 
-// The elementwise loss of shared/SPEC.md section 1, steps 1-6, for one tile, in stages that are
+// The elementwise loss of docs/reference.md, steps 1-6, for one tile, in stages that are
 // each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
 // loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
 // overlap enough elements; split, the same operations ran 16% faster (docs/vecmath.md).

@@ -88,12 +88,13 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
     }
 }
 
-// Fills the tile's float64 row values from the working-type loss `l`, plain loss `bce`,
+// Fills the tile's float64 row values from the working-type loss `l`, weighted loss `ce` (the
+// elementwise loss of reduction="none", so that "sum" is its sum), plain loss `bce`,
 // labels, (offset) predictions and weights; `skip` marks ignored rows. Plain loops over the
 // tile, each of which GCC vectorises (selects, no branches).
 template <bool FromLogits, class T>
-inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T* l, const T* bce,
-                      const bool* skip, bool omit, int64_t len) {
+inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T* l, const T* ce,
+                      const T* bce, const bool* skip, bool omit, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
         const bool nan = (y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]);
         const bool out = omit & nan & !skip[j];
@@ -116,6 +117,7 @@ inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T
         t.w[j] = vm::detail::select(keep, double(w[j]), 0.0);
         t.y[j] = vm::detail::select(keep, double(y[j]), 0.0);
         t.l[j] = vm::detail::select(keep, double(l[j]), 0.0);
+        t.terms[rs_wl][j] = vm::detail::select(keep, double(ce[j]), 0.0);
         t.bce[j] = vm::detail::select(keep, double(bce[j]), 0.0);
         t.p[j] = vm::detail::select(keep, t.p[j], 0.0);
     }
@@ -124,7 +126,6 @@ inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T
         const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
         const double wy = wd * yd, wn = wd * (1.0 - yd), w2 = wd * wd;
         t.terms[rs_w][j] = wd;
-        t.terms[rs_wl][j] = times_weight(wd, ld);
         t.terms[rs_wbce][j] = times_weight(wd, t.bce[j]);
         t.terms[rs_wy][j] = wy;
         t.terms[rs_wn][j] = wn;
@@ -164,7 +165,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     constexpr Options O = General ? Options::general : Options::plain;
     constexpr bool bce_is_loss = !General && !Focal;
     alignas(64) T y_buf[kTile], p_buf[kTile], x_buf[kTile], w_buf[kTile], q_buf[kTile], ones[kTile];
-    alignas(64) T l_buf[kTile], bce_buf[kTile], scratch[kTile];
+    alignas(64) T l_buf[kTile], ce_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
     bool skip[kTile];
     const auto tile = std::make_unique<ReportTile>();  // (too large for some threads' stacks)
@@ -211,12 +212,21 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             out.fault_index = i0 + bad;
             return;
         }
+        // w * l exactly as reduction="none" gives it: the kernel at the call's own options level
+        // (its rounding of the product, and its contractions, differ from level to level)
+        const bool weighted = weights_vary || w_const != T(1);
+        constexpr Options Ow = General ? Options::general : Options::weighted;
+        const T* ce = l_buf;
+        if (weighted) {
+            loss_tile<T, FromLogits, Focal, Ow>(y, x, q_buf, w, ce_buf, scratch, wide, len, k);
+            ce = ce_buf;
+        }
         const T* bce = l_buf;
         if constexpr (!bce_is_loss) {
             loss_tile<T, FromLogits, false, Options::plain>(y, x, q_buf, ones, bce_buf, scratch, wide, len, k_plain);
             bce = bce_buf;
         }
-        fill_tile<FromLogits>(t, y, x, w, l_buf, bce, skip, omit, len);
+        fill_tile<FromLogits>(t, y, x, w, l_buf, ce, bce, skip, omit, len);
 
         // the whole input: vector sums of each term (sum_f64's fixed order), then the bins
         out.sums[rs_count] += sum_f64(t.kept, len);

@@ -93,7 +93,7 @@ struct Result {
     int64_t fault_index = -1;  // flat (C-order) index of the first offending element
 };
 
-// Which of SPEC's options beyond plain cross-entropy and focal a call uses; the kernel is
+// Which options (docs/reference.md) beyond plain cross-entropy and focal a call uses; the kernel is
 // instantiated per level so that a call does no work for options it does not use.
 enum class Options : int32_t {
     plain = 0,     // none (focal calls may still have alpha)

@@ -1,43 +1,27 @@
-"""The ``fastbce`` command line (SPEC section 4): ``score``, ``bench`` and ``info``.
+"""The ``fastbce`` command line (docs/reference.md): ``score``, ``bench`` and ``info``.
 
 Exit status: 0 on success, 2 on a usage error, 1 on a data error, with a one-line message and no
 traceback for user errors. Each subcommand lives in its own module with ``add_arguments(parser)``
-and ``run(args) -> int``; this file only wires them up and turns errors into exit codes.
+and ``run(args) -> int``; this package's ``main`` only wires them up and turns errors into exit
+codes (the errors are in ``fastbce._errors``, the printing helpers in ``output``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
+from .._errors import DataError, UsageError
+from .._version import __version__
+from . import info as info_command
+from . import score as score_command
+from .bench import command as bench_command
 
-class UsageError(Exception):
-    """A bad combination of command-line arguments (exit status 2)."""
-
-
-class DataError(Exception):
-    """The input data cannot be scored as asked (exit status 1)."""
-
-
-def _info(args: argparse.Namespace) -> int:
-    from ._info import build_info
-
-    info = build_info()
-    if args.format == "json":
-        print(json.dumps(info, indent=2))
-    else:
-        width = max(map(len, info))
-        for key, value in info.items():
-            text = ", ".join(value) if isinstance(value, list) else value
-            print(f"{key:<{width}}  {text}")
-    return 0
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, _bench, _score
-
     parser = argparse.ArgumentParser(
         prog="fastbce", description="Binary cross-entropy at memory speed."
     )
@@ -45,16 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = sub.add_parser("score", help="score a table of labels and predictions")
-    _score.add_arguments(score)
-    score.set_defaults(run=_score.run)
+    score_command.add_arguments(score)
+    score.set_defaults(run=score_command.run)
 
     bench = sub.add_parser("bench", help="compare fastbce with NumPy, TensorFlow, PyTorch and JAX")
-    _bench.add_arguments(bench)
-    bench.set_defaults(run=_bench.run)
+    bench_command.add_arguments(bench)
+    bench.set_defaults(run=bench_command.run)
 
     info = sub.add_parser("info", help="version, build, SIMD targets and default threads")
-    info.add_argument("--format", choices=["table", "json"], default="table")
-    info.set_defaults(run=_info)
+    info_command.add_arguments(info)
+    info.set_defaults(run=info_command.run)
     return parser
 
 
@@ -78,7 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastbce {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
-"""Reading tables in batches and writing per-row output, for ``fastbce score``.
+"""Reading tables in batches, for ``fastbce score`` (locally and on Dask workers).
 
 Every reader streams: it holds one batch of the columns it is asked for, whatever the size of the
 input. Parquet files are read in record batches with pyarrow, CSV in blocks with pyarrow's
 streaming reader, the arrays of an .npz one slice at a time out of the zip, and .npy files
 memory-mapped (pages already scored are handed back to the OS, so the resident memory stays
-bounded too). Output goes to a temporary file in the target's directory and is renamed at the end.
+bounded too).
 
 Errors the user can fix raise ``DataError`` (exit status 1) or ``UsageError`` (exit status 2) with
 a one-line message naming the file and, where it applies, the column.
@@ -16,33 +16,26 @@ import csv
 import glob
 import mmap
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .cli import DataError, UsageError
+from .._errors import DataError, UsageError
+from .formats import GLOB_CHARS, PARQUET_SUFFIXES, first_line, pyarrow_module
 
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-GLOB_CHARS = set("*?[")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _pyarrow() -> Any:
-    try:
-        import pyarrow
-    except ImportError:
-        raise DataError(
-            "reading parquet or csv needs pyarrow: pip install 'fastbce[parquet]'"
-        ) from None
-    return pyarrow
-
+__all__ = [
+    "CsvSource",
+    "NpySource",
+    "NpzSource",
+    "ParquetSource",
+    "expand_inputs",
+    "missing_column",
+    "parquet_row_groups",
+    "row_group_ranges",
+    "series_values",
+]
 
 # --------------------------------------------------------------------------- finding the files
 
@@ -122,7 +115,7 @@ def missing_column(path: str, column: str, columns: list[str]) -> DataError:
 
 class ParquetSource:
     def __init__(self, files: list[str], columns: list[str]) -> None:
-        _pyarrow()
+        pyarrow_module()
         import pyarrow.parquet as pq
 
         self.files = files
@@ -135,7 +128,7 @@ class ParquetSource:
                 meta = pq.read_metadata(path)
                 schema = meta.schema.to_arrow_schema()
             except Exception as e:  # ArrowInvalid, OSError, ...
-                raise DataError(f"{path}: cannot read it as parquet ({_first_line(e)})") from None
+                raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
             for c in columns:
                 if c not in schema.names:
                     raise missing_column(path, c, schema.names)
@@ -156,7 +149,7 @@ class ParquetSource:
             except DataError:
                 raise
             except Exception as e:  # (an error of the consumer is not raised in here)
-                raise DataError(f"{path}: cannot read it as parquet ({_first_line(e)})") from None
+                raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
 
     def fraction(self) -> float | None:
         return self._done / self.total_rows if self.total_rows else None
@@ -167,7 +160,7 @@ class CsvSource:
     columns as text (labels are converted after reading, so the message can say what is wrong)."""
 
     def __init__(self, files: list[str], columns: list[str], floats: list[str]) -> None:
-        _pyarrow()
+        pyarrow_module()
         self.files = files
         self.columns = list(dict.fromkeys(columns))
         self.floats = floats
@@ -207,7 +200,7 @@ class CsvSource:
                 except DataError:
                     raise
                 except Exception as e:  # (an error of the consumer is not raised in here)
-                    raise DataError(f"{path}: cannot read it as csv ({_first_line(e)})") from None
+                    raise DataError(f"{path}: cannot read it as csv ({first_line(e)})") from None
                 finally:
                     if reader is not None:  # before the file it reads is closed
                         reader.close()
@@ -244,7 +237,7 @@ class NpzSource:
             self._zip = zipfile.ZipFile(path)
             names = [n[:-4] for n in self._zip.namelist() if n.endswith(".npy")]
         except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read it as .npz ({_first_line(e)})") from None
+            raise DataError(f"{path}: cannot read it as .npz ({first_line(e)})") from None
         self.dtypes: dict[str, np.dtype] = {}
         self.total_rows = 0
         for i, c in enumerate(dict.fromkeys(columns)):
@@ -265,7 +258,7 @@ class NpzSource:
         try:
             return self._zip.open(column + ".npy")
         except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise DataError(f"{self.path}: cannot read it as .npz ({_first_line(e)})") from None
+            raise DataError(f"{self.path}: cannot read it as .npz ({first_line(e)})") from None
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
         streams = {}
@@ -282,12 +275,34 @@ class NpzSource:
                     try:
                         data = f.read(rows * dtype.itemsize)
                     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-                        raise DataError(f"{self.path}: array {c!r}: {_first_line(e)}") from None
+                        raise DataError(f"{self.path}: array {c!r}: {first_line(e)}") from None
                     if len(data) != rows * dtype.itemsize:
                         raise DataError(f"{self.path}: array {c!r} is truncated")
                     batch[c] = np.frombuffer(data, dtype=dtype)
                 yield self.path, start, batch
                 self._done = start + rows
+        finally:
+            for f in streams.values():
+                f.close()
+
+    def rows(self, start: int, stop: int, batch_rows: int) -> Iterator[tuple[str, int, dict]]:
+        """Rows [start, stop) of the arrays, a batch at a time (a Dask partition)."""
+        streams = {}
+        try:
+            for c in dict.fromkeys(self.columns):
+                f = self._open(c)
+                _npy_header(f, f"{self.path}[{c}]")
+                f.seek(f.tell() + start * self.dtypes[c].itemsize)  # (a compressed member is
+                streams[c] = f  # read from its start up to there)
+            for first in range(start, stop, batch_rows):
+                rows = min(batch_rows, stop - first)
+                batch = {}
+                for c, f in streams.items():
+                    data = f.read(rows * self.dtypes[c].itemsize)
+                    if len(data) != rows * self.dtypes[c].itemsize:
+                        raise DataError(f"{self.path}: array {c!r} is truncated")
+                    batch[c] = np.frombuffer(data, dtype=self.dtypes[c])
+                yield self.path, first, batch
         finally:
             for f in streams.values():
                 f.close()
@@ -330,6 +345,12 @@ class NpySource:
             self._done = stop
             for c, a in self.arrays.items():  # give the pages scored back to the OS
                 _release(self._maps[c], self._offsets[c], a.itemsize * stop)
+
+    def rows(self, start: int, stop: int, batch_rows: int) -> Iterator[tuple[None, int, dict]]:
+        """Rows [start, stop) of the arrays, a batch at a time (a Dask partition)."""
+        for first in range(start, stop, batch_rows):
+            last = min(first + batch_rows, stop)
+            yield None, first, {c: a[first:last] for c, a in self.arrays.items()}
 
     def fraction(self) -> float | None:
         return self._done / self.total_rows if self.total_rows else None
@@ -378,7 +399,7 @@ def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as e:
-        raise DataError(f"{name}: cannot read it as .npy ({_first_line(e)})") from None
+        raise DataError(f"{name}: cannot read it as .npy ({first_line(e)})") from None
     if dtype.hasobject:
         raise DataError(
             f"{name}: holds Python objects (dtype {dtype}); save strings as a str dtype"
@@ -392,134 +413,59 @@ def _one_dimensional(shape: tuple[int, ...], name: str) -> int:
     return int(shape[0])
 
 
-# --------------------------------------------------------------------------- output
+# --------------------------------------------------------------------------- partitions
 
 
-class Output:
-    """The per-row loss, written to a temporary file next to `path` and renamed to it by
-    commit(); abort() removes the temporary file, so a failed run leaves nothing behind."""
+def row_group_ranges(files: list[str], rows: int) -> list[tuple[str, list[int], int]]:
+    """(file, row groups, first row) partitions of about `rows` rows, whole row groups each."""
+    import pyarrow.parquet as pq
 
-    def __init__(self, path: str, dtype: np.dtype) -> None:
-        self.path = path
-        self.dtype = np.dtype(dtype)
-        self.rows = 0
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise DataError(f"cannot write {path}: the directory {directory} does not exist")
-        if os.path.isdir(path):
-            raise DataError(f"cannot write {path}: it is a directory")
-        fd, self.tmp = tempfile.mkstemp(
-            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-        )
-        os.close(fd)
-        try:
-            self._open()
-        except BaseException:
-            self.abort()
+    parts = []
+    for path in files:
+        meta = pq.read_metadata(path)
+        groups: list[int] = []
+        first = count = 0
+        for i in range(meta.num_row_groups):
+            groups.append(i)
+            count += meta.row_group(i).num_rows
+            if count >= rows:
+                parts.append((os.path.abspath(path), groups, first))
+                first += count
+                groups, count = [], 0
+        if groups:
+            parts.append((os.path.abspath(path), groups, first))
+    return parts
+
+
+def parquet_row_groups(
+    path: str, row_groups: list[int], first: int, columns: list[str], batch_rows: int
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """The batches of some row groups of a parquet file whose first row is row `first`."""
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        start = first
+        for rb in reader.iter_batches(
+            batch_size=batch_rows, row_groups=row_groups, columns=columns
+        ):
+            yield path, start, {c: rb.column(c) for c in columns}
+            start += rb.num_rows
+    except Exception as e:  # (errors of the scoring are not raised in here)
+        if isinstance(e, DataError):
             raise
-
-    def _open(self) -> None:
-        raise NotImplementedError
-
-    def write(self, loss: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> None:
-        self._finish()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # as a file made by open(), not mkstemp's 0600
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self._close()
-        finally:
-            try:
-                os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
-
-    def _close(self) -> None:
-        pass
+        raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
 
 
-class NpyOutput(Output):
-    """An .npy written in order, one batch after the other. Its header has a fixed size, so the
-    number of rows (unknown until the end for CSV) is filled in when the file is complete."""
-
-    HEADER_BYTES = 128
-
-    def _open(self) -> None:
-        self._f = open(self.tmp, "wb")  # noqa: SIM115 (closed by _finish or _close)
-        self._f.write(self._header(0))
-
-    def _header(self, rows: int) -> bytes:
-        text = repr(
-            {
-                "descr": np.lib.format.dtype_to_descr(self.dtype),
-                "fortran_order": False,
-                "shape": (rows,),
-            }
-        )
-        body = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
-        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
-
-    def write(self, loss: np.ndarray) -> None:
-        self._f.write(np.ascontiguousarray(loss, dtype=self.dtype).data)
-        self.rows += loss.shape[0]
-
-    def _finish(self) -> None:
-        self._f.seek(0)
-        self._f.write(self._header(self.rows))
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-
-    def _close(self) -> None:
-        f = getattr(self, "_f", None)
-        if f is not None:
-            f.close()
-
-
-class ParquetOutput(Output):
-    """A .parquet with one float column "loss", one row group per batch."""
-
-    def _open(self) -> None:
-        pa = _pyarrow()
-        import pyarrow.parquet as pq
-
-        self._schema = pa.schema([("loss", pa.from_numpy_dtype(self.dtype))])
-        self._writer = pq.ParquetWriter(self.tmp, self._schema)
-
-    def write(self, loss: np.ndarray) -> None:
-        import pyarrow as pa
-
-        column = pa.array(np.asarray(loss, dtype=self.dtype))
-        self._writer.write_table(pa.Table.from_arrays([column], schema=self._schema))
-        self.rows += loss.shape[0]
-
-    def _finish(self) -> None:
-        self._writer.close()
-        self._writer = None
-
-    def _close(self) -> None:
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
-            writer.close()
-
-
-def open_output(path: str, dtype: np.dtype) -> Output:
-    if path.lower().endswith(".npy"):
-        return NpyOutput(path, dtype)
-    if path.lower().endswith(PARQUET_SUFFIXES):
-        return ParquetOutput(path, dtype)
-    raise UsageError(f"--output {path}: the name must end in .parquet or .npy")
-
-
-def check_output_name(path: str) -> None:
-    if not path.lower().endswith((".npy",) + PARQUET_SUFFIXES):
-        raise UsageError(f"--output {path}: the name must end in .parquet or .npy")
+def series_values(x: Any) -> Any:
+    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN)."""
+    if x is None or isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
+        return x
+    dtype = x.dtype
+    if isinstance(dtype, np.dtype):
+        return x.to_numpy()
+    if getattr(dtype, "kind", "O") in "biuf":  # pandas' nullable and Arrow-backed numbers
+        if x.isna().any():
+            return x.to_numpy(dtype=np.float64, na_value=np.nan)
+        return x.to_numpy(dtype=dtype.numpy_dtype)
+    return x.to_numpy()

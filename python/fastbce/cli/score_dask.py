@@ -2,9 +2,9 @@
 
 Each partition is read and scored on a worker by the code the local run uses (``score_batches``),
 giving a ``LossAccumulator``; the accumulators are merged in a tree on the cluster
-(``fastbce.dask``), so only a few numbers per partition come back. Partitions are ranges of row
-groups of a parquet file, ranges of rows of .npy / .npz arrays (read by the workers from the same
-paths, so the files must be visible to them, as with any Dask reader), and the blocks of
+(as ``fastbce.dask`` does), so only a few numbers per partition come back. Partitions are ranges
+of row groups of a parquet file, ranges of rows of .npy / .npz arrays (read by the workers from the
+same paths, so the files must be visible to them, as with any Dask reader), and the blocks of
 ``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss of each partition comes back
 to this process, a few partitions at a time, and is written in input order.
 """
@@ -17,8 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from ._score import Job, Labels, Spec, missing_positive, score_batches
-from .cli import DataError
+from .._accumulator import LossAccumulator, merge_all
+from .._errors import DataError
+from ..io import (
+    NpySource,
+    NpzSource,
+    ParquetSource,
+    open_output,
+    parquet_row_groups,
+    row_group_ranges,
+    series_values,
+)
+from .columns import Labels, missing_positive, score_batches
+from .job import Job, Spec, output_dtype
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 
@@ -27,12 +38,8 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
     try:
         import dask
         from distributed import Client
-
-        from .dask import _merge
     except ImportError:
         raise DataError("--scheduler needs Dask: pip install 'fastbce[dask]'") from None
-    from ._io import open_output
-
     source = job.open_source()  # checks the files and columns here, before the cluster
     address = job.args.scheduler
     try:
@@ -54,12 +61,10 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
             else:
                 acc, found, sample, kind = None, False, [], ""
         else:
-            from ._score import _output_dtype
-
-            output = open_output(job.args.output, _output_dtype(source, job.roles["y_pred"]))
+            output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
             committed = False
             try:
-                acc, found, sample, kind = _stream_output(client, tasks, output, _merge)
+                acc, found, sample, kind = _stream_output(client, tasks, output, merge_all)
                 if job.positive is None or found:
                     output.commit()
                     committed = True
@@ -69,8 +74,6 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
     if job.positive is not None and not found:
         raise DataError(missing_positive(job.spec, sample, kind))
     if acc is None:
-        from ._accumulator import LossAccumulator
-
         acc = LossAccumulator(**job.options)
     return acc.result()
 
@@ -107,20 +110,18 @@ def _partition_tasks(job: Job, source: Any) -> list[Any]:
     seen, some labels, their type, per-row loss or None)."""
     import dask
 
-    from . import _io
-
     rows = job.args.batch_rows * PARTITION_BATCHES
     want_loss = job.args.output is not None
     spec, batch_rows = job.spec, job.args.batch_rows
     task = dask.delayed(_score_part, pure=True)
-    if isinstance(source, _io.ParquetSource):
+    if isinstance(source, ParquetSource):
         return [
             task(spec, ("parquet", path, groups, first), batch_rows, want_loss)
-            for path, groups, first in _row_group_ranges(source.files, rows)
+            for path, groups, first in row_group_ranges(source.files, rows)
         ]
-    if isinstance(source, (_io.NpySource, _io.NpzSource)):
+    if isinstance(source, (NpySource, NpzSource)):
         where: Any
-        if isinstance(source, _io.NpySource):
+        if isinstance(source, NpySource):
             kind, where = "npy", {c: os.path.abspath(p) for c, p in source.paths.items()}
         else:
             kind, where = "npz", os.path.abspath(source.path)
@@ -134,27 +135,6 @@ def _partition_tasks(job: Job, source: Any) -> list[Any]:
             for start in range(0, source.total_rows, rows)
         ]
     return _csv_tasks(job, source, rows, want_loss)
-
-
-def _row_group_ranges(files: list[str], rows: int) -> list[tuple[str, list[int], int]]:
-    """(file, row groups, first row) partitions of about `rows` rows, whole row groups each."""
-    import pyarrow.parquet as pq
-
-    parts = []
-    for path in files:
-        meta = pq.read_metadata(path)
-        groups: list[int] = []
-        first = count = 0
-        for i in range(meta.num_row_groups):
-            groups.append(i)
-            count += meta.row_group(i).num_rows
-            if count >= rows:
-                parts.append((os.path.abspath(path), groups, first))
-                first += count
-                groups, count = [], 0
-        if groups:
-            parts.append((os.path.abspath(path), groups, first))
-    return parts
 
 
 def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
@@ -186,8 +166,6 @@ def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
 def _score_part(
     spec: Spec, where: tuple[Any, ...], batch_rows: int, want_loss: bool, frame: Any = None
 ) -> tuple[Any, ...]:
-    from ._accumulator import LossAccumulator
-
     acc = LossAccumulator(**spec.options)
     labels = Labels(spec.roles["y_true"], spec.positive)
     losses: list[np.ndarray] = []
@@ -205,78 +183,26 @@ def _score_part(
 
 
 def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) -> Any:
-    from . import _io
-
     columns = list(dict.fromkeys(spec.roles.values()))
     kind = where[0]
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
         _, path, row_groups, first = where
-        try:
-            reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-            start = first
-            for rb in reader.iter_batches(
-                batch_size=batch_rows, row_groups=row_groups, columns=columns
-            ):
-                yield path, start, {c: rb.column(c) for c in columns}
-                start += rb.num_rows
-        except Exception as e:  # (errors of the scoring are not raised in here)
-            if isinstance(e, DataError):
-                raise
-            raise DataError(f"{path}: cannot read it as parquet ({_io._first_line(e)})") from None
+        yield from parquet_row_groups(path, row_groups, first, columns, batch_rows)
     elif kind == "npy":
         _, paths, start, stop = where
-        source = _io.NpySource(paths)
-        for _path, first, batch in _sliced(source, start, stop, batch_rows):
+        for _path, first, batch in NpySource(paths).rows(start, stop, batch_rows):
             yield spec.roles["y_pred"], first, batch
     elif kind == "npz":
         _, path, start, stop = where
-        yield from _npz_rows(path, columns, start, stop, batch_rows)
+        yield from NpzSource(path, columns).rows(start, stop, batch_rows)
     else:  # a pandas partition of dask.dataframe.read_csv
-        from .dask import _values
-
         _, path, number = where
-        batch = {c: _values(frame[c]) for c in columns}
+        batch = {c: series_values(frame[c]) for c in columns}
         yield f"{path} (partition {number})", 0, batch
 
 
-def _sliced(source: Any, start: int, stop: int, batch_rows: int) -> Any:
-    for first in range(start, stop, batch_rows):
-        last = min(first + batch_rows, stop)
-        yield None, first, {c: a[first:last] for c, a in source.arrays.items()}
-
-
-def _npz_rows(path: str, columns: list[str], start: int, stop: int, batch_rows: int) -> Any:
-    """Rows [start, stop) of the arrays of an .npz, read a batch at a time."""
-    from . import _io
-
-    source = _io.NpzSource(path, columns)
-    streams = {}
-    try:
-        for c in columns:
-            f = source._open(c)
-            _io._npy_header(f, f"{path}[{c}]")
-            f.seek(f.tell() + start * source.dtypes[c].itemsize)  # (a compressed member is
-            streams[c] = f  # read from its start up to there)
-        for first in range(start, stop, batch_rows):
-            rows = min(batch_rows, stop - first)
-            batch = {}
-            for c, f in streams.items():
-                data = f.read(rows * source.dtypes[c].itemsize)
-                if len(data) != rows * source.dtypes[c].itemsize:
-                    raise DataError(f"{path}: array {c!r} is truncated")
-                batch[c] = np.frombuffer(data, dtype=source.dtypes[c])
-            yield path, first, batch
-    finally:
-        for f in streams.values():
-            f.close()
-
-
 def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:
-    from .dask import _merge
-
-    acc = _merge(*(p[0] for p in parts))
+    acc = merge_all(*(p[0] for p in parts))
     found = any(p[1] for p in parts)
     sample: list[Any] = next((p[2] for p in parts if p[2]), [])
     kind = next((p[3] for p in parts if p[3]), "")

@@ -1,0 +1,99 @@
+"""The loss options, checked once: shared by the loss functions, ``LossAccumulator``,
+``fastbce.dask`` and ``fastbce score`` (each option's rule and message is written here only).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["NAN_POLICIES", "REDUCTIONS", "LossOptions", "check_reduction"]
+
+REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
+NAN_POLICIES = {
+    "propagate": _core.NanPolicy.propagate,
+    "omit": _core.NanPolicy.omit,
+    "raise": _core.NanPolicy.raise_,
+}
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The loss options (docs/reference.md), checked; shared by the functions and accumulators."""
+
+    from_logits: bool = False
+    epsilon: float = 1e-7
+    label_smoothing: float = 0.0
+    pos_weight: Any = None
+    gamma: float = 0.0
+    alpha: float | None = None
+    nan_policy: str = "propagate"
+    validate: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_bool(self.from_logits, "from_logits")
+        _check_bool(self.validate, "validate")
+        eps = _real(self.epsilon, "epsilon")
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"epsilon must be in (0, 0.5); got {self.epsilon!r}")
+        smoothing = _real(self.label_smoothing, "label_smoothing")
+        if not 0.0 <= smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1]; got {self.label_smoothing!r}")
+        gamma = _real(self.gamma, "gamma")
+        if not (math.isfinite(gamma) and gamma >= 0.0):
+            raise ValueError(f"gamma must be finite and >= 0; got {self.gamma!r}")
+        if self.alpha is not None:
+            alpha = _real(self.alpha, "alpha")
+            if not 0.0 <= alpha <= 1.0:
+                raise ValueError(f"alpha must be None or in [0, 1]; got {self.alpha!r}")
+        if not isinstance(self.nan_policy, str) or self.nan_policy not in NAN_POLICIES:
+            raise ValueError(
+                f"nan_policy must be one of {', '.join(map(repr, NAN_POLICIES))}; "
+                f"got {self.nan_policy!r}"
+            )
+        if self.threads is not None:
+            if isinstance(self.threads, (bool, np.bool_)):
+                raise TypeError(f"threads must be None or an int >= 1; got {self.threads!r}")
+            try:
+                threads = operator.index(self.threads)
+            except TypeError:
+                raise TypeError(
+                    f"threads must be None or an int >= 1; got {self.threads!r}"
+                ) from None
+            if threads < 1:
+                raise ValueError(f"threads must be None or an int >= 1; got {self.threads!r}")
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range is outside every option's range
+        raise ValueError(
+            f"{name} is out of range; got an int of {int(value).bit_length()} bits"
+        ) from None
+
+
+def check_reduction(reduction: Any) -> None:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
+        )

@@ -1,0 +1,7 @@
+"""``python -m fastbce.cli`` runs the command line, as ``python -m fastbce`` does."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

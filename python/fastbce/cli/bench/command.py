@@ -1,0 +1,335 @@
+"""The ``fastbce bench`` command: its options, the run over every (size, variant,
+implementation), the ratios and the JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from ... import _core
+from ..._errors import UsageError
+from ..._info import build_info
+from ..._version import __version__
+from ..output import note
+from . import peers
+from .implementations import IMPLEMENTATIONS, Prepared
+from .peers import ALL_PEERS_HINT, PEERS, peer_versions
+from .table import format_n, format_table, plot
+from .timing import Settings, measure
+from .variants import VARIANTS, make_data, tolerance
+
+DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
+QUICK_SIZES = (10**3, 10**4, 10**5)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _size(text: str) -> int:
+    """'1e6', '1000000', '1_000_000', '10k', '2M', '1G' -> int."""
+    match = re.fullmatch(r"\s*([0-9._]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1e6, 1000000, 10k, 2M)")
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
+    try:
+        value = float(match.group(1).replace("_", "")) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"a size must be a whole number >= 1; got {text!r}")
+    return int(value)
+
+
+def _sizes(text: str) -> list[int]:
+    return [_size(part) for part in text.split(",") if part.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Times fastbce against NumPy, TensorFlow (tf.nn), Keras 3, PyTorch and JAX/optax on the "
+        "same data, checks each value against a float64 reference, and prints a table."
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        metavar="N,N,...",
+        help="element counts (default 1e3,1e4,1e5,1e6,1e7; with --quick 1e3,1e4,1e5)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=_names,
+        metavar="NAME,...",
+        help=f"loss variants, or 'all' (default all: {', '.join(VARIANTS)})",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_names,
+        metavar="NAME,...",
+        help=f"peers, 'all' or 'none' ({', '.join(PEERS)}; default: those installed)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="threads for fastbce, the read floor, torch and TensorFlow (default: each one's own)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_positive_int,
+        help="timed repeats per entry; the median is shown (default 7, quick 3)",
+    )
+    parser.add_argument(
+        "--min-time",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="shortest duration of one repeat; short calls are looped (default 0.05, quick 0.005)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sizes 1e3,1e4,1e5 and 3 short repeats: a smoke run",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated data (default 0)"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write every figure and the versions as JSON"
+    )
+    parser.add_argument(
+        "--plot", metavar="PATH", help="write a PNG of throughput against size (needs matplotlib)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    sizes = args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    names = args.variants or ["all"]
+    if "all" in names:
+        names = list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise UsageError(
+            f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)} or all"
+        )
+    variants = [VARIANTS[n] for n in dict.fromkeys(names)]
+
+    skipped: dict[str, str] = {}
+    if args.peers is None:
+        requested = list(PEERS)
+    else:
+        requested = list(PEERS) if "all" in args.peers else [p for p in args.peers if p != "none"]
+        unknown = [p for p in requested if p not in PEERS]
+        if unknown:
+            raise UsageError(
+                f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}, all or none"
+            )
+    installed = []
+    for name in dict.fromkeys(requested):
+        if peers.peer_installed(name):  # (looked up on the module: tests replace it)
+            installed.append(name)
+        else:
+            skipped[name] = f"not installed ({PEERS[name].install}, or {ALL_PEERS_HINT})"
+    return Settings(
+        sizes=sizes,
+        variants=variants,
+        peers=installed,
+        skipped=skipped,
+        threads=args.threads,
+        repeats=args.repeats or (3 if args.quick else 7),
+        min_time=args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05),
+        quick=args.quick,
+        seed=args.seed,
+    )
+
+
+def run_benchmarks(settings: Settings, quiet: bool = True) -> list[dict[str, Any]]:
+    """Every (size, variant, implementation) the settings select, as rows of figures."""
+    chosen = [
+        impl
+        for impl in IMPLEMENTATIONS.values()
+        if impl.peer == "fastbce" or impl.peer in settings.peers
+    ]
+    plan = [
+        (n, v, impl)
+        for n in settings.sizes
+        for v in settings.variants
+        for impl in chosen
+        if impl.supports(v)
+    ]
+    rows: list[dict[str, Any]] = []
+    data = None
+    prepared: Prepared | None
+    for step, (n, v, impl) in enumerate(plan, 1):
+        if data is None or data.n != n or data.variant != v:
+            data = None
+            gc.collect()
+            data = make_data(v, n, settings.seed)
+        label = f"[{step}/{len(plan)}] {v.name} N={format_n(n)} {impl.name}"
+        row: dict[str, Any] = {
+            "variant": v.name,
+            "implementation": impl.name,
+            "peer": impl.peer,
+            "n": n,
+            "bytes": data.nbytes,
+            "reference": data.reference,
+        }
+        try:
+            prepared = impl.prepare(data, settings.threads)
+            with prepared.context():
+                times = measure(prepared.call, settings.repeats, settings.min_time)
+                value = prepared.value(prepared.call())
+            threads = prepared.threads
+        except Exception as e:  # a peer that fails is reported, the others still run
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            row.update(error=f"{type(e).__name__}: {message}")
+            rows.append(row)
+            note(quiet, f"{label}: failed: {row['error']}")
+            continue
+        finally:
+            prepared = None  # drop the framework's copies of the data before the next entry
+        median = float(np.median(times))
+        rel_error = None
+        if impl.name != "read floor":
+            rel_error = abs(value - data.reference) / abs(data.reference)
+        row.update(
+            threads=threads,
+            times_s=times,
+            median_ms=median * 1e3,
+            ns_per_element=median * 1e9 / n,
+            gb_per_s=data.nbytes / median / 1e9,
+            value=None if math.isnan(value) else value,
+            rel_error=rel_error,
+            tolerance=None if rel_error is None else tolerance(v, impl.name),
+        )
+        row["ok"] = rel_error is None or rel_error <= row["tolerance"]
+        rows.append(row)
+        note(quiet, f"{label}: {median * 1e3:.4g} ms")
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    """speedup (an implementation's time over fastbce's) and floor_ratio (time over the floor's)."""
+    by_key = {(r["variant"], r["n"], r["implementation"]): r for r in rows if "median_ms" in r}
+    for r in rows:
+        if "median_ms" not in r:
+            continue
+        fast = by_key.get((r["variant"], r["n"], "fastbce"))
+        floor = by_key.get((r["variant"], r["n"], "read floor"))
+        r["speedup"] = fast and r["median_ms"] / fast["median_ms"]
+        r["floor_ratio"] = floor and r["median_ms"] / floor["median_ms"]
+
+
+def _threads_used(settings: Settings) -> dict[str, Any]:
+    """What --threads did to each implementation (see docs/benchmarks.md)."""
+    return {
+        "requested": settings.threads,
+        "fastbce_default": _core.default_threads(),
+        "fastbce": "kernel policy for each N" if settings.threads is None else settings.threads,
+        "torch": "torch.set_num_threads" if settings.threads else "torch default",
+        "tensorflow": "intra/inter-op threads" if settings.threads else "TensorFlow default",
+        "jax": "XLA default (set XLA_FLAGS to change)",
+        "numpy": "one thread (elementwise ufuncs)",
+    }
+
+
+def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schema": "fastbce-bench/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "fastbce": {"version": __version__, "build": build_info()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "settings": {
+            "sizes": settings.sizes,
+            "variants": [v.name for v in settings.variants],
+            "repeats": settings.repeats,
+            "min_time_s": settings.min_time,
+            "quick": settings.quick,
+            "seed": settings.seed,
+            "threads": _threads_used(settings),
+        },
+        "variants": {
+            v.name: {
+                "description": v.description,
+                "from_logits": v.from_logits,
+                "gamma": v.gamma,
+                "alpha": v.alpha,
+                "weighted": v.weighted,
+                "label_dtype": v.label_dtype,
+                "dtype": v.dtype,
+            }
+            for v in settings.variants
+        },
+        "peers": {
+            **{name: {"status": "ran", "versions": peer_versions(name)} for name in settings.peers},
+            **{
+                name: {"status": "skipped", "reason": why, "install": PEERS[name].install}
+                for name, why in settings.skipped.items()
+            },
+        },
+        "implementations": {
+            name: {
+                "peer": impl.peer,
+                "expression": impl.expression,
+                "variants": sorted(impl.variants),
+            }
+            for name, impl in IMPLEMENTATIONS.items()
+        },
+        "results": rows,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.plot and not peers.has_module("matplotlib"):
+        raise UsageError('--plot needs matplotlib: pip install matplotlib (or "fastbce[plot]")')
+    for name, why in settings.skipped.items():
+        note(args.quiet, f"skipping {name}: {why}")
+    rows = run_benchmarks(settings, quiet=args.quiet)
+    print(format_table(settings, rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report(settings, rows), f, indent=1, allow_nan=False)
+            f.write("\n")
+        note(args.quiet, f"wrote {args.json}")
+    if args.plot:
+        plot(settings, rows, args.plot)
+        note(args.quiet, f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,69 @@
+"""Timing: the warmed-up call that is timed (``Prepared``), how it is timed (``measure``) and
+the number of threads fastbce's kernel (and so the read floor) uses."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ... import _core
+from .variants import Variant
+
+
+def kernel_threads(n: int, threads: int | None) -> int:
+    """The number of threads fastbce's kernel runs on for n elements (and so the read floor)."""
+    return _core.threads_for(n, threads or 0)
+
+
+@dataclass
+class Prepared:
+    """A warmed-up, zero-argument function computing the mean loss of one Data.
+
+    `call()` is what is timed; `value(result)` turns its result into a Python float (outside the
+    timing). `context()` is entered around warm-up and timing (JAX's float64 mode).
+    """
+
+    call: Callable[[], Any]
+    value: Callable[[Any], float] = float
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    threads: int | str = "default"
+
+
+def measure(call: Callable[[], Any], repeats: int, min_time: float) -> list[float]:
+    """Seconds per call, one figure per repeat. A repeat runs `call` as many times as it takes to
+    last `min_time` seconds (timeit's way of timing short calls), with the garbage collector off."""
+    start = time.perf_counter()
+    call()
+    once = time.perf_counter() - start
+    inner = 1 if once >= min_time else min(1_000_000, max(1, math.ceil(min_time / max(once, 1e-7))))
+    times = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for _ in range(inner):
+                call()
+            times.append((time.perf_counter_ns() - start) / inner / 1e9)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
+
+
+@dataclass
+class Settings:
+    sizes: list[int]
+    variants: list[Variant]
+    peers: list[str]
+    skipped: dict[str, str]  # peer -> why
+    threads: int | None
+    repeats: int
+    min_time: float
+    quick: bool
+    seed: int

@@ -1,0 +1,265 @@
+"""One batch of ``fastbce score``: its columns turned into the kernel's arrays (labels, with
+--positive-label; predictions; weights) and scored, with errors naming the file, column and row.
+Shared by the local run and the Dask workers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .._errors import DataError
+from .._labels import encode, is_missing, kind_of, shift_index, some_values
+from .job import Spec
+
+
+def score_batches(
+    spec: Spec,
+    batches: Iterable[tuple[str, int, dict[str, Any]]],
+    acc: Any,
+    labels: Labels,
+    write: Callable[[np.ndarray], None] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Adds each (path, first row, {column: array}) batch to acc: one kernel pass per batch that
+    also gives the per-row loss to `write`, in order."""
+    roles = spec.roles
+    for path, start, batch in batches:
+        where = _Where(path, spec.npy, roles)
+        y_true = labels.convert(batch[roles["y_true"]], where)
+        y_pred = predictions(batch[roles["y_pred"]], where.column("y_pred"))
+        weight = groups = None
+        if "sample_weight" in roles:
+            weight = weights(batch[roles["sample_weight"]], where.column("sample_weight"))
+        if "groups" in roles:
+            groups = batch[roles["groups"]]
+        try:
+            loss = acc._update(y_true, y_pred, weight, groups, want_elementwise=write is not None)
+        except (ValueError, TypeError) as e:
+            raise DataError(where.error(e, start)) from None
+        if write is not None:
+            assert loss is not None
+            write(loss)
+        if tick is not None:
+            tick()
+
+
+class _Where:
+    """Names the place of an error: the file and the column (or the .npy file of a role)."""
+
+    def __init__(self, path: str, npy: bool, roles: dict[str, str]) -> None:
+        self.path, self.npy, self.roles = path, npy, roles
+
+    def column(self, role: str) -> str:
+        name = self.roles[role]
+        return name if self.npy else f"{self.path + ': ' if self.path else ''}column {name!r}"
+
+    def error(self, e: BaseException, start: int) -> str:
+        """The library's message for a batch, with the row in the file and the column named:
+        "y_true must be in [0, 1]; got 2 at flat index 5" becomes
+        "data.parquet: y_true (column 'label') must be in [0, 1]; got 2 at row 1000005"."""
+        message = shift_index(str(e).splitlines()[0], start)
+
+        def name(m: re.Match[str]) -> str:
+            role = m.group(1)
+            column = self.roles.get(role)
+            if column is None:
+                return role
+            return f"{role} ({column})" if self.npy else f"{role} (column {column!r})"
+
+        message = _ROLE.sub(name, message, count=1)
+        for api, cli in _CLI_WORDS:
+            message = message.replace(api, cli)
+        return message if self.npy else f"{self.path}: {message}"
+
+
+_CLI_WORDS = [
+    ("validate=False", "--no-validate"),
+    ("pass from_logits=True", "pass --from-logits"),
+    ("(from_logits=False)", "(no --from-logits)"),
+    ("nan_policy='raise'", "--nan-policy raise"),
+]
+_ROLE = re.compile(r"\b(y_true|y_pred|sample_weight)\b")
+
+
+class Labels:
+    """y_true as 0/1 (or soft) numbers: numeric labels as they are, string or integer classes
+    compared with --positive-label. Remembers whether the positive label was ever seen."""
+
+    def __init__(self, column: str, positive: str | None) -> None:
+        self.column = column
+        self.positive = positive
+        self.found = False
+        self.sample: Any = None  # some labels, for the message when the positive one is missing
+
+    def convert(self, values: Any, where: _Where) -> np.ndarray:
+        if _is_arrow(values):
+            return self._arrow(values, where.column("y_true"))
+        return self._numpy(values, where.column("y_true"))
+
+    def _numpy(self, arr: np.ndarray, name: str) -> np.ndarray:
+        if self.positive is None:
+            if arr.dtype.kind in "biuf":
+                return arr
+            if arr.dtype.kind in "USO":
+                try:  # numbers stored as text ("0", "1", "0.5")
+                    return arr.astype(np.float64)
+                except (ValueError, TypeError):
+                    pass
+                raise DataError(
+                    f"{name} holds strings ({_few(arr)}); pass --positive-label VALUE to say "
+                    "which one is the positive class"
+                )
+            raise DataError(f"{name} has dtype {arr.dtype}, which cannot be a label")
+        positive = _coerce_numpy(self.positive, arr.dtype, name)
+        if self.sample is None:
+            self.sample = arr[:100_000]
+        encoded, found = encode(arr, positive)
+        self.found |= found
+        if arr.dtype.kind == "O":  # a missing label is NaN, as with Arrow input
+            missing = is_missing(arr)
+            if missing.any():
+                return np.where(missing, np.nan, encoded)
+        return encoded
+
+    def _arrow(self, arr: Any, name: str) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        kind = arr.type
+        if self.positive is None:
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                try:  # (csv labels are read as text: numbers, "true"/"false")
+                    arr = pc.cast(arr, pa.float64())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    try:
+                        arr = pc.cast(arr, pa.bool_())
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                        raise DataError(
+                            f"{name} holds strings ({_few(arr)}); pass --positive-label VALUE "
+                            "to say which one is the positive class"
+                        ) from None
+                kind = arr.type
+            if not (
+                pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            ):
+                raise DataError(f"{name} has type {kind}, which cannot be a label")
+            if arr.null_count and not pa.types.is_floating(kind):
+                arr = pc.cast(arr, pa.float64())  # nulls become NaN (see --nan-policy)
+            return arr.to_numpy(zero_copy_only=False)
+        positive = _coerce_arrow(self.positive, kind, name)
+        if self.sample is None:
+            self.sample = arr.slice(0, 100_000)
+        hit = pc.equal(arr, pa.scalar(positive, kind))
+        self.found |= bool(pc.any(hit).as_py())
+        if hit.null_count:  # a missing label is NaN, not the negative class (see --nan-policy)
+            return pc.if_else(hit, 1.0, 0.0).to_numpy(zero_copy_only=False)
+        return hit.to_numpy(zero_copy_only=False).view(np.uint8)
+
+    def some_labels(self, limit: int = 5) -> list[Any]:
+        """A few distinct labels seen (for the message when the positive one never occurs)."""
+        return [] if self.sample is None else some_values(self.sample, limit)
+
+    def kind(self) -> str:
+        return "" if self.sample is None else kind_of(self.sample)
+
+    def check_found(self, spec: Spec) -> None:
+        if self.positive is not None and not self.found:
+            raise DataError(missing_positive(spec, self.some_labels(), self.kind()))
+
+
+def missing_positive(spec: Spec, sample: list[Any], kind: str, limit: int = 5) -> str:
+    shown = ", ".join(map(repr, sample[:limit])) + (", ..." if len(sample) > limit else "")
+    column = spec.roles["y_true"]
+    place = column if spec.npy else f"column {column!r}"
+    return f"--positive-label {spec.positive!r} does not occur in {place}; " + (
+        f"it holds {shown} ({kind})" if shown else "it holds no labels"
+    )
+
+
+def _coerce_numpy(text: str, dtype: np.dtype, name: str) -> Any:
+    if dtype.kind in "iu":
+        return _parse(int, text, "an integer", name)
+    if dtype.kind == "f":
+        return _parse(float, text, "a number", name)
+    if dtype.kind == "b":
+        return _parse_bool(text, name)
+    if dtype.kind == "U" or dtype.kind == "O":
+        return text
+    if dtype.kind == "S":
+        return text.encode()
+    raise DataError(f"{name} has dtype {dtype}, which cannot be a label")
+
+
+def _coerce_arrow(text: str, kind: Any, name: str) -> Any:
+    import pyarrow as pa
+
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return text
+    if pa.types.is_integer(kind):
+        return _parse(int, text, "an integer", name)
+    if pa.types.is_floating(kind):
+        return _parse(float, text, "a number", name)
+    if pa.types.is_boolean(kind):
+        return _parse_bool(text, name)
+    raise DataError(f"{name} has type {kind}, which cannot be a label")
+
+
+def _parse(convert: Any, text: str, what: str, name: str) -> Any:
+    try:
+        return convert(text)
+    except ValueError:
+        raise DataError(
+            f"--positive-label {text!r} is not {what}, but {name} holds {what.split()[-1]}s"
+        ) from None
+
+
+def _parse_bool(text: str, name: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise DataError(f"--positive-label {text!r} is not true or false, but {name} holds booleans")
+
+
+def _few(values: Any, limit: int = 3) -> str:
+    sample = some_values(values, limit)
+    return ", ".join(map(repr, sample[:limit])) + (", ..." if len(sample) > limit else "")
+
+
+def predictions(values: Any, name: str) -> np.ndarray:
+    """y_pred as a float array (nulls as NaN)."""
+    arr = _floats(values, name, ints=False)
+    return arr
+
+
+def weights(values: Any, name: str) -> np.ndarray:
+    return _floats(values, name, ints=True)
+
+
+def _floats(values: Any, name: str, ints: bool) -> np.ndarray:
+    what = "weights" if ints else "predictions (probabilities or logits)"
+    if _is_arrow(values):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        kind = values.type
+        if pa.types.is_floating(kind):
+            return values.to_numpy(zero_copy_only=False)
+        if ints and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        raise DataError(f"{name} has type {kind}; {what} must be floats")
+    if values.dtype.kind == "f" or (ints and values.dtype.kind in "biu"):
+        return values
+    raise DataError(f"{name} has dtype {values.dtype}; {what} must be floats")
+
+
+def _is_arrow(values: Any) -> bool:
+    return type(values).__module__.startswith("pyarrow")

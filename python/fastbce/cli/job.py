@@ -1,0 +1,126 @@
+"""What ``fastbce score`` is asked to do, checked before any data is read: the loss options, the
+column of each role, the output, and the reader for the inputs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._errors import UsageError
+from .._options import LossOptions
+from ..io import (
+    CsvSource,
+    NpySource,
+    NpzSource,
+    ParquetSource,
+    check_output_name,
+    expand_inputs,
+)
+
+
+class Job:
+    """What to score, checked: the loss options, the columns of each role and the output."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.options = {
+            "from_logits": args.from_logits,
+            "epsilon": args.epsilon,
+            "label_smoothing": args.label_smoothing,
+            "pos_weight": args.pos_weight,
+            "gamma": args.gamma,
+            "alpha": args.alpha,
+            "nan_policy": args.nan_policy,
+            "validate": args.validate,
+            "threads": args.threads,
+        }
+        try:
+            LossOptions(**self.options)
+        except (ValueError, TypeError) as e:
+            raise UsageError(_option_message(str(e))) from None
+        q = args.pos_weight
+        if q is not None and not (math.isfinite(q) and q >= 0.0):
+            raise UsageError(f"--pos-weight must be finite and non-negative; got {q!r}")
+        if args.batch_rows < 1:
+            raise UsageError(f"--batch-rows must be >= 1; got {args.batch_rows}")
+        if args.output is not None:
+            check_output_name(args.output)
+        self.args = args
+        self.roles = {"y_true": args.y_true, "y_pred": args.y_pred}
+        if args.sample_weight is not None:
+            self.roles["sample_weight"] = args.sample_weight
+        if args.group_by is not None:
+            self.roles["groups"] = args.group_by
+        self.columns = list(dict.fromkeys(self.roles.values()))
+        self.positive = args.positive_label
+        self.spec = Spec(self.options, self.roles, not args.inputs, self.positive)
+        if args.inputs:
+            self.npy = False
+        else:
+            not_npy = [
+                f"--{role.replace('_', '-').replace('groups', 'group-by')} {name}"
+                for role, name in self.roles.items()
+                if not name.lower().endswith(".npy")
+            ]
+            if not_npy:
+                raise UsageError(
+                    "no INPUT: give .parquet, .csv or .npz files, or .npy files as "
+                    "--y-true a.npy --y-pred b.npy (not " + ", ".join(not_npy) + ")"
+                )
+            self.npy = True
+
+    def open_source(self) -> Any:
+        if self.npy:
+            return NpySource({path: path for path in self.columns})
+        kind, files = expand_inputs(self.args.inputs)
+        if kind == "parquet":
+            return ParquetSource(files, self.columns)
+        if kind == "csv":
+            floats = [self.roles["y_pred"]] + (
+                [self.roles["sample_weight"]] if "sample_weight" in self.roles else []
+            )
+            floats = [
+                c for c in floats if c not in (self.roles["y_true"], self.roles.get("groups"))
+            ]
+            return CsvSource(files, self.columns, floats)
+        return NpzSource(files[0], self.columns)
+
+
+def _option_message(message: str) -> str:
+    """An option error of the library, in the command line's words (--label-smoothing)."""
+    name, _, rest = message.partition(" ")
+    return f"--{name.replace('_', '-')} {rest}" if name.islower() else message
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a batch needs to be scored (small and picklable: Dask workers get it too)."""
+
+    options: dict[str, Any]
+    roles: dict[str, str]  # role (y_true, y_pred, sample_weight, groups) -> column or .npy file
+    npy: bool
+    positive: str | None
+
+
+def output_dtype(source: Any, column: str) -> np.dtype:
+    """float64 when any input's y_pred is float64 (the kernel then works in float64), else
+    float32: the dtype of reduction="none"."""
+    if hasattr(source, "dtypes"):
+        dtypes = [source.dtypes[column]]
+    elif hasattr(source, "types"):
+        dtypes = [
+            np.dtype(t.to_pandas_dtype()) if _is_float(t) else None for t in source.types[column]
+        ]
+    else:  # csv: read as float64
+        return np.dtype(np.float64)
+    wide = any(d is not None and d.kind == "f" and d.itemsize == 8 for d in dtypes)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def _is_float(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_floating(arrow_type))

@@ -1,0 +1,174 @@
+"""``fastbce score``: the log loss of a dataset, overall and per group, and the per-row loss.
+
+The data is streamed in batches (see ``fastbce.io``) through one ``LossAccumulator``: each batch
+is one kernel pass that also fills the per-group sums and, with ``--output``, the per-row loss,
+which is written out in input order. Memory stays bounded by the batch size, whatever the input
+size. With ``--scheduler`` the same job runs on a Dask cluster (``score_dask``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, TextIO
+
+from .._accumulator import LossAccumulator
+from ..io import open_output
+from .columns import Labels, score_batches
+from .job import Job, output_dtype
+from .output import Progress, aligned
+
+DEFAULT_BATCH_ROWS = 1 << 18
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Score a table of labels and predictions: the log loss overall and per group, and "
+        "optionally the loss of every row. INPUT is a .parquet file, a directory or glob of them, "
+        "a .csv or an .npz; or give --y-true a.npy --y-pred b.npy (memory-mapped) and no INPUT."
+    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="the data to score")
+    cols = parser.add_argument_group("columns (or .npy files when there is no INPUT)")
+    cols.add_argument("--y-true", default="y_true", metavar="COL", help="labels (default y_true)")
+    cols.add_argument(
+        "--y-pred", default="y_pred", metavar="COL", help="probabilities or logits (default y_pred)"
+    )
+    cols.add_argument("--sample-weight", metavar="COL", help="a weight per row")
+    cols.add_argument("--group-by", metavar="COL", help="also report the loss per value of COL")
+    cols.add_argument(
+        "--positive-label",
+        metavar="VALUE",
+        help="the label of the positive class, for string or integer labels "
+        "(VALUE is 1, every other label 0)",
+    )
+    loss = parser.add_argument_group("loss options (as fastbce.binary_crossentropy)")
+    loss.add_argument("--from-logits", action="store_true", help="y_pred holds logits")
+    loss.add_argument("--epsilon", type=float, default=1e-7, help="clip (default 1e-7)")
+    loss.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
+    loss.add_argument("--pos-weight", type=float, default=None, metavar="Q")
+    loss.add_argument("--gamma", type=float, default=0.0, help="focal loss exponent")
+    loss.add_argument("--alpha", type=float, default=None, help="class balancing")
+    loss.add_argument("--nan-policy", choices=["propagate", "omit", "raise"], default="propagate")
+    loss.add_argument("--threads", type=int, default=None, metavar="N")
+    loss.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="do not check that labels and probabilities are in [0, 1]",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the loss of every row, in input order, to a "
+        ".parquet (float column 'loss') or an .npy",
+    )
+    out.add_argument("--format", choices=["table", "json"], default="table")
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)"
+    )
+    run.add_argument(
+        "--batch-rows",
+        type=int,
+        default=DEFAULT_BATCH_ROWS,
+        metavar="N",
+        help=f"rows read at a time (default {DEFAULT_BATCH_ROWS}); memory grows with it",
+    )
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run(args: argparse.Namespace) -> int:
+    job = Job(args)
+    if args.scheduler:
+        from .score_dask import run_on_cluster
+
+        result = run_on_cluster(job)
+    else:
+        result = run_locally(job)
+    _print_result(result, job, sys.stdout)
+    return 0
+
+
+def run_locally(job: Job) -> dict[str, Any]:
+    source = job.open_source()
+    acc = LossAccumulator(**job.options)
+    output = None
+    if job.args.output is not None:
+        output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
+    progress = Progress(enabled=job.args.format != "json")
+    labels = Labels(job.roles["y_true"], job.positive)
+    committed = False
+    try:
+        score_batches(
+            job.spec,
+            source.batches(job.args.batch_rows),
+            acc,
+            labels,
+            write=output.write if output is not None else None,
+            tick=lambda: progress.update(source.fraction()),
+        )
+        labels.check_found(job.spec)
+        if output is not None:
+            output.commit()
+            committed = True
+    finally:
+        progress.close()
+        if output is not None and not committed:
+            output.abort()
+    return acc.result()
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_key(key: Any) -> Any:
+    return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
+
+
+def to_json(result: Any) -> Any:
+    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
+    every depth (groups, slices, reliability bins, top_losses)."""
+    if isinstance(result, dict):
+        return {_json_key(k): to_json(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [to_json(v) for v in result]
+    if isinstance(result, float):
+        return _json_number(result)
+    return result
+
+
+def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
+    if job.args.format == "json":
+        stream.write(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
+        return
+    fields = ("rows", "sum", "mean", "weighted_mean")
+    for field in fields:
+        stream.write(f"{field:<14} {_fmt(result[field])}\n")
+    if "groups" in job.roles:
+        head = [job.roles["groups"], *fields]
+        rows = [
+            [_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()
+        ]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        stream.write("\n")
+        for r in [head, *rows]:
+            stream.write(aligned(r, widths).rstrip() + "\n")
+
+
+def _group_text(key: Any) -> str:
+    return "(missing)" if key is None else str(key)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.10g}"
