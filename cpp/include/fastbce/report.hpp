@@ -94,13 +94,18 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
 // tile, each of which GCC vectorises (selects, no branches).
 template <bool FromLogits, class T>
 inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T* l, const T* ce,
-                      const T* bce, const bool* skip, bool omit, int64_t len) {
+                      const T* bce, const T* skip, bool omit, int64_t len) {
+    // the flags in T first (one vector width), then widened: mixed widths kept GCC scalar here
+    alignas(64) T omitted[kTile];
+    const T omit_t = omit ? T(1) : T(0);
     for (int64_t j = 0; j < len; ++j) {
-        const bool nan = (y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]);
-        const bool out = omit & nan & !skip[j];
-        t.ignored[j] = skip[j] ? 1.0 : 0.0;
-        t.omitted[j] = out ? 1.0 : 0.0;
-        t.kept[j] = skip[j] | out ? 0.0 : 1.0;
+        const T nan = vm::detail::select((y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]), T(1), T(0));
+        omitted[j] = nan * omit_t * (T(1) - skip[j]);
+    }
+    for (int64_t j = 0; j < len; ++j) {
+        t.ignored[j] = double(skip[j]);
+        t.omitted[j] = double(omitted[j]);
+        t.kept[j] = 1.0 - double(skip[j]) - double(omitted[j]);
     }
     if constexpr (FromLogits) {
         // sigmoid from z = exp(-|x|) in float64: 1/(1+z) for x >= 0, z/(1+z) below
@@ -142,13 +147,13 @@ inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T
 // First row of the tile that fails a check, with the fault; rows with the ignore label are not
 // checked. Labels come before predictions, weights and NaN at one row, as in process_block.
 template <bool FromLogits, class T>
-inline int64_t first_fault(const Call& c, const T* y, const T* pred, const T* w, const bool* skip,
+inline int64_t first_fault(const Call& c, const T* y, const T* pred, const T* w, const T* skip,
                            bool maybe_outside, bool weights_vary, int64_t len, Fault& fault) {
     const bool check_range = c.validate && maybe_outside;
     const bool raise = c.nan_policy == NanPolicy::raise;
     if (!check_range && !weights_vary && !raise) return len;
     for (int64_t j = 0; j < len; ++j) {
-        if (skip[j]) continue;
+        if (skip[j] != T(0)) continue;
         if (check_range && (y[j] < T(0) || y[j] > T(1))) return fault = Fault::label_range, j;
         if (check_range && !FromLogits && (pred[j] < T(0) || pred[j] > T(1)))
             return fault = Fault::pred_range, j;
@@ -167,7 +172,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     alignas(64) T y_buf[kTile], p_buf[kTile], x_buf[kTile], w_buf[kTile], q_buf[kTile], ones[kTile];
     alignas(64) T l_buf[kTile], ce_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
-    bool skip[kTile];
+    alignas(64) T skip[kTile];  // 1 for rows with the ignore label
     const auto tile = std::make_unique<ReportTile>();  // (too large for some threads' stacks)
     ReportTile& t = *tile;
 
@@ -202,7 +207,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             for (int64_t j = 0; j < len; ++j) x_buf[j] = pred[j] + offset;
             x = x_buf;
         }
-        for (int64_t j = 0; j < len; ++j) skip[j] = s.has_ignore && y[j] == ignore;
+        const T has_ignore = s.has_ignore ? T(1) : T(0);
+        for (int64_t j = 0; j < len; ++j) skip[j] = has_ignore * vm::detail::select(y[j] == ignore, T(1), T(0));
 
         const bool outside = loss_tile<T, FromLogits, Focal, O>(y, x, q_buf, ones, l_buf, scratch, wide, len, k);
         Fault fault = Fault::none;
