@@ -9,7 +9,6 @@ same pass, given one int64 code per row. Python loops only over groups, never ov
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np

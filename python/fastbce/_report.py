@@ -66,7 +66,7 @@ def _bins(bits: int) -> int:
 
 
 def coarsen(hist: np.ndarray, bits: int, to_bits: int) -> np.ndarray:
-    """A histogram of `bits` as one of `to_bits` <= bits (a coarse bin is 2^d adjacent fine ones)."""
+    """A histogram of `bits` as one of `to_bits` <= bits (a coarse bin: 2^d adjacent fine ones)."""
     if to_bits == bits:
         return hist
     shape = hist.shape[:-2] + (_bins(to_bits), 1 << (bits - to_bits), 2)
@@ -213,7 +213,9 @@ class _Slicing:
         self.sums = grown
         self._add_hist(rows, n, hist, bits)
 
-    def _add_hist(self, rows: np.ndarray, n: int, hist: np.ndarray | None, bits: int | None) -> None:
+    def _add_hist(
+        self, rows: np.ndarray, n: int, hist: np.ndarray | None, bits: int | None
+    ) -> None:
         if self.hist is None or self.bits is None:
             return
         if hist is None or bits is None or n > _MAX_HISTOGRAM_GROUPS:

@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 from .._accumulator import LossAccumulator
 from ..io import open_output
+from . import report
 from .columns import Labels, score_batches
 from .job import Job, output_dtype
-from .output import Progress, aligned
+from .output import Progress
 
 DEFAULT_BATCH_ROWS = 1 << 18
 
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ".parquet (float column 'loss') or an .npy",
     )
     out.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_arguments(parser)
     run = parser.add_argument_group("running")
     run.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)"
@@ -84,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     job = Job(args)
+    job.options.update(report.options(args))  # (the accumulator takes the report's options)
+    conditions = report.parse_conditions(args.fail_if)
     if args.scheduler:
         from .score_dask import run_on_cluster
 
@@ -91,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = run_locally(job)
     _print_result(result, job, sys.stdout)
-    return 0
+    if args.plot is not None:
+        report.plot(result, args.plot, job.roles.get("groups", "group"))
+    failed = report.failures(result, conditions)
+    for text in failed:
+        print(f"fastbce score: --fail-if {text}", file=sys.stderr)
+    return report.EXIT_FAILED_CONDITION if failed else 0
 
 
 def run_locally(job: Job) -> dict[str, Any]:
@@ -150,25 +159,4 @@ def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
     if job.args.format == "json":
         stream.write(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
         return
-    fields = ("rows", "sum", "mean", "weighted_mean")
-    for field in fields:
-        stream.write(f"{field:<14} {_fmt(result[field])}\n")
-    if "groups" in job.roles:
-        head = [job.roles["groups"], *fields]
-        rows = [
-            [_group_text(k), *(_fmt(v[f]) for f in fields)] for k, v in result["groups"].items()
-        ]
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        stream.write("\n")
-        for r in [head, *rows]:
-            stream.write(aligned(r, widths).rstrip() + "\n")
-
-
-def _group_text(key: Any) -> str:
-    return "(missing)" if key is None else str(key)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.10g}"
+    report.print_table(result, stream, job.roles.get("groups", "group"))
