@@ -20,6 +20,10 @@ EXIT_FAILED_CONDITION = 3
 # The keys of the table: overall (one per line) and per group (one column each).
 OVERALL_KEYS = (
     "rows",
+    "sum",
+    "mean",
+    "weighted_mean",
+    "ci95",
     "weight",
     "log_loss",
     "normalized_entropy",
@@ -29,8 +33,6 @@ OVERALL_KEYS = (
     "ece",
     "base_rate",
     "mean_prediction",
-    "weighted_mean",
-    "ci95",
     "omitted",
     "ignored",
 )
