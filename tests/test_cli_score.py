@@ -205,10 +205,11 @@ def test_table_format(files, data):
     assert lines[0].split() == ["rows", str(N)]
     assert lines[2].split()[0] == "mean"
     assert float(lines[2].split()[1]) == pytest.approx(
-        fastbce.binary_crossentropy(data["y_true"], data["y_pred"]), rel=1e-9
+        fastbce.binary_crossentropy(data["y_true"], data["y_pred"]), rel=1e-5
     )
     header = next(line for line in lines if line.startswith("group"))
-    assert header.split() == ["group", "rows", "sum", "mean", "weighted_mean"]
+    assert header.split()[:3] == ["group", "rows", "log_loss"]
+    assert "calibration" in header.split() and "auc" in header.split()
     assert {line.split()[0] for line in lines[lines.index(header) + 1 :]} == {"eu", "us", "asia"}
 
 

@@ -68,9 +68,46 @@ struct ReportTile {
     alignas(64) double omitted[kTile], ignored[kTile];
     alignas(64) double terms[rs_w2l2 + 1][kTile];  // the addends of rs_w .. rs_w2l2
     alignas(64) int32_t bin[kTile];
-    alignas(64) int32_t ece[kTile];  // 3 * the ECE bin
+    alignas(64) int32_t ece[kTile];      // 3 * the ECE bin
+    alignas(64) double ece_bin[kTile];   // the ECE bin (as a double: compared in vector lanes)
     alignas(64) int64_t code[kTile];
 };
+
+// The ECE sums of a tile, (sum w, sum w*p, sum w*y) per bin, added to e[0, 30): each bin's
+// three sums as masked vector adds over lanes of the tier's width (a scatter of each row into
+// its bin made runs of rows in one bin wait on each other's stores), then the lanes in order
+// and the rows past the last whole vector one by one.
+inline void add_ece(const ReportTile& t, int64_t len, double* e) {
+    constexpr int L = kSumLanes;
+    using V = LaneVec<double, L>::type;
+    V acc[3 * kEceBins] = {};
+    int64_t j = 0;
+    for (; j + L <= len; j += L) {
+        V w, wp, wy, bin;
+        std::memcpy(&w, t.w + j, sizeof w);
+        std::memcpy(&wp, t.terms[rs_wp] + j, sizeof wp);
+        std::memcpy(&wy, t.terms[rs_wy] + j, sizeof wy);
+        std::memcpy(&bin, t.ece_bin + j, sizeof bin);
+        const V zero = {};
+        for (int b = 0; b < kEceBins; ++b) {
+            const auto in = bin == double(b);
+            acc[3 * b] += in ? w : zero;
+            acc[3 * b + 1] += in ? wp : zero;
+            acc[3 * b + 2] += in ? wy : zero;
+        }
+    }
+    for (int k = 0; k < 3 * kEceBins; ++k) {
+        double lanes[L];
+        std::memcpy(lanes, &acc[k], sizeof lanes);
+        for (int l = 0; l < L; ++l) e[k] += lanes[l];
+    }
+    for (; j < len; ++j) {
+        double* bin = e + 3 * int(t.ece_bin[j]);
+        bin[0] += t.w[j];
+        bin[1] += t.terms[rs_wp][j];
+        bin[2] += t.terms[rs_wy][j];
+    }
+}
 
 // Adds the tile's row values to one scope's sums (rows in element order).
 inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
@@ -241,16 +278,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         out.sums[rs_ignored] += sum_f64(t.ignored, len);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
         for (int64_t j = 0; j < len; ++j) t.ece[j] = 3 * ece_bin(t.p[j]);
-        // the ECE bins in 4 interleaved copies (row j into copy j % 4), so that runs of rows in
-        // one bin do not wait on each other's stores; added up in a fixed order per tile
-        double ece[4][3 * kEceBins] = {};
-        for (int64_t j = 0; j < len; ++j) {
-            double* e = ece[j & 3] + t.ece[j];
-            e[0] += t.w[j];
-            e[1] += t.terms[rs_wp][j];
-            e[2] += t.terms[rs_wy][j];
-        }
-        for (int b = 0; b < 3 * kEceBins; ++b) out.sums[rs_ece + b] += (ece[0][b] + ece[1][b]) + (ece[2][b] + ece[3][b]);
+        for (int64_t j = 0; j < len; ++j) t.ece_bin[j] = double(t.ece[j] / 3);
+        add_ece(t, len, out.sums + rs_ece);
         for (int64_t j = 0; j < len; ++j) {
             out.hist[2 * t.bin[j]] += t.terms[rs_wy][j];
             out.hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
