@@ -9,12 +9,13 @@ same pass, given one int64 code per row. Python loops only over groups, never ov
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ._api import _compute
-from ._labels import factorize
+from ._groups import GroupIndex
 from ._options import LossOptions
 from ._report import ReportOptions, ReportPass, ReportState
 
@@ -162,6 +163,15 @@ class LossAccumulator:
 
     # ------------------------------------------------------------------ for the CLI and dask
 
+    def _summary(self) -> dict[str, Any]:
+        """result() without the groups."""
+        return self._state.result(grouped_as=None, with_groups=False)
+
+    def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, keys) of every group in result()'s order, made one at a time (a million
+        groups print without a million dicts in memory)."""
+        return self._state.group_items("groups")
+
     def _update(
         self,
         y_true: Any,
@@ -184,7 +194,9 @@ class LossAccumulator:
         rows = _leading_length(y_pred) if labels else int(np.size(y_pred))
         slicings, keys = [], []
         for name, group_labels in zip(names, labels, strict=True):
-            codes, group_keys = factorize(group_labels)
+            index = GroupIndex()  # (this batch's keys; the state maps them to its own)
+            codes = index.encode(group_labels)
+            group_keys = list(index.keys)
             if codes.shape[0] != rows:
                 where = "groups" if name == "groups" else f"groups[{name!r}]"
                 raise ValueError(

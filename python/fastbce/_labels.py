@@ -1,15 +1,13 @@
-"""Labels: group labels to contiguous codes, class labels to 0/1, and the messages about them.
+"""Labels: class labels to 0/1, missing values, and the messages about labels.
 
-Shared by ``LossAccumulator`` (groups), ``encode_labels``, the ``fastbce score`` command (labels
+Shared by ``encode_labels``, the group codes (``_groups``), the ``fastbce score`` command (labels
 read from files) and ``fastbce.dask`` (the row of an error in the whole input). NumPy only;
 pyarrow and pandas objects are used through their own methods when given.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,6 @@ import numpy as np
 __all__ = [
     "encode",
     "encode_labels",
-    "factorize",
     "is_missing",
     "kind_of",
     "shift_index",
@@ -25,49 +22,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- groups
-
-
-def factorize(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
-    """(codes, keys): contiguous int64 codes in [0, len(keys)), one per label, vectorised.
-
-    Missing labels (None, NaN, null) get the key None. pyarrow arrays are dictionary-encoded by
-    Arrow and pandas objects factorized by pandas (both in C); anything else goes through NumPy.
-    """
-    if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
-        return _factorize_arrow(groups)
-    if hasattr(groups, "factorize") and hasattr(groups, "to_numpy"):  # pandas Series / Index
-        codes, uniques = groups.factorize(use_na_sentinel=True)
-        return _with_missing(np.asarray(codes, dtype=np.int64), list(uniques.tolist()))
-    arr = np.asarray(groups)
-    if arr.ndim != 1:
-        raise ValueError(f"groups must be 1-D (one label per row); got shape {arr.shape}")
-    if arr.dtype.kind == "O":
-        missing = is_missing(arr)
-    elif arr.dtype.kind in "fc":
-        missing = np.isnan(arr)
-    else:
-        return _unique(arr)
-    if not missing.any():
-        return _unique(arr)
-    # missing labels (None, NaN, null) form one more group, keyed None
-    codes = np.empty(arr.shape[0], dtype=np.int64)
-    present_codes, keys = _unique(arr[~missing])
-    codes[~missing] = present_codes
-    codes[missing] = len(keys)
-    return codes, keys + [None]
-
-
-def _unique(arr: np.ndarray) -> tuple[np.ndarray, list[Hashable]]:
-    try:
-        uniques, inverse = np.unique(arr, return_inverse=True)
-    except TypeError:
-        kinds = sorted({type(v).__name__ for v in arr[:10_000].tolist()})  # (the error path)
-        raise TypeError(
-            f"groups: labels of mixed types ({', '.join(kinds)}) cannot be ordered; "
-            "use labels of one type, for example strings"
-        ) from None
-    return np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64), uniques.tolist()
+# --------------------------------------------------------------------------- missing values
 
 
 def is_missing(arr: np.ndarray) -> np.ndarray:
@@ -75,39 +30,6 @@ def is_missing(arr: np.ndarray) -> np.ndarray:
     is_none = arr == np.array(None, dtype=object)
     not_self = arr != arr  # NaN is the one value not equal to itself
     return np.asarray(is_none | not_self, dtype=bool)
-
-
-def _with_missing(codes: np.ndarray, keys: list[Hashable]) -> tuple[np.ndarray, list[Hashable]]:
-    missing = codes < 0
-    if missing.any():
-        codes = codes.copy()
-        codes[missing] = len(keys)
-        keys = keys + [None]
-    return np.ascontiguousarray(codes, dtype=np.int64), keys
-
-
-def _factorize_arrow(groups: Any) -> tuple[np.ndarray, list[Hashable]]:
-    if hasattr(groups, "combine_chunks"):  # a ChunkedArray
-        groups = groups.combine_chunks()
-    if hasattr(groups, "dictionary") and hasattr(groups, "indices"):  # already encoded
-        encoded = groups
-    else:
-        encoded = groups.dictionary_encode()
-    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    keys = encoded.dictionary.to_pylist()
-    codes, keys = _with_missing(indices.astype(np.int64), keys)
-    if any(isinstance(k, float) and math.isnan(k) for k in keys):  # NaN values (not nulls)
-        merged: list[Hashable] = []  # NaN joins the missing labels under None
-        where: dict[Hashable, int] = {}
-        remap = np.empty(len(keys), dtype=np.int64)
-        for i, key in enumerate(keys):  # one iteration per group
-            if isinstance(key, float) and math.isnan(key):
-                key = None
-            remap[i] = where.setdefault(key, len(merged))
-            if remap[i] == len(merged):
-                merged.append(key)
-        return remap[codes], merged
-    return codes, keys
 
 
 # --------------------------------------------------------------------------- labels

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,7 +283,15 @@ class ReportState:
         if k:
             self.top = sorted(self.top + entries, key=lambda t: (-t[0], t[1]))[:k]
 
-    def result(self, *, grouped_as: str | None) -> dict[str, Any]:
+    def group_items(self, name: str) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, keys) of the groups of one slicing, in result()'s order, one at a time."""
+        s = self.slicings.get(name)
+        if s is None:
+            return
+        for i in s.ordered():
+            yield s.keys[i], scope_keys(s.sums[i], None if s.hist is None else s.hist[i])
+
+    def result(self, *, grouped_as: str | None, with_groups: bool = True) -> dict[str, Any]:
         """The report. grouped_as: "groups" (one slicing, as groups=labels), "slices" (a dict of
         slicings) or None (no slicing; an empty "groups" is still there)."""
         out = scope_keys(self.sums, self.hist)
@@ -291,6 +299,8 @@ class ReportState:
         if operator.index(self.options.top_losses):
             one = len(self.slicings) == 1
             out["top_losses"] = [_top_entry(t, one) for t in self.top]
+        if not with_groups:
+            return out
         slices = {name: _slicing_keys(s) for name, s in self.slicings.items()}
         if grouped_as == "slices":
             out["groups"] = {}

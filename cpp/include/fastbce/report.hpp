@@ -277,8 +277,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         out.sums[rs_omitted] += sum_f64(t.omitted, len);
         out.sums[rs_ignored] += sum_f64(t.ignored, len);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
-        for (int64_t j = 0; j < len; ++j) t.ece[j] = 3 * ece_bin(t.p[j]);
-        for (int64_t j = 0; j < len; ++j) t.ece_bin[j] = double(t.ece[j] / 3);
+        for (int64_t j = 0; j < len; ++j) t.ece_bin[j] = double(ece_bin(t.p[j]));
+        for (int64_t j = 0; j < len; ++j) t.ece[j] = 3 * int32_t(t.ece_bin[j]);
         add_ece(t, len, out.sums + rs_ece);
         for (int64_t j = 0; j < len; ++j) {
             out.hist[2 * t.bin[j]] += t.terms[rs_wy][j];

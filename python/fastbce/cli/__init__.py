@@ -9,41 +9,60 @@ codes (the errors are in ``fastbce._errors``, the printing helpers in ``output``
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .._errors import DataError, UsageError
 from .._version import __version__
-from . import info as info_command
-from . import score as score_command
-from .bench import command as bench_command
 
 __all__ = ["build_parser", "main"]
 
+COMMANDS = {
+    "score": "score a table of labels and predictions",
+    "bench": "compare fastbce with NumPy, TensorFlow, PyTorch and JAX",
+    "info": "version, build, SIMD targets and default threads",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command_module(name: str) -> Any:
+    """A subcommand's module, imported only when it is the one run: `fastbce score --help`
+    does not import the benchmark and its peers."""
+    if name == "score":
+        from . import score
+
+        return score
+    if name == "bench":
+        from .bench import command
+
+        return command
+    from . import info
+
+    return info
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command` only that subcommand gets its options (the others keep their
+    line of help), with None all of them do."""
     parser = argparse.ArgumentParser(
         prog="fastbce", description="Binary cross-entropy at memory speed."
     )
     parser.add_argument("--version", action="version", version=f"fastbce {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    score = sub.add_parser("score", help="score a table of labels and predictions")
-    score_command.add_arguments(score)
-    score.set_defaults(run=score_command.run)
-
-    bench = sub.add_parser("bench", help="compare fastbce with NumPy, TensorFlow, PyTorch and JAX")
-    bench_command.add_arguments(bench)
-    bench.set_defaults(run=bench_command.run)
-
-    info = sub.add_parser("info", help="version, build, SIMD targets and default threads")
-    info_command.add_arguments(info)
-    info.set_defaults(run=info_command.run)
+    for name, text in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=text)
+        if command is None or command == name:
+            module = _command_module(name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(chosen if chosen in COMMANDS else "")
     args = parser.parse_args(argv)  # exits with status 2 on a usage error
     try:
         return int(args.run(args))
@@ -58,7 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"fastbce {args.command}: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"fastbce {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM / SIGHUP (cli.signals.Stopped)
+        signum = getattr(e, "signum", signal.SIGINT)
+        what = (
+            "interrupted"
+            if signum == signal.SIGINT
+            else f"stopped by {signal.Signals(signum).name}"
+        )
+        print(f"fastbce {args.command}: {what}", file=sys.stderr)
+        return 128 + signum
     return 0

@@ -4,12 +4,14 @@ Shared by the local run and the Dask workers."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from .._arrow import to_numpy
 from .._errors import DataError
 from .._labels import encode, is_missing, kind_of, shift_index, some_values
 from .job import Spec
@@ -148,17 +150,15 @@ class Labels:
                 pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
             ):
                 raise DataError(f"{name} has type {kind}, which cannot be a label")
-            if arr.null_count and not pa.types.is_floating(kind):
-                arr = pc.cast(arr, pa.float64())  # nulls become NaN (see --nan-policy)
-            return arr.to_numpy(zero_copy_only=False)
+            return to_numpy(arr, null=math.nan)  # nulls become NaN (see --nan-policy)
         positive = _coerce_arrow(self.positive, kind, name)
         if self.sample is None:
             self.sample = arr.slice(0, 100_000)
         hit = pc.equal(arr, pa.scalar(positive, kind))
         self.found |= bool(pc.any(hit).as_py())
         if hit.null_count:  # a missing label is NaN, not the negative class (see --nan-policy)
-            return pc.if_else(hit, 1.0, 0.0).to_numpy(zero_copy_only=False)
-        return hit.to_numpy(zero_copy_only=False).view(np.uint8)
+            return to_numpy(hit, null=math.nan)
+        return to_numpy(hit).view(np.uint8)
 
     def some_labels(self, limit: int = 5) -> list[Any]:
         """A few distinct labels seen (for the message when the positive one never occurs)."""
@@ -252,9 +252,9 @@ def _floats(values: Any, name: str, ints: bool) -> np.ndarray:
             values = values.dictionary_decode()
         kind = values.type
         if pa.types.is_floating(kind):
-            return values.to_numpy(zero_copy_only=False)
+            return to_numpy(values, null=math.nan)
         if ints and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
-            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+            return to_numpy(pc.cast(values, pa.float64()), null=math.nan)
         raise DataError(f"{name} has type {kind}; {what} must be floats")
     if values.dtype.kind == "f" or (ints and values.dtype.kind in "biu"):
         return values

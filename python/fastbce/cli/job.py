@@ -77,7 +77,8 @@ class Job:
             return NpySource({path: path for path in self.columns})
         kind, files = expand_inputs(self.args.inputs)
         if kind == "parquet":
-            return ParquetSource(files, self.columns)
+            groups = [self.roles["groups"]] if "groups" in self.roles else []
+            return ParquetSource(files, self.columns, groups, self.args.threads)
         if kind == "csv":
             floats = [self.roles["y_pred"]] + (
                 [self.roles["sample_weight"]] if "sample_weight" in self.roles else []
@@ -111,13 +112,23 @@ def output_dtype(source: Any, column: str) -> np.dtype:
     if hasattr(source, "dtypes"):
         dtypes = [source.dtypes[column]]
     elif hasattr(source, "types"):
+        # (bit widths, not to_pandas_dtype: that imports pandas)
         dtypes = [
-            np.dtype(t.to_pandas_dtype()) if _is_float(t) else None for t in source.types[column]
+            np.dtype(f"f{t.bit_width // 8}") if _is_float(t) else None for t in source.types[column]
         ]
     else:  # csv: read as float64
         return np.dtype(np.float64)
     wide = any(d is not None and d.kind == "f" and d.itemsize == 8 for d in dtypes)
     return np.dtype(np.float64 if wide else np.float32)
+
+
+def input_files(source: Any) -> list[str]:
+    """The files a source reads (for the check that --output is none of them)."""
+    if hasattr(source, "files"):  # parquet, csv
+        return list(source.files)
+    if hasattr(source, "paths"):  # .npy files, one per role
+        return list(source.paths.values())
+    return [source.path]  # .npz
 
 
 def _is_float(arrow_type: Any) -> bool:

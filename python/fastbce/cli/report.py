@@ -7,7 +7,7 @@ import argparse
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from .._errors import UsageError
@@ -184,29 +184,43 @@ def _cell(key: str, scope: dict[str, Any]) -> str:
     return _fmt(scope[key])
 
 
-def print_table(result: dict[str, Any], stream: TextIO, group_title: str = "group") -> None:
-    """The overall keys, one per line; then one table per slicing, a row per group."""
+def print_table(
+    summary: dict[str, Any],
+    stream: TextIO,
+    group_title: str | None = None,
+    group_items: Callable[[], Iterable[tuple[Any, dict[str, Any]]]] | None = None,
+) -> None:
+    """The overall keys, one per line; then, with group_items (called twice: the widths first,
+    then the lines, so a million groups print without all their lines in memory), a row per
+    group; else the groups or slices in `summary`."""
     for key in OVERALL_KEYS:
-        stream.write(f"{key:<19} {_fmt(result[key])}\n")
-    for t in result.get("top_losses", []):
+        stream.write(f"{key:<19} {_fmt(summary[key])}\n")
+    for t in summary.get("top_losses", []):
         group = f"  group {t['group']}" if "group" in t else ""
         stream.write(
             f"top loss            row {t['row']}  y_true {t['y_true']:g}  "
             f"y_pred {t['y_pred']:g}  loss {t['loss']:.6g}{group}\n"
         )
-    slicings = dict(result.get("slices", {}))
-    if result.get("groups"):
-        slicings = {group_title: result["groups"], **slicings}
-    for name, groups in slicings.items():
-        head = [name, *("±95%" if k == "ci95" else k for k in GROUP_KEYS)]
-        rows = [
-            ["(missing)" if k is None else str(k), *(_cell(f, v) for f in GROUP_KEYS)]
-            for k, v in groups.items()
-        ]
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        stream.write("\n")
-        for r in [head, *rows]:
-            stream.write(aligned(r, widths).rstrip() + "\n")
+    tables: list[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]]]] = []
+    if group_items is not None:
+        tables.append((group_title or "group", group_items))
+    elif summary.get("groups"):
+        tables.append((group_title or "group", summary["groups"].items))
+    for name, groups in summary.get("slices", {}).items():
+        tables.append((name, groups.items))
+    for title, items in tables:
+        head = [title, *("±95%" if k == "ci95" else k for k in GROUP_KEYS)]
+        widths = [len(h) for h in head]
+        for _ in range(2):
+            if _:
+                stream.write("\n" + aligned(head, widths).rstrip() + "\n")
+            for key, scope in items():
+                row = ["(missing)" if key is None else str(key)]
+                row += [_cell(f, scope) for f in GROUP_KEYS]
+                if _:
+                    stream.write(aligned(row, widths).rstrip() + "\n")
+                else:
+                    widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
 
 
 # --------------------------------------------------------------------------- plot

@@ -12,16 +12,18 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .._accumulator import LossAccumulator
-from ..io import open_output
 from . import report
-from .columns import Labels, score_batches
-from .job import Job, output_dtype
-from .output import Progress
+from .signals import stop_on_signals
 
-DEFAULT_BATCH_ROWS = 1 << 18
+if TYPE_CHECKING:
+    from .._accumulator import LossAccumulator
+    from .job import Job
+
+# (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
+
+DEFAULT_BATCH_ROWS = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BATCH_ROWS,
         metavar="N",
-        help=f"rows read at a time (default {DEFAULT_BATCH_ROWS}); memory grows with it",
+        help=f"rows scored at a time (default {DEFAULT_BATCH_ROWS}; parquet is read a row group "
+        "at a time, ahead, on all cores); memory grows with it",
     )
 
 
@@ -85,16 +88,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .job import Job
+
     job = Job(args)
     job.options.update(report.options(args))  # (the accumulator takes the report's options)
     conditions = report.parse_conditions(args.fail_if)
-    if args.scheduler:
-        from .score_dask import run_on_cluster
+    with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
+        if args.scheduler:
+            from .score_dask import run_on_cluster
 
-        result = run_on_cluster(job)
-    else:
-        result = run_locally(job)
-    _print_result(result, job, sys.stdout)
+            acc = run_on_cluster(job)
+        else:
+            acc = run_locally(job)
+    _print_result(acc, job, sys.stdout)
+    if args.plot is None and not conditions:
+        return 0
+    result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
     if args.plot is not None:
         report.plot(result, args.plot, job.roles.get("groups", "group"))
     failed = report.failures(result, conditions)
@@ -103,19 +112,28 @@ def run(args: argparse.Namespace) -> int:
     return report.EXIT_FAILED_CONDITION if failed else 0
 
 
-def run_locally(job: Job) -> dict[str, Any]:
+def run_locally(job: Job) -> LossAccumulator:
+    from .._accumulator import LossAccumulator
+    from ..io import open_output
+    from .columns import Labels, score_batches
+    from .job import input_files, output_dtype
+    from .output import Progress
+
     source = job.open_source()
     acc = LossAccumulator(**job.options)
     output = None
     if job.args.output is not None:
-        output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
+        output = open_output(
+            job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+        )
     progress = Progress(enabled=job.args.format != "json")
     labels = Labels(job.roles["y_true"], job.positive)
+    batches = source.batches(job.args.batch_rows)
     committed = False
     try:
         score_batches(
             job.spec,
-            source.batches(job.args.batch_rows),
+            batches,
             acc,
             labels,
             write=output.write if output is not None else None,
@@ -126,10 +144,12 @@ def run_locally(job: Job) -> dict[str, Any]:
             output.commit()
             committed = True
     finally:
+        if hasattr(batches, "close"):  # (a generator: stops the read-ahead threads now)
+            batches.close()
         progress.close()
         if output is not None and not committed:
             output.abort()
-    return acc.result()
+    return acc
 
 
 # --------------------------------------------------------------------------- printing
@@ -155,8 +175,32 @@ def to_json(result: Any) -> Any:
     return result
 
 
-def _print_result(result: dict[str, Any], job: Job, stream: TextIO) -> None:
+def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: to_json(v) for k, v in r.items() if k not in ("groups", "slices")}
+
+
+def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
+    """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
+    or the table would give, without holding every group's dict or line at once."""
+    summary = acc._summary()
     if job.args.format == "json":
-        stream.write(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
+        _write_json(summary, acc._group_items(), stream)
         return
-    report.print_table(result, stream, job.roles.get("groups", "group"))
+    title = job.roles.get("groups")
+    report.print_table(summary, stream, title, acc._group_items if title else None)
+
+
+def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
+    def obj(d: dict[str, Any], indent: str) -> str:
+        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+
+    stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
+    first = True
+    for key, value in groups:
+        name = json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]  # as json.dumps writes keys
+        stream.write(
+            ("\n" if first else ",\n") + f"    {name}: " + obj(_json_numbers(value), "    ")
+        )
+        first = False
+    stream.write(("}" if first else "\n  }") + "\n}\n")

@@ -29,12 +29,12 @@ from ..io import (
     series_values,
 )
 from .columns import Labels, missing_positive, score_batches
-from .job import Job, Spec, output_dtype
+from .job import Job, Spec, input_files, output_dtype
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 
 
-def run_on_cluster(job: Job) -> dict[str, Any]:
+def run_on_cluster(job: Job) -> LossAccumulator:
     try:
         import dask
         from distributed import Client
@@ -61,7 +61,9 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
             else:
                 acc, found, sample, kind = None, False, [], ""
         else:
-            output = open_output(job.args.output, output_dtype(source, job.roles["y_pred"]))
+            output = open_output(
+                job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+            )
             committed = False
             try:
                 acc, found, sample, kind = _stream_output(client, tasks, output, merge_all)
@@ -75,7 +77,7 @@ def run_on_cluster(job: Job) -> dict[str, Any]:
         raise DataError(missing_positive(job.spec, sample, kind))
     if acc is None:
         acc = LossAccumulator(**job.options)
-    return acc.result()
+    return acc
 
 
 def _stream_output(client: Any, tasks: list[Any], output: Any, merge: Any) -> tuple[Any, ...]:
@@ -186,8 +188,9 @@ def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) 
     columns = list(dict.fromkeys(spec.roles.values()))
     kind = where[0]
     if kind == "parquet":
-        _, path, row_groups, first = where
-        yield from parquet_row_groups(path, row_groups, first, columns, batch_rows)
+        _, path, row_groups, _first = where  # (the reader knows where its row groups start)
+        dictionary = [spec.roles["groups"]] if "groups" in spec.roles else []
+        yield from parquet_row_groups(path, row_groups, columns, dictionary, batch_rows)
     elif kind == "npy":
         _, paths, start, stop = where
         for _path, first, batch in NpySource(paths).rows(start, stop, batch_rows):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._errors import DataError, UsageError
 from .formats import GLOB_CHARS, PARQUET_SUFFIXES, first_line, pyarrow_module
+from .prefetch import RowGroupReader, read_threads
 
 __all__ = [
     "CsvSource",
@@ -114,7 +115,18 @@ def missing_column(path: str, column: str, columns: list[str]) -> DataError:
 
 
 class ParquetSource:
-    def __init__(self, files: list[str], columns: list[str]) -> None:
+    """Parquet files, read a row group at a time ahead of the scoring on a few threads, in input
+    order (``prefetch``). The `dictionary` columns (the --group-by column) are read as Arrow
+    dictionaries when they hold text: the group codes come from the parquet dictionary indices,
+    and no string is ever made."""
+
+    def __init__(
+        self,
+        files: list[str],
+        columns: list[str],
+        dictionary: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         pyarrow_module()
         import pyarrow.parquet as pq
 
@@ -122,7 +134,8 @@ class ParquetSource:
         self.columns = list(dict.fromkeys(columns))
         self.total_rows = 0
         self.types: dict[str, Any] = {}
-        self._done = 0
+        self.metadata: list[Any] = []
+        self.threads = read_threads(threads)
         for path in files:  # every footer first: a bad file fails before any output
             try:
                 meta = pq.read_metadata(path)
@@ -133,26 +146,56 @@ class ParquetSource:
                 if c not in schema.names:
                     raise missing_column(path, c, schema.names)
                 self.types.setdefault(c, []).append(schema.field(c).type)
+            self.metadata.append(meta)
             self.total_rows += meta.num_rows
+        self.dictionary = [
+            c
+            for c in dictionary or []
+            if all(map(_is_text, self.types[c])) and all(_encoded(m, c) for m in self.metadata)
+        ]
+        self._reader: RowGroupReader | None = None
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        import pyarrow.parquet as pq
-
-        for path in self.files:
-            start = 0
-            try:
-                reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-                for rb in reader.iter_batches(batch_size=batch_rows, columns=self.columns):
-                    yield path, start, {c: rb.column(c) for c in self.columns}
-                    start += rb.num_rows
-                    self._done += rb.num_rows
-            except DataError:
-                raise
-            except Exception as e:  # (an error of the consumer is not raised in here)
-                raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
+        self._reader = RowGroupReader(
+            self.files, self.metadata, self.columns, self.dictionary, self.threads
+        )
+        return self._reader.batches(batch_rows)
 
     def fraction(self) -> float | None:
-        return self._done / self.total_rows if self.total_rows else None
+        done = self._reader.done_rows if self._reader is not None else 0
+        return done / self.total_rows if self.total_rows else None
+
+
+def _encoded(meta: Any, column: str) -> bool:
+    """Whether every row group of a file holds `column` as dictionary indices: a dictionary page,
+    and data pages of at most 3 bytes a row (indices of up to 24 bits). A writer whose dictionary
+    outgrew its limit (many distinct values) falls back to plain values: pyarrow would rebuild a
+    dictionary from them, slower and larger than reading the strings and hashing them."""
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema != column:
+                continue
+            if not chunk.has_dictionary_page:
+                return False
+            dictionary_bytes = chunk.data_page_offset - chunk.dictionary_page_offset
+            if chunk.total_uncompressed_size - dictionary_bytes > 3 * group.num_rows + 4096:
+                return False
+    return True
+
+
+def _is_text(arrow_type: Any) -> bool:
+    """Whether pyarrow can read a parquet column of this type as a dictionary."""
+    import pyarrow as pa
+
+    t = pa.types
+    return bool(
+        t.is_string(arrow_type)
+        or t.is_large_string(arrow_type)
+        or t.is_binary(arrow_type)
+        or t.is_large_binary(arrow_type)
+    )
 
 
 class CsvSource:
@@ -438,23 +481,19 @@ def row_group_ranges(files: list[str], rows: int) -> list[tuple[str, list[int], 
 
 
 def parquet_row_groups(
-    path: str, row_groups: list[int], first: int, columns: list[str], batch_rows: int
+    path: str,
+    row_groups: list[int],
+    columns: list[str],
+    dictionary: list[str],
+    batch_rows: int,
 ) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """The batches of some row groups of a parquet file whose first row is row `first`."""
-    import pyarrow.parquet as pq
-
-    try:
-        reader = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-        start = first
-        for rb in reader.iter_batches(
-            batch_size=batch_rows, row_groups=row_groups, columns=columns
-        ):
-            yield path, start, {c: rb.column(c) for c in columns}
-            start += rb.num_rows
-    except Exception as e:  # (errors of the scoring are not raised in here)
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
+    """The batches of some row groups of a parquet file (for a Dask worker: one thread reads
+    ahead), with the `dictionary` columns read as dictionaries when they hold text."""
+    source = ParquetSource([path], columns, dictionary, threads=1)
+    reader = RowGroupReader(
+        source.files, source.metadata, source.columns, source.dictionary, 1, row_groups=[row_groups]
+    )
+    return reader.batches(batch_rows)
 
 
 def series_values(x: Any) -> Any:

@@ -1,0 +1,19 @@
+"""The end-to-end benchmark (e2e_score.py) run small, as a test: every tool's answer is checked
+against the float64 reference, the output files are read back, and the report is printed."""
+
+from __future__ import annotations
+
+import e2e_score  # (benchmarks/ is on sys.path: pytest puts a test's directory there)
+
+
+def test_e2e_benchmark_small(tmp_path, capsys):
+    tasks = e2e_score.main(
+        ["--rows", "30000", "--row-group-rows", "7000", "--repeat", "1", "--dir", str(tmp_path)]
+    )
+    failed = [f"{t.section} / {t.tool}: {t.error}" for t in tasks if t.error]
+    assert not failed, failed
+    tools = {t.tool for t in tasks}
+    assert {"fastbce score", "fastbce score --output .parquet"} <= tools
+    assert all(t.times for t in tasks)
+    report = capsys.readouterr().out
+    assert "fastbce / floor" in report and "CPU:" in report

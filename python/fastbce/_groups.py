@@ -1,0 +1,268 @@
+"""Group labels to the codes of the per-group sums: ``GroupIndex``.
+
+A ``GroupIndex`` holds the distinct labels seen so far (in the order first seen) and turns each
+batch of labels into int64 codes into them, which the kernel uses to add every row to its group's
+sums in the same pass as the loss. The work per row is vectorised and never a Python loop:
+
+- Arrow dictionary arrays (a parquet column read as a dictionary) keep their indices; only the
+  dictionary (one entry per distinct value) is mapped to codes, by Arrow's hashing (``index_in``)
+  against the values already seen. Other Arrow arrays, and NumPy strings or objects when pyarrow
+  is installed, are dictionary-encoded by Arrow (a hash table in C++) first.
+- Integers (and booleans) in a compact range index a dense table of codes directly; integers
+  spread wider are hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
+- pandas objects are factorised by pandas; anything else (floats, mixed objects) by ``np.unique``.
+
+Python loops only over labels never seen before (each once) or, in the fallbacks, over the
+distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+from collections.abc import Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ._arrow import to_numpy
+from ._labels import is_missing
+
+DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
+DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
+
+
+class GroupIndex:
+    """The keys seen so far and their codes; ``encode`` gives the codes of a batch and adds its
+    new keys, ``rollback(mark)`` forgets the keys added after ``len(keys)`` was ``mark`` (so a
+    batch that fails leaves the index as it was)."""
+
+    def __init__(self, keys: list[Hashable] | None = None) -> None:
+        self.keys: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        self._arrow: dict[str, tuple[Any, np.ndarray]] = {}  # type -> (values seen, codes)
+        self._dense = np.empty(0, dtype=np.int64)  # value - _offset -> code, -1 if unseen
+        self._offset = 0
+        for key in keys or []:
+            self.code(key)
+
+    def code(self, key: Hashable) -> int:
+        """The code of one key, added if it is new (NaN is the missing key None)."""
+        if isinstance(key, float) and math.isnan(key):
+            key = None
+        code = self._index.get(key)
+        if code is None:
+            code = self._index[key] = len(self.keys)
+            self.keys.append(key)
+        return code
+
+    def rollback(self, mark: int) -> None:
+        if mark == len(self.keys):
+            return
+        for key in self.keys[mark:]:
+            del self._index[key]
+        del self.keys[mark:]
+        self._dense[self._dense >= mark] = -1
+        self._arrow.clear()  # (a cache: the keys kept are found again through _index)
+
+    # ------------------------------------------------------------------ batches
+
+    def encode(self, groups: Any) -> np.ndarray:
+        """int64 codes into ``keys``, one per label (1-D)."""
+        if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
+            return self._encode_arrow(groups)
+        if hasattr(groups, "factorize") and hasattr(groups, "to_numpy"):  # pandas
+            codes, uniques = groups.factorize(use_na_sentinel=True)
+            codes = np.asarray(codes, dtype=np.int64)
+            missing = codes < 0
+            if missing.any():  # -> the key None
+                codes[missing] = len(uniques)
+                return self._local(codes, [*uniques.tolist(), None])
+            return self._local(codes, uniques.tolist())
+        arr = np.asarray(groups)
+        if arr.ndim != 1:
+            raise ValueError(f"groups must be 1-D (one label per row); got shape {arr.shape}")
+        if arr.dtype.kind in "biu":
+            return self._encode_integers(arr)
+        if arr.dtype.kind in "USO":
+            table = _to_arrow(arr)
+            if table is not None:
+                return self._encode_arrow(table)
+        return self._encode_numpy(arr)
+
+    def _local(self, codes: np.ndarray, keys: list[Hashable]) -> np.ndarray:
+        """Codes into a batch's own distinct keys -> codes into ``keys`` (a loop over the batch's
+        distinct keys, not its rows)."""
+        table = np.fromiter((self.code(k) for k in keys), dtype=np.int64, count=len(keys))
+        return table[codes] if len(keys) else np.zeros(codes.shape[0], dtype=np.int64)
+
+    def _encode_numpy(self, arr: np.ndarray) -> np.ndarray:
+        """Floats, or objects and strings without pyarrow: np.unique (a sort)."""
+        if arr.dtype.kind == "O":
+            missing = is_missing(arr)
+        elif arr.dtype.kind in "fc":
+            missing = np.isnan(arr)
+        else:
+            missing = np.zeros(arr.shape[0], dtype=bool)
+        any_missing = bool(missing.any())
+        present = arr[~missing] if any_missing else arr
+        try:
+            uniques, inverse = np.unique(present, return_inverse=True)
+        except TypeError:
+            kinds = sorted({type(v).__name__ for v in present[:10_000].tolist()})  # (error path)
+            raise TypeError(
+                f"groups: labels of mixed types ({', '.join(kinds)}) cannot be ordered; "
+                "use labels of one type, for example strings"
+            ) from None
+        keys = uniques.tolist()
+        if not any_missing:
+            return self._local(inverse.reshape(-1), keys)
+        codes = np.full(arr.shape[0], len(keys), dtype=np.int64)  # missing -> the key None
+        codes[~missing] = inverse.reshape(-1)
+        return self._local(codes, [*keys, None])
+
+    # ------------------------------------------------------------------ integers
+
+    def _encode_integers(self, arr: np.ndarray) -> np.ndarray:
+        if arr.shape[0] == 0:
+            return np.empty(0, dtype=np.int64)
+        values = arr.view(np.uint8) if arr.dtype.kind == "b" else arr
+        lo, hi = int(values.min()), int(values.max())
+        if self._dense.size:  # the table covers the values of earlier batches too
+            lo_all = min(lo, self._offset)
+            hi_all = max(hi, self._offset + self._dense.size - 1)
+        else:
+            lo_all, hi_all = lo, hi
+        span = hi_all - lo_all + 1
+        wide = span > max(DENSE_MIN_SPAN, 2 * arr.shape[0]) or span > DENSE_MAX_SPAN
+        if wide or not -(2**62) <= lo_all <= hi_all < 2**62:  # spread out, or huge: hash them
+            table = _to_arrow(arr)
+            return self._encode_arrow(table) if table is not None else self._encode_numpy(arr)
+        if lo_all != self._offset or span != self._dense.size:  # widen the table
+            dense = np.full(span, -1, dtype=np.int64)
+            start = self._offset - lo_all
+            dense[start : start + self._dense.size] = self._dense
+            self._dense, self._offset = dense, lo_all
+        # (int64 arithmetic: labels beyond +-2**62 never get here)
+        index = values.astype(np.int64, copy=False)
+        if self._offset:
+            index = index - self._offset
+        if (self._dense[lo - self._offset : hi - self._offset + 1] < 0).any():
+            seen = np.zeros(self._dense.size, dtype=bool)  # which labels of the batch are new
+            seen[index] = True
+            new = np.flatnonzero(seen & (self._dense < 0))
+            keys = (new + self._offset).astype(arr.dtype).tolist()
+            self._dense[new] = [self.code(k) for k in keys]
+        return self._dense[index]
+
+    # ------------------------------------------------------------------ arrow
+
+    def _encode_arrow(self, groups: Any) -> np.ndarray:
+        import pyarrow as pa
+
+        chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
+        out = np.empty(len(groups), dtype=np.int64)
+        start = 0
+        for chunk in _dictionary_encoded(chunks):
+            table = self._dictionary_codes(chunk.dictionary)
+            indices = chunk.indices
+            if indices.null_count:  # a null label is the key None
+                table = np.append(table, self.code(None))
+                indices = indices.fill_null(len(table) - 1)
+            stop = start + len(chunk)
+            positions = to_numpy(indices)  # (no nulls: a view of Arrow's buffer)
+            if table.size == 0 or not np.array_equal(table, np.arange(table.size)):
+                np.take(table, positions, out=out[start:stop], mode="clip")  # (in range)
+            else:  # the dictionary is in the order of the keys (as the first batch's)
+                out[start:stop] = positions
+            start = stop
+        return out
+
+    def _dictionary_codes(self, dictionary: Any) -> np.ndarray:
+        """The code of each value of an Arrow dictionary: Arrow looks them up among the values
+        seen before (a hash table in C++); Python only adds the ones never seen. (Not pa.array or
+        Arrow's to_numpy here: both import pandas, a quarter of a second.)"""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        kind = str(dictionary.type)
+        seen = self._arrow.get(kind)
+        if seen is None:
+            codes = np.full(len(dictionary), -1, dtype=np.int64)
+            new = dictionary
+        else:
+            where = pc.index_in(dictionary, value_set=seen[0], skip_nulls=True)
+            codes = to_numpy(where.fill_null(-1)).astype(np.int64)
+            found = codes >= 0
+            codes[found] = seen[1][codes[found]]
+            if found.all():
+                return codes
+            new = dictionary.filter(pc.is_null(where))
+        missing = np.flatnonzero(codes < 0)
+        codes[missing] = [self.code(k) for k in new.to_pylist()]
+        valid = new.is_valid()  # (nulls never match: they are found by Python each time)
+        keep = np.flatnonzero(to_numpy(valid))
+        old = seen if seen is not None else (new.slice(0, 0), np.empty(0, dtype=np.int64))
+        self._arrow[kind] = (
+            pa.concat_arrays([old[0], new.filter(valid)]),
+            np.concatenate([old[1], codes[missing][keep]]),
+        )
+        return codes
+
+
+ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time
+
+
+def _dictionary_encoded(chunks: list[Any]) -> Iterator[Any]:
+    """The chunks as dictionary arrays, in order. Arrow's dictionary_encode (a hash table in C++)
+    runs on one core and releases the GIL, so pieces of a large input are encoded on a few
+    threads, a few pieces ahead (bounded memory)."""
+    import pyarrow as pa
+
+    pieces = []
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type) or len(chunk) <= ENCODE_PIECE:
+            pieces.append(chunk)
+        else:
+            pieces += [chunk.slice(i, ENCODE_PIECE) for i in range(0, len(chunk), ENCODE_PIECE)]
+    todo = [i for i, p in enumerate(pieces) if not pa.types.is_dictionary(p.type)]
+    threads = min(os.cpu_count() or 1, 8, len(todo))
+    if sum(len(pieces[i]) for i in todo) < 2 * ENCODE_PIECE or threads < 2:
+        for piece in pieces:
+            yield piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        ahead: collections.deque[Future[Any]] = collections.deque()
+        for piece in pieces:
+            ahead.append(pool.submit(_encode_piece, piece))
+            if len(ahead) > 2 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _encode_piece(piece: Any) -> Any:
+    import pyarrow as pa
+
+    return piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
+
+
+def _to_arrow(arr: np.ndarray) -> Any:
+    """NumPy labels as an Arrow array when pyarrow can hash them: strings, bytes, integers, or
+    objects that are all strings or all integers (missing ones as nulls); else None."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    try:
+        table = pa.array(arr, from_pandas=True)  # (converted in C++: None and NaN become null)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    kind = table.type
+    if arr.dtype.kind == "O" and not (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    ):
+        return None  # floats, mixed numbers, bools, ...: keep Python's keys (np.unique)
+    return table
