@@ -163,21 +163,82 @@ inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T
         t.bce[j] = vm::detail::select(keep, double(bce[j]), 0.0);
         t.p[j] = vm::detail::select(keep, t.p[j], 0.0);
     }
+    for (int64_t j = 0; j < len; ++j) {  // (the histogram's and the ECE's addends)
+        t.terms[rs_wy][j] = t.w[j] * t.y[j];
+        t.terms[rs_wn][j] = t.w[j] * (1.0 - t.y[j]);
+        t.terms[rs_wp][j] = t.w[j] * t.p[j];
+    }
+}
+
+// The other addends per row, for the groups (the whole input sums them in add_terms).
+inline void fill_terms(ReportTile& t, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
         // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
         const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
-        const double wy = wd * yd, wn = wd * (1.0 - yd), w2 = wd * wd;
+        const double wy = t.terms[rs_wy][j], wn = t.terms[rs_wn][j], w2 = wd * wd;
         t.terms[rs_w][j] = wd;
         t.terms[rs_wbce][j] = times_weight(wd, t.bce[j]);
-        t.terms[rs_wy][j] = wy;
-        t.terms[rs_wn][j] = wn;
-        t.terms[rs_wp][j] = wd * t.p[j];
         t.terms[rs_wsq][j] = wd * d * d;
         t.terms[rs_wyl][j] = times_weight(wy, ld);
         t.terms[rs_wnl][j] = times_weight(wn, ld);
         t.terms[rs_w2][j] = w2;
         t.terms[rs_w2l][j] = times_weight(w2, ld);
         t.terms[rs_w2l2][j] = times_weight(times_weight(w2, ld), ld);
+    }
+}
+
+// The sums rs_w .. rs_w2l2 of a tile for the whole input: each addend formed in vector lanes of
+// the tier's width and added to its own accumulator (no per-row buffers), then the lanes in
+// order and the rows past the last whole vector one by one, with the formulas of fill_terms.
+inline void add_terms(const ReportTile& t, int64_t len, double* sums) {
+    constexpr int L = kSumLanes;
+    using V = LaneVec<double, L>::type;
+    V acc[rs_w2l2 + 1] = {};
+    const V zero = {};
+    const V one = zero + 1.0;
+    auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
+    auto load = [](const double* from) {
+        V v;
+        std::memcpy(&v, from, sizeof v);
+        return v;
+    };
+    int64_t j = 0;
+    for (; j + L <= len; j += L) {
+        const V w = load(t.w + j), y = load(t.y + j), l = load(t.l + j), p = load(t.p + j);
+        const V wy = w * y, wn = w * (one - y), w2 = w * w, d = p - y;
+        acc[rs_w] += w;
+        acc[rs_wl] += load(t.terms[rs_wl] + j);
+        acc[rs_wbce] += tw(w, load(t.bce + j));
+        acc[rs_wy] += wy;
+        acc[rs_wn] += wn;
+        acc[rs_wp] += w * p;
+        acc[rs_wsq] += w * d * d;
+        acc[rs_wyl] += tw(wy, l);
+        acc[rs_wnl] += tw(wn, l);
+        acc[rs_w2] += w2;
+        acc[rs_w2l] += tw(w2, l);
+        acc[rs_w2l2] += tw(tw(w2, l), l);
+    }
+    for (int r = rs_w; r <= rs_w2l2; ++r) {
+        double lanes[L];
+        std::memcpy(lanes, &acc[r], sizeof lanes);
+        for (int k = 0; k < L; ++k) sums[r] += lanes[k];
+    }
+    for (; j < len; ++j) {
+        const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
+        const double wy = wd * yd, wn = wd * (1.0 - yd), w2 = wd * wd;
+        sums[rs_w] += wd;
+        sums[rs_wl] += t.terms[rs_wl][j];
+        sums[rs_wbce] += times_weight(wd, t.bce[j]);
+        sums[rs_wy] += wy;
+        sums[rs_wn] += wn;
+        sums[rs_wp] += wd * t.p[j];
+        sums[rs_wsq] += wd * d * d;
+        sums[rs_wyl] += times_weight(wy, ld);
+        sums[rs_wnl] += times_weight(wn, ld);
+        sums[rs_w2] += w2;
+        sums[rs_w2l] += times_weight(w2, ld);
+        sums[rs_w2l2] += times_weight(times_weight(w2, ld), ld);
     }
 }
 
@@ -273,7 +334,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
 
         // the whole input: vector sums of each term (sum_f64's fixed order), then the bins
         out.sums[rs_count] += sum_f64(t.kept, len);
-        for (int r = rs_w; r <= rs_w2l2; ++r) out.sums[r] += sum_f64(t.terms[r], len);
+        add_terms(t, len, out.sums);
         out.sums[rs_omitted] += sum_f64(t.omitted, len);
         out.sums[rs_ignored] += sum_f64(t.ignored, len);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
@@ -286,6 +347,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         }
 
         // each slicing: every row into its group's sums
+        if (s.n_slicings > 0) fill_terms(t, len);
         for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
             const ReportSlicing& g = s.slicings[sl];
             fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });

@@ -192,7 +192,10 @@ def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
 
 def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
     def obj(d: dict[str, Any], indent: str) -> str:
-        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        def value(v: Any) -> str:  # (nested lists and dicts indented as json.dumps does)
+            return json.dumps(v, indent=2, allow_nan=False).replace("\n", "\n" + indent + "  ")
+
+        lines = [f'{indent}  "{k}": {value(v)}' for k, v in d.items()]
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
 
     stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
