@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cfenv>
 #include <stdexcept>
 #include <string>
 
@@ -163,6 +164,44 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
                           top_values, top_index);
 }
 
+// Test support: runs the kernel once on contiguous 1-D arrays (per-element weights if given) on
+// the calling thread, between clearing and reading the FE_UNDERFLOW flag (which is per thread),
+// and returns (whether it was raised, the elementwise loss). An operation whose result is tiny
+// raises it, on any CPU: the guard against subnormal intermediates, which cost ~100 cycles each
+// on Intel cores (docs/vecmath.md). The flag comes from the compiled kernel itself, with the
+// operations its optimiser kept; run() is in another translation unit, so nothing moves across
+// the clear and the test.
+py::tuple underflow_raised(Call call, const py::array& y_true, const py::array& y_pred, const py::object& weight) {
+    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
+    require(contiguous(y_true) && contiguous(y_pred) && y_true.size() == y_pred.size(),
+            "_underflow_raised needs contiguous arrays of one size");
+    call.n = y_pred.size();
+    call.row_size = 1;
+    call.n_classes = 1;
+    call.threads = 1;
+    call.y_true = view_of(y_true, 1, "y_true");
+    call.y_pred = view_of(y_pred, 1, "y_pred");
+    if (!weight.is_none()) {
+        auto w = weight.cast<py::array>();
+        require(contiguous(w) && w.size() == call.n, "weight must be contiguous, one per element");
+        call.weight_kind = WeightKind::per_element;
+        call.weight = view_of(w, 1, "sample_weight");
+    }
+    const bool is_double = call.y_pred.dtype == DType::f64;
+    py::array out(is_double ? py::dtype::of<double>() : py::dtype::of<float>(), call.n);
+    call.out = out.mutable_data();
+    Result r;
+    bool raised;
+    {
+        py::gil_scoped_release release;
+        std::feclearexcept(FE_UNDERFLOW);
+        r = run(call, nullptr);
+        raised = std::fetestexcept(FE_UNDERFLOW) != 0;
+    }
+    require(r.fault == Fault::none, "_underflow_raised: the inputs failed a check");
+    return py::make_tuple(raised, out);
+}
+
 py::array apply_math_py(const std::string& name, const py::array& x) {
     MathFn fn;
     if (name == "exp") fn = MathFn::exp;
@@ -186,6 +225,46 @@ uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
     }
     py::gil_scoped_release release;
     return read_floor(buffers, threads);
+}
+
+// ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
+py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
+                       int64_t logits_stride, const py::object& weight, int64_t weight_stride,
+                       const py::object& pos_weight, py::array grad, int64_t grad_stride,
+                       const py::object& hess, int64_t hess_stride, HessianMode hessian) {
+    call.y_true = view_of(y_true, y_true_stride, "y_true");
+    call.y_pred = view_of(logits, logits_stride, "logits");
+    require(call.from_logits, "derivatives are taken from logits");
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
+    if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
+        call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
+    if (!pos_weight.is_none()) {
+        auto q = pos_weight.cast<py::array>();
+        require(dtype_of(q, "pos_weight") == working && q.size() == call.n_classes &&
+                    (q.flags() & py::array::c_style) != 0,
+                "pos_weight must be contiguous, working dtype, one per class");
+        call.pos_weight = q.data();
+    }
+    GradOut g;
+    g.hessian = hessian;
+    require(dtype_of(grad, "grad") == working && grad.writeable() && grad.size() == call.n,
+            "grad must be writeable working dtype");
+    g.grad = grad.mutable_data();
+    g.grad_stride = grad_stride;
+    require((hessian == HessianMode::none) == hess.is_none(), "hess is None exactly for hessian='none'");
+    if (!hess.is_none()) {
+        auto h = hess.cast<py::array>();
+        require(dtype_of(h, "hess") == working && h.writeable() && h.size() == call.n,
+                "hess must be writeable working dtype");
+        g.hess = h.mutable_data();
+        g.hess_stride = hess_stride;
+    }
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run_grad(call, g);
+    }
+    return py::make_tuple(int(r.fault), r.fault_index);
 }
 
 }  // namespace
@@ -243,8 +322,21 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Threads a call on n elements runs on, given threads= (0: the library default).");
     m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
           "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
+    m.def("_underflow_raised", &underflow_raised, py::arg("call"), py::arg("y_true"), py::arg("y_pred"),
+          py::arg("weight") = py::none(),
+          "Test support: (FE_UNDERFLOW raised by one single-threaded kernel run, elementwise loss).");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
+
+    py::enum_<HessianMode>(m, "HessianMode")
+        .value("exact", HessianMode::exact)
+        .value("none", HessianMode::none)
+        .value("clipped", HessianMode::clipped);
+    m.def("compute_grad", &compute_grad, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"),
+          py::arg("logits"), py::arg("logits_stride"), py::arg("weight"), py::arg("weight_stride"),
+          py::arg("pos_weight"), py::arg("grad"), py::arg("grad_stride"), py::arg("hess"),
+          py::arg("hess_stride"), py::arg("hessian"),
+          "Writes the gradient and Hessian w.r.t. the logits; returns (fault kind, fault flat index).");
 
     // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
     try {

@@ -1,5 +1,6 @@
 // One SIMD tier of the kernel. CMake compiles this file once per tier with that tier's -march
 // flags and FASTBCE_TIER set to the tier's namespace (tier_baseline, tier_v2, tier_v3, tier_v4).
+#include "fastbce/grad.hpp"
 #include "fastbce/kernel.hpp"
 #include "fastbce/report.hpp"
 
@@ -13,6 +14,11 @@ const Kernels& kernels() {
 
 const ReportKernels& report_kernels() {
     static const ReportKernels table = make_report_kernels();
+    return table;
+}
+
+const GradKernels& grad_kernels() {
+    static const GradKernels table = make_grad_kernels();
     return table;
 }
 

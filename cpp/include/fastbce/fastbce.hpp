@@ -46,4 +46,9 @@ uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, 
 // Applies a vector-math function of the active tier to n contiguous floats or doubles.
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n);
 
+// Gradient and Hessian with respect to the logit of the elementwise loss of the call (which
+// must have from_logits set) into g's arrays, on the active tier and the threads run() uses.
+// Only the fault fields of the Result are set. Never throws.
+Result run_grad(const Call& c, const GradOut& g);
+
 }  // namespace fastbce

@@ -290,6 +290,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     if (!weights_vary) std::fill_n(w_buf, kTile, w_const);
     std::fill_n(ones, kTile, T(1));
 
+    bool exp_l = false, exp_ce = false, exp_bce = false;  // (loss_tile's hints, one per loss)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
         const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
@@ -300,15 +301,25 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else if (c.weight_kind == WeightKind::per_row)
             fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
         if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+        // a partial tile padded as process_block pads it, so that the loss loops see the same
+        // lengths and give the same bits; only [0, len) is used below
+        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
+        if (padded_len != len) {
+            y = pad_tile(y, y_buf, len, padded_len, T(0));
+            pred = pad_tile(pred, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
+            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
+            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
+        }
         const T* x = pred;
         if (FromLogits && s.logit_offset != 0.0) {
-            for (int64_t j = 0; j < len; ++j) x_buf[j] = pred[j] + offset;
+            for (int64_t j = 0; j < padded_len; ++j) x_buf[j] = pred[j] + offset;
             x = x_buf;
         }
         const T has_ignore = s.has_ignore ? T(1) : T(0);
         for (int64_t j = 0; j < len; ++j) skip[j] = has_ignore * vm::detail::select(y[j] == ignore, T(1), T(0));
 
-        const bool outside = loss_tile<T, FromLogits, Focal, O>(y, x, q_buf, ones, l_buf, scratch, wide, len, k);
+        const bool outside =
+            loss_tile<T, FromLogits, Focal, O>(y, x, q_buf, ones, l_buf, scratch, wide, padded_len, k, exp_l);
         Fault fault = Fault::none;
         const int64_t bad = first_fault<FromLogits>(c, y, pred, w, skip, outside, weights_vary, len, fault);
         if (bad < len) {
@@ -322,12 +333,13 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         constexpr Options Ow = General ? Options::general : Options::weighted;
         const T* ce = l_buf;
         if (weighted) {
-            loss_tile<T, FromLogits, Focal, Ow>(y, x, q_buf, w, ce_buf, scratch, wide, len, k);
+            loss_tile<T, FromLogits, Focal, Ow>(y, x, q_buf, w, ce_buf, scratch, wide, padded_len, k, exp_ce);
             ce = ce_buf;
         }
         const T* bce = l_buf;
         if constexpr (!bce_is_loss) {
-            loss_tile<T, FromLogits, false, Options::plain>(y, x, q_buf, ones, bce_buf, scratch, wide, len, k_plain);
+            loss_tile<T, FromLogits, false, Options::plain>(y, x, q_buf, ones, bce_buf, scratch, wide, padded_len,
+                                                            k_plain, exp_bce);
             bce = bce_buf;
         }
         fill_tile<FromLogits>(t, y, x, w, l_buf, ce, bce, skip, omit, len);
