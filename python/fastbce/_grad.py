@@ -88,19 +88,53 @@ def binary_crossentropy_grad(
     """Gradient and Hessian of the elementwise loss with respect to the logits.
 
     The loss is ``binary_crossentropy(y_true, logits, from_logits=True, reduction="none", ...)``
-    with the same options (label smoothing, sample weights, pos_weight, focal ``gamma`` and
-    ``alpha``); the derivatives are exact and computed stably: finite for every finite logit and
-    every ``gamma > 0``. Plain cross-entropy gives ``grad = sigmoid(x) - y`` and
-    ``hess = sigmoid(x) * sigmoid(-x)``.
+    with the same options; the derivatives are exact and computed stably, finite for every finite
+    logit and every ``gamma > 0``. Plain cross-entropy gives ``grad = sigmoid(x) - y`` and
+    ``hess = sigmoid(x) * sigmoid(-x)``. Formulas and the Hessian options: docs/gradients.md.
+    ``label_smoothing``, ``sample_weight``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``
+    and ``threads`` are those of ``binary_crossentropy``.
 
-    Returns ``(grad, hess)``: arrays of the logits' shape in the working precision (float64 for
-    float64 logits, else float32). ``hessian``: ``"exact"``; ``"none"`` (hess is None); or
-    ``"clipped"``, the exact Hessian bounded below by a positive term (see docs/gradients.md),
-    for boosting libraries, which need a positive Hessian (the exact focal one can be negative).
-    ``nan_policy``: "propagate" and "omit" give NaN derivatives for elements with a NaN in
-    y_true, logits or sample_weight (there is no reduction to leave them out of); "raise" raises
-    a ValueError naming the first. ``out``: a pair ``(grad, hess)`` of arrays to write into
-    (``hess`` None with ``hessian="none"``). The messages of errors name ``logits``.
+    Parameters
+    ----------
+    y_true : array_like
+        Labels in [0, 1], shaped as ``logits``.
+    logits : array_like
+        float16, float32, float64 (or bfloat16) logits.
+    hessian : {"exact", "none", "clipped"}, default "exact"
+        "none" returns no Hessian; "clipped" bounds the exact Hessian below by a positive term,
+        for boosting libraries (the exact focal Hessian can be negative).
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        "propagate" and "omit" give NaN derivatives where ``y_true``, ``logits`` or
+        ``sample_weight`` is NaN (there is no reduction to leave them out of); "raise" raises.
+    out : tuple of numpy.ndarray, optional
+        A pair ``(grad, hess)`` of arrays to write into (``hess`` None with ``hessian="none"``).
+
+    Returns
+    -------
+    grad : numpy.ndarray
+        The first derivative, of the logits' shape in the working precision (float64 for
+        float64 logits, else float32).
+    hess : numpy.ndarray or None
+        The second derivative, likewise; None with ``hessian="none"``.
+
+    Raises
+    ------
+    TypeError
+        As ``binary_crossentropy``, the messages naming ``logits``.
+    ValueError
+        As ``binary_crossentropy``; also an unknown ``hessian``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce
+    >>> y_true = np.array([0, 1, 1, 0], dtype=np.uint8)
+    >>> logits = np.array([-2.2, 1.4, 0.4, -0.8], dtype=np.float32)
+    >>> grad, hess = fastbce.binary_crossentropy_grad(y_true, logits)
+    >>> bool(np.allclose(grad, 1 / (1 + np.exp(-logits)) - y_true, atol=1e-6))
+    True
+    >>> hess.round(4)
+    array([0.0898, 0.1587, 0.2403, 0.2139], dtype=float32)
     """
     if not isinstance(hessian, str) or hessian not in HESSIANS:
         raise ValueError(

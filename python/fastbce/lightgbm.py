@@ -1,6 +1,6 @@
 """fastbce objectives and metrics for LightGBM (``pip install 'fastbce[lightgbm]'``).
 
-One callable serves both of LightGBM's call signatures::
+One callable serves both of LightGBM's call signatures:
 
     import lightgbm, fastbce.lightgbm
 
@@ -13,7 +13,7 @@ One callable serves both of LightGBM's call signatures::
     clf.fit(X, y, eval_set=[(X_val, y_val)], eval_metric=fastbce.lightgbm.metric(gamma=2.0))
 
 The objective reads raw scores (LightGBM passes them to a custom objective, init_score
-included) and returns the gradient and Hessian of :func:`fastbce.binary_crossentropy` from logits
+included) and returns the gradient and Hessian of ``fastbce.binary_crossentropy`` from logits
 with the given options, multiplied by the dataset's sample weights. A custom objective starts
 from a score of 0 (no ``boost_from_average``): pass ``init_score`` (docs/gradients.md). The
 metric is the weighted mean loss with the same options, from raw scores.
@@ -67,11 +67,22 @@ def _labels_scores_weights(a: Any, b: Any, weight: Any) -> tuple[Any, Any, Any]:
 def objective(**options: Any) -> Any:
     """A LightGBM objective: the gradient and Hessian of the loss with these options.
 
-    Options: those of :func:`fastbce.binary_crossentropy_grad` (``label_smoothing``,
+    Options: those of ``fastbce.binary_crossentropy_grad`` (``label_smoothing``,
     ``pos_weight``, ``gamma``, ``alpha``, ``hessian``, ``validate``, ``threads``); ``hessian``
     defaults to ``"clipped"`` here (LightGBM divides by sums of Hessians, which must stay
     positive, see docs/gradients.md); without focal terms it equals the exact Hessian. With no
     options this is LightGBM's ``binary`` objective. The options are checked now.
+
+    Examples
+    --------
+    The scikit-learn estimators' call, ``(y_true, raw margins)``:
+
+    >>> import numpy as np
+    >>> import fastbce.lightgbm
+    >>> objective = fastbce.lightgbm.objective()
+    >>> grad, hess = objective(np.array([0, 1]), np.array([-2.2, 1.4], np.float32))
+    >>> hess.round(4)
+    array([0.0898, 0.1587], dtype=float32)
     """
     _check_names(options, _GRAD_OPTIONS, "objective")
     options.setdefault("hessian", "clipped")
@@ -92,6 +103,17 @@ def metric(**options: Any) -> Any:
     For ``lightgbm.train(feval=...)`` and ``LGBMClassifier.fit(eval_metric=...)``. Options:
     ``label_smoothing``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``, ``threads``. With no
     options the value is LightGBM's ``binary_logloss``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce.lightgbm
+    >>> metric = fastbce.lightgbm.metric()
+    >>> name, value, higher_is_better = metric(
+    ...     np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)
+    ... )
+    >>> name, round(value, 4), higher_is_better
+    ('fastbce_loss', 0.3024, False)
     """
     _check_names(options, _LOSS_OPTIONS, "metric")
     fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)

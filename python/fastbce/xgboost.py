@@ -1,6 +1,6 @@
 """fastbce objectives and metrics for XGBoost (``pip install 'fastbce[xgboost]'``).
 
-One callable serves both of XGBoost's call signatures::
+One callable serves both of XGBoost's call signatures:
 
     import xgboost, fastbce.xgboost
 
@@ -15,7 +15,7 @@ One callable serves both of XGBoost's call signatures::
     )
 
 The objective reads raw margins (XGBoost passes margins to a custom objective) and returns the
-gradient and Hessian of :func:`fastbce.binary_crossentropy` from logits with the given options,
+gradient and Hessian of ``fastbce.binary_crossentropy`` from logits with the given options,
 multiplied by the dataset's (or the estimator's) sample weights. The metric is the weighted mean
 loss with the same options, from margins: XGBoost passes margins to a custom metric when the
 objective is custom too. docs/gradients.md says how to choose ``base_score`` for a focal model.
@@ -70,11 +70,22 @@ def _labels_margins_weights(a: Any, b: Any, sample_weight: Any) -> tuple[Any, An
 def objective(**options: Any) -> Any:
     """An XGBoost objective: the gradient and Hessian of the loss with these options.
 
-    Options: those of :func:`fastbce.binary_crossentropy_grad` (``label_smoothing``,
+    Options: those of ``fastbce.binary_crossentropy_grad`` (``label_smoothing``,
     ``pos_weight``, ``gamma``, ``alpha``, ``hessian``, ``validate``, ``threads``); ``hessian``
     defaults to ``"clipped"`` here (XGBoost clips negative Hessians to 0 itself, see
     docs/gradients.md); without focal terms it equals the exact Hessian. With no options this is
     XGBoost's ``binary:logistic`` objective. The options are checked now, on a tiny input.
+
+    Examples
+    --------
+    The scikit-learn estimators' call, ``(y_true, raw margins)``:
+
+    >>> import numpy as np
+    >>> import fastbce.xgboost
+    >>> objective = fastbce.xgboost.objective()
+    >>> grad, hess = objective(np.array([0, 1]), np.array([-2.2, 1.4], np.float32))
+    >>> hess.round(4)
+    array([0.0898, 0.1587], dtype=float32)
     """
     _split(options, _GRAD_OPTIONS, "objective")
     options.setdefault("hessian", "clipped")
@@ -96,6 +107,14 @@ def metric(**options: Any) -> Any:
     estimators' ``eval_metric`` the value (the name is the function's, ``fastbce_loss``).
     Options: ``label_smoothing``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``, ``threads``.
     With no options the value is XGBoost's ``logloss`` (up to its clipping of probabilities).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce.xgboost
+    >>> metric = fastbce.xgboost.metric()
+    >>> round(metric(np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)), 4)
+    0.3024
     """
     _split(options, _LOSS_OPTIONS, "metric")
     fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
