@@ -20,7 +20,7 @@ from ..._errors import UsageError
 from ..._info import build_info
 from ..._version import __version__
 from ..output import note
-from . import peers, sweep
+from . import grad, peers, sweep
 from .implementations import IMPLEMENTATIONS, Prepared
 from .peers import ALL_PEERS_HINT, PEERS, peer_versions
 from .table import format_n, format_table, plot
@@ -145,6 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"({', '.join(sweep.MODES)}), --sizes one size (default 1e6, quick 1e5), --threads "
         "defaults to 1",
     )
+    grad.add_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -390,6 +391,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if grad.chosen(args):
+        return grad.run(args, _machine())
     if args.sweep:
         return run_sweep(args)
     settings = _settings(args)
