@@ -45,6 +45,7 @@ class GroupIndex:
         self._arrow: dict[str, tuple[Any, np.ndarray]] = {}  # type -> (values seen, codes)
         self._dense = np.empty(0, dtype=np.int64)  # value - _offset -> code, -1 if unseen
         self._offset = 0
+        self._identity = 0  # _dense[:_identity] == arange(_identity) (with _offset 0)
         for key in keys or []:
             self.code(key)
 
@@ -65,6 +66,7 @@ class GroupIndex:
             del self._index[key]
         del self.keys[mark:]
         self._dense[self._dense >= mark] = -1
+        self._identity = _identity_prefix(self._dense, self._offset)
         self._arrow.clear()  # (a cache: the keys kept are found again through _index)
 
     # ------------------------------------------------------------------ batches
@@ -145,6 +147,7 @@ class GroupIndex:
             start = self._offset - lo_all
             dense[start : start + self._dense.size] = self._dense
             self._dense, self._offset = dense, lo_all
+            self._identity = _identity_prefix(self._dense, self._offset)
         # (int64 arithmetic: labels beyond +-2**62 never get here)
         index = values.astype(np.int64, copy=False)
         if self._offset:
@@ -155,6 +158,9 @@ class GroupIndex:
             new = np.flatnonzero(seen & (self._dense < 0))
             keys = (new + self._offset).astype(arr.dtype).tolist()
             self._dense[new] = [self.code(k) for k in keys]
+            self._identity = _identity_prefix(self._dense, self._offset)
+        if hi - self._offset < self._identity:  # the labels are their codes (0, 1, 2, ...)
+            return np.ascontiguousarray(index)
         return self._dense[index]
 
     # ------------------------------------------------------------------ arrow
@@ -210,6 +216,15 @@ class GroupIndex:
             np.concatenate([old[1], codes[missing][keep]]),
         )
         return codes
+
+
+def _identity_prefix(dense: np.ndarray, offset: int) -> int:
+    """How many first entries of a dense table map each label to itself (0 unless the table
+    starts at label 0)."""
+    if offset != 0 or dense.size == 0:
+        return 0
+    differ = np.flatnonzero(dense != np.arange(dense.size))
+    return int(differ[0]) if differ.size else dense.size
 
 
 ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time
