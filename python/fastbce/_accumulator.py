@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._api import Sums, _compute, reduce_sums
+from ._api import Sums, _compute, reduce_sum_columns, reduce_sums
 from ._groups import GroupIndex
 from ._options import LossOptions
 
@@ -146,11 +146,26 @@ class LossAccumulator:
         return _reductions(self._total)
 
     def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
-        """(key, reductions) of every group in result()'s order, made one at a time (a million
-        groups print without a million dicts in memory)."""
+        """(key, reductions) of every group in result()'s order, made a chunk at a time (a
+        million groups print without a million dicts in memory)."""
+        for keys, columns in self._group_columns():
+            rows = zip(*(columns[f] for f in REDUCTIONS), strict=True)
+            yield from zip(keys, (dict(zip(REDUCTIONS, r, strict=True)) for r in rows), strict=True)
+
+    def _group_columns(
+        self, chunk: int = 1 << 16
+    ) -> Iterator[tuple[list[Hashable], dict[str, list[Any]]]]:
+        """The groups in result()'s order, `chunk` at a time: their keys and, per reduction, the
+        values (Python ints and floats), computed over arrays rather than group by group."""
         keys = self._groups.keys
-        for i in self._group_order():
-            yield keys[i], _reductions(self._sums[i])
+        order = np.asarray(self._group_order(), dtype=np.int64)
+        for start in range(0, order.size, chunk):
+            picked = order[start : start + chunk]
+            sums = self._sums[picked]
+            columns: dict[str, list[Any]] = {"rows": sums[:, 2].astype(np.int64).tolist()}
+            for name in REDUCTIONS[1:]:
+                columns[name] = reduce_sum_columns(sums, name).tolist()
+            yield [keys[i] for i in picked.tolist()], columns
 
     def _group_order(self) -> list[int]:
         """Sorted by key, None last; in the order first seen when the keys cannot be ordered."""
@@ -229,6 +244,9 @@ class LossAccumulator:
         self._groups = GroupIndex(list(state["keys"]))
         n = len(self._groups.keys)
         self._sums = np.array(state["sums"], dtype=np.float64).reshape(n, 3)
+
+
+REDUCTIONS = ("rows", "sum", "mean", "weighted_mean")  # the fields of a result, in order
 
 
 def _reductions(sums: np.ndarray) -> dict[str, Any]:

@@ -405,6 +405,17 @@ def reduce_sums(sums: Sums, reduction: str) -> float:
     return sums.loss / sums.weight if sums.weight else math.nan
 
 
+def reduce_sum_columns(sums: np.ndarray, reduction: str) -> np.ndarray:
+    """reduce_sums over many groups at once: `sums` holds (loss, weight, count) per row; the same
+    IEEE divisions, NaN where nothing was counted."""
+    if reduction == "sum":
+        return sums[:, 0].copy()
+    denominator = sums[:, 2] if reduction == "mean" else sums[:, 1]
+    out = np.full(sums.shape[0], math.nan)
+    np.divide(sums[:, 0], denominator, out=out, where=denominator != 0)
+    return out
+
+
 def binary_focal_crossentropy(
     y_true: Any,
     y_pred: Any,
