@@ -413,3 +413,37 @@ def test_encode_labels_names_a_missing_positive_label():
         fastbce.encode_labels(np.arange(100), 1000)  # shows a few values only
     with pytest.raises(TypeError, match="cannot be class labels"):
         fastbce.encode_labels(np.array([1 + 2j]), 1)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_text_dictionaries_over_many_batches(rng, large):
+    """Arrow dictionaries of strings (as parquet row groups give) share one table of the text
+    keys across batches: repeated, new, sliced and large_string dictionaries, and a batch that
+    fails leaves no key behind."""
+    pa = pytest.importorskip("pyarrow")
+    text = pa.large_string() if large else pa.string()
+    names = np.array([f"k{i:03d}" for i in range(300)], dtype=object)
+    acc = fastbce.LossAccumulator()
+    ys, xs, labels = [], [], []
+    for batch in range(6):
+        n = 2000
+        y, x, _, _ = _data(rng, n=n)
+        picked = names[rng.integers(0, 40 * (batch + 1), n)]
+        column = pa.array(picked, type=text).dictionary_encode()
+        if batch == 3:  # a slice of a longer dictionary array
+            longer = pa.array(np.concatenate([picked, names[:5]]), type=text)
+            column = longer.dictionary_encode().slice(0, n)
+        if batch == 4:  # fails: one label short; its new keys are forgotten
+            with pytest.raises(ValueError, match="one label per row"):
+                acc.update(y, x, groups=pa.array(names[250:], type=text).dictionary_encode())
+        acc.update(y, x, groups=column)
+        ys.append(y)
+        xs.append(x)
+        labels.append(picked)
+    y, x, g = np.concatenate(ys), np.concatenate(xs), np.concatenate(labels)
+    r = acc.result()
+    assert list(r["groups"]) == sorted(set(g.tolist()))
+    for key, group in r["groups"].items():
+        m = g == key
+        assert group["rows"] == m.sum()
+        assert _close(group["sum"], fastbce.binary_crossentropy(y[m], x[m], reduction="sum"))
