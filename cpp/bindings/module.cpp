@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cfenv>
 #include <stdexcept>
 #include <string>
 
@@ -52,15 +53,15 @@ void require(bool ok, const char* what) {
     if (!ok) throw std::logic_error(std::string("fastbce internal: ") + what);
 }
 
-py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
-                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
-                  const py::object& pos_weight, const py::object& out, int64_t out_stride,
-                  const py::object& groups, const py::object& group_sums) {
+bool contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
+
+// The inputs of a call: labels, predictions, weights and pos_weight (checked by _api.py).
+void set_inputs(Call& call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                const py::object& pos_weight) {
     call.y_true = view_of(y_true, y_true_stride, "y_true");
     call.y_pred = view_of(y_pred, y_pred_stride, "y_pred");
     const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
-    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
-
     if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
         call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
     if (!pos_weight.is_none()) {
@@ -69,6 +70,14 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
                 "pos_weight must be contiguous, working dtype, one per class");
         call.pos_weight = q.data();
     }
+}
+
+py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                  const py::object& pos_weight, const py::object& out, int64_t out_stride,
+                  const py::object& groups, const py::object& group_sums) {
+    set_inputs(call, y_true, y_true_stride, y_pred, y_pred_stride, weight, weight_stride, pos_weight);
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
     if (!out.is_none()) {
         auto o = out.cast<py::array>();
         require(dtype_of(o, "out") == working && o.writeable(), "out must be writeable working dtype");
@@ -94,6 +103,104 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
         r = run(call, sums_out);
     }
     return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index);
+}
+
+// ---- the evaluation report (docs/report.md): outputs are float64 arrays zeroed by _report.py
+
+double* f64_out(const py::object& a, int64_t size, const char* what) {
+    auto arr = a.cast<py::array>();
+    require(dtype_of(arr, what) == DType::f64 && contiguous(arr) && arr.writeable() && arr.size() == size, what);
+    return static_cast<double*>(arr.mutable_data());
+}
+
+// slicings: a list of (codes, sums, hist or None, mantissa_bits), one per slicing.
+py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                 int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                 const py::object& pos_weight, double logit_offset, const py::object& ignore_label,
+                 const py::object& sums, const py::object& hist, int mantissa_bits,
+                 const std::vector<py::tuple>& slicings, int64_t top_k) {
+    set_inputs(call, y_true, y_true_stride, y_pred, y_pred_stride, weight, weight_stride, pos_weight);
+    require(mantissa_bits >= 0 && mantissa_bits <= kMaxMantissaBits && top_k >= 0, "report sizes");
+    ReportSpec spec;
+    spec.logit_offset = logit_offset;
+    spec.has_ignore = !ignore_label.is_none();
+    spec.ignore_label = spec.has_ignore ? ignore_label.cast<double>() : 0.0;
+    spec.mantissa_bits = mantissa_bits;
+    spec.sums = f64_out(sums, rs_size, "report sums");
+    spec.hist = f64_out(hist, 2 * hist_bins(mantissa_bits), "report histogram");
+    std::vector<ReportSlicing> slices;
+    for (const py::tuple& t : slicings) {
+        ReportSlicing g;
+        auto codes = t[0].cast<py::array>();
+        require(dtype_of(codes, "codes") == DType::i64 && contiguous(codes) && codes.size() == call.n / call.row_size,
+                "group codes must be contiguous int64, one per row");
+        g.codes = static_cast<const int64_t*>(codes.data());
+        g.mantissa_bits = t[3].cast<int>();
+        require(g.mantissa_bits >= 0 && g.mantissa_bits <= kMaxMantissaBits, "group mantissa bits");
+        g.n_groups = int64_t(t[1].cast<py::array>().size()) / rs_size;
+        g.sums = f64_out(t[1], g.n_groups * rs_size, "group sums");
+        if (!t[2].is_none()) g.hist = f64_out(t[2], g.n_groups * 2 * hist_bins(g.mantissa_bits), "group histogram");
+        slices.push_back(g);
+    }
+    spec.slicings = slices.data();
+    spec.n_slicings = int64_t(slices.size());
+    std::vector<TopLoss> top(static_cast<size_t>(top_k));
+    spec.top_k = top_k;
+    spec.top = top.data();
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run_report(call, spec);
+    }
+    py::array_t<double> top_values({spec.top_found, int64_t(4)});
+    py::array_t<int64_t> top_index({spec.top_found, int64_t(2)});
+    for (int64_t i = 0; i < spec.top_found; ++i) {
+        const TopLoss& e = top[size_t(i)];
+        double* v = top_values.mutable_data(i);
+        v[0] = e.loss, v[1] = e.weight, v[2] = e.y_true, v[3] = e.y_pred;
+        int64_t* ix = top_index.mutable_data(i);
+        ix[0] = e.row, ix[1] = e.code;
+    }
+    return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index,
+                          top_values, top_index);
+}
+
+// Test support: runs the kernel once on contiguous 1-D arrays (per-element weights if given) on
+// the calling thread, between clearing and reading the FE_UNDERFLOW flag (which is per thread),
+// and returns (whether it was raised, the elementwise loss). An operation whose result is tiny
+// raises it, on any CPU: the guard against subnormal intermediates, which cost ~100 cycles each
+// on Intel cores (docs/vecmath.md). The flag comes from the compiled kernel itself, with the
+// operations its optimiser kept; run() is in another translation unit, so nothing moves across
+// the clear and the test.
+py::tuple underflow_raised(Call call, const py::array& y_true, const py::array& y_pred, const py::object& weight) {
+    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
+    require(contiguous(y_true) && contiguous(y_pred) && y_true.size() == y_pred.size(),
+            "_underflow_raised needs contiguous arrays of one size");
+    call.n = y_pred.size();
+    call.row_size = 1;
+    call.n_classes = 1;
+    call.threads = 1;
+    call.y_true = view_of(y_true, 1, "y_true");
+    call.y_pred = view_of(y_pred, 1, "y_pred");
+    if (!weight.is_none()) {
+        auto w = weight.cast<py::array>();
+        require(contiguous(w) && w.size() == call.n, "weight must be contiguous, one per element");
+        call.weight_kind = WeightKind::per_element;
+        call.weight = view_of(w, 1, "sample_weight");
+    }
+    const bool is_double = call.y_pred.dtype == DType::f64;
+    py::array out(is_double ? py::dtype::of<double>() : py::dtype::of<float>(), call.n);
+    call.out = out.mutable_data();
+    Result r;
+    bool raised;
+    {
+        py::gil_scoped_release release;
+        std::feclearexcept(FE_UNDERFLOW);
+        r = run(call, nullptr);
+        raised = std::fetestexcept(FE_UNDERFLOW) != 0;
+    }
+    require(r.fault == Fault::none, "_underflow_raised: the inputs failed a check");
+    return py::make_tuple(raised, out);
 }
 
 py::array apply_math_py(const std::string& name, const py::array& x) {
@@ -156,6 +263,46 @@ void key_insert(KeyCodes& table, const py::array& offsets, const py::array& data
     with_text(offsets, data, [&](auto* off, const char* chars) { table.insert(off, chars, pos, codes.data(), n); });
 }
 
+// ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
+py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
+                       int64_t logits_stride, const py::object& weight, int64_t weight_stride,
+                       const py::object& pos_weight, py::array grad, int64_t grad_stride,
+                       const py::object& hess, int64_t hess_stride, HessianMode hessian) {
+    call.y_true = view_of(y_true, y_true_stride, "y_true");
+    call.y_pred = view_of(logits, logits_stride, "logits");
+    require(call.from_logits, "derivatives are taken from logits");
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
+    if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
+        call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
+    if (!pos_weight.is_none()) {
+        auto q = pos_weight.cast<py::array>();
+        require(dtype_of(q, "pos_weight") == working && q.size() == call.n_classes &&
+                    (q.flags() & py::array::c_style) != 0,
+                "pos_weight must be contiguous, working dtype, one per class");
+        call.pos_weight = q.data();
+    }
+    GradOut g;
+    g.hessian = hessian;
+    require(dtype_of(grad, "grad") == working && grad.writeable() && grad.size() == call.n,
+            "grad must be writeable working dtype");
+    g.grad = grad.mutable_data();
+    g.grad_stride = grad_stride;
+    require((hessian == HessianMode::none) == hess.is_none(), "hess is None exactly for hessian='none'");
+    if (!hess.is_none()) {
+        auto h = hess.cast<py::array>();
+        require(dtype_of(h, "hess") == working && h.writeable() && h.size() == call.n,
+                "hess must be writeable working dtype");
+        g.hess = h.mutable_data();
+        g.hess_stride = hess_stride;
+    }
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run_grad(call, g);
+    }
+    return py::make_tuple(int(r.fault), r.fault_index);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -195,6 +342,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           py::arg("pos_weight"), py::arg("out"), py::arg("out_stride"), py::arg("groups"),
           py::arg("group_sums"),
           "Runs the kernel; returns (sum of w*ce, sum of w, count, fault kind, fault flat index).");
+    m.def("report", &report, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"), py::arg("y_pred"),
+          py::arg("y_pred_stride"), py::arg("weight"), py::arg("weight_stride"), py::arg("pos_weight"),
+          py::arg("logit_offset"), py::arg("ignore_label"), py::arg("sums"), py::arg("hist"),
+          py::arg("mantissa_bits"), py::arg("slicings"), py::arg("top_k"),
+          "The report pass: fills the sums and histograms; returns (sum of w*l, sum of w, count, fault "
+          "kind, fault flat index, top (loss, weight, y_true, y_pred) rows, top (row, group code) rows).");
+    m.attr("REPORT_SUMS") = int(rs_size);
     m.def("compiled_targets", &compiled_targets);
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);
@@ -204,6 +358,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Threads a call on n elements runs on, given threads= (0: the library default).");
     m.def("read_floor", &read_floor_py, py::arg("arrays"), py::arg("threads") = 0,
           "Reads every byte of the arrays on `threads` threads (0: the default); returns a checksum.");
+    m.def("_underflow_raised", &underflow_raised, py::arg("call"), py::arg("y_true"), py::arg("y_pred"),
+          py::arg("weight") = py::none(),
+          "Test support: (FE_UNDERFLOW raised by one single-threaded kernel run, elementwise loss).");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
 
@@ -214,6 +371,16 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         .def("insert", &key_insert, py::arg("offsets"), py::arg("data"), py::arg("positions"), py::arg("codes"))
         .def("forget", &KeyCodes::forget, py::arg("mark"), "Forgets the keys with a code >= mark.")
         .def("__len__", &KeyCodes::size);
+
+    py::enum_<HessianMode>(m, "HessianMode")
+        .value("exact", HessianMode::exact)
+        .value("none", HessianMode::none)
+        .value("clipped", HessianMode::clipped);
+    m.def("compute_grad", &compute_grad, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"),
+          py::arg("logits"), py::arg("logits_stride"), py::arg("weight"), py::arg("weight_stride"),
+          py::arg("pos_weight"), py::arg("grad"), py::arg("grad_stride"), py::arg("hess"),
+          py::arg("hess_stride"), py::arg("hessian"),
+          "Writes the gradient and Hessian w.r.t. the logits; returns (fault kind, fault flat index).");
 
     // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
     try {

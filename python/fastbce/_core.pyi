@@ -47,6 +47,26 @@ def compute(
     groups: np.ndarray | None,
     group_sums: np.ndarray | None,
 ) -> tuple[float, float, float, int, int]: ...
+
+REPORT_SUMS: int
+
+def report(
+    call: Call,
+    y_true: np.ndarray,
+    y_true_stride: int,
+    y_pred: np.ndarray,
+    y_pred_stride: int,
+    weight: np.ndarray | None,
+    weight_stride: int,
+    pos_weight: np.ndarray | None,
+    logit_offset: float,
+    ignore_label: float | None,
+    sums: np.ndarray,
+    hist: np.ndarray,
+    mantissa_bits: int,
+    slicings: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]],
+    top_k: int,
+) -> tuple[float, float, float, int, int, np.ndarray, np.ndarray]: ...
 def compiled_targets() -> list[str]: ...
 def supported_targets() -> list[str]: ...
 def active_target() -> str: ...
@@ -54,6 +74,9 @@ def set_target(name: str) -> None: ...
 def default_threads() -> int: ...
 def threads_for(n: int, requested: int = 0) -> int: ...
 def apply_math(name: str, x: np.ndarray) -> np.ndarray: ...
+def _underflow_raised(
+    call: Call, y_true: np.ndarray, y_pred: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[bool, np.ndarray]: ...
 def read_floor(arrays: list[np.ndarray], threads: int = 0) -> int: ...
 
 class KeyCodes:
@@ -64,3 +87,25 @@ class KeyCodes:
     ) -> None: ...
     def forget(self, mark: int) -> None: ...
     def __len__(self) -> int: ...
+
+# derivatives for training (fastbce._grad)
+class HessianMode(enum.Enum):
+    exact = 0
+    none = 1
+    clipped = 2
+
+def compute_grad(
+    call: Call,
+    y_true: np.ndarray,
+    y_true_stride: int,
+    logits: np.ndarray,
+    logits_stride: int,
+    weight: np.ndarray | None,
+    weight_stride: int,
+    pos_weight: np.ndarray | None,
+    grad: np.ndarray,
+    grad_stride: int,
+    hess: np.ndarray | None,
+    hess_stride: int,
+    hessian: HessianMode,
+) -> tuple[int, int]: ...

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastbce/report_types.hpp"
 #include "fastbce/types.hpp"
 
 namespace fastbce {
@@ -15,6 +16,14 @@ namespace fastbce {
 // same bit for bit whatever the number of threads. `group_sums` receives c.n_groups entries when
 // c.groups is set (it is overwritten), and is ignored otherwise. Never throws.
 Result run(const Call& c, Sums* group_sums);
+
+// The evaluation report of one call (docs/report.md) on the active SIMD tier: fills spec's outputs
+// (zeroed by the caller) and spec.top_found. The input is cut into at most 16 chunks, fixed by n
+// and the histogram sizes, whose partial sums are merged in chunk order: the report is the same
+// bit for bit whatever the number of threads. Returns the first failed check, if any; never throws
+// (except std::bad_alloc).
+Result run_report(const Call& c, ReportSpec& spec);
+const ReportKernels& active_report_kernels();
 
 // SIMD tiers, best first: those compiled into this build, and those this CPU can run.
 std::vector<std::string> compiled_targets();
@@ -27,7 +36,8 @@ void set_target(const std::string& name);
 int default_threads();
 
 // Threads a call on n elements runs on, given threads= (0: the library default). Small inputs
-// run on the calling thread alone: below 2^18 elements per thread a thread costs more than it saves.
+// run on the calling thread alone: a thread of the pool takes whole blocks of 2^16 elements, and
+// below 2^15 elements per thread waking one costs more than it saves.
 int threads_for(int64_t n, int requested);
 
 // Reads every byte of the buffers with the same threads a call would use and returns a checksum:
@@ -36,5 +46,10 @@ uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, 
 
 // Applies a vector-math function of the active tier to n contiguous floats or doubles.
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n);
+
+// Gradient and Hessian with respect to the logit of the elementwise loss of the call (which
+// must have from_logits set) into g's arrays, on the active tier and the threads run() uses.
+// Only the fault fields of the Result are set. Never throws.
+Result run_grad(const Call& c, const GradOut& g);
 
 }  // namespace fastbce

@@ -28,6 +28,13 @@ namespace fastbce {
 namespace FASTBCE_TIER {
 
 constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double fit in L1
+// The loss loops run over a multiple of kPad elements (a partial last tile is padded with
+// harmless values): a multiple of every tier's vector length times its unrolling, so that every
+// element goes through the vectorised loop body. A scalar or masked epilogue would compute the
+// same formulas with other instructions (GCC folds and contracts the scalar code differently,
+// e.g. ys * 1 into ys before forming an FMA), and an element's loss would depend on its position.
+constexpr int64_t kPad = 64;
+static_assert(kTile % kPad == 0);
 
 // ---------------------------------------------------------------- loading
 
@@ -87,6 +94,14 @@ inline const T* load_tile(const View& v, int64_t begin, int64_t len, T* buf) {
             convert_tile(at(static_cast<const double*>(v.data)), v.stride, len, buf, cast);
             break;
     }
+    return buf;
+}
+
+// `src[0, len)` in `buf`, followed by `fill` up to `padded_len` (src may be buf itself).
+template <class T>
+inline const T* pad_tile(const T* src, T* buf, int64_t len, int64_t padded_len, T fill) {
+    if (src != buf) std::memcpy(buf, src, size_t(len) * sizeof(T));
+    std::fill(buf + len, buf + padded_len, fill);
     return buf;
 }
 
@@ -231,13 +246,28 @@ inline T half_power(T t) {
 // 1 - p_t = y'(1 - p) + (1 - y')p (step 4), a sum of non-negative terms: from the logit x with
 // z = exp(-|x|) (x >= 0: p = 1/(1+z), 1-p = z/(1+z); x < 0: p = z/(1+z), 1-p = 1/(1+z)), or from
 // the unclipped probability x (as Keras 3).
+// The small term (label weight times z, or times a tiny probability) is left out where it is
+// below half an ulp of the other one: a product with a tiny z would underflow there (a microcode
+// assist on Intel, and the underflow flag), for the same bits. Where the other term is 0 (hard
+// labels) it is kept: it is then the result.
+template <class T>
+struct TinyTerm {
+    static constexpr T z_max = std::is_same_v<T, float> ? T(0x1p-86) : T(0x1p-455);
+    static constexpr T other_min = std::is_same_v<T, float> ? T(0x1p-60) : T(0x1p-400);
+    static T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
+};
+
 template <bool FromLogits, class T>
 inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
+        // (this arrangement, as before the guard: with the two terms reordered by side, the
+        // double gamma = 2.7 focal loop ran 60% slower on v4)
         const bool pos = x >= T(0);
-        return (ys * (pos ? z : T(1)) + ys_c * (pos ? T(1) : z)) / (T(1) + z);
+        const T zk = TinyTerm<T>::keep(z, pos ? ys_c : ys);
+        return (ys * (pos ? zk : T(1)) + ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
     } else {
-        return ys * (T(1) - x) + ys_c * x;
+        const T xk = TinyTerm<T>::keep(x, ys);
+        return ys * (T(1) - xk) + ys_c * xk;
     }
 }
 
@@ -307,10 +337,20 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         [[maybe_unused]] T soft = T(0);
         if constexpr (FromLogits) {
             const T z = scratch[j];  // exp(-|x|), in [0, 1]
-            soft = vm::log1p_small(z);
+            soft = vm::log1p_small_nonnegative(z);
             if constexpr (General) {  // (the other levels use soft directly, below)
-                neg_log_p = (x < T(0) ? -x : T(0)) + soft;
-                neg_log_1mp = (x > T(0) ? x : T(0)) + soft;
+                // (double: a subnormal soft, |x| > 708, is left out of the term of the unlikely
+                // side where the other term is there, as in one_minus_pt; float products are
+                // made in double)
+                T soft_p = soft, soft_1mp = soft;
+                if constexpr (std::is_same_v<T, double>) {
+                    const bool tiny = soft < TinyTerm<T>::z_max;
+                    using vm::detail::select;
+                    soft_p = select(tiny & (x > T(0)) & (ys_c >= TinyTerm<T>::other_min), T(0), soft);
+                    soft_1mp = select(tiny & (x < T(0)) & (ys >= TinyTerm<T>::other_min), T(0), soft);
+                }
+                neg_log_p = (x < T(0) ? -x : T(0)) + soft_p;
+                neg_log_1mp = (x > T(0) ? x : T(0)) + soft_1mp;
             }
         } else {
             T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
@@ -321,8 +361,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             const T qp = low ? pc : T(1) - pc;
             const T log_q = vm::log(qp);
             const T log_1mq = vm::log1p_small(-qp);
-            neg_log_p = -(low ? log_q : log_1mq);
-            neg_log_1mp = -(low ? log_1mq : log_q);
+            // (-log1p(-q) ~ q is left out where the other term is there, as in one_minus_pt)
+            const T small = TinyTerm<T>::keep(-log_1mq, low ? ys : ys_c);
+            neg_log_p = low ? -log_q : small;
+            neg_log_1mp = low ? small : -log_q;
         }
         // steps 3, 5 and 6. With the general options the loss is a product of up to five factors
         // (y', q, -log p, balance, w), and a float intermediate could overflow or underflow where
@@ -348,10 +390,17 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // would be NaN); with a finite x the multiply-add gives exactly that by itself,
                 // and the test is left out (4% of a plain call). Both paths round the same
                 // multiply-add (one FMA where the tier has it), so they give the same bits.
+                // Outside the fast exp's range soft can be subnormal (|x| > 87.3 / 708.4): it is
+                // the loss where the label factor is 0 and below half an ulp of the label term
+                // elsewhere, so it enters no arithmetic (an operation on it takes a microcode
+                // assist on Intel, even one with an exact result).
                 const T label_factor = x > T(0) ? ys_c : -ys;
-                const T with_label = soft + label_factor * x;
-                if constexpr (Finite) loss = with_label;
-                else loss = vm::detail::select(label_factor == T(0), soft, with_label);
+                if constexpr (Finite) {
+                    loss = soft + label_factor * x;
+                } else {
+                    const T soft_k = vm::detail::select(soft < std::numeric_limits<T>::min(), T(0), soft);
+                    loss = vm::detail::select(label_factor == T(0), soft, soft_k + label_factor * x);
+                }
             } else {
                 loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
             }
@@ -385,21 +434,33 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
 template <class T, bool FromLogits, bool Focal, Options O>
 inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
                       const T* __restrict w, T* __restrict ce, T* __restrict scratch,
-                      double* __restrict wide_loss, int64_t len, const LossParams<T> k) {
+                      double* __restrict wide_loss, int64_t len, const LossParams<T> k,
+                      [[maybe_unused]] bool& general_exp) {
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
     if constexpr (FromLogits) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
-        // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again,
-        // which costs such tiles double
+        // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
+        // `general_exp` (the previous tile needed it) starts with the general one instead, so
+        // that runs of such tiles do not pay twice; both give the same bits where both apply.
         Bits max_abs_bits = 0;
-        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-            const T a = std::abs(pred[j]);
-            max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
-            scratch[j] = vm::exp_nonpositive_normal(-a);
+        if (general_exp) {
+            for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+                const T a = std::abs(pred[j]);
+                max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+                scratch[j] = vm::exp_nonpositive(-a);
+            }
+        } else {
+            for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+                const T a = std::abs(pred[j]);
+                max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+                scratch[j] = vm::exp_nonpositive_normal(-a);
+            }
         }
         finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
-        if (!finite) {
+        const bool had_general = general_exp;
+        general_exp = !finite;
+        if (!finite && !had_general) {
             for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
         }
     }
@@ -558,6 +619,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     const double w_const = c.weight_kind == WeightKind::scalar ? double(T(c.weight_scalar)) : 1.0;
     if (!weights_vary) std::fill_n(w_buf, kTile, T(w_const));
 
+    bool general_exp = false;  // (loss_tile: the previous tile needed the general exp)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
         const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
@@ -568,12 +630,21 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         else if (c.weight_kind == WeightKind::per_row)
             fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
         if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+        // a partial tile: padded to a multiple of kPad with label 0, prediction 1/2 (a logit of
+        // 0) and weight 1, which pass every check; only [0, len) is used below
+        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
+        if (padded_len != len) {
+            y = pad_tile(y, y_buf, len, padded_len, T(0));
+            p = pad_tile(p, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
+            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
+            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
+        }
 
         // The loss first: its loop also tells whether a label (or probability) is outside
         // [0, 1], which costs less there than a pass of its own (that pass was 11% of a plain
         // float32 logits call on v4). Nothing leaves this tile before the checks below.
         const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, q_buf, w, ce_buf, scratch_buf,
-                                                                          wide_buf, len, k);
+                                                                    wide_buf, padded_len, k, general_exp);
 
         // Checks. The first offending element wins; at one element labels come before
         // predictions, weights and NaN.

@@ -13,6 +13,7 @@
 // (magic-constant rounding, the exact error of 1 + x) and the NaN/inf selects rely on IEEE
 // semantics.  -ffp-contract=fast is fine: every a*b+c here stays correct when fused.
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -51,6 +52,13 @@ struct traits<float> {
     static constexpr float min_normal = 0x1p-126f;
     static constexpr float subnormal_scale = 0x1p25f;  // makes every subnormal normal
     static constexpr float subnormal_scale_log2 = 25.0f;
+    // Below these magnitudes a polynomial's argument changes nothing (poly(x) == c[0] bit for
+    // bit, every c[0] being in [1/2, 1)) and log1p_small(x) == x; the functions then work on
+    // larger or zero values, so that no power of a small argument underflows (docs/vecmath.md).
+    static constexpr float poly_tiny = 0x1p-30f;
+    // exp: an |r| below exp_tiny counts as 0 (and r^4 c_4 stays normal above it)
+    static constexpr float exp_tiny = 0x1p-28f;
+    static constexpr float log1p_tiny = 0x1p-26f;
 
     // exp: below exp_lo the result is < 2^-150 (rounds to 0); exp_max is the largest x whose
     // exp(x) rounds to a finite float (ln(FLT_MAX) = 88.7228391).
@@ -87,6 +95,9 @@ struct traits<double> {
     static constexpr double min_normal = 0x1p-1022;
     static constexpr double subnormal_scale = 0x1p54;
     static constexpr double subnormal_scale_log2 = 54.0;
+    static constexpr double poly_tiny = 0x1p-60;
+    static constexpr double exp_tiny = 0x1p-60;
+    static constexpr double log1p_tiny = 0x1p-55;
 
     static constexpr double exp_lo = -746.0;  // ln(2^-1075) = -745.13
     static constexpr double exp_max = 0x1.62e42fefa39efp+9;  // ln(DBL_MAX) = 709.782712893384
@@ -123,6 +134,18 @@ FASTBCE_VM_INLINE T select(bool c, T a, T b) {
     using U = typename traits<T>::uint;
     const U m = U(0) - U(c);
     return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+}
+
+// The larger of a and b by their bit patterns as unsigned integers: max(a, b) for a, b >= +0 (and
+// a NaN with either sign wins), min(a, b) for a, b <= -0. One integer instruction. A float clamp
+// written as a ternary is control flow to GCC, which may thread it into computing the whole
+// function on both the constant and the unclamped value (and raise the very underflow the clamp
+// was to avoid); an integer max is a plain operation.
+template <class T>
+FASTBCE_VM_INLINE T max_by_bits(T a, T b) {
+    using U = typename traits<T>::uint;
+    const U ua = std::bit_cast<U>(a), ub = std::bit_cast<U>(b);
+    return std::bit_cast<T>(ua > ub ? ua : ub);
 }
 
 // Estrin's scheme: c[B] + c[B+1] x + ... + c[B+N-1] x^(N-1) evaluated as
@@ -170,7 +193,11 @@ struct ExpReduced {
     T p;
 };
 
-template <class T>
+// GuardR: an |r| below exp_tiny counts as 0 (r^2 ... r^8 would underflow; q is then below half
+// an ulp of e1 = r and a = 1, so the bits are the same). Without it the caller keeps |x| >=
+// exp_tiny: for every float x in [-104, -2^-28], |r| >= 2^-29 (checked over all of them), where
+// c_4 r^4 >= 2^-125.5 is normal; double reductions are no smaller than ~2^-60.
+template <class T, bool GuardR = true>
 FASTBCE_VM_INLINE ExpReduced<T> exp_reduce(const T x) {
     using Tr = traits<T>;
     // n = round(x / ln2), |r| <= ln2/2 (+ a rounding margin).  Adding 1.5 * 2^mant_bits rounds
@@ -188,37 +215,47 @@ FASTBCE_VM_INLINE ExpReduced<T> exp_reduce(const T x) {
     // exp(r) = 1 + r + r^2 P(r), P(r) = 1/2 + r Q(r).  1 + r is split exactly into a + e1
     // (Fast2Sum, |r| < 1), so the only large rounding left is the final add (0.5 ulp); the
     // bracket is < 0.07 and its own rounding adds ~0.1 ulp at most.
-    const T q = r * r * poly(r, Tr::exp_coeffs);
+    T rq = r;
+    if constexpr (GuardR) rq = select(std::abs(r) < Tr::exp_tiny, T(0), r);
+    const T q = rq * rq * poly(rq, Tr::exp_coeffs);
     const T a = T(1) + r;
     const T e1 = (T(1) - a) + r;
     return {t, a + (q + e1)};
 }
 
 // NonPositive: the caller guarantees x <= 0 (or NaN), so the overflow select is left out.
+// No operation produces a subnormal or underflows, not even where the result is subnormal (on
+// Intel cores each such operation takes a microcode assist of ~100 cycles).
 template <class T, bool NonPositive = false>
-FASTBCE_VM_INLINE T exp_impl(const T x) {
+FASTBCE_VM_INLINE T exp_impl(const T x0) {
     using Tr = traits<T>;
     using U = typename Tr::uint;
-    // x is not clamped: outside [exp_lo, exp_max] the computation below yields garbage that the
-    // selects at the end replace with +0 or +inf.  (A clamp x = min(x, c) would let GCC thread
-    // a path on which x is the constant c and split the computation into conditional blocks,
-    // which it cannot if-convert on SSE/AVX2 under -ftrapping-math.)  NaN flows through.
-    const auto [t, p] = exp_reduce(x);
+    // x is clamped to [exp_lo, exp_max] with selects (a clamp by min/max lets GCC thread a path
+    // on which x is the constant bound into conditional blocks, which it cannot if-convert on
+    // SSE/AVX2 under -ftrapping-math); the selects at the end put in +0 and +inf. NaN flows.
+    // (NonPositive: x in [-exp_tiny, 0] gives exp(x) = 1 as x = -exp_tiny does; see exp_reduce)
+    T x = select(x0 < Tr::exp_lo, Tr::exp_lo, x0);
+    if constexpr (!NonPositive) x = select(x0 > Tr::exp_max, Tr::exp_max, x);
+    else x = max_by_bits(x, -Tr::exp_tiny);  // min(x, -exp_tiny): x <= 0, or -NaN
+    const auto [t, p] = exp_reduce<T, !NonPositive>(x);
 
-    // 2^n as 2^n1 * 2^n2 with n1 = floor(n/2), n2 = n - n1: both factors are normal numbers for
-    // every n in [-151, 128] (float) / [-1076, 1024] (double), so results in the subnormal range
-    // see a single rounding (the second multiply) and those near FLT_MAX / DBL_MAX do not
-    // overflow early.
-    // Unsigned arithmetic only (AVX2 has no 64-bit arithmetic shift): nb = n + 2 (bias + 1) >= 0
-    // (wraps harmlessly for the out-of-range x that get replaced below).
+    // Normal results: 2^n added into p's exponent field (exact; the low bits of t, shifted into
+    // place, wrap to n), as exp_normal_impl. p < 1 wherever n is at its largest (x <= exp_max).
+    T y = std::bit_cast<T>(std::bit_cast<U>(p) + (std::bit_cast<U>(t) << Tr::mant_bits));
+    // Subnormal results: their bit pattern is the integer K = round(p 2^(n + bias - 1 +
+    // mant_bits)), one rounding of the exact p 2^n as IEEE's gradual underflow does. w below is
+    // exact and normal (>= 2^-2, with n clamped to <= 2 - bias where the result is normal anyway),
+    // and adding 2^mant_bits rounds it to that integer. Unsigned arithmetic only (AVX2 has no
+    // 64-bit arithmetic shift): nb = n + 2 (bias + 1) > 0.
     const U nb = std::bit_cast<U>(t) - std::bit_cast<U>(Tr::round_magic) + 2 * (Tr::bias + 1);
-    const U h = nb >> 1;  // floor(n/2) + bias + 1
-    const T s1 = std::bit_cast<T>((h - 1) << Tr::mant_bits);
-    const T s2 = std::bit_cast<T>((nb - h - 1) << Tr::mant_bits);
-    T y = p * s1 * s2;
-    if constexpr (!NonPositive) y = select(x > Tr::exp_max, std::numeric_limits<T>::infinity(), y);
-    y = select(x < Tr::exp_lo, T(0), y);
-    return y;
+    constexpr U nb_max = Tr::bias + 4;  // n = 2 - bias: p 2^n >= 0.7 * 2^(3 - bias) is normal
+    const U nl = nb < nb_max ? nb : nb_max;  // integer min, no select
+    const T w = p * std::bit_cast<T>((nl + Tr::mant_bits - 3) << Tr::mant_bits);
+    const U k = std::bit_cast<U>(w + Tr::int_magic) - std::bit_cast<U>(Tr::int_magic);
+    y = select(w < Tr::int_magic, std::bit_cast<T>(k), y);
+    if constexpr (!NonPositive) y = select(x0 > Tr::exp_max, std::numeric_limits<T>::infinity(), y);
+    y = select(x0 < Tr::exp_lo, T(0), y);
+    return select(x0 != x0, x0, y);  // (the exponent add makes garbage of a NaN)
 }
 
 // exp(x) for x in [-normal_exp_max, 0] only, where the result is a normal number: 2^n is added
@@ -227,9 +264,10 @@ FASTBCE_VM_INLINE T exp_impl(const T x) {
 // is exact for normal results). Outside that range the result is garbage (NaN included): the
 // caller checks the range and takes exp_nonpositive there.
 template <class T>
-FASTBCE_VM_INLINE T exp_normal_impl(const T x) {
+FASTBCE_VM_INLINE T exp_normal_impl(const T x0) {
     using U = typename traits<T>::uint;
-    const auto [t, p] = exp_reduce(x);
+    const T x = max_by_bits(x0, -traits<T>::exp_tiny);  // (as exp_impl)
+    const auto [t, p] = exp_reduce<T, false>(x);
     return std::bit_cast<T>(std::bit_cast<U>(p) + (std::bit_cast<U>(t) << traits<T>::mant_bits));
 }
 
@@ -332,14 +370,23 @@ FASTBCE_VM_INLINE T log1p_impl(T x) {
 // 2 atanh(s) = 2s + s^3 Q(s^2) on the whole range, so no exponent split and no correction term;
 // one division and a short polynomial. Outside [-1/2, 1] the result is inaccurate (never a
 // crash); NaN propagates. The caller must know its argument is in range (e.g. exp(-|x|)).
-template <class T>
-FASTBCE_VM_INLINE T log1p_small_impl(T x) {
+template <class T, bool NonNegative = false>
+FASTBCE_VM_INLINE T log1p_small_impl(T x0) {
     using Tr = traits<T>;
     // s = x / (2 + x) with the rounding of 2 + x taken back: 2 + x = t + e exactly (Fast2Sum,
     // |x| <= 2), and x / (t + e) = s0 (1 - e/t + ...). e/t is below an ulp, so a rough 1/t is
     // enough: 0.523 - 0.209 x is within 5.9% of 1/(2 + x) on [-1/2, 1] (the best such line, by
     // a grid search; the quadratic it replaced was within 12.5%, at one more multiply-add).
     // Without the correction the worst case was 1.97 ulp (float, exhaustive).
+    // Below log1p_tiny log1p(x) rounds to x: the work is done on 0 instead, and s, s^2 and the
+    // polynomial's powers of a tiny x would underflow; the polynomial's argument is kept at or
+    // above poly_tiny, where it changes nothing.
+    // (NonNegative: x0 >= 0 or NaN, and the work is done on log1p_tiny instead, one operation less)
+    // (the clamps are integer maxima where they can be, one instruction on the critical path)
+    const bool tiny = (NonNegative ? x0 : std::abs(x0)) < Tr::log1p_tiny;
+    T x;
+    if constexpr (NonNegative) x = max_by_bits(x0, Tr::log1p_tiny);
+    else x = select(tiny, T(0), x0);
     const T t = T(2) + x;
     const T e = (T(2) - t) + x;
     const T s0 = x / t;
@@ -348,7 +395,8 @@ FASTBCE_VM_INLINE T log1p_small_impl(T x) {
     const T z = s * s;
     // 2s + s^3 Q = x - s (x - s^2 Q), since 2s = x - x s: x is exact, so the rounding of s only
     // enters through x s, a fraction of the result (<= 0.44 of it on [-1/2, 1], ~x/2 near 0).
-    return x - s * (x - z * poly(z, Tr::log1p_small_coeffs));
+    const T z_poly = max_by_bits(z, Tr::poly_tiny);  // (z >= 0)
+    return select(tiny, x0, x - s * (x - z * poly(z_poly, Tr::log1p_small_coeffs)));
 }
 
 }  // namespace detail
@@ -389,6 +437,11 @@ constexpr T normal_exp_max = detail::traits<T>::normal_exp_max;
 template <class T>
 FASTBCE_VM_INLINE T log1p_small(T x) {
     return detail::log1p_small_impl(x);
+}
+// log1p_small for x in [0, 1] (or NaN) only, e.g. exp(-|x|): slightly cheaper.
+template <class T>
+FASTBCE_VM_INLINE T log1p_small_nonnegative(T x) {
+    return detail::log1p_small_impl<T, true>(x);
 }
 
 }}}  // namespace fastbce::FASTBCE_TIER::vm

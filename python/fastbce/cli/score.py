@@ -14,7 +14,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .output import aligned
+from . import report
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ".parquet (float column 'loss') or an .npy",
     )
     out.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_arguments(parser)
     run = parser.add_argument_group("running")
     run.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)"
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from .job import Job
 
     job = Job(args)
+    job.options.update(report.options(args))  # (the accumulator takes the report's options)
+    conditions = report.parse_conditions(args.fail_if)
     with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
         if args.scheduler:
             from .score_dask import run_on_cluster
@@ -98,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             acc = run_locally(job)
     _print_result(acc, job, sys.stdout)
-    return 0
+    if args.plot is None and not conditions:
+        return 0
+    result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
+    if args.plot is not None:
+        report.plot(result, args.plot, job.roles.get("groups", "group"))
+    failed = report.failures(result, conditions)
+    for text in failed:
+        print(f"fastbce score: --fail-if {text}", file=sys.stderr)
+    return report.EXIT_FAILED_CONDITION if failed else 0
 
 
 def run_locally(job: Job) -> LossAccumulator:
@@ -152,93 +163,47 @@ def _json_key(key: Any) -> Any:
     return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
 
 
-def to_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
-    out = _json_numbers(result)
-    out["groups"] = {_json_key(k): _json_numbers(v) for k, v in result["groups"].items()}
-    return out
+def to_json(result: Any) -> Any:
+    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
+    every depth (groups, slices, reliability bins, top_losses)."""
+    if isinstance(result, dict):
+        return {_json_key(k): to_json(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [to_json(v) for v in result]
+    if isinstance(result, float):
+        return _json_number(result)
+    return result
 
 
 def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
-
-
-FIELDS = ("rows", "sum", "mean", "weighted_mean")
-_NOT_FINITE = {"nan": "null", "inf": "null", "-inf": "null"}  # float repr -> JSON
+    return {k: to_json(v) for k, v in r.items() if k not in ("groups", "slices")}
 
 
 def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
-    """The result, written a chunk of groups at a time: what json.dumps(to_json(acc.result()),
-    indent=2) or the table would give, without a dict or a json.dumps call per group (a million
-    groups print in about a second)."""
+    """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
+    or the table would give, without holding every group's dict or line at once."""
     summary = acc._summary()
     if job.args.format == "json":
-        _write_json(summary, acc, stream)
+        _write_json(summary, acc._group_items(), stream)
         return
-    for field in FIELDS:
-        stream.write(f"{field:<14} {_fmt(summary[field])}\n")
-    if "groups" in job.roles:
-        head = [job.roles["groups"], *FIELDS]
-        widths = [len(h) for h in head]
-        for _ in range(2):  # the widths first, then the lines
-            if _:
-                stream.write("\n" + aligned(head, widths).rstrip() + "\n")
-            for keys, columns in acc._group_columns():
-                cells = [
-                    [_group_text(k) for k in keys],
-                    list(map(str, columns["rows"])),
-                    *(list(map("{:.10g}".format, columns[f])) for f in FIELDS[1:]),
-                ]
-                if _:
-                    stream.writelines(
-                        aligned(list(row), widths).rstrip() + "\n"
-                        for row in zip(*cells, strict=True)
-                    )
-                else:
-                    widths = [max([w, *map(len, c)]) for w, c in zip(widths, cells, strict=True)]
+    title = job.roles.get("groups")
+    report.print_table(summary, stream, title, acc._group_items if title else None)
 
 
-def _write_json(summary: dict[str, Any], acc: LossAccumulator, stream: TextIO) -> None:
-    from json.encoder import encode_basestring_ascii  # (what json.dumps writes a str with)
-
+def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
     def obj(d: dict[str, Any], indent: str) -> str:
-        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        def value(v: Any) -> str:  # (nested lists and dicts indented as json.dumps does)
+            return json.dumps(v, indent=2, allow_nan=False).replace("\n", "\n" + indent + "  ")
+
+        lines = [f'{indent}  "{k}": {value(v)}' for k, v in d.items()]
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
-
-    def name(key: Any) -> str:  # a key as json.dumps writes it
-        if type(key) is str:
-            return encode_basestring_ascii(key)
-        return json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]
-
-    def numbers(column: list[float]) -> list[str]:
-        return [_NOT_FINITE.get(t, t) for t in map(repr, column)]
 
     stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
     first = True
-    for keys, columns in acc._group_columns():
-        values = zip(
-            map(name, keys),
-            columns["rows"],
-            *(numbers(columns[f]) for f in FIELDS[1:]),
-            strict=True,
-        )
+    for key, value in groups:
+        name = json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]  # as json.dumps writes keys
         stream.write(
-            ("\n" if first else ",\n")
-            + ",\n".join(
-                f'    {k}: {{\n      "rows": {r},\n      "sum": {t},\n      "mean": {m},\n'
-                f'      "weighted_mean": {w}\n    }}'
-                for k, r, t, m, w in values
-            )
+            ("\n" if first else ",\n") + f"    {name}: " + obj(_json_numbers(value), "    ")
         )
         first = False
     stream.write(("}" if first else "\n  }") + "\n}\n")
-
-
-def _group_text(key: Any) -> str:
-    return "(missing)" if key is None else str(key)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.10g}"

@@ -1,0 +1,120 @@
+"""An element's loss does not depend on where it sits in the array.
+
+The kernel runs a tile in vector loops; without care the last partial vector of a tile (a
+masked or scalar epilogue, contracted into FMA differently), a tile boundary, or the fast and
+general paths a tile may take could round the same element differently. Dropping the first k
+elements moves every element to another lane, tile offset and tile: the loss must keep its bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbce
+
+N = 1500  # three tiles of 512 and a partial one; the offsets move every tile boundary
+OFFSETS = range(41)
+GAMMAS = [0.5, 1.0, 2.0, 2.5, 2.7, 4.0]
+
+
+def _logits(rng: np.random.Generator, n: int) -> np.ndarray:
+    sign = rng.choice([-1.0, 1.0], n)
+    parts = [
+        rng.normal(0.0, 3.0, n),
+        sign * 10.0 ** rng.uniform(-3, 30, n),  # up to 1e30: far outside any exp's range
+        sign * rng.uniform(80.0, 110.0, n),  # around float32's fast exp limit and underflow
+        sign * rng.uniform(690.0, 760.0, n),  # the same for float64
+        sign * rng.choice([0.0, 86.0, 87.5, 700.0, 709.0, 745.5, np.inf], n),
+    ]
+    which = rng.integers(0, len(parts), n)
+    return np.choose(which, parts)
+
+
+def _probabilities(rng: np.random.Generator, n: int) -> np.ndarray:
+    parts = [
+        rng.uniform(0.0, 1.0, n),
+        10.0 ** rng.uniform(-45, -1, n),  # near 0 (below epsilon too)
+        1.0 - 10.0 ** rng.uniform(-17, -1, n),  # near 1
+        rng.choice([0.0, 1.0, 1e-7, 1.0 - 1e-7, 0.5], n),
+    ]
+    which = rng.integers(0, len(parts), n)
+    return np.clip(np.choose(which, parts), 0.0, 1.0)
+
+
+def _inputs(dtype: type, from_logits: bool, seed: int):
+    rng = np.random.default_rng(seed)
+    soft = rng.uniform(0.0, 1.0, N)
+    hard = rng.integers(0, 2, N).astype(np.float64)
+    y = np.where(rng.random(N) < 0.5, soft, hard).astype(dtype)
+    pred = (_logits(rng, N) if from_logits else _probabilities(rng, N)).astype(dtype)
+    w = rng.uniform(0.0, 3.0, N).astype(dtype)
+    w[rng.random(N) < 0.05] = 0.0
+    return y, pred, w
+
+
+def _option_mixes(w: np.ndarray):
+    """(loss function, keyword arguments with sliceable per-element weights) for each mix."""
+    bce, focal = fastbce.binary_crossentropy, fastbce.binary_focal_crossentropy
+    yield bce, {}
+    yield bce, {"sample_weight": w}
+    yield bce, {"pos_weight": 2.5}
+    yield bce, {"label_smoothing": 0.1}
+    yield bce, {"label_smoothing": 0.05, "pos_weight": 0.5, "sample_weight": w}
+    for gamma in GAMMAS:
+        yield focal, {"gamma": gamma}
+        yield focal, {"gamma": gamma, "alpha": 0.25}
+        yield focal, {"gamma": gamma, "alpha": 0.25, "sample_weight": w}
+    yield focal, {"gamma": 2.0, "label_smoothing": 0.1, "pos_weight": 3.0, "sample_weight": w}
+    yield focal, {"gamma": 2.7, "alpha": 0.6, "label_smoothing": 0.2}
+
+
+def _sliced(kwargs: dict, k: int) -> dict:
+    return {
+        key: value[k:] if isinstance(value, np.ndarray) else value for key, value in kwargs.items()
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probabilities"])
+def test_loss_does_not_depend_on_position(simd_target, dtype, from_logits):
+    y, pred, w = _inputs(dtype, from_logits, seed=11 + int(from_logits))
+    for fn, kwargs in _option_mixes(w):
+        whole = fn(y, pred, from_logits=from_logits, reduction="none", **kwargs)
+        for k in OFFSETS:
+            part = fn(
+                y[k:], pred[k:], from_logits=from_logits, reduction="none", **_sliced(kwargs, k)
+            )
+            same = (
+                part.view(np.uint8).reshape(part.size, -1)
+                == whole[k:].view(np.uint8).reshape(part.size, -1)
+            ).all(axis=1)
+            if not same.all():
+                j = int(np.argmin(same))
+                pytest.fail(
+                    f"{fn.__name__}({kwargs and sorted(kwargs)}) offset {k}, element {k + j} "
+                    f"(y={y[k + j]!r}, pred={pred[k + j]!r}): {part[j]!r} at position {j}, "
+                    f"{whole[k + j]!r} at position {k + j}"
+                )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_tile_boundaries_and_fast_path_do_not_change_an_element(simd_target, dtype):
+    # The same element placed at every position of a tile and next to tiles that take the
+    # general exp (an infinite or huge logit elsewhere in the tile) or not.
+    rng = np.random.default_rng(5)
+    y0, x0, _ = _inputs(dtype, True, seed=3)
+    x0 = np.where(np.isfinite(x0) & (np.abs(x0) < 80), x0, 1.0).astype(dtype)[:64]
+    y0 = y0[:64]
+    for kwargs in ({}, {"gamma": 2.0, "alpha": 0.25}, {"gamma": 2.7}):
+        fn = fastbce.binary_focal_crossentropy if kwargs else fastbce.binary_crossentropy
+        ref = fn(y0, x0, from_logits=True, reduction="none", **kwargs)
+        for start in (0, 1, 7, 15, 17, 63, 448, 500, 511, 513, 1000):
+            filler = rng.normal(0, 2, start + 64 + 37).astype(dtype)
+            filler[rng.integers(0, filler.size)] = np.inf if start % 2 else dtype(1e30)
+            x = filler.copy()
+            x[start : start + 64] = x0
+            y = np.full(x.size, dtype(0.5))
+            y[start : start + 64] = y0
+            got = fn(y, x, from_logits=True, reduction="none", **kwargs)[start : start + 64]
+            np.testing.assert_array_equal(got, ref, err_msg=f"start {start}, {kwargs}")

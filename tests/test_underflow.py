@@ -1,0 +1,105 @@
+"""No subnormal intermediates where the results are normal numbers.
+
+An operation that produces a tiny (subnormal, or underflowing to zero) value raises the
+floating-point underflow flag, and on Intel cores it takes a microcode assist of ~100 cycles:
+a kernel that computes, say, s^8 of a small s or exp into the subnormal range and then discards it
+runs 10-35x slower on such inputs. The flag catches those intermediates on any CPU, including
+those where they cost nothing. Inputs: constant magnitudes from 0 to 1e30 (logits) and
+probabilities from the smallest subnormal to 1 - eps, every label kind; the elements whose loss is
+not a normal number (a correct confident prediction's loss can be subnormal or 0, a wrong one's
+infinite) are left out, since computing such a result legitimately underflows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbce import _core
+
+LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)] + [
+    float(m)
+    for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 200 500 700 709 710 745 "
+    "746 800 1e3 1e4 1e10 1e30".split()
+]
+LABELS = [0.0, 1.0, 0.3, 0.9, 1e-3]
+MODES = {
+    # name: Call fields, per-element weights
+    "plain": ({}, False),
+    "weighted": ({}, True),
+    "pos_weight": ({"pos_weight_scalar": 2.5}, False),
+    "smoothing": ({"label_smoothing": 0.1}, True),
+    "focal2": ({"gamma": 2.0, "has_alpha": True, "alpha": 0.25}, False),
+    "focal2_weighted": ({"gamma": 2.0}, True),
+    "focal2.7": ({"gamma": 2.7}, False),
+    "focal0.5": ({"gamma": 0.5, "has_alpha": True, "alpha": 0.25}, False),
+    "focal2_general": ({"gamma": 2.0, "pos_weight_scalar": 2.0}, False),
+}
+
+
+def _call(fields: dict, from_logits: bool, epsilon: float) -> _core.Call:
+    call = _core.Call()
+    call.from_logits = from_logits
+    call.epsilon = epsilon
+    for name, value in fields.items():
+        setattr(call, name, value)
+    return call
+
+
+def _normal(loss: np.ndarray) -> np.ndarray:
+    return np.isfinite(loss) & (loss >= np.finfo(loss.dtype).tiny)
+
+
+def _check(call, y, pred, w, what):
+    _, loss = _core._underflow_raised(call, y, pred, w)
+    keep = _normal(loss)
+    if not keep.any():
+        return
+    y, pred = np.ascontiguousarray(y[keep]), np.ascontiguousarray(pred[keep])
+    w = None if w is None else np.ascontiguousarray(w[keep])
+    raised, _ = _core._underflow_raised(call, y, pred, w)
+    if raised:  # find one element that raises it, for the message
+        for j in range(y.size):
+            one, _ = _core._underflow_raised(
+                call, y[j : j + 1], pred[j : j + 1], None if w is None else w[j : j + 1]
+            )
+            if one:
+                pytest.fail(f"{what}: underflow at y={y[j]!r}, pred={pred[j]!r}")
+        pytest.fail(f"{what}: underflow (no single element raises it)")
+
+
+def _labelled(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Every (label, value) pair, each repeated to fill vectors and a padded tile."""
+    y, v = np.meshgrid(np.array(LABELS), values, indexing="ij")
+    y, v = np.repeat(y.ravel(), 3), np.repeat(v.ravel(), 3)
+    return y.astype(dtype), v.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_no_underflow_for_normal_logit_losses(simd_target, dtype, mode):
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    big = float(np.finfo(dtype).max)
+    for magnitude in LOGIT_MAGNITUDES:
+        if magnitude > big:
+            continue
+        y, x = _labelled(np.array([magnitude, -magnitude]), dtype)
+        w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
+        _check(call, y, x, w, f"{mode} {dtype.__name__} |x| = {magnitude}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("epsilon", [1e-7, 0.0])
+def test_no_underflow_for_normal_probability_losses(simd_target, dtype, mode, epsilon):
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=False, epsilon=epsilon)
+    info = np.finfo(dtype)
+    small = [float(info.smallest_subnormal), float(info.tiny), 1e-30, 1e-20, 1e-10, 1e-7, 1e-4]
+    near_one = [*(1.0 - p for p in small), 1.0 - info.eps, 1.0 - info.epsneg, 1.0]
+    probabilities = [*small, 0.1, 0.3, 0.5, 0.7, 0.9, *near_one]
+    for p in probabilities:
+        y, pred = _labelled(np.array([p]), dtype)
+        w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
+        _check(call, y, pred, w, f"{mode} {dtype.__name__} eps={epsilon} p = {p!r}")
