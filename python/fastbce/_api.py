@@ -548,7 +548,6 @@ def _reduce(reduction: str, loss: float, weight: float, count: float) -> float:
     return loss / weight if weight else math.nan
 
 
-
 def binary_focal_crossentropy(
     y_true: Any,
     y_pred: Any,
