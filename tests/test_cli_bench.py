@@ -7,6 +7,7 @@ there, positive and that every value agrees with the float64 reference.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -380,6 +381,57 @@ def test_grad_xgboost(monkeypatch, capsys, tmp_path):
         assert 0 < r["objective_ms"] < r["round_ms"] and 0 < r["share"] < 1
 
 
+# --------------------------------------------------------------------------- --e2e
+
+E2E_TOOLS = {"fastbce score", "Polars", "DuckDB"}
+
+
+def test_e2e_table_and_json(tmp_path):
+    """A tiny end-to-end run: every task runs, agrees with the float64 reference, and the table
+    names the CPU and the tier (Polars and DuckDB come with the test extra)."""
+    out = tmp_path / "e2e.json"
+    result = bench(
+        "--e2e", "--rows", "20k", "--groups", "7", "--repeats", "1", "--json", str(out), "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^CPU: .+, \d+ cores; fastbce \S+ on tier \S+;", result.stdout, re.M)
+    assert "20,000 rows" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["rows"] == 20_000 and report["groups"] == 7 and report["repeat"] == 1
+    assert report["machine"]["tier"] not in ("", "?")
+    tools = {(t["section"], t["tool"]) for t in report["tasks"]}
+    for section in ("overall", "group"):
+        assert {(section, tool) for tool in E2E_TOOLS} <= tools
+    assert ("output", "fastbce score --output .parquet") in tools
+    assert ("accumulator", "LossAccumulator.update, string groups") in tools
+    for task in report["tasks"]:
+        assert task["error"] is None, task
+        assert len(task["times"]) == 1 and task["times"][0] > 0
+        assert task["rel_error"] <= 1e-5
+    for line in ("group    fastbce / Polars", "group    fastbce / DuckDB"):
+        assert line in result.stdout
+
+
+def test_e2e_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from fastbce.cli.bench import e2e
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        e2e.importlib.util, "find_spec", lambda name: None if name == "duckdb" else find_spec(name)
+    )
+    code = cli.main(
+        ["bench", "--e2e", "--rows", "3000", "--repeats", "1", "--data-dir", str(tmp_path)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert 'skipping duckdb: duckdb is not installed (pip install "fastbce[e2e]")' in captured.err
+    assert "DuckDB" not in captured.out and "Polars" in captured.out
+    assert [p.name for p in tmp_path.glob("clicks-3000-50.parquet*")]  # kept for the next run
+    assert not list(tmp_path.glob("loss.*"))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -406,3 +458,31 @@ def test_grad_xgboost_missing_is_a_usage_error(monkeypatch, capsys):
     assert '--xgboost needs xgboost: pip install xgboost (or "fastbce[xgboost]")' in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--e2e", "--peers", "torch"], "unknown peer 'torch' for --e2e"),
+        (["--e2e", "--sizes", "1k"], "--sizes does not apply to --e2e"),
+        (["--e2e", "--quick"], "--quick does not apply to --e2e"),
+        (["--rows", "1k"], "--rows needs --e2e"),
+        (["--e2e", "--rows", "0"], "whole number >= 1"),
+    ],
+)
+def test_e2e_usage_errors_exit_2(args, message):
+    result = bench(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_e2e_script_is_the_same_benchmark():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_score.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--skip", "nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "unknown 'nope'" in result.stderr
