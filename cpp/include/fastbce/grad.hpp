@@ -46,14 +46,18 @@ struct GradParams {
     }
 };
 
-// The float64 focal Hessian divided by W F / d^2, as the double-double K of docs/gradients.md
-// ("Where the Hessian cancels"): d^2 FL''/F = v K with v = z/nu and
-//   K = gamma c ce ((gamma - 1) c v + b - a) + 2 gamma c (y'c a - q y' b) + (q y' + 1 - y') nu,
-// c = 1 - 2y'. Near a zero of the Hessian K is a difference of terms up to |x| times larger than
-// its slope, so each input of K is formed with ~106 bits from the exact inputs (y, x, z, the
-// options); z and log1p(z) are taken as exact (their rounding moves K like moving x by an ulp).
-// Returns v K.
-inline double focal_hessian_vk(double y, double x, double z, double q, const GradParams& k) {
+// The float64 focal derivatives without the factor F (and W), in double-double where they
+// cancel (docs/gradients.md, "Where the derivatives cancel"): with v = z/nu and c = 1 - 2y',
+//   d FL'/F    = G = gamma c v ce + (1 - y') a - q y' b
+//   d^2 FL''/F = v K,  K = gamma c ce ((gamma - 1) c v + b - a) + 2 gamma c (d ce') + (q y' + 1 - y') nu.
+// Near a zero G or K is a difference of terms up to |x| times larger than its slope, so each
+// input is formed with ~106 bits from the exact inputs (y, x, z, the options); z and log1p(z)
+// are taken as exact (their rounding is that of moving x by an ulp of 1).
+struct FocalParts {
+    double grad, hess;  // G, v K
+};
+
+inline FocalParts focal_parts(double y, double x, double z, double q, const GradParams& k) {
     namespace tf = twofold;
     const bool pos = x >= 0.0;
     const double a = pos ? 1.0 : z, b = pos ? z : 1.0;
@@ -67,10 +71,10 @@ inline double focal_hessian_vk(double y, double x, double z, double q, const Gra
     const double v_hi = vm::detail::select(nu.hi > 0.0, z / nu_hi, 1.0);
     const tf::DD rem = tf::add(tf::neg(tf::mul(nu, v_hi)), z);  // z - v nu
     const tf::DD v = {v_hi, vm::detail::select(nu.hi > 0.0, rem.hi / nu_hi, 0.0)};
-    // ce = q y' softplus(-x) + (1 - y') softplus(x); beyond 2^600 z = 0 and the |x| terms are
+    // ce = q y' softplus(-x) + (1 - y') softplus(x); beyond 1024 z = 0 and the |x| terms are
     // either multiplied by v = 0 or by a zero label factor, so the clamp changes nothing
     const double soft = vm::log1p_small(z);
-    const double big = 0x1p600;
+    const double big = 1024.0;
     const double xn = std::min(pos ? 0.0 : -x, big), xp = std::min(pos ? x : 0.0, big);
     const tf::DD ce = tf::add(tf::mul(qys, tf::two_sum(xn, soft)), tf::mul(ys_c, tf::two_sum(xp, soft)));
     const tf::DD g = tf::add(tf::mul(ys_c, a), tf::neg(tf::mul(qys, b)));  // d ce'
@@ -78,9 +82,10 @@ inline double focal_hessian_vk(double y, double x, double z, double q, const Gra
     const tf::DD b_minus_a = pos ? tf::neg(one_minus_z) : one_minus_z;
     const tf::DD inner = tf::add(b_minus_a, tf::mul(tf::mul(c, tf::two_sum(k.gamma, -1.0)), v));
     const tf::DD gc = tf::mul(c, k.gamma);
+    const tf::DD grad = tf::add(tf::mul(tf::mul(gc, v), ce), g);
     const tf::DD sum = tf::add(tf::add(tf::mul(tf::mul(gc, ce), inner), tf::mul(tf::mul(gc, 2.0), g)),
                                tf::mul(tf::add(qys, ys_c), nu));
-    return v_hi * (sum.hi + sum.lo);
+    return {grad.hi + grad.lo, v_hi * (sum.hi + sum.lo)};
 }
 
 // The derivatives of one tile. In: y (labels), x (logits), z = exp(-|x|), w (sample weights),
@@ -182,13 +187,21 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
             const double gm = k.gamma;
             // (F ce)' = F (gamma r ce + ce'),
             // (F ce)'' = F (gamma r ce ((gamma - 1) r + 1 - 2p) + 2 gamma r ce' + ce'')
-            gj = f * (gm * rce + g0);
-            const double one_minus_2p = (b - a) * inv_d;
             if constexpr (IsFloat) {
+                gj = f * (gm * rce + g0);
+                const double one_minus_2p = (b - a) * inv_d;
                 hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
             } else {
-                (void)one_minus_2p;
-                hj = times_weight(f, focal_hessian_vk(double(y[j]), xj, zj, qj, k) * inv_d * inv_d);
+                // the float64 budget needs the cancelling terms in double-double; where those
+                // overflow (a pos_weight near the largest double) the double form's limits
+                const FocalParts parts = focal_parts(double(y[j]), xj, zj, qj, k);
+                const double g_dd = f * (parts.grad * inv_d);
+                const double h_dd = times_weight(f, parts.hess * inv_d * inv_d);
+                constexpr double huge = std::numeric_limits<double>::max();
+                gj = f * (gm * rce + g0);
+                hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + (b - a) * inv_d) + 2.0 * r * g0) + h0);
+                gj = vm::detail::select(std::abs(parts.grad) <= huge, g_dd, gj);
+                hj = vm::detail::select(std::abs(parts.hess) <= huge, h_dd, hj);
             }
             if constexpr (Clip) {
                 const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
