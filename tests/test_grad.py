@@ -365,6 +365,8 @@ VARIANTS = {
     "weighted": {"sample_weight": "w"},
     "general": {"label_smoothing": 0.1, "pos_weight": 2.0, "sample_weight": "w"},
     "focal": {"gamma": 2.0, "alpha": 0.25},
+    "focal_sqrt": {"gamma": 1.5},  # the focal factor by products and a square root
+    "focal_log_space": {"gamma": 2.7, "alpha": 0.25},  # exp(gamma log u)
     "focal_general": {
         "gamma": 0.6,
         "pos_weight": 0.5,
