@@ -7,9 +7,11 @@
 // Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
 // weighted float calls stay in float (the speed-critical case, within 4 ulp); every other call
 // continues in double and rounds once to T, so for float input exp's rounding is the only
-// float-sized error, and for double input correction terms keep the plain derivatives within a
-// few ulp. Where a value cancels (a zero of the gradient or Hessian) that rounding of exp,
-// the same as moving x by an ulp of 1, is the error left, in any implementation.
+// float-sized error (float focal calls also take log1p(z) in float, an error below z's), and
+// for double input correction terms keep the plain derivatives within a few ulp and the focal
+// ones are formed in double-double where they cancel (focal_parts). Where a value cancels (a
+// zero of the gradient or Hessian) that rounding of exp, the same as moving x by an ulp of 1,
+// is then the error left, in any implementation.
 #pragma once
 
 #include <algorithm>
