@@ -249,6 +249,10 @@ ROOT_OPTIONS = {
 ROOT_LABELS = (0.0, 1.0, 0.5153, 0.5351173149537426, 0.8079, 0.0539)
 
 
+def _nth_derivative(x, y, k, order):
+    return _derivatives(x, y, 1.0, k)[order - 1]
+
+
 @functools.cache
 def _near_zeros(dtype: str, name: str, order: int):
     """Logits at and around every zero in [-60, 60] of the gradient (order 1) or Hessian (2) for
@@ -264,9 +268,7 @@ def _near_zeros(dtype: str, name: str, order: int):
         values = fastbce.binary_crossentropy_grad(np.full(grid.size, label), grid, **opts)
         v = values[order - 1]
         for i in np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]:
-            def f(x, label=label):
-                return _derivatives(x, label, 1.0, k)[order - 1]
-
+            f = functools.partial(_nth_derivative, y=label, k=k, order=order)
             with mpmath.workdps(30):
                 root = float(mpmath.findroot(f, (grid[i], grid[i + 1]), solver="anderson"))
             near = {float(t(root * (1 + e))) for e in (0, 1e-15, -1e-15, 1e-9, -1e-9, 1e-5, -1e-5)}
