@@ -206,6 +206,8 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
     const V one = zero + 1.0;
     // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
     auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
+    F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
+    std::memcpy(acc, s.acc, sizeof acc);
     for (int64_t j = 0; j < padded_len; j += L) {
         const V kept = Unit ? one : load(f.kept + j), xd = load(x + j);
         const auto keep = kept != zero;
@@ -216,22 +218,24 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         p = keep ? p : zero;
         const V wy = wv * yv, wn = wv * (one - yv), wp = wv * p, w2 = wv * wv, d = p - yv;
         const V w2l = tw(w2, lv);
-        s.acc[rs_count] += kept;
-        s.acc[rs_w] += wv;
-        s.acc[rs_wl] += cev;
-        s.acc[rs_wbce] += tw(wv, bv);
-        s.acc[rs_wy] += wy;
-        s.acc[rs_wn] += wn;
-        s.acc[rs_wp] += wp;
-        s.acc[rs_wsq] += wv * d * d;
-        s.acc[rs_wyl] += tw(wy, lv);
-        s.acc[rs_wnl] += tw(wn, lv);
-        s.acc[rs_w2] += w2;
-        s.acc[rs_w2l] += w2l;
-        s.acc[rs_w2l2] += tw(w2l, lv);
+        if constexpr (!Unit) {  // (with unit weights: the row count, added once below)
+            acc[rs_count] += kept;
+            acc[rs_w] += wv;
+            acc[rs_w2] += w2;
+        }
+        acc[rs_wl] += cev;
+        acc[rs_wbce] += tw(wv, bv);
+        acc[rs_wy] += wy;
+        acc[rs_wn] += wn;
+        acc[rs_wp] += wp;
+        acc[rs_wsq] += wv * d * d;
+        acc[rs_wyl] += tw(wy, lv);
+        acc[rs_wnl] += tw(wn, lv);
+        acc[rs_w2l] += w2l;
+        acc[rs_w2l2] += tw(w2l, lv);
         if constexpr (!Unit) {
-            s.acc[rs_omitted] += load(f.omitted + j);
-            s.acc[rs_ignored] += load(f.ignored + j);
+            acc[rs_omitted] += load(f.omitted + j);
+            acc[rs_ignored] += load(f.ignored + j);
         }
         store(t.w + j, wv);
         store(t.p + j, p);
@@ -248,6 +252,13 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             store(t.ignored + j, load(f.ignored + j));
         }
     }
+    if constexpr (Unit) {
+        const V rows = zero + double(padded_len / L);
+        acc[rs_count] += rows;
+        acc[rs_w] += rows;
+        acc[rs_w2] += rows;
+    }
+    std::memcpy(s.acc, acc, sizeof acc);
 }
 
 // The whole input's ECE bins over one chunk, in 4 copies (row j into copy j mod 4, so that
