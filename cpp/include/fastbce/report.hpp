@@ -285,13 +285,20 @@ struct EceCopies {
 // The rows of a tile into the whole input's AUC histogram and ECE bins: per row one scattered
 // add into each (the slots: hslot and eslot). With hard labels a row is a positive or a
 // negative of weight w, one add into its histogram bin and one (w, wp) pair into its ECE bin.
+// The histogram's range that the tile touched widens out.hist_begin and out.hist_end.
 template <bool Hard, class T>
-inline void add_bins(ReportTile& t, const T* y, int64_t len, double* hist, EceCopies& ece) {
+inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, EceCopies& ece) {
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
+    int32_t lo = INT32_MAX, hi = 0;
     for (int32_t j = 0; j < int32_t(len); ++j) {
         t.hslot[j] = 2 * t.bin[j] + (Hard ? int32_t(T(1) - y[j]) : 0);
         t.eslot[j] = 4 * kEceBins * (j & 3) + 4 * t.ece[j] + (Hard ? 2 * int32_t(y[j]) : 0);
+        lo = std::min(lo, t.hslot[j]);
+        hi = std::max(hi, t.hslot[j]);
     }
+    out.hist_begin = std::min(out.hist_begin, int64_t(lo));
+    out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
+    double* hist = out.hist;
     if constexpr (Hard) {
         double* e = &ece.hard[0][0][0];
         for (int64_t j = 0; j < len; ++j) {
@@ -372,7 +379,9 @@ template <class T, bool FromLogits, bool Focal, bool General>
 void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end, ReportPart& out) {
     constexpr Options O = General ? Options::general : Options::plain;
     constexpr bool bce_is_loss = !General && !Focal;
-    alignas(64) T y_buf[kTile], p_buf[kTile], x_buf[kTile], w_buf[kTile], q_buf[kTile], ones[kTile];
+    const auto inputs = std::make_unique<TileInputs<T>>(c);  // (as process_block loads them)
+    TileInputs<T>& in = *inputs;
+    alignas(64) T x_buf[kTile], ones[kTile];
     alignas(64) T l_buf[kTile], ce_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
     alignas(64) T skip[kTile];  // 1 for rows with the ignore label
@@ -390,36 +399,20 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     plain_call.gamma = 0.0;
     plain_call.has_alpha = false;
     const LossParams<T> k_plain(plain_call);
-    const bool per_class = c.pos_weight != nullptr;
     const bool omit = c.nan_policy == NanPolicy::omit;
-    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    const bool weights_vary = in.weights_vary;
     const T w_const = c.weight_kind == WeightKind::scalar ? T(c.weight_scalar) : T(1);
     const T offset = T(s.logit_offset);
     const T ignore = T(s.ignore_label);
-    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    if (!weights_vary) std::fill_n(w_buf, kTile, w_const);
     std::fill_n(ones, kTile, T(1));
 
     bool exp_l = false, exp_ce = false, exp_bce = false;  // (loss_tile's hints, one per loss)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
-        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
-        const T* pred = load_tile<T>(c.y_pred, i0, len, p_buf);
-        const T* w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0, len, w_buf);
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
-        // a partial tile padded as process_block pads it, so that the loss loops see the same
-        // lengths and give the same bits; only [0, len) is used below
-        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
-        if (padded_len != len) {
-            y = pad_tile(y, y_buf, len, padded_len, T(0));
-            pred = pad_tile(pred, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
-            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
-            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
-        }
+        // padded as process_block pads, so that the loss loops see the same lengths and give
+        // the same bits; only [0, len) is used below
+        const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
+        const T *y = in.y, *pred = in.p, *w = in.w;
         const T* x = pred;
         if (FromLogits && s.logit_offset != 0.0) {
             for (int64_t j = 0; j < padded_len; ++j) x_buf[j] = pred[j] + offset;
@@ -429,7 +422,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         for (int64_t j = 0; j < padded_len; ++j) skip[j] = has_ignore * vm::detail::select(y[j] == ignore, T(1), T(0));
 
         const bool outside =
-            loss_tile<T, FromLogits, Focal, O>(y, x, q_buf, ones, l_buf, scratch, wide, padded_len, k, exp_l);
+            loss_tile<T, FromLogits, Focal, O>(y, x, in.q, ones, l_buf, scratch, wide, padded_len, k, exp_l);
         Fault fault = Fault::none;
         const int64_t bad = first_fault<FromLogits>(c, y, pred, w, skip, outside, weights_vary, len, fault);
         if (bad < len) {
@@ -443,12 +436,12 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         constexpr Options Ow = General ? Options::general : Options::weighted;
         const T* ce = l_buf;
         if (weighted) {
-            loss_tile<T, FromLogits, Focal, Ow>(y, x, q_buf, w, ce_buf, scratch, wide, padded_len, k, exp_ce);
+            loss_tile<T, FromLogits, Focal, Ow>(y, x, in.q, w, ce_buf, scratch, wide, padded_len, k, exp_ce);
             ce = ce_buf;
         }
         const T* bce = l_buf;
         if constexpr (!bce_is_loss) {
-            loss_tile<T, FromLogits, false, Options::plain>(y, x, q_buf, ones, bce_buf, scratch, wide, padded_len,
+            loss_tile<T, FromLogits, false, Options::plain>(y, x, in.q, ones, bce_buf, scratch, wide, padded_len,
                                                             k_plain, exp_bce);
             bce = bce_buf;
         }
@@ -465,9 +458,9 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
         for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
         if (flags.hard)
-            add_bins<true>(t, y, len, out.hist, *ece_copies);
+            add_bins<true>(t, y, len, out, *ece_copies);
         else
-            add_bins<false>(t, y, len, out.hist, *ece_copies);
+            add_bins<false>(t, y, len, out, *ece_copies);
 
         // each slicing: every row into its group's sums
         if (s.n_slicings > 0) fill_terms(t, len);
