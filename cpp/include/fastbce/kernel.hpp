@@ -346,6 +346,23 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
     }
 }
 
+// exp(-|x|) for a tile, in Z (the working type, or double for the report's p): the cheaper exp
+// of a normal result, and the general one again for a tile with any |x| beyond its range (or a
+// NaN), as loss_tile does.
+template <class T, class Z = T>
+inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<Z>::uint;
+    Bits max_abs_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const Z a = std::abs(Z(x[j]));
+        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+        z[j] = vm::exp_nonpositive_normal(-a);
+    }
+    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<Z>)) {
+        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(Z(x[j])));  // FASTBCE_VEC_LOOP
+    }
+}
+
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
 // Finite: every logit is known to be finite. Returns the largest bit pattern of the labels (and

@@ -1,8 +1,10 @@
 // The evaluation report's pass (docs/report.md), compiled once per SIMD tier with the kernel.
-// Per tile it loads the input as process_block does, gets the loss without the sample weight
-// from kernel.hpp's loss_tile (weights of 1), the plain cross-entropy from loss_tile with no
-// options (or the same numbers when the call has none), p = sigmoid(x) in float64, and adds
-// float64 sums, ECE bins, the AUC histogram and the largest losses of one chunk, in element order.
+// Per tile it loads the input as process_block does (TileInputs), gets the loss without the
+// sample weight from kernel.hpp's loss_tile (weights of 1), the plain cross-entropy from
+// loss_tile with no options (or the same numbers when the call has none), then in one loop over
+// float64 vector lanes p = sigmoid(x) and every float64 sum (add_tile), and one scattered add
+// per row into the AUC histogram and the ECE bins (add_bins); groups and the largest losses
+// take the rows one by one.
 #pragma once
 
 #include <algorithm>
@@ -100,7 +102,8 @@ inline F64 widen(const double* from) {
 
 inline F64 widen(const float* from) {
 #if defined(__AVX512F__)
-    return F64(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(from)));  // (maskz: GCC 12 warns on the plain one)
+    // (the maskz forms: GCC 12 warns that the plain ones use an uninitialised value)
+    return F64(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(from)));
 #elif defined(__AVX__)
     return F64(_mm256_cvtps_pd(_mm_loadu_ps(from)));
 #elif defined(__SSE2__)
@@ -168,20 +171,6 @@ struct RowFlags {
     }
 };
 
-// exp(-|x|) in float64 for the rows of a padded tile, into z: the cheaper exp where every |x|
-// is within its range, else (NaN too) the general one, as loss_tile does in the working type.
-template <class T>
-inline void exp_neg_abs_f64(const T* x, double* z, int64_t padded_len) {
-    uint64_t max_bits = 0;
-    for (int64_t j = 0; j < padded_len; ++j) {  // FASTBCE_VEC_LOOP
-        const double a = std::abs(double(x[j]));
-        max_bits = std::max(max_bits, std::bit_cast<uint64_t>(a));
-        z[j] = vm::exp_nonpositive_normal(-a);
-    }
-    if (max_bits > std::bit_cast<uint64_t>(vm::normal_exp_max<double>))
-        for (int64_t j = 0; j < padded_len; ++j) z[j] = vm::exp_nonpositive(-std::abs(double(x[j])));  // FASTBCE_VEC_LOOP
-}
-
 // sigmoid(x) in float64 from z = exp(-|x|): 1/(1+z) for x >= 0, z/(1+z) below.
 inline F64 sigmoid_from_exp(F64 x, F64 z) {
     const F64 zero = {};
@@ -194,7 +183,7 @@ inline F64 sigmoid_from_exp(F64 x, F64 z) {
 // sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
 // the groups. `l` is the loss without the sample weight, `ce` the elementwise loss of
 // reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits t.p holds
-// exp(-|x|) on entry (exp_neg_abs_f64) and p on exit.
+// exp(-|x|) on entry (exp_neg_abs) and p on exit.
 template <bool FromLogits, bool Rows, bool Unit, class T>
 inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
                      const T* l, const T* ce, const T* bce, int64_t padded_len) {
@@ -213,7 +202,8 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         const auto keep = kept != zero;
         V p = FromLogits ? sigmoid_from_exp(xd, load(t.p + j)) : xd;
         // selects, not products with the mask: a NaN of a row left out must not get in
-        const V wv = Unit ? one : (keep ? load(w + j) : zero), yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
+        const V wv = Unit ? one : (keep ? load(w + j) : zero);
+        const V yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
         const V cev = keep ? load(ce + j) : zero, bv = keep ? load(bce + j) : zero;
         p = keep ? p : zero;
         const V wy = wv * yv, wn = wv * (one - yv), wp = wv * p, w2 = wv * wv, d = p - yv;
@@ -446,7 +436,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             bce = bce_buf;
         }
         flags.fill(y, x, w, skip, omit, len, padded_len);
-        if constexpr (FromLogits) exp_neg_abs_f64(x, t.p, padded_len);
+        if constexpr (FromLogits) exp_neg_abs(x, t.p, padded_len);  // (in float64)
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
         if (rows)
