@@ -137,8 +137,12 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
         g.codes = static_cast<const int64_t*>(codes.data());
         g.mantissa_bits = t[3].cast<int>();
         require(g.mantissa_bits >= 0 && g.mantissa_bits <= kMaxMantissaBits, "group mantissa bits");
-        g.n_groups = int64_t(t[1].cast<py::array>().size()) / rs_size;
-        g.sums = f64_out(t[1], g.n_groups * rs_size, "group sums");
+        auto group_sums = t[1].cast<py::array>();  // (n_groups, rs_size or rs_ece: no ECE bins)
+        require(group_sums.ndim() == 2 && (group_sums.shape(1) == rs_size || group_sums.shape(1) == rs_ece),
+                "group sums must have shape (n_groups, REPORT_SUMS or REPORT_SUMS_NO_ECE)");
+        g.n_groups = int64_t(group_sums.shape(0));
+        g.stride = int64_t(group_sums.shape(1));
+        g.sums = f64_out(t[1], g.n_groups * g.stride, "group sums");
         if (!t[2].is_none()) g.hist = f64_out(t[2], g.n_groups * 2 * hist_bins(g.mantissa_bits), "group histogram");
         slices.push_back(g);
     }
@@ -349,6 +353,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "The report pass: fills the sums and histograms; returns (sum of w*l, sum of w, count, fault "
           "kind, fault flat index, top (loss, weight, y_true, y_pred) rows, top (row, group code) rows).");
     m.attr("REPORT_SUMS") = int(rs_size);
+    m.attr("REPORT_SUMS_NO_ECE") = int(rs_ece);
     m.def("compiled_targets", &compiled_targets);
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);

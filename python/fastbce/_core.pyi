@@ -49,6 +49,7 @@ def compute(
 ) -> tuple[float, float, float, int, int]: ...
 
 REPORT_SUMS: int
+REPORT_SUMS_NO_ECE: int
 
 def report(
     call: Call,
