@@ -70,13 +70,18 @@ def _dictionary_batch(rng, words: np.ndarray, rows: int, nulls: bool = False):
     return array, labels
 
 
-def test_many_batches_with_changing_dictionaries(simd_target, rng):
+@pytest.mark.parametrize("decoded", [False, True], ids=["dictionary", "strings"])
+def test_many_batches_with_changing_dictionaries(simd_target, rng, decoded):
+    """Dictionary batches keep their indices; string batches (after the first) are looked up
+    row by row in the table of keys seen: both give the one-pass report."""
     words = np.array([f"w{i:03d}" for i in range(300)])
     acc = fastbce.LossAccumulator(from_logits=True, top_losses=5)
     ys, xs, labels = [], [], []
     for _ in range(12):
         rows = int(rng.integers(0, 3000))
         batch, plain = _dictionary_batch(rng, words, rows, nulls=True)
+        if decoded:
+            batch = batch.dictionary_decode()
         y = (rng.random(rows) < 0.3).astype(np.float32)
         x = rng.normal(0, 2, rows).astype(np.float32)
         acc.update(y, x, groups=batch)

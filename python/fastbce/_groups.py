@@ -104,6 +104,8 @@ class GroupIndex:
             return None
         chunk = chunks[0]
         if not pa.types.is_dictionary(chunk.type):
+            if self._text is not None and _is_string(chunk.type):  # (keys seen before: no hashing
+                return self._text_rows(chunk)  # into a dictionary first)
             if len(chunk) > ENCODE_PIECE:  # (encode() splits it over threads)
                 return None
             chunk = chunk.dictionary_encode()
@@ -115,6 +117,24 @@ class GroupIndex:
         if not _distinct(table, len(self.keys)):  # (a dictionary with repeated or null values)
             return None
         return to_numpy(indices).astype(np.int64), table
+
+    def _text_rows(self, chunk: Any) -> tuple[np.ndarray, np.ndarray]:
+        """encode_local of an Arrow string array, once text keys are known: every row looked up
+        in the table of text keys (C++); only the rows of new keys are dictionary-encoded."""
+        assert self._text is not None
+        offsets, data = _text_buffers(chunk)
+        codes = self._text.lookup(offsets, data)
+        unknown = codes < 0
+        if chunk.null_count:  # (a null's slot reads as an empty string)
+            null = ~to_numpy(chunk.is_valid())
+            codes[null] = self.code(None)
+            unknown &= ~null
+        if unknown.any():
+            rows = np.flatnonzero(unknown)
+            new = _take(chunk, rows).dictionary_encode()
+            table = self._text_codes(new.dictionary)
+            codes[rows] = table[to_numpy(new.indices)]
+        return compact(codes, len(self.keys))
 
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D)."""
@@ -294,8 +314,8 @@ class GroupIndex:
 
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes, table) as ``encode_local`` gives them, from codes into n_keys keys: the codes
-    themselves while the keys are not many more than the rows, else renumbered (vectorised)."""
-    if n_keys <= max(2 * codes.shape[0], 1 << 16):
+    themselves while the keys are few, else renumbered to the batch's own (vectorised)."""
+    if n_keys <= 1 << 16:
         return codes, np.arange(n_keys, dtype=np.int64)
     used = np.zeros(n_keys, dtype=bool)
     used[codes] = True
@@ -303,6 +323,12 @@ def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     renumber = np.empty(n_keys, dtype=np.int64)
     renumber[table] = np.arange(table.size)
     return renumber[codes], table.astype(np.int64)
+
+
+def _is_string(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
 
 
 def _distinct(codes: np.ndarray, n_keys: int) -> bool:

@@ -244,10 +244,10 @@ class _Slicing:
         """Adds the sums of groups whose codes are `table` (distinct), after ``prepare``."""
         if table.size == 0:
             return
-        self.sums[table] += sums[:, : self.width]
+        _core.add_rows(self.sums, table, np.ascontiguousarray(sums[:, : self.width]))
         if self.hist is not None and self.bits is not None:
             assert hist is not None and bits is not None
-            self.hist[table] += coarsen(hist, bits, self.bits)
+            _core.add_rows(self.hist, table, np.ascontiguousarray(coarsen(hist, bits, self.bits)))
 
     def merge(self, other: _Slicing) -> None:
         n = len(other.keys)
