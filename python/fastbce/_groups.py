@@ -60,6 +60,10 @@ class GroupIndex:
             self.keys.append(key)
         return code
 
+    def find(self, key: Hashable) -> int | None:
+        """The code of a key seen, else None (nothing is added)."""
+        return self._index.get(key)
+
     def rollback(self, mark: int) -> None:
         if mark == len(self.keys):
             return

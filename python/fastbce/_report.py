@@ -257,12 +257,18 @@ class _Slicing:
         self.add(table, other.sums[:n], hist, other.bits)
 
     def ordered(self) -> list[int]:
-        order = list(range(len(self.keys)))
+        """Group indices sorted by key (None, the only missing key, last), or in the order first
+        seen when the keys cannot be ordered (mixed types)."""
+        keys = self.keys
+        missing = self.index.find(None)
+        order = [i for i in range(len(keys)) if i != missing] if missing is not None else None
+        if order is None:
+            order = list(range(len(keys)))
         try:
-            order.sort(key=lambda i: (self.keys[i] is None, self.keys[i]))
+            order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
         except TypeError:  # keys of mixed types: keep the order first seen
-            pass
-        return order
+            return list(range(len(keys)))
+        return order if missing is None else [*order, missing]
 
     def __getstate__(self) -> dict[str, Any]:
         n = len(self.keys)  # (without the spare capacity)
@@ -349,13 +355,17 @@ class ReportState:
         if k:
             self.top = sorted(self.top + entries, key=lambda t: (-t[0], t[1]))[:k]
 
+    def group_blocks(self, name: str) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+        """``group_blocks`` of one slicing (none if there is no such slicing)."""
+        s = self.slicings.get(name)
+        return group_blocks(s) if s is not None else iter(())
+
     def group_items(self, name: str) -> Iterator[tuple[Hashable, dict[str, Any]]]:
         """(key, keys) of the groups of one slicing, in result()'s order, one at a time."""
         s = self.slicings.get(name)
         if s is None:
             return
-        for i in s.ordered():
-            yield s.keys[i], scope_keys(s.sums[i], None if s.hist is None else s.hist[i])
+        yield from _group_scopes(s)
 
     def result(self, *, grouped_as: str | None, with_groups: bool = True) -> dict[str, Any]:
         """The report. grouped_as: "groups" (one slicing, as groups=labels), "slices" (a dict of
@@ -405,10 +415,97 @@ class Batch:
 
 
 def _slicing_keys(s: _Slicing) -> dict[Hashable, dict[str, Any]]:
-    out = {}
-    for i in s.ordered():
-        hist = None if s.hist is None else s.hist[i]
-        out[s.keys[i]] = scope_keys(s.sums[i], hist)
+    return dict(_group_scopes(s))
+
+
+_BLOCK = 1 << 16  # groups whose keys are computed at once (bounded memory)
+
+
+def _group_scopes(s: _Slicing) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+    """(key, scope_keys of the group) in result()'s order, one at a time."""
+    for keys, columns in group_blocks(s):
+        names = list(columns)
+        values = [_as_list(c) for c in columns.values()]
+        for key, row in zip(keys, zip(*values, strict=True), strict=True):
+            yield key, dict(zip(names, row, strict=True))
+
+
+def _as_list(column: np.ndarray) -> list[Any]:
+    """column.tolist() with math.nan for every NaN, as scope_keys gives it (so that results
+    compare equal: containers compare NaN by identity)."""
+    out: list[Any] = column.tolist()
+    if column.dtype.kind == "f":
+        where = np.isnan(column)
+        if column.ndim == 2:
+            for i, j in zip(*np.nonzero(where), strict=True):
+                out[i][j] = math.nan
+        else:
+            for i in np.flatnonzero(where).tolist():
+                out[i] = math.nan
+    return out
+
+
+def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+    """(keys, {key name: an array of one value per group (ci95: pairs)}) of a block of groups
+    at a time, in result()'s order, computed with NumPy (the operations of scope_keys, so the
+    same values)."""
+    order = s.ordered()
+    for start in range(0, len(order), _BLOCK):
+        block = order[start : start + _BLOCK]
+        rows = np.asarray(block, dtype=np.intp)
+        hist = None if s.hist is None else s.hist[rows]
+        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], hist)
+
+
+def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.ndarray]:
+    """scope_keys of many scopes at once: each key as an array, one value per row of sums."""
+    n = sums.shape[0]
+    col = [sums[:, j] for j in range(_ECE)]
+    rows, w, wl = col[_COUNT], col[_W], col[_WL]
+    with np.errstate(all="ignore"):
+        m = _divs(wl, w)
+        log_loss = _divs(col[_WBCE], w)
+        base_rate = _divs(col[_WY], w)
+        h = np.array([_entropy(b) for b in base_rate.tolist()])
+        var = np.where(w != 0.0, col[_W2L2] - 2.0 * m * col[_W2L] + m * m * col[_W2], np.nan)
+        root = np.where(var == var, np.sqrt(np.maximum(var, 0.0)), np.nan)
+        std_error = _divs(root, w)
+        half = _Z95 * std_error
+        if sums.shape[1] >= N_SUMS:
+            bins = sums[:, _ECE : _ECE + 3 * _ECE_BINS].reshape(n, _ECE_BINS, 3)
+            ece = _divs(np.abs(bins[:, :, 1] - bins[:, :, 2]).sum(axis=1), w)
+        else:
+            ece = np.full(n, math.nan)
+        aucs = np.array([_auc(hist[i]) for i in range(n)]) if hist is not None else None
+        if aucs is None:
+            aucs = np.full((n, 2), math.nan)
+        return {
+            "rows": rows.astype(np.int64),
+            "sum": wl,
+            "mean": _divs(wl, rows),
+            "weighted_mean": m,
+            "weight": w,
+            "log_loss": log_loss,
+            "base_rate": base_rate,
+            "mean_prediction": _divs(col[_WP], w),
+            "calibration": _divs(col[_WP], col[_WY]),
+            "normalized_entropy": _divs(log_loss, h),
+            "brier": _divs(col[_WSQ], w),
+            "loss_positive": _divs(col[_WYL], col[_WY]),
+            "loss_negative": _divs(col[_WNL], col[_WN]),
+            "std_error": std_error,
+            "ci95": np.stack([m - half, m + half], axis=1),
+            "auc": aucs[:, 0].copy(),
+            "auc_bound": aucs[:, 1].copy(),
+            "ece": ece,
+            "omitted": col[_OMITTED].astype(np.int64),
+            "ignored": col[_IGNORED].astype(np.int64),
+        }
+
+
+def _divs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b elementwise, NaN where b is 0 (as _div)."""
+    out: np.ndarray = np.where(b != 0.0, a / np.where(b != 0.0, b, 1.0), np.nan)
     return out
 
 
