@@ -124,9 +124,11 @@ Result run_report(const Call& c, ReportSpec& s) {
     const int64_t units = std::max<int64_t>(1, (c.n + kChunkUnit - 1) / kChunkUnit);
     // Very many groups: one chunk, written in place (a copy of every group's sums per chunk
     // would cost more memory and time than a second thread saves on this scatter-bound pass).
-    const int64_t n_chunks = per_chunk > kLargeGroupSums
-                                 ? 1
-                                 : std::clamp<int64_t>(kPartialsBudget / per_chunk, 1, std::min(kMaxChunks, units));
+    // A chunk's partial is zeroed and merged whole, so a chunk has at least per_chunk / 8 rows
+    // (50 groups' histograms are 3.3M values: two chunks of a 1M-row batch, not sixteen).
+    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 8 * c.n / per_chunk);
+    const int64_t n_chunks =
+        per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
     if (n_chunks == 1) return run_in_place(c, s, fn);
     const int64_t chunk = (units + n_chunks - 1) / n_chunks * kChunkUnit;
     const int64_t threads = std::min<int64_t>(threads_for(c.n, c.threads), n_chunks);

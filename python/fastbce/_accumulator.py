@@ -218,15 +218,17 @@ class LossAccumulator:
         """result() without the groups."""
         return self._state.result(grouped_as=None, with_groups=False)
 
-    def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
-        """(key, keys) of every group in result()'s order, made one at a time (a million
-        groups print without a million dicts in memory)."""
-        return self._state.group_items("groups")
+    def _group_items(self, slicing: str = "groups") -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, keys) of every group (of the groups, or of one slicing of slices) in result()'s
+        order, made one at a time (a million groups print without a million dicts in memory)."""
+        return self._state.group_items(slicing)
 
-    def _group_blocks(self) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+    def _group_blocks(
+        self, slicing: str = "groups"
+    ) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
         """(keys, {key name: a value per group}) of the groups a block at a time, in result()'s
         order: what a printer of a million groups formats column by column."""
-        return self._state.group_blocks("groups")
+        return self._state.group_blocks(slicing)
 
     def _update(
         self,
