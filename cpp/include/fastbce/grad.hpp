@@ -157,22 +157,6 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
     }
 }
 
-// exp(-|x|) for a tile: the cheaper exp of a normal result, and the general one again for a
-// tile with any |x| beyond its range (or a NaN), as the loss kernel does.
-template <class T>
-inline void exp_neg_abs(const T* __restrict x, T* __restrict z, int64_t len) {
-    using Bits = typename vm::detail::traits<T>::uint;
-    Bits max_abs_bits = 0;
-    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        const T a = std::abs(x[j]);
-        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
-        z[j] = vm::exp_nonpositive_normal(-a);
-    }
-    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
-        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(x[j]));  // FASTBCE_VEC_LOOP
-    }
-}
-
 // Copies a tile of results to the caller's array. `stream`: with non-temporal stores, which
 // write whole cache lines without reading them first; ordinary stores of a large output read
 // every line before writing it, 1.5x the traffic of reading 8 and writing 8 bytes an element
