@@ -1,6 +1,6 @@
 """fastbce score's slicings (docs/report.md): --group-by repeatable ("slices"), --group-by A,B
-crossed (keys joined by ", "), Hive partition keys as group-by columns, in JSON and the table,
-locally and (when Dask is installed) with --scheduler; against fastbce.evaluate."""
+crossed (keys joined by ", "), Hive partition keys as group-by columns, in JSON and the table;
+against fastbce.evaluate. (The same through --scheduler: tests/test_dask.py.)"""
 
 from __future__ import annotations
 
@@ -201,24 +201,3 @@ def test_hive_default_partition_is_missing(tmp_path):
     proc = score(tmp_path, "--group-by", "country", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert list(json.loads(proc.stdout)["groups"]) == ["de", "null"]
-
-
-def test_slices_through_the_scheduler(hive, data):
-    """--scheduler with slicings, crossed ones and Hive keys: the local run's report."""
-    pytest.importorskip("distributed")
-    from distributed import LocalCluster
-
-    root, _ = hive
-    args = ["--group-by", "country", "--group-by", "country,device", "--format", "json"]
-    local = json.loads(score(root, *args).stdout)
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
-    ) as cluster:
-        proc = score(root, *args, "--scheduler", cluster.scheduler_address, "--batch-rows", "300")
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout)
-    for name in local["slices"]:
-        assert list(got["slices"][name]) == list(local["slices"][name])
-        for key, scope in local["slices"][name].items():
-            assert got["slices"][name][key]["rows"] == scope["rows"]
-            assert got["slices"][name][key]["sum"] == pytest.approx(scope["sum"], rel=1e-12)
