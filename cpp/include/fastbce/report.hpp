@@ -312,15 +312,17 @@ inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, Ec
 }
 
 // Adds the tile's row values to one scope's sums (rows in element order).
-inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
+inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, bool ece = true) {
     s[rs_count] += t.kept[j];
     for (int r = rs_w; r <= rs_w2l2; ++r) s[r] += t.terms[r][j];
     s[rs_omitted] += t.omitted[j];
     s[rs_ignored] += t.ignored[j];
-    double* e = s + rs_ece + 3 * t.ece[j];
-    e[0] += t.w[j];
-    e[1] += t.terms[rs_wp][j];
-    e[2] += t.terms[rs_wy][j];
+    if (ece) {
+        double* e = s + rs_ece + 3 * t.ece[j];
+        e[0] += t.w[j];
+        e[1] += t.terms[rs_wp][j];
+        e[2] += t.terms[rs_wy][j];
+    }
     if (hist != nullptr) {
         hist[2 * t.bin[j]] += t.terms[rs_wy][j];
         hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
@@ -462,7 +464,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             for (int64_t j = 0; j < len; ++j) {
                 if (g.hist != nullptr && !same_bins) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
                 double* hist = g.hist != nullptr ? out.slice_hist[sl] + 2 * bins * t.code[j] : nullptr;
-                add_row(out.slice_sums[sl] + rs_size * t.code[j], hist, t, j);
+                add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
             }
             if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
                 for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);

@@ -39,7 +39,8 @@ constexpr int64_t hist_bins(int mantissa_bits) { return int64_t(64) << mantissa_
 struct ReportSlicing {
     const int64_t* codes = nullptr;  // one code in [0, n_groups) per row
     int64_t n_groups = 0;
-    double* sums = nullptr;          // n_groups * rs_size
+    double* sums = nullptr;          // n_groups * stride
+    int64_t stride = rs_size;        // rs_size, or rs_ece: no ECE bins (slicings of many groups)
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
 };
