@@ -191,6 +191,7 @@ struct LossParams {
     T balance_off;
     T alpha;
     T one_minus_alpha;
+    T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -204,11 +205,20 @@ struct LossParams {
           balance_on(c.has_alpha ? T(1) : T(0)),
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
-          one_minus_alpha(T(1) - T(c.alpha)) {}
+          one_minus_alpha(T(1) - T(c.alpha)),
+          focal_band(T(84.0 / (1.0 + double(gamma)))) {}
 };
 
 template <class T>
 constexpr T inf = std::numeric_limits<T>::infinity();
+
+// The type float products are formed in where a float intermediate could be subnormal: double,
+// where a product of float-range values is always normal (and a product of two floats exact).
+// On Intel cores a float multiply with a subnormal operand or result takes a microcode assist
+// (~100 cycles); the conversions to and from double do not (measured on every tier), so
+// T(double(a) * double(b)) is the same bits as a * b without the assist.
+template <class T>
+using Wide = std::conditional_t<std::is_same_v<T, float>, double, T>;
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
 // sample weight of zero means the term does not count.
@@ -271,6 +281,29 @@ inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     }
 }
 
+// The focal band of float logits: |x| > focal_band (84 / (1 + gamma), leaving 3 bits of margin for
+// alpha and rounding) and exp(-|x|) > 0, where a correct prediction's float factor (1 - p_t)^gamma
+// or loss times it can be subnormal (an operand or result of a multiply, each a microcode assist on
+// Intel cores); below it every such value is a normal number (with labels and alpha of ordinary
+// size; anything else is only slower). Beyond 104, exp(-|x|) is 0 and nothing is tiny.
+struct FocalBand {
+    static float bound(double gamma) { return float(84.0 / (1.0 + gamma)); }
+    static bool wide(float x, float z, float band) { return (std::abs(x) > band) & (z > 0.0f); }
+};
+
+// One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
+// double for the focal band (products of float-range values never leave double's normal range).
+template <Options O, bool FromLogits, bool Clean, class T, class Factor, class Widen>
+inline auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
+    using W = decltype(widen(T(0)));
+    const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
+    const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
+    const W focal = loss * factor(one_minus_pt<FromLogits>(widen(ys), widen(ys_c), widen(x), widen(z)));
+    const W v = Clean ? focal : vm::detail::select(loss == inf<W>, loss, focal);
+    if constexpr (O == Options::weighted) return times_weight(widen(w), v);
+    else return v;
+}
+
 // Step 4 and, for weighted and general calls, step 6: ce[j] = loss[j] * factor(1 - p_t) (* w[j]),
 // except that an infinite loss stays infinite (it has p_t < 1, so its factor is > 0 even where it
 // underflowed to 0). For general calls `loss` is the float64 product of loss_tile, `t` holds
@@ -282,7 +315,7 @@ inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
 // the weight last: no intermediate can overflow where the result does not. Clean: every logit
 // of the tile is within the fast exp's range and every label in [0, 1], so the cross-entropy is
 // finite and neither the zero-weight test nor the infinity select is needed (same bits).
-template <Options O, bool FromLogits, bool Clean, class T, class Factor>
+template <Options O, bool FromLogits, bool Clean, bool Mixed = false, class T, class Factor>
 inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict y,
                         const T* __restrict pred, const T* __restrict t, const T* __restrict w, int64_t len,
                         const LossParams<T>& k, Factor factor) {
@@ -294,14 +327,41 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             const double v = vm::detail::select(loss == inf<double>, loss, loss * factor(double(t[j])));
             ce[j] = T(times_weight(double(w[j]), v));
         } else {
-            const T ys = y[j], ys_c = T(1) - y[j];
-            const T balance = balance_factor(k, ys, ys_c);  // step 5
-            const T loss = Clean ? balance * ce[j] : times_weight(balance, ce[j]);
-            const T focal = loss * factor(one_minus_pt<FromLogits>(ys, ys_c, pred[j], FromLogits ? t[j] : T(0)));
-            const T v = Clean ? focal : vm::detail::select(loss == inf<T>, loss, focal);
-            if constexpr (O == Options::weighted) ce[j] = times_weight(w[j], v);
+            T ys = y[j], ys_c = T(1) - y[j], x = pred[j], z = FromLogits ? t[j] : T(0), ce_j = ce[j];
+            // Mixed (float logits): an element with |x| in the band where a float factor or
+            // product could be subnormal is computed in double instead (rounded to float once),
+            // and the float formulas below see harmless values in its place. Which formula an
+            // element takes depends on it alone, never on its tile.
+            [[maybe_unused]] bool wide = false;
+            [[maybe_unused]] double wide_v = 0.0;
+            if constexpr (Mixed) {
+                wide = FocalBand::wide(x, z, k.focal_band);
+                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, [](T v) { return double(v); });
+                using vm::detail::select;
+                ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
+            }
+            const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, [](T v) { return v; });
+            if constexpr (Mixed) ce[j] = vm::detail::select(wide, T(wide_v), v);
             else ce[j] = v;
         }
+    }
+}
+
+// Float logits with sample weights in a tile with an |x| outside the fast exp's range: the loss
+// can be subnormal (|x| > 87.3) or near it, and w times it is formed by loss_tile, in double for
+// a tile that has such a loss (weight_tile).
+template <class T, bool FromLogits, bool Finite>
+constexpr bool WeightLater = std::is_same_v<T, float> && FromLogits && !Finite;
+
+// ce *= w (step 6), as T(double(w) * double(ce)) where a tile has a loss below 2^-125 (then
+// w * ce can be subnormal for w < 2): the same bits as the float product, without its assist.
+inline void weight_tile(float* __restrict ce, const float* __restrict w, int64_t len) {
+    int tiny = 0;  // (a positive loss below 2^-125; 0 has bits 0, which wrap to the largest)
+    for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<uint32_t>(ce[j]) - 1u < 0x01000000u - 1u);
+    if (tiny) {
+        for (int64_t j = 0; j < len; ++j) ce[j] = float(times_weight(double(w[j]), double(ce[j])));  // FASTBCE_VEC_LOOP
+    } else {
+        for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
     }
 }
 
@@ -406,7 +466,9 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             }
             // (focal calls take steps 4-6 in apply_focal, alpha included)
             // step 6: one rounded product, which overflows only with w * loss
-            if constexpr (O == Options::weighted && !Focal) loss = times_weight(w[j], loss);
+            // (float logits outside the fast exp's range: loss_tile multiplies, see WeightLater)
+            if constexpr (O == Options::weighted && !Focal && !WeightLater<T, FromLogits, Finite>)
+                loss = times_weight(w[j], loss);
         }
         ce[j] = loss;
         // (general focal calls keep 1 - p_t for apply_focal; z is read before it is overwritten)
@@ -438,12 +500,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       [[maybe_unused]] bool& general_exp) {
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
+    [[maybe_unused]] Bits max_abs_bits = 0;  // (logits) of the largest |x|
     if constexpr (FromLogits) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
         // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
         // `general_exp` (the previous tile needed it) starts with the general one instead, so
         // that runs of such tiles do not pay twice; both give the same bits where both apply.
-        Bits max_abs_bits = 0;
         if (general_exp) {
             for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
                 const T a = std::abs(pred[j]);
@@ -471,18 +533,36 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     } else {
         max_bits = loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
     }
+    if constexpr (O == Options::weighted && !Focal && WeightLater<T, FromLogits, false>) {
+        if (!finite) weight_tile(ce, w, len);
+    }
     const bool maybe_outside_unit = max_bits > std::bit_cast<Bits>(T(1));
     if constexpr (Focal) {
         // step 4: (1 - p_t)^gamma, by products for gamma in {1/2, 1, ..., 4} (half_power), else
         // as exp(gamma * log(1 - p_t)), which does not underflow for gamma < 1 (exp(-inf) = 0
         // where 1 - p_t = 0; gamma > 0 here); then step 6
         const bool clean = finite && !maybe_outside_unit;
-        auto by_products = [&](auto h) {
-            auto factor = [](auto t) { return half_power<decltype(h)::value>(t); };
+        // (float logits) a tile with an |x| in the focal band: the mixed loop; the bound is
+        // below the fast exp's, so a tile within it is finite, and the scan runs only beyond it
+        bool mixed = false;
+        if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
+            if (max_abs_bits > std::bit_cast<Bits>(k.focal_band)) {
+                int any = 0;
+                for (int64_t j = 0; j < len; ++j) any |= int(FocalBand::wide(pred[j], scratch[j], k.focal_band));
+                mixed = any != 0;
+            }
+        }
+        auto apply = [&](auto factor) {
             if constexpr (FromLogits && O != Options::general) {
+                if constexpr (std::is_same_v<T, float>) {
+                    if (mixed) return apply_focal<O, FromLogits, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+                }
                 if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
             }
             apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+        };
+        auto by_products = [&](auto h) {
+            apply([](auto t) { return half_power<decltype(h)::value>(t); });
         };
         switch (k.half_gamma) {
             case 1: by_products(std::integral_constant<int, 1>{}); break;
@@ -498,9 +578,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
                 // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
                 const double g = double(k.gamma);
-                apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, [g](auto t) {
-                    return decltype(t)(vm::exp(g * vm::log(double(t))));
-                });
+                apply([g](auto t) { return decltype(t)(vm::exp(g * vm::log(double(t)))); });
             }
         }
     }
