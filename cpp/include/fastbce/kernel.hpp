@@ -291,6 +291,13 @@ struct FocalBand {
     static bool wide(float x, float z, float band) { return (std::abs(x) > band) & (z > 0.0f); }
 };
 
+// (1 - p_t)^gamma as exp(gamma log t), in double also for float (see loss_tile)
+struct PowFactor {
+    double g;
+    template <class U>
+    U operator()(U t) const { return U(vm::exp(g * vm::log(double(t)))); }
+};
+
 // One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
 // double for the focal band (products of float-range values never leave double's normal range).
 template <Options O, bool FromLogits, bool Clean, class T, class Factor, class Widen>
@@ -334,13 +341,30 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             // element takes depends on it alone, never on its tile.
             [[maybe_unused]] bool wide = false;
             [[maybe_unused]] double wide_v = 0.0;
-            if constexpr (Mixed) {
+            auto as_double = [](T v) { return double(v); };
+            auto as_is = [](T v) { return v; };
+            if constexpr (Mixed && std::is_same_v<Factor, PowFactor>) {
+                // (exp and log in double: one evaluation, on the 1 - p_t the element needs; the
+                // float formula's factor is that rounded to float, as PowFactor gives it)
+                using vm::detail::select;
                 wide = FocalBand::wide(x, z, k.focal_band);
-                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, [](T v) { return double(v); });
+                const double t_d = one_minus_pt<FromLogits>(double(ys), double(ys_c), double(x), double(z));
+                ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
+                const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
+                const double fd = factor(select(wide, t_d, double(t_f)));
+                const T ff = T(fd);
+                wide_v = focal_element<O, FromLogits, false>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
+                                                             [fd](double) { return fd; }, as_double);
+                const T v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, [ff](T) { return ff; }, as_is);
+                ce[j] = select(wide, T(wide_v), v);
+                continue;
+            } else if constexpr (Mixed) {
+                wide = FocalBand::wide(x, z, k.focal_band);
+                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
                 using vm::detail::select;
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
             }
-            const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, [](T v) { return v; });
+            const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
             if constexpr (Mixed) ce[j] = vm::detail::select(wide, T(wide_v), v);
             else ce[j] = v;
         }
@@ -578,7 +602,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
                 // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
                 const double g = double(k.gamma);
-                apply([g](auto t) { return decltype(t)(vm::exp(g * vm::log(double(t)))); });
+                apply(PowFactor{g});
             }
         }
     }
