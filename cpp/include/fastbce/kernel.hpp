@@ -371,14 +371,13 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
     }
 }
 
-// Float logits with sample weights in a tile with an |x| outside the fast exp's range: the loss
-// can be subnormal (|x| > 87.3) or near it, and w times it is formed by loss_tile, in double for
-// a tile that has such a loss (weight_tile).
+// Logits with sample weights in a tile with an |x| outside the fast exp's range: the loss can be
+// subnormal (|x| > 87.3 / 708.4) or near it, and w times it is formed by loss_tile (weight_tile).
 template <class T, bool FromLogits, bool Finite>
-constexpr bool WeightLater = std::is_same_v<T, float> && FromLogits && !Finite;
+constexpr bool WeightLater = FromLogits && !Finite;
 
-// ce *= w (step 6), as T(double(w) * double(ce)) where a tile has a loss below 2^-125 (then
-// w * ce can be subnormal for w < 2): the same bits as the float product, without its assist.
+// ce *= w (step 6). Float: as float(double(w) * double(ce)) where a tile has a loss below 2^-125
+// (w * ce can then be subnormal): the same bits as the float product, without its assist.
 inline void weight_tile(float* __restrict ce, const float* __restrict w, int64_t len) {
     int tiny = 0;  // (a positive loss below 2^-125; 0 has bits 0, which wrap to the largest)
     for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<uint32_t>(ce[j]) - 1u < 0x01000000u - 1u);
@@ -386,6 +385,37 @@ inline void weight_tile(float* __restrict ce, const float* __restrict w, int64_t
         for (int64_t j = 0; j < len; ++j) ce[j] = float(times_weight(double(w[j]), double(ce[j])));  // FASTBCE_VEC_LOOP
     } else {
         for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
+    }
+}
+
+// Double: a loss below 2^-1020 (only beyond |x| = 708, never in a tile within the fast exp's
+// range) times a weight below 2^900 is formed on L = loss 2^1074 (exact: the subnormal's bit
+// pattern as an integer, or two scalings by 2^537) and m = w L, rounded to the subnormal grid as
+// an integer (the bits of m + 2^52, as exp builds its subnormal results) or scaled back where it
+// is normal: no operation sees a subnormal. m's rounding makes this a double rounding (within one
+// subnormal ulp of w * loss), so it depends on the element alone, never on its tile.
+inline void weight_tile(double* __restrict ce, const double* __restrict w, int64_t len) {
+    using U = uint64_t;
+    constexpr U limit = std::bit_cast<U>(0x1p-1020) - 1u;
+    int tiny = 0;
+    for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<U>(ce[j]) - 1u < limit);
+    if (!tiny) {
+        for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
+        return;
+    }
+    using vm::detail::max_by_bits;
+    using vm::detail::select;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double loss = ce[j], wj = w[j];
+        const bool scaled = (std::bit_cast<U>(loss) - 1u < limit) & (wj < 0x1p900);
+        const double ls = select(scaled, loss, 0x1p-1021);  // (other lanes: harmless values)
+        const double big = max_by_bits(ls, 0x1p-1022) * 0x1p537 * 0x1p537;
+        const double L = select(ls < 0x1p-1022, vm::detail::small_uint_to_fp<double>(std::bit_cast<U>(ls)), big);
+        const double m = select(scaled, wj, 1.0) * L;
+        const double sub = std::bit_cast<double>(std::bit_cast<U>(m + 0x1p52) - std::bit_cast<U>(0x1p52));
+        const double normal = max_by_bits(m, 0x1p52) * 0x1p-537 * 0x1p-537;
+        const double v = select(m < 0x1p52, sub, normal);
+        ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
     }
 }
 
