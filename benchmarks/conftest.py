@@ -33,6 +33,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"loss variants (default all: {', '.join(_bench.VARIANTS)})",
     )
     group.addoption(
+        "--bench-dist",
+        metavar="NAME,...",
+        help=f"logit distributions ({', '.join(_bench.DISTRIBUTIONS)}; default "
+        f"{_bench.DEFAULT_DISTRIBUTION})",
+    )
+    group.addoption(
         "--bench-threads",
         type=int,
         help="threads for fastbce, the read floor, torch and TensorFlow (default: each one's own)",
@@ -61,32 +67,44 @@ def _variants(config: pytest.Config) -> list[_bench.Variant]:
     return [_bench.VARIANTS[n] for n in names]
 
 
+def _dists(config: pytest.Config) -> list[str]:
+    text = config.getoption("--bench-dist")
+    names = command._names(text) if text else [_bench.DEFAULT_DISTRIBUTION]
+    unknown = [n for n in names if n not in _bench.DISTRIBUTIONS]
+    if unknown:
+        raise pytest.UsageError(f"--bench-dist: unknown distribution {unknown[0]!r}")
+    return names
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per (size, variant, implementation) the implementation supports, in that order
-    so that the data of one size and variant are made once."""
+    """One test per (distribution, size, variant, implementation) the implementation supports,
+    in that order so that the data of one size and variant are made once."""
     if "case" not in metafunc.fixturenames:
         return
     cases, ids = [], []
-    for n in _sizes(metafunc.config):
-        for variant in _variants(metafunc.config):
-            for impl in _bench.IMPLEMENTATIONS.values():
-                if impl.supports(variant):
-                    cases.append((variant, n, impl))
-                    ids.append(f"{variant.name}-{table.format_n(n)}-{impl.name.replace(' ', '_')}")
+    for dist in _dists(metafunc.config):
+        for n in _sizes(metafunc.config):
+            for variant in _variants(metafunc.config):
+                for impl in _bench.IMPLEMENTATIONS.values():
+                    if impl.supports(variant):
+                        cases.append((variant, n, impl, dist))
+                        name = impl.name.replace(" ", "_")
+                        ids.append(f"{dist}-{variant.name}-{table.format_n(n)}-{name}")
     metafunc.parametrize("case", cases, ids=ids)
 
 
-_data_cache: dict[tuple[str, int], _bench.Data] = {}
+_data_cache: dict[tuple[str, int, str], _bench.Data] = {}
 
 
 @pytest.fixture
-def data(case: tuple[_bench.Variant, int, _bench.Implementation]) -> _bench.Data:
-    """The inputs of the case's variant and size; the last ones are kept for the next test."""
-    variant, n, _ = case
-    key = (variant.name, n)
+def data(case: tuple[_bench.Variant, int, _bench.Implementation, str]) -> _bench.Data:
+    """The inputs of the case's variant, size and distribution; the last ones are kept for the
+    next test."""
+    variant, n, _, dist = case
+    key = (variant.name, n, dist)
     if key not in _data_cache:
         _data_cache.clear()
-        _data_cache[key] = _bench.make_data(variant, n)
+        _data_cache[key] = _bench.make_data(variant, n, dist=dist)
     return _data_cache[key]
 
 

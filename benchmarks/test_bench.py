@@ -16,11 +16,11 @@ from fastbce.cli.bench import table
 
 
 def _group(data: _bench.Data) -> str:
-    return f"{data.variant.name} N={table.format_n(data.n)}"
+    return f"{data.variant.name} [{data.dist}] N={table.format_n(data.n)}"
 
 
 def test_loss(benchmark, case, data: _bench.Data, threads: int | None, record_median) -> None:
-    _, _, impl = case
+    _, _, impl, _ = case
     for module in _bench.PEERS[impl.peer].modules if impl.peer != "fastbce" else ():
         pytest.importorskip(module)
     benchmark.group = _group(data)

@@ -10,9 +10,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from fastbce import cli
+from fastbce import _core, cli
 from fastbce.cli import bench as _bench
 from fastbce.cli.bench import command, peers
 
@@ -198,3 +199,97 @@ def test_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys, tmp_path)
 )
 def test_size_syntax(text, n):
     assert command._size(text) == n
+
+
+# --------------------------------------------------------------------------- distributions, sweep
+
+
+def test_distributions_each_get_a_table(tmp_path, capsys):
+    json_path = tmp_path / "bench.json"
+    code = cli.main(["bench", "--quick", "--sizes", "2k", "--peers", "numpy", "--variants",
+                     "logits,probs", "--dist", "normal,confident", "--json", str(json_path),
+                     "-q"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("CPU: ") and f"SIMD tier {_core.active_target()}" in first
+    assert "logits: float32 logits, float32 labels; logits ~ N(0, 1)" in out
+    assert "probs: float32 probabilities, float32 labels; logits: 70% |x| ~ U(5, 30)" in out
+    rows = table_rows(out)
+    assert len(rows) == 2 * 2 * 3  # distributions x variants x implementations
+    report = json.loads(json_path.read_text())
+    assert report["settings"]["dists"] == ["normal", "confident"]
+    assert set(report["distributions"]) == {"normal", "confident"}
+    assert report["machine"]["cpu_model"]
+    results = report["results"]
+    assert {(r["dist"], r["variant"]) for r in results} == {
+        (d, v) for d in ("normal", "confident") for v in ("logits", "probs")
+    }
+    for r in results:
+        assert r["ok"] is True and r["floor_ratio"] > 0 and r["speedup"] > 0
+
+
+def test_default_distribution_is_normal4():
+    data = _bench.make_data(_bench.VARIANTS["logits"], 100_000)
+    assert data.dist == _bench.DEFAULT_DISTRIBUTION == "normal4"
+    assert 3.8 < float(np.std(data.y_pred)) < 4.2
+
+
+def test_confident_mix():
+    data = _bench.make_data(_bench.VARIANTS["logits"], 100_000, dist="confident")
+    magnitude = np.abs(data.y_pred.astype(np.float64))
+    assert magnitude.max() <= 30.0
+    assert 0.66 < np.mean(magnitude >= 5.0) < 0.72  # 70% confident (+ the N(0, 1) tail's bit)
+    assert 0.45 < np.mean(data.y_pred > 0) < 0.55  # random signs
+    # labels from the sigmoid of the logits: confident predictions are mostly right
+    right = (data.y_pred > 0) == (data.y_true == 1)
+    assert np.mean(right[magnitude >= 5.0]) > 0.99
+
+
+def test_sweep(tmp_path, capsys):
+    json_path = tmp_path / "sweep.json"
+    code = cli.main(["bench", "--sweep", "--sizes", "3000", "--variants", "logits,focal",
+                     "--repeats", "1", "--json", str(json_path), "-q"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("CPU: ")
+    for mode in ("logits", "focal"):
+        for dtype in ("float32", "float64"):
+            assert f"\n{mode} {dtype}: fastest " in out
+    assert "slowest/fastest" in out
+    report = json.loads(json_path.read_text())
+    assert report["schema"] == "fastbce-bench-sweep/1" and report["threads"] == 1
+    assert [(s["mode"], s["dtype"]) for s in report["sweeps"]] == [
+        (m, d) for m in ("logits", "focal") for d in ("float32", "float64")
+    ]
+    for s in report["sweeps"]:
+        magnitudes = [p["magnitude"] for p in s["points"]]
+        assert magnitudes[0] == 0 and magnitudes[-1] == 1e30
+        assert all(p["ns_per_element"] > 0 for p in s["points"])
+        assert s["normal_ratio"] >= 1.0
+        # a correct prediction's loss exp(-(1 + gamma)|x|) is not normal, exp(-|x|) not 0 yet:
+        # float32 |x| in (87.3, 103.97), float64 (708.4, 745.1); focal gamma 2 from a third of those
+        subnormal = [p["magnitude"] for p in s["points"] if p["subnormal"]]
+        expected = {
+            ("logits", "float32"): [90, 100],
+            ("logits", "float64"): [710, 745],
+            ("focal", "float32"): [30, 36, 50, 70, 87, 90, 100],
+            ("focal", "float64"): [500, 710, 745],
+        }
+        assert subnormal == expected[s["mode"], s["dtype"]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dist", "normal,cauchy"], "unknown distribution 'cauchy'"),
+        (["--sweep", "--variants", "uint8"], "unknown sweep mode 'uint8'"),
+        (["--sweep", "--sizes", "1e3,1e4"], "--sweep takes one size"),
+        (["--sweep", "--dist", "normal"], "--sweep times fastbce alone"),
+    ],
+)
+def test_dist_and_sweep_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--quick", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

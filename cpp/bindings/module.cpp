@@ -159,6 +159,46 @@ uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
     return read_floor(buffers, threads);
 }
 
+// ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
+py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
+                       int64_t logits_stride, const py::object& weight, int64_t weight_stride,
+                       const py::object& pos_weight, py::array grad, int64_t grad_stride,
+                       const py::object& hess, int64_t hess_stride, HessianMode hessian) {
+    call.y_true = view_of(y_true, y_true_stride, "y_true");
+    call.y_pred = view_of(logits, logits_stride, "logits");
+    require(call.from_logits, "derivatives are taken from logits");
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
+    if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
+        call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
+    if (!pos_weight.is_none()) {
+        auto q = pos_weight.cast<py::array>();
+        require(dtype_of(q, "pos_weight") == working && q.size() == call.n_classes &&
+                    (q.flags() & py::array::c_style) != 0,
+                "pos_weight must be contiguous, working dtype, one per class");
+        call.pos_weight = q.data();
+    }
+    GradOut g;
+    g.hessian = hessian;
+    require(dtype_of(grad, "grad") == working && grad.writeable() && grad.size() == call.n,
+            "grad must be writeable working dtype");
+    g.grad = grad.mutable_data();
+    g.grad_stride = grad_stride;
+    require((hessian == HessianMode::none) == hess.is_none(), "hess is None exactly for hessian='none'");
+    if (!hess.is_none()) {
+        auto h = hess.cast<py::array>();
+        require(dtype_of(h, "hess") == working && h.writeable() && h.size() == call.n,
+                "hess must be writeable working dtype");
+        g.hess = h.mutable_data();
+        g.hess_stride = hess_stride;
+    }
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run_grad(call, g);
+    }
+    return py::make_tuple(int(r.fault), r.fault_index);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -212,6 +252,16 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Test support: (FE_UNDERFLOW raised by one single-threaded kernel run, elementwise loss).");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
+
+    py::enum_<HessianMode>(m, "HessianMode")
+        .value("exact", HessianMode::exact)
+        .value("none", HessianMode::none)
+        .value("clipped", HessianMode::clipped);
+    m.def("compute_grad", &compute_grad, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"),
+          py::arg("logits"), py::arg("logits_stride"), py::arg("weight"), py::arg("weight_stride"),
+          py::arg("pos_weight"), py::arg("grad"), py::arg("grad_stride"), py::arg("hess"),
+          py::arg("hess_stride"), py::arg("hessian"),
+          "Writes the gradient and Hessian w.r.t. the logits; returns (fault kind, fault flat index).");
 
     // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
     try {

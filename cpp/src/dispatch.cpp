@@ -34,7 +34,10 @@ namespace fastbce {
 namespace {
 
 constexpr int64_t kBlock = 1 << 16;              // elements per block (a multiple of the tile)
-constexpr int64_t kMinPerThread = 1 << 18;       // below this a thread costs more than it saves
+// Below this many elements per thread a thread costs more than it saves. Waking a thread of the
+// pool (parallel.hpp) costs a few µs, a block of 2^16 float32 logits ~40 µs on one core: two
+// threads pay off as soon as there are two blocks (n > 2^16).
+constexpr int64_t kMinPerThread = 1 << 15;
 constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
 
 struct Tier {
@@ -266,6 +269,66 @@ uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, 
     uint64_t total = 0;
     for (uint64_t s : sums) total ^= s;
     return total;
+}
+
+}  // namespace fastbce
+
+// ---- derivatives for training (grad.hpp): the same tiers, blocks and threads as run() ----
+
+#define FASTBCE_DECLARE_GRAD_TIER(ns)    \
+    namespace fastbce::ns {               \
+    const GradKernels& grad_kernels();    \
+    }
+FASTBCE_DECLARE_GRAD_TIER(tier_baseline)
+#if FASTBCE_X86_TIERS
+FASTBCE_DECLARE_GRAD_TIER(tier_v2)
+FASTBCE_DECLARE_GRAD_TIER(tier_v3)
+FASTBCE_DECLARE_GRAD_TIER(tier_v4)
+#endif
+
+namespace fastbce {
+
+static_assert(int(GradLevel::plain) == int(Options::plain) && int(GradLevel::weighted) == int(Options::weighted) &&
+              int(GradLevel::general) == int(Options::general));
+
+Result run_grad(const Call& c, const GradOut& g) {
+    const std::string tier = active().load()->name;
+    const GradKernels& (*table)() = tier_baseline::grad_kernels;
+#if FASTBCE_X86_TIERS
+    if (tier == "x86-64-v4") table = tier_v4::grad_kernels;
+    if (tier == "x86-64-v3") table = tier_v3::grad_kernels;
+    if (tier == "x86-64-v2") table = tier_v2::grad_kernels;
+#endif
+    const bool is_double = c.y_pred.dtype == DType::f64;
+    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    GradLevel level = GradLevel(int(options_of(c, is_double, focal)));
+    if (focal) level = g.hessian == HessianMode::clipped ? GradLevel::focal_clipped : GradLevel::focal;
+    const GradBlockFn block_fn = table().block[is_double][int(level)];
+
+    const int64_t n = c.n;
+    const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+    std::vector<BlockOut> parts(static_cast<size_t>(n_blocks));
+    std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
+    parallel_for(n_blocks, threads_for(n, c.threads), [&](int64_t b) {
+        const int64_t begin = b * kBlock;
+        if (begin > fault_at.load(std::memory_order_relaxed)) return;
+        BlockOut& part = parts[size_t(b)];
+        block_fn(c, g, begin, std::min(n, begin + kBlock), part);
+        if (part.fault != Fault::none) {
+            int64_t seen = fault_at.load(std::memory_order_relaxed);
+            while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
+            }
+        }
+    });
+    Result result;
+    for (const BlockOut& part : parts) {
+        if (part.fault != Fault::none) {
+            result.fault = part.fault;
+            result.fault_index = part.fault_index;
+            break;
+        }
+    }
+    return result;
 }
 
 }  // namespace fastbce

@@ -17,6 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._accumulator import LossAccumulator
     from ._api import binary_crossentropy, binary_focal_crossentropy
+    from ._grad import binary_crossentropy_grad
     from ._info import build_info
     from ._labels import encode_labels
 
@@ -24,6 +25,7 @@ __all__ = [
     "LossAccumulator",
     "__version__",
     "binary_crossentropy",
+    "binary_crossentropy_grad",
     "binary_focal_crossentropy",
     "build_info",
     "encode_labels",
@@ -32,6 +34,7 @@ __all__ = [
 _WHERE = {  # public name -> the module that defines it
     "LossAccumulator": "._accumulator",
     "binary_crossentropy": "._api",
+    "binary_crossentropy_grad": "._grad",
     "binary_focal_crossentropy": "._api",
     "build_info": "._info",
     "encode_labels": "._labels",

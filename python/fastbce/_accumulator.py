@@ -28,22 +28,35 @@ _VALUE_OPTIONS = ("from_logits", "epsilon", "label_smoothing", "gamma", "alpha",
 class LossAccumulator:
     """Sums of the binary cross-entropy over data seen in pieces, in total and per group.
 
-    Takes every option of :func:`fastbce.binary_crossentropy` except ``reduction`` and ``out``
-    (``sample_weight`` is given to :meth:`update`). ``update`` adds a batch, ``merge`` adds another
-    accumulator, ``result`` gives the reductions::
-
-        acc = fastbce.LossAccumulator(from_logits=True)
-        for y, x, region in batches:
-            acc.update(y, x, groups=region)
-        acc.result()["mean"], acc.result()["groups"]["eu"]["mean"]
-
+    ``update`` adds a batch, ``merge`` adds another accumulator, ``result`` gives the reductions.
     The sums are float64, whatever the input dtype; merging accumulators that saw any split of the
     data equals one pass over all of it, up to the rounding of float64 additions. Accumulators
     are picklable, so they can be computed in other processes (``fastbce.dask`` does this).
 
-    "rows" in the result is the number of elements counted: the number of rows for 1-D input,
-    every element for N-D input, and only the elements with no NaN in y_true, y_pred or
-    sample_weight under ``nan_policy="omit"``.
+    The constructor takes the options of ``binary_crossentropy``, keyword-only and with its
+    defaults: ``from_logits``, ``epsilon``, ``label_smoothing``, ``pos_weight``, ``gamma``,
+    ``alpha``, ``nan_policy``, ``validate`` and ``threads``. ``sample_weight`` is given to
+    ``update``; there is no ``reduction`` or ``out``. An option of the wrong type or out of range
+    raises TypeError or ValueError, as in ``binary_crossentropy``.
+
+    See Also
+    --------
+    binary_crossentropy, fastbce.dask.accumulate
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce
+    >>> acc = fastbce.LossAccumulator(from_logits=True)
+    >>> acc.update([1, 0, 1], np.array([2.0, -1.0, 0.5], np.float32), groups=["a", "b", "a"])
+    <LossAccumulator rows=3 groups=2>
+    >>> acc.update([0], np.array([3.0], np.float32), groups=["b"])
+    <LossAccumulator rows=4 groups=2>
+    >>> result = acc.result()
+    >>> result["rows"], round(result["mean"], 4)
+    (4, 0.9907)
+    >>> {key: round(group["mean"], 4) for key, group in result["groups"].items()}
+    {'a': 0.3005, 'b': 1.6809}
     """
 
     def __init__(
@@ -88,19 +101,54 @@ class LossAccumulator:
         sample_weight: Any = None,
         groups: Any = None,
     ) -> LossAccumulator:
-        """Adds one batch; returns the accumulator.
+        """Adds one batch, in one pass of the kernel.
 
-        ``y_true``, ``y_pred`` and ``sample_weight`` are as in :func:`fastbce.binary_crossentropy`.
-        ``groups`` gives one hashable label per row (the first axis): a NumPy array or sequence of
-        strings, integers, ... (a pyarrow array or pandas Series works too). Missing labels (None,
-        NaN, null) are collected under the key None. If the batch raises (a label out of range,
-        for example), the accumulator is left as it was.
+        Parameters
+        ----------
+        y_true, y_pred : array_like
+            As in ``binary_crossentropy``.
+        sample_weight : array_like or float, optional
+            As in ``binary_crossentropy``.
+        groups : array_like, optional
+            One hashable label per row (the first axis): a NumPy array or sequence of strings,
+            integers, ... (a pyarrow array or pandas Series works too). Missing labels (None,
+            NaN, null) are collected under the key None.
+
+        Returns
+        -------
+        LossAccumulator
+            This accumulator.
+
+        Raises
+        ------
+        TypeError
+            As ``binary_crossentropy``; the accumulator is then left as it was.
+        ValueError
+            As ``binary_crossentropy``; the accumulator is then left as it was.
         """
         self._update(y_true, y_pred, sample_weight, groups)
         return self
 
     def merge(self, other: LossAccumulator) -> LossAccumulator:
-        """Adds the sums of another accumulator with the same loss options; returns self."""
+        """Adds the sums of another accumulator.
+
+        Parameters
+        ----------
+        other : LossAccumulator
+            An accumulator with the same loss options (``validate`` and ``threads`` may differ).
+
+        Returns
+        -------
+        LossAccumulator
+            This accumulator.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not a ``LossAccumulator``.
+        ValueError
+            The loss options differ (the message names them).
+        """
         if not isinstance(other, LossAccumulator):
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
         mine, theirs = self._opts, other._opts
@@ -121,15 +169,18 @@ class LossAccumulator:
         return self
 
     def result(self) -> dict[str, Any]:
-        """The reductions so far::
+        """The reductions so far, overall and per group.
 
-            {"rows": int, "sum": float, "mean": float, "weighted_mean": float,
-             "groups": {key: {"rows", "sum", "mean", "weighted_mean"}}}
-
-        "rows" counts the elements counted (see the class docstring); "mean" is sum / rows and
-        "weighted_mean" is sum / (sum of sample weights), NaN when the divisor is 0, exactly as
-        the reductions of :func:`fastbce.binary_crossentropy`. Groups come sorted by key when
-        the keys can be ordered (None last), else in the order first seen.
+        Returns
+        -------
+        dict
+            ``{"rows", "sum", "mean", "weighted_mean", "groups": {key: {the same four}}}``.
+            "rows" is the number of elements counted: the rows for 1-D input, every element for
+            N-D input, and only those with no NaN in y_true, y_pred or sample_weight under
+            ``nan_policy="omit"``. "mean" is sum / rows and "weighted_mean" is sum / (sum of
+            sample weights), NaN when the divisor is 0, exactly as the reductions of
+            ``binary_crossentropy``. Groups come sorted by key when the keys can be ordered
+            (None last), else in the order first seen.
         """
         out = self._summary()
         out["groups"] = dict(self._group_items())

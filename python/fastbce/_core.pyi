@@ -58,3 +58,25 @@ def _underflow_raised(
     call: Call, y_true: np.ndarray, y_pred: np.ndarray, weight: np.ndarray | None = None
 ) -> tuple[bool, np.ndarray]: ...
 def read_floor(arrays: list[np.ndarray], threads: int = 0) -> int: ...
+
+# derivatives for training (fastbce._grad)
+class HessianMode(enum.Enum):
+    exact = 0
+    none = 1
+    clipped = 2
+
+def compute_grad(
+    call: Call,
+    y_true: np.ndarray,
+    y_true_stride: int,
+    logits: np.ndarray,
+    logits_stride: int,
+    weight: np.ndarray | None,
+    weight_stride: int,
+    pos_weight: np.ndarray | None,
+    grad: np.ndarray,
+    grad_stride: int,
+    hess: np.ndarray | None,
+    hess_stride: int,
+    hessian: HessianMode,
+) -> tuple[int, int]: ...

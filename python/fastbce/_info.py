@@ -10,8 +10,28 @@ from ._version import __version__
 
 
 def build_info() -> dict[str, Any]:
-    """The SIMD tiers compiled into this build, those this CPU supports, the one in use (the best
-    supported, or FASTBCE_FORCE_TARGET), and the default number of threads."""
+    """What this build is and how it runs here (``fastbce info`` prints it).
+
+    Returns
+    -------
+    dict
+        ``version``; ``targets_compiled``, the SIMD tiers in this build; ``targets_supported``,
+        those this CPU can run; ``target``, the one in use (the best supported, or the one named
+        by the environment variable FASTBCE_FORCE_TARGET); ``default_threads``, the threads a
+        large call uses; ``machine`` and ``python``.
+
+    Examples
+    --------
+    >>> import fastbce
+    >>> info = fastbce.build_info()
+    >>> info["version"] == fastbce.__version__
+    True
+    >>> info["target"] in info["targets_supported"]
+    True
+    >>> sorted(info)  # doctest: +NORMALIZE_WHITESPACE
+    ['default_threads', 'machine', 'python', 'target', 'targets_compiled', 'targets_supported',
+     'version']
+    """
     return {
         "version": __version__,
         "targets_compiled": list(_core.compiled_targets()),

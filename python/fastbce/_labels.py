@@ -36,13 +36,36 @@ def is_missing(arr: np.ndarray) -> np.ndarray:
 
 
 def encode_labels(values: Any, positive: Any) -> np.ndarray:
-    """Class labels to 0/1: a uint8 array, 1 where ``values == positive`` and 0 elsewhere.
+    """Class labels to 0/1: 1 where ``values == positive`` and 0 elsewhere.
 
-    ``values`` holds string or integer (or any comparable) labels, for example "cat"/"dog" with
-    ``positive="dog"`` or {1, 2} with ``positive=2``. Raises ValueError when ``positive`` does not
-    occur at all (it names it and shows some values that do occur), which catches a misspelt or
-    mistyped label (``positive="2"`` for integer labels) before it silently scores everything as
-    the negative class.
+    Parameters
+    ----------
+    values : array_like
+        String or integer (or any comparable) labels, for example "cat"/"dog" or 1/2.
+    positive : object
+        The label of the positive class, of the labels' type (``2``, not ``"2"``, for integers).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels of ``values``' shape, ready for ``binary_crossentropy``.
+
+    Raises
+    ------
+    ValueError
+        ``positive`` does not occur at all (the message shows some labels that do): a misspelt or
+        mistyped label would otherwise score everything as the negative class.
+    TypeError
+        ``values`` has a dtype that cannot hold class labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce
+    >>> fastbce.encode_labels(np.array(["cat", "dog", "dog", "cat"]), "dog")
+    array([0, 1, 1, 0], dtype=uint8)
+    >>> fastbce.encode_labels([1, 2, 2, 1], 2)
+    array([0, 1, 1, 0], dtype=uint8)
     """
     encoded, found = encode(values, positive)
     if not found:

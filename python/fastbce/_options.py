@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["NAN_POLICIES", "REDUCTIONS", "LossOptions", "check_reduction"]
+__all__ = ["NAN_POLICIES", "REDUCTIONS", "LossOptions", "check_reduction", "plain_options_key"]
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
 NAN_POLICIES = {
@@ -72,6 +72,51 @@ class LossOptions:
                 ) from None
             if threads < 1:
                 raise ValueError(f"threads must be None or an int >= 1; got {self.threads!r}")
+
+
+# Types whose equal values are the same option, valid or not: a key of such values may stand for
+# options checked before. (Not bool for a number, nor Fraction or Decimal: they compare and hash
+# equal to a float that LossOptions accepts, yet LossOptions rejects them.)
+_PLAIN_REALS = frozenset((float, int))
+
+
+def plain_options_key(
+    from_logits: Any,
+    epsilon: Any,
+    label_smoothing: Any,
+    gamma: Any,
+    alpha: Any,
+    nan_policy: Any,
+    validate: Any,
+    threads: Any,
+    reduction: Any,
+) -> tuple[Any, ...] | None:
+    """The options as a hashable key when each is a plain Python value (bool, float or int, str,
+    None), so that equal keys are the same checked options; None for anything else (NumPy
+    scalars, say), which takes the general path. Checks nothing itself."""
+    if (
+        type(from_logits) is bool
+        and type(validate) is bool
+        and type(epsilon) in _PLAIN_REALS
+        and type(label_smoothing) in _PLAIN_REALS
+        and type(gamma) in _PLAIN_REALS
+        and (alpha is None or type(alpha) in _PLAIN_REALS)
+        and type(nan_policy) is str
+        and (threads is None or type(threads) is int)
+        and type(reduction) is str
+    ):
+        return (
+            from_logits,
+            epsilon,
+            label_smoothing,
+            gamma,
+            alpha,
+            nan_policy,
+            validate,
+            threads,
+            reduction,
+        )
+    return None
 
 
 def _check_bool(value: Any, name: str) -> None:

@@ -1,9 +1,9 @@
 """Binary cross-entropy of Dask arrays and Dask dataframe columns (``pip install 'fastbce[dask]'``).
 
 Each chunk (or partition) is scored by the fastbce kernel into a picklable
-:class:`fastbce.LossAccumulator`; the accumulators are merged in a tree, so a reduction needs one
+``fastbce.LossAccumulator``; the accumulators are merged in a tree, so a reduction needs one
 pass over the data and moves a few numbers between workers, and the result equals the in-memory
-one (float64 sums, up to the rounding of the additions)::
+one (float64 sums, up to the rounding of the additions):
 
     import dask.array as da, fastbce.dask
 
@@ -62,16 +62,54 @@ def binary_crossentropy(
     split_every: int = 8,
     **options: Any,
 ) -> Any:
-    """:func:`fastbce.binary_crossentropy` of Dask arrays or Dask dataframe columns, lazily.
+    """``fastbce.binary_crossentropy`` of Dask arrays or Dask dataframe columns, lazily.
 
-    Takes the options of :func:`fastbce.binary_crossentropy` except ``out``. ``y_true`` and
-    ``sample_weight`` may be Dask or NumPy arrays (rechunked to y_pred's chunks) or, with a Dask
-    Series ``y_pred``, Series with the same partitions; ``sample_weight`` may also be a number.
+    Each chunk is scored into a ``LossAccumulator``; the accumulators are merged
+    ``split_every`` at a time in a tree, so the result equals the in-memory one up to the
+    rounding of float64 additions.
 
-    A reduction returns a lazy scalar (a ``dask.delayed`` object; ``.compute()`` gives the
-    float), built from one accumulator per chunk merged ``split_every`` at a time.
-    ``reduction="none"`` returns a Dask array with y_pred's chunks (a Dask Series with y_pred's
-    partitions and index for Series input) in the working precision.
+    Parameters
+    ----------
+    y_true : dask.array.Array, dask.dataframe.Series or array_like
+        Labels, rechunked to ``y_pred``'s chunks (a Series needs ``y_pred``'s partitions).
+    y_pred : dask.array.Array or dask.dataframe.Series
+        Probabilities, or logits with ``from_logits=True``.
+    sample_weight : dask.array.Array, dask.dataframe.Series, array_like or float, optional
+        Weights, aligned as ``y_true``.
+    reduction : {"mean", "sum", "weighted_mean", "none"}, default "mean"
+        As in ``fastbce.binary_crossentropy``.
+    split_every : int, default 8
+        How many accumulators a task of the merge tree adds up (>= 2).
+    **options
+        The other options of ``fastbce.binary_crossentropy`` (not ``out``).
+
+    Returns
+    -------
+    dask.delayed.Delayed, dask.array.Array or dask.dataframe.Series
+        A reduction is a lazy scalar: ``.compute()`` gives the float. With ``reduction="none"``,
+        a Dask array with ``y_pred``'s chunks (a Series with ``y_pred``'s partitions and index
+        for Series input) in the working precision.
+
+    Raises
+    ------
+    TypeError
+        An option of the wrong type, checked when the graph is built.
+    ValueError
+        An option out of range or shapes that differ, checked when the graph is built; errors in
+        the data (a label out of range) are raised by ``.compute()``, naming the row.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastbce.dask
+    >>> y = da.from_array(np.array([0, 1, 1, 0], np.uint8), chunks=2)
+    >>> p = da.from_array(np.array([0.1, 0.8, 0.6, 0.3], np.float32), chunks=2)
+    >>> loss = fastbce.dask.binary_crossentropy(y, p)
+    >>> round(loss.compute(), 4)
+    0.299
+    >>> fastbce.dask.binary_crossentropy(y, p, reduction="none").compute().round(4)
+    array([0.1054, 0.2231, 0.5108, 0.3567], dtype=float32)
     """
     if reduction not in REDUCTIONS:
         raise ValueError(
@@ -90,7 +128,32 @@ def binary_crossentropy(
 def binary_focal_crossentropy(
     y_true: Any, y_pred: Any, *, gamma: float = 2.0, **options: Any
 ) -> Any:
-    """:func:`binary_crossentropy` with ``gamma=2.0`` by default (the focal loss), lazily."""
+    """``fastbce.dask.binary_crossentropy`` with ``gamma=2.0`` by default (the focal loss).
+
+    Parameters
+    ----------
+    y_true, y_pred : dask.array.Array, dask.dataframe.Series or array_like
+        As in ``fastbce.dask.binary_crossentropy``.
+    gamma : float, default 2.0
+        The focal exponent.
+    **options
+        As in ``fastbce.dask.binary_crossentropy``.
+
+    Returns
+    -------
+    dask.delayed.Delayed, dask.array.Array or dask.dataframe.Series
+        As ``fastbce.dask.binary_crossentropy``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastbce.dask
+    >>> y = da.from_array(np.array([0, 1, 1, 0], np.uint8), chunks=2)
+    >>> x = da.from_array(np.array([-2.2, 1.4, 0.4, -0.8], np.float32), chunks=2)
+    >>> round(fastbce.dask.binary_focal_crossentropy(y, x, from_logits=True).compute(), 4)
+    0.032
+    """
     return binary_crossentropy(y_true, y_pred, gamma=gamma, **options)
 
 
@@ -103,11 +166,37 @@ def accumulate(
     split_every: int = 8,
     **options: Any,
 ) -> Any:
-    """A lazy :class:`fastbce.LossAccumulator` over Dask data (``.compute()`` gives it).
+    """A lazy ``fastbce.LossAccumulator`` over Dask data, with per-group sums.
 
-    ``groups`` (a Dask array or Series with one label per row) gives the loss per group as well::
+    Parameters
+    ----------
+    y_true, y_pred : dask.array.Array, dask.dataframe.Series or array_like
+        As in ``fastbce.dask.binary_crossentropy``.
+    sample_weight : dask.array.Array, dask.dataframe.Series, array_like or float, optional
+        As in ``fastbce.dask.binary_crossentropy``.
+    groups : dask.array.Array or dask.dataframe.Series, optional
+        One group label per row, aligned as ``y_true``.
+    split_every : int, default 8
+        How many accumulators a task of the merge tree adds up (>= 2).
+    **options
+        The options of ``fastbce.LossAccumulator``.
 
-        fastbce.dask.accumulate(df.label, df.score, groups=df.country).compute().result()
+    Returns
+    -------
+    dask.delayed.Delayed
+        ``.compute()`` gives the merged ``LossAccumulator``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastbce.dask
+    >>> y = da.from_array(np.array([0, 1, 1, 0], np.uint8), chunks=2)
+    >>> x = da.from_array(np.array([-2.2, 1.4, 0.4, -0.8], np.float32), chunks=2)
+    >>> country = da.from_array(np.array(["de", "fr", "de", "fr"]), chunks=2)
+    >>> acc = fastbce.dask.accumulate(y, x, groups=country, from_logits=True).compute()
+    >>> {key: group["rows"] for key, group in acc.result()["groups"].items()}
+    {'de': 2, 'fr': 2}
     """
     opts = _options(options)
     if not (isinstance(split_every, numbers.Integral) and split_every >= 2):

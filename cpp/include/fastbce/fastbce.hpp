@@ -27,7 +27,8 @@ void set_target(const std::string& name);
 int default_threads();
 
 // Threads a call on n elements runs on, given threads= (0: the library default). Small inputs
-// run on the calling thread alone: below 2^18 elements per thread a thread costs more than it saves.
+// run on the calling thread alone: a thread of the pool takes whole blocks of 2^16 elements, and
+// below 2^15 elements per thread waking one costs more than it saves.
 int threads_for(int64_t n, int requested);
 
 // Reads every byte of the buffers with the same threads a call would use and returns a checksum:
@@ -36,5 +37,10 @@ uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, 
 
 // Applies a vector-math function of the active tier to n contiguous floats or doubles.
 void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n);
+
+// Gradient and Hessian with respect to the logit of the elementwise loss of the call (which
+// must have from_logits set) into g's arrays, on the active tier and the threads run() uses.
+// Only the fault fields of the Result are set. Never throws.
+Result run_grad(const Call& c, const GradOut& g);
 
 }  // namespace fastbce

@@ -110,4 +110,20 @@ struct Kernels {
     ApplyMathFn math[2];     // [double]
 };
 
+// ---- derivatives for training (grad.hpp, run_grad): the inputs are a Call (from_logits) ----
+enum class HessianMode : int32_t { exact = 0, none, clipped };
+// Which grad_block a call takes: Options' levels, plus the focal ones (every option, gamma > 0).
+enum class GradLevel : int32_t { plain = 0, weighted, general, focal, focal_clipped };
+struct GradOut {
+    void* grad = nullptr;  // n values in the working type
+    int64_t grad_stride = 1;
+    void* hess = nullptr;  // n values in the working type, or null (hessian="none")
+    int64_t hess_stride = 1;
+    HessianMode hessian = HessianMode::exact;
+};
+using GradBlockFn = void (*)(const Call&, const GradOut&, int64_t begin, int64_t end, BlockOut&);
+struct GradKernels {
+    GradBlockFn block[2][5];  // [double working type][GradLevel]
+};
+
 }  // namespace fastbce

@@ -7,8 +7,10 @@ This package is the one place where each implementation's expression is written
 
 How a measurement goes (docs/benchmarks.md explains the columns):
 
-- Data are generated once per size with a fixed seed (logits ~ N(0, 2), labels drawn from the
-  sigmoid of the logits, weights ~ U(0.5, 2)); every implementation gets the same values.
+- Data are generated once per size with a fixed seed (logits from one of :data:`DISTRIBUTIONS`,
+  by default N(0, 4^2); labels drawn from the sigmoid of the logits, weights ~ U(0.5, 2)); every
+  implementation gets the same values. ``sweep`` times fastbce alone on inputs of one magnitude
+  each (``--sweep``).
 - ``prepare`` converts the NumPy arrays into the framework's tensors (``tf.constant``,
   ``torch.from_numpy``, ``jnp.asarray`` + ``block_until_ready``), builds the function
   (``tf.function``, ``jax.jit``) and calls it once, so conversion and JIT compilation stay
@@ -27,15 +29,28 @@ from .command import DEFAULT_SIZES, QUICK_SIZES, add_arguments, run
 from .implementations import IMPLEMENTATIONS, Implementation
 from .peers import PEERS, Peer, has_module, peer_installed, peer_versions
 from .timing import Prepared, Settings, kernel_threads, measure
-from .variants import VARIANTS, Data, Variant, make_data, reference, tolerance
+from .variants import (
+    DEFAULT_DISTRIBUTION,
+    DISTRIBUTIONS,
+    VARIANTS,
+    Data,
+    Distribution,
+    Variant,
+    make_data,
+    reference,
+    tolerance,
+)
 
 __all__ = [
+    "DEFAULT_DISTRIBUTION",
     "DEFAULT_SIZES",
+    "DISTRIBUTIONS",
     "IMPLEMENTATIONS",
     "PEERS",
     "QUICK_SIZES",
     "VARIANTS",
     "Data",
+    "Distribution",
     "Implementation",
     "Peer",
     "Prepared",

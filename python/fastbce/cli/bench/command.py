@@ -20,12 +20,12 @@ from ..._errors import UsageError
 from ..._info import build_info
 from ..._version import __version__
 from ..output import note
-from . import peers
+from . import peers, sweep
 from .implementations import IMPLEMENTATIONS, Prepared
 from .peers import ALL_PEERS_HINT, PEERS, peer_versions
 from .table import format_n, format_table, plot
-from .timing import Settings, measure
-from .variants import VARIANTS, make_data, tolerance
+from .timing import Settings, cpu_model, measure
+from .variants import DEFAULT_DISTRIBUTION, DISTRIBUTIONS, VARIANTS, make_data, tolerance
 
 DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
 QUICK_SIZES = (10**3, 10**4, 10**5)
@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"loss variants, or 'all' (default all: {', '.join(VARIANTS)})",
     )
     parser.add_argument(
+        "--dist",
+        type=_names,
+        metavar="NAME,...",
+        help=f"logit distributions, or 'all' ({', '.join(DISTRIBUTIONS)}; default "
+        f"{DEFAULT_DISTRIBUTION}); see docs/benchmarks.md",
+    )
+    parser.add_argument(
         "--peers",
         type=_names,
         metavar="NAME,...",
@@ -130,6 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", metavar="PATH", help="write a PNG of throughput against size (needs matplotlib)"
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead of the peers: fastbce's time per element for inputs of one |x| each, "
+        f"|x| from 0 to 1e30, and the slowest/fastest ratio; --variants then names modes "
+        f"({', '.join(sweep.MODES)}), --sizes one size (default 1e6, quick 1e5), --threads "
+        "defaults to 1",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -144,6 +159,14 @@ def _settings(args: argparse.Namespace) -> Settings:
             f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)} or all"
         )
     variants = [VARIANTS[n] for n in dict.fromkeys(names)]
+    dists = args.dist or [DEFAULT_DISTRIBUTION]
+    if "all" in dists:
+        dists = list(DISTRIBUTIONS)
+    unknown = [d for d in dists if d not in DISTRIBUTIONS]
+    if unknown:
+        raise UsageError(
+            f"unknown distribution {unknown[0]!r}; choose from {', '.join(DISTRIBUTIONS)} or all"
+        )
 
     skipped: dict[str, str] = {}
     if args.peers is None:
@@ -164,6 +187,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(
         sizes=sizes,
         variants=variants,
+        dists=list(dict.fromkeys(dists)),
         peers=installed,
         skipped=skipped,
         threads=args.threads,
@@ -182,7 +206,8 @@ def run_benchmarks(settings: Settings, quiet: bool = True) -> list[dict[str, Any
         if impl.peer == "fastbce" or impl.peer in settings.peers
     ]
     plan = [
-        (n, v, impl)
+        (dist, n, v, impl)
+        for dist in settings.dists
         for n in settings.sizes
         for v in settings.variants
         for impl in chosen
@@ -191,13 +216,14 @@ def run_benchmarks(settings: Settings, quiet: bool = True) -> list[dict[str, Any
     rows: list[dict[str, Any]] = []
     data = None
     prepared: Prepared | None
-    for step, (n, v, impl) in enumerate(plan, 1):
-        if data is None or data.n != n or data.variant != v:
+    for step, (dist, n, v, impl) in enumerate(plan, 1):
+        if data is None or data.n != n or data.variant != v or data.dist != dist:
             data = None
             gc.collect()
-            data = make_data(v, n, settings.seed)
-        label = f"[{step}/{len(plan)}] {v.name} N={format_n(n)} {impl.name}"
+            data = make_data(v, n, settings.seed, dist)
+        label = f"[{step}/{len(plan)}] {dist} {v.name} N={format_n(n)} {impl.name}"
         row: dict[str, Any] = {
+            "dist": dist,
             "variant": v.name,
             "implementation": impl.name,
             "peer": impl.peer,
@@ -242,12 +268,14 @@ def run_benchmarks(settings: Settings, quiet: bool = True) -> list[dict[str, Any
 
 def _add_ratios(rows: list[dict[str, Any]]) -> None:
     """speedup (an implementation's time over fastbce's) and floor_ratio (time over the floor's)."""
-    by_key = {(r["variant"], r["n"], r["implementation"]): r for r in rows if "median_ms" in r}
+    by_key = {
+        (r["dist"], r["variant"], r["n"], r["implementation"]): r for r in rows if "median_ms" in r
+    }
     for r in rows:
         if "median_ms" not in r:
             continue
-        fast = by_key.get((r["variant"], r["n"], "fastbce"))
-        floor = by_key.get((r["variant"], r["n"], "read floor"))
+        fast = by_key.get((r["dist"], r["variant"], r["n"], "fastbce"))
+        floor = by_key.get((r["dist"], r["variant"], r["n"], "read floor"))
         r["speedup"] = fast and r["median_ms"] / fast["median_ms"]
         r["floor_ratio"] = floor and r["median_ms"] / floor["median_ms"]
 
@@ -265,20 +293,26 @@ def _threads_used(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
 def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema": "fastbce-bench/1",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "fastbce": {"version": __version__, "build": build_info()},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": _machine(),
         "settings": {
             "sizes": settings.sizes,
             "variants": [v.name for v in settings.variants],
+            "dists": settings.dists,
             "repeats": settings.repeats,
             "min_time_s": settings.min_time,
             "quick": settings.quick,
@@ -297,6 +331,7 @@ def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
             }
             for v in settings.variants
         },
+        "distributions": {d: DISTRIBUTIONS[d].description for d in settings.dists},
         "peers": {
             **{name: {"status": "ran", "versions": peer_versions(name)} for name in settings.peers},
             **{
@@ -316,7 +351,47 @@ def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    """``--sweep``: the magnitude sweep of each mode in float32 and float64."""
+    if args.plot or args.dist or args.peers:
+        raise UsageError("--sweep times fastbce alone: no --plot, --dist or --peers")
+    names = args.variants or ["all"]
+    if "all" in names:
+        names = list(sweep.MODES)
+    unknown = [n for n in names if n not in sweep.MODES]
+    if unknown:
+        raise UsageError(
+            f"unknown sweep mode {unknown[0]!r}; choose from {', '.join(sweep.MODES)} or all"
+        )
+    sizes = args.sizes or [10**5 if args.quick else 10**6]
+    if len(sizes) != 1:
+        raise UsageError(f"--sweep takes one size; got {len(sizes)}")
+    n, threads = sizes[0], args.threads or 1
+    repeats = args.repeats or (3 if args.quick else 5)
+    min_time = args.min_time if args.min_time is not None else 0.0
+    results = []
+    for name in dict.fromkeys(names):
+        for dtype in sweep.DTYPES:
+            note(args.quiet, f"sweep {name} {dtype} N={format_n(n)}")
+            points = sweep.sweep(
+                sweep.MODES[name], dtype, n, threads=threads, repeats=repeats,
+                min_time=min_time, seed=args.seed,
+            )  # fmt: skip
+            results.append((sweep.MODES[name], dtype, points))
+    print(sweep.format_sweep(results, n, threads))
+    if args.json:
+        document = sweep.report(results, n, threads)
+        document["machine"] = _machine()
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1, allow_nan=False)
+            f.write("\n")
+        note(args.quiet, f"wrote {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return run_sweep(args)
     settings = _settings(args)
     if args.plot and not peers.has_module("matplotlib"):
         raise UsageError('--plot needs matplotlib: pip install matplotlib (or "fastbce[plot]")')

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..output import aligned
 from .implementations import IMPLEMENTATIONS
-from .timing import Settings
+from .timing import Settings, machine_line
+from .variants import DISTRIBUTIONS
 
 
 def format_n(n: int) -> str:
@@ -17,9 +18,9 @@ def format_n(n: int) -> str:
 
 def format_table(settings: Settings, rows: list[dict[str, Any]]) -> str:
     header = ("implementation", "N", "ms", "ns/elem", "GB/s", "speed-up", "x floor", "rel. error")
-    lines = []
-    for v in settings.variants:
-        group = [r for r in rows if r["variant"] == v.name]
+    lines = [machine_line(), ""]
+    for dist, v in ((d, v) for d in settings.dists for v in settings.variants):
+        group = [r for r in rows if r["variant"] == v.name and r["dist"] == dist]
         if not group:
             continue
         table: list[tuple[str, ...]] = []
@@ -49,7 +50,7 @@ def format_table(settings: Settings, rows: list[dict[str, Any]]) -> str:
         widths = [
             max(len(str(c[i])) for c in [header, *table] if len(c) > i) for i in range(len(header))
         ]
-        lines.append(f"{v.name}: {v.description}")
+        lines.append(f"{v.name}: {v.description}; {DISTRIBUTIONS[dist].description}")
         lines.append(aligned(header, widths))
         previous_n = None
         for cells in table:
@@ -82,18 +83,26 @@ def plot(settings: Settings, rows: list[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v in settings.variants if any(r["variant"] == v.name for r in rows)]
-    columns = min(3, len(variants)) or 1
-    lines = -(-len(variants) // columns) or 1
+    panels = [
+        (d, v)
+        for d in settings.dists
+        for v in settings.variants
+        if any(r["variant"] == v.name and r["dist"] == d for r in rows)
+    ]
+    columns = min(3, len(panels)) or 1
+    lines = -(-len(panels) // columns) or 1
     fig, axes = plt.subplots(lines, columns, figsize=(5 * columns, 4 * lines), squeeze=False)
-    for ax in axes.flat[len(variants) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, v in zip(axes.flat, variants, strict=False):
+    for ax, (dist, v) in zip(axes.flat, panels, strict=False):
         for color, name in enumerate(IMPLEMENTATIONS):
             points = sorted(
                 (r["n"], r["gb_per_s"])
                 for r in rows
-                if r["variant"] == v.name and r["implementation"] == name and "gb_per_s" in r
+                if r["variant"] == v.name
+                and r["dist"] == dist
+                and r["implementation"] == name
+                and "gb_per_s" in r
             )
             if not points:
                 continue
@@ -106,7 +115,7 @@ def plot(settings: Settings, rows: list[dict[str, Any]], path: str) -> None:
             ax.plot(xs, ys, marker="o", label=name, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{v.name}: {v.description}", fontsize=9)
+        ax.set_title(f"{v.name} ({dist}): {v.description}", fontsize=9)
         ax.set_xlabel("elements N")
         ax.set_ylabel("GB/s of input read")
         ax.grid(True, which="both", alpha=0.3)

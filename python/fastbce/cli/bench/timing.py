@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,27 @@ from typing import Any
 
 from ... import _core
 from .variants import Variant
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what the platform module knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_line() -> str:
+    """The CPU and what fastbce runs on it: the table's first line."""
+    return (
+        f"CPU: {cpu_model()}; SIMD tier {_core.active_target()}; "
+        f"{_core.default_threads()} threads available"
+    )
 
 
 def kernel_threads(n: int, threads: int | None) -> int:
@@ -60,6 +82,7 @@ def measure(call: Callable[[], Any], repeats: int, min_time: float) -> list[floa
 class Settings:
     sizes: list[int]
     variants: list[Variant]
+    dists: list[str]  # logit distributions (variants.DISTRIBUTIONS)
     peers: list[str]
     skipped: dict[str, str]  # peer -> why
     threads: int | None

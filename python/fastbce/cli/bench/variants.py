@@ -48,6 +48,41 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+# --------------------------------------------------------------------------- logit distributions
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How the logits of the generated data are drawn (labels follow from them)."""
+
+    name: str
+    description: str
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n float64 logits."""
+        if self.name == "confident":
+            # a confident model: 70% of the logits have |x| uniform in [5, 30] (p within 7e-3
+            # of 0 or 1, where exp(-|x|) runs down to 1e-13), 30% are N(0, 1); random signs
+            confident = rng.random(n) < 0.7
+            magnitude = np.where(confident, rng.uniform(5.0, 30.0, n), rng.normal(0.0, 1.0, n))
+            return np.where(rng.random(n) < 0.5, -magnitude, magnitude)
+        return rng.normal(0.0, _SIGMA[self.name], n)
+
+
+_SIGMA = {"normal": 1.0, "normal2": 2.0, "normal4": 4.0}
+
+DISTRIBUTIONS: dict[str, Distribution] = {
+    d.name: d
+    for d in (
+        Distribution("normal", "logits ~ N(0, 1)"),
+        Distribution("normal2", "logits ~ N(0, 2^2)"),
+        Distribution("normal4", "logits ~ N(0, 4^2)"),
+        Distribution("confident", "logits: 70% |x| ~ U(5, 30), 30% N(0, 1), random signs"),
+    )
+}
+DEFAULT_DISTRIBUTION = "normal4"  # the headline: a trained model's logits spread wider than N(0, 1)
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -61,6 +96,7 @@ class Data:
     y_pred: np.ndarray
     sample_weight: np.ndarray | None
     reference: float
+    dist: str = DEFAULT_DISTRIBUTION
 
     @property
     def arrays(self) -> list[np.ndarray]:
@@ -72,25 +108,27 @@ class Data:
         return sum(a.nbytes for a in self.arrays)
 
 
-_base_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_base_cache: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _base(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 logits, bool labels and float64 weights for size n (the last size is kept)."""
-    key = (n, seed)
+def _base(n: int, seed: int, dist: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 logits, bool labels and float64 weights for size n (the last size is kept).
+    Labels are drawn from the sigmoid of the logits: a calibrated model."""
+    key = (n, seed, dist)
     if key not in _base_cache:
         _base_cache.clear()
         rng = np.random.default_rng([seed, n])
-        logits = rng.normal(0.0, 2.0, n)
+        logits = DISTRIBUTIONS[dist].draw(rng, n)
         labels = rng.random(n) < 1.0 / (1.0 + np.exp(-logits))
         weights = rng.uniform(0.5, 2.0, n)
         _base_cache[key] = (logits, labels, weights)
     return _base_cache[key]
 
 
-def make_data(variant: Variant, n: int, seed: int = 0) -> Data:
-    """The inputs of `variant` at size `n`; one seed gives the same values to every variant."""
-    logits, labels, weights = _base(n, seed)
+def make_data(variant: Variant, n: int, seed: int = 0, dist: str = DEFAULT_DISTRIBUTION) -> Data:
+    """The inputs of `variant` at size `n` with logits drawn from `dist` (a DISTRIBUTIONS name);
+    one seed gives the same values to every variant."""
+    logits, labels, weights = _base(n, seed, dist)
     dtype = np.dtype(variant.dtype)
     if variant.from_logits:
         y_pred = logits.astype(dtype)
@@ -98,9 +136,8 @@ def make_data(variant: Variant, n: int, seed: int = 0) -> Data:
         y_pred = (1.0 / (1.0 + np.exp(-logits))).astype(dtype)
     y_true = labels.astype(variant.label_dtype)
     sample_weight = weights.astype(dtype) if variant.weighted else None
-    return Data(
-        variant, n, y_true, y_pred, sample_weight, reference(variant, y_true, y_pred, sample_weight)
-    )
+    value = reference(variant, y_true, y_pred, sample_weight)
+    return Data(variant, n, y_true, y_pred, sample_weight, value, dist)
 
 
 def reference(
@@ -122,7 +159,8 @@ def reference(
             pc = np.clip(p, work(EPSILON), work(1) - work(EPSILON)).astype(np.float64)
             clipped_log_p, clipped_log_1mp = np.log(pc), np.log1p(-pc)
             p64 = p.astype(np.float64)
-            log_p, log_1mp = np.log(p64), np.log1p(-p64)
+            with np.errstate(divide="ignore"):  # p of 0 or 1 (confident logits): -inf, as it is
+                log_p, log_1mp = np.log(p64), np.log1p(-p64)
         ce = -(y * clipped_log_p + (1.0 - y) * clipped_log_1mp)
         if variant.focal:  # labels are 0 or 1 here: log(1 - p_t) is log(1 - p) or log(p)
             ce = ce * np.exp(variant.gamma * np.where(y == 1.0, log_1mp, log_p))

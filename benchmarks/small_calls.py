@@ -1,0 +1,120 @@
+"""Small and mid-size calls: where the Python layer and thread start-up, not the kernel, set the
+time. Median microseconds of a float32 mean call (logits ~ N(0, 1), 0/1 labels) at each size for
+fastbce, NumPy's stable expression and PyTorch's binary_cross_entropy_with_logits (if installed),
+with the ratios to fastbce's time; then the breakdown of a 4-element fastbce call.
+
+    python benchmarks/small_calls.py [--sizes 4,1000,10000,100000] [--repeats 15]
+
+Run it on a quiet machine: the figures of other processes' load are the noise here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+import timeit
+from collections.abc import Callable
+
+import numpy as np
+
+import fastbce
+from fastbce import _api, _core
+
+
+def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) -> float:
+    """Median over `repeats` of the mean time of a loop lasting about min_time seconds."""
+    timer = timeit.Timer(call)
+    # warm-up of 0.5 s: after other work, PyTorch's first few hundred calls take milliseconds
+    # each on a busy machine (its idle OpenMP threads have to be scheduled again, it seems)
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.5:
+        timer.timeit(100)
+    number, _ = timer.autorange()  # >= 0.2 s; scale it down to min_time
+    number = max(1, int(number * min_time / 0.2))
+    return statistics.median(timer.repeat(repeats, number)) / number * 1e6
+
+
+def numpy_loss(y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+
+
+def torch_loss() -> Callable[[np.ndarray, np.ndarray], Callable[[], object]] | None:
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    def prepare(y: np.ndarray, x: np.ndarray) -> Callable[[], object]:
+        ty, tx = torch.from_numpy(y), torch.from_numpy(x)
+        return lambda: torch.nn.functional.binary_cross_entropy_with_logits(tx, ty).item()
+
+    return prepare
+
+
+def breakdown(repeats: int) -> list[tuple[str, float]]:
+    """The pieces of a 4-element call on the fast path (each timed alone)."""
+    from fastbce._options import LossOptions, plain_options_key
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=4).astype(np.float32)
+    y = (rng.random(4) < 0.5).astype(np.float32)
+    fastbce.binary_crossentropy(y, x, from_logits=True)  # fills the cache of checked calls
+    key = plain_options_key(True, 1e-7, 0.0, 0.0, None, "propagate", True, None, "mean")
+    assert key is not None
+    cache_key = (y.dtype, x.dtype, y.shape, x.shape, key)
+    call, _ = _api._CHECKED_CALLS[cache_key]
+    nothing = (None, 1, None, None, 1, None, None)  # no weights, pos_weight, out or groups
+    opts = LossOptions(from_logits=True)
+    shapes = (y.shape, x.shape)
+    general = {"from_logits": True, "epsilon": np.float64(1e-7)}  # (a NumPy scalar: general path)
+    plain = (True, 1e-7, 0.0, 0.0, None, "propagate", True, None, "mean")
+    pieces: list[tuple[str, Callable[[], object]]] = [
+        ("whole call (fast path)", lambda: fastbce.binary_crossentropy(y, x, from_logits=True)),
+        ("  options key (type checks)", lambda: plain_options_key(*plain)),
+        ("  cache lookup", lambda: _api._CHECKED_CALLS.get((y.dtype, x.dtype, *shapes, key))),
+        ("  _flat x 2 (layout checks)", lambda: (_api._flat(y), _api._flat(x))),
+        ("  _core.compute (binding + kernel)", lambda: _core.compute(call, y, 1, x, 1, *nothing)),
+        ("  reduction (division)", lambda: _api._reduce("mean", 1.0, 4.0, 4.0)),
+        ("general path, whole call", lambda: fastbce.binary_crossentropy(y, x, **general)),
+        ("  LossOptions (dataclass + checks)", lambda: LossOptions(from_logits=True)),
+        ("  _compute (arrays, call, kernel)", lambda: _api._compute(opts, y, x, None)),
+    ]  # fmt: skip
+    return [(name, median_us(fn, repeats)) for name, fn in pieces]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="4,1000,10000,100000")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    torch_prepare = torch_loss()
+    rng = np.random.default_rng(0)
+    print(
+        f"fastbce {fastbce.__version__}, tier {_core.active_target()}, "
+        f"{_core.default_threads()} threads available; float32 mean loss of logits, median µs"
+    )
+    header = f"{'N':>8} {'fastbce':>9} {'numpy':>9} {'numpy/fastbce':>14}"
+    if torch_prepare:
+        header += f" {'torch':>9} {'torch/fastbce':>14}"
+    print(header + f" {'fastbce threads':>16}")
+    for n in sizes:
+        x = rng.normal(size=n).astype(np.float32)
+        y = (rng.random(n) < 0.5).astype(np.float32)
+        fast = median_us(
+            lambda y=y, x=x: fastbce.binary_crossentropy(y, x, from_logits=True), args.repeats
+        )
+        ref = median_us(lambda y=y, x=x: numpy_loss(y, x), args.repeats)
+        line = f"{n:>8} {fast:>9.2f} {ref:>9.2f} {ref / fast:>14.2f}"
+        if torch_prepare:
+            peer = median_us(torch_prepare(y, x), args.repeats)
+            line += f" {peer:>9.2f} {peer / fast:>14.2f}"
+        print(line + f" {_core.threads_for(n, 0):>16}")
+    print("\nbreakdown of a 4-element call (median µs, each piece timed alone):")
+    for name, us in breakdown(args.repeats):
+        print(f"  {name:<38} {us:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+// First and second derivatives, with respect to the logit x, of the elementwise loss of
+// docs/reference.md section 1 (from logits, every option): ONE fused loop per tile computes the
+// gradient and the Hessian together. Compiled once per SIMD tier with the loss kernel
+// (cpp/src/kernel_tier.cpp); the loaders and checks are the loss kernel's (kernel.hpp), the
+// formulas and their derivation are in docs/gradients.md.
+//
+// Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
+// weighted float calls stay in float (the speed-critical case, within 4 ulp); every other call
+// continues in double and rounds once to T, so for float input exp's rounding is the only
+// float-sized error, and for double input correction terms keep the plain derivatives within a
+// few ulp. Where a value cancels (a zero of the gradient or Hessian) that rounding of exp,
+// the same as moving x by an ulp of 1, is the error left, in any implementation.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "fastbce/kernel.hpp"
+#include "fastbce/types.hpp"
+#include "fastbce/vecmath.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace fastbce {
+namespace FASTBCE_TIER {
+
+// Per-call constants. The options are rounded to T first, as the loss kernel takes them, so
+// these are the derivatives of the loss that fastbce computes for the same call.
+struct GradParams {
+    double keep, shift;           // label smoothing: y' = y keep + shift
+    double gamma;                 // focal exponent (0: none)
+    double balance_on, balance_off, alpha, one_minus_alpha;  // as LossParams (kernel.hpp)
+
+    template <class T>
+    static GradParams of(const Call& c) {
+        const LossParams<T> k(c);
+        return {double(k.keep),       double(k.shift), double(k.gamma),          double(k.balance_on),
+                double(k.balance_off), double(k.alpha), double(k.one_minus_alpha)};
+    }
+};
+
+// The derivatives of one tile. In: y (labels), x (logits), z = exp(-|x|), w (sample weights),
+// q (pos_weight per element). Out: g, h. Level: plain (q = 1, no smoothing, no alpha, no
+// weights), weighted (w only), general (every option but focal), focal (every option, gamma > 0).
+// Clip (focal only: the other Hessians are never negative) is hessian="clipped".
+//
+// With d = 1 + z and (a, b) = (1, z) for x >= 0, (z, 1) for x < 0: p = a/d, 1 - p = b/d,
+// p(1 - p) = z/d^2.
+template <class T, Options O, bool Focal, bool Clip>
+inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __restrict z,
+                      const T* __restrict w, const T* __restrict q, T* __restrict g, T* __restrict h,
+                      int64_t len, const GradParams k) {
+    constexpr bool General = O == Options::general || Focal;
+    constexpr bool IsFloat = std::is_same_v<T, float>;
+    if constexpr (IsFloat && !General) {
+        // plain and weighted float calls, in float: 1/d once, then products (the double
+        // version below took 1.6x as long, for accuracy the 4 ulp budget does not need)
+        for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+            const T zj = z[j];
+            const T d = T(1) + zj;
+            const T r = T(1) / d;
+            // d's rounding, e = (1 - d) + z exactly (Fast2Sum), taken back: 1/(d + e) = r - r e r
+            // (without it the Hessian, which has it twice, reached 3.5 ulp). For z < 2^-40 the
+            // correction is far below an ulp and is left out: its products (~z^2) would be
+            // subnormal where the result is not (a microcode assist each on Intel).
+            const T er = vm::detail::select(zj > T(0x1p-40), ((T(1) - d) + zj) * r, T(0));
+            const bool pos = x[j] >= T(0);
+            const T a = pos ? T(1) : zj;
+            const T b = pos ? zj : T(1);
+            const T g0 = ((T(1) - y[j]) * a - y[j] * b) * r;
+            const T gj = g0 - g0 * er;
+            const T h0 = (zj * r) * r;
+            const T hj = h0 - h0 * (T(2) * er);
+            g[j] = O == Options::weighted ? w[j] * gj : gj;
+            h[j] = O == Options::weighted ? w[j] * hj : hj;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double zj = double(z[j]);
+        const double xj = double(x[j]);
+        const double d = 1.0 + zj;
+        // 1/d: for float input from a float division refined by one Newton step in double
+        // (relative error ~2^-46, far below float's ulp; a double division costs 4x as much);
+        // for double input the correctly rounded quotient
+        double inv_d;
+        if constexpr (IsFloat) {
+            const double r0 = double(1.0f / float(d));
+            inv_d = r0 * (2.0 - d * r0);
+        } else {
+            inv_d = 1.0 / d;
+        }
+        const bool pos = xj >= 0.0;
+        const double a = pos ? 1.0 : zj;  // d p
+        const double b = pos ? zj : 1.0;  // d (1 - p)
+        // step 1: y' and 1 - y', each from y directly (neither cancels)
+        double ys = double(y[j]), ys_c = 1.0 - double(y[j]);
+        if constexpr (General) {
+            ys = double(y[j]) * k.keep + k.shift;
+            ys_c = (1.0 - double(y[j])) * k.keep + k.shift;
+        }
+        const double qj = General ? double(q[j]) : 1.0;
+        const double qys = qj * ys;
+        // derivatives of ce = q y' softplus(-x) + (1 - y') softplus(x):
+        //   ce' = (1 - y') p - q y' (1 - p),  ce'' = (q y' + 1 - y') p (1 - p)
+        const double num = ys_c * a - qys * b;
+        double g0, s2;
+        if constexpr (IsFloat) {  // double products, rounded once to float at the end
+            g0 = num * inv_d;
+            s2 = zj * inv_d * inv_d;
+        } else {
+            // d = 1 + z is rounded: e = (1 - d) + z is its exact error (Fast2Sum, z <= 1), and
+            // v/(d + e) = v/d - (v/d) e/d: two roundings each, within the 4 ulp budget
+            // (left out for z < 2^-500, where it is below an ulp and its products subnormal)
+            const double e_d = vm::detail::select(zj > 0x1p-500, ((1.0 - d) + zj) * inv_d, 0.0);
+            const double g_d = num / d;
+            g0 = g_d - g_d * e_d;
+            const double s2_d = zj / (d * d);
+            s2 = s2_d - s2_d * (2.0 * e_d);
+        }
+        const double h0 = (qys + ys_c) * s2;
+        double weight = 1.0;  // W = balance * sample weight
+        if constexpr (O == Options::weighted || General) weight = double(w[j]);
+        if constexpr (General) weight *= k.balance_on * (k.alpha * ys + k.one_minus_alpha * ys_c) + k.balance_off;
+        double gj = g0, hj = h0;
+        if constexpr (Focal) {
+            // u = 1 - p_t = y'(1 - p) + (1 - y')p = nu/d, F = u^gamma (in log space: exp(-inf) = 0
+            // where u = 0), r = u'/u = (1 - 2y') p(1 - p)/u = (1 - 2y') z / (d nu), whose limit
+            // where z = nu = 0 (a hard label at an underflowed z) is (1 - 2y')/d.
+            const double nu = ys * b + ys_c * a;
+            const double u = nu * inv_d;
+            const double f = vm::exp(k.gamma * vm::log(u));
+            const double r = (ys_c - ys) * vm::detail::select(nu > 0.0, zj / nu, 1.0) * inv_d;
+            // ce itself (step 3), only ever multiplied by r: r ce -> 0 where x is infinite
+            const double soft = vm::log1p_small(zj);
+            const double ce = times_weight(qys, (pos ? 0.0 : -xj) + soft) + times_weight(ys_c, (pos ? xj : 0.0) + soft);
+            const double rce = times_weight(r, ce);
+            const double gm = k.gamma;
+            // (F ce)' = F (gamma r ce + ce'),
+            // (F ce)'' = F (gamma r ce ((gamma - 1) r + 1 - 2p) + 2 gamma r ce' + ce'')
+            gj = f * (gm * rce + g0);
+            const double one_minus_2p = (b - a) * inv_d;
+            hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
+            if constexpr (Clip) {
+                const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
+                hj = vm::detail::select(hj < floor, floor, hj);
+            }
+        }
+        g[j] = T(weight * gj);
+        h[j] = T(weight * hj);
+    }
+}
+
+// exp(-|x|) for a tile: the cheaper exp of a normal result, and the general one again for a
+// tile with any |x| beyond its range (or a NaN), as the loss kernel does.
+template <class T>
+inline void exp_neg_abs(const T* __restrict x, T* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    Bits max_abs_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const T a = std::abs(x[j]);
+        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+        z[j] = vm::exp_nonpositive_normal(-a);
+    }
+    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(x[j]));  // FASTBCE_VEC_LOOP
+    }
+}
+
+// Copies a tile of results to the caller's array. `stream`: with non-temporal stores, which
+// write whole cache lines without reading them first; ordinary stores of a large output read
+// every line before writing it, 1.5x the traffic of reading 8 and writing 8 bytes an element
+// (measured 1.57x that floor at 1e8 float32 elements on the v4 tier). The values are the same.
+template <class T>
+inline void store_tile(T* dst, int64_t stride, const T* src, int64_t len, bool stream) {
+    if (stride != 1) {
+        for (int64_t j = 0; j < len; ++j) dst[j * stride] = src[j];
+        return;
+    }
+#if defined(__SSE2__)
+    if (stream) {
+#if defined(__AVX512F__)
+        using Vec = __m512i;
+#elif defined(__AVX__)
+        using Vec = __m256i;
+#else
+        using Vec = __m128i;
+#endif
+        constexpr int64_t lanes = int64_t(sizeof(Vec) / sizeof(T));
+        int64_t j = 0;
+        for (; j < len && reinterpret_cast<uintptr_t>(dst + j) % sizeof(Vec) != 0; ++j) dst[j] = src[j];
+        for (; j + lanes <= len; j += lanes) {
+            Vec v;
+            std::memcpy(&v, src + j, sizeof v);
+#if defined(__AVX512F__)
+            _mm512_stream_si512(reinterpret_cast<Vec*>(dst + j), v);
+#elif defined(__AVX__)
+            _mm256_stream_si256(reinterpret_cast<Vec*>(dst + j), v);
+#else
+            _mm_stream_si128(reinterpret_cast<Vec*>(dst + j), v);
+#endif
+        }
+        for (; j < len; ++j) dst[j] = src[j];
+        return;
+    }
+#else
+    (void)stream;
+#endif
+    std::memcpy(dst, src, size_t(len) * sizeof(T));
+}
+
+// Outputs at least this large (elements) are written with non-temporal stores: they do not fit
+// in the caches anyway (a smaller one stays cached for the caller, e.g. a boosting library).
+constexpr int64_t kStreamMin = int64_t(1) << 22;
+
+// Elements [begin, end) of a derivatives call: load, check (as the loss: labels in [0, 1] when
+// validating, weights, NaN under "raise"; the first offending element wins), compute, store.
+// NaN in y, x or w gives NaN derivatives under "propagate" and "omit" alike.
+template <class T, Options O, bool Focal, bool Clip>
+void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, BlockOut& out) {
+    alignas(64) T y_buf[kTile];
+    alignas(64) T x_buf[kTile];
+    alignas(64) T w_buf[kTile];
+    alignas(64) T q_buf[kTile];
+    alignas(64) T z_buf[kTile];
+    alignas(64) T g_buf[kTile];
+    alignas(64) T h_buf[kTile];
+
+    const GradParams k = GradParams::of<T>(c);
+    const bool per_class = c.pos_weight != nullptr;
+    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
+    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
+    T* const grad = static_cast<T*>(go.grad);
+    T* const hess = static_cast<T*>(go.hess);
+    const bool stream = c.n >= kStreamMin;
+
+    for (int64_t i0 = begin; i0 < end; i0 += kTile) {
+        const int64_t len = std::min(kTile, end - i0);
+        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
+        const T* x = load_tile<T>(c.y_pred, i0, len, x_buf);
+        const T* w = w_buf;
+        if (c.weight_kind == WeightKind::per_element)
+            w = load_tile<T>(c.weight, i0, len, w_buf);
+        else if (c.weight_kind == WeightKind::per_row)
+            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
+        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+
+        int64_t first = len;
+        Fault fault = Fault::none;
+        auto consider = [&](int64_t j, Fault f) {
+            if (j < first) first = j, fault = f;
+        };
+        if (c.validate) consider(first_outside_unit(y, len), Fault::label_range);
+        if (weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
+        if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, x, w, len), Fault::nan);
+        if (fault != Fault::none) {
+            out.fault = fault;
+            out.fault_index = i0 + first;
+            return;
+        }
+
+        exp_neg_abs(x, z_buf, len);
+        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, g_buf, h_buf, len, k);
+        store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);
+        if (hess != nullptr) store_tile(hess + i0 * go.hess_stride, go.hess_stride, h_buf, len, stream);
+    }
+#if defined(__SSE2__)
+    if (stream) _mm_sfence();  // the streamed lines are visible before the block is reported done
+#endif
+}
+
+template <class T>
+void fill_grad_blocks(GradBlockFn (&table)[5]) {
+    table[int(GradLevel::plain)] = &grad_block<T, Options::plain, false, false>;
+    table[int(GradLevel::weighted)] = &grad_block<T, Options::weighted, false, false>;
+    table[int(GradLevel::general)] = &grad_block<T, Options::general, false, false>;
+    table[int(GradLevel::focal)] = &grad_block<T, Options::general, true, false>;
+    table[int(GradLevel::focal_clipped)] = &grad_block<T, Options::general, true, true>;
+}
+
+inline GradKernels make_grad_kernels() {
+    GradKernels k{};
+    fill_grad_blocks<float>(k.block[0]);
+    fill_grad_blocks<double>(k.block[1]);
+    return k;
+}
+
+}  // namespace FASTBCE_TIER
+}  // namespace fastbce

@@ -1,0 +1,212 @@
+"""``fastbce bench --sweep``: time per element against the magnitude of the inputs.
+
+Finds speed cliffs: on Intel cores every floating-point operation with a subnormal result takes a
+microcode assist of ~100 cycles, so an intermediate that underflows for some band of |x| makes
+that band many times slower (AMD cores pay far less, which hides it there). Each point is one
+call on n elements that all have the same |x|, with random signs and random 0/1 labels (for
+probabilities, p = sigmoid(+-|x|)); the time is the best of the repeats, on one thread unless
+asked otherwise. Where a correct prediction's loss (about exp(-(1 + gamma)|x|)) is not a normal
+number while exp(-|x|) is not 0 yet, the kernel works on subnormal values, so those magnitudes
+("*") are summarised apart from the others (docs/vecmath.md says what they cost).
+
+The same functions serve ``benchmarks/magnitude_sweep.py`` (every tier at once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ... import _core
+from .timing import machine_line, measure
+
+MAGNITUDES = (
+    *(0, 0.5, 1, 2, 3, 4, 6, 8, 10, 11, 12, 16, 22, 26, 30, 36, 50, 70),
+    *(87, 90, 100, 104, 200, 500, 710, 745, 1e3, 1e10, 1e30),
+)
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One loss configuration of the sweep."""
+
+    name: str
+    from_logits: bool = True
+    gamma: float = 0.0
+    alpha: float | None = None
+    weighted: bool = False
+    pos_weight: float | None = None
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("logits"),
+        Mode("probs", from_logits=False),
+        Mode("focal", gamma=2.0, alpha=0.25),
+        Mode("focal2.7", gamma=2.7),
+        Mode("weighted", weighted=True),
+        Mode("pos_weight", pos_weight=2.0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    magnitude: float
+    ns_per_element: float
+    subnormal: bool  # a correct prediction's loss is subnormal at this magnitude
+
+
+def subnormal_band(dtype: Any, magnitude: float, gamma: float, from_logits: bool) -> bool:
+    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is not a normal number
+    (subnormal, or 0 by underflow) while exp(-|x|) is not 0 yet: the kernel then works on
+    subnormal values. (Probabilities are clipped to [epsilon, 1 - epsilon]: never.)"""
+    if not from_logits:
+        return False
+    info = np.finfo(dtype)
+    lowest = math.log(float(info.smallest_subnormal)) - math.log(2.0)  # rounds to 0 below
+    return -(1.0 + gamma) * magnitude < math.log(float(info.tiny)) and -magnitude > lowest
+
+
+def sweep(
+    mode: Mode,
+    dtype: str,
+    n: int,
+    *,
+    threads: int = 1,
+    repeats: int = 5,
+    min_time: float = 0.0,
+    magnitudes: tuple[float, ...] = MAGNITUDES,
+    seed: int = 0,
+) -> list[Point]:
+    """Time per element at each magnitude (those within the dtype's range) for one mode."""
+    import fastbce
+
+    rng = np.random.default_rng([seed, n])
+    signs = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    y = rng.integers(0, 2, n).astype(dtype)
+    weight = rng.uniform(0.5, 2.0, n).astype(dtype) if mode.weighted else None
+    points = []
+    for magnitude in magnitudes:
+        if magnitude > float(np.finfo(dtype).max):
+            continue
+        x = signs * float(magnitude)
+        if not mode.from_logits:
+            with np.errstate(over="ignore"):
+                x = 1.0 / (1.0 + np.exp(-x))
+        pred = x.astype(dtype)
+
+        def call(pred: np.ndarray = pred) -> float:
+            return fastbce.binary_crossentropy(
+                y,
+                pred,
+                from_logits=mode.from_logits,
+                gamma=mode.gamma,
+                alpha=mode.alpha,
+                sample_weight=weight,
+                pos_weight=mode.pos_weight,
+                threads=threads,
+            )
+
+        call()  # warm-up
+        best = min(measure(call, repeats, min_time))
+        band = subnormal_band(dtype, magnitude, mode.gamma, mode.from_logits)
+        points.append(Point(float(magnitude), best * 1e9 / n, band))
+    return points
+
+
+def summary(points: list[Point]) -> dict[str, Any]:
+    """The fastest time per element and the slowest/fastest ratios: over the magnitudes where the
+    kernel works on normal numbers, and over those marked by subnormal_band."""
+    fastest = min(points, key=lambda p: p.ns_per_element)
+    result: dict[str, Any] = {
+        "fastest_ns": fastest.ns_per_element,
+        "fastest_at": fastest.magnitude,
+    }
+    for key, group in (
+        ("normal", [p for p in points if not p.subnormal]),
+        ("subnormal", [p for p in points if p.subnormal]),
+    ):
+        if group:
+            slowest = max(group, key=lambda p: p.ns_per_element)
+            result[f"{key}_ratio"] = slowest.ns_per_element / fastest.ns_per_element
+            result[f"{key}_slowest_at"] = slowest.magnitude
+    return result
+
+
+# slowest/fastest targets (no speed cliffs): where the kernel works on normal numbers, and where a
+# correct prediction's loss is not normal (an operation producing it may take the assist)
+NORMAL_TARGET = 1.3
+SUBNORMAL_TARGET = 3.0
+
+
+def _mark(ratio: float, target: float) -> str:
+    """✓ within the target, ✗ beyond it, and the target."""
+    return f"{'✓' if ratio <= target else '✗'} (target {target:g}x)"
+
+
+def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: int) -> str:
+    """The printed report: per mode and dtype, the slowest/fastest ratios and every point."""
+    lines = [
+        machine_line(),
+        f"magnitude sweep: n = {n:,} elements of one |x| (random signs and 0/1 labels), "
+        f"threads={threads}, best of the repeats",
+        "",
+    ]
+    for mode, dtype, points in results:
+        s = summary(points)
+        text = (
+            f"{mode.name} {dtype}: fastest {s['fastest_ns']:.3g} ns/elem (|x| = "
+            f"{s['fastest_at']:g}); slowest/fastest {s['normal_ratio']:.2f} "
+            f"{_mark(s['normal_ratio'], NORMAL_TARGET)} (|x| = {s['normal_slowest_at']:g})"
+        )
+        if "subnormal_ratio" in s:
+            text += (
+                f", where the loss is not normal* {s['subnormal_ratio']:.2f} "
+                f"{_mark(s['subnormal_ratio'], SUBNORMAL_TARGET)} "
+                f"(|x| = {s['subnormal_slowest_at']:g})"
+            )
+        lines.append(text)
+        fastest = s["fastest_ns"]
+        cells = [
+            f"{p.magnitude:g}:{p.ns_per_element / fastest:.2f}{'*' if p.subnormal else ''}"
+            for p in points
+        ]
+        for start in range(0, len(cells), 10):
+            lines.append("    " + "  ".join(cells[start : start + 10]))
+    lines.append("")
+    lines.append("|x|:ratio = time per element at that magnitude / the fastest magnitude's;")
+    lines.append("* = a correct prediction's loss is subnormal or 0 there while exp(-|x|) is not 0")
+    lines.append("    (not in the first ratio). ✓/✗: within the target (1.3x; 3x for *) or not.")
+    return "\n".join(lines)
+
+
+def report(results: list[tuple[Mode, str, list[Point]]], n: int, threads: int) -> dict[str, Any]:
+    """The JSON form of a sweep."""
+    return {
+        "schema": "fastbce-bench-sweep/1",
+        "target": _core.active_target(),
+        "n": n,
+        "threads": threads,
+        "sweeps": [
+            {
+                "mode": mode.name,
+                "dtype": dtype,
+                **summary(points),
+                "points": [
+                    {
+                        "magnitude": p.magnitude,
+                        "ns_per_element": p.ns_per_element,
+                        "subnormal": p.subnormal,
+                    }
+                    for p in points
+                ],
+            }
+            for mode, dtype, points in results
+        ],
+    }

@@ -1,0 +1,134 @@
+"""fastbce objectives and metrics for XGBoost (``pip install 'fastbce[xgboost]'``).
+
+One callable serves both of XGBoost's call signatures:
+
+    import xgboost, fastbce.xgboost
+
+    booster = xgboost.train(
+        {"objective": "binary:logistic", "tree_method": "hist"}, dtrain, 100,
+        obj=fastbce.xgboost.objective(gamma=2.0, alpha=0.25),
+        custom_metric=fastbce.xgboost.metric(gamma=2.0, alpha=0.25),
+    )
+    clf = xgboost.XGBClassifier(
+        objective=fastbce.xgboost.objective(gamma=2.0),
+        eval_metric=fastbce.xgboost.metric(gamma=2.0),
+    )
+
+The objective reads raw margins (XGBoost passes margins to a custom objective) and returns the
+gradient and Hessian of ``fastbce.binary_crossentropy`` from logits with the given options,
+multiplied by the dataset's (or the estimator's) sample weights. The metric is the weighted mean
+loss with the same options, from margins: XGBoost passes margins to a custom metric when the
+objective is custom too. docs/gradients.md says how to choose ``base_score`` for a focal model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import fastbce
+
+try:
+    import xgboost as _xgb
+except ImportError as e:  # pragma: no cover - exercised in a subprocess without xgboost
+    raise ImportError(
+        "fastbce.xgboost needs XGBoost, which is not installed: pip install 'fastbce[xgboost]'"
+    ) from e
+
+__all__ = ["metric", "objective"]
+
+_GRAD_OPTIONS = (
+    "label_smoothing",
+    "pos_weight",
+    "gamma",
+    "alpha",
+    "hessian",
+    "validate",
+    "threads",
+)
+_LOSS_OPTIONS = ("label_smoothing", "pos_weight", "gamma", "alpha", "validate", "threads")
+
+
+def _split(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"fastbce.xgboost.{what}() got unknown option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+
+
+def _labels_margins_weights(a: Any, b: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
+    """(labels, margins, weights or None) from either call signature."""
+    if isinstance(b, _xgb.DMatrix):  # xgboost.train: (margins, dtrain)
+        weight = b.get_weight()
+        return b.get_label(), np.asarray(a), weight if weight.size else None
+    return a, np.asarray(b), sample_weight  # scikit-learn estimators: (y_true, y_pred, weight)
+
+
+def objective(**options: Any) -> Any:
+    """An XGBoost objective: the gradient and Hessian of the loss with these options.
+
+    Options: those of ``fastbce.binary_crossentropy_grad`` (``label_smoothing``,
+    ``pos_weight``, ``gamma``, ``alpha``, ``hessian``, ``validate``, ``threads``); ``hessian``
+    defaults to ``"clipped"`` here (XGBoost clips negative Hessians to 0 itself, see
+    docs/gradients.md); without focal terms it equals the exact Hessian. With no options this is
+    XGBoost's ``binary:logistic`` objective. The options are checked now, on a tiny input.
+
+    Examples
+    --------
+    The scikit-learn estimators' call, ``(y_true, raw margins)``:
+
+    >>> import numpy as np
+    >>> import fastbce.xgboost
+    >>> objective = fastbce.xgboost.objective()
+    >>> grad, hess = objective(np.array([0, 1]), np.array([-2.2, 1.4], np.float32))
+    >>> hess.round(4)
+    array([0.0898, 0.1587], dtype=float32)
+    """
+    _split(options, _GRAD_OPTIONS, "objective")
+    options.setdefault("hessian", "clipped")
+    if options["hessian"] == "none":
+        raise ValueError("hessian='none' gives XGBoost no Hessian; use 'clipped' or 'exact'")
+    fastbce.binary_crossentropy_grad(np.zeros(1), np.zeros(1, np.float32), **options)
+
+    def fastbce_objective(a: Any, b: Any, sample_weight: Any = None) -> tuple[Any, Any]:
+        y, margins, weight = _labels_margins_weights(a, b, sample_weight)
+        return fastbce.binary_crossentropy_grad(y, margins, sample_weight=weight, **options)
+
+    return fastbce_objective
+
+
+def metric(**options: Any) -> Any:
+    """An XGBoost metric: the weighted mean loss with these options, from margins.
+
+    For ``xgboost.train(custom_metric=...)`` it returns ``(name, value)``; for the scikit-learn
+    estimators' ``eval_metric`` the value (the name is the function's, ``fastbce_loss``).
+    Options: ``label_smoothing``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``, ``threads``.
+    With no options the value is XGBoost's ``logloss`` (up to its clipping of probabilities).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbce.xgboost
+    >>> metric = fastbce.xgboost.metric()
+    >>> round(metric(np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)), 4)
+    0.3024
+    """
+    _split(options, _LOSS_OPTIONS, "metric")
+    fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
+
+    def fastbce_loss(a: Any, b: Any, sample_weight: Any = None) -> Any:
+        y, margins, weight = _labels_margins_weights(a, b, sample_weight)
+        value = fastbce.binary_crossentropy(
+            y,
+            margins,
+            from_logits=True,
+            sample_weight=weight,
+            reduction="weighted_mean",
+            **options,
+        )
+        return ("fastbce_loss", value) if isinstance(b, _xgb.DMatrix) else value
+
+    return fastbce_loss

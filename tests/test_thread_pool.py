@@ -1,0 +1,108 @@
+"""The persistent thread pool (cpp/src/parallel.hpp): the same results on any number of threads,
+the caller's floating-point environment in every thread, and a bounded number of threads.
+(Fork and concurrent callers: tests/test_concurrency.py.)"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import fastbce
+from fastbce import _core
+
+BLOCK = 1 << 16  # the kernel's block (dispatch.cpp): threads take whole blocks
+
+
+@pytest.mark.parametrize("n", [BLOCK + 1, 100_000, 3 * BLOCK - 1, 300_000])
+def test_any_thread_count_same_bits(simd_target, rng, n):
+    x = rng.normal(0, 4, n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    options = {"from_logits": True, "gamma": 2.0, "reduction": "sum"}
+    want = fastbce.binary_focal_crossentropy(y, x, threads=1, **options)
+    for threads in (None, 2, 3, 5, 64):
+        assert fastbce.binary_focal_crossentropy(y, x, threads=threads, **options) == want
+
+
+def test_two_threads_from_two_blocks():
+    assert _core.threads_for(BLOCK, 2) == 1  # one block: one thread
+    assert _core.threads_for(BLOCK + 1, 2) == 2
+    assert _core.threads_for(100_000, 8) == 2  # never more threads than blocks
+    assert _core.threads_for(10**4, 0) == 1
+    if _core.default_threads() >= 2:
+        assert _core.threads_for(100_000, 0) == 2
+
+
+def _libm():
+    name = ctypes.util.find_library("m")
+    if name is None or not hasattr(ctypes.CDLL(name), "fesetround"):
+        pytest.skip("no libm with fesetround")
+    return ctypes.CDLL(name)
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 FE_UPWARD value")
+def test_pool_threads_take_the_callers_rounding_mode(rng):
+    libm = _libm()
+    fe_upward = 0x800  # <fenv.h> on x86
+    n = 4 * BLOCK
+    x = rng.normal(0, 4, n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    nearest = fastbce.binary_crossentropy(y, x, from_logits=True, threads=2)  # (starts the pool)
+    old = libm.fegetround()
+    assert libm.fesetround(fe_upward) == 0
+    try:
+        upward = [
+            fastbce.binary_crossentropy(y, x, from_logits=True, threads=t, reduction="none")
+            for t in (1, 2, 4)
+        ]
+    finally:
+        libm.fesetround(old)
+    assert not np.array_equal(upward[0], fastbce.binary_crossentropy(y, x, from_logits=True,
+                                                                     reduction="none"))  # fmt: skip
+    for other in upward[1:]:
+        np.testing.assert_array_equal(other, upward[0])
+    assert fastbce.binary_crossentropy(y, x, from_logits=True, threads=2) == nearest
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_threads_are_kept_and_bounded(rng):
+    n = 40 * BLOCK
+    x = rng.normal(size=n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    fastbce.binary_crossentropy(y, x, from_logits=True, threads=4)
+    before = len(os.listdir("/proc/self/task"))
+    for _ in range(20):  # a pool: no new threads per call
+        fastbce.binary_crossentropy(y, x, from_logits=True, threads=4)
+    assert len(os.listdir("/proc/self/task")) == before
+    fastbce.binary_crossentropy(y, x, from_logits=True, threads=10_000)
+    cap = max(8, 2 * _core.default_threads()) - 1
+    assert len(os.listdir("/proc/self/task")) <= before + cap
+
+
+def test_callers_sharing_the_pool(rng):
+    """Python threads that all ask for pool threads at once each get their own result."""
+    problems = []
+    for seed in range(6):
+        r = np.random.default_rng(seed)
+        n = int(r.integers(BLOCK, 6 * BLOCK))
+        x = r.normal(0, 3, n).astype(np.float32)
+        y = (r.random(n) < 0.5).astype(np.float32)
+        problems.append((y, x, fastbce.binary_crossentropy(y, x, from_logits=True, threads=1)))
+    results: dict[int, list[float]] = {i: [] for i in range(len(problems))}
+
+    def work(i):
+        y, x, _ = problems[i]
+        for _ in range(10):
+            results[i].append(fastbce.binary_crossentropy(y, x, from_logits=True, threads=3))
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    for i, (_, _, want) in enumerate(problems):
+        assert results[i] == [want] * 10
