@@ -46,17 +46,17 @@ def test_equals_the_reductions(simd_target, rng):
     y, x, w, g = _data(rng, logits=True)
     acc = fastbce.LossAccumulator(from_logits=True).update(y, x, sample_weight=w, groups=g)
     r = acc.result()
-    assert set(r) == {"rows", "sum", "mean", "weighted_mean", "groups"}
+    assert set(r) >= {"rows", "sum", "mean", "weighted_mean", "groups", "auc", "reliability"}
     assert r["rows"] == y.size
     for reduction in ("sum", "mean", "weighted_mean"):
         expected = fastbce.binary_crossentropy(
             y, x, from_logits=True, sample_weight=w, reduction=reduction
         )
-        assert r[reduction] == expected  # the same kernel pass, the same division
+        assert _close(r[reduction], expected)  # the same elementwise loss, summed in float64
     for key in np.unique(g):
         m = g == key
         group = r["groups"][key]
-        assert set(group) == {"rows", "sum", "mean", "weighted_mean"}
+        assert set(group) >= {"rows", "sum", "mean", "weighted_mean", "auc", "ci95"}
         assert group["rows"] == m.sum()
         for reduction in ("sum", "mean", "weighted_mean"):
             expected = fastbce.binary_crossentropy(
@@ -140,7 +140,7 @@ def test_pickle_round_trip(rng):
     y, x, w, g = _data(rng)
     acc = fastbce.LossAccumulator(gamma=2.0, pos_weight=np.float64(3.0)).update(y, x, w, g)
     copy = pickle.loads(pickle.dumps(acc))
-    assert copy.result() == acc.result()
+    assert repr(copy.result()) == repr(acc.result())  # (repr: NaN equals NaN)
     assert copy.options == acc.options
     # still works after the trip: more data, more groups, merges
     copy.update(y[:10], x[:10], groups=np.array(["new"] * 10))
@@ -251,7 +251,7 @@ def test_a_failed_update_leaves_the_accumulator_as_it_was(rng):
     bad[50] = 2
     with pytest.raises(ValueError, match="y_true must be in"):
         acc.update(bad, x, groups=g)
-    assert acc.result() == before
+    assert repr(acc.result()) == repr(before)  # (repr: NaN equals NaN)
 
 
 def test_omit_policy_counts_only_the_rows_without_nan(rng):
@@ -315,7 +315,7 @@ def test_every_option_passes_through(options, rng):
         expected = fastbce.binary_crossentropy(
             y, x, sample_weight=w, reduction=reduction, **options
         )
-        assert r[reduction] == expected, reduction
+        assert _close(r[reduction], expected), reduction
     m = g == "east"
     assert _close(
         r["groups"]["east"]["sum"],

@@ -52,15 +52,15 @@ void require(bool ok, const char* what) {
     if (!ok) throw std::logic_error(std::string("fastbce internal: ") + what);
 }
 
-py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
-                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
-                  const py::object& pos_weight, const py::object& out, int64_t out_stride,
-                  const py::object& groups, const py::object& group_sums) {
+bool contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
+
+// The inputs of a call: labels, predictions, weights and pos_weight (checked by _api.py).
+void set_inputs(Call& call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                const py::object& pos_weight) {
     call.y_true = view_of(y_true, y_true_stride, "y_true");
     call.y_pred = view_of(y_pred, y_pred_stride, "y_pred");
     const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
-    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
-
     if (call.weight_kind == WeightKind::per_row || call.weight_kind == WeightKind::per_element)
         call.weight = view_of(weight.cast<py::array>(), weight_stride, "sample_weight");
     if (!pos_weight.is_none()) {
@@ -69,6 +69,14 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
                 "pos_weight must be contiguous, working dtype, one per class");
         call.pos_weight = q.data();
     }
+}
+
+py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                  const py::object& pos_weight, const py::object& out, int64_t out_stride,
+                  const py::object& groups, const py::object& group_sums) {
+    set_inputs(call, y_true, y_true_stride, y_pred, y_pred_stride, weight, weight_stride, pos_weight);
+    const DType working = call.y_pred.dtype == DType::f64 ? DType::f64 : DType::f32;
     if (!out.is_none()) {
         auto o = out.cast<py::array>();
         require(dtype_of(o, "out") == working && o.writeable(), "out must be writeable working dtype");
@@ -94,6 +102,66 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
         r = run(call, sums_out);
     }
     return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index);
+}
+
+// ---- the evaluation report (docs/report.md): outputs are float64 arrays zeroed by _report.py
+
+double* f64_out(const py::object& a, int64_t size, const char* what) {
+    auto arr = a.cast<py::array>();
+    require(dtype_of(arr, what) == DType::f64 && contiguous(arr) && arr.writeable() && arr.size() == size, what);
+    return static_cast<double*>(arr.mutable_data());
+}
+
+// slicings: a list of (codes, sums, hist or None, mantissa_bits), one per slicing.
+py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
+                 int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
+                 const py::object& pos_weight, double logit_offset, const py::object& ignore_label,
+                 const py::object& sums, const py::object& hist, int mantissa_bits,
+                 const std::vector<py::tuple>& slicings, int64_t top_k) {
+    set_inputs(call, y_true, y_true_stride, y_pred, y_pred_stride, weight, weight_stride, pos_weight);
+    require(mantissa_bits >= 0 && mantissa_bits <= kMaxMantissaBits && top_k >= 0, "report sizes");
+    ReportSpec spec;
+    spec.logit_offset = logit_offset;
+    spec.has_ignore = !ignore_label.is_none();
+    spec.ignore_label = spec.has_ignore ? ignore_label.cast<double>() : 0.0;
+    spec.mantissa_bits = mantissa_bits;
+    spec.sums = f64_out(sums, rs_size, "report sums");
+    spec.hist = f64_out(hist, 2 * hist_bins(mantissa_bits), "report histogram");
+    std::vector<ReportSlicing> slices;
+    for (const py::tuple& t : slicings) {
+        ReportSlicing g;
+        auto codes = t[0].cast<py::array>();
+        require(dtype_of(codes, "codes") == DType::i64 && contiguous(codes) && codes.size() == call.n / call.row_size,
+                "group codes must be contiguous int64, one per row");
+        g.codes = static_cast<const int64_t*>(codes.data());
+        g.mantissa_bits = t[3].cast<int>();
+        require(g.mantissa_bits >= 0 && g.mantissa_bits <= kMaxMantissaBits, "group mantissa bits");
+        g.n_groups = int64_t(t[1].cast<py::array>().size()) / rs_size;
+        g.sums = f64_out(t[1], g.n_groups * rs_size, "group sums");
+        if (!t[2].is_none()) g.hist = f64_out(t[2], g.n_groups * 2 * hist_bins(g.mantissa_bits), "group histogram");
+        slices.push_back(g);
+    }
+    spec.slicings = slices.data();
+    spec.n_slicings = int64_t(slices.size());
+    std::vector<TopLoss> top(static_cast<size_t>(top_k));
+    spec.top_k = top_k;
+    spec.top = top.data();
+    Result r;
+    {
+        py::gil_scoped_release release;
+        r = run_report(call, spec);
+    }
+    py::array_t<double> top_values({spec.top_found, int64_t(4)});
+    py::array_t<int64_t> top_index({spec.top_found, int64_t(2)});
+    for (int64_t i = 0; i < spec.top_found; ++i) {
+        const TopLoss& e = top[size_t(i)];
+        double* v = top_values.mutable_data(i);
+        v[0] = e.loss, v[1] = e.weight, v[2] = e.y_true, v[3] = e.y_pred;
+        int64_t* ix = top_index.mutable_data(i);
+        ix[0] = e.row, ix[1] = e.code;
+    }
+    return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index,
+                          top_values, top_index);
 }
 
 // Test support: runs the kernel once on contiguous 1-D arrays (per-element weights if given) on
@@ -238,6 +306,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           py::arg("pos_weight"), py::arg("out"), py::arg("out_stride"), py::arg("groups"),
           py::arg("group_sums"),
           "Runs the kernel; returns (sum of w*ce, sum of w, count, fault kind, fault flat index).");
+    m.def("report", &report, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"), py::arg("y_pred"),
+          py::arg("y_pred_stride"), py::arg("weight"), py::arg("weight_stride"), py::arg("pos_weight"),
+          py::arg("logit_offset"), py::arg("ignore_label"), py::arg("sums"), py::arg("hist"),
+          py::arg("mantissa_bits"), py::arg("slicings"), py::arg("top_k"),
+          "The report pass: fills the sums and histograms; returns (sum of w*l, sum of w, count, fault "
+          "kind, fault flat index, top (loss, weight, y_true, y_pred) rows, top (row, group code) rows).");
+    m.attr("REPORT_SUMS") = int(rs_size);
     m.def("compiled_targets", &compiled_targets);
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);

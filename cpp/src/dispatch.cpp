@@ -19,9 +19,10 @@
 #include <cpuid.h>
 #endif
 
-#define FASTBCE_DECLARE_TIER(ns) \
-    namespace fastbce::ns {      \
-    const Kernels& kernels();    \
+#define FASTBCE_DECLARE_TIER(ns)          \
+    namespace fastbce::ns {               \
+    const Kernels& kernels();             \
+    const ReportKernels& report_kernels(); \
     }
 FASTBCE_DECLARE_TIER(tier_baseline)
 #if FASTBCE_X86_TIERS
@@ -44,6 +45,7 @@ struct Tier {
     const char* name;
     bool (*supported)();
     const Kernels& (*kernels)();
+    const ReportKernels& (*report_kernels)();
 };
 
 bool always() { return true; }
@@ -80,11 +82,11 @@ bool cpu_v4() {
 
 const Tier kTiers[] = {
 #if FASTBCE_X86_TIERS
-    {"x86-64-v4", cpu_v4, tier_v4::kernels},
-    {"x86-64-v3", cpu_v3, tier_v3::kernels},
-    {"x86-64-v2", cpu_v2, tier_v2::kernels},
+    {"x86-64-v4", cpu_v4, tier_v4::kernels, tier_v4::report_kernels},
+    {"x86-64-v3", cpu_v3, tier_v3::kernels, tier_v3::report_kernels},
+    {"x86-64-v2", cpu_v2, tier_v2::kernels, tier_v2::report_kernels},
 #endif
-    {"baseline", always, tier_baseline::kernels},
+    {"baseline", always, tier_baseline::kernels, tier_baseline::report_kernels},
 };
 
 const Tier* find_tier(const std::string& name) {
@@ -157,6 +159,8 @@ std::vector<std::string> supported_targets() {
         if (t.supported()) names.emplace_back(t.name);
     return names;
 }
+
+const ReportKernels& active_report_kernels() { return active().load()->report_kernels(); }
 
 std::string active_target() { return active().load()->name; }
 

@@ -17,6 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._accumulator import LossAccumulator
     from ._api import binary_crossentropy, binary_focal_crossentropy
+    from ._evaluate import evaluate
     from ._grad import binary_crossentropy_grad
     from ._info import build_info
     from ._labels import encode_labels
@@ -29,6 +30,7 @@ __all__ = [
     "binary_focal_crossentropy",
     "build_info",
     "encode_labels",
+    "evaluate",
 ]
 
 _WHERE = {  # public name -> the module that defines it
@@ -38,6 +40,7 @@ _WHERE = {  # public name -> the module that defines it
     "binary_focal_crossentropy": "._api",
     "build_info": "._info",
     "encode_labels": "._labels",
+    "evaluate": "._evaluate",
 }
 
 

@@ -1,10 +1,10 @@
 """Streaming and distributed scoring: ``LossAccumulator``.
 
-A ``LossAccumulator`` keeps the float64 sums of one or many kernel passes (total and per group), so
+A ``LossAccumulator`` keeps the float64 sums of one or many kernel passes (total and per group)
+and the evaluation report's histograms and largest losses (``_report.ReportState``), so
 a dataset can be scored in batches, in parallel, or on a cluster, and the pieces merged. Each
 ``update`` is one pass of the kernel (through ``_api._compute``); the per-group sums come from the
-same pass, given one int64 code per row by a ``GroupIndex`` (``_groups``), which codes the labels
-without a Python loop over rows.
+same pass, given one int64 code per row. Python loops only over groups, never over rows.
 """
 
 from __future__ import annotations
@@ -14,34 +14,48 @@ from typing import Any
 
 import numpy as np
 
-from ._api import Sums, _compute, reduce_sums
+from ._api import _compute
 from ._groups import GroupIndex
 from ._options import LossOptions
+from ._report import ReportOptions, ReportPass, ReportState
 
 __all__ = ["LossAccumulator", "merge_all"]
 
 # The options that change the value of the loss: accumulators must agree on them to be merged.
 # (`validate` and `threads` only change how the value is checked or computed.)
-_VALUE_OPTIONS = ("from_logits", "epsilon", "label_smoothing", "gamma", "alpha", "nan_policy")
+_VALUE_OPTIONS = (
+    "from_logits",
+    "epsilon",
+    "label_smoothing",
+    "gamma",
+    "alpha",
+    "nan_policy",
+    "ignore_label",
+    "logit_offset",
+    "top_losses",
+)
 
 
 class LossAccumulator:
-    """Sums of the binary cross-entropy over data seen in pieces, in total and per group.
+    """Sums of the binary cross-entropy over data seen in pieces, and the evaluation report.
 
-    ``update`` adds a batch, ``merge`` adds another accumulator, ``result`` gives the reductions.
+    ``update`` adds a batch, ``merge`` adds another accumulator, ``result`` gives the reductions
+    and the evaluation report (docs/report.md).
     The sums are float64, whatever the input dtype; merging accumulators that saw any split of the
-    data equals one pass over all of it, up to the rounding of float64 additions. Accumulators
-    are picklable, so they can be computed in other processes (``fastbce.dask`` does this).
+    data equals one pass over all of it, up to the rounding of float64 additions (a merged
+    accumulator's rows come after this one's). Accumulators are picklable, so they can be computed
+    in other processes (``fastbce.dask`` does this).
 
     The constructor takes the options of ``binary_crossentropy``, keyword-only and with its
     defaults: ``from_logits``, ``epsilon``, ``label_smoothing``, ``pos_weight``, ``gamma``,
-    ``alpha``, ``nan_policy``, ``validate`` and ``threads``. ``sample_weight`` is given to
-    ``update``; there is no ``reduction`` or ``out``. An option of the wrong type or out of range
-    raises TypeError or ValueError, as in ``binary_crossentropy``.
+    ``alpha``, ``nan_policy``, ``validate`` and ``threads``, and the report's ``ignore_label``,
+    ``logit_offset`` and ``top_losses``. ``sample_weight`` is given to ``update``; there is no
+    ``reduction`` or ``out``. An option of the wrong type or out of range raises TypeError or
+    ValueError, as in ``binary_crossentropy``.
 
     See Also
     --------
-    binary_crossentropy, fastbce.dask.accumulate
+    binary_crossentropy, evaluate, fastbce.dask.accumulate
 
     Examples
     --------
@@ -71,6 +85,9 @@ class LossAccumulator:
         nan_policy: str = "propagate",
         validate: bool = True,
         threads: int | None = None,
+        ignore_label: float | None = None,
+        logit_offset: float = 0.0,
+        top_losses: int = 0,
     ) -> None:
         self._opts = LossOptions(
             from_logits=from_logits,
@@ -83,16 +100,20 @@ class LossAccumulator:
             validate=validate,
             threads=threads,
         )
-        self._total = np.zeros(3)  # (sum of w*ce, sum of w, elements counted)
-        self._groups = GroupIndex()  # the group keys, in the order first seen, and their codes
-        self._sums = np.zeros((0, 3))  # per group code; rows past the keys are spare capacity
+        self._report_opts = ReportOptions(ignore_label, logit_offset, top_losses)
+        self._report_opts.check_with(bool(from_logits))
+        self._state = ReportState(self._report_opts)
+        self._grouped_as: str | None = None  # "groups" (labels) or "slices" (a dict of them)
 
     # ------------------------------------------------------------------ public
 
     @property
     def options(self) -> dict[str, Any]:
-        """The loss options, as given to the constructor."""
-        return {name: getattr(self._opts, name) for name in self._opts.__dataclass_fields__}
+        """The loss and report options, as given to the constructor."""
+        out = {name: getattr(self._opts, name) for name in self._opts.__dataclass_fields__}
+        for name in self._report_opts.__dataclass_fields__:
+            out[name] = getattr(self._report_opts, name)
+        return out
 
     def update(
         self,
@@ -111,8 +132,9 @@ class LossAccumulator:
             As in ``binary_crossentropy``.
         groups : array_like, optional
             One hashable label per row (the first axis): a NumPy array or sequence of strings,
-            integers, ... (a pyarrow array or pandas Series works too). Missing labels (None,
-            NaN, null) are collected under the key None.
+            integers, ... (a pyarrow array or pandas Series works too); or a dict of such label
+            arrays, one per slicing, reported under "slices". Missing labels (None, NaN, null)
+            are collected under the key None.
 
         Returns
         -------
@@ -130,7 +152,8 @@ class LossAccumulator:
         return self
 
     def merge(self, other: LossAccumulator) -> LossAccumulator:
-        """Adds the sums of another accumulator.
+        """Adds the sums of another accumulator; its rows count as coming after this one's (for
+        the "row" of top_losses).
 
         Parameters
         ----------
@@ -151,69 +174,55 @@ class LossAccumulator:
         """
         if not isinstance(other, LossAccumulator):
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
-        mine, theirs = self._opts, other._opts
-        differ = [n for n in _VALUE_OPTIONS if getattr(mine, n) != getattr(theirs, n)]
-        if not _same_pos_weight(mine.pos_weight, theirs.pos_weight):
+        mine, theirs = self.options, other.options
+        differ = [n for n in _VALUE_OPTIONS if mine[n] != theirs[n]]
+        if not _same_pos_weight(mine["pos_weight"], theirs["pos_weight"]):
             differ.append("pos_weight")
         if differ:
             raise ValueError(
-                "cannot merge accumulators with different loss options: "
-                + ", ".join(f"{n}={getattr(mine, n)!r} vs {getattr(theirs, n)!r}" for n in differ)
+                "cannot merge accumulators with different options: "
+                + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ)
             )
-        self._total += other._total
-        keys = other._groups.keys
-        if keys:
-            rows = np.fromiter(map(self._groups.code, keys), dtype=np.int64, count=len(keys))
-            self._grow()
-            self._sums[rows] += other._sums[: len(keys)]  # (the rows are distinct)
+        if other._grouped_as is not None:
+            self._set_grouping(other._grouped_as)
+        self._state.merge(other._state)
         return self
 
     def result(self) -> dict[str, Any]:
-        """The reductions so far, overall and per group.
+        """The reductions and the evaluation report so far, overall and per group.
 
         Returns
         -------
         dict
-            ``{"rows", "sum", "mean", "weighted_mean", "groups": {key: {the same four}}}``.
-            "rows" is the number of elements counted: the rows for 1-D input, every element for
-            N-D input, and only those with no NaN in y_true, y_pred or sample_weight under
-            ``nan_policy="omit"``. "mean" is sum / rows and "weighted_mean" is sum / (sum of
-            sample weights), NaN when the divisor is 0, exactly as the reductions of
-            ``binary_crossentropy``. Groups come sorted by key when the keys can be ordered
-            (None last), else in the order first seen.
+            ``{"rows", "sum", "mean", "weighted_mean", "weight", "log_loss", "base_rate",
+            "mean_prediction", "calibration", "normalized_entropy", "brier", "loss_positive",
+            "loss_negative", "std_error", "ci95", "auc", "auc_bound", "ece", "omitted",
+            "ignored", "reliability", ["top_losses"], "groups": {key: {the same keys but
+            reliability and top_losses}}, ["slices": {slicing: {key: {...}}}]}``
+            (docs/report.md). "rows" is the number of elements counted: the rows for 1-D input,
+            every element for N-D input, and only those with no NaN in y_true, y_pred or
+            sample_weight under ``nan_policy="omit"`` and whose label is not ``ignore_label``.
+            "mean" is sum / rows and "weighted_mean" is sum / (sum of sample weights), NaN when
+            the divisor is 0, exactly as the reductions of ``binary_crossentropy``. Groups come
+            sorted by key when the keys can be ordered (None last), else in the order first seen.
         """
-        out = self._summary()
-        out["groups"] = dict(self._group_items())
-        return out
+        return self._state.result(grouped_as=self._grouped_as)
 
     def __repr__(self) -> str:
-        rows = int(self._total[2])
-        return f"<LossAccumulator rows={rows} groups={len(self._groups.keys)}>"
+        rows = int(self._state.sums[0])
+        groups = sum(len(s.keys) for s in self._state.slicings.values())
+        return f"<LossAccumulator rows={rows} groups={groups}>"
 
     # ------------------------------------------------------------------ for the CLI and dask
 
     def _summary(self) -> dict[str, Any]:
         """result() without the groups."""
-        return _reductions(self._total)
+        return self._state.result(grouped_as=None, with_groups=False)
 
     def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
-        """(key, reductions) of every group in result()'s order, made one at a time (a million
+        """(key, keys) of every group in result()'s order, made one at a time (a million
         groups print without a million dicts in memory)."""
-        keys = self._groups.keys
-        for i in self._group_order():
-            yield keys[i], _reductions(self._sums[i])
-
-    def _group_order(self) -> list[int]:
-        """Sorted by key, None last; in the order first seen when the keys cannot be ordered."""
-        keys: list[Any] = self._groups.keys
-        order = [i for i, key in enumerate(keys) if key is not None]
-        try:
-            order.sort(key=keys.__getitem__)
-        except TypeError:  # keys of mixed types
-            return list(range(len(keys)))
-        if len(order) < len(keys):
-            order.append(keys.index(None))
-        return order
+        return self._state.group_items("groups")
 
     def _update(
         self,
@@ -224,72 +233,72 @@ class LossAccumulator:
         *,
         want_elementwise: bool = False,
     ) -> np.ndarray | None:
-        """update() that can also return the elementwise loss of the same kernel pass."""
-        codes = group_sums = None
-        mark = len(self._groups.keys)
-        try:
-            if groups is not None:
-                codes = self._groups.encode(groups)  # (new keys are added: undone on error)
-                rows = _leading_length(y_pred)
-                if codes.shape[0] != rows:
-                    raise ValueError(
-                        f"groups must have one label per row of y_pred ({rows}); "
-                        f"got {codes.shape[0]}"
-                    )
-                group_sums = np.empty((len(self._groups.keys), 3))  # (the kernel fills it)
-                if rows == 0:  # (the kernel has no rows to index)
-                    codes = group_sums = None
-            sums, elementwise = _compute(
-                self._opts,
-                y_true,
-                y_pred,
-                sample_weight,
-                want_elementwise=want_elementwise,
-                groups=codes,
-                group_sums=group_sums,
+        """update() that can also return the elementwise loss (w times the loss of the offset
+        logits; a second pass of the kernel)."""
+        names: list[str] = []
+        labels: list[Any] = []
+        if groups is not None:
+            grouped_as = "slices" if isinstance(groups, dict) else "groups"
+            if grouped_as == "slices":
+                names, labels = [str(n) for n in groups], list(groups.values())
+            else:
+                names, labels = ["groups"], [groups]
+        rows = _leading_length(y_pred) if labels else int(np.size(y_pred))
+        slicings, keys = [], []
+        for name, group_labels in zip(names, labels, strict=True):
+            index = GroupIndex()  # (this batch's keys; the state maps them to its own)
+            codes = index.encode(group_labels)
+            group_keys = list(index.keys)
+            if codes.shape[0] != rows:
+                where = "groups" if name == "groups" else f"groups[{name!r}]"
+                raise ValueError(
+                    f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+                )
+            slicings.append((codes, len(group_keys)))
+            keys.append(group_keys)
+        run = ReportPass(self._report_opts, slicings, int(np.size(y_pred)))
+        _compute(self._opts, y_true, y_pred, sample_weight, report=run)
+        elementwise = None
+        if want_elementwise:
+            offset = float(self._report_opts.logit_offset)
+            _, elementwise = _compute(
+                self._opts, y_true, _offset(y_pred, offset), sample_weight, want_elementwise=True
             )
-        except BaseException:
-            self._groups.rollback(mark)
-            raise
-        self._total += (sums.loss, sums.weight, sums.count)
-        self._grow()
-        if group_sums is not None:
-            self._sums[: group_sums.shape[0]] += group_sums
+        if labels:
+            self._set_grouping(grouped_as)
+        self._state.add_pass(run, names, keys)
         return elementwise
 
-    def _grow(self) -> None:
-        """Room in self._sums for every key (by doubling)."""
-        n = len(self._groups.keys)
-        if n > self._sums.shape[0]:
-            grown = np.zeros((max(n, 2 * self._sums.shape[0]), 3))
-            grown[: self._sums.shape[0]] = self._sums
-            self._sums = grown
+    def _set_grouping(self, grouped_as: str) -> None:
+        if self._grouped_as not in (None, grouped_as):
+            raise ValueError(
+                "groups must stay one kind: labels (reported under 'groups') or a dict of "
+                "slicings (under 'slices'); this accumulator has had the other"
+            )
+        self._grouped_as = grouped_as
 
     def __getstate__(self) -> dict[str, Any]:
-        keys = self._groups.keys
         return {
             "opts": self._opts,
-            "total": self._total,
-            "keys": keys,
-            "sums": self._sums[: len(keys)],
+            "report_opts": self._report_opts,
+            "state": self._state,
+            "grouped_as": self._grouped_as,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._opts = state["opts"]
-        self._total = np.array(state["total"], dtype=np.float64)
-        self._groups = GroupIndex(list(state["keys"]))
-        n = len(self._groups.keys)
-        self._sums = np.array(state["sums"], dtype=np.float64).reshape(n, 3)
+        self._report_opts = state["report_opts"]
+        self._state = state["state"]
+        self._grouped_as = state["grouped_as"]
 
 
-def _reductions(sums: np.ndarray) -> dict[str, Any]:
-    s = Sums(float(sums[0]), float(sums[1]), float(sums[2]))
-    return {
-        "rows": int(s.count),
-        "sum": reduce_sums(s, "sum"),
-        "mean": reduce_sums(s, "mean"),
-        "weighted_mean": reduce_sums(s, "weighted_mean"),
-    }
+def _offset(y_pred: Any, offset: float) -> Any:
+    """Logits plus logit_offset, added in the working precision as the report pass does."""
+    if offset == 0.0:
+        return y_pred
+    arr = np.asarray(y_pred)
+    working = np.float64 if arr.dtype == np.float64 else np.float32
+    return arr.astype(working) + working(offset)
 
 
 def _same_pos_weight(a: Any, b: Any) -> bool:

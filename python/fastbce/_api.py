@@ -130,10 +130,13 @@ def _compute(
     want_elementwise: bool = False,
     groups: np.ndarray | None = None,
     group_sums: np.ndarray | None = None,
+    report: Any = None,
 ) -> tuple[Sums, np.ndarray | None]:
     """Checks the arrays and runs the kernel once. Returns the sums and, when asked for, the
     elementwise loss (in `out` or a new array). `groups` (int64 codes, one per row) with
-    `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass."""
+    `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass.
+    `report` (a ``_report.ReportPass``) runs the evaluation report's pass instead, with the
+    same checked arrays; it keeps its outputs, and the elementwise loss is not available."""
     yt, yp = _labels_and_predictions(y_true, y_pred)
     call = _new_call(opts, yp)
     working = _working_dtype(yp)
@@ -147,7 +150,8 @@ def _compute(
         call.n_groups = group_sums.shape[0]
     y_true_arr, y_true_stride = _flat(yt)
     y_pred_arr, y_pred_stride = _flat(yp)
-    loss, wsum, count, fault, index = _core.compute(
+    run = _core.compute if report is None else report.run
+    loss, wsum, count, fault, index = run(
         call,
         y_true_arr,
         y_true_stride,

@@ -47,6 +47,26 @@ def compute(
     groups: np.ndarray | None,
     group_sums: np.ndarray | None,
 ) -> tuple[float, float, float, int, int]: ...
+
+REPORT_SUMS: int
+
+def report(
+    call: Call,
+    y_true: np.ndarray,
+    y_true_stride: int,
+    y_pred: np.ndarray,
+    y_pred_stride: int,
+    weight: np.ndarray | None,
+    weight_stride: int,
+    pos_weight: np.ndarray | None,
+    logit_offset: float,
+    ignore_label: float | None,
+    sums: np.ndarray,
+    hist: np.ndarray,
+    mantissa_bits: int,
+    slicings: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]],
+    top_k: int,
+) -> tuple[float, float, float, int, int, np.ndarray, np.ndarray]: ...
 def compiled_targets() -> list[str]: ...
 def supported_targets() -> list[str]: ...
 def active_target() -> str: ...

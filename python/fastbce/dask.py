@@ -32,7 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 from ._accumulator import LossAccumulator, merge_all
 from ._api import binary_crossentropy as _binary_crossentropy
 from ._labels import shift_index
-from ._options import REDUCTIONS, LossOptions
+from ._options import REDUCTIONS
 from .io.readers import series_values as _values
 
 __all__ = ["accumulate", "binary_crossentropy", "binary_focal_crossentropy"]
@@ -48,6 +48,7 @@ _ACCUMULATOR_OPTIONS = (
     "validate",
     "threads",
 )
+_REPORT_OPTIONS = ("ignore_label", "logit_offset", "top_losses")  # accumulate() only
 
 
 # --------------------------------------------------------------------------- public
@@ -117,8 +118,9 @@ def binary_crossentropy(
         )
     if "out" in options:
         raise TypeError("out is not supported for Dask input (the result is lazy)")
+    checked = _options(options, report=False)
     if reduction == "none":
-        return _elementwise(y_true, y_pred, sample_weight, _options(options))
+        return _elementwise(y_true, y_pred, sample_weight, checked)
     acc = accumulate(
         y_true, y_pred, sample_weight=sample_weight, split_every=split_every, **options
     )
@@ -179,7 +181,9 @@ def accumulate(
     split_every : int, default 8
         How many accumulators a task of the merge tree adds up (>= 2).
     **options
-        The options of ``fastbce.LossAccumulator``.
+        The options of ``fastbce.LossAccumulator``, the evaluation report's (``ignore_label``,
+        ``logit_offset``, ``top_losses``) included; ``.result()`` has the report's keys, the
+        same as one pass over all the data (top_losses' rows count from the first partition).
 
     Returns
     -------
@@ -215,12 +219,14 @@ def accumulate(
 # --------------------------------------------------------------------------- building the graph
 
 
-def _options(options: dict[str, Any]) -> dict[str, Any]:
-    """The accumulator's options, checked now (not on a worker later)."""
-    unknown = sorted(set(options) - set(_ACCUMULATOR_OPTIONS))
+def _options(options: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """The accumulator's options, checked now (not on a worker later); with report, also the
+    evaluation report's options."""
+    allowed = _ACCUMULATOR_OPTIONS + (_REPORT_OPTIONS if report else ())
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
-    LossOptions(**options)
+    LossAccumulator(**options)  # checks the loss and report options
     return dict(options)
 
 

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastbce/report_types.hpp"
 #include "fastbce/types.hpp"
 
 namespace fastbce {
@@ -15,6 +16,14 @@ namespace fastbce {
 // same bit for bit whatever the number of threads. `group_sums` receives c.n_groups entries when
 // c.groups is set (it is overwritten), and is ignored otherwise. Never throws.
 Result run(const Call& c, Sums* group_sums);
+
+// The evaluation report of one call (docs/report.md) on the active SIMD tier: fills spec's outputs
+// (zeroed by the caller) and spec.top_found. The input is cut into at most 16 chunks, fixed by n
+// and the histogram sizes, whose partial sums are merged in chunk order: the report is the same
+// bit for bit whatever the number of threads. Returns the first failed check, if any; never throws
+// (except std::bad_alloc).
+Result run_report(const Call& c, ReportSpec& spec);
+const ReportKernels& active_report_kernels();
 
 // SIMD tiers, best first: those compiled into this build, and those this CPU can run.
 std::vector<std::string> compiled_targets();

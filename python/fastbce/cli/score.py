@@ -14,7 +14,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .output import aligned
+from . import report
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ".parquet (float column 'loss') or an .npy",
     )
     out.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_arguments(parser)
     run = parser.add_argument_group("running")
     run.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)"
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from .job import Job
 
     job = Job(args)
+    job.options.update(report.options(args))  # (the accumulator takes the report's options)
+    conditions = report.parse_conditions(args.fail_if)
     with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
         if args.scheduler:
             from .score_dask import run_on_cluster
@@ -98,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             acc = run_locally(job)
     _print_result(acc, job, sys.stdout)
-    return 0
+    if args.plot is None and not conditions:
+        return 0
+    result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
+    if args.plot is not None:
+        report.plot(result, args.plot, job.roles.get("groups", "group"))
+    failed = report.failures(result, conditions)
+    for text in failed:
+        print(f"fastbce score: --fail-if {text}", file=sys.stderr)
+    return report.EXIT_FAILED_CONDITION if failed else 0
 
 
 def run_locally(job: Job) -> LossAccumulator:
@@ -152,18 +163,20 @@ def _json_key(key: Any) -> Any:
     return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
 
 
-def to_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold."""
-    out = _json_numbers(result)
-    out["groups"] = {_json_key(k): _json_numbers(v) for k, v in result["groups"].items()}
-    return out
+def to_json(result: Any) -> Any:
+    """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
+    every depth (groups, slices, reliability bins, top_losses)."""
+    if isinstance(result, dict):
+        return {_json_key(k): to_json(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [to_json(v) for v in result]
+    if isinstance(result, float):
+        return _json_number(result)
+    return result
 
 
 def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k == "rows" else _json_number(v)) for k, v in r.items() if k != "groups"}
-
-
-FIELDS = ("rows", "sum", "mean", "weighted_mean")
+    return {k: to_json(v) for k, v in r.items() if k not in ("groups", "slices")}
 
 
 def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
@@ -173,25 +186,16 @@ def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
     if job.args.format == "json":
         _write_json(summary, acc._group_items(), stream)
         return
-    for field in FIELDS:
-        stream.write(f"{field:<14} {_fmt(summary[field])}\n")
-    if "groups" in job.roles:
-        head = [job.roles["groups"], *FIELDS]
-        widths = [len(h) for h in head]
-        for _ in range(2):  # the widths first, then the lines
-            if _:
-                stream.write("\n" + aligned(head, widths).rstrip() + "\n")
-            for key, value in acc._group_items():
-                row = [_group_text(key), *(_fmt(value[f]) for f in FIELDS)]
-                if _:
-                    stream.write(aligned(row, widths).rstrip() + "\n")
-                else:
-                    widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    title = job.roles.get("groups")
+    report.print_table(summary, stream, title, acc._group_items if title else None)
 
 
 def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
     def obj(d: dict[str, Any], indent: str) -> str:
-        lines = [f'{indent}  "{k}": {json.dumps(v, allow_nan=False)}' for k, v in d.items()]
+        def value(v: Any) -> str:  # (nested lists and dicts indented as json.dumps does)
+            return json.dumps(v, indent=2, allow_nan=False).replace("\n", "\n" + indent + "  ")
+
+        lines = [f'{indent}  "{k}": {value(v)}' for k, v in d.items()]
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
 
     stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
@@ -203,13 +207,3 @@ def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
         )
         first = False
     stream.write(("}" if first else "\n  }") + "\n}\n")
-
-
-def _group_text(key: Any) -> str:
-    return "(missing)" if key is None else str(key)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.10g}"

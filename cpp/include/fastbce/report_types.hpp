@@ -1,0 +1,96 @@
+// Plain data of the evaluation report (docs/report.md): what one report call asks for and where
+// its float64 sums go. No Python, no SIMD; shared by the binding, the dispatcher and every tier.
+#pragma once
+
+#include <cstdint>
+
+#include "fastbce/types.hpp"
+
+namespace fastbce {
+
+// The sums of one scope (the whole input, or one group), in this order; all float64.
+enum ReportSum : int32_t {
+    rs_count = 0,  // rows counted
+    rs_w,          // sum w
+    rs_wl,         // sum w*l        (l: the loss without the sample weight)
+    rs_wbce,       // sum w*bce      (plain cross-entropy)
+    rs_wy,         // sum w*y
+    rs_wn,         // sum w*(1-y)
+    rs_wp,         // sum w*p
+    rs_wsq,        // sum w*(p-y)^2
+    rs_wyl,        // sum w*y*l
+    rs_wnl,        // sum w*(1-y)*l
+    rs_w2,         // sum w^2
+    rs_w2l,        // sum w^2*l
+    rs_w2l2,       // sum w^2*l^2
+    rs_omitted,    // rows left out for a NaN (nan_policy "omit")
+    rs_ignored,    // rows whose label is ignore_label
+    rs_ece,        // 10 bins of p, each (sum w, sum w*p, sum w*y)
+    rs_size = rs_ece + 30,
+};
+constexpr int kEceBins = 10;
+
+// The AUC histogram: a monotone binning of the prediction with 2^(mantissa_bits + 6) bins (the
+// layout is in report.hpp, bin_of); each bin holds (weight of positives, weight of negatives).
+constexpr int kMaxMantissaBits = 11;
+constexpr int64_t hist_bins(int mantissa_bits) { return int64_t(64) << mantissa_bits; }
+
+// One slicing: a group code per row and the per-group outputs (zeroed by the caller).
+struct ReportSlicing {
+    const int64_t* codes = nullptr;  // one code in [0, n_groups) per row
+    int64_t n_groups = 0;
+    double* sums = nullptr;          // n_groups * rs_size
+    double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
+    int mantissa_bits = 0;
+};
+
+// One of the rows of largest loss.
+struct TopLoss {
+    double loss = 0.0;    // l, the loss without the sample weight (the ranking key)
+    int64_t row = 0;      // flat index in the call's input
+    double weight = 0.0;  // w
+    double y_true = 0.0;  // as given
+    double y_pred = 0.0;  // as given (before logit_offset)
+    int64_t code = -1;    // group code in the first slicing, or -1
+};
+
+// Larger loss first; equal losses by row, earlier first: the order of top_losses.
+inline bool ranks_before(const TopLoss& a, const TopLoss& b) {
+    return a.loss > b.loss || (a.loss == b.loss && a.row < b.row);
+}
+
+struct ReportSpec {
+    double logit_offset = 0.0;  // added to every logit (from_logits only)
+    bool has_ignore = false;
+    double ignore_label = 0.0;
+
+    double* sums = nullptr;  // rs_size, the whole input
+    double* hist = nullptr;  // hist_bins(mantissa_bits) * 2
+    int mantissa_bits = kMaxMantissaBits;
+
+    ReportSlicing* slicings = nullptr;
+    int64_t n_slicings = 0;
+
+    int64_t top_k = 0;
+    TopLoss* top = nullptr;  // room for top_k entries; the first top_found are filled, in order
+    int64_t top_found = 0;
+};
+
+// The output of one chunk (or the merged total): the same layout as ReportSpec's outputs.
+struct ReportPart {
+    double* sums = nullptr;
+    double* hist = nullptr;
+    double** slice_sums = nullptr;  // per slicing
+    double** slice_hist = nullptr;  // per slicing (entries may be null)
+    TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
+    int64_t top_size = 0;
+    Fault fault = Fault::none;
+    int64_t fault_index = -1;
+};
+
+using ReportFn = void (*)(const Call&, const ReportSpec&, int64_t begin, int64_t end, ReportPart&);
+struct ReportKernels {
+    ReportFn fn[2][2][2][2];  // [double working type][from_logits][focal][general options]
+};
+
+}  // namespace fastbce

@@ -1,0 +1,137 @@
+// Splits a report call (docs/report.md) into chunks, runs them over threads on the active tier and
+// merges their partial sums, histograms and largest losses in chunk order.
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fastbce/fastbce.hpp"
+#include "parallel.hpp"
+
+namespace fastbce {
+namespace {
+
+constexpr int64_t kChunkUnit = 1 << 16;            // chunk sizes are multiples of this
+constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed: not the threads)
+constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
+
+// One chunk's partial outputs, zeroed, in the layout of ReportSpec.
+struct Partial {
+    std::vector<double> sums, hist;
+    std::vector<std::vector<double>> slice_sums, slice_hist;
+    std::vector<double*> slice_sums_ptr, slice_hist_ptr;
+    std::vector<TopLoss> top;
+    ReportPart part;
+
+    void clear() {
+        std::fill(sums.begin(), sums.end(), 0.0);
+        std::fill(hist.begin(), hist.end(), 0.0);
+        for (auto& v : slice_sums) std::fill(v.begin(), v.end(), 0.0);
+        for (auto& v : slice_hist) std::fill(v.begin(), v.end(), 0.0);
+        part.top_size = 0;
+        part.fault = Fault::none;
+        part.fault_index = -1;
+    }
+
+    explicit Partial(const ReportSpec& s)
+        : sums(rs_size), hist(size_t(2 * hist_bins(s.mantissa_bits))), top(size_t(s.top_k)) {
+        for (int64_t i = 0; i < s.n_slicings; ++i) {
+            const ReportSlicing& g = s.slicings[i];
+            slice_sums.emplace_back(size_t(g.n_groups * rs_size));
+            slice_hist.emplace_back(g.hist != nullptr ? size_t(g.n_groups * 2 * hist_bins(g.mantissa_bits)) : 0);
+        }
+        for (auto& v : slice_sums) slice_sums_ptr.push_back(v.data());
+        for (auto& v : slice_hist) slice_hist_ptr.push_back(v.empty() ? nullptr : v.data());
+        part.sums = sums.data();
+        part.hist = hist.data();
+        part.slice_sums = slice_sums_ptr.data();
+        part.slice_hist = slice_hist_ptr.data();
+        part.top = top.data();
+    }
+};
+
+void add_into(double* into, const double* from, size_t n) {
+    for (size_t i = 0; i < n; ++i) into[i] += from[i];
+}
+
+// Adds a chunk's partial to the spec's outputs (called in chunk order).
+void merge(ReportSpec& s, const Partial& p, std::vector<TopLoss>& top) {
+    add_into(s.sums, p.sums.data(), p.sums.size());
+    add_into(s.hist, p.hist.data(), p.hist.size());
+    for (int64_t i = 0; i < s.n_slicings; ++i) {
+        add_into(s.slicings[i].sums, p.slice_sums[size_t(i)].data(), p.slice_sums[size_t(i)].size());
+        if (s.slicings[i].hist != nullptr)
+            add_into(s.slicings[i].hist, p.slice_hist[size_t(i)].data(), p.slice_hist[size_t(i)].size());
+    }
+    top.insert(top.end(), p.top.begin(), p.top.begin() + p.part.top_size);
+}
+
+// Options level of the loss without the sample weight: label smoothing, pos_weight or (without
+// focal) alpha, with values in the working precision as the kernel takes them.
+bool general_options(const Call& c, bool is_double, bool focal) {
+    auto in_working = [is_double](double v) { return is_double ? v : double(float(v)); };
+    return in_working(c.label_smoothing) != 0.0 || c.pos_weight != nullptr ||
+           in_working(c.pos_weight_scalar) != 1.0 || (c.has_alpha && !focal);
+}
+
+}  // namespace
+
+Result run_report(const Call& c, ReportSpec& s) {
+    const bool is_double = c.y_pred.dtype == DType::f64;
+    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    const ReportFn fn =
+        active_report_kernels().fn[is_double][c.from_logits][focal][general_options(c, is_double, focal)];
+
+    // Chunks: fixed by n and the size of one chunk's partials, never by the threads.
+    int64_t per_chunk = rs_size + 2 * hist_bins(s.mantissa_bits) + 8 * s.top_k;
+    for (int64_t i = 0; i < s.n_slicings; ++i) {
+        const ReportSlicing& g = s.slicings[i];
+        per_chunk += g.n_groups * (rs_size + (g.hist != nullptr ? 2 * hist_bins(g.mantissa_bits) : 0));
+    }
+    const int64_t units = std::max<int64_t>(1, (c.n + kChunkUnit - 1) / kChunkUnit);
+    const int64_t n_chunks = std::clamp<int64_t>(kPartialsBudget / per_chunk, 1, std::min(kMaxChunks, units));
+    const int64_t chunk = (units + n_chunks - 1) / n_chunks * kChunkUnit;
+    const int64_t threads = std::min<int64_t>(threads_for(c.n, c.threads), n_chunks);
+
+    // Each chunk's partial is merged as soon as every chunk before it is: at most about
+    // `threads` partials are alive at once, and the merge order is the chunk order.
+    // Merged partials are cleared and reused (fresh pages would cost a page fault each).
+    std::vector<std::unique_ptr<Partial>> done(static_cast<size_t>(n_chunks));
+    std::vector<std::unique_ptr<Partial>> spare;
+    std::vector<TopLoss> top;
+    std::mutex mutex;
+    int64_t next = 0;
+    Result result;
+    parallel_for(n_chunks, threads, [&](int64_t i) {
+        const int64_t begin = i * chunk, end = std::min(c.n, begin + chunk);
+        std::unique_ptr<Partial> partial;
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (!spare.empty()) partial = std::move(spare.back()), spare.pop_back();
+        }
+        if (partial) partial->clear();
+        else partial = std::make_unique<Partial>(s);
+        if (begin < end) fn(c, s, begin, end, partial->part);
+        std::lock_guard<std::mutex> lock(mutex);
+        done[size_t(i)] = std::move(partial);
+        for (; next < n_chunks && done[size_t(next)]; ++next) {
+            const Partial& p = *done[size_t(next)];
+            if (p.part.fault != Fault::none && result.fault == Fault::none) {
+                result.fault = p.part.fault;
+                result.fault_index = p.part.fault_index;
+            }
+            if (result.fault == Fault::none) merge(s, p, top);
+            spare.push_back(std::move(done[size_t(next)]));
+        }
+    });
+    if (result.fault != Fault::none) return result;
+    std::sort(top.begin(), top.end(), ranks_before);
+    s.top_found = std::min<int64_t>(s.top_k, int64_t(top.size()));
+    std::copy_n(top.begin(), s.top_found, s.top);
+    result.total.loss = s.sums[rs_wl];
+    result.total.weight = s.sums[rs_w];
+    result.total.count = s.sums[rs_count];
+    return result;
+}
+
+}  // namespace fastbce
