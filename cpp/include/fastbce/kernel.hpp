@@ -611,11 +611,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 if constexpr (std::is_same_v<T, float>) {
                     if (mixed) return apply_focal<O, FromLogits, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
                 }
-                // (exp and log: the general loop only, as before; GCC's contraction of the
-                // shorter loop gave float64 other bits for gamma = 0.3)
-                if constexpr (!std::is_same_v<decltype(factor), PowFactor>) {
-                    if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
-                }
+                if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
             }
             apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
         };
