@@ -3,13 +3,11 @@ against the float64 reference, the output files are read back, and the report is
 
 from __future__ import annotations
 
-import e2e_score  # (benchmarks/ is on sys.path: pytest puts a test's directory there)
+from fastbce.cli.bench.e2e import run_e2e  # what benchmarks/e2e_score.py runs
 
 
 def test_e2e_benchmark_small(tmp_path, capsys):
-    tasks = e2e_score.main(
-        ["--rows", "30000", "--row-group-rows", "7000", "--repeat", "1", "--dir", str(tmp_path)]
-    )
+    tasks = run_e2e(30000, row_group_rows=7000, repeat=1, data_dir=str(tmp_path), quiet=True)
     failed = [f"{t.section} / {t.tool}: {t.error}" for t in tasks if t.error]
     assert not failed, failed
     tools = {t.tool for t in tasks}

@@ -72,6 +72,37 @@ def test_group_sums_add_up_to_the_total(rng):
     assert _close(sum(v["sum"] for v in r["groups"].values()), r["sum"])
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("nan_policy", ["propagate", "omit"])
+def test_group_sums_are_the_elementwise_losses_in_order(simd_target, rng, threads, nan_policy):
+    """Each group's sums are its rows' float32 losses (and weights) added in float64 in row order
+    (one block: n below the kernel's block size), whatever the threads; integer labels that are
+    their own codes (0..k), offset ones, and a strided array give the same sums."""
+    n = 50_000
+    y, x, w, _ = _data(rng, n=n, logits=True)
+    if nan_policy == "omit":
+        x[rng.choice(n, 100, replace=False)] = np.nan
+    w = w.astype(np.float32)
+    codes = rng.integers(0, 37, size=2 * n)
+    options = {"from_logits": True, "nan_policy": nan_policy, "threads": threads}
+    losses = fastbce.binary_crossentropy(y, x, sample_weight=w, reduction="none", **options)
+    kept = ~np.isnan(x)
+    expected = {}
+    for key in range(37):
+        m = (codes[::2] == key) & kept
+        # (np.cumsum adds one after another, in order)
+        expected[key] = (
+            np.cumsum(losses[m].astype(np.float64))[-1],
+            np.cumsum(w[m].astype(np.float64))[-1],
+        )
+    for labels in (codes[::2], np.ascontiguousarray(codes[::2]), codes[::2] + 1000):
+        r = fastbce.LossAccumulator(**options).update(y, x, w, labels).result()
+        for key, (loss, weight) in expected.items():
+            group = r["groups"][key + (1000 if labels[0] != codes[0] else 0)]
+            assert group["sum"] == loss
+            assert group["sum"] / group["weighted_mean"] == pytest.approx(weight, rel=1e-15)
+
+
 # --------------------------------------------------------------------------- merging
 
 
@@ -382,3 +413,37 @@ def test_encode_labels_names_a_missing_positive_label():
         fastbce.encode_labels(np.arange(100), 1000)  # shows a few values only
     with pytest.raises(TypeError, match="cannot be class labels"):
         fastbce.encode_labels(np.array([1 + 2j]), 1)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_text_dictionaries_over_many_batches(rng, large):
+    """Arrow dictionaries of strings (as parquet row groups give) share one table of the text
+    keys across batches: repeated, new, sliced and large_string dictionaries, and a batch that
+    fails leaves no key behind."""
+    pa = pytest.importorskip("pyarrow")
+    text = pa.large_string() if large else pa.string()
+    names = np.array([f"k{i:03d}" for i in range(300)], dtype=object)
+    acc = fastbce.LossAccumulator()
+    ys, xs, labels = [], [], []
+    for batch in range(6):
+        n = 2000
+        y, x, _, _ = _data(rng, n=n)
+        picked = names[rng.integers(0, 40 * (batch + 1), n)]
+        column = pa.array(picked, type=text).dictionary_encode()
+        if batch == 3:  # a slice of a longer dictionary array
+            longer = pa.array(np.concatenate([picked, names[:5]]), type=text)
+            column = longer.dictionary_encode().slice(0, n)
+        if batch == 4:  # fails: one label short; its new keys are forgotten
+            with pytest.raises(ValueError, match="one label per row"):
+                acc.update(y, x, groups=pa.array(names[250:], type=text).dictionary_encode())
+        acc.update(y, x, groups=column)
+        ys.append(y)
+        xs.append(x)
+        labels.append(picked)
+    y, x, g = np.concatenate(ys), np.concatenate(xs), np.concatenate(labels)
+    r = acc.result()
+    assert list(r["groups"]) == sorted(set(g.tolist()))
+    for key, group in r["groups"].items():
+        m = g == key
+        assert group["rows"] == m.sum()
+        assert _close(group["sum"], fastbce.binary_crossentropy(y[m], x[m], reduction="sum"))

@@ -7,15 +7,17 @@ there, positive and that every value agrees with the float64 reference.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import fastbce
 from fastbce import _core, cli
 from fastbce.cli import bench as _bench
-from fastbce.cli.bench import command, peers
+from fastbce.cli.bench import command, grad, peers
 
 HEADER = ("implementation", "N", "ms", "ns/elem", "GB/s", "speed-up", "x floor", "rel. error")
 
@@ -293,3 +295,194 @@ def test_dist_and_sweep_usage_errors(args, message, capsys):
         cli.main(["bench", "--quick", *args])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- gradients (--grad)
+
+
+def grad_rows(stdout: str) -> list[list[str]]:
+    names = sorted(grad.IMPLEMENTATIONS, key=len, reverse=True)
+    return [
+        [name, *line[len(name) :].split()]
+        for line in stdout.splitlines()
+        for name in names
+        if line.startswith(name + " ")
+    ]
+
+
+def test_grad_table_and_json(tmp_path, capsys):
+    json_path = tmp_path / "grad.json"
+    code = cli.main(["bench", "--grad", "--quick", "--sizes", "1e3,3000", "--threads", "1",
+                     "--json", str(json_path), "-q"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("CPU: ") and f"SIMD tier {_core.active_target()}" in first
+    assert "grad plain: cross-entropy" in out and "grad focal: focal loss, gamma=2" in out
+    rows = grad_rows(out)
+    assert len(rows) == 3 * 2 * 2  # implementations x sizes x variants
+    assert sorted({(r[0], r[1]) for r in rows}) == sorted(
+        (impl, n) for impl in grad.IMPLEMENTATIONS for n in ("1e3", "3000")
+    )
+    for row in rows:
+        assert len(row) == len(HEADER)
+        assert float(row[2]) > 0 and float(row[4]) > 0 and float(row[6]) > 0
+        if row[0] != "memory floor":
+            assert float(row[7]) < 1e-2  # no "!": the row would have a ninth cell
+
+    report = json.loads(json_path.read_text())
+    assert report["schema"] == "fastbce-bench-grad/1"
+    assert report["settings"]["sizes"] == [1000, 3000]
+    assert report["settings"]["variants"] == ["plain", "focal"]
+    assert report["machine"]["cpu_model"] and report["fastbce"]["build"]["target"]
+    assert report["xgboost"] is None
+    for r in report["results"]:
+        assert len(r["times_s"]) == 3 and r["median_ms"] > 0
+        assert r["bytes"] == 16 * r["n"] and r["threads"] == 1
+        if r["implementation"] == "memory floor":
+            assert r["floor_ratio"] == 1.0 and "rel_error" not in r
+            continue
+        assert r["ok"] is True and r["excess"] <= 1.0
+        assert r["rel_error"] == max(r["grad_rel_error"], r["hess_rel_error"])
+        if r["implementation"] == "fastbce":
+            assert r["speedup"] == 1.0
+            assert r["rel_error"] <= r["tolerance"] == (1e-6 if r["variant"] == "plain" else 1e-5)
+
+
+def test_grad_check_finds_wrong_values():
+    """The reference check catches a value off by 1e-4 relative, and a NaN."""
+    variant = grad.GRAD_VARIANTS["focal"]
+    y, x = grad.grad_data(5000)
+    g, h = fastbce.binary_crossentropy_grad(y, x, **variant.options)
+    tol = grad.tolerance(variant, "fastbce")
+    wrong_g, nan_h = g.copy(), h.copy()
+    i = int(np.argmax(np.abs(g)))
+    wrong_g[i] *= 1 + 1e-4
+    nan_h[7] = np.nan
+    good, off, nan = grad.check(y, x, variant, [(g, h, tol), (wrong_g, h, tol), (g, nan_h, tol)])
+    assert good["excess"] <= 1.0
+    assert off["excess"] > 1.0 and off["grad_rel_error"] == pytest.approx(1e-4, rel=0.01)
+    assert nan["hess_rel_error"] == np.inf and nan["excess"] == np.inf
+
+
+def test_grad_xgboost(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("xgboost")
+    monkeypatch.setattr(grad, "XGBOOST_RUN", {True: (2000, 5, 2), False: (2000, 5, 2)})
+    json_path = tmp_path / "grad.json"
+    code = cli.main(["bench", "--grad", "--xgboost", "--quick", "--sizes", "1e3", "--variants",
+                     "focal", "--json", str(json_path), "-q"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "XGBoost " in out and "2,000 rows x 5 features" in out
+    share = json.loads(json_path.read_text())["xgboost"]
+    assert share["rows"] == 2000 and share["rounds"] == 2
+    for name in ("fastbce", "numpy"):
+        r = share["results"][name]
+        assert 0 < r["objective_ms"] < r["round_ms"] and 0 < r["share"] < 1
+
+
+# --------------------------------------------------------------------------- --e2e
+
+E2E_TOOLS = {"fastbce score", "Polars", "DuckDB"}
+
+
+def test_e2e_table_and_json(tmp_path):
+    """A tiny end-to-end run: every task runs, agrees with the float64 reference, and the table
+    names the CPU and the tier (Polars and DuckDB come with the test extra)."""
+    out = tmp_path / "e2e.json"
+    result = bench(
+        "--e2e", "--rows", "20k", "--groups", "7", "--repeats", "1", "--json", str(out), "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^CPU: .+, \d+ cores; fastbce \S+ on tier \S+;", result.stdout, re.M)
+    assert "20,000 rows" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["rows"] == 20_000 and report["groups"] == 7 and report["repeat"] == 1
+    assert report["machine"]["tier"] not in ("", "?")
+    tools = {(t["section"], t["tool"]) for t in report["tasks"]}
+    for section in ("overall", "group"):
+        assert {(section, tool) for tool in E2E_TOOLS} <= tools
+    assert ("output", "fastbce score --output .parquet") in tools
+    assert ("accumulator", "LossAccumulator.update, string groups") in tools
+    for task in report["tasks"]:
+        assert task["error"] is None, task
+        assert len(task["times"]) == 1 and task["times"][0] > 0
+        assert task["rel_error"] <= 1e-5
+    for line in ("group    fastbce / Polars", "group    fastbce / DuckDB"):
+        assert line in result.stdout
+
+
+def test_e2e_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from fastbce.cli.bench import e2e
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        e2e.importlib.util, "find_spec", lambda name: None if name == "duckdb" else find_spec(name)
+    )
+    code = cli.main(
+        ["bench", "--e2e", "--rows", "3000", "--repeats", "1", "--data-dir", str(tmp_path)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert 'skipping duckdb: duckdb is not installed (pip install "fastbce[e2e]")' in captured.err
+    assert "DuckDB" not in captured.out and "Polars" in captured.out
+    assert [p.name for p in tmp_path.glob("clicks-3000-50.parquet*")]  # kept for the next run
+    assert not list(tmp_path.glob("loss.*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--grad", "--variants", "logits"], "unknown objective 'logits'"),
+        (["--grad", "--dist", "cauchy"], "unknown distribution 'cauchy'"),
+        (["--xgboost"], "--xgboost goes with --grad"),
+        (["--grad", "--peers", "numpy"], "no --sweep, --peers or --plot"),
+        (["--grad", "--sweep"], "no --sweep, --peers or --plot"),
+    ],
+)
+def test_grad_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--quick", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_grad_xgboost_missing_is_a_usage_error(monkeypatch, capsys):
+    has_module = _bench.has_module
+    monkeypatch.setattr(peers, "has_module", lambda name: name != "xgboost" and has_module(name))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--grad", "--xgboost", "--quick", "--sizes", "1e3"])
+    assert info.value.code == 2
+    assert '--xgboost needs xgboost: pip install xgboost (or "fastbce[xgboost]")' in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--e2e", "--peers", "torch"], "unknown peer 'torch' for --e2e"),
+        (["--e2e", "--sizes", "1k"], "--sizes does not apply to --e2e"),
+        (["--e2e", "--quick"], "--quick does not apply to --e2e"),
+        (["--rows", "1k"], "--rows needs --e2e"),
+        (["--e2e", "--rows", "0"], "whole number >= 1"),
+    ],
+)
+def test_e2e_usage_errors_exit_2(args, message):
+    result = bench(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_e2e_script_is_the_same_benchmark():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_score.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--skip", "nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "unknown 'nope'" in result.stderr

@@ -9,6 +9,7 @@ below 1e-30; finite for every finite logit and every gamma > 0.
 from __future__ import annotations
 
 import functools
+import zlib
 
 import mpmath
 import numpy as np
@@ -167,7 +168,9 @@ OPTION_SETS = {
 
 
 def _option_inputs(dtype, name):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    # crc32, not hash(): str hashes change with every interpreter (PYTHONHASHSEED), which made
+    # these inputs, and so this test, differ from run to run.
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     n = 240
     x = rng.uniform(-25, 25, n)
     x[:40] = rng.uniform(-1, 1, 40)
@@ -221,6 +224,21 @@ def test_options_match_mpmath_derivatives(dtype, name):
     d1, d2, d3 = _exact_options(dtype, name)
     _check_close("grad", grad, d1, d2, dtype, x, y)
     _check_close("hess", hess, d2, d3, dtype, x, y)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 14): the float64 focal Hessian with soft labels and every option "
+    "loses about 1e-11 relative where it cancels to ~1e-13 (found by a run whose str hash gave "
+    "other inputs to test_options_match_mpmath_derivatives)",
+)
+def test_focal_hessian_where_it_cancels(simd_target):
+    x = np.array([-17.543282446385717])
+    y = np.array([0.5351173149537426])
+    k = _params("float64", 0.1, 3.0, 0.7, 0.6)  # the options of OPTION_SETS["focal_all"]
+    _, d2, d3 = (np.array([float(v)]) for v in _derivatives(float(x[0]), float(y[0]), 1.0, k))
+    _, hess = fastbce.binary_crossentropy_grad(y, x, **_call_options("focal_all", np.ones(1)))
+    _check_close("hess", hess, d2, d3, "float64", x, y)
 
 
 # --------------------------------------------------------------------------- finite everywhere

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "fastbce/fastbce.hpp"
+#include "fastbce/keys.hpp"
 
 namespace py = pybind11;
 using namespace fastbce;
@@ -227,6 +228,41 @@ uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
     return read_floor(buffers, threads);
 }
 
+// Arrow string offsets (int32, or int64 for large_string) and data, as NumPy views.
+template <class F>
+void with_text(const py::array& offsets, const py::array& data, F f) {
+    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
+    require(contiguous(offsets) && contiguous(data) && data.itemsize() == 1, "text buffers must be contiguous");
+    const char* chars = static_cast<const char*>(data.data());
+    if (dtype_of(offsets, "offsets") == DType::i32)
+        f(static_cast<const int32_t*>(offsets.data()), chars);
+    else if (dtype_of(offsets, "offsets") == DType::i64)
+        f(static_cast<const int64_t*>(offsets.data()), chars);
+    else
+        throw std::invalid_argument("offsets must be int32 or int64");
+}
+
+py::array_t<int64_t> key_lookup(const KeyCodes& table, const py::array& offsets, const py::array& data) {
+    const int64_t n = int64_t(offsets.size()) - 1;
+    require(n >= 0, "offsets must hold n + 1 values");
+    py::array_t<int64_t> codes(n);
+    int64_t* out = codes.mutable_data();
+    with_text(offsets, data, [&](auto* off, const char* chars) {
+        py::gil_scoped_release release;
+        table.lookup(off, chars, n, out);
+    });
+    return codes;
+}
+
+void key_insert(KeyCodes& table, const py::array& offsets, const py::array& data, const py::array_t<int64_t>& positions,
+                const py::array_t<int64_t>& codes) {
+    const int64_t n = int64_t(positions.size());
+    require(int64_t(codes.size()) == n && positions.ndim() == 1 && codes.ndim() == 1, "one code per position");
+    const int64_t* pos = positions.data();
+    for (int64_t i = 0; i < n; ++i) require(pos[i] >= 0 && pos[i] + 1 < int64_t(offsets.size()), "position out of range");
+    with_text(offsets, data, [&](auto* off, const char* chars) { table.insert(off, chars, pos, codes.data(), n); });
+}
+
 // ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
 py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
                        int64_t logits_stride, const py::object& weight, int64_t weight_stride,
@@ -327,6 +363,14 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Test support: (FE_UNDERFLOW raised by one single-threaded kernel run, elementwise loss).");
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
+
+    py::class_<KeyCodes>(m, "KeyCodes", "Text keys and their int64 codes, kept across batches (group labels).")
+        .def(py::init<>())
+        .def("lookup", &key_lookup, py::arg("offsets"), py::arg("data"),
+             "The code of each string of an Arrow string array (offsets, data); -1 if unknown.")
+        .def("insert", &key_insert, py::arg("offsets"), py::arg("data"), py::arg("positions"), py::arg("codes"))
+        .def("forget", &KeyCodes::forget, py::arg("mark"), "Forgets the keys with a code >= mark.")
+        .def("__len__", &KeyCodes::size);
 
     py::enum_<HessianMode>(m, "HessianMode")
         .value("exact", HessianMode::exact)

@@ -45,6 +45,8 @@ class GroupIndex:
         self._arrow: dict[str, tuple[Any, np.ndarray]] = {}  # type -> (values seen, codes)
         self._dense = np.empty(0, dtype=np.int64)  # value - _offset -> code, -1 if unseen
         self._offset = 0
+        self._identity = 0  # _dense[:_identity] == arange(_identity) (with _offset 0)
+        self._text: Any = None  # _core.KeyCodes: the text keys seen in Arrow dictionaries
         for key in keys or []:
             self.code(key)
 
@@ -65,7 +67,10 @@ class GroupIndex:
             del self._index[key]
         del self.keys[mark:]
         self._dense[self._dense >= mark] = -1
+        self._identity = _identity_prefix(self._dense, self._offset)
         self._arrow.clear()  # (a cache: the keys kept are found again through _index)
+        if self._text is not None:
+            self._text.forget(mark)
 
     # ------------------------------------------------------------------ batches
 
@@ -145,6 +150,7 @@ class GroupIndex:
             start = self._offset - lo_all
             dense[start : start + self._dense.size] = self._dense
             self._dense, self._offset = dense, lo_all
+            self._identity = _identity_prefix(self._dense, self._offset)
         # (int64 arithmetic: labels beyond +-2**62 never get here)
         index = values.astype(np.int64, copy=False)
         if self._offset:
@@ -155,6 +161,9 @@ class GroupIndex:
             new = np.flatnonzero(seen & (self._dense < 0))
             keys = (new + self._offset).astype(arr.dtype).tolist()
             self._dense[new] = [self.code(k) for k in keys]
+            self._identity = _identity_prefix(self._dense, self._offset)
+        if hi - self._offset < self._identity:  # the labels are their codes (0, 1, 2, ...)
+            return np.ascontiguousarray(index)
         return self._dense[index]
 
     # ------------------------------------------------------------------ arrow
@@ -187,6 +196,10 @@ class GroupIndex:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if dictionary.null_count == 0 and (
+            pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
+        ):
+            return self._text_codes(dictionary)
         kind = str(dictionary.type)
         seen = self._arrow.get(kind)
         if seen is None:
@@ -210,6 +223,59 @@ class GroupIndex:
             np.concatenate([old[1], codes[missing][keep]]),
         )
         return codes
+
+    def _text_codes(self, dictionary: Any) -> np.ndarray:
+        """The codes of the strings of an Arrow dictionary (no nulls), looked up in a table of
+        the text keys that lasts across batches (hashes the dictionary once, not the keys seen
+        before); Python adds the keys never seen, in one step when they are all new."""
+        from . import _core
+
+        if self._text is None:
+            self._text = _core.KeyCodes()
+        offsets, data = _text_buffers(dictionary)
+        codes = self._text.lookup(offsets, data)
+        missing = np.flatnonzero(codes < 0)
+        if missing.size == 0:
+            return codes
+        keys = _take(dictionary, missing).to_pylist()
+        first = len(self.keys)
+        if self._index.keys().isdisjoint(keys):  # (the usual case; a dictionary has no repeats)
+            self._index.update(zip(keys, range(first, first + len(keys)), strict=True))
+            self.keys += keys
+            codes[missing] = np.arange(first, first + len(keys))
+        else:
+            codes[missing] = [self.code(k) for k in keys]
+        self._text.insert(offsets, data, missing, codes[missing])
+        return codes
+
+
+def _identity_prefix(dense: np.ndarray, offset: int) -> int:
+    """How many first entries of a dense table map each label to itself (0 unless the table
+    starts at label 0)."""
+    if offset != 0 or dense.size == 0:
+        return 0
+    differ = np.flatnonzero(dense != np.arange(dense.size))
+    return int(differ[0]) if differ.size else dense.size
+
+
+def _text_buffers(array: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (n + 1) and the bytes of an Arrow string array, as NumPy views."""
+    import pyarrow as pa
+
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=width, count=array.offset + len(array) + 1)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else None
+    return offsets[array.offset :], data if data is not None else np.empty(0, dtype=np.uint8)
+
+
+def _take(array: Any, positions: np.ndarray) -> Any:
+    """array.take(positions) without pa.array (it imports pandas, a quarter of a second)."""
+    import pyarrow as pa
+
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    index = pa.Array.from_buffers(pa.int64(), positions.size, [None, pa.py_buffer(positions)])
+    return array.take(index)
 
 
 ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time

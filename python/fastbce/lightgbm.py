@@ -27,6 +27,8 @@ import numpy as np
 
 import fastbce
 
+from ._boosting import GRAD_OPTIONS, LOSS_OPTIONS, check_option_names
+
 try:
     import lightgbm as _lgb
 except ImportError as e:  # pragma: no cover - exercised in a subprocess without lightgbm
@@ -35,26 +37,6 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
     ) from e
 
 __all__ = ["metric", "objective"]
-
-_GRAD_OPTIONS = (
-    "label_smoothing",
-    "pos_weight",
-    "gamma",
-    "alpha",
-    "hessian",
-    "validate",
-    "threads",
-)
-_LOSS_OPTIONS = ("label_smoothing", "pos_weight", "gamma", "alpha", "validate", "threads")
-
-
-def _check_names(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"fastbce.lightgbm.{what}() got unknown option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed)}"
-        )
 
 
 def _labels_scores_weights(a: Any, b: Any, weight: Any) -> tuple[Any, Any, Any]:
@@ -84,7 +66,7 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    _check_names(options, _GRAD_OPTIONS, "objective")
+    check_option_names(options, GRAD_OPTIONS, "fastbce.lightgbm.objective")
     options.setdefault("hessian", "clipped")
     if options["hessian"] == "none":
         raise ValueError("hessian='none' gives LightGBM no Hessian; use 'clipped' or 'exact'")
@@ -115,7 +97,7 @@ def metric(**options: Any) -> Any:
     >>> name, round(value, 4), higher_is_better
     ('fastbce_loss', 0.3024, False)
     """
-    _check_names(options, _LOSS_OPTIONS, "metric")
+    check_option_names(options, LOSS_OPTIONS, "fastbce.lightgbm.metric")
     fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
 
     def fastbce_loss(a: Any, b: Any, weight: Any = None) -> tuple[str, float, bool]:

@@ -29,6 +29,8 @@ import numpy as np
 
 import fastbce
 
+from ._boosting import GRAD_OPTIONS, LOSS_OPTIONS, check_option_names
+
 try:
     import xgboost as _xgb
 except ImportError as e:  # pragma: no cover - exercised in a subprocess without xgboost
@@ -37,26 +39,6 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
     ) from e
 
 __all__ = ["metric", "objective"]
-
-_GRAD_OPTIONS = (
-    "label_smoothing",
-    "pos_weight",
-    "gamma",
-    "alpha",
-    "hessian",
-    "validate",
-    "threads",
-)
-_LOSS_OPTIONS = ("label_smoothing", "pos_weight", "gamma", "alpha", "validate", "threads")
-
-
-def _split(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"fastbce.xgboost.{what}() got unknown option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed)}"
-        )
 
 
 def _labels_margins_weights(a: Any, b: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
@@ -87,7 +69,7 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    _split(options, _GRAD_OPTIONS, "objective")
+    check_option_names(options, GRAD_OPTIONS, "fastbce.xgboost.objective")
     options.setdefault("hessian", "clipped")
     if options["hessian"] == "none":
         raise ValueError("hessian='none' gives XGBoost no Hessian; use 'clipped' or 'exact'")
@@ -116,7 +98,7 @@ def metric(**options: Any) -> Any:
     >>> round(metric(np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)), 4)
     0.3024
     """
-    _split(options, _LOSS_OPTIONS, "metric")
+    check_option_names(options, LOSS_OPTIONS, "fastbce.xgboost.metric")
     fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
 
     def fastbce_loss(a: Any, b: Any, sample_weight: Any = None) -> Any:

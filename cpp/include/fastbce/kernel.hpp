@@ -701,12 +701,24 @@ inline void mask_omitted(const T* y, const T* p, const T* w, T* ce, T* w_kept, T
     }
 }
 
-// Per-group sums (codes[j] is the group of element j); skips NaN elements under "omit".
+// Per-group sums (codes[j] is the group of element j), added element by element in order: the
+// same additions, in the same order, on every tier and thread count. The losses come vectorised
+// from the tile; this is one scalar scatter per element, with the NaN test of "omit" hoisted out
+// of the plain loop.
 template <class T>
 inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const int64_t* codes,
                               int64_t len, bool omit, Sums* groups) {
+    if (!omit) {
+        for (int64_t j = 0; j < len; ++j) {
+            Sums& g = groups[codes[j]];
+            g.loss += double(ce[j]);
+            g.weight += double(w[j]);
+            g.count += 1.0;
+        }
+        return;
+    }
     for (int64_t j = 0; j < len; ++j) {
-        if (omit && !(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
+        if (!(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
         Sums& g = groups[codes[j]];
         g.loss += double(ce[j]);
         g.weight += double(w[j]);
@@ -793,8 +805,14 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                 for (int64_t j = 0; j < len; ++j) dst[j * c.out_stride] = ce_buf[j];
         }
         if (out.groups != nullptr) {
-            fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.groups[r]; });
-            accumulate_groups(y, p, w, ce_buf, code_buf, len, omit, out.groups);
+            // One row per element (the usual case): the codes as given, no copy. A copy row by
+            // row was a third of a grouped call.
+            const int64_t* codes = c.groups + i0;
+            if (c.row_size != 1) {
+                fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.groups[r]; });
+                codes = code_buf;
+            }
+            accumulate_groups(y, p, w, ce_buf, codes, len, omit, out.groups);
         }
         double count = double(len);
         const T* w_sum = w;  // the weights that count

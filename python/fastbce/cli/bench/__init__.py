@@ -10,7 +10,8 @@ How a measurement goes (docs/benchmarks.md explains the columns):
 - Data are generated once per size with a fixed seed (logits from one of :data:`DISTRIBUTIONS`,
   by default N(0, 4^2); labels drawn from the sigmoid of the logits, weights ~ U(0.5, 2)); every
   implementation gets the same values. ``sweep`` times fastbce alone on inputs of one magnitude
-  each (``--sweep``).
+  each (``--sweep``); ``grad`` times ``binary_crossentropy_grad`` against NumPy and a memory
+  floor (``--grad``).
 - ``prepare`` converts the NumPy arrays into the framework's tensors (``tf.constant``,
   ``torch.from_numpy``, ``jnp.asarray`` + ``block_until_ready``), builds the function
   (``tf.function``, ``jax.jit``) and calls it once, so conversion and JIT compilation stay

@@ -20,7 +20,7 @@ from ..._errors import UsageError
 from ..._info import build_info
 from ..._version import __version__
 from ..output import note
-from . import peers, sweep
+from . import grad, peers, sweep
 from .implementations import IMPLEMENTATIONS, Prepared
 from .peers import ALL_PEERS_HINT, PEERS, peer_versions
 from .table import format_n, format_table, plot
@@ -145,7 +145,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"({', '.join(sweep.MODES)}), --sizes one size (default 1e6, quick 1e5), --threads "
         "defaults to 1",
     )
+    grad.add_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    e2e = parser.add_argument_group(
+        "end to end (--e2e): fastbce score against Polars and DuckDB on a generated parquet file"
+    )
+    e2e.add_argument(
+        "--e2e",
+        action="store_true",
+        help="time scoring a parquet file (overall, by group, --output, in process) against "
+        "Polars and DuckDB (the peers: polars, duckdb) and pyarrow's decode; --repeats "
+        "defaults to 3 (the best counts)",
+    )
+    e2e.add_argument("--rows", type=_size, help="rows of the file (default 5e7)")
+    e2e.add_argument(
+        "--groups", type=_positive_int, help="distinct values of its group column (default 50)"
+    )
+    e2e.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep the file here and reuse it (default: a temporary directory, removed after)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -351,6 +371,39 @@ def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _run_e2e(args: argparse.Namespace) -> int:
+    from .e2e import E2E_PEERS, run_e2e
+
+    for name in ("sizes", "variants", "threads", "min_time", "plot", "dist"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to --e2e")
+    if args.quick or args.sweep:
+        raise UsageError(
+            f"--{'quick' if args.quick else 'sweep'} does not apply to --e2e (use a small --rows)"
+        )
+    skip = set()
+    if args.peers is not None:
+        requested = list(E2E_PEERS) if "all" in args.peers else args.peers
+        requested = [p for p in requested if p != "none"]
+        unknown = [p for p in requested if p not in E2E_PEERS]
+        if unknown:
+            raise UsageError(
+                f"unknown peer {unknown[0]!r} for --e2e; choose from "
+                f"{', '.join(E2E_PEERS)}, all or none"
+            )
+        skip = set(E2E_PEERS) - set(requested)
+    plan = run_e2e(
+        args.rows or 50_000_000,
+        groups=args.groups or 50,
+        repeat=args.repeats or 3,
+        data_dir=args.data_dir,
+        skip=skip,
+        json_path=args.json,
+        quiet=args.quiet,
+    )
+    return 1 if any(t.error for t in plan) else 0
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """``--sweep``: the magnitude sweep of each mode in float32 and float64."""
     if args.plot or args.dist or args.peers:
@@ -390,6 +443,15 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.e2e and grad.chosen(args):
+        raise UsageError("--e2e and --grad are separate benchmarks: choose one")
+    if grad.chosen(args):
+        return grad.run(args, _machine())
+    if args.e2e:
+        return _run_e2e(args)
+    for name in ("rows", "groups", "data_dir"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} needs --e2e")
     if args.sweep:
         return run_sweep(args)
     settings = _settings(args)
