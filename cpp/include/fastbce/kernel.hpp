@@ -31,8 +31,11 @@ constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double
 // The loss loops run over a multiple of kPad elements (a partial last tile is padded with
 // harmless values): a multiple of every tier's vector length times its unrolling, so that every
 // element goes through the vectorised loop body. A scalar or masked epilogue would compute the
-// same formulas with other instructions (GCC folds and contracts the scalar code differently,
-// e.g. ys * 1 into ys before forming an FMA), and an element's loss would depend on its position.
+// same formulas with other instructions, and an element's loss could depend on its position.
+// The same holds for FMA: the library is built with -ffp-contract=off and fuses a multiply-add
+// only where the source says vm::detail::mul_add (one FMA where the tier has it), because GCC's
+// contraction differed between the loops and template instantiations that evaluate one formula
+// (the clean and general focal loops gave float64 gamma = 0.3 other bits).
 constexpr int64_t kPad = 64;
 static_assert(kTile % kPad == 0);
 
@@ -223,16 +226,16 @@ using Wide = std::conditional_t<std::is_same_v<T, float>, double, T>;
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
 // sample weight of zero means the term does not count.
 template <class T>
-inline T times_weight(T a, T b) {
-    return a == T(0) ? T(0) : a * b;
+FASTBCE_VM_INLINE T times_weight(T a, T b) {
+    return vm::detail::select(a == T(0), T(0), a * b);
 }
 
 // Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
 // a small alpha), or exactly 1 without alpha.
 template <class T>
-inline T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
+FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
     const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-    return k.balance_on * balance + k.balance_off;
+    return vm::detail::mul_add(k.balance_on, balance, k.balance_off);
 }
 
 // t^(H/2), the focal factor (1 - p_t)^gamma for gamma = H/2 in {1/2, 1, ..., 4}: products and
@@ -240,7 +243,7 @@ inline T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
 // a negative base and a half-odd gamma; a negative base comes only from unvalidated probabilities
 // outside [0, 1]).
 template <int H, class T>
-inline T half_power(T t) {
+FASTBCE_VM_INLINE T half_power(T t) {
     static_assert(H >= 1 && H <= 8);
     [[maybe_unused]] const T t2 = t * t;
     T whole;
@@ -264,20 +267,20 @@ template <class T>
 struct TinyTerm {
     static constexpr T z_max = std::is_same_v<T, float> ? T(0x1p-86) : T(0x1p-455);
     static constexpr T other_min = std::is_same_v<T, float> ? T(0x1p-60) : T(0x1p-400);
-    static T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
+    static FASTBCE_VM_INLINE T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
 };
 
 template <bool FromLogits, class T>
-inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
+FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
         // (this arrangement, as before the guard: with the two terms reordered by side, the
         // double gamma = 2.7 focal loop ran 60% slower on v4)
         const bool pos = x >= T(0);
         const T zk = TinyTerm<T>::keep(z, pos ? ys_c : ys);
-        return (ys * (pos ? zk : T(1)) + ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
+        return vm::detail::mul_add(ys, pos ? zk : T(1), ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
     } else {
         const T xk = TinyTerm<T>::keep(x, ys);
-        return ys * (T(1) - xk) + ys_c * xk;
+        return vm::detail::mul_add(ys, T(1) - xk, ys_c * xk);
     }
 }
 
@@ -295,13 +298,13 @@ struct FocalBand {
 struct PowFactor {
     double g;
     template <class U>
-    U operator()(U t) const { return U(vm::exp(g * vm::log(double(t)))); }
+    FASTBCE_VM_INLINE U operator()(U t) const { return U(vm::exp(g * vm::log(double(t)))); }
 };
 
 // One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
 // double for the focal band (products of float-range values never leave double's normal range).
 template <Options O, bool FromLogits, bool Clean, class T, class Factor, class Widen>
-inline auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
+FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
     const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
@@ -443,8 +446,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         // smoothing would otherwise round 1 - y' to 0)
         T ys = y[j], ys_c = T(1) - y[j];
         if constexpr (General) {
-            ys = y[j] * k.keep + k.shift;
-            ys_c = (T(1) - y[j]) * k.keep + k.shift;
+            ys = vm::detail::mul_add(y[j], k.keep, k.shift);
+            ys_c = vm::detail::mul_add(T(1) - y[j], k.keep, k.shift);
         }
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
@@ -510,10 +513,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // assist on Intel, even one with an exact result).
                 const T label_factor = x > T(0) ? ys_c : -ys;
                 if constexpr (Finite) {
-                    loss = soft + label_factor * x;
+                    loss = vm::detail::mul_add(label_factor, x, soft);
                 } else {
                     const T soft_k = vm::detail::select(soft < std::numeric_limits<T>::min(), T(0), soft);
-                    loss = vm::detail::select(label_factor == T(0), soft, soft_k + label_factor * x);
+                    loss = vm::detail::select(label_factor == T(0), soft, vm::detail::mul_add(label_factor, x, soft_k));
                 }
             } else {
                 loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
