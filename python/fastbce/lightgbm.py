@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-import fastbce
-
-from ._boosting import GRAD_OPTIONS, LOSS_OPTIONS, check_option_names
+from ._boosting import checked_metric_options, checked_objective_options, weighted_mean_loss
+from ._grad import binary_crossentropy_grad
 
 try:
     import lightgbm as _lgb
@@ -66,15 +65,11 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    check_option_names(options, GRAD_OPTIONS, "fastbce.lightgbm.objective")
-    options.setdefault("hessian", "clipped")
-    if options["hessian"] == "none":
-        raise ValueError("hessian='none' gives LightGBM no Hessian; use 'clipped' or 'exact'")
-    fastbce.binary_crossentropy_grad(np.zeros(1), np.zeros(1, np.float32), **options)
+    options = checked_objective_options(options, "fastbce.lightgbm.objective", "LightGBM")
 
     def fastbce_objective(a: Any, b: Any, weight: Any = None) -> tuple[Any, Any]:
         y, scores, w = _labels_scores_weights(a, b, weight)
-        return fastbce.binary_crossentropy_grad(y, scores, sample_weight=w, **options)
+        return binary_crossentropy_grad(y, scores, sample_weight=w, **options)
 
     return fastbce_objective
 
@@ -97,14 +92,11 @@ def metric(**options: Any) -> Any:
     >>> name, round(value, 4), higher_is_better
     ('fastbce_loss', 0.3024, False)
     """
-    check_option_names(options, LOSS_OPTIONS, "fastbce.lightgbm.metric")
-    fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
+    options = checked_metric_options(options, "fastbce.lightgbm.metric")
 
     def fastbce_loss(a: Any, b: Any, weight: Any = None) -> tuple[str, float, bool]:
         y, scores, w = _labels_scores_weights(a, b, weight)
-        value = fastbce.binary_crossentropy(
-            y, scores, from_logits=True, sample_weight=w, reduction="weighted_mean", **options
-        )
+        value = weighted_mean_loss(y, scores, w, options)
         return "fastbce_loss", value, False
 
     return fastbce_loss

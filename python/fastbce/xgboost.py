@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-import fastbce
-
-from ._boosting import GRAD_OPTIONS, LOSS_OPTIONS, check_option_names
+from ._boosting import checked_metric_options, checked_objective_options, weighted_mean_loss
+from ._grad import binary_crossentropy_grad
 
 try:
     import xgboost as _xgb
@@ -69,15 +68,11 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    check_option_names(options, GRAD_OPTIONS, "fastbce.xgboost.objective")
-    options.setdefault("hessian", "clipped")
-    if options["hessian"] == "none":
-        raise ValueError("hessian='none' gives XGBoost no Hessian; use 'clipped' or 'exact'")
-    fastbce.binary_crossentropy_grad(np.zeros(1), np.zeros(1, np.float32), **options)
+    options = checked_objective_options(options, "fastbce.xgboost.objective", "XGBoost")
 
     def fastbce_objective(a: Any, b: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         y, margins, weight = _labels_margins_weights(a, b, sample_weight)
-        return fastbce.binary_crossentropy_grad(y, margins, sample_weight=weight, **options)
+        return binary_crossentropy_grad(y, margins, sample_weight=weight, **options)
 
     return fastbce_objective
 
@@ -98,19 +93,11 @@ def metric(**options: Any) -> Any:
     >>> round(metric(np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)), 4)
     0.3024
     """
-    check_option_names(options, LOSS_OPTIONS, "fastbce.xgboost.metric")
-    fastbce.binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
+    options = checked_metric_options(options, "fastbce.xgboost.metric")
 
     def fastbce_loss(a: Any, b: Any, sample_weight: Any = None) -> Any:
         y, margins, weight = _labels_margins_weights(a, b, sample_weight)
-        value = fastbce.binary_crossentropy(
-            y,
-            margins,
-            from_logits=True,
-            sample_weight=weight,
-            reduction="weighted_mean",
-            **options,
-        )
+        value = weighted_mean_loss(y, margins, weight, options)
         return ("fastbce_loss", value) if isinstance(b, _xgb.DMatrix) else value
 
     return fastbce_loss
