@@ -231,10 +231,9 @@ FASTBCE_VM_INLINE ExpReduced<T> exp_reduce(const T x) {
     // bracket is < 0.07 and its own rounding adds ~0.1 ulp at most.
     T rq = r;
     if constexpr (GuardR) rq = select(std::abs(r) < Tr::exp_tiny, T(0), r);
-    const T q = rq * rq * poly(rq, Tr::exp_coeffs);
     const T a = T(1) + r;
     const T e1 = (T(1) - a) + r;
-    return {t, a + (q + e1)};
+    return {t, a + mul_add(rq * rq, poly(rq, Tr::exp_coeffs), e1)};
 }
 
 // NonPositive: the caller guarantees x <= 0 (or NaN), so the overflow select is left out.
