@@ -227,7 +227,7 @@ using Wide = std::conditional_t<std::is_same_v<T, float>, double, T>;
 // sample weight of zero means the term does not count.
 template <class T>
 FASTBCE_VM_INLINE T times_weight(T a, T b) {
-    return vm::detail::select(a == T(0), T(0), a * b);
+    return a == T(0) ? T(0) : a * b;
 }
 
 // Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
