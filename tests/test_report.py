@@ -289,6 +289,32 @@ def test_no_warning_for_any_edge(rng):
     fastbce.evaluate(np.ones(3), np.ones(3))
 
 
+@pytest.mark.parametrize("weight", [None, 2.0], ids=["unweighted", "scalar-weight"])
+@pytest.mark.parametrize("logits", [True, False], ids=["logits", "probabilities"])
+def test_every_kind_of_tile(simd_target, rng, logits, weight):
+    # the pass takes per tile of 512 rows a path of its own: labels all 0/1 or not, every row
+    # counted or not (ignored, NaN omitted), a partial last tile, logits beyond the fast exp
+    n = 512 * 12 + 37
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    x = rng.normal(scale=2.0, size=n).astype(np.float32)
+    y[512 * 3 : 512 * 5 : 7] = 0.25  # soft labels in tiles 3 and 4
+    y[512 * 6 + 5 : 512 * 6 + 300 : 11] = -1.0  # ignored rows in tile 6
+    x[512 * 8 + 9] = np.nan  # omitted in tile 8
+    if logits:
+        x[512 * 10 : 512 * 10 + 20] = 800.0 * np.sign(x[512 * 10 : 512 * 10 + 20])
+    else:
+        x = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    opts = {"from_logits": logits, "nan_policy": "omit", "sample_weight": weight}
+    r = fastbce.evaluate(y, x, ignore_label=-1.0, **opts)
+    w = None if weight is None else np.full(n, weight)
+    check_scope(r, reference(y, x, w, ignore_label=-1.0, from_logits=logits, nan_policy="omit"))
+    assert (r["rows"], r["ignored"], r["omitted"]) == (n - 27 - 1, 27, 1)
+    # the histogram of the whole input: the same as the per-group ones of one group
+    g = fastbce.evaluate(y, x, ignore_label=-1.0, groups=np.zeros(n, dtype=int), **opts)
+    assert g["auc"] == g["groups"][0]["auc"] and g["auc_bound"] == g["groups"][0]["auc_bound"]
+    assert [b["weight"] for b in r["reliability"]] == [b["weight"] for b in g["reliability"]]
+
+
 # --------------------------------------------------------------------------- options
 
 

@@ -25,7 +25,10 @@ struct Partial {
 
     void clear() {
         std::fill(sums.begin(), sums.end(), 0.0);
-        std::fill(hist.begin(), hist.end(), 0.0);
+        if (part.hist_begin < part.hist_end)  // (only what rows touched: the rest stayed 0)
+            std::fill(hist.begin() + part.hist_begin, hist.begin() + part.hist_end, 0.0);
+        part.hist_begin = INT64_MAX;
+        part.hist_end = 0;
         for (auto& v : slice_sums) std::fill(v.begin(), v.end(), 0.0);
         for (auto& v : slice_hist) std::fill(v.begin(), v.end(), 0.0);
         part.top_size = 0;
@@ -57,7 +60,9 @@ void add_into(double* into, const double* from, size_t n) {
 // Adds a chunk's partial to the spec's outputs (called in chunk order).
 void merge(ReportSpec& s, const Partial& p, std::vector<TopLoss>& top) {
     add_into(s.sums, p.sums.data(), p.sums.size());
-    add_into(s.hist, p.hist.data(), p.hist.size());
+    if (p.part.hist_begin < p.part.hist_end)
+        add_into(s.hist + p.part.hist_begin, p.hist.data() + p.part.hist_begin,
+                 size_t(p.part.hist_end - p.part.hist_begin));
     for (int64_t i = 0; i < s.n_slicings; ++i) {
         add_into(s.slicings[i].sums, p.slice_sums[size_t(i)].data(), p.slice_sums[size_t(i)].size());
         if (s.slicings[i].hist != nullptr)

@@ -140,6 +140,47 @@ inline void fill_by_class(const T* per_class, int64_t n_classes, int64_t begin, 
     }
 }
 
+// The inputs of one tile in the working type: labels y, predictions p, sample weights w and
+// class weights q, each either the input itself (contiguous working type) or a buffer holding
+// the converted values. Constant weights are filled once. load() pads a partial tile to a
+// multiple of kPad with label 0, prediction `p_fill` (1/2, or a logit of 0), weight 1 and class
+// weight 1, which pass every check; only [0, len) may be used after the loss loops.
+template <class T>
+struct TileInputs {
+    alignas(64) T y_buf[kTile], p_buf[kTile], w_buf[kTile], q[kTile];
+    const T* y = nullptr;
+    const T* p = nullptr;
+    const T* w = w_buf;
+    bool per_class, weights_vary;
+
+    explicit TileInputs(const Call& c)
+        : per_class(c.pos_weight != nullptr),
+          weights_vary(c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element) {
+        if (!per_class) std::fill_n(q, kTile, T(c.pos_weight_scalar));
+        if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
+    }
+
+    // Elements [i0, i0 + len) of the call; returns the padded length.
+    int64_t load(const Call& c, int64_t i0, int64_t len, T p_fill) {
+        y = load_tile<T>(c.y_true, i0, len, y_buf);
+        p = load_tile<T>(c.y_pred, i0, len, p_buf);
+        w = w_buf;
+        if (c.weight_kind == WeightKind::per_element)
+            w = load_tile<T>(c.weight, i0, len, w_buf);
+        else if (c.weight_kind == WeightKind::per_row)
+            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
+        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q);
+        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
+        if (padded_len != len) {
+            y = pad_tile(y, y_buf, len, padded_len, T(0));
+            p = pad_tile(p, p_buf, len, padded_len, p_fill);
+            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
+            if (per_class) std::fill(q + len, q + padded_len, T(1));
+        }
+        return padded_len;
+    }
+};
+
 // ---------------------------------------------------------------- checks
 
 // Index of the first value outside [0, 1] (NaN is nan_policy's business, not a range error), or len.
@@ -419,6 +460,23 @@ inline void weight_tile(double* __restrict ce, const double* __restrict w, int64
         const double normal = max_by_bits(m, 0x1p52) * 0x1p-537 * 0x1p-537;
         const double v = select(m < 0x1p52, sub, normal);
         ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
+    }
+}
+
+// exp(-|x|) for a tile, in Z (the working type, or double for the report's p): the cheaper exp
+// of a normal result, and the general one again for a tile with any |x| beyond its range (or a
+// NaN), as loss_tile does.
+template <class T, class Z = T>
+inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<Z>::uint;
+    Bits max_abs_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const Z a = std::abs(Z(x[j]));
+        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+        z[j] = vm::exp_nonpositive_normal(-a);
+    }
+    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<Z>)) {
+        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(Z(x[j])));  // FASTBCE_VEC_LOOP
     }
 }
 
@@ -735,10 +793,7 @@ inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, c
 // Stops at the first failed check and reports it (kind and flat index) in `out`.
 template <class T, bool FromLogits, bool Focal, Options O>
 void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
-    alignas(64) T y_buf[kTile];
-    alignas(64) T p_buf[kTile];
-    alignas(64) T w_buf[kTile];
-    alignas(64) T q_buf[kTile];
+    TileInputs<T> in(c);
     alignas(64) T ce_buf[kTile];
     alignas(64) T w_kept_buf[kTile];
     alignas(64) T kept_buf[kTile];
@@ -747,38 +802,20 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) int64_t code_buf[kTile];
 
     const LossParams<T> k(c);
-    const bool per_class = c.pos_weight != nullptr;
     const bool omit = c.nan_policy == NanPolicy::omit;
-    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    const bool weights_vary = in.weights_vary;
     const double w_const = c.weight_kind == WeightKind::scalar ? double(T(c.weight_scalar)) : 1.0;
-    if (!weights_vary) std::fill_n(w_buf, kTile, T(w_const));
 
     bool general_exp = false;  // (loss_tile: the previous tile needed the general exp)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
-        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
-        const T* p = load_tile<T>(c.y_pred, i0, len, p_buf);
-        const T* w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0, len, w_buf);
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
-        // a partial tile: padded to a multiple of kPad with label 0, prediction 1/2 (a logit of
-        // 0) and weight 1, which pass every check; only [0, len) is used below
-        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
-        if (padded_len != len) {
-            y = pad_tile(y, y_buf, len, padded_len, T(0));
-            p = pad_tile(p, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
-            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
-            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
-        }
+        const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
+        const T *y = in.y, *p = in.p, *w = in.w;
 
         // The loss first: its loop also tells whether a label (or probability) is outside
         // [0, 1], which costs less there than a pass of its own (that pass was 11% of a plain
         // float32 logits call on v4). Nothing leaves this tile before the checks below.
-        const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, q_buf, w, ce_buf, scratch_buf,
+        const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, in.q, w, ce_buf, scratch_buf,
                                                                     wide_buf, padded_len, k, general_exp);
 
         // Checks. The first offending element wins; at one element labels come before

@@ -1,8 +1,10 @@
 // The evaluation report's pass (docs/report.md), compiled once per SIMD tier with the kernel.
-// Per tile it loads the input as process_block does, gets the loss without the sample weight
-// from kernel.hpp's loss_tile (weights of 1), the plain cross-entropy from loss_tile with no
-// options (or the same numbers when the call has none), p = sigmoid(x) in float64, and adds
-// float64 sums, ECE bins, the AUC histogram and the largest losses of one chunk, in element order.
+// Per tile it loads the input as process_block does (TileInputs), gets the loss without the
+// sample weight from kernel.hpp's loss_tile (weights of 1), the plain cross-entropy from
+// loss_tile with no options (or the same numbers when the call has none), then in one loop over
+// float64 vector lanes p = sigmoid(x) and every float64 sum (add_tile), and one scattered add
+// per row into the AUC histogram and the ECE bins (add_bins); groups and the largest losses
+// take the rows one by one.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +15,10 @@
 
 #include "fastbce/kernel.hpp"
 #include "fastbce/report_types.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 namespace fastbce {
 namespace FASTBCE_TIER {
@@ -43,10 +49,13 @@ inline int32_t bin_of(T x, int m) {
     }
 }
 
-// ECE bin of p: min(floor(10 p), 9); NaN and p < 0 in bin 0.
-inline int ece_bin(double p) {
-    const double t = p * 10.0;
-    return t > 0.0 ? std::min(int(t), kEceBins - 1) : 0;
+// ECE bin of p: min(floor(10 p), 9); NaN and p < 0 in bin 0 (clamped before the conversion:
+// an unvalidated probability can be anything). A plain loop of it vectorises.
+inline int32_t ece_bin(double p) {
+    double t = p * 10.0;
+    t = t > 0.0 ? t : 0.0;
+    t = t < double(kEceBins - 1) ? t : double(kEceBins - 1);
+    return int32_t(t);
 }
 
 // Keeps the top_k entries that rank first (ranks_before) in a heap whose root ranks last.
@@ -62,50 +71,243 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
     }
 }
 
-// Per-row values of one tile in float64, zero for rows that count nowhere (kept = 0).
+// Per-row values of one tile in float64, zero for rows that count nowhere (kept = 0). The
+// fused pass (add_tile) always fills w, p and the addends wy, wn, wp of the bins; the rest only
+// when groups or the largest losses need the rows.
 struct ReportTile {
     alignas(64) double w[kTile], y[kTile], l[kTile], bce[kTile], p[kTile], kept[kTile];
     alignas(64) double omitted[kTile], ignored[kTile];
     alignas(64) double terms[rs_w2l2 + 1][kTile];  // the addends of rs_w .. rs_w2l2
-    alignas(64) int32_t bin[kTile];
-    alignas(64) int32_t ece[kTile];      // 3 * the ECE bin
-    alignas(64) double ece_bin[kTile];   // the ECE bin (as a double: compared in vector lanes)
+    alignas(64) int32_t bin[kTile];    // the AUC histogram's bin (bin_of)
+    alignas(64) int32_t ece[kTile];    // the ECE bin
+    alignas(64) int32_t hslot[kTile];  // where add_bins adds the row in the histogram
+    alignas(64) int32_t eslot[kTile];  // and in EceCopies
     alignas(64) int64_t code[kTile];
 };
 
-// The ECE sums of a tile, (sum w, sum w*p, sum w*y) per bin, added to e[0, 30): each bin's
-// three sums as masked vector adds over lanes of the tier's width (a scatter of each row into
-// its bin made runs of rows in one bin wait on each other's stores), then the lanes in order
-// and the rows past the last whole vector one by one.
-inline void add_ece(const ReportTile& t, int64_t len, double* e) {
-    constexpr int L = kSumLanes;
-    using V = LaneVec<double, L>::type;
-    V acc[3 * kEceBins] = {};
-    int64_t j = 0;
-    for (; j + L <= len; j += L) {
-        V w, wp, wy, bin;
-        std::memcpy(&w, t.w + j, sizeof w);
-        std::memcpy(&wp, t.terms[rs_wp] + j, sizeof wp);
-        std::memcpy(&wy, t.terms[rs_wy] + j, sizeof wy);
-        std::memcpy(&bin, t.ece_bin + j, sizeof bin);
-        const V zero = {};
-        for (int b = 0; b < kEceBins; ++b) {
-            const auto in = bin == double(b);
-            acc[3 * b] += in ? w : zero;
-            acc[3 * b + 1] += in ? wp : zero;
-            acc[3 * b + 2] += in ? wy : zero;
+// Lane vectors of the tier's width for the report's float64 sums: F64 holds kSumLanes doubles,
+// F32 as many floats. widen() converts kSumLanes values of the working type to F64, and
+// reciprocal() is 1/d (d in [1, 2]) to about 2^-46: a float division refined by one Newton step
+// in float64 (the sums need 1e-12; a float64 division took 2 cycles an element on AVX-512). On
+// x86 they are spelled with intrinsics: GCC splits __builtin_convertvector between 32-byte float
+// and 64-byte double vectors into halves with extracts and inserts.
+using F64 = LaneVec<double, kSumLanes>::type;
+using F32 = LaneVec<float, kSumLanes>::type;
+
+inline F64 widen(const double* from) {
+    F64 v;
+    std::memcpy(&v, from, sizeof v);
+    return v;
+}
+
+inline F64 widen(const float* from) {
+#if defined(__AVX512F__)
+    // (the maskz forms: GCC 12 warns that the plain ones use an uninitialised value)
+    return F64(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(from)));
+#elif defined(__AVX__)
+    return F64(_mm256_cvtps_pd(_mm_loadu_ps(from)));
+#elif defined(__SSE2__)
+    __m128 v = _mm_setzero_ps();
+    std::memcpy(&v, from, 2 * sizeof(float));
+    return F64(_mm_cvtps_pd(v));
+#else
+    F32 v;
+    std::memcpy(&v, from, sizeof v);
+    return __builtin_convertvector(v, F64);
+#endif
+}
+
+inline F64 reciprocal(F64 d) {
+    const F64 one = F64{} + 1.0;
+#if defined(__AVX512F__)
+    const __m256 rf = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm512_maskz_cvtpd_ps(0xff, __m512d(d)));
+    const F64 r0 = F64(_mm512_maskz_cvtps_pd(0xff, rf));
+#elif defined(__AVX__)
+    const F64 r0 = F64(_mm256_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm256_cvtpd_ps(__m256d(d)))));
+#elif defined(__SSE2__)
+    const F64 r0 = F64(_mm_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm_cvtpd_ps(__m128d(d)))));
+#else
+    const F64 r0 = __builtin_convertvector(1.0f / __builtin_convertvector(d, F32), F64);
+#endif
+    return r0 + r0 * (one - d * r0);
+}
+
+// The sums rs_count .. rs_ignored of one chunk in vector lanes of the tier's width, added to
+// the scope's sums lanes in order when the chunk ends (the same order for any thread count).
+struct LaneSums {
+    F64 acc[rs_ignored + 1] = {};
+
+    void add_to(double* sums) const {
+        for (int r = 0; r <= rs_ignored; ++r) {
+            double lanes[kSumLanes];
+            std::memcpy(lanes, &acc[r], sizeof lanes);
+            for (int k = 0; k < kSumLanes; ++k) sums[r] += lanes[k];
         }
     }
-    for (int k = 0; k < 3 * kEceBins; ++k) {
-        double lanes[L];
-        std::memcpy(lanes, &acc[k], sizeof lanes);
-        for (int l = 0; l < L; ++l) e[k] += lanes[l];
+};
+
+// The row flags of one padded tile in the working type (one vector width): kept, omitted
+// (NaN under "omit") and ignored (the ignore label); rows past `len` are none of them.
+template <class T>
+struct RowFlags {
+    alignas(64) T kept[kTile], omitted[kTile], ignored[kTile];
+    bool all_kept = false;  // every row of [0, padded_len) counts
+    bool hard = false;      // every label is 0 or 1
+
+    void fill(const T* y, const T* x, const T* w, const T* skip, bool omit, int64_t len, int64_t padded_len) {
+        const T omit_t = omit ? T(1) : T(0);
+        int left_out = 0, soft = 0;  // (integer ors: a float sum would not vectorise)
+        for (int64_t j = 0; j < padded_len; ++j) {
+            const T in = vm::detail::select(j < len, T(1), T(0));
+            const T nan = vm::detail::select((y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]), T(1), T(0));
+            ignored[j] = in * skip[j];
+            omitted[j] = in * nan * omit_t * (T(1) - skip[j]);
+            kept[j] = in - ignored[j] - omitted[j];
+            left_out |= int(kept[j] != T(1));
+            soft |= int(y[j] * (T(1) - y[j]) != T(0));  // (NaN too)
+        }
+        all_kept = left_out == 0;
+        hard = soft == 0;
     }
-    for (; j < len; ++j) {
-        double* bin = e + 3 * int(t.ece_bin[j]);
-        bin[0] += t.w[j];
-        bin[1] += t.terms[rs_wp][j];
-        bin[2] += t.terms[rs_wy][j];
+};
+
+// sigmoid(x) in float64 from z = exp(-|x|): 1/(1+z) for x >= 0, z/(1+z) below.
+inline F64 sigmoid_from_exp(F64 x, F64 z) {
+    const F64 zero = {};
+    const F64 one = zero + 1.0;
+    return (x >= zero ? one : z) * reciprocal(one + z);
+}
+
+// The fused pass of one padded tile: each row's float64 values (weight, label, loss, p; zero
+// where the row does not count) formed once in vector lanes and added to the chunk's lane
+// sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
+// the groups. `l` is the loss without the sample weight, `ce` the elementwise loss of
+// reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits t.p holds
+// exp(-|x|) on entry (exp_neg_abs) and p on exit.
+template <bool FromLogits, bool Rows, bool Unit, class T>
+inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
+                     const T* l, const T* ce, const T* bce, int64_t padded_len) {
+    constexpr int L = kSumLanes;
+    using V = F64;
+    auto load = [](const auto* from) { return widen(from); };
+    auto store = [](double* to, V v) { std::memcpy(to, &v, sizeof v); };
+    const V zero = {};
+    const V one = zero + 1.0;
+    // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
+    auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
+    F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
+    std::memcpy(acc, s.acc, sizeof acc);
+    for (int64_t j = 0; j < padded_len; j += L) {
+        const V kept = Unit ? one : load(f.kept + j), xd = load(x + j);
+        const auto keep = kept != zero;
+        V p = FromLogits ? sigmoid_from_exp(xd, load(t.p + j)) : xd;
+        // selects, not products with the mask: a NaN of a row left out must not get in
+        const V wv = Unit ? one : (keep ? load(w + j) : zero);
+        const V yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
+        const V cev = keep ? load(ce + j) : zero, bv = keep ? load(bce + j) : zero;
+        p = keep ? p : zero;
+        const V wy = wv * yv, wn = wv * (one - yv), wp = wv * p, w2 = wv * wv, d = p - yv;
+        const V w2l = tw(w2, lv);
+        if constexpr (!Unit) {  // (with unit weights: the row count, added once below)
+            acc[rs_count] += kept;
+            acc[rs_w] += wv;
+            acc[rs_w2] += w2;
+        }
+        acc[rs_wl] += cev;
+        acc[rs_wbce] += tw(wv, bv);
+        acc[rs_wy] += wy;
+        acc[rs_wn] += wn;
+        acc[rs_wp] += wp;
+        acc[rs_wsq] += wv * d * d;
+        acc[rs_wyl] += tw(wy, lv);
+        acc[rs_wnl] += tw(wn, lv);
+        acc[rs_w2l] += w2l;
+        acc[rs_w2l2] += tw(w2l, lv);
+        if constexpr (!Unit) {
+            acc[rs_omitted] += load(f.omitted + j);
+            acc[rs_ignored] += load(f.ignored + j);
+        }
+        store(t.w + j, wv);
+        store(t.p + j, p);
+        store(t.terms[rs_wy] + j, wy);
+        store(t.terms[rs_wn] + j, wn);
+        store(t.terms[rs_wp] + j, wp);
+        if constexpr (Rows) {
+            store(t.y + j, yv);
+            store(t.l + j, lv);
+            store(t.bce + j, bv);
+            store(t.terms[rs_wl] + j, cev);
+            store(t.kept + j, kept);
+            store(t.omitted + j, load(f.omitted + j));
+            store(t.ignored + j, load(f.ignored + j));
+        }
+    }
+    if constexpr (Unit) {
+        const V rows = zero + double(padded_len / L);
+        acc[rs_count] += rows;
+        acc[rs_w] += rows;
+        acc[rs_w2] += rows;
+    }
+    std::memcpy(s.acc, acc, sizeof acc);
+}
+
+// The whole input's ECE bins over one chunk, in 4 copies (row j into copy j mod 4, so that
+// runs of rows in one bin do not wait on each other's stores), added to the scope's bins in a
+// fixed order when the chunk ends. Tiles whose labels are all 0 or 1 add (w, wp) per bin and
+// class (their w*y is w or 0); the others add (w, wp, wy) per bin.
+struct EceCopies {
+    alignas(64) double hard[4][kEceBins][4] = {};
+    alignas(64) double soft[4][kEceBins][4] = {};
+
+    void add_to(double* e) const {
+        for (int k = 0; k < 4; ++k) {
+            for (int b = 0; b < kEceBins; ++b) {
+                const double* h = hard[k][b];
+                const double* o = soft[k][b];
+                e[3 * b] += (h[0] + h[2]) + o[0];
+                e[3 * b + 1] += (h[1] + h[3]) + o[1];
+                e[3 * b + 2] += h[2] + o[2];
+            }
+        }
+    }
+};
+
+// The rows of a tile into the whole input's AUC histogram and ECE bins: per row one scattered
+// add into each (the slots: hslot and eslot). With hard labels a row is a positive or a
+// negative of weight w, one add into its histogram bin and one (w, wp) pair into its ECE bin.
+// The histogram's range that the tile touched widens out.hist_begin and out.hist_end.
+template <bool Hard, class T>
+inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, EceCopies& ece) {
+    // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
+    int32_t lo = INT32_MAX, hi = 0;
+    for (int32_t j = 0; j < int32_t(len); ++j) {
+        t.hslot[j] = 2 * t.bin[j] + (Hard ? int32_t(T(1) - y[j]) : 0);
+        t.eslot[j] = 4 * kEceBins * (j & 3) + 4 * t.ece[j] + (Hard ? 2 * int32_t(y[j]) : 0);
+        lo = std::min(lo, t.hslot[j]);
+        hi = std::max(hi, t.hslot[j]);
+    }
+    out.hist_begin = std::min(out.hist_begin, int64_t(lo));
+    out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
+    double* hist = out.hist;
+    if constexpr (Hard) {
+        double* e = &ece.hard[0][0][0];
+        for (int64_t j = 0; j < len; ++j) {
+            hist[t.hslot[j]] += t.w[j];
+            double* b = e + t.eslot[j];
+            b[0] += t.w[j];
+            b[1] += t.terms[rs_wp][j];
+        }
+    } else {
+        double* e = &ece.soft[0][0][0];
+        for (int64_t j = 0; j < len; ++j) {
+            double* h = hist + t.hslot[j];
+            h[0] += t.terms[rs_wy][j];
+            h[1] += t.terms[rs_wn][j];
+            double* b = e + t.eslot[j];
+            b[0] += t.w[j];
+            b[1] += t.terms[rs_wp][j];
+            b[2] += t.terms[rs_wy][j];
+        }
     }
 }
 
@@ -115,7 +317,7 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
     for (int r = rs_w; r <= rs_w2l2; ++r) s[r] += t.terms[r][j];
     s[rs_omitted] += t.omitted[j];
     s[rs_ignored] += t.ignored[j];
-    double* e = s + rs_ece + t.ece[j];
+    double* e = s + rs_ece + 3 * t.ece[j];
     e[0] += t.w[j];
     e[1] += t.terms[rs_wp][j];
     e[2] += t.terms[rs_wy][j];
@@ -125,52 +327,7 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
     }
 }
 
-// Fills the tile's float64 row values from the working-type loss `l`, weighted loss `ce` (the
-// elementwise loss of reduction="none", so that "sum" is its sum), plain loss `bce`,
-// labels, (offset) predictions and weights; `skip` marks ignored rows. Plain loops over the
-// tile, each of which GCC vectorises (selects, no branches).
-template <bool FromLogits, class T>
-inline void fill_tile(ReportTile& t, const T* y, const T* x, const T* w, const T* l, const T* ce,
-                      const T* bce, const T* skip, bool omit, int64_t len) {
-    // the flags in T first (one vector width), then widened: mixed widths kept GCC scalar here
-    alignas(64) T omitted[kTile];
-    const T omit_t = omit ? T(1) : T(0);
-    for (int64_t j = 0; j < len; ++j) {
-        const T nan = vm::detail::select((y[j] != y[j]) | (x[j] != x[j]) | (w[j] != w[j]), T(1), T(0));
-        omitted[j] = nan * omit_t * (T(1) - skip[j]);
-    }
-    for (int64_t j = 0; j < len; ++j) {
-        t.ignored[j] = double(skip[j]);
-        t.omitted[j] = double(omitted[j]);
-        t.kept[j] = 1.0 - double(skip[j]) - double(omitted[j]);
-    }
-    if constexpr (FromLogits) {
-        // sigmoid from z = exp(-|x|) in float64: 1/(1+z) for x >= 0, z/(1+z) below
-        for (int64_t j = 0; j < len; ++j) t.p[j] = vm::exp_nonpositive(-std::abs(double(x[j])));  // FASTBCE_VEC_LOOP
-        for (int64_t j = 0; j < len; ++j) {
-            const double z = t.p[j];
-            t.p[j] = vm::detail::select(x[j] >= T(0), 1.0, z) / (1.0 + z);
-        }
-    } else {
-        for (int64_t j = 0; j < len; ++j) t.p[j] = double(x[j]);
-    }
-    for (int64_t j = 0; j < len; ++j) {
-        const bool keep = t.kept[j] != 0.0;
-        t.w[j] = vm::detail::select(keep, double(w[j]), 0.0);
-        t.y[j] = vm::detail::select(keep, double(y[j]), 0.0);
-        t.l[j] = vm::detail::select(keep, double(l[j]), 0.0);
-        t.terms[rs_wl][j] = vm::detail::select(keep, double(ce[j]), 0.0);
-        t.bce[j] = vm::detail::select(keep, double(bce[j]), 0.0);
-        t.p[j] = vm::detail::select(keep, t.p[j], 0.0);
-    }
-    for (int64_t j = 0; j < len; ++j) {  // (the histogram's and the ECE's addends)
-        t.terms[rs_wy][j] = t.w[j] * t.y[j];
-        t.terms[rs_wn][j] = t.w[j] * (1.0 - t.y[j]);
-        t.terms[rs_wp][j] = t.w[j] * t.p[j];
-    }
-}
-
-// The other addends per row, for the groups (the whole input sums them in add_terms).
+// The other addends per row, for the groups (the whole input sums them in add_tile).
 inline void fill_terms(ReportTile& t, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
         // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
@@ -184,61 +341,6 @@ inline void fill_terms(ReportTile& t, int64_t len) {
         t.terms[rs_w2][j] = w2;
         t.terms[rs_w2l][j] = times_weight(w2, ld);
         t.terms[rs_w2l2][j] = times_weight(times_weight(w2, ld), ld);
-    }
-}
-
-// The sums rs_w .. rs_w2l2 of a tile for the whole input: each addend formed in vector lanes of
-// the tier's width and added to its own accumulator (no per-row buffers), then the lanes in
-// order and the rows past the last whole vector one by one, with the formulas of fill_terms.
-inline void add_terms(const ReportTile& t, int64_t len, double* sums) {
-    constexpr int L = kSumLanes;
-    using V = LaneVec<double, L>::type;
-    V acc[rs_w2l2 + 1] = {};
-    const V zero = {};
-    const V one = zero + 1.0;
-    auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
-    auto load = [](const double* from) {
-        V v;
-        std::memcpy(&v, from, sizeof v);
-        return v;
-    };
-    int64_t j = 0;
-    for (; j + L <= len; j += L) {
-        const V w = load(t.w + j), y = load(t.y + j), l = load(t.l + j), p = load(t.p + j);
-        const V wy = w * y, wn = w * (one - y), w2 = w * w, d = p - y;
-        acc[rs_w] += w;
-        acc[rs_wl] += load(t.terms[rs_wl] + j);
-        acc[rs_wbce] += tw(w, load(t.bce + j));
-        acc[rs_wy] += wy;
-        acc[rs_wn] += wn;
-        acc[rs_wp] += w * p;
-        acc[rs_wsq] += w * d * d;
-        acc[rs_wyl] += tw(wy, l);
-        acc[rs_wnl] += tw(wn, l);
-        acc[rs_w2] += w2;
-        acc[rs_w2l] += tw(w2, l);
-        acc[rs_w2l2] += tw(tw(w2, l), l);
-    }
-    for (int r = rs_w; r <= rs_w2l2; ++r) {
-        double lanes[L];
-        std::memcpy(lanes, &acc[r], sizeof lanes);
-        for (int k = 0; k < L; ++k) sums[r] += lanes[k];
-    }
-    for (; j < len; ++j) {
-        const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
-        const double wy = wd * yd, wn = wd * (1.0 - yd), w2 = wd * wd;
-        sums[rs_w] += wd;
-        sums[rs_wl] += t.terms[rs_wl][j];
-        sums[rs_wbce] += times_weight(wd, t.bce[j]);
-        sums[rs_wy] += wy;
-        sums[rs_wn] += wn;
-        sums[rs_wp] += wd * t.p[j];
-        sums[rs_wsq] += wd * d * d;
-        sums[rs_wyl] += times_weight(wy, ld);
-        sums[rs_wnl] += times_weight(wn, ld);
-        sums[rs_w2] += w2;
-        sums[rs_w2l] += times_weight(w2, ld);
-        sums[rs_w2l2] += times_weight(times_weight(w2, ld), ld);
     }
 }
 
@@ -267,12 +369,19 @@ template <class T, bool FromLogits, bool Focal, bool General>
 void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end, ReportPart& out) {
     constexpr Options O = General ? Options::general : Options::plain;
     constexpr bool bce_is_loss = !General && !Focal;
-    alignas(64) T y_buf[kTile], p_buf[kTile], x_buf[kTile], w_buf[kTile], q_buf[kTile], ones[kTile];
+    const auto inputs = std::make_unique<TileInputs<T>>(c);  // (as process_block loads them)
+    TileInputs<T>& in = *inputs;
+    alignas(64) T x_buf[kTile], ones[kTile];
     alignas(64) T l_buf[kTile], ce_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
     alignas(64) T skip[kTile];  // 1 for rows with the ignore label
     const auto tile = std::make_unique<ReportTile>();  // (too large for some threads' stacks)
     ReportTile& t = *tile;
+    const auto row_flags = std::make_unique<RowFlags<T>>();
+    RowFlags<T>& flags = *row_flags;
+    LaneSums lane_sums;
+    const auto ece_copies = std::make_unique<EceCopies>();
+    const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -280,46 +389,30 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     plain_call.gamma = 0.0;
     plain_call.has_alpha = false;
     const LossParams<T> k_plain(plain_call);
-    const bool per_class = c.pos_weight != nullptr;
     const bool omit = c.nan_policy == NanPolicy::omit;
-    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
+    const bool weights_vary = in.weights_vary;
     const T w_const = c.weight_kind == WeightKind::scalar ? T(c.weight_scalar) : T(1);
     const T offset = T(s.logit_offset);
     const T ignore = T(s.ignore_label);
-    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    if (!weights_vary) std::fill_n(w_buf, kTile, w_const);
     std::fill_n(ones, kTile, T(1));
 
     bool exp_l = false, exp_ce = false, exp_bce = false;  // (loss_tile's hints, one per loss)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
-        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
-        const T* pred = load_tile<T>(c.y_pred, i0, len, p_buf);
-        const T* w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0, len, w_buf);
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
-        // a partial tile padded as process_block pads it, so that the loss loops see the same
-        // lengths and give the same bits; only [0, len) is used below
-        const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
-        if (padded_len != len) {
-            y = pad_tile(y, y_buf, len, padded_len, T(0));
-            pred = pad_tile(pred, p_buf, len, padded_len, FromLogits ? T(0) : T(0.5));
-            if (weights_vary) w = pad_tile(w, w_buf, len, padded_len, T(1));
-            if (per_class) std::fill(q_buf + len, q_buf + padded_len, T(1));
-        }
+        // padded as process_block pads, so that the loss loops see the same lengths and give
+        // the same bits; only [0, len) is used below
+        const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
+        const T *y = in.y, *pred = in.p, *w = in.w;
         const T* x = pred;
         if (FromLogits && s.logit_offset != 0.0) {
             for (int64_t j = 0; j < padded_len; ++j) x_buf[j] = pred[j] + offset;
             x = x_buf;
         }
         const T has_ignore = s.has_ignore ? T(1) : T(0);
-        for (int64_t j = 0; j < len; ++j) skip[j] = has_ignore * vm::detail::select(y[j] == ignore, T(1), T(0));
+        for (int64_t j = 0; j < padded_len; ++j) skip[j] = has_ignore * vm::detail::select(y[j] == ignore, T(1), T(0));
 
         const bool outside =
-            loss_tile<T, FromLogits, Focal, O>(y, x, q_buf, ones, l_buf, scratch, wide, padded_len, k, exp_l);
+            loss_tile<T, FromLogits, Focal, O>(y, x, in.q, ones, l_buf, scratch, wide, padded_len, k, exp_l);
         Fault fault = Fault::none;
         const int64_t bad = first_fault<FromLogits>(c, y, pred, w, skip, outside, weights_vary, len, fault);
         if (bad < len) {
@@ -333,30 +426,31 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         constexpr Options Ow = General ? Options::general : Options::weighted;
         const T* ce = l_buf;
         if (weighted) {
-            loss_tile<T, FromLogits, Focal, Ow>(y, x, q_buf, w, ce_buf, scratch, wide, padded_len, k, exp_ce);
+            loss_tile<T, FromLogits, Focal, Ow>(y, x, in.q, w, ce_buf, scratch, wide, padded_len, k, exp_ce);
             ce = ce_buf;
         }
         const T* bce = l_buf;
         if constexpr (!bce_is_loss) {
-            loss_tile<T, FromLogits, false, Options::plain>(y, x, q_buf, ones, bce_buf, scratch, wide, padded_len,
+            loss_tile<T, FromLogits, false, Options::plain>(y, x, in.q, ones, bce_buf, scratch, wide, padded_len,
                                                             k_plain, exp_bce);
             bce = bce_buf;
         }
-        fill_tile<FromLogits>(t, y, x, w, l_buf, ce, bce, skip, omit, len);
-
-        // the whole input: vector sums of each term (sum_f64's fixed order), then the bins
-        out.sums[rs_count] += sum_f64(t.kept, len);
-        add_terms(t, len, out.sums);
-        out.sums[rs_omitted] += sum_f64(t.omitted, len);
-        out.sums[rs_ignored] += sum_f64(t.ignored, len);
+        flags.fill(y, x, w, skip, omit, len, padded_len);
+        if constexpr (FromLogits) exp_neg_abs(x, t.p, padded_len);  // (in float64)
+        // no sample weight and every row counts: the weights are the constant 1
+        const bool unit = !weighted && flags.all_kept;
+        if (rows)
+            unit ? add_tile<FromLogits, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
+                 : add_tile<FromLogits, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
+        else
+            unit ? add_tile<FromLogits, false, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
+                 : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
-        for (int64_t j = 0; j < len; ++j) t.ece_bin[j] = double(ece_bin(t.p[j]));
-        for (int64_t j = 0; j < len; ++j) t.ece[j] = 3 * int32_t(t.ece_bin[j]);
-        add_ece(t, len, out.sums + rs_ece);
-        for (int64_t j = 0; j < len; ++j) {
-            out.hist[2 * t.bin[j]] += t.terms[rs_wy][j];
-            out.hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
-        }
+        for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
+        if (flags.hard)
+            add_bins<true>(t, y, len, out, *ece_copies);
+        else
+            add_bins<false>(t, y, len, out, *ece_copies);
 
         // each slicing: every row into its group's sums
         if (s.n_slicings > 0) fill_terms(t, len);
@@ -389,6 +483,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             }
         }
     }
+    lane_sums.add_to(out.sums);
+    ece_copies->add_to(out.sums + rs_ece);
 }
 
 template <class T>

@@ -80,6 +80,8 @@ struct ReportSpec {
 struct ReportPart {
     double* sums = nullptr;
     double* hist = nullptr;
+    int64_t hist_begin = INT64_MAX;  // the entries of hist that rows touched: [begin, end)
+    int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
     double** slice_hist = nullptr;  // per slicing (entries may be null)
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
