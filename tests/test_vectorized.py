@@ -59,7 +59,7 @@ def test_loss_loop_is_vectorised(tier, tmp_path):
         "-std=c++20",
         "-O3",
         *tier_flags()[tier],
-        "-ffp-contract=fast",
+        "-ffp-contract=off",
         "-fno-math-errno",
         "-fno-trapping-math",
         f"-DFASTBCE_TIER=tier_{tier}",

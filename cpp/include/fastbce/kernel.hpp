@@ -31,8 +31,11 @@ constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double
 // The loss loops run over a multiple of kPad elements (a partial last tile is padded with
 // harmless values): a multiple of every tier's vector length times its unrolling, so that every
 // element goes through the vectorised loop body. A scalar or masked epilogue would compute the
-// same formulas with other instructions (GCC folds and contracts the scalar code differently,
-// e.g. ys * 1 into ys before forming an FMA), and an element's loss would depend on its position.
+// same formulas with other instructions, and an element's loss could depend on its position.
+// The same holds for FMA: the library is built with -ffp-contract=off and fuses a multiply-add
+// only where the source says vm::detail::mul_add (one FMA where the tier has it), because GCC's
+// contraction differed between the loops and template instantiations that evaluate one formula
+// (the clean and general focal loops gave float64 gamma = 0.3 other bits).
 constexpr int64_t kPad = 64;
 static_assert(kTile % kPad == 0);
 
@@ -232,6 +235,7 @@ struct LossParams {
     T balance_off;
     T alpha;
     T one_minus_alpha;
+    T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -245,25 +249,34 @@ struct LossParams {
           balance_on(c.has_alpha ? T(1) : T(0)),
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
-          one_minus_alpha(T(1) - T(c.alpha)) {}
+          one_minus_alpha(T(1) - T(c.alpha)),
+          focal_band(T(84.0 / (1.0 + double(gamma)))) {}
 };
 
 template <class T>
 constexpr T inf = std::numeric_limits<T>::infinity();
 
+// The type float products are formed in where a float intermediate could be subnormal: double,
+// where a product of float-range values is always normal (and a product of two floats exact).
+// On Intel cores a float multiply with a subnormal operand or result takes a microcode assist
+// (~100 cycles); the conversions to and from double do not (measured on every tier), so
+// T(double(a) * double(b)) is the same bits as a * b without the assist.
+template <class T>
+using Wide = std::conditional_t<std::is_same_v<T, float>, double, T>;
+
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
 // sample weight of zero means the term does not count.
 template <class T>
-inline T times_weight(T a, T b) {
+FASTBCE_VM_INLINE T times_weight(T a, T b) {
     return a == T(0) ? T(0) : a * b;
 }
 
 // Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
 // a small alpha), or exactly 1 without alpha.
 template <class T>
-inline T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
+FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
     const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-    return k.balance_on * balance + k.balance_off;
+    return vm::detail::mul_add(k.balance_on, balance, k.balance_off);
 }
 
 // t^(H/2), the focal factor (1 - p_t)^gamma for gamma = H/2 in {1/2, 1, ..., 4}: products and
@@ -271,7 +284,7 @@ inline T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
 // a negative base and a half-odd gamma; a negative base comes only from unvalidated probabilities
 // outside [0, 1]).
 template <int H, class T>
-inline T half_power(T t) {
+FASTBCE_VM_INLINE T half_power(T t) {
     static_assert(H >= 1 && H <= 8);
     [[maybe_unused]] const T t2 = t * t;
     T whole;
@@ -295,21 +308,51 @@ template <class T>
 struct TinyTerm {
     static constexpr T z_max = std::is_same_v<T, float> ? T(0x1p-86) : T(0x1p-455);
     static constexpr T other_min = std::is_same_v<T, float> ? T(0x1p-60) : T(0x1p-400);
-    static T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
+    static FASTBCE_VM_INLINE T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
 };
 
 template <bool FromLogits, class T>
-inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
+FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
         // (this arrangement, as before the guard: with the two terms reordered by side, the
         // double gamma = 2.7 focal loop ran 60% slower on v4)
         const bool pos = x >= T(0);
         const T zk = TinyTerm<T>::keep(z, pos ? ys_c : ys);
-        return (ys * (pos ? zk : T(1)) + ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
+        return vm::detail::mul_add(ys, pos ? zk : T(1), ys_c * (pos ? T(1) : zk)) / (T(1) + zk);
     } else {
         const T xk = TinyTerm<T>::keep(x, ys);
-        return ys * (T(1) - xk) + ys_c * xk;
+        return vm::detail::mul_add(ys, T(1) - xk, ys_c * xk);
     }
+}
+
+// The focal band of float logits: |x| > focal_band (84 / (1 + gamma), leaving 3 bits of margin for
+// alpha and rounding) and exp(-|x|) > 0, where a correct prediction's float factor (1 - p_t)^gamma
+// or loss times it can be subnormal (an operand or result of a multiply, each a microcode assist on
+// Intel cores); below it every such value is a normal number (with labels and alpha of ordinary
+// size; anything else is only slower). Beyond 104, exp(-|x|) is 0 and nothing is tiny.
+struct FocalBand {
+    static float bound(double gamma) { return float(84.0 / (1.0 + gamma)); }
+    static bool wide(float x, float z, float band) { return (std::abs(x) > band) & (z > 0.0f); }
+};
+
+// (1 - p_t)^gamma as exp(gamma log t), in double also for float (see loss_tile)
+struct PowFactor {
+    double g;
+    template <class U>
+    FASTBCE_VM_INLINE U operator()(U t) const { return U(vm::exp(g * vm::log(double(t)))); }
+};
+
+// One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
+// double for the focal band (products of float-range values never leave double's normal range).
+template <Options O, bool FromLogits, bool Clean, class T, class Factor, class Widen>
+FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
+    using W = decltype(widen(T(0)));
+    const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
+    const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
+    const W focal = loss * factor(one_minus_pt<FromLogits>(widen(ys), widen(ys_c), widen(x), widen(z)));
+    const W v = Clean ? focal : vm::detail::select(loss == inf<W>, loss, focal);
+    if constexpr (O == Options::weighted) return times_weight(widen(w), v);
+    else return v;
 }
 
 // Step 4 and, for weighted and general calls, step 6: ce[j] = loss[j] * factor(1 - p_t) (* w[j]),
@@ -323,7 +366,7 @@ inline T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
 // the weight last: no intermediate can overflow where the result does not. Clean: every logit
 // of the tile is within the fast exp's range and every label in [0, 1], so the cross-entropy is
 // finite and neither the zero-weight test nor the infinity select is needed (same bits).
-template <Options O, bool FromLogits, bool Clean, class T, class Factor>
+template <Options O, bool FromLogits, bool Clean, bool Mixed = false, class T, class Factor>
 inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict y,
                         const T* __restrict pred, const T* __restrict t, const T* __restrict w, int64_t len,
                         const LossParams<T>& k, Factor factor) {
@@ -335,14 +378,88 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             const double v = vm::detail::select(loss == inf<double>, loss, loss * factor(double(t[j])));
             ce[j] = T(times_weight(double(w[j]), v));
         } else {
-            const T ys = y[j], ys_c = T(1) - y[j];
-            const T balance = balance_factor(k, ys, ys_c);  // step 5
-            const T loss = Clean ? balance * ce[j] : times_weight(balance, ce[j]);
-            const T focal = loss * factor(one_minus_pt<FromLogits>(ys, ys_c, pred[j], FromLogits ? t[j] : T(0)));
-            const T v = Clean ? focal : vm::detail::select(loss == inf<T>, loss, focal);
-            if constexpr (O == Options::weighted) ce[j] = times_weight(w[j], v);
+            T ys = y[j], ys_c = T(1) - y[j], x = pred[j], z = FromLogits ? t[j] : T(0), ce_j = ce[j];
+            // Mixed (float logits): an element with |x| in the band where a float factor or
+            // product could be subnormal is computed in double instead (rounded to float once),
+            // and the float formulas below see harmless values in its place. Which formula an
+            // element takes depends on it alone, never on its tile.
+            [[maybe_unused]] bool wide = false;
+            [[maybe_unused]] double wide_v = 0.0;
+            auto as_double = [](T v) { return double(v); };
+            auto as_is = [](T v) { return v; };
+            if constexpr (Mixed && std::is_same_v<Factor, PowFactor>) {
+                // (exp and log in double: one evaluation, on the 1 - p_t the element needs; the
+                // float formula's factor is that rounded to float, as PowFactor gives it)
+                using vm::detail::select;
+                wide = FocalBand::wide(x, z, k.focal_band);
+                const double t_d = one_minus_pt<FromLogits>(double(ys), double(ys_c), double(x), double(z));
+                ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
+                const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
+                const double fd = factor(select(wide, t_d, double(t_f)));
+                const T ff = T(fd);
+                wide_v = focal_element<O, FromLogits, false>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
+                                                             [fd](double) { return fd; }, as_double);
+                const T v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, [ff](T) { return ff; }, as_is);
+                ce[j] = select(wide, T(wide_v), v);
+                continue;
+            } else if constexpr (Mixed) {
+                wide = FocalBand::wide(x, z, k.focal_band);
+                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
+                using vm::detail::select;
+                ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
+            }
+            const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
+            if constexpr (Mixed) ce[j] = vm::detail::select(wide, T(wide_v), v);
             else ce[j] = v;
         }
+    }
+}
+
+// Logits with sample weights in a tile with an |x| outside the fast exp's range: the loss can be
+// subnormal (|x| > 87.3 / 708.4) or near it, and w times it is formed by loss_tile (weight_tile).
+template <class T, bool FromLogits, bool Finite>
+constexpr bool WeightLater = FromLogits && !Finite;
+
+// ce *= w (step 6). Float: as float(double(w) * double(ce)) where a tile has a loss below 2^-125
+// (w * ce can then be subnormal): the same bits as the float product, without its assist.
+inline void weight_tile(float* __restrict ce, const float* __restrict w, int64_t len) {
+    int tiny = 0;  // (a positive loss below 2^-125; 0 has bits 0, which wrap to the largest)
+    for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<uint32_t>(ce[j]) - 1u < 0x01000000u - 1u);
+    if (tiny) {
+        for (int64_t j = 0; j < len; ++j) ce[j] = float(times_weight(double(w[j]), double(ce[j])));  // FASTBCE_VEC_LOOP
+    } else {
+        for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
+    }
+}
+
+// Double: a loss below 2^-1020 (only beyond |x| = 708, never in a tile within the fast exp's
+// range) times a weight below 2^900 is formed on L = loss 2^1074 (exact: the subnormal's bit
+// pattern as an integer, or two scalings by 2^537) and m = w L, rounded to the subnormal grid as
+// an integer (the bits of m + 2^52, as exp builds its subnormal results) or scaled back where it
+// is normal: no operation sees a subnormal. m's rounding makes this a double rounding (within one
+// subnormal ulp of w * loss), so it depends on the element alone, never on its tile.
+inline void weight_tile(double* __restrict ce, const double* __restrict w, int64_t len) {
+    using U = uint64_t;
+    constexpr U limit = std::bit_cast<U>(0x1p-1020) - 1u;
+    int tiny = 0;
+    for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<U>(ce[j]) - 1u < limit);
+    if (!tiny) {
+        for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
+        return;
+    }
+    using vm::detail::max_by_bits;
+    using vm::detail::select;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double loss = ce[j], wj = w[j];
+        const bool scaled = (std::bit_cast<U>(loss) - 1u < limit) & (wj < 0x1p900);
+        const double ls = select(scaled, loss, 0x1p-1021);  // (other lanes: harmless values)
+        const double big = max_by_bits(ls, 0x1p-1022) * 0x1p537 * 0x1p537;
+        const double L = select(ls < 0x1p-1022, vm::detail::small_uint_to_fp<double>(std::bit_cast<U>(ls)), big);
+        const double m = select(scaled, wj, 1.0) * L;
+        const double sub = std::bit_cast<double>(std::bit_cast<U>(m + 0x1p52) - std::bit_cast<U>(0x1p52));
+        const double normal = max_by_bits(m, 0x1p52) * 0x1p-537 * 0x1p-537;
+        const double v = select(m < 0x1p52, sub, normal);
+        ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
     }
 }
 
@@ -387,8 +504,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         // smoothing would otherwise round 1 - y' to 0)
         T ys = y[j], ys_c = T(1) - y[j];
         if constexpr (General) {
-            ys = y[j] * k.keep + k.shift;
-            ys_c = (T(1) - y[j]) * k.keep + k.shift;
+            ys = vm::detail::mul_add(y[j], k.keep, k.shift);
+            ys_c = vm::detail::mul_add(T(1) - y[j], k.keep, k.shift);
         }
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
@@ -454,17 +571,19 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // assist on Intel, even one with an exact result).
                 const T label_factor = x > T(0) ? ys_c : -ys;
                 if constexpr (Finite) {
-                    loss = soft + label_factor * x;
+                    loss = vm::detail::mul_add(label_factor, x, soft);
                 } else {
                     const T soft_k = vm::detail::select(soft < std::numeric_limits<T>::min(), T(0), soft);
-                    loss = vm::detail::select(label_factor == T(0), soft, soft_k + label_factor * x);
+                    loss = vm::detail::select(label_factor == T(0), soft, vm::detail::mul_add(label_factor, x, soft_k));
                 }
             } else {
                 loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
             }
             // (focal calls take steps 4-6 in apply_focal, alpha included)
             // step 6: one rounded product, which overflows only with w * loss
-            if constexpr (O == Options::weighted && !Focal) loss = times_weight(w[j], loss);
+            // (float logits outside the fast exp's range: loss_tile multiplies, see WeightLater)
+            if constexpr (O == Options::weighted && !Focal && !WeightLater<T, FromLogits, Finite>)
+                loss = times_weight(w[j], loss);
         }
         ce[j] = loss;
         // (general focal calls keep 1 - p_t for apply_focal; z is read before it is overwritten)
@@ -496,12 +615,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                       [[maybe_unused]] bool& general_exp) {
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
+    [[maybe_unused]] Bits max_abs_bits = 0;  // (logits) of the largest |x|
     if constexpr (FromLogits) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
         // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
         // `general_exp` (the previous tile needed it) starts with the general one instead, so
         // that runs of such tiles do not pay twice; both give the same bits where both apply.
-        Bits max_abs_bits = 0;
         if (general_exp) {
             for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
                 const T a = std::abs(pred[j]);
@@ -529,18 +648,36 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     } else {
         max_bits = loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
     }
+    if constexpr (O == Options::weighted && !Focal && WeightLater<T, FromLogits, false>) {
+        if (!finite) weight_tile(ce, w, len);
+    }
     const bool maybe_outside_unit = max_bits > std::bit_cast<Bits>(T(1));
     if constexpr (Focal) {
         // step 4: (1 - p_t)^gamma, by products for gamma in {1/2, 1, ..., 4} (half_power), else
         // as exp(gamma * log(1 - p_t)), which does not underflow for gamma < 1 (exp(-inf) = 0
         // where 1 - p_t = 0; gamma > 0 here); then step 6
         const bool clean = finite && !maybe_outside_unit;
-        auto by_products = [&](auto h) {
-            auto factor = [](auto t) { return half_power<decltype(h)::value>(t); };
+        // (float logits) a tile with an |x| in the focal band: the mixed loop; the bound is
+        // below the fast exp's, so a tile within it is finite, and the scan runs only beyond it
+        bool mixed = false;
+        if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
+            if (max_abs_bits > std::bit_cast<Bits>(k.focal_band)) {
+                int any = 0;
+                for (int64_t j = 0; j < len; ++j) any |= int(FocalBand::wide(pred[j], scratch[j], k.focal_band));
+                mixed = any != 0;
+            }
+        }
+        auto apply = [&](auto factor) {
             if constexpr (FromLogits && O != Options::general) {
+                if constexpr (std::is_same_v<T, float>) {
+                    if (mixed) return apply_focal<O, FromLogits, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+                }
                 if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
             }
             apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+        };
+        auto by_products = [&](auto h) {
+            apply([](auto t) { return half_power<decltype(h)::value>(t); });
         };
         switch (k.half_gamma) {
             case 1: by_products(std::integral_constant<int, 1>{}); break;
@@ -556,9 +693,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
                 // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
                 const double g = double(k.gamma);
-                apply_focal<O, FromLogits, false>(ce, wide_loss, y, pred, scratch, w, len, k, [g](auto t) {
-                    return decltype(t)(vm::exp(g * vm::log(double(t))));
-                });
+                apply(PowFactor{g});
             }
         }
     }

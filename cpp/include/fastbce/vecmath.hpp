@@ -11,7 +11,10 @@
 //
 // Do not compile with -ffast-math / -ffinite-math-only / -fassociative-math: the rounding tricks
 // (magic-constant rounding, the exact error of 1 + x) and the NaN/inf selects rely on IEEE
-// semantics.  -ffp-contract=fast is fine: every a*b+c here stays correct when fused.
+// semantics.  The library is compiled with -ffp-contract=off: a multiply-add is fused only where
+// it is written as mul_add (one FMA where the tier has one), so that every loop and template
+// instantiation rounds the same expression the same way (with contraction GCC fused them
+// differently in different inlining contexts, and an element's loss depended on its loop).
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -148,6 +151,17 @@ FASTBCE_VM_INLINE T max_by_bits(T a, T b) {
     return std::bit_cast<T>(ua > ub ? ua : ub);
 }
 
+// a * b + c, fused (one rounding) on tiers with FMA, else two roundings: the same bits wherever
+// a given tier evaluates it. (std::fma without FMA hardware would be a slow library call.)
+template <class T>
+FASTBCE_VM_INLINE T mul_add(T a, T b, T c) {
+#if defined(__FMA__)
+    return std::fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
 // Estrin's scheme: c[B] + c[B+1] x + ... + c[B+N-1] x^(N-1) evaluated as
 // (low half) + x^H (high half), H the largest power of two below N, recursively.  Its dependency
 // chain is ~log2(N) multiply-adds deep instead of Horner's N - 1: exp and log1p chained in one
@@ -160,7 +174,7 @@ FASTBCE_VM_INLINE T estrin_rec(const T (&c)[M], const T* pw) {
         return c[B];
     } else {
         constexpr std::size_t H = std::bit_floor(N - 1);
-        return estrin_rec<B, H>(c, pw) + pw[std::countr_zero(H)] * estrin_rec<B + H, N - H>(c, pw);
+        return mul_add(pw[std::countr_zero(H)], estrin_rec<B + H, N - H>(c, pw), estrin_rec<B, H>(c, pw));
     }
 }
 
@@ -202,25 +216,24 @@ FASTBCE_VM_INLINE ExpReduced<T> exp_reduce(const T x) {
     using Tr = traits<T>;
     // n = round(x / ln2), |r| <= ln2/2 (+ a rounding margin).  Adding 1.5 * 2^mant_bits rounds
     // to the nearest integer and leaves n in the low bits of t.
-    const T t = x * Tr::log2e + Tr::round_magic;
+    const T t = mul_add(x, Tr::log2e, Tr::round_magic);
     const T n = t - Tr::round_magic;
     // Cody-Waite: n * ln2_hi is exact and so is rh = x - n * ln2_hi (Sterbenz).  r = rh - n ln2_lo
     // is rounded once, an error of at most half an ulp of r, <= 0.35 ulp of exp(r) before the
     // polynomial's rounding. Carrying it along (rl = (rh - r) - n ln2_lo, as an earlier version
     // did) cost 4 operations on the kernel's critical path for 0.04 ulp (float, exhaustive:
     // 0.792 -> 0.829) and 0.07 ulp (double, sampled: 0.768 -> 0.834) of worst-case error.
-    const T rh = x - n * Tr::ln2_hi;
-    const T r = rh - n * Tr::ln2_lo;
+    const T rh = mul_add(-n, Tr::ln2_hi, x);
+    const T r = mul_add(-n, Tr::ln2_lo, rh);
 
     // exp(r) = 1 + r + r^2 P(r), P(r) = 1/2 + r Q(r).  1 + r is split exactly into a + e1
     // (Fast2Sum, |r| < 1), so the only large rounding left is the final add (0.5 ulp); the
     // bracket is < 0.07 and its own rounding adds ~0.1 ulp at most.
     T rq = r;
     if constexpr (GuardR) rq = select(std::abs(r) < Tr::exp_tiny, T(0), r);
-    const T q = rq * rq * poly(rq, Tr::exp_coeffs);
     const T a = T(1) + r;
     const T e1 = (T(1) - a) + r;
-    return {t, a + (q + e1)};
+    return {t, a + mul_add(rq * rq, poly(rq, Tr::exp_coeffs), e1)};
 }
 
 // NonPositive: the caller guarantees x <= 0 (or NaN), so the overflow select is left out.
@@ -281,8 +294,8 @@ FASTBCE_VM_INLINE T log_core(T f, T s, T e, T c) {
     using Tr = traits<T>;
     const T z = s * s;
     const T hf = T(0.5) * f * f;
-    const T lo = s * (hf + z * poly(z, Tr::log_coeffs)) + (e * Tr::ln2_lo + c);
-    return e * Tr::ln2_hi + (f - (hf - lo));
+    const T lo = mul_add(s, mul_add(z, poly(z, Tr::log_coeffs), hf), mul_add(e, Tr::ln2_lo, c));
+    return mul_add(e, Tr::ln2_hi, f - (hf - lo));
 }
 
 // A positive normal x as 2^e m with m in [sqrt(2)/2, sqrt(2)): adding (1 - sqrt(2)/2) in the
@@ -355,7 +368,7 @@ FASTBCE_VM_INLINE T log1p_impl(T x) {
     const U kc = k < 2 * Tr::bias - 1 ? k : U(2 * Tr::bias - 1);  // integer min, no select
     const T scale = std::bit_cast<T>((2 * Tr::bias - kc) << Tr::mant_bits);  // 2^-e
     const T s = f / (T(2) + f);
-    const T c = select(near_one, T(0), (d * scale) * (T(1) - T(2) * s * (T(1) - s)));
+    const T c = select(near_one, T(0), (d * scale) * mul_add(T(-2) * s, T(1) - s, T(1)));
 
     T y = log_core(f, s, e, c);
     // log1p(-1) = -inf, log1p(< -1) = NaN, log1p(inf) = inf, log1p(-0) = -0, NaN -> same NaN
@@ -390,13 +403,13 @@ FASTBCE_VM_INLINE T log1p_small_impl(T x0) {
     const T t = T(2) + x;
     const T e = (T(2) - t) + x;
     const T s0 = x / t;
-    const T inv_t = T(0.523) - x * T(0.209);
-    const T s = s0 - s0 * (e * inv_t);
+    const T inv_t = mul_add(x, T(-0.209), T(0.523));
+    const T s = mul_add(-s0, e * inv_t, s0);
     const T z = s * s;
     // 2s + s^3 Q = x - s (x - s^2 Q), since 2s = x - x s: x is exact, so the rounding of s only
     // enters through x s, a fraction of the result (<= 0.44 of it on [-1/2, 1], ~x/2 near 0).
     const T z_poly = max_by_bits(z, Tr::poly_tiny);  // (z >= 0)
-    return select(tiny, x0, x - s * (x - z * poly(z_poly, Tr::log1p_small_coeffs)));
+    return select(tiny, x0, mul_add(-s, mul_add(-z, poly(z_poly, Tr::log1p_small_coeffs), x), x));
 }
 
 }  // namespace detail

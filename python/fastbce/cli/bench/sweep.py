@@ -139,6 +139,17 @@ def summary(points: list[Point]) -> dict[str, Any]:
     return result
 
 
+# slowest/fastest targets (no speed cliffs): where the kernel works on normal numbers, and where a
+# correct prediction's loss is not normal (an operation producing it may take the assist)
+NORMAL_TARGET = 1.3
+SUBNORMAL_TARGET = 3.0
+
+
+def _mark(ratio: float, target: float) -> str:
+    """✓ within the target, ✗ beyond it, and the target."""
+    return f"{'✓' if ratio <= target else '✗'} (target {target:g}x)"
+
+
 def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: int) -> str:
     """The printed report: per mode and dtype, the slowest/fastest ratios and every point."""
     lines = [
@@ -152,11 +163,12 @@ def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: 
         text = (
             f"{mode.name} {dtype}: fastest {s['fastest_ns']:.3g} ns/elem (|x| = "
             f"{s['fastest_at']:g}); slowest/fastest {s['normal_ratio']:.2f} "
-            f"(|x| = {s['normal_slowest_at']:g})"
+            f"{_mark(s['normal_ratio'], NORMAL_TARGET)} (|x| = {s['normal_slowest_at']:g})"
         )
         if "subnormal_ratio" in s:
             text += (
                 f", where the loss is not normal* {s['subnormal_ratio']:.2f} "
+                f"{_mark(s['subnormal_ratio'], SUBNORMAL_TARGET)} "
                 f"(|x| = {s['subnormal_slowest_at']:g})"
             )
         lines.append(text)
@@ -170,7 +182,7 @@ def format_sweep(results: list[tuple[Mode, str, list[Point]]], n: int, threads: 
     lines.append("")
     lines.append("|x|:ratio = time per element at that magnitude / the fastest magnitude's;")
     lines.append("* = a correct prediction's loss is subnormal or 0 there while exp(-|x|) is not 0")
-    lines.append("    (not in the first ratio).")
+    lines.append("    (not in the first ratio). ✓/✗: within the target (1.3x; 3x for *) or not.")
     return "\n".join(lines)
 
 
