@@ -28,9 +28,11 @@ N = 20_000
 
 @pytest.fixture(scope="module")
 def client():
+    # ":0": the scheduler's HTTP server on a free port (None still binds 8787, and a cluster
+    # of another job on this machine makes that a warning, an error here)
     with (
         LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as c,
     ):
@@ -443,4 +445,3 @@ def test_cli_slices_on_the_cluster_equal_the_local_run(client, tmp_path):
         for key, scope in groups.items():
             assert b["slices"][name][key]["rows"] == scope["rows"]
             assert close(b["slices"][name][key]["sum"], scope["sum"])
-

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa  # (the test extra has it)
@@ -358,7 +359,16 @@ def slow_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _start_and_wait_for_temp(slow_input: Path, out: Path) -> subprocess.Popen[str]:
+def _default_signals() -> None:
+    # the run starts as from a shell: a test runner started under nohup would hand on an ignored
+    # SIGHUP, which the run rightly keeps ignoring (test_an_ignored_sighup_is_kept_ignored)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def _start_and_wait_for_temp(
+    slow_input: Path, out: Path, preexec: Any = _default_signals
+) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -376,6 +386,7 @@ def _start_and_wait_for_temp(slow_input: Path, out: Path) -> subprocess.Popen[st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec,
     )
     deadline = time.monotonic() + 60
     while not _temps(out.parent) and proc.poll() is None and time.monotonic() < deadline:
@@ -400,6 +411,20 @@ def test_a_signal_leaves_no_output_and_no_temporary_file(signum, suffix, slow_in
     assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ignored_sighup_is_kept_ignored(slow_input, tmp_path):
+    # under nohup a closed terminal must not stop the job: the run completes and writes its output
+    def ignore_sighup() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    out = tmp_path / "loss.npy"
+    proc = _start_and_wait_for_temp(slow_input, out, preexec=ignore_sighup)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.npy"]
 
 
 def test_a_stale_temporary_file_of_a_killed_run_is_removed(slow_input, tmp_path):
