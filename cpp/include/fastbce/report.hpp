@@ -11,6 +11,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "fastbce/kernel.hpp"
@@ -73,11 +74,17 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
 
 // Per-row values of one tile in float64, zero for rows that count nowhere (kept = 0). The
 // fused pass (add_tile) always fills w, p and the addends wy, wn, wp of the bins; the rest only
-// when groups or the largest losses need the rows.
+// when groups or the largest losses need the rows. Columns are kTileStride apart, not kTile: at
+// 4 KiB apart every column's j-th value fell in one L1 set, and a loop over a dozen columns
+// evicted its own lines. `rec` holds each row's group addends side by side (fill_records).
+constexpr int64_t kTileStride = kTile + 8;
+constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
-    alignas(64) double w[kTile], y[kTile], l[kTile], bce[kTile], p[kTile], kept[kTile];
-    alignas(64) double omitted[kTile], ignored[kTile];
-    alignas(64) double terms[rs_w2l2 + 1][kTile];  // the addends of rs_w .. rs_w2l2
+    alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride], bce[kTileStride];
+    alignas(64) double p[kTileStride], kept[kTileStride];
+    alignas(64) double omitted[kTileStride], ignored[kTileStride];
+    alignas(64) double terms[rs_w2l2 + 1][kTileStride];  // the addends of rs_w .. rs_w2l2
+    alignas(64) double rec[kTile][kRecord];  // a row's addends of rs_count .. rs_ignored
     alignas(64) int32_t bin[kTile];    // the AUC histogram's bin (bin_of)
     alignas(64) int32_t ece[kTile];    // the ECE bin
     alignas(64) int32_t hslot[kTile];  // where add_bins adds the row in the histogram
@@ -311,36 +318,59 @@ inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, Ec
     }
 }
 
-// Adds the tile's row values to one scope's sums (rows in element order).
+// Adds row j of the tile to one scope's sums (rows in element order): its record in vectors
+// (one add per value, as a scalar loop would do, 8 + 4 + 2 + 1 wide so that nothing past
+// rs_ignored is written), then its ECE bin and its histogram bin.
 inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
-    s[rs_count] += t.kept[j];
-    for (int r = rs_w; r <= rs_w2l2; ++r) s[r] += t.terms[r][j];
-    s[rs_omitted] += t.omitted[j];
-    s[rs_ignored] += t.ignored[j];
+    using V8 = double __attribute__((vector_size(64)));
+    using V4 = double __attribute__((vector_size(32)));
+    using V2 = double __attribute__((vector_size(16)));
+    const double* r = t.rec[j];
+    auto add = [&](auto v, int at) {
+        decltype(v) a;
+        std::memcpy(&v, r + at, sizeof v);
+        std::memcpy(&a, s + at, sizeof a);
+        a += v;
+        std::memcpy(s + at, &a, sizeof a);
+    };
+    add(V8{}, 0);
+    add(V4{}, 8);
+    add(V2{}, 12);
+    s[rs_ignored] += r[rs_ignored];
+    static_assert(rs_ignored == 14 && kRecord >= 15);
     double* e = s + rs_ece + 3 * t.ece[j];
-    e[0] += t.w[j];
-    e[1] += t.terms[rs_wp][j];
-    e[2] += t.terms[rs_wy][j];
+    e[0] += r[rs_w];
+    e[1] += r[rs_wp];
+    e[2] += r[rs_wy];
     if (hist != nullptr) {
-        hist[2 * t.bin[j]] += t.terms[rs_wy][j];
-        hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
+        hist[2 * t.bin[j]] += r[rs_wy];
+        hist[2 * t.bin[j] + 1] += r[rs_wn];
     }
 }
 
-// The other addends per row, for the groups (the whole input sums them in add_tile).
-inline void fill_terms(ReportTile& t, int64_t len) {
+// Each row's addends of rs_count .. rs_ignored side by side, for the groups (the whole input
+// sums them in add_tile).
+inline void fill_records(ReportTile& t, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
         // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
         const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
         const double wy = t.terms[rs_wy][j], wn = t.terms[rs_wn][j], w2 = wd * wd;
-        t.terms[rs_w][j] = wd;
-        t.terms[rs_wbce][j] = times_weight(wd, t.bce[j]);
-        t.terms[rs_wsq][j] = wd * d * d;
-        t.terms[rs_wyl][j] = times_weight(wy, ld);
-        t.terms[rs_wnl][j] = times_weight(wn, ld);
-        t.terms[rs_w2][j] = w2;
-        t.terms[rs_w2l][j] = times_weight(w2, ld);
-        t.terms[rs_w2l2][j] = times_weight(times_weight(w2, ld), ld);
+        double* r = t.rec[j];
+        r[rs_count] = t.kept[j];
+        r[rs_w] = wd;
+        r[rs_wl] = t.terms[rs_wl][j];
+        r[rs_wbce] = times_weight(wd, t.bce[j]);
+        r[rs_wy] = wy;
+        r[rs_wn] = wn;
+        r[rs_wp] = t.terms[rs_wp][j];
+        r[rs_wsq] = wd * d * d;
+        r[rs_wyl] = times_weight(wy, ld);
+        r[rs_wnl] = times_weight(wn, ld);
+        r[rs_w2] = w2;
+        r[rs_w2l] = times_weight(w2, ld);
+        r[rs_w2l2] = times_weight(times_weight(w2, ld), ld);
+        r[rs_omitted] = t.omitted[j];
+        r[rs_ignored] = t.ignored[j];
     }
 }
 
@@ -453,7 +483,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             add_bins<false>(t, y, len, out, *ece_copies);
 
         // each slicing: every row into its group's sums
-        if (s.n_slicings > 0) fill_terms(t, len);
+        if (s.n_slicings > 0) fill_records(t, len);
         for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
             const ReportSlicing& g = s.slicings[sl];
             fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
