@@ -404,3 +404,43 @@ def test_cli_with_an_unreachable_scheduler(files):
     assert proc.returncode == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_slices_on_the_cluster_equal_the_local_run(client, tmp_path):
+    """Several --group-by, a crossed one and a Hive partition key through --scheduler."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(5)
+    for country in ("de", "fr"):
+        (tmp_path / f"country={country}").mkdir()
+        n = 3000
+        pq.write_table(
+            pa.table(
+                {
+                    "y_true": (rng.random(n) < 0.4).astype(np.uint8),
+                    "logit": rng.normal(size=n).astype(np.float32),
+                    "device": rng.choice(np.array(["mobile", "desktop"]), n),
+                }
+            ),
+            tmp_path / f"country={country}" / "part-0.parquet",
+            row_group_size=500,
+        )
+    args = ["--y-pred", "logit", "--from-logits", "--format", "json", "--group-by", "country"]
+    args += ["--group-by", "country,device"]
+    local = score(".", *args, cwd=tmp_path)
+    remote = score(
+        ".", *args, "--batch-rows", "700", "--scheduler", client.scheduler.address, cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    assert remote.returncode == 0, remote.stderr
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    assert list(a["slices"]) == list(b["slices"]) == ["country", "country,device"]
+    assert list(b["slices"]["country,device"]) == [
+        "de, desktop", "de, mobile", "fr, desktop", "fr, mobile"
+    ]  # fmt: skip
+    for name, groups in a["slices"].items():
+        assert list(b["slices"][name]) == list(groups)
+        for key, scope in groups.items():
+            assert b["slices"][name][key]["rows"] == scope["rows"]
+            assert close(b["slices"][name][key]["sum"], scope["sum"])
+

@@ -512,7 +512,7 @@ def test_streamed_json_is_what_json_dumps_gives(groups):
     acc = fastbce.LossAccumulator()
     p = np.array([0.2, 0.7, np.nan, 0.4])
     acc.update(np.array([0.0, 1.0, 1.0, 0.0]), p, groups=groups)
-    job = SimpleNamespace(args=SimpleNamespace(format="json"), roles={"groups": "g"})
+    job = SimpleNamespace(args=SimpleNamespace(format="json"), slicings=[("g", ("g",))])
     out = io.StringIO()
     _print_result(acc, job, out)
     assert out.getvalue() == json.dumps(to_json(acc.result()), indent=2, allow_nan=False) + "\n"

@@ -137,8 +137,12 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
         g.codes = static_cast<const int64_t*>(codes.data());
         g.mantissa_bits = t[3].cast<int>();
         require(g.mantissa_bits >= 0 && g.mantissa_bits <= kMaxMantissaBits, "group mantissa bits");
-        g.n_groups = int64_t(t[1].cast<py::array>().size()) / rs_size;
-        g.sums = f64_out(t[1], g.n_groups * rs_size, "group sums");
+        auto group_sums = t[1].cast<py::array>();  // (n_groups, rs_size or rs_ece: no ECE bins)
+        require(group_sums.ndim() == 2 && (group_sums.shape(1) == rs_size || group_sums.shape(1) == rs_ece),
+                "group sums must have shape (n_groups, REPORT_SUMS or REPORT_SUMS_NO_ECE)");
+        g.n_groups = int64_t(group_sums.shape(0));
+        g.stride = int64_t(group_sums.shape(1));
+        g.sums = f64_out(t[1], g.n_groups * g.stride, "group sums");
         if (!t[2].is_none()) g.hist = f64_out(t[2], g.n_groups * 2 * hist_bins(g.mantissa_bits), "group histogram");
         slices.push_back(g);
     }
@@ -263,6 +267,26 @@ void key_insert(KeyCodes& table, const py::array& offsets, const py::array& data
     with_text(offsets, data, [&](auto* off, const char* chars) { table.insert(off, chars, pos, codes.data(), n); });
 }
 
+// into[rows[i]] += from[i]: into (groups, ...) and from (n, ...) float64 with the same row size.
+void add_rows_py(py::array into, const py::array_t<int64_t>& rows, const py::array& from) {
+    require(dtype_of(into, "into") == DType::f64 && dtype_of(from, "from") == DType::f64 && contiguous(into) &&
+                contiguous(from) && into.writeable() && rows.ndim() == 1 && from.ndim() >= 1 &&
+                into.ndim() == from.ndim() && int64_t(from.shape(0)) == int64_t(rows.size()),
+            "add_rows: into (groups, ...) and from (n, ...) contiguous float64, one row each in rows");
+    int64_t width = 1;
+    for (py::ssize_t d = 1; d < from.ndim(); ++d) {
+        require(from.shape(d) == into.shape(d), "add_rows: rows of different sizes");
+        width *= int64_t(from.shape(d));
+    }
+    const int64_t n = int64_t(rows.size()), groups = int64_t(into.shape(0));
+    const int64_t* r = rows.data();
+    for (int64_t i = 0; i < n; ++i) require(r[i] >= 0 && r[i] < groups, "add_rows: row out of range");
+    double* to = static_cast<double*>(into.mutable_data());
+    const double* add = static_cast<const double*>(from.data());
+    py::gil_scoped_release release;
+    add_rows(to, width, r, add, n);
+}
+
 // ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
 py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
                        int64_t logits_stride, const py::object& weight, int64_t weight_stride,
@@ -349,6 +373,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "The report pass: fills the sums and histograms; returns (sum of w*l, sum of w, count, fault "
           "kind, fault flat index, top (loss, weight, y_true, y_pred) rows, top (row, group code) rows).");
     m.attr("REPORT_SUMS") = int(rs_size);
+    m.attr("REPORT_SUMS_NO_ECE") = int(rs_ece);
     m.def("compiled_targets", &compiled_targets);
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);
@@ -364,6 +389,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
 
+    m.def("add_rows", &add_rows_py, py::arg("into"), py::arg("rows"), py::arg("from"),
+          "into[rows[i]] += from[i] (rows distinct): a batch's per-group sums into the running ones.");
     py::class_<KeyCodes>(m, "KeyCodes", "Text keys and their int64 codes, kept across batches (group labels).")
         .def(py::init<>())
         .def("lookup", &key_lookup, py::arg("offsets"), py::arg("data"),

@@ -16,6 +16,7 @@ namespace {
 constexpr int64_t kChunkUnit = 1 << 16;            // chunk sizes are multiples of this
 constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed: not the threads)
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
+constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 
 // Zeroed float64 values from calloc: large ones come as fresh pages, which the system maps (and
 // zeroes) when first written, so a group histogram's untouched pages cost nothing.
@@ -77,7 +78,7 @@ struct Partial {
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             const ReportSlicing& g = s.slicings[i];
             const size_t values = g.hist != nullptr ? size_t(g.n_groups * 2 * hist_bins(g.mantissa_bits)) : 0;
-            slice_sums.emplace_back(size_t(g.n_groups * rs_size));
+            slice_sums.emplace_back(size_t(g.n_groups * g.stride));
             slice_hist.emplace_back(values);
             touched.emplace_back((values + (size_t(1) << kHistBlockShift) - 1) >> kHistBlockShift);
         }
@@ -121,6 +122,38 @@ bool general_options(const Call& c, bool is_double, bool focal) {
            in_working(c.pos_weight_scalar) != 1.0 || (c.has_alpha && !focal);
 }
 
+// One chunk written straight into the spec's outputs, which the caller zeroed: the same sums as a
+// partial merged into them (0 + x is x), without the partial's copy of every group's sums.
+Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
+    std::vector<double*> slice_sums, slice_hist;
+    for (int64_t i = 0; i < s.n_slicings; ++i) {
+        slice_sums.push_back(s.slicings[i].sums);
+        slice_hist.push_back(s.slicings[i].hist);
+    }
+    std::vector<TopLoss> top(size_t(s.top_k));
+    ReportPart part;
+    part.sums = s.sums;
+    part.hist = s.hist;
+    part.slice_sums = slice_sums.data();
+    part.slice_hist = slice_hist.data();
+    part.top = top.data();
+    if (c.n > 0) fn(c, s, 0, c.n, part);
+    Result result;
+    if (part.fault != Fault::none) {
+        result.fault = part.fault;
+        result.fault_index = part.fault_index;
+        return result;
+    }
+    top.resize(size_t(part.top_size));
+    std::sort(top.begin(), top.end(), ranks_before);
+    s.top_found = int64_t(top.size());
+    std::copy_n(top.begin(), s.top_found, s.top);
+    result.total.loss = s.sums[rs_wl];
+    result.total.weight = s.sums[rs_w];
+    result.total.count = s.sums[rs_count];
+    return result;
+}
+
 }  // namespace
 
 Result run_report(const Call& c, ReportSpec& s) {
@@ -133,10 +166,17 @@ Result run_report(const Call& c, ReportSpec& s) {
     int64_t per_chunk = rs_size + 2 * hist_bins(s.mantissa_bits) + 8 * s.top_k;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
         const ReportSlicing& g = s.slicings[i];
-        per_chunk += g.n_groups * (rs_size + (g.hist != nullptr ? 2 * hist_bins(g.mantissa_bits) : 0));
+        per_chunk += g.n_groups * (g.stride + (g.hist != nullptr ? 2 * hist_bins(g.mantissa_bits) : 0));
     }
     const int64_t units = std::max<int64_t>(1, (c.n + kChunkUnit - 1) / kChunkUnit);
-    const int64_t n_chunks = std::clamp<int64_t>(kPartialsBudget / per_chunk, 1, std::min(kMaxChunks, units));
+    // Very many groups: one chunk, written in place (a copy of every group's sums per chunk
+    // would cost more memory and time than a second thread saves on this scatter-bound pass).
+    // A chunk's partial is zeroed and merged whole, so a chunk has at least per_chunk / 8 rows
+    // (50 groups' histograms are 3.3M values: two chunks of a 1M-row batch, not sixteen).
+    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 8 * c.n / per_chunk);
+    const int64_t n_chunks =
+        per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
+    if (n_chunks == 1) return run_in_place(c, s, fn);
     const int64_t chunk = (units + n_chunks - 1) / n_chunks * kChunkUnit;
     const int64_t threads = std::min<int64_t>(threads_for(c.n, c.threads), n_chunks);
 

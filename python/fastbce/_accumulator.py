@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from ._api import _compute
-from ._groups import GroupIndex
 from ._options import LossOptions
-from ._report import ReportOptions, ReportPass, ReportState
+from ._report import ReportOptions, ReportState
 
 __all__ = ["LossAccumulator", "merge_all"]
 
@@ -219,10 +218,17 @@ class LossAccumulator:
         """result() without the groups."""
         return self._state.result(grouped_as=None, with_groups=False)
 
-    def _group_items(self) -> Iterator[tuple[Hashable, dict[str, Any]]]:
-        """(key, keys) of every group in result()'s order, made one at a time (a million
-        groups print without a million dicts in memory)."""
-        return self._state.group_items("groups")
+    def _group_items(self, slicing: str = "groups") -> Iterator[tuple[Hashable, dict[str, Any]]]:
+        """(key, keys) of every group (of the groups, or of one slicing of slices) in result()'s
+        order, made one at a time (a million groups print without a million dicts in memory)."""
+        return self._state.group_items(slicing)
+
+    def _group_blocks(
+        self, slicing: str = "groups"
+    ) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+        """(keys, {key name: a value per group}) of the groups a block at a time, in result()'s
+        order: what a printer of a million groups formats column by column."""
+        return self._state.group_blocks(slicing)
 
     def _update(
         self,
@@ -237,44 +243,47 @@ class LossAccumulator:
         logits; a second pass of the kernel)."""
         names: list[str] = []
         labels: list[Any] = []
+        grouped_as = None
         if groups is not None:
             grouped_as = "slices" if isinstance(groups, dict) else "groups"
             if grouped_as == "slices":
                 names, labels = [str(n) for n in groups], list(groups.values())
             else:
                 names, labels = ["groups"], [groups]
+            if labels:
+                self._check_grouping(grouped_as)
         rows = _leading_length(y_pred) if labels else int(np.size(y_pred))
-        slicings, keys = [], []
-        for name, group_labels in zip(names, labels, strict=True):
-            index = GroupIndex()  # (this batch's keys; the state maps them to its own)
-            codes = index.encode(group_labels)
-            group_keys = list(index.keys)
-            if codes.shape[0] != rows:
-                where = "groups" if name == "groups" else f"groups[{name!r}]"
-                raise ValueError(
-                    f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+        batch = self._state.encode(names, labels, rows)  # (codes; the new keys are added)
+        try:
+            run = batch.new_pass(int(np.size(y_pred)))
+            _compute(self._opts, y_true, y_pred, sample_weight, report=run)
+            elementwise = None
+            if want_elementwise:
+                offset = float(self._report_opts.logit_offset)
+                _, elementwise = _compute(
+                    self._opts,
+                    y_true,
+                    _offset(y_pred, offset),
+                    sample_weight,
+                    want_elementwise=True,
                 )
-            slicings.append((codes, len(group_keys)))
-            keys.append(group_keys)
-        run = ReportPass(self._report_opts, slicings, int(np.size(y_pred)))
-        _compute(self._opts, y_true, y_pred, sample_weight, report=run)
-        elementwise = None
-        if want_elementwise:
-            offset = float(self._report_opts.logit_offset)
-            _, elementwise = _compute(
-                self._opts, y_true, _offset(y_pred, offset), sample_weight, want_elementwise=True
-            )
+        except BaseException:
+            batch.undo()  # (the accumulator is left as it was)
+            raise
         if labels:
-            self._set_grouping(grouped_as)
-        self._state.add_pass(run, names, keys)
+            self._grouped_as = grouped_as
+        self._state.add_pass(run, batch)
         return elementwise
 
-    def _set_grouping(self, grouped_as: str) -> None:
+    def _check_grouping(self, grouped_as: str) -> None:
         if self._grouped_as not in (None, grouped_as):
             raise ValueError(
                 "groups must stay one kind: labels (reported under 'groups') or a dict of "
                 "slicings (under 'slices'); this accumulator has had the other"
             )
+
+    def _set_grouping(self, grouped_as: str) -> None:
+        self._check_grouping(grouped_as)
         self._grouped_as = grouped_as
 
     def __getstate__(self) -> dict[str, Any]:

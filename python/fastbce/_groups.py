@@ -60,6 +60,10 @@ class GroupIndex:
             self.keys.append(key)
         return code
 
+    def find(self, key: Hashable) -> int | None:
+        """The code of a key seen, else None (nothing is added)."""
+        return self._index.get(key)
+
     def rollback(self, mark: int) -> None:
         if mark == len(self.keys):
             return
@@ -72,7 +76,69 @@ class GroupIndex:
         if self._text is not None:
             self._text.forget(mark)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrow"], state["_text"] = {}, None  # (caches; the C++ table does not pickle)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ batches
+
+    def encode_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, table): int64 codes into the batch's own labels, one per row, and the code
+        in ``keys`` of each of those labels (all distinct), so a batch has as many per-group sums
+        as it has labels, whatever the number of keys so far. An Arrow dictionary array (a parquet
+        column read as a dictionary) keeps its indices as the codes: only its dictionary is
+        looked up, once per batch."""
+        if hasattr(groups, "dictionary_encode"):
+            local = self._arrow_local(groups)
+            if local is not None:
+                return local
+        return compact(self.encode(groups), len(self.keys))
+
+    def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """encode_local of one Arrow chunk (a dictionary, or short enough to be encoded on
+        one thread); None otherwise."""
+        import pyarrow as pa
+
+        chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
+        if len(chunks) != 1:
+            return None
+        chunk = chunks[0]
+        if not pa.types.is_dictionary(chunk.type):
+            if self._text is not None and _is_string(chunk.type):  # (keys seen before: no hashing
+                return self._text_rows(chunk)  # into a dictionary first)
+            if len(chunk) > ENCODE_PIECE:  # (encode() splits it over threads)
+                return None
+            chunk = chunk.dictionary_encode()
+        table = self._dictionary_codes(chunk.dictionary)
+        indices = chunk.indices
+        if indices.null_count:  # a null label is the key None
+            table = np.append(table, self.code(None))
+            indices = indices.fill_null(len(table) - 1)
+        if not _distinct(table, len(self.keys)):  # (a dictionary with repeated or null values)
+            return None
+        return to_numpy(indices).astype(np.int64), table
+
+    def _text_rows(self, chunk: Any) -> tuple[np.ndarray, np.ndarray]:
+        """encode_local of an Arrow string array, once text keys are known: every row looked up
+        in the table of text keys (C++); only the rows of new keys are dictionary-encoded."""
+        assert self._text is not None
+        offsets, data = _text_buffers(chunk)
+        codes = self._text.lookup(offsets, data)
+        unknown = codes < 0
+        if chunk.null_count:  # (a null's slot reads as an empty string)
+            null = ~to_numpy(chunk.is_valid())
+            codes[null] = self.code(None)
+            unknown &= ~null
+        if unknown.any():
+            rows = np.flatnonzero(unknown)
+            new = _take(chunk, rows).dictionary_encode()
+            table = self._text_codes(new.dictionary)
+            codes[rows] = table[to_numpy(new.indices)]
+        return compact(codes, len(self.keys))
 
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D)."""
@@ -239,7 +305,8 @@ class GroupIndex:
             return codes
         keys = _take(dictionary, missing).to_pylist()
         first = len(self.keys)
-        if self._index.keys().isdisjoint(keys):  # (the usual case; a dictionary has no repeats)
+        fresh = set(keys)  # (a dictionary may repeat a value: then each is coded in turn)
+        if len(fresh) == len(keys) and self._index.keys().isdisjoint(fresh):  # (the usual case)
             self._index.update(zip(keys, range(first, first + len(keys)), strict=True))
             self.keys += keys
             codes[missing] = np.arange(first, first + len(keys))
@@ -247,6 +314,32 @@ class GroupIndex:
             codes[missing] = [self.code(k) for k in keys]
         self._text.insert(offsets, data, missing, codes[missing])
         return codes
+
+
+def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, table) as ``encode_local`` gives them, from codes into n_keys keys: the codes
+    themselves while the keys are few, else renumbered to the batch's own (vectorised)."""
+    if n_keys <= 1 << 16:
+        return codes, np.arange(n_keys, dtype=np.int64)
+    used = np.zeros(n_keys, dtype=bool)
+    used[codes] = True
+    table = np.flatnonzero(used)
+    renumber = np.empty(n_keys, dtype=np.int64)
+    renumber[table] = np.arange(table.size)
+    return renumber[codes], table.astype(np.int64)
+
+
+def _is_string(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
+def _distinct(codes: np.ndarray, n_keys: int) -> bool:
+    """Whether codes into n_keys keys are all different (a mark per key, not a sort)."""
+    seen = np.zeros(n_keys, dtype=bool)
+    seen[codes] = True
+    return int(np.count_nonzero(seen)) == codes.shape[0]
 
 
 def _identity_prefix(dense: np.ndarray, offset: int) -> int:

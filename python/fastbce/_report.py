@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._groups import GroupIndex
 
-__all__ = ["ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
+__all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
 
 N_SUMS = int(_core.REPORT_SUMS)
+N_SUMS_NO_ECE = int(_core.REPORT_SUMS_NO_ECE)  # a group's sums without the ECE bins
 # column of each sum in a scope's vector (the order of cpp/include/fastbce/report_types.hpp)
 (
     _COUNT,
@@ -127,21 +129,25 @@ def _real(value: Any, name: str) -> float:
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
-    ``slicings`` holds (codes, n_groups) per slicing: int64 codes, one per row.
+    ``slicings`` holds (codes, n_groups, width, bits) per slicing: int64 codes into the batch's
+    own n_groups groups, one per row; the width of a group's sums (N_SUMS, or N_SUMS_NO_ECE
+    without ECE bins) and its histograms' bits (None: no histograms), as ``ReportState`` says.
     """
 
     def __init__(
-        self, options: ReportOptions, slicings: list[tuple[np.ndarray, int]], rows: int
+        self,
+        options: ReportOptions,
+        slicings: list[tuple[np.ndarray, int, int, int | None]],
+        rows: int,
     ) -> None:
         self.options = options
         self.sums = np.zeros(N_SUMS)
         self.bits = MAX_BITS
         self.hist = np.zeros((_bins(MAX_BITS), 2))
         self.slices: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]] = []
-        for codes, n_groups in slicings:
-            bits = histogram_bits(n_groups)
+        for codes, n_groups, width, bits in slicings:
             hist = None if bits is None else np.zeros((n_groups, _bins(bits), 2))
-            self.slices.append((codes, np.zeros((n_groups, N_SUMS)), hist, bits))
+            self.slices.append((codes, np.zeros((n_groups, width)), hist, bits))
         self.rows = rows
         self.top_values = np.zeros((0, 4))
         self.top_index = np.zeros((0, 2), dtype=np.int64)
@@ -187,83 +193,149 @@ class ReportPass:
 
 
 class _Slicing:
-    """The per-group sums and histograms of one slicing, keyed by group label."""
+    """The groups of one slicing: their keys (one ``GroupIndex`` for every batch, so a label is
+    hashed once) and their sums and histograms, in arrays that grow in place (capacity doubles),
+    row i for the key of code i."""
 
     def __init__(self) -> None:
-        self.keys: list[Hashable] = []
-        self.index: dict[Hashable, int] = {}
+        self.index = GroupIndex()
         self.sums = np.zeros((0, N_SUMS))
         self.hist: np.ndarray | None = np.zeros((0, _bins(MAX_BITS), 2))
         self.bits: int | None = MAX_BITS
 
-    def add(
-        self, keys: list[Hashable], sums: np.ndarray, hist: np.ndarray | None, bits: int | None
-    ) -> None:
-        rows = np.empty(len(keys), dtype=np.intp)
-        for i, key in enumerate(keys):  # one iteration per group
-            row = self.index.get(key)
-            if row is None:
-                row = self.index[key] = len(self.keys)
-                self.keys.append(key)
-            rows[i] = row
-        n = len(self.keys)
-        grown = np.zeros((n, N_SUMS))
-        grown[: self.sums.shape[0]] = self.sums
-        grown[rows] += sums  # (the rows are distinct)
-        self.sums = grown
-        self._add_hist(rows, n, hist, bits)
+    @property
+    def keys(self) -> list[Hashable]:
+        return self.index.keys
 
-    def _add_hist(
-        self, rows: np.ndarray, n: int, hist: np.ndarray | None, bits: int | None
-    ) -> None:
-        if self.hist is None or self.bits is None:
-            return
-        if hist is None or bits is None or n > _MAX_HISTOGRAM_GROUPS:
+    @property
+    def width(self) -> int:
+        return int(self.sums.shape[1])
+
+    def layout(self) -> tuple[int, int | None]:
+        """(width of a group's sums, histogram bits or None) for the keys so far: fewer bits as
+        groups are more, and past _MAX_HISTOGRAM_GROUPS neither histograms nor ECE bins (a
+        million groups would take 360 bytes each for the bins). It depends only on the number
+        of keys (and never grows back), so any split of the data, merged, gives the one-pass
+        layout."""
+        n = len(self.keys)
+        if n > _MAX_HISTOGRAM_GROUPS or self.bits is None:
+            return N_SUMS_NO_ECE, None
+        return self.width, min(self.bits, histogram_bits(n) or 0)
+
+    def prepare(self) -> None:
+        """The layout of ``layout`` and room for every key so far (capacity doubles)."""
+        width, bits = self.layout()
+        if width != self.width:
+            self.sums = np.ascontiguousarray(self.sums[:, :width])
+        if bits is None or self.hist is None or self.bits is None:
             self.hist, self.bits = None, None
+        elif bits != self.bits:
+            self.hist, self.bits = coarsen(self.hist, self.bits, bits), bits
+        n, capacity = len(self.keys), self.sums.shape[0]
+        if n > capacity:
+            capacity = max(n, 2 * capacity, 16)
+            self.sums = _grown(self.sums, capacity)
+            if self.hist is not None:
+                self.hist = _grown(self.hist, capacity)
+
+    def add(
+        self, table: np.ndarray, sums: np.ndarray, hist: np.ndarray | None, bits: int | None
+    ) -> None:
+        """Adds the sums of groups whose codes are `table` (distinct), after ``prepare``."""
+        if table.size == 0:
             return
-        to = min(self.bits, bits)
-        mine = coarsen(self.hist, self.bits, to)
-        grown = np.zeros((n, _bins(to), 2))
-        grown[: mine.shape[0]] = mine
-        grown[rows] += coarsen(hist, bits, to)
-        self.hist, self.bits = grown, to
+        _core.add_rows(self.sums, table, np.ascontiguousarray(sums[:, : self.width]))
+        if self.hist is not None and self.bits is not None:
+            assert hist is not None and bits is not None
+            _core.add_rows(self.hist, table, np.ascontiguousarray(coarsen(hist, bits, self.bits)))
 
     def merge(self, other: _Slicing) -> None:
-        self.add(other.keys, other.sums, other.hist, other.bits)
+        n = len(other.keys)
+        table = np.fromiter((self.index.code(k) for k in other.keys), np.int64, count=n)
+        self.prepare()  # (at least as many keys as other: its layout or a coarser one)
+        hist = None if other.hist is None else other.hist[:n]
+        self.add(table, other.sums[:n], hist, other.bits)
 
     def ordered(self) -> list[int]:
-        order = list(range(len(self.keys)))
+        """Group indices sorted by key (None, the only missing key, last), or in the order first
+        seen when the keys cannot be ordered (mixed types)."""
+        keys = self.keys
+        missing = self.index.find(None)
+        order = [i for i in range(len(keys)) if i != missing] if missing is not None else None
+        if order is None:
+            order = list(range(len(keys)))
         try:
-            order.sort(key=lambda i: (self.keys[i] is None, self.keys[i]))
+            order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
         except TypeError:  # keys of mixed types: keep the order first seen
-            pass
-        return order
+            return list(range(len(keys)))
+        return order if missing is None else [*order, missing]
+
+    def __getstate__(self) -> dict[str, Any]:
+        n = len(self.keys)  # (without the spare capacity)
+        hist = None if self.hist is None else self.hist[:n].copy()
+        return {"index": self.index, "sums": self.sums[:n].copy(), "hist": hist, "bits": self.bits}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _grown(a: np.ndarray, rows: int) -> np.ndarray:
+    out = np.zeros((rows, *a.shape[1:]))
+    out[: a.shape[0]] = a
+    return out
 
 
 class ReportState:
     """Everything a report needs, over any number of passes; merges and pickles."""
 
-    def __init__(self, options: ReportOptions, slicing_names: list[str] | None = None) -> None:
+    def __init__(self, options: ReportOptions) -> None:
         self.options = options
         self.sums = np.zeros(N_SUMS)
         self.bits = MAX_BITS
         self.hist = np.zeros((_bins(MAX_BITS), 2))
-        self.slicings: dict[str, _Slicing] = {n: _Slicing() for n in (slicing_names or [])}
+        self.slicings: dict[str, _Slicing] = {}
         # (loss, row, weight, y_true, y_pred, group key) of the rows of largest loss
         self.top: list[tuple[float, int, float, float, float, Hashable]] = []
         self.rows_seen = 0  # elements given so far, counted or not: the next row's index
 
-    def add_pass(self, p: ReportPass, names: list[str], keys: list[list[Hashable]]) -> None:
+    def encode(self, names: list[str], labels: list[Any], rows: int) -> Batch:
+        """Codes of one batch's labels per slicing (new keys are added: ``Batch.undo`` forgets
+        them if the batch fails). A slicing whose labels are not one per row raises ValueError."""
+        batch = Batch(self, rows)
+        try:
+            for name, group_labels in zip(names, labels, strict=True):
+                slicing = self.slicings.get(name)
+                if slicing is None:
+                    slicing = self.slicings[name] = _Slicing()
+                    batch.created.append(name)
+                batch.marks.append((slicing, len(slicing.keys)))
+                codes, table = slicing.index.encode_local(group_labels)
+                if codes.shape[0] != rows:
+                    where = "groups" if name == "groups" else f"groups[{name!r}]"
+                    raise ValueError(
+                        f"{where} must have one label per row of y_pred ({rows}); "
+                        f"got {codes.shape[0]}"
+                    )
+                batch.slices.append((slicing, codes, table))
+        except BaseException:
+            batch.undo()
+            raise
+        return batch
+
+    def add_pass(self, p: ReportPass, batch: Batch) -> None:
         self.sums += p.sums
         self.hist += p.hist
-        for name, group_keys, (_codes, sums, hist, bits) in zip(names, keys, p.slices, strict=True):
-            self.slicings.setdefault(name, _Slicing()).add(group_keys, sums, hist, bits)
-        first = keys[0] if len(keys) == 1 else None
+        for (slicing, _codes, table), (_c, sums, hist, bits) in zip(
+            batch.slices, p.slices, strict=True
+        ):
+            slicing.prepare()
+            slicing.add(table, sums, hist, bits)
+        first = batch.slices[0] if len(batch.slices) == 1 else None
         new = []
         for (loss, weight, y_true, y_pred), (row, code) in zip(
             p.top_values.tolist(), p.top_index.tolist(), strict=True
         ):
-            key = first[code] if first is not None and code >= 0 else None
+            key = first[0].keys[int(first[2][code])] if first is not None and code >= 0 else None
             new.append((loss, self.rows_seen + row, weight, y_true, y_pred, key))
         self._add_top(new)
         self.rows_seen += p.rows
@@ -283,13 +355,17 @@ class ReportState:
         if k:
             self.top = sorted(self.top + entries, key=lambda t: (-t[0], t[1]))[:k]
 
+    def group_blocks(self, name: str) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+        """``group_blocks`` of one slicing (none if there is no such slicing)."""
+        s = self.slicings.get(name)
+        return group_blocks(s) if s is not None else iter(())
+
     def group_items(self, name: str) -> Iterator[tuple[Hashable, dict[str, Any]]]:
         """(key, keys) of the groups of one slicing, in result()'s order, one at a time."""
         s = self.slicings.get(name)
         if s is None:
             return
-        for i in s.ordered():
-            yield s.keys[i], scope_keys(s.sums[i], None if s.hist is None else s.hist[i])
+        yield from _group_scopes(s)
 
     def result(self, *, grouped_as: str | None, with_groups: bool = True) -> dict[str, Any]:
         """The report. grouped_as: "groups" (one slicing, as groups=labels), "slices" (a dict of
@@ -316,11 +392,120 @@ class ReportState:
         self.__dict__.update(state)
 
 
+class Batch:
+    """One batch's codes per slicing: (slicing, codes into the batch's groups, their codes in
+    the slicing), and what ``undo`` needs to forget the keys it added."""
+
+    def __init__(self, state: ReportState, rows: int) -> None:
+        self.state = state
+        self.rows = rows
+        self.slices: list[tuple[_Slicing, np.ndarray, np.ndarray]] = []
+        self.marks: list[tuple[_Slicing, int]] = []
+        self.created: list[str] = []
+
+    def new_pass(self, size: int) -> ReportPass:
+        slicings = [(codes, table.size, *s.layout()) for s, codes, table in self.slices]
+        return ReportPass(self.state.options, slicings, size)
+
+    def undo(self) -> None:
+        for slicing, mark in self.marks:
+            slicing.index.rollback(mark)
+        for name in self.created:
+            del self.state.slicings[name]
+
+
 def _slicing_keys(s: _Slicing) -> dict[Hashable, dict[str, Any]]:
-    out = {}
-    for i in s.ordered():
-        hist = None if s.hist is None else s.hist[i]
-        out[s.keys[i]] = scope_keys(s.sums[i], hist)
+    return dict(_group_scopes(s))
+
+
+_BLOCK = 1 << 16  # groups whose keys are computed at once (bounded memory)
+
+
+def _group_scopes(s: _Slicing) -> Iterator[tuple[Hashable, dict[str, Any]]]:
+    """(key, scope_keys of the group) in result()'s order, one at a time."""
+    for keys, columns in group_blocks(s):
+        names = list(columns)
+        values = [_as_list(c) for c in columns.values()]
+        for key, row in zip(keys, zip(*values, strict=True), strict=True):
+            yield key, dict(zip(names, row, strict=True))
+
+
+def _as_list(column: np.ndarray) -> list[Any]:
+    """column.tolist() with math.nan for every NaN, as scope_keys gives it (so that results
+    compare equal: containers compare NaN by identity)."""
+    out: list[Any] = column.tolist()
+    if column.dtype.kind == "f":
+        where = np.isnan(column)
+        if column.ndim == 2:
+            for i, j in zip(*np.nonzero(where), strict=True):
+                out[i][j] = math.nan
+        else:
+            for i in np.flatnonzero(where).tolist():
+                out[i] = math.nan
+    return out
+
+
+def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+    """(keys, {key name: an array of one value per group (ci95: pairs)}) of a block of groups
+    at a time, in result()'s order, computed with NumPy (the operations of scope_keys, so the
+    same values)."""
+    order = s.ordered()
+    for start in range(0, len(order), _BLOCK):
+        block = order[start : start + _BLOCK]
+        rows = np.asarray(block, dtype=np.intp)
+        hist = None if s.hist is None else s.hist[rows]
+        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], hist)
+
+
+def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.ndarray]:
+    """scope_keys of many scopes at once: each key as an array, one value per row of sums."""
+    n = sums.shape[0]
+    col = [sums[:, j] for j in range(_ECE)]
+    rows, w, wl = col[_COUNT], col[_W], col[_WL]
+    with np.errstate(all="ignore"):
+        m = _divs(wl, w)
+        log_loss = _divs(col[_WBCE], w)
+        base_rate = _divs(col[_WY], w)
+        h = np.array([_entropy(b) for b in base_rate.tolist()])
+        var = np.where(w != 0.0, col[_W2L2] - 2.0 * m * col[_W2L] + m * m * col[_W2], np.nan)
+        root = np.where(var == var, np.sqrt(np.maximum(var, 0.0)), np.nan)
+        std_error = _divs(root, w)
+        half = _Z95 * std_error
+        if sums.shape[1] >= N_SUMS:
+            bins = sums[:, _ECE : _ECE + 3 * _ECE_BINS].reshape(n, _ECE_BINS, 3)
+            ece = _divs(np.abs(bins[:, :, 1] - bins[:, :, 2]).sum(axis=1), w)
+        else:
+            ece = np.full(n, math.nan)
+        aucs = np.array([_auc(hist[i]) for i in range(n)]) if hist is not None else None
+        if aucs is None:
+            aucs = np.full((n, 2), math.nan)
+        return {
+            "rows": rows.astype(np.int64),
+            "sum": wl,
+            "mean": _divs(wl, rows),
+            "weighted_mean": m,
+            "weight": w,
+            "log_loss": log_loss,
+            "base_rate": base_rate,
+            "mean_prediction": _divs(col[_WP], w),
+            "calibration": _divs(col[_WP], col[_WY]),
+            "normalized_entropy": _divs(log_loss, h),
+            "brier": _divs(col[_WSQ], w),
+            "loss_positive": _divs(col[_WYL], col[_WY]),
+            "loss_negative": _divs(col[_WNL], col[_WN]),
+            "std_error": std_error,
+            "ci95": np.stack([m - half, m + half], axis=1),
+            "auc": aucs[:, 0].copy(),
+            "auc_bound": aucs[:, 1].copy(),
+            "ece": ece,
+            "omitted": col[_OMITTED].astype(np.int64),
+            "ignored": col[_IGNORED].astype(np.int64),
+        }
+
+
+def _divs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b elementwise, NaN where b is 0 (as _div)."""
+    out: np.ndarray = np.where(b != 0.0, a / np.where(b != 0.0, b, 1.0), np.nan)
     return out
 
 
@@ -407,6 +592,8 @@ def _ece_bins(sums: np.ndarray) -> np.ndarray:
 
 
 def _ece(sums: np.ndarray, w: float) -> float:
+    if sums.shape[0] < N_SUMS:  # (a group of a slicing of very many groups: no bins)
+        return math.nan
     bins = _ece_bins(sums)
     with np.errstate(all="ignore"):
         gap = float(np.abs(bins[:, 1] - bins[:, 2]).sum())

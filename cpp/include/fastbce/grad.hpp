@@ -7,9 +7,11 @@
 // Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
 // weighted float calls stay in float (the speed-critical case, within 4 ulp); every other call
 // continues in double and rounds once to T, so for float input exp's rounding is the only
-// float-sized error, and for double input correction terms keep the plain derivatives within a
-// few ulp. Where a value cancels (a zero of the gradient or Hessian) that rounding of exp,
-// the same as moving x by an ulp of 1, is the error left, in any implementation.
+// float-sized error (float focal calls also take log1p(z) in float, an error below z's), and
+// for double input correction terms keep the plain derivatives within a few ulp and the focal
+// ones are formed in double-double where they cancel (focal_parts). Where a value cancels (a
+// zero of the gradient or Hessian) that rounding of exp, the same as moving x by an ulp of 1,
+// is then the error left, in any implementation.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <type_traits>
 
 #include "fastbce/kernel.hpp"
+#include "fastbce/twofold.hpp"
 #include "fastbce/types.hpp"
 #include "fastbce/vecmath.hpp"
 
@@ -36,14 +39,101 @@ struct GradParams {
     double keep, shift;           // label smoothing: y' = y keep + shift
     double gamma;                 // focal exponent (0: none)
     double balance_on, balance_off, alpha, one_minus_alpha;  // as LossParams (kernel.hpp)
+    int half_gamma;  // 2 gamma for gamma in {1/2, 1, ..., 4} (the focal factor by products), else 0
 
     template <class T>
     static GradParams of(const Call& c) {
         const LossParams<T> k(c);
-        return {double(k.keep),       double(k.shift), double(k.gamma),          double(k.balance_on),
-                double(k.balance_off), double(k.alpha), double(k.one_minus_alpha)};
+        return {double(k.keep),        double(k.shift), double(k.gamma),           double(k.balance_on),
+                double(k.balance_off), double(k.alpha), double(k.one_minus_alpha), k.half_gamma};
     }
 };
+
+// The float64 focal derivatives without the factor F (and W), in double-double where they
+// cancel (docs/gradients.md, "Where the derivatives cancel"): with v = z/nu and c = 1 - 2y',
+//   d FL'/F    = G = gamma c v ce + (1 - y') a - q y' b
+//   d^2 FL''/F = v K,  K = gamma c ce ((gamma - 1) c v + b - a) + 2 gamma c (d ce') + (q y' + 1 - y') nu.
+// Near a zero G or K is a difference of terms up to |x| times larger than its slope, so each
+// input is formed with ~106 bits from the exact inputs (y, x, z, the options); z and log1p(z)
+// are taken as exact (their rounding is that of moving x by an ulp of 1).
+struct FocalParts {
+    double grad, hess;  // G, v K
+};
+
+inline FocalParts focal_parts(double y, double x, double z, double q, const GradParams& k) {
+    namespace tf = twofold;
+    const bool pos = x >= 0.0;
+    const double a = pos ? 1.0 : z, b = pos ? z : 1.0;
+    const tf::DD ys = tf::add(tf::two_prod(y, k.keep), k.shift);
+    const tf::DD ys_c = tf::add(tf::mul(tf::two_sum(1.0, -y), k.keep), k.shift);
+    const tf::DD c = tf::mul(tf::two_sum(1.0, -2.0 * y), k.keep);  // y'c - y' without cancelling
+    const tf::DD qys = tf::mul(ys, q);
+    const tf::DD nu = tf::add(tf::mul(ys, b), tf::mul(ys_c, a));
+    // v = z/nu to ~106 bits (one Newton correction of the quotient), its limit 1 where nu = 0
+    const double nu_hi = vm::detail::select(nu.hi > 0.0, nu.hi, 1.0);
+    const double v_hi = vm::detail::select(nu.hi > 0.0, z / nu_hi, 1.0);
+    const tf::DD rem = tf::add(tf::neg(tf::mul(nu, v_hi)), z);  // z - v nu
+    const tf::DD v = {v_hi, vm::detail::select(nu.hi > 0.0, rem.hi / nu_hi, 0.0)};
+    // ce = q y' softplus(-x) + (1 - y') softplus(x); beyond 1024 z = 0 and the |x| terms are
+    // either multiplied by v = 0 or by a zero label factor, so the clamp changes nothing
+    const double soft = vm::log1p_small(z);
+    const double big = 1024.0;
+    const double xn = std::min(pos ? 0.0 : -x, big), xp = std::min(pos ? x : 0.0, big);
+    const tf::DD ce = tf::add(tf::mul(qys, tf::two_sum(xn, soft)), tf::mul(ys_c, tf::two_sum(xp, soft)));
+    const tf::DD g = tf::add(tf::mul(ys_c, a), tf::neg(tf::mul(qys, b)));  // d ce'
+    const tf::DD one_minus_z = tf::two_sum(1.0, -z);
+    const tf::DD b_minus_a = pos ? tf::neg(one_minus_z) : one_minus_z;
+    const tf::DD inner = tf::add(b_minus_a, tf::mul(tf::mul(c, tf::two_sum(k.gamma, -1.0)), v));
+    const tf::DD gc = tf::mul(c, k.gamma);
+    const tf::DD grad = tf::add(tf::mul(tf::mul(gc, v), ce), g);
+    const tf::DD sum = tf::add(tf::add(tf::mul(tf::mul(gc, ce), inner), tf::mul(tf::mul(gc, 2.0), g)),
+                               tf::mul(tf::add(qys, ys_c), nu));
+    return {grad.hi + grad.lo, v_hi * (sum.hi + sum.lo)};
+}
+
+// 1/d, d = 1 + z: for float input from a float division refined by one Newton step in double
+// (relative error ~2^-46, far below float's ulp; a double division costs 4x as much); for double
+// input the correctly rounded quotient
+template <class T>
+inline double inverse_of_d(double d) {
+    if constexpr (std::is_same_v<T, float>) {
+        const double r0 = double(1.0f / float(d));
+        return r0 * (2.0 - d * r0);
+    } else {
+        return 1.0 / d;
+    }
+}
+
+// The focal factor F = u^gamma of a tile, u = 1 - p_t = nu/d (docs/gradients.md), in float64:
+// by products for gamma in {1/2, 1, ..., 4} (half_power, as the loss kernel), else as
+// exp(gamma log u) (exp(-inf) = 0 where u = 0). A pass of its own, so that the long loop of
+// grad_loop is compiled once for every gamma.
+template <class T>
+inline void focal_factor(const T* __restrict y, const T* __restrict x, const T* __restrict z, double* __restrict f,
+                         int64_t len, const GradParams& k) {
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double zj = double(z[j]);
+        const bool pos = double(x[j]) >= 0.0;
+        const double ys = double(y[j]) * k.keep + k.shift;
+        const double ys_c = (1.0 - double(y[j])) * k.keep + k.shift;
+        f[j] = (ys * (pos ? zj : 1.0) + ys_c * (pos ? 1.0 : zj)) * inverse_of_d<T>(1.0 + zj);
+    }
+    auto by_products = [&](auto h) {
+        for (int64_t j = 0; j < len; ++j) f[j] = half_power<decltype(h)::value>(f[j]);  // FASTBCE_VEC_LOOP
+    };
+    switch (k.half_gamma) {
+        case 1: by_products(std::integral_constant<int, 1>{}); break;
+        case 2: by_products(std::integral_constant<int, 2>{}); break;
+        case 3: by_products(std::integral_constant<int, 3>{}); break;
+        case 4: by_products(std::integral_constant<int, 4>{}); break;
+        case 5: by_products(std::integral_constant<int, 5>{}); break;
+        case 6: by_products(std::integral_constant<int, 6>{}); break;
+        case 7: by_products(std::integral_constant<int, 7>{}); break;
+        case 8: by_products(std::integral_constant<int, 8>{}); break;
+        default:
+            for (int64_t j = 0; j < len; ++j) f[j] = vm::exp(k.gamma * vm::log(f[j]));  // FASTBCE_VEC_LOOP
+    }
+}
 
 // The derivatives of one tile. In: y (labels), x (logits), z = exp(-|x|), w (sample weights),
 // q (pos_weight per element). Out: g, h. Level: plain (q = 1, no smoothing, no alpha, no
@@ -54,8 +144,8 @@ struct GradParams {
 // p(1 - p) = z/d^2.
 template <class T, Options O, bool Focal, bool Clip>
 inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __restrict z,
-                      const T* __restrict w, const T* __restrict q, T* __restrict g, T* __restrict h,
-                      int64_t len, const GradParams k) {
+                      const T* __restrict w, const T* __restrict q, const double* __restrict focal_f,
+                      T* __restrict g, T* __restrict h, int64_t len, const GradParams k) {
     constexpr bool General = O == Options::general || Focal;
     constexpr bool IsFloat = std::is_same_v<T, float>;
     if constexpr (IsFloat && !General) {
@@ -86,16 +176,7 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
         const double zj = double(z[j]);
         const double xj = double(x[j]);
         const double d = 1.0 + zj;
-        // 1/d: for float input from a float division refined by one Newton step in double
-        // (relative error ~2^-46, far below float's ulp; a double division costs 4x as much);
-        // for double input the correctly rounded quotient
-        double inv_d;
-        if constexpr (IsFloat) {
-            const double r0 = double(1.0f / float(d));
-            inv_d = r0 * (2.0 - d * r0);
-        } else {
-            inv_d = 1.0 / d;
-        }
+        const double inv_d = inverse_of_d<T>(d);
         const bool pos = xj >= 0.0;
         const double a = pos ? 1.0 : zj;  // d p
         const double b = pos ? zj : 1.0;  // d (1 - p)
@@ -134,19 +215,44 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
             // where u = 0), r = u'/u = (1 - 2y') p(1 - p)/u = (1 - 2y') z / (d nu), whose limit
             // where z = nu = 0 (a hard label at an underflowed z) is (1 - 2y')/d.
             const double nu = ys * b + ys_c * a;
-            const double u = nu * inv_d;
-            const double f = vm::exp(k.gamma * vm::log(u));
-            const double r = (ys_c - ys) * vm::detail::select(nu > 0.0, zj / nu, 1.0) * inv_d;
+            const double f = focal_f[j];
+            double v, soft;  // z/nu (its limit 1 where nu = 0) and softplus(-|x|) = log1p(z)
+            if constexpr (IsFloat) {
+                // 1/nu as inverse_of_d (a double division costs 4x as much), nu scaled into
+                // float's range first: nu is 0 or >= 2^-149 here, since z and y are floats
+                const double scale = vm::detail::select(nu < 0x1p-100, 0x1p100, 1.0);
+                const double nu_s = vm::detail::select(nu > 0.0, nu * scale, 1.0);
+                const double r0 = double(1.0f / float(nu_s));
+                v = vm::detail::select(nu > 0.0, (zj * scale) * (r0 * (2.0 - nu_s * r0)), 1.0);
+                // in float: an error of an ulp of log1p(z) <= ulp(1)/2, like that of z itself
+                soft = double(vm::log1p_small_nonnegative(z[j]));
+            } else {
+                v = vm::detail::select(nu > 0.0, zj / nu, 1.0);
+                soft = vm::log1p_small(zj);
+            }
+            const double r = (ys_c - ys) * v * inv_d;
             // ce itself (step 3), only ever multiplied by r: r ce -> 0 where x is infinite
-            const double soft = vm::log1p_small(zj);
             const double ce = times_weight(qys, (pos ? 0.0 : -xj) + soft) + times_weight(ys_c, (pos ? xj : 0.0) + soft);
             const double rce = times_weight(r, ce);
             const double gm = k.gamma;
             // (F ce)' = F (gamma r ce + ce'),
             // (F ce)'' = F (gamma r ce ((gamma - 1) r + 1 - 2p) + 2 gamma r ce' + ce'')
-            gj = f * (gm * rce + g0);
-            const double one_minus_2p = (b - a) * inv_d;
-            hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
+            if constexpr (IsFloat) {
+                gj = f * (gm * rce + g0);
+                const double one_minus_2p = (b - a) * inv_d;
+                hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
+            } else {
+                // the float64 budget needs the cancelling terms in double-double; where those
+                // overflow (a pos_weight near the largest double) the double form's limits
+                const FocalParts parts = focal_parts(double(y[j]), xj, zj, qj, k);
+                const double g_dd = f * (parts.grad * inv_d);
+                const double h_dd = times_weight(f, parts.hess * inv_d * inv_d);
+                constexpr double huge = std::numeric_limits<double>::max();
+                gj = f * (gm * rce + g0);
+                hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + (b - a) * inv_d) + 2.0 * r * g0) + h0);
+                gj = vm::detail::select(std::abs(parts.grad) <= huge, g_dd, gj);
+                hj = vm::detail::select(std::abs(parts.hess) <= huge, h_dd, hj);
+            }
             if constexpr (Clip) {
                 const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
                 hj = vm::detail::select(hj < floor, floor, hj);
@@ -203,6 +309,23 @@ inline void store_tile(T* dst, int64_t stride, const T* src, int64_t len, bool s
 // in the caches anyway (a smaller one stays cached for the caller, e.g. a boosting library).
 constexpr int64_t kStreamMin = int64_t(1) << 22;
 
+// Asks for the bytes of elements [begin, begin + len) of a float view ahead of their use, one
+// request per cache line: the derivatives do little work per byte, so without it the loads of
+// a tile wait for memory after the previous tile's arithmetic instead of during it.
+inline void prefetch_view(const View& v, int64_t begin, int64_t len) {
+#if defined(__SSE2__)
+    if (v.stride != 1 || (v.dtype != DType::f32 && v.dtype != DType::f64)) return;
+    const int64_t size = v.dtype == DType::f32 ? 4 : 8;
+    const char* p = static_cast<const char*>(v.data) + begin * size;
+    for (int64_t b = 0; b < len * size; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+#else
+    (void)v, (void)begin, (void)len;
+#endif
+}
+
+// Tiles between a tile's prefetch and its use.
+constexpr int64_t kPrefetchTiles = 3;
+
 // Elements [begin, end) of a derivatives call: load, check (as the loss: labels in [0, 1] when
 // validating, weights, NaN under "raise"; the first offending element wins), compute, store.
 // NaN in y, x or w gives NaN derivatives under "propagate" and "omit" alike.
@@ -215,6 +338,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     alignas(64) T z_buf[kTile];
     alignas(64) T g_buf[kTile];
     alignas(64) T h_buf[kTile];
+    alignas(64) double f_buf[Focal ? kTile : 1];
 
     const GradParams k = GradParams::of<T>(c);
     const bool per_class = c.pos_weight != nullptr;
@@ -227,6 +351,11 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
 
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
+        const int64_t ahead = i0 + kPrefetchTiles * kTile;
+        if (ahead < end) {
+            prefetch_view(c.y_true, ahead, std::min(kTile, end - ahead));
+            prefetch_view(c.y_pred, ahead, std::min(kTile, end - ahead));
+        }
         const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
         const T* x = load_tile<T>(c.y_pred, i0, len, x_buf);
         const T* w = w_buf;
@@ -251,7 +380,8 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         }
 
         exp_neg_abs(x, z_buf, len);
-        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, g_buf, h_buf, len, k);
+        if constexpr (Focal) focal_factor<T>(y, x, z_buf, f_buf, len, k);
+        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, f_buf, g_buf, h_buf, len, k);
         store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);
         if (hess != nullptr) store_tile(hess + i0 * go.hess_stride, go.hess_stride, h_buf, len, stream);
     }

@@ -88,4 +88,14 @@ private:
     }
 };
 
+// into[rows[i]] += from[i] for n rows of `width` float64 values each (rows distinct): a batch's
+// per-group sums added to the groups' running sums, in one pass over memory.
+inline void add_rows(double* into, int64_t width, const int64_t* rows, const double* from, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        double* to = into + rows[i] * width;
+        const double* add = from + i * width;
+        for (int64_t k = 0; k < width; ++k) to[k] += add[k];
+    }
+}
+
 }  // namespace fastbce

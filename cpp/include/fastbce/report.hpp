@@ -321,8 +321,8 @@ inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, Ec
 
 // Adds row j of the tile to one scope's sums (rows in element order): its record in vectors
 // (one add per value, as a scalar loop would do, 8 + 4 + 2 + 1 wide so that nothing past
-// rs_ignored is written), then its ECE bin and its histogram bin.
-inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
+// rs_ignored is written), then its ECE bin (unless the scope keeps none) and its histogram bin.
+inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, bool ece = true) {
     using V8 = double __attribute__((vector_size(64)));
     using V4 = double __attribute__((vector_size(32)));
     using V2 = double __attribute__((vector_size(16)));
@@ -339,10 +339,12 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j) {
     add(V2{}, 12);
     s[rs_ignored] += r[rs_ignored];
     static_assert(rs_ignored == 14 && kRecord >= 15);
-    double* e = s + rs_ece + 3 * t.ece[j];
-    e[0] += r[rs_w];
-    e[1] += r[rs_wp];
-    e[2] += r[rs_wy];
+    if (ece) {
+        double* e = s + rs_ece + 3 * t.ece[j];
+        e[0] += r[rs_w];
+        e[1] += r[rs_wp];
+        e[2] += r[rs_wy];
+    }
     if (hist != nullptr) {
         hist[2 * t.bin[j]] += r[rs_wy];
         hist[2 * t.bin[j] + 1] += r[rs_wn];
@@ -461,7 +463,7 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         GroupBins& gb = held[size_t(sl)];
         for (int64_t j = 0; j < len; ++j) {
             double* hist = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] + 2 * bins * t.code[j] : nullptr;
-            add_row(out.slice_sums[sl] + rs_size * t.code[j], hist, t, j);
+            add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
         }
         if (g.hist != nullptr && touched != nullptr)
             for (int64_t j = 0; j < len; ++j) touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;

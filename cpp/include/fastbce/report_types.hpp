@@ -40,7 +40,8 @@ constexpr int kHistBlockShift = 9;  // 512 float64 values: a 4 KiB page
 struct ReportSlicing {
     const int64_t* codes = nullptr;  // one code in [0, n_groups) per row
     int64_t n_groups = 0;
-    double* sums = nullptr;          // n_groups * rs_size
+    double* sums = nullptr;          // n_groups * stride
+    int64_t stride = rs_size;        // rs_size, or rs_ece: no ECE bins (slicings of many groups)
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
 };

@@ -35,8 +35,9 @@ def score_batches(
         weight = groups = None
         if "sample_weight" in roles:
             weight = weights(batch[roles["sample_weight"]], where.column("sample_weight"))
-        if "groups" in roles:
-            groups = batch[roles["groups"]]
+        if spec.slicings:
+            labels_of = {name: slicing_labels(batch, cols) for name, cols in spec.slicings}
+            groups = next(iter(labels_of.values())) if len(labels_of) == 1 else labels_of
         try:
             loss = acc._update(y_true, y_pred, weight, groups, want_elementwise=write is not None)
         except (ValueError, TypeError) as e:
@@ -46,6 +47,37 @@ def score_batches(
             write(loss)
         if tick is not None:
             tick()
+
+
+def slicing_labels(batch: dict[str, Any], columns: tuple[str, ...]) -> Any:
+    """The group labels of one slicing: its column, or for a crossed slicing (several columns)
+    each row's values as text joined by ", " ("de, mobile"); a row missing any of them has the
+    missing key."""
+    if len(columns) == 1:
+        return batch[columns[0]]
+    values = [batch[c] for c in columns]
+    if all(_is_arrow(v) for v in values):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = [pc.cast(v, pa.string()) for v in values]  # (dictionaries decoded too)
+        return pc.binary_join_element_wise(*text, ", ")
+    parts = [_text(np.asarray(v)) for v in values]
+    missing = np.zeros(len(parts[0]), dtype=bool)
+    for v in values:
+        missing |= is_missing(np.asarray(v, dtype=object))
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = np.char.add(np.char.add(joined, ", "), part)
+    out = joined.astype(object)
+    out[missing] = None
+    return out
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8")
+    return values.astype(str)
 
 
 class _Where:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,19 +52,20 @@ class Job:
         self.roles = {"y_true": args.y_true, "y_pred": args.y_pred}
         if args.sample_weight is not None:
             self.roles["sample_weight"] = args.sample_weight
-        if args.group_by is not None:
-            self.roles["groups"] = args.group_by
-        self.columns = list(dict.fromkeys(self.roles.values()))
+        self.slicings = parse_group_by(args.group_by or [])
+        self.group_columns = list(dict.fromkeys(c for _, cols in self.slicings for c in cols))
+        self.columns = list(dict.fromkeys([*self.roles.values(), *self.group_columns]))
         self.positive = args.positive_label
-        self.spec = Spec(self.options, self.roles, not args.inputs, self.positive)
+        self.spec = Spec(self.options, self.roles, not args.inputs, self.positive, self.slicings)
         if args.inputs:
             self.npy = False
         else:
             not_npy = [
-                f"--{role.replace('_', '-').replace('groups', 'group-by')} {name}"
+                f"--{role.replace('_', '-')} {name}"
                 for role, name in self.roles.items()
                 if not name.lower().endswith(".npy")
             ]
+            not_npy += [f"--group-by {c}" for c in self.group_columns if not c.endswith(".npy")]
             if not_npy:
                 raise UsageError(
                     "no INPUT: give .parquet, .csv or .npz files, or .npy files as "
@@ -77,14 +78,14 @@ class Job:
             return NpySource({path: path for path in self.columns})
         kind, files = expand_inputs(self.args.inputs)
         if kind == "parquet":
-            groups = [self.roles["groups"]] if "groups" in self.roles else []
-            return ParquetSource(files, self.columns, groups, self.args.threads)
+            groups = self.group_columns
+            return ParquetSource(files, self.columns, groups, self.args.threads, hive=groups)
         if kind == "csv":
             floats = [self.roles["y_pred"]] + (
                 [self.roles["sample_weight"]] if "sample_weight" in self.roles else []
             )
             floats = [
-                c for c in floats if c not in (self.roles["y_true"], self.roles.get("groups"))
+                c for c in floats if c != self.roles["y_true"] and c not in self.group_columns
             ]
             return CsvSource(files, self.columns, floats)
         return NpzSource(files[0], self.columns)
@@ -96,14 +97,36 @@ def _option_message(message: str) -> str:
     return f"--{name.replace('_', '-')} {rest}" if name.islower() else message
 
 
+def parse_group_by(options: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(name, columns) of each --group-by: "A" is the slicing by column A, "A,B" the crossed
+    slicing by A and B (named "A,B"), in the order given."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for text in options:
+        columns = tuple(c.strip() for c in text.split(","))
+        if not all(columns):
+            raise UsageError(f"--group-by {text!r}: expected COL or COL,COL,... (no empty name)")
+        if len(set(columns)) != len(columns):
+            raise UsageError(f"--group-by {text!r}: a column is named twice")
+        name = ",".join(columns)
+        if any(name == n for n, _ in out):
+            raise UsageError(f"--group-by {name!r} is given twice")
+        out.append((name, columns))
+    return out
+
+
 @dataclass(frozen=True)
 class Spec:
     """What a batch needs to be scored (small and picklable: Dask workers get it too)."""
 
     options: dict[str, Any]
-    roles: dict[str, str]  # role (y_true, y_pred, sample_weight, groups) -> column or .npy file
+    roles: dict[str, str]  # role (y_true, y_pred, sample_weight) -> column or .npy file
     npy: bool
     positive: str | None
+    slicings: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # --group-by
+
+    @property
+    def group_columns(self) -> list[str]:
+        return list(dict.fromkeys(c for _, columns in self.slicings for c in columns))
 
 
 def output_dtype(source: Any, column: str) -> np.dtype:

@@ -7,7 +7,7 @@ import argparse
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .._errors import UsageError
@@ -187,12 +187,12 @@ def _cell(key: str, scope: dict[str, Any]) -> str:
 def print_table(
     summary: dict[str, Any],
     stream: TextIO,
-    group_title: str | None = None,
-    group_items: Callable[[], Iterable[tuple[Any, dict[str, Any]]]] | None = None,
+    tables: Sequence[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]]]] | None = None,
 ) -> None:
-    """The overall keys, one per line; then, with group_items (called twice: the widths first,
-    then the lines, so a million groups print without all their lines in memory), a row per
-    group; else the groups or slices in `summary`."""
+    """The overall keys, one per line; then a table per slicing, a row per group: `tables`
+    holds (title, items) with items called twice (the widths first, then the lines, so a
+    million groups print without all their lines in memory); without it, the groups or slices
+    in `summary`."""
     for key in OVERALL_KEYS:
         stream.write(f"{key:<19} {_fmt(summary[key])}\n")
     for t in summary.get("top_losses", []):
@@ -201,13 +201,9 @@ def print_table(
             f"top loss            row {t['row']}  y_true {t['y_true']:g}  "
             f"y_pred {t['y_pred']:g}  loss {t['loss']:.6g}{group}\n"
         )
-    tables: list[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]]]] = []
-    if group_items is not None:
-        tables.append((group_title or "group", group_items))
-    elif summary.get("groups"):
-        tables.append((group_title or "group", summary["groups"].items))
-    for name, groups in summary.get("slices", {}).items():
-        tables.append((name, groups.items))
+    if tables is None:
+        tables = [("group", summary["groups"].items)] if summary.get("groups") else []
+        tables += [(name, groups.items) for name, groups in summary.get("slices", {}).items()]
     for title, items in tables:
         head = [title, *("±95%" if k == "ci95" else k for k in GROUP_KEYS)]
         widths = [len(h) for h in head]

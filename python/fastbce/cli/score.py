@@ -9,6 +9,7 @@ size. With ``--scheduler`` the same job runs on a Dask cluster (``score_dask``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -39,7 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--y-pred", default="y_pred", metavar="COL", help="probabilities or logits (default y_pred)"
     )
     cols.add_argument("--sample-weight", metavar="COL", help="a weight per row")
-    cols.add_argument("--group-by", metavar="COL", help="also report the loss per value of COL")
+    cols.add_argument(
+        "--group-by",
+        action="append",
+        metavar="COL[,COL...]",
+        help="also report the loss per value of COL; COL,COL2 per pair of values (a crossed "
+        "slicing, keys joined by ', '); repeatable (each a slicing under 'slices'). Hive "
+        "partition keys of parquet directories (.../COL=value/...) count as columns here",
+    )
     cols.add_argument(
         "--positive-label",
         metavar="VALUE",
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
     if args.plot is not None:
-        report.plot(result, args.plot, job.roles.get("groups", "group"))
+        report.plot(result, args.plot, job.slicings[0][0] if job.slicings else "group")
     failed = report.failures(result, conditions)
     for text in failed:
         print(f"fastbce score: --fail-if {text}", file=sys.stderr)
@@ -181,16 +189,30 @@ def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
 
 def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
     """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
-    or the table would give, without holding every group's dict or line at once."""
+    or the table would give, without holding every group's dict or line at once. One --group-by
+    gives "groups"; several give "slices", one slicing each."""
     summary = acc._summary()
+    names = [name for name, _ in job.slicings]
     if job.args.format == "json":
-        _write_json(summary, acc._group_items(), stream)
+        if len(names) > 1:
+            slices = [(name, acc._group_blocks(name)) for name in names]
+            _write_json(summary, iter(()), stream, slices)
+        else:
+            _write_json(summary, acc._group_blocks(), stream)
         return
-    title = job.roles.get("groups")
-    report.print_table(summary, stream, title, acc._group_items if title else None)
+    if len(names) == 1:
+        tables = [(names[0], acc._group_items)]
+    else:
+        tables = [(name, functools.partial(acc._group_items, name)) for name in names]
+    report.print_table(summary, stream, tables)
 
 
-def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
+def _write_json(
+    summary: dict[str, Any],
+    groups: Any,
+    stream: TextIO,
+    slices: list[tuple[str, Any]] | None = None,
+) -> None:
     def obj(d: dict[str, Any], indent: str) -> str:
         def value(v: Any) -> str:  # (nested lists and dicts indented as json.dumps does)
             return json.dumps(v, indent=2, allow_nan=False).replace("\n", "\n" + indent + "  ")
@@ -198,12 +220,63 @@ def _write_json(summary: dict[str, Any], groups: Any, stream: TextIO) -> None:
         lines = [f'{indent}  "{k}": {value(v)}' for k, v in d.items()]
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
 
-    stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": {')
+    stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": ')
+    _write_groups(groups, stream, "  ")
+    if slices is not None:
+        stream.write(',\n  "slices": {')
+        for i, (name, blocks) in enumerate(slices):
+            stream.write(("\n" if i == 0 else ",\n") + f"    {json.dumps(name)}: ")
+            _write_groups(blocks, stream, "    ")
+        stream.write("\n  }" if slices else "}")
+    stream.write("\n}\n")
+
+
+def _write_groups(blocks: Any, stream: TextIO, indent: str) -> None:
+    """{key: {...}, ...} of some groups, as json.dumps(indent=2) writes it at this depth."""
+    stream.write("{")
     first = True
-    for key, value in groups:
-        name = json.dumps({_json_key(key): 0}, allow_nan=False)[1:-4]  # as json.dumps writes keys
-        stream.write(
-            ("\n" if first else ",\n") + f"    {name}: " + obj(_json_numbers(value), "    ")
-        )
-        first = False
-    stream.write(("}" if first else "\n  }") + "\n}\n")
+    for keys, columns in blocks:
+        for text in _groups_json(keys, columns, indent + "  "):
+            stream.write(("\n" if first else ",\n") + text)
+            first = False
+    stream.write("}" if first else f"\n{indent}}}")
+
+
+def _column_json(values: Any) -> list[str]:
+    """json.dumps of each number of a NumPy column (NaN and infinities as null), in bulk."""
+    import numpy as np
+
+    if values.dtype.kind in "iu":
+        return list(map(int.__repr__, values.tolist()))
+    out = list(map(float.__repr__, values.tolist()))
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = "null"
+    return out
+
+
+def _name_json(keys: list[Any]) -> list[str]:
+    """Group keys as json.dumps writes them as object keys."""
+    if all(type(k) is str for k in keys):
+        from json.encoder import encode_basestring_ascii  # (json.dumps' own, in C)
+
+        return list(map(encode_basestring_ascii, keys))
+    return [json.dumps({_json_key(k): 0}, allow_nan=False)[1:-4] for k in keys]
+
+
+def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str) -> list[str]:
+    """'KEY: {...}' of each group, as json.dumps(..., indent=2) writes it at this indent,
+    formatted a column at a time (not with the json module's pure-Python indenting encoder: a
+    million groups of twenty keys each)."""
+    inner, item = indent + "  ", indent + "    "
+    parts: list[str] = []
+    fields: list[list[str]] = []
+    for name, values in columns.items():
+        head = inner + json.dumps(name) + ": "
+        if values.ndim == 2:  # (ci95: pairs)
+            parts.append(head + f"[\n{item}%s,\n{item}%s\n{inner}]")
+            fields += [_column_json(values[:, 0]), _column_json(values[:, 1])]
+        else:
+            parts.append(head + "%s")
+            fields.append(_column_json(values))
+    template = indent + "%s: {\n" + ",\n".join(parts) + f"\n{indent}}}"
+    return [template % row for row in zip(_name_json(keys), *fields, strict=True)]

@@ -185,12 +185,12 @@ def _score_part(
 
 
 def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) -> Any:
-    columns = list(dict.fromkeys(spec.roles.values()))
+    groups = spec.group_columns
+    columns = list(dict.fromkeys([*spec.roles.values(), *groups]))
     kind = where[0]
     if kind == "parquet":
         _, path, row_groups, _first = where  # (the reader knows where its row groups start)
-        dictionary = [spec.roles["groups"]] if "groups" in spec.roles else []
-        yield from parquet_row_groups(path, row_groups, columns, dictionary, batch_rows)
+        yield from parquet_row_groups(path, row_groups, columns, groups, batch_rows, hive=groups)
     elif kind == "npy":
         _, paths, start, stop = where
         for _path, first, batch in NpySource(paths).rows(start, stop, batch_rows):

@@ -103,9 +103,41 @@ def _kind_of(path: str) -> str:
     )
 
 
-def missing_column(path: str, column: str, columns: list[str]) -> DataError:
+def missing_column(
+    path: str, column: str, columns: list[str], hive: dict[str, Any] | None = None
+) -> DataError:
     listed = ", ".join(columns) if columns else "none"
-    return DataError(f"{path}: no column {column!r}; the columns are: {listed}")
+    keys = f"; its Hive partition keys: {', '.join(hive)}" if hive else ""
+    return DataError(f"{path}: no column {column!r}; the columns are: {listed}{keys}")
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # what Hive, Spark and Arrow write for a missing value
+
+
+def hive_keys(path: str) -> dict[str, str | None]:
+    """The Hive partition keys of a file from its directories (``.../country=de/day=1/x.parquet``
+    gives {"country": "de", "day": "1"}); values are text, URL-decoded, the default partition
+    None (a missing value). A key named twice takes its deepest value."""
+    from urllib.parse import unquote
+
+    out: dict[str, str | None] = {}
+    for part in os.path.dirname(os.path.normpath(path)).split(os.sep):
+        key, eq, value = part.partition("=")
+        if eq and key:
+            out[unquote(key)] = None if value == HIVE_NULL else unquote(value)
+    return out
+
+
+def _constant_text(value: str | None, rows: int) -> Any:
+    """`rows` copies of one text value as an Arrow dictionary array (a code per row, no string
+    per row), or nulls."""
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(rows, pa.string())
+    zeros = np.zeros(rows, dtype=np.int32)
+    indices = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(zeros)])
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
 
 
 # --------------------------------------------------------------------------- sources
@@ -126,32 +158,51 @@ class ParquetSource:
         columns: list[str],
         dictionary: list[str] | None = None,
         threads: int | None = None,
+        hive: list[str] | None = None,
     ) -> None:
         pyarrow_module()
         import pyarrow.parquet as pq
 
         self.files = files
-        self.columns = list(dict.fromkeys(columns))
         self.total_rows = 0
         self.types: dict[str, Any] = {}
         self.metadata: list[Any] = []
         self.threads = read_threads(threads)
+        # Hive partition keys (.../country=de/part-0.parquet) that stand for the `hive` columns
+        # a file lacks; a column that the file has is read from the file.
+        self.hive: dict[str, dict[str, str | None]] = {}
+        from_path: set[str] = set()
         for path in files:  # every footer first: a bad file fails before any output
             try:
                 meta = pq.read_metadata(path)
                 schema = meta.schema.to_arrow_schema()
             except Exception as e:  # ArrowInvalid, OSError, ...
                 raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
-            for c in columns:
+            keys = hive_keys(path)
+            for c in dict.fromkeys(columns):
                 if c not in schema.names:
-                    raise missing_column(path, c, schema.names)
+                    if c in (hive or []) and c in keys:
+                        from_path.add(c)
+                        continue
+                    raise missing_column(path, c, schema.names, keys if hive else None)
                 self.types.setdefault(c, []).append(schema.field(c).type)
+            self.hive[path] = {c: keys[c] for c in (hive or []) if c in keys}
             self.metadata.append(meta)
             self.total_rows += meta.num_rows
+        mixed = from_path & set(self.types)
+        if mixed:
+            raise DataError(
+                f"column {sorted(mixed)[0]!r} is in some files and only a Hive partition key "
+                "(a directory name) of others; score them apart"
+            )
+        self.from_path = [c for c in dict.fromkeys(columns) if c in from_path]
+        self.columns = [c for c in dict.fromkeys(columns) if c not in from_path]
         self.dictionary = [
             c
             for c in dictionary or []
-            if all(map(_is_text, self.types[c])) and all(_encoded(m, c) for m in self.metadata)
+            if c in self.types
+            and all(map(_is_text, self.types[c]))
+            and all(_encoded(m, c) for m in self.metadata)
         ]
         self._reader: RowGroupReader | None = None
 
@@ -159,7 +210,29 @@ class ParquetSource:
         self._reader = RowGroupReader(
             self.files, self.metadata, self.columns, self.dictionary, self.threads
         )
-        return self._reader.batches(batch_rows)
+        return self.with_hive(self._reader.batches(batch_rows))
+
+    def with_hive(
+        self, batches: Iterator[tuple[str, int, dict[str, Any]]]
+    ) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """The batches with the Hive columns added: one value per file, as a dictionary array."""
+        if not self.from_path:
+            return batches
+        return self._add_hive(batches)
+
+    def _add_hive(
+        self, batches: Iterator[tuple[str, int, dict[str, Any]]]
+    ) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        try:
+            for path, start, batch in batches:
+                rows = len(next(iter(batch.values())))
+                for c in self.from_path:
+                    batch[c] = _constant_text(self.hive[path][c], rows)
+                yield path, start, batch
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def fraction(self) -> float | None:
         done = self._reader.done_rows if self._reader is not None else 0
@@ -486,14 +559,16 @@ def parquet_row_groups(
     columns: list[str],
     dictionary: list[str],
     batch_rows: int,
+    hive: list[str] | None = None,
 ) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """The batches of some row groups of a parquet file (for a Dask worker: one thread reads
-    ahead), with the `dictionary` columns read as dictionaries when they hold text."""
-    source = ParquetSource([path], columns, dictionary, threads=1)
+    ahead), with the `dictionary` columns read as dictionaries when they hold text and the
+    `hive` columns the file lacks taken from its directories' partition keys."""
+    source = ParquetSource([path], columns, dictionary, threads=1, hive=hive)
     reader = RowGroupReader(
         source.files, source.metadata, source.columns, source.dictionary, 1, row_groups=[row_groups]
     )
-    return reader.batches(batch_rows)
+    return source.with_hive(reader.batches(batch_rows))
 
 
 def series_values(x: Any) -> Any:
