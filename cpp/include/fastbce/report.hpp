@@ -461,12 +461,14 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
         uint8_t* touched = out.slice_touched != nullptr ? out.slice_touched[sl] : nullptr;
         GroupBins& gb = held[size_t(sl)];
+        double* direct = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] : nullptr;
         for (int64_t j = 0; j < len; ++j) {
-            double* hist = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] + 2 * bins * t.code[j] : nullptr;
+            double* hist = direct != nullptr ? direct + 2 * bins * t.code[j] : nullptr;
             add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
         }
         if (g.hist != nullptr && touched != nullptr)
-            for (int64_t j = 0; j < len; ++j) touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;
+            for (int64_t j = 0; j < len; ++j)
+                touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;
         if (gb.active())
             for (int64_t j = 0; j < len; ++j) gb.add(t.code[j], t.bin[j], t.rec[j][rs_wy], t.rec[j][rs_wn]);
         if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
