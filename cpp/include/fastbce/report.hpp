@@ -11,7 +11,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <vector>
 
 #include "fastbce/kernel.hpp"
 #include "fastbce/report_types.hpp"
@@ -73,11 +75,17 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
 
 // Per-row values of one tile in float64, zero for rows that count nowhere (kept = 0). The
 // fused pass (add_tile) always fills w, p and the addends wy, wn, wp of the bins; the rest only
-// when groups or the largest losses need the rows.
+// when groups or the largest losses need the rows. Columns are kTileStride apart, not kTile: at
+// 4 KiB apart every column's j-th value fell in one L1 set, and a loop over a dozen columns
+// evicted its own lines. `rec` holds each row's group addends side by side (fill_records).
+constexpr int64_t kTileStride = kTile + 8;
+constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
-    alignas(64) double w[kTile], y[kTile], l[kTile], bce[kTile], p[kTile], kept[kTile];
-    alignas(64) double omitted[kTile], ignored[kTile];
-    alignas(64) double terms[rs_w2l2 + 1][kTile];  // the addends of rs_w .. rs_w2l2
+    alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride], bce[kTileStride];
+    alignas(64) double p[kTileStride], kept[kTileStride];
+    alignas(64) double omitted[kTileStride], ignored[kTileStride];
+    alignas(64) double terms[rs_w2l2 + 1][kTileStride];  // the addends of rs_w .. rs_w2l2
+    alignas(64) double rec[kTile][kRecord];  // a row's addends of rs_count .. rs_ignored
     alignas(64) int32_t bin[kTile];    // the AUC histogram's bin (bin_of)
     alignas(64) int32_t ece[kTile];    // the ECE bin
     alignas(64) int32_t hslot[kTile];  // where add_bins adds the row in the histogram
@@ -311,38 +319,160 @@ inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, Ec
     }
 }
 
-// Adds the tile's row values to one scope's sums (rows in element order).
+// Adds row j of the tile to one scope's sums (rows in element order): its record in vectors
+// (one add per value, as a scalar loop would do, 8 + 4 + 2 + 1 wide so that nothing past
+// rs_ignored is written), then its ECE bin (unless the scope keeps none) and its histogram bin.
 inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, bool ece = true) {
-    s[rs_count] += t.kept[j];
-    for (int r = rs_w; r <= rs_w2l2; ++r) s[r] += t.terms[r][j];
-    s[rs_omitted] += t.omitted[j];
-    s[rs_ignored] += t.ignored[j];
+    using V8 = double __attribute__((vector_size(64)));
+    using V4 = double __attribute__((vector_size(32)));
+    using V2 = double __attribute__((vector_size(16)));
+    const double* r = t.rec[j];
+    auto add = [&](auto v, int at) {
+        decltype(v) a;
+        std::memcpy(&v, r + at, sizeof v);
+        std::memcpy(&a, s + at, sizeof a);
+        a += v;
+        std::memcpy(s + at, &a, sizeof a);
+    };
+    add(V8{}, 0);
+    add(V4{}, 8);
+    add(V2{}, 12);
+    s[rs_ignored] += r[rs_ignored];
+    static_assert(rs_ignored == 14 && kRecord >= 15);
     if (ece) {
         double* e = s + rs_ece + 3 * t.ece[j];
-        e[0] += t.w[j];
-        e[1] += t.terms[rs_wp][j];
-        e[2] += t.terms[rs_wy][j];
+        e[0] += r[rs_w];
+        e[1] += r[rs_wp];
+        e[2] += r[rs_wy];
     }
     if (hist != nullptr) {
-        hist[2 * t.bin[j]] += t.terms[rs_wy][j];
-        hist[2 * t.bin[j] + 1] += t.terms[rs_wn][j];
+        hist[2 * t.bin[j]] += r[rs_wy];
+        hist[2 * t.bin[j] + 1] += r[rs_wn];
     }
 }
 
-// The other addends per row, for the groups (the whole input sums them in add_tile).
-inline void fill_terms(ReportTile& t, int64_t len) {
+// Each row's addends of rs_count .. rs_ignored side by side, for the groups (the whole input
+// sums them in add_tile).
+inline void fill_records(ReportTile& t, int64_t len) {
     for (int64_t j = 0; j < len; ++j) {
         // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
         const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
         const double wy = t.terms[rs_wy][j], wn = t.terms[rs_wn][j], w2 = wd * wd;
-        t.terms[rs_w][j] = wd;
-        t.terms[rs_wbce][j] = times_weight(wd, t.bce[j]);
-        t.terms[rs_wsq][j] = wd * d * d;
-        t.terms[rs_wyl][j] = times_weight(wy, ld);
-        t.terms[rs_wnl][j] = times_weight(wn, ld);
-        t.terms[rs_w2][j] = w2;
-        t.terms[rs_w2l][j] = times_weight(w2, ld);
-        t.terms[rs_w2l2][j] = times_weight(times_weight(w2, ld), ld);
+        double* r = t.rec[j];
+        r[rs_count] = t.kept[j];
+        r[rs_w] = wd;
+        r[rs_wl] = t.terms[rs_wl][j];
+        r[rs_wbce] = times_weight(wd, t.bce[j]);
+        r[rs_wy] = wy;
+        r[rs_wn] = wn;
+        r[rs_wp] = t.terms[rs_wp][j];
+        r[rs_wsq] = wd * d * d;
+        r[rs_wyl] = times_weight(wy, ld);
+        r[rs_wnl] = times_weight(wn, ld);
+        r[rs_w2] = w2;
+        r[rs_w2l] = times_weight(w2, ld);
+        r[rs_w2l2] = times_weight(times_weight(w2, ld), ld);
+        r[rs_omitted] = t.omitted[j];
+        r[rs_ignored] = t.ignored[j];
+    }
+}
+
+// A slicing's AUC histogram adds of one chunk, held back per group in row order and added a
+// group at a time. 50 groups' histograms are 26 MB: a row's add went to a line far out of
+// cache, one at a time between the row's other work; a group's run of adds hits one
+// histogram, mostly in cache, with many misses in flight. Each bin still gets its rows' adds in
+// row order, so the sums are the same bits. Not used when the groups are too many to hold a
+// useful run each (their histograms are small then).
+class GroupBins {
+public:
+    static constexpr int64_t kEntries = int64_t(1) << 16;  // held-back adds of all groups (1.3 MB)
+    static constexpr int64_t kMinRun = 256, kMaxRun = 4096;
+
+    GroupBins(int64_t n_groups, double* hist, int64_t bins, size_t slicing)
+        : run_(std::min(kMaxRun, kEntries / std::max<int64_t>(n_groups, 1))), hist_(hist), bins_(bins) {
+        if (hist == nullptr || run_ < kMinRun) {
+            run_ = 0;
+            return;
+        }
+        // the thread's buffers, kept from chunk to chunk (fresh pages would cost a fault each)
+        thread_local std::vector<Store> stores;
+        if (stores.size() <= slicing) stores.resize(slicing + 1);
+        Store& st = stores[slicing];
+        const size_t n = size_t(n_groups * run_);
+        if (st.bin.size() < n) st.bin.resize(n), st.wy.resize(n), st.wn.resize(n);
+        bin_ = st.bin.data(), wy_ = st.wy.data(), wn_ = st.wn.data();
+        count_.assign(size_t(n_groups), 0);
+    }
+    bool active() const { return run_ > 0; }
+
+    void add(int64_t code, int32_t bin, double wy, double wn) {
+        const size_t at = size_t(code * run_ + count_[size_t(code)]);
+        bin_[at] = bin;
+        wy_[at] = wy;
+        wn_[at] = wn;
+        if (++count_[size_t(code)] == run_) flush(code);
+    }
+    void flush_all() {
+        for (int64_t g = 0; g < int64_t(count_.size()); ++g) flush(g);
+    }
+
+private:
+    struct Store {
+        std::vector<int32_t> bin;
+        std::vector<double> wy, wn;
+    };
+
+    void flush(int64_t code) {
+        double* hist = hist_ + 2 * bins_ * code;
+        const int64_t at = code * run_, n = count_[size_t(code)];
+        const int32_t* bin = bin_ + at;
+        const double *wy = wy_ + at, *wn = wn_ + at;
+        constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
+        for (int64_t i = 0; i < n; ++i) {
+            if (i + ahead < n) __builtin_prefetch(hist + 2 * bin[i + ahead], 1);
+            double* h = hist + 2 * bin[i];
+            h[0] += wy[i];
+            h[1] += wn[i];
+        }
+        count_[size_t(code)] = 0;
+    }
+
+    int64_t run_;
+    double* hist_;
+    int64_t bins_;
+    std::vector<int64_t> count_;
+    int32_t* bin_ = nullptr;
+    double *wy_ = nullptr, *wn_ = nullptr;
+};
+
+// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row), the
+// AUC histogram through the slicing's GroupBins (or row by row when it holds nothing back).
+// Leaves t.bin as the whole input's bins.
+template <bool FromLogits, class T>
+inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
+                       ReportPart& out, std::vector<GroupBins>& held) {
+    fill_records(t, len);
+    for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
+        const ReportSlicing& g = s.slicings[sl];
+        fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
+        const int64_t bins = hist_bins(g.mantissa_bits);
+        const bool same_bins = g.mantissa_bits == s.mantissa_bits;
+        if (g.hist != nullptr && !same_bins)
+            for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
+        uint8_t* touched = out.slice_touched != nullptr ? out.slice_touched[sl] : nullptr;
+        GroupBins& gb = held[size_t(sl)];
+        double* direct = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] : nullptr;
+        for (int64_t j = 0; j < len; ++j) {
+            double* hist = direct != nullptr ? direct + 2 * bins * t.code[j] : nullptr;
+            add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
+        }
+        if (g.hist != nullptr && touched != nullptr)
+            for (int64_t j = 0; j < len; ++j)
+                touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;
+        if (gb.active())
+            for (int64_t j = 0; j < len; ++j) gb.add(t.code[j], t.bin[j], t.rec[j][rs_wy], t.rec[j][rs_wn]);
+        if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
+            for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
     }
 }
 
@@ -384,6 +514,11 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
+    std::vector<GroupBins> held;
+    for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
+        const ReportSlicing& g = s.slicings[sl];
+        held.emplace_back(g.n_groups, out.slice_hist[sl], hist_bins(g.mantissa_bits), size_t(sl));
+    }
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -454,21 +589,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        // each slicing: every row into its group's sums
-        if (s.n_slicings > 0) fill_terms(t, len);
-        for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
-            const ReportSlicing& g = s.slicings[sl];
-            fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
-            const int64_t bins = hist_bins(g.mantissa_bits);
-            const bool same_bins = g.mantissa_bits == s.mantissa_bits;
-            for (int64_t j = 0; j < len; ++j) {
-                if (g.hist != nullptr && !same_bins) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
-                double* hist = g.hist != nullptr ? out.slice_hist[sl] + 2 * bins * t.code[j] : nullptr;
-                add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
-            }
-            if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
-                for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
-        }
+        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out, held);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
@@ -487,6 +608,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     }
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);
+    for (GroupBins& gb : held) gb.flush_all();
 }
 
 template <class T>

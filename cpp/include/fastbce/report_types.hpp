@@ -34,6 +34,7 @@ constexpr int kEceBins = 10;
 // layout is in report.hpp, bin_of); each bin holds (weight of positives, weight of negatives).
 constexpr int kMaxMantissaBits = 11;
 constexpr int64_t hist_bins(int mantissa_bits) { return int64_t(64) << mantissa_bits; }
+constexpr int kHistBlockShift = 9;  // 512 float64 values: a 4 KiB page
 
 // One slicing: a group code per row and the per-group outputs (zeroed by the caller).
 struct ReportSlicing {
@@ -85,6 +86,9 @@ struct ReportPart {
     int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
     double** slice_hist = nullptr;  // per slicing (entries may be null)
+    // per slicing, or null: a flag per block of 2^kHistBlockShift entries of slice_hist, set
+    // when a row adds to it (a chunk's partial is cleared and merged where flagged only)
+    uint8_t** slice_touched = nullptr;
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
     int64_t top_size = 0;
     Fault fault = Fault::none;
