@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "fastbce/kernel.hpp"
@@ -135,6 +136,34 @@ inline void focal_factor(const T* __restrict y, const T* __restrict x, const T* 
     }
 }
 
+// What grad_loop leaves for focal_cancelling (float64 focal): per element, 1 where the terms
+// cancel, the weight W and the clipped Hessian's floor.
+struct FocalRedo {
+    alignas(64) double cancels[kTile];
+    alignas(64) double weight[kTile];
+    alignas(64) double floor[kTile];
+};
+
+// The float64 focal derivatives of the elements grad_loop marked, from focal_parts (in
+// double-double) with grad_loop's F, W, 1/d and floor: where the double-double terms overflow
+// (a pos_weight near the largest double) grad_loop's double form stays.
+template <class T, bool Clip>
+inline void focal_cancelling(const T* y, const T* x, const T* z, const T* q, const double* focal_f, T* g, T* h,
+                             int64_t len, const GradParams& k, const FocalRedo& redo) {
+    constexpr double huge = std::numeric_limits<double>::max();
+    for (int64_t j = 0; j < len; ++j) {
+        if (redo.cancels[j] == 0.0) continue;
+        const FocalParts parts = focal_parts(double(y[j]), double(x[j]), double(z[j]), double(q[j]), k);
+        const double f = focal_f[j], inv_d = inverse_of_d<T>(1.0 + double(z[j]));
+        if (std::abs(parts.grad) <= huge) g[j] = T(redo.weight[j] * (f * (parts.grad * inv_d)));
+        if (std::abs(parts.hess) <= huge) {
+            double hj = times_weight(f, parts.hess * inv_d * inv_d);
+            if constexpr (Clip) hj = vm::detail::select(hj < redo.floor[j], redo.floor[j], hj);
+            h[j] = T(redo.weight[j] * hj);
+        }
+    }
+}
+
 // The derivatives of one tile. In: y (labels), x (logits), z = exp(-|x|), w (sample weights),
 // q (pos_weight per element). Out: g, h. Level: plain (q = 1, no smoothing, no alpha, no
 // weights), weighted (w only), general (every option but focal), focal (every option, gamma > 0).
@@ -145,7 +174,7 @@ inline void focal_factor(const T* __restrict y, const T* __restrict x, const T* 
 template <class T, Options O, bool Focal, bool Clip>
 inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __restrict z,
                       const T* __restrict w, const T* __restrict q, const double* __restrict focal_f,
-                      T* __restrict g, T* __restrict h, int64_t len, const GradParams k) {
+                      T* __restrict g, T* __restrict h, int64_t len, const GradParams k, FocalRedo* redo) {
     constexpr bool General = O == Options::general || Focal;
     constexpr bool IsFloat = std::is_same_v<T, float>;
     if constexpr (IsFloat && !General) {
@@ -242,16 +271,24 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
                 const double one_minus_2p = (b - a) * inv_d;
                 hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + one_minus_2p) + 2.0 * r * g0) + h0);
             } else {
-                // the float64 budget needs the cancelling terms in double-double; where those
-                // overflow (a pos_weight near the largest double) the double form's limits
-                const FocalParts parts = focal_parts(double(y[j]), xj, zj, qj, k);
-                const double g_dd = f * (parts.grad * inv_d);
-                const double h_dd = times_weight(f, parts.hess * inv_d * inv_d);
-                constexpr double huge = std::numeric_limits<double>::max();
-                gj = f * (gm * rce + g0);
-                hj = times_weight(f, gm * (rce * ((gm - 1.0) * r + (b - a) * inv_d) + 2.0 * r * g0) + h0);
-                gj = vm::detail::select(std::abs(parts.grad) <= huge, g_dd, gj);
-                hj = vm::detail::select(std::abs(parts.hess) <= huge, h_dd, hj);
+                const double inner = (gm - 1.0) * r + (b - a) * inv_d;
+                const double g_sum = gm * rce + g0, h_sum = gm * (rce * inner + 2.0 * r * g0) + h0;
+                gj = f * g_sum;
+                hj = times_weight(f, h_sum);
+                // The float64 budget needs the cancelling terms in double-double, but only where
+                // they cancel: the double form's error is a few ulps of the terms' magnitudes
+                // times amp (r's relative error from y' - (1 - y')), so below 2^10 times the
+                // result it is within 1e-11. Those elements are marked and redone by
+                // focal_cancelling (this loop stays vectorised); NaN (0/0, inf) is marked too.
+                const double amp = (ys + ys_c) / std::abs(ys_c - ys);
+                const double g_terms = std::abs(gm * rce) + std::abs(g0);
+                const double inner_terms = std::abs((gm - 1.0) * r) + std::abs((b - a) * inv_d);
+                const double h_terms = gm * (std::abs(rce) * inner_terms + std::abs(2.0 * r * g0)) + std::abs(h0);
+                const bool cancels = !(amp * g_terms <= 0x1p10 * std::abs(g_sum)) ||
+                                     !(amp * h_terms <= 0x1p10 * std::abs(h_sum));
+                redo->cancels[j] = cancels ? 1.0 : 0.0;
+                redo->weight[j] = weight;
+                redo->floor[j] = f * h0;
             }
             if constexpr (Clip) {
                 const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
@@ -339,6 +376,9 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     alignas(64) T g_buf[kTile];
     alignas(64) T h_buf[kTile];
     alignas(64) double f_buf[Focal ? kTile : 1];
+    constexpr bool redo_focal = Focal && !std::is_same_v<T, float>;
+    std::unique_ptr<FocalRedo> redo;  // (float64 focal only)
+    if constexpr (redo_focal) redo = std::make_unique<FocalRedo>();
 
     const GradParams k = GradParams::of<T>(c);
     const bool per_class = c.pos_weight != nullptr;
@@ -381,7 +421,8 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
 
         exp_neg_abs(x, z_buf, len);
         if constexpr (Focal) focal_factor<T>(y, x, z_buf, f_buf, len, k);
-        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, f_buf, g_buf, h_buf, len, k);
+        grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, f_buf, g_buf, h_buf, len, k, redo.get());
+        if constexpr (redo_focal) focal_cancelling<T, Clip>(y, x, z_buf, q_buf, f_buf, g_buf, h_buf, len, k, *redo);
         store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);
         if (hess != nullptr) store_tile(hess + i0 * go.hess_stride, go.hess_stride, h_buf, len, stream);
     }
