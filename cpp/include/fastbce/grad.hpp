@@ -122,18 +122,8 @@ inline void focal_factor(const T* __restrict y, const T* __restrict x, const T* 
     auto by_products = [&](auto h) {
         for (int64_t j = 0; j < len; ++j) f[j] = half_power<decltype(h)::value>(f[j]);  // FASTBCE_VEC_LOOP
     };
-    switch (k.half_gamma) {
-        case 1: by_products(std::integral_constant<int, 1>{}); break;
-        case 2: by_products(std::integral_constant<int, 2>{}); break;
-        case 3: by_products(std::integral_constant<int, 3>{}); break;
-        case 4: by_products(std::integral_constant<int, 4>{}); break;
-        case 5: by_products(std::integral_constant<int, 5>{}); break;
-        case 6: by_products(std::integral_constant<int, 6>{}); break;
-        case 7: by_products(std::integral_constant<int, 7>{}); break;
-        case 8: by_products(std::integral_constant<int, 8>{}); break;
-        default:
-            for (int64_t j = 0; j < len; ++j) f[j] = vm::exp(k.gamma * vm::log(f[j]));  // FASTBCE_VEC_LOOP
-    }
+    if (!with_half_gamma(k.half_gamma, by_products))
+        for (int64_t j = 0; j < len; ++j) f[j] = vm::exp(k.gamma * vm::log(f[j]));  // FASTBCE_VEC_LOOP
 }
 
 // What grad_loop leaves for focal_cancelling (float64 focal): per element, 1 where the terms

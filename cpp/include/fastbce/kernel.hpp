@@ -297,6 +297,24 @@ FASTBCE_VM_INLINE T half_power(T t) {
     else return whole;
 }
 
+// Calls by_products(std::integral_constant<int, H>{}) for half_gamma = H in 1..8 (gamma = H/2 in
+// {1/2, 1, ..., 4}, where half_power applies) and returns true; false for any other gamma, which
+// the caller raises to its power otherwise. One compile-time instance per H.
+template <class F>
+FASTBCE_VM_INLINE bool with_half_gamma(int half_gamma, F&& by_products) {
+    switch (half_gamma) {
+        case 1: by_products(std::integral_constant<int, 1>{}); return true;
+        case 2: by_products(std::integral_constant<int, 2>{}); return true;
+        case 3: by_products(std::integral_constant<int, 3>{}); return true;
+        case 4: by_products(std::integral_constant<int, 4>{}); return true;
+        case 5: by_products(std::integral_constant<int, 5>{}); return true;
+        case 6: by_products(std::integral_constant<int, 6>{}); return true;
+        case 7: by_products(std::integral_constant<int, 7>{}); return true;
+        case 8: by_products(std::integral_constant<int, 8>{}); return true;
+        default: return false;
+    }
+}
+
 // 1 - p_t = y'(1 - p) + (1 - y')p (step 4), a sum of non-negative terms: from the logit x with
 // z = exp(-|x|) (x >= 0: p = 1/(1+z), 1-p = z/(1+z); x < 0: p = z/(1+z), 1-p = 1/(1+z)), or from
 // the unclipped probability x (as Keras 3).
@@ -679,22 +697,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         auto by_products = [&](auto h) {
             apply([](auto t) { return half_power<decltype(h)::value>(t); });
         };
-        switch (k.half_gamma) {
-            case 1: by_products(std::integral_constant<int, 1>{}); break;
-            case 2: by_products(std::integral_constant<int, 2>{}); break;
-            case 3: by_products(std::integral_constant<int, 3>{}); break;
-            case 4: by_products(std::integral_constant<int, 4>{}); break;
-            case 5: by_products(std::integral_constant<int, 5>{}); break;
-            case 6: by_products(std::integral_constant<int, 6>{}); break;
-            case 7: by_products(std::integral_constant<int, 7>{}); break;
-            case 8: by_products(std::integral_constant<int, 8>{}); break;
-            default: {
-                // in float64 (for float input too): exp(gamma * log t) turns the rounding of
-                // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
-                // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
-                const double g = double(k.gamma);
-                apply(PowFactor{g});
-            }
+        if (!with_half_gamma(k.half_gamma, by_products)) {
+            // in float64 (for float input too): exp(gamma * log t) turns the rounding of
+            // log t, up to |log t| * 2^-p, into a relative error gamma times that (computed in
+            // float, up to 19 ulp at gamma = 2.5); float64 makes it < 1 float ulp
+            const double g = double(k.gamma);
+            apply(PowFactor{g});
         }
     }
     return maybe_outside_unit;
