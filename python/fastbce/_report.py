@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GroupIndex
+from ._options import real_number, whole_number
 
 __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
 
@@ -90,20 +91,13 @@ class ReportOptions:
 
     def __post_init__(self) -> None:
         if self.ignore_label is not None:
-            value = _real(self.ignore_label, "ignore_label")
+            value = real_number(self.ignore_label, "ignore_label")
             if math.isnan(value):
                 raise ValueError("ignore_label must be a number or None; got nan")
-        offset = _real(self.logit_offset, "logit_offset")
+        offset = real_number(self.logit_offset, "logit_offset")
         if not math.isfinite(offset):
             raise ValueError(f"logit_offset must be finite; got {self.logit_offset!r}")
-        if isinstance(self.top_losses, (bool, np.bool_)):
-            raise TypeError(f"top_losses must be an int >= 0; got {self.top_losses!r}")
-        try:
-            k = operator.index(self.top_losses)
-        except TypeError:
-            raise TypeError(f"top_losses must be an int >= 0; got {self.top_losses!r}") from None
-        if k < 0:
-            raise ValueError(f"top_losses must be an int >= 0; got {self.top_losses!r}")
+        whole_number(self.top_losses, "top_losses", 0, "an int >= 0")
 
     def check_with(self, from_logits: bool) -> None:
         if float(self.logit_offset) != 0.0 and not from_logits:
@@ -111,17 +105,6 @@ class ReportOptions:
                 f"logit_offset={self.logit_offset!r} needs from_logits=True "
                 "(it is added to logits; y_pred holds probabilities)"
             )
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValueError(f"{name} is out of range; got {value!r}") from None
 
 
 # --------------------------------------------------------------------------- one pass
