@@ -428,7 +428,7 @@ def _as_list(column: np.ndarray) -> list[Any]:
             for i, j in zip(*np.nonzero(where), strict=True):
                 out[i][j] = math.nan
         else:
-            for i in np.flatnonzero(where).tolist():
+            for i in where.nonzero()[0].tolist():
                 out[i] = math.nan
     return out
 
@@ -492,8 +492,10 @@ def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.nd
 
 
 def _divs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b elementwise, NaN where b is 0 (as _div)."""
-    out: np.ndarray = np.where(b != 0.0, a / np.where(b != 0.0, b, 1.0), np.nan)
+    """a / b elementwise, NaN where b is 0 (as _div); in _scope_columns' errstate, which
+    ignores the divisions by 0 that are then overwritten."""
+    out: np.ndarray = np.divide(a, b)
+    out[b == 0.0] = math.nan
     return out
 
 
