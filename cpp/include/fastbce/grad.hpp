@@ -402,10 +402,15 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     T* const hess = static_cast<T*>(go.hess);
     const bool stream = c.n >= kStreamMin;
 
+    // plain and weighted float: computed first (one loop, the labels' range checked by their
+    // largest bits there), straight into the caller's arrays unless strided or streamed; without
+    // the prefetches, which the hardware's own do better for that loop (1e8 float32 elements,
+    // 2 threads, v4: 1.35x the memory floor without them, 1.65x with, in the same run)
+    constexpr bool fused = std::is_same_v<T, float> && !Focal && O != Options::general;
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
         const int64_t ahead = i0 + kPrefetchTiles * kTile;
-        if (ahead < end) {
+        if (!fused && ahead < end) {
             prefetch_view(c.y_true, ahead, std::min(kTile, end - ahead));
             prefetch_view(c.y_pred, ahead, std::min(kTile, end - ahead));
         }
@@ -418,9 +423,6 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
             fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
         if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
 
-        // plain and weighted float: computed first (one loop, the labels' range checked by their
-        // largest bits there), straight into the caller's arrays unless strided or streamed
-        constexpr bool fused = std::is_same_v<T, float> && !Focal && O != Options::general;
         const bool direct =
             fused && !stream && go.grad_stride == 1 && (hess == nullptr || go.hess_stride == 1);
         uint32_t label_bits = 0;
