@@ -377,8 +377,10 @@ inline void prefetch_view(const View& v, int64_t begin, int64_t len) {
 constexpr int64_t kPrefetchTiles = 3;
 
 // Elements [begin, end) of a derivatives call: load, check (as the loss: labels in [0, 1] when
-// validating, weights, NaN under "raise"; the first offending element wins), compute, store.
-// NaN in y, x or w gives NaN derivatives under "propagate" and "omit" alike.
+// validating, weights, NaN under "raise"; the first offending element wins), compute, store
+// (plain and weighted float: compute, then check; on a fault the caller's arrays hold partial
+// results, as the loss's `out`). NaN in y, x or w gives NaN derivatives under "propagate" and
+// "omit" alike.
 template <class T, Options O, bool Focal, bool Clip>
 void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, BlockOut& out) {
     alignas(64) T y_buf[kTile];
