@@ -377,100 +377,40 @@ inline void fill_records(ReportTile& t, int64_t len) {
     }
 }
 
-// A slicing's AUC histogram adds of one chunk, held back per group in row order and added a
-// group at a time. 50 groups' histograms are 26 MB: a row's add went to a line far out of
-// cache, one at a time between the row's other work; a group's run of adds hits one
-// histogram, mostly in cache, with many misses in flight. Each bin still gets its rows' adds in
-// row order, so the sums are the same bits. Not used when the groups are too many to hold a
-// useful run each (their histograms are small then).
-class GroupBins {
-public:
-    static constexpr int64_t kEntries = int64_t(1) << 16;  // held-back adds of all groups (1.3 MB)
-    static constexpr int64_t kMinRun = 256, kMaxRun = 4096;
-
-    GroupBins(int64_t n_groups, double* hist, int64_t bins, size_t slicing)
-        : run_(std::min(kMaxRun, kEntries / std::max<int64_t>(n_groups, 1))), hist_(hist), bins_(bins) {
-        if (hist == nullptr || run_ < kMinRun) {
-            run_ = 0;
-            return;
-        }
-        // the thread's buffers, kept from chunk to chunk (fresh pages would cost a fault each)
-        thread_local std::vector<Store> stores;
-        if (stores.size() <= slicing) stores.resize(slicing + 1);
-        Store& st = stores[slicing];
-        const size_t n = size_t(n_groups * run_);
-        if (st.bin.size() < n) st.bin.resize(n), st.wy.resize(n), st.wn.resize(n);
-        bin_ = st.bin.data(), wy_ = st.wy.data(), wn_ = st.wn.data();
-        count_.assign(size_t(n_groups), 0);
-    }
-    bool active() const { return run_ > 0; }
-
-    void add(int64_t code, int32_t bin, double wy, double wn) {
-        const size_t at = size_t(code * run_ + count_[size_t(code)]);
-        bin_[at] = bin;
-        wy_[at] = wy;
-        wn_[at] = wn;
-        if (++count_[size_t(code)] == run_) flush(code);
-    }
-    void flush_all() {
-        for (int64_t g = 0; g < int64_t(count_.size()); ++g) flush(g);
-    }
-
-private:
-    struct Store {
-        std::vector<int32_t> bin;
-        std::vector<double> wy, wn;
-    };
-
-    void flush(int64_t code) {
-        double* hist = hist_ + 2 * bins_ * code;
-        const int64_t at = code * run_, n = count_[size_t(code)];
-        const int32_t* bin = bin_ + at;
-        const double *wy = wy_ + at, *wn = wn_ + at;
-        constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
-        for (int64_t i = 0; i < n; ++i) {
-            if (i + ahead < n) __builtin_prefetch(hist + 2 * bin[i + ahead], 1);
-            double* h = hist + 2 * bin[i];
-            h[0] += wy[i];
-            h[1] += wn[i];
-        }
-        count_[size_t(code)] = 0;
-    }
-
-    int64_t run_;
-    double* hist_;
-    int64_t bins_;
-    std::vector<int64_t> count_;
-    int32_t* bin_ = nullptr;
-    double *wy_ = nullptr, *wn_ = nullptr;
-};
-
-// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row), the
-// AUC histogram through the slicing's GroupBins (or row by row when it holds nothing back).
-// Leaves t.bin as the whole input's bins.
+// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row); the
+// AUC histogram adds held back sorted by group (out.held, added a group at a time by the
+// dispatcher: 50 groups' histograms are 26 MB, and a row's add straight into them went to a line
+// far out of cache) or, without a buffer, added straight away. Leaves t.bin as the whole
+// input's bins.
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
-                       ReportPart& out, std::vector<GroupBins>& held) {
+                       ReportPart& out) {
     fill_records(t, len);
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
-        fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
+        const int64_t* code = g.codes + i0;  // (one element a row: the codes as given)
+        if (c.row_size != 1) {
+            fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
+            code = t.code;
+        }
         const int64_t bins = hist_bins(g.mantissa_bits);
         const bool same_bins = g.mantissa_bits == s.mantissa_bits;
         if (g.hist != nullptr && !same_bins)
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
-        uint8_t* touched = out.slice_touched != nullptr ? out.slice_touched[sl] : nullptr;
-        GroupBins& gb = held[size_t(sl)];
-        double* direct = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] : nullptr;
-        for (int64_t j = 0; j < len; ++j) {
-            double* hist = direct != nullptr ? direct + 2 * bins * t.code[j] : nullptr;
-            add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
+        double* sums = out.slice_sums[sl];
+        const bool ece = g.stride == rs_size;
+        const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
+        double* direct = g.hist != nullptr && held == nullptr ? out.slice_hist[sl] : nullptr;
+        for (int64_t j = 0; j < len; ++j)
+            add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j, ece);
+        if (held != nullptr) {
+            for (int64_t j = 0; j < len; ++j) {
+                const int64_t at = held->cursor[code[j]]++;
+                held->bin[at] = t.bin[j];
+                held->wy[at] = t.rec[j][rs_wy];
+                held->wn[at] = t.rec[j][rs_wn];
+            }
         }
-        if (g.hist != nullptr && touched != nullptr)
-            for (int64_t j = 0; j < len; ++j)
-                touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;
-        if (gb.active())
-            for (int64_t j = 0; j < len; ++j) gb.add(t.code[j], t.bin[j], t.rec[j][rs_wy], t.rec[j][rs_wn]);
         if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
     }
@@ -514,11 +454,6 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
-    std::vector<GroupBins> held;
-    for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
-        const ReportSlicing& g = s.slicings[sl];
-        held.emplace_back(g.n_groups, out.slice_hist[sl], hist_bins(g.mantissa_bits), size_t(sl));
-    }
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -589,7 +524,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out, held);
+        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
@@ -608,7 +543,6 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     }
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);
-    for (GroupBins& gb : held) gb.flush_all();
 }
 
 template <class T>
