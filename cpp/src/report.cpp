@@ -18,7 +18,7 @@ constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed:
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
-// for rounds of at most kRoundElements (20 bytes each per slicing: 40 MiB).
+// for rounds of at most kRoundElements (24 bytes each per slicing: 48 MiB).
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
 constexpr int64_t kRoundElements = int64_t(1) << 21;
 
@@ -88,8 +88,7 @@ public:
         const int64_t room = std::min(c.n, std::max(chunk, kRoundElements / chunk * chunk));
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             Buffers& b = kept[size_t(i)];
-            if (s.slicings[i].hist != nullptr && b.bin.size() < size_t(room))
-                b.bin.resize(size_t(room)), b.wy.resize(size_t(room)), b.wn.resize(size_t(room));
+            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) b.adds.resize(size_t(room));
             bufs_.push_back(&b);
         }
     }
@@ -124,15 +123,18 @@ public:
             if (g.hist == nullptr) continue;
             int64_t* count = counts_[size_t(i)].data() + k * g.n_groups;
             std::fill_n(count, g.n_groups, 0);
-            for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
-                const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
-                count[g.codes[row]] += stop - e;
-                e = stop;
-            }
+            if (c_.row_size == 1)
+                for (int64_t e = begin; e < end; ++e) ++count[g.codes[e]];
+            else
+                for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
+                    const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
+                    count[g.codes[row]] += stop - e;
+                    e = stop;
+                }
             int64_t* cursor = cursors_[size_t(i)].data() + k * g.n_groups;
             for (int64_t q = 0, next = at; q < g.n_groups; ++q) cursor[q] = next, next += count[q];
             Buffers& b = *bufs_[size_t(i)];
-            part.held[i] = HeldAdds{cursor, b.bin.data(), b.wy.data(), b.wn.data()};
+            part.held[i] = HeldAdds{cursor, b.adds.data()};
         }
     }
 
@@ -148,17 +150,16 @@ public:
             const int64_t bins = hist_bins(g.mantissa_bits);
             double* hist = g.hist + 2 * bins * q;
             const Buffers& b = *bufs_[size_t(i)];
-            const int32_t* bin = b.bin.data();
-            const double *wy = b.wy.data(), *wn = b.wn.data();
+            const HeldAdd* adds = b.adds.data();
             for (int64_t k = 0; k < count_; ++k) {
                 const size_t at = size_t(k * g.n_groups + q);  // (the cursor is at the end of its rows)
                 const int64_t end = cursors_[size_t(i)][at], begin = end - counts_[size_t(i)][at];
                 constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
                 for (int64_t r = begin; r < end; ++r) {
-                    if (r + ahead < end) __builtin_prefetch(hist + 2 * bin[r + ahead], 1);
-                    double* h = hist + 2 * bin[r];
-                    h[0] += wy[r];
-                    h[1] += wn[r];
+                    if (r + ahead < end) __builtin_prefetch(hist + 2 * adds[r + ahead].bin, 1);
+                    double* h = hist + 2 * adds[r].bin;
+                    h[0] += adds[r].wy;
+                    h[1] += adds[r].wn;
                 }
             }
         });
@@ -166,8 +167,7 @@ public:
 
 private:
     struct Buffers {
-        std::vector<int32_t> bin;
-        std::vector<double> wy, wn;
+        std::vector<HeldAdd> adds;
     };
     const Call& c_;
     const ReportSpec& s_;
@@ -237,8 +237,9 @@ Result run_report(const Call& c, ReportSpec& s) {
     const int64_t units = std::max<int64_t>(1, (c.n + kChunkUnit - 1) / kChunkUnit);
     // Very many groups: one chunk, written in place (a copy of every group's sums per chunk
     // would cost more memory and time than a second thread saves on this scatter-bound pass).
-    // A chunk's partial is zeroed and merged whole, so a chunk has at least per_chunk / 8 rows.
-    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 8 * c.n / per_chunk);
+    // A chunk's partial is zeroed and merged (the whole input's histogram where rows touched
+    // it, 2 MiB), so a chunk has at least per_chunk / 2 rows: a 1M-row batch is 6 chunks, not 16.
+    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 2 * c.n / per_chunk);
     int64_t n_chunks =
         per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
     if (n_chunks == 1) return run_in_place(c, s, fn);

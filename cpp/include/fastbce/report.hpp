@@ -405,10 +405,9 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
             add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j, ece);
         if (held != nullptr) {
             for (int64_t j = 0; j < len; ++j) {
-                const int64_t at = held->cursor[code[j]]++;
-                held->bin[at] = t.bin[j];
-                held->wy[at] = t.rec[j][rs_wy];
-                held->wn[at] = t.rec[j][rs_wn];
+                HeldAdd* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
+                *to = HeldAdd{t.rec[j][rs_wy], t.rec[j][rs_wn], t.bin[j]};
             }
         }
         if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)

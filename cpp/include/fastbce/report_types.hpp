@@ -46,13 +46,15 @@ struct ReportSlicing {
 };
 
 // A slicing's histogram adds held back, in a buffer sorted by group (report.cpp adds them into
-// the groups' histograms a group at a time, each in row order). A row of group g goes to index
-// cursor[g]++ of bin, wy and wn.
+// the groups' histograms a group at a time, each in row order). A row of group g goes to
+// add[cursor[g]++]: one record a row, so that the rows of a group write one stream.
+struct HeldAdd {
+    double wy, wn;
+    int64_t bin;
+};
 struct HeldAdds {
     int64_t* cursor = nullptr;
-    int32_t* bin = nullptr;
-    double* wy = nullptr;
-    double* wn = nullptr;
+    HeldAdd* add = nullptr;
 };
 
 // One of the rows of largest loss.
