@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "fastbce/kernel.hpp"
@@ -77,7 +78,7 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
 // fused pass (add_tile) always fills w, p and the addends wy, wn, wp of the bins; the rest only
 // when groups or the largest losses need the rows. Columns are kTileStride apart, not kTile: at
 // 4 KiB apart every column's j-th value fell in one L1 set, and a loop over a dozen columns
-// evicted its own lines. `rec` holds each row's group addends side by side (fill_records).
+// evicted its own lines. `rec` holds each row's group addends side by side (store_records).
 constexpr int64_t kTileStride = kTile + 8;
 constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
@@ -186,6 +187,40 @@ inline F64 sigmoid_from_exp(F64 x, F64 z) {
     return (x >= zero ? one : z) * reciprocal(one + z);
 }
 
+// Transposes L vectors of L lanes in place (v[i][k] becomes v[k][i]): log2(L) stages, each
+// swapping the off-diagonal blocks of h lanes between rows i and i + h (exact: moves only).
+using I64 = int64_t __attribute__((vector_size(8 * kSumLanes)));
+template <int H, size_t... K>
+constexpr I64 block_mask(bool first, std::index_sequence<K...>) {
+    constexpr int64_t L = kSumLanes;  // (index L + k: lane k of the second vector)
+    return first ? I64{((K & H) == 0 ? int64_t(K) : L + int64_t(K) - H)...}
+                 : I64{((K & H) == 0 ? int64_t(K) + H : L + int64_t(K))...};
+}
+template <int H = 1>
+inline void transpose(F64* v) {
+    if constexpr (H < kSumLanes) {
+        constexpr auto lanes = std::make_index_sequence<kSumLanes>();
+        constexpr I64 first = block_mask<H>(true, lanes), second = block_mask<H>(false, lanes);
+        for (int i = 0; i < kSumLanes; ++i) {
+            if ((i & H) != 0) continue;
+            const F64 a = v[i], b = v[i + H];
+            v[i] = __builtin_shuffle(a, b, first);
+            v[i + H] = __builtin_shuffle(a, b, second);
+        }
+        transpose<2 * H>(v);
+    }
+}
+
+// Row j's addends of rs_count .. rs_ignored side by side in t.rec[j] (for the groups' sums):
+// the 15 vectors of kSumLanes rows (and one of zeros) transposed in blocks.
+inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
+    static_assert(kRecord % kSumLanes == 0 && rs_ignored < kRecord);
+    for (int b = 0; b < kRecord; b += kSumLanes) {
+        transpose(col + b);
+        for (int i = 0; i < kSumLanes; ++i) std::memcpy(t.rec[j + i] + b, &col[b + i], sizeof(F64));
+    }
+}
+
 // The fused pass of one padded tile: each row's float64 values (weight, label, loss, p; zero
 // where the row does not count) formed once in vector lanes and added to the chunk's lane
 // sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
@@ -194,7 +229,7 @@ inline F64 sigmoid_from_exp(F64 x, F64 z) {
 // exp(-|x|) on entry (exp_neg_abs) and p on exit.
 template <bool FromLogits, bool Rows, bool Unit, class T>
 inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
-                     const T* l, const T* ce, const T* bce, int64_t padded_len) {
+                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records) {
     constexpr int L = kSumLanes;
     using V = F64;
     auto load = [](const auto* from) { return widen(from); };
@@ -241,6 +276,12 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         store(t.terms[rs_wn] + j, wn);
         store(t.terms[rs_wp] + j, wp);
         if constexpr (Rows) {
+            if (records) {
+                const V omitted = Unit ? zero : load(f.omitted + j), ignored = Unit ? zero : load(f.ignored + j);
+                F64 col[kRecord] = {kept, wv, cev, tw(wv, bv), wy,      wn,      wp,           wv * d * d,
+                                    tw(wy, lv), tw(wn, lv), w2, w2l, tw(w2l, lv), omitted, ignored, zero};
+                store_records(t, j, col);
+            }
             store(t.y + j, yv);
             store(t.l + j, lv);
             store(t.bce + j, bv);
@@ -351,32 +392,6 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
     }
 }
 
-// Each row's addends of rs_count .. rs_ignored side by side, for the groups (the whole input
-// sums them in add_tile).
-inline void fill_records(ReportTile& t, int64_t len) {
-    for (int64_t j = 0; j < len; ++j) {
-        // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
-        const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
-        const double wy = t.terms[rs_wy][j], wn = t.terms[rs_wn][j], w2 = wd * wd;
-        double* r = t.rec[j];
-        r[rs_count] = t.kept[j];
-        r[rs_w] = wd;
-        r[rs_wl] = t.terms[rs_wl][j];
-        r[rs_wbce] = times_weight(wd, t.bce[j]);
-        r[rs_wy] = wy;
-        r[rs_wn] = wn;
-        r[rs_wp] = t.terms[rs_wp][j];
-        r[rs_wsq] = wd * d * d;
-        r[rs_wyl] = times_weight(wy, ld);
-        r[rs_wnl] = times_weight(wn, ld);
-        r[rs_w2] = w2;
-        r[rs_w2l] = times_weight(w2, ld);
-        r[rs_w2l2] = times_weight(times_weight(w2, ld), ld);
-        r[rs_omitted] = t.omitted[j];
-        r[rs_ignored] = t.ignored[j];
-    }
-}
-
 // Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row); the
 // AUC histogram adds held back sorted by group (out.held, added a group at a time by the
 // dispatcher: 50 groups' histograms are 26 MB, and a row's add straight into them went to a line
@@ -385,7 +400,6 @@ inline void fill_records(ReportTile& t, int64_t len) {
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
                        ReportPart& out) {
-    fill_records(t, len);
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
         const int64_t* code = g.codes + i0;  // (one element a row: the codes as given)
@@ -453,6 +467,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
+    const bool groups = s.n_slicings > 0;                // (and groups each row's record)
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -511,11 +526,13 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
         if (rows)
-            unit ? add_tile<FromLogits, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
-                 : add_tile<FromLogits, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
+            unit ? add_tile<FromLogits, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                    groups)
+                 : add_tile<FromLogits, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                     groups);
         else
-            unit ? add_tile<FromLogits, false, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
-                 : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
+            unit ? add_tile<FromLogits, false, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len, groups)
+                 : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len, groups);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
         for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
         if (flags.hard)
