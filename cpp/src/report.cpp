@@ -20,7 +20,7 @@ constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chu
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
 // for rounds of at most kRoundElements (24 bytes each per slicing: 48 MiB).
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
-constexpr int64_t kRoundElements = int64_t(1) << 21;
+constexpr int64_t kRoundElements = kHistAfterCheck;
 
 // One chunk's partial outputs, zeroed, in the layout of ReportSpec; the group histograms have
 // none (their adds are held back, HeldRound).
@@ -85,7 +85,7 @@ public:
     HeldRound(const Call& c, const ReportSpec& s, int64_t chunk) : c_(c), s_(s), chunk_(chunk) {
         thread_local std::vector<Buffers> kept;
         if (kept.size() < size_t(s.n_slicings)) kept.resize(size_t(s.n_slicings));
-        const int64_t room = std::min(c.n, std::max(chunk, kRoundElements / chunk * chunk));
+        const int64_t room = std::min(c.n, chunks_per_round() * chunk);
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             Buffers& b = kept[size_t(i)];
             if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) b.adds.resize(size_t(room));
@@ -93,8 +93,9 @@ public:
         }
     }
 
-    // Chunks per round: a round's adds fit the buffers.
-    int64_t chunks_per_round() const { return std::max<int64_t>(1, kRoundElements / chunk_); }
+    // Chunks per round: kRoundElements rounded up to whole chunks (a call of at most
+    // kRoundElements is one round).
+    int64_t chunks_per_round() const { return (kRoundElements + chunk_ - 1) / chunk_; }
 
     // Sets where each chunk of [first, first + count) puts its rows: per slicing, the
     // chunk's rows counted per group.
@@ -148,7 +149,7 @@ public:
             const auto [i, q] = tasks[size_t(task)];
             const ReportSlicing& g = s_.slicings[i];
             const int64_t bins = hist_bins(g.mantissa_bits);
-            double* hist = g.hist + 2 * bins * q;
+            double* hist = g.hist + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[q] : q);
             const Buffers& b = *bufs_[size_t(i)];
             const HeldAdd* adds = b.adds.data();
             for (int64_t k = 0; k < count_; ++k) {
@@ -189,7 +190,7 @@ bool general_options(const Call& c, bool is_double, bool focal) {
 
 // One chunk written straight into the spec's outputs, which the caller zeroed: the same sums as a
 // partial merged into them (0 + x is x), without the partial's copy of every group's sums.
-Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
+Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn, HeldRound* held) {
     std::vector<double*> slice_sums, slice_hist;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
         slice_sums.push_back(s.slicings[i].sums);
@@ -202,6 +203,7 @@ Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
     part.slice_sums = slice_sums.data();
     part.slice_hist = slice_hist.data();
     part.top = top.data();
+    if (held != nullptr) held->start(0, 1), held->prepare_chunk(0, part);
     if (c.n > 0) fn(c, s, 0, c.n, part);
     Result result;
     if (part.fault != Fault::none) {
@@ -209,6 +211,7 @@ Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
         result.fault_index = part.fault_index;
         return result;
     }
+    if (held != nullptr) held->add(threads_for(c.n, c.threads));
     top.resize(size_t(part.top_size));
     std::sort(top.begin(), top.end(), ranks_before);
     s.top_found = int64_t(top.size());
@@ -242,7 +245,12 @@ Result run_report(const Call& c, ReportSpec& s) {
     const int64_t by_size = std::min(kPartialsBudget / per_chunk, 2 * c.n / per_chunk);
     int64_t n_chunks =
         per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
-    if (n_chunks == 1) return run_in_place(c, s, fn);
+    if (n_chunks == 1) {
+        // (a call that group histograms may hold sums already: its adds after every check)
+        std::optional<HeldRound> held;
+        if (group_hists && c.n > 0 && c.n <= kRoundElements) held.emplace(c, s, c.n);
+        return run_in_place(c, s, fn, held ? &*held : nullptr);
+    }
     // (group histograms: chunks small enough that rounds of them hold their adds)
     if (group_hists) n_chunks = std::max(n_chunks, (units + kHeldChunk / kChunkUnit - 1) / (kHeldChunk / kChunkUnit));
     const int64_t chunk = (units + n_chunks - 1) / n_chunks * kChunkUnit;

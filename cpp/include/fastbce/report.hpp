@@ -416,7 +416,8 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
         double* direct = g.hist != nullptr && held == nullptr ? out.slice_hist[sl] : nullptr;
         for (int64_t j = 0; j < len; ++j)
-            add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j, ece);
+            add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j,
+                    ece);
         if (held != nullptr) {
             for (int64_t j = 0; j < len; ++j) {
                 HeldAdd* to = held->add + held->cursor[code[j]]++;

@@ -43,7 +43,14 @@ struct ReportSlicing {
     int64_t stride = rs_size;        // rs_size, or rs_ece: no ECE bins (slicings of many groups)
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
+    // the histogram of group q is row hist_rows[q] of hist (null: row q). With it, hist may
+    // already hold sums: the call must have at most kHistAfterCheck elements (then nothing is
+    // added to it unless every row passed the checks)
+    const int64_t* hist_rows = nullptr;
 };
+// Calls of at most this many elements add to the group histograms only after checking every
+// row (their adds are held back in one round): report.cpp's kRoundElements.
+constexpr int64_t kHistAfterCheck = int64_t(1) << 21;
 
 // A slicing's histogram adds held back, in a buffer sorted by group (report.cpp adds them into
 // the groups' histograms a group at a time, each in row order). A row of group g goes to
