@@ -113,12 +113,13 @@ double* f64_out(const py::object& a, int64_t size, const char* what) {
     return static_cast<double*>(arr.mutable_data());
 }
 
-// slicings: a list of (codes, sums, hist or None, mantissa_bits), one per slicing.
+// slicings: a list of (codes, sums, hist or None, mantissa_bits[, hist_rows]), one per slicing;
+// with hist_rows, group q adds to row hist_rows[q] of hist, which may hold sums already.
 py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
                  const py::object& pos_weight, double logit_offset, const py::object& ignore_label,
                  const py::object& sums, const py::object& hist, int mantissa_bits,
-                 const std::vector<py::tuple>& slicings, int64_t top_k) {
+                 const std::vector<py::tuple>& slicings, int64_t top_k, const py::object& written) {
     set_inputs(call, y_true, y_true_stride, y_pred, y_pred_stride, weight, weight_stride, pos_weight);
     require(mantissa_bits >= 0 && mantissa_bits <= kMaxMantissaBits && top_k >= 0, "report sizes");
     ReportSpec spec;
@@ -143,7 +144,21 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
         g.n_groups = int64_t(group_sums.shape(0));
         g.stride = int64_t(group_sums.shape(1));
         g.sums = f64_out(t[1], g.n_groups * g.stride, "group sums");
-        if (!t[2].is_none()) g.hist = f64_out(t[2], g.n_groups * 2 * hist_bins(g.mantissa_bits), "group histogram");
+        const int64_t values = 2 * hist_bins(g.mantissa_bits);  // (one group's histogram)
+        if (t.size() > 4 && !t[4].is_none()) {  // the groups' rows in a histogram that has sums already
+            auto rows = t[4].cast<py::array>();
+            require(dtype_of(rows, "hist_rows") == DType::i64 && contiguous(rows) && rows.size() == g.n_groups &&
+                        call.n <= kHistAfterCheck && !t[2].is_none(),
+                    "hist_rows: contiguous int64, one per group, for at most REPORT_HIST_AFTER_CHECK elements");
+            auto hist_array = t[2].cast<py::array>();
+            const int64_t capacity = hist_array.ndim() > 0 ? int64_t(hist_array.shape(0)) : 0;
+            g.hist = f64_out(t[2], capacity * values, "group histogram");
+            g.hist_rows = static_cast<const int64_t*>(rows.data());
+            for (int64_t q = 0; q < g.n_groups; ++q)
+                require(g.hist_rows[q] >= 0 && g.hist_rows[q] < capacity, "hist_rows: row out of range");
+        } else if (!t[2].is_none()) {
+            g.hist = f64_out(t[2], g.n_groups * values, "group histogram");
+        }
         slices.push_back(g);
     }
     spec.slicings = slices.data();
@@ -155,6 +170,13 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
     {
         py::gil_scoped_release release;
         r = run_report(call, spec);
+    }
+    // (set before any Python code runs: the caller knows that histograms given with hist_rows
+    // now hold this call's rows, even if an exception such as KeyboardInterrupt comes next)
+    if (!written.is_none() && r.fault == Fault::none) {
+        auto flag = written.cast<py::array_t<int64_t>>();
+        require(flag.size() == 1 && flag.writeable(), "written: one writable int64");
+        flag.mutable_data()[0] = 1;
     }
     py::array_t<double> top_values({spec.top_found, int64_t(4)});
     py::array_t<int64_t> top_index({spec.top_found, int64_t(2)});
@@ -369,11 +391,12 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("report", &report, py::arg("call"), py::arg("y_true"), py::arg("y_true_stride"), py::arg("y_pred"),
           py::arg("y_pred_stride"), py::arg("weight"), py::arg("weight_stride"), py::arg("pos_weight"),
           py::arg("logit_offset"), py::arg("ignore_label"), py::arg("sums"), py::arg("hist"),
-          py::arg("mantissa_bits"), py::arg("slicings"), py::arg("top_k"),
+          py::arg("mantissa_bits"), py::arg("slicings"), py::arg("top_k"), py::arg("written") = py::none(),
           "The report pass: fills the sums and histograms; returns (sum of w*l, sum of w, count, fault "
           "kind, fault flat index, top (loss, weight, y_true, y_pred) rows, top (row, group code) rows).");
     m.attr("REPORT_SUMS") = int(rs_size);
     m.attr("REPORT_SUMS_NO_ECE") = int(rs_ece);
+    m.attr("REPORT_HIST_AFTER_CHECK") = kHistAfterCheck;
     m.def("compiled_targets", &compiled_targets);
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);

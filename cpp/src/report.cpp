@@ -1,10 +1,10 @@
 // Splits a report call (docs/report.md) into chunks, runs them over threads on the active tier and
 // merges their partial sums, histograms and largest losses in chunk order.
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "fastbce/fastbce.hpp"
@@ -17,44 +17,19 @@ constexpr int64_t kChunkUnit = 1 << 16;            // chunk sizes are multiples 
 constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed: not the threads)
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
+// Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
+// for rounds of at most kRoundElements (24 bytes each per slicing: 48 MiB).
+constexpr int64_t kHeldChunk = int64_t(1) << 19;
+constexpr int64_t kRoundElements = kHistAfterCheck;
 
-// Zeroed float64 values from calloc: large ones come as fresh pages, which the system maps (and
-// zeroes) when first written, so a group histogram's untouched pages cost nothing.
-struct ZeroedValues {
-    struct Free {
-        void operator()(double* p) const { std::free(p); }
-    };
-    std::unique_ptr<double, Free> values;
-    size_t size = 0;
-
-    explicit ZeroedValues(size_t n)
-        : values(static_cast<double*>(std::calloc(std::max<size_t>(n, 1), sizeof(double)))), size(n) {
-        if (!values) throw std::bad_alloc();
-    }
-    double* data() const { return values.get(); }
-};
-
-// One chunk's partial outputs, zeroed, in the layout of ReportSpec. A group histogram is
-// cleared and merged only in the blocks that rows touched (slice_touched): 50 groups' histograms
-// are 26 MB a chunk, of which a chunk's rows touch about half.
+// One chunk's partial outputs, zeroed, in the layout of ReportSpec; the group histograms have
+// none (their adds are held back, HeldRound).
 struct Partial {
     std::vector<double> sums, hist;
     std::vector<std::vector<double>> slice_sums;
-    std::vector<ZeroedValues> slice_hist;
-    std::vector<std::vector<uint8_t>> touched;
     std::vector<double*> slice_sums_ptr, slice_hist_ptr;
-    std::vector<uint8_t*> touched_ptr;
     std::vector<TopLoss> top;
     ReportPart part;
-
-    // Calls f(offset, length) for each touched block of slicing i's histogram.
-    template <class F>
-    void each_touched(size_t i, F f) const {
-        const std::vector<uint8_t>& flags = touched[i];
-        const size_t block = size_t(1) << kHistBlockShift;
-        for (size_t b = 0; b < flags.size(); ++b)
-            if (flags[b] != 0) f(b * block, std::min(block, slice_hist[i].size - b * block));
-    }
 
     void clear() {
         std::fill(sums.begin(), sums.end(), 0.0);
@@ -63,11 +38,6 @@ struct Partial {
         part.hist_begin = INT64_MAX;
         part.hist_end = 0;
         for (auto& v : slice_sums) std::fill(v.begin(), v.end(), 0.0);
-        for (size_t i = 0; i < slice_hist.size(); ++i) {
-            double* h = slice_hist[i].data();
-            each_touched(i, [h](size_t at, size_t n) { std::fill_n(h + at, n, 0.0); });
-            std::fill(touched[i].begin(), touched[i].end(), uint8_t(0));
-        }
         part.top_size = 0;
         part.fault = Fault::none;
         part.fault_index = -1;
@@ -77,19 +47,14 @@ struct Partial {
         : sums(rs_size), hist(size_t(2 * hist_bins(s.mantissa_bits))), top(size_t(s.top_k)) {
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             const ReportSlicing& g = s.slicings[i];
-            const size_t values = g.hist != nullptr ? size_t(g.n_groups * 2 * hist_bins(g.mantissa_bits)) : 0;
             slice_sums.emplace_back(size_t(g.n_groups * g.stride));
-            slice_hist.emplace_back(values);
-            touched.emplace_back((values + (size_t(1) << kHistBlockShift) - 1) >> kHistBlockShift);
+            slice_hist_ptr.push_back(nullptr);
         }
         for (auto& v : slice_sums) slice_sums_ptr.push_back(v.data());
-        for (auto& v : slice_hist) slice_hist_ptr.push_back(v.size == 0 ? nullptr : v.data());
-        for (auto& v : touched) touched_ptr.push_back(v.data());
         part.sums = sums.data();
         part.hist = hist.data();
         part.slice_sums = slice_sums_ptr.data();
         part.slice_hist = slice_hist_ptr.data();
-        part.slice_touched = touched_ptr.data();
         part.top = top.data();
     }
 };
@@ -104,15 +69,116 @@ void merge(ReportSpec& s, const Partial& p, std::vector<TopLoss>& top) {
     if (p.part.hist_begin < p.part.hist_end)
         add_into(s.hist + p.part.hist_begin, p.hist.data() + p.part.hist_begin,
                  size_t(p.part.hist_end - p.part.hist_begin));
-    for (int64_t i = 0; i < s.n_slicings; ++i) {
+    for (int64_t i = 0; i < s.n_slicings; ++i)
         add_into(s.slicings[i].sums, p.slice_sums[size_t(i)].data(), p.slice_sums[size_t(i)].size());
-        double* into = s.slicings[i].hist;
-        const double* from = p.slice_hist[size_t(i)].data();
-        if (into != nullptr)
-            p.each_touched(size_t(i), [&](size_t at, size_t n) { add_into(into + at, from + at, n); });
-    }
     top.insert(top.end(), p.top.begin(), p.top.begin() + p.part.top_size);
 }
+
+// The group histograms' adds of one round of chunks, held back sorted by chunk, then group, then
+// row (a stable counting sort on the codes), and added a group at a time straight into the
+// spec's histograms: a group's histogram (512 KiB for 50 groups) stays in cache while its rows
+// add to it, and every bin gets its adds in row order whatever the threads (the same bits as
+// one pass in place). The buffers are the calling thread's, kept from call to call (fresh pages
+// would cost a page fault each).
+class HeldRound {
+public:
+    HeldRound(const Call& c, const ReportSpec& s, int64_t chunk) : c_(c), s_(s), chunk_(chunk) {
+        thread_local std::vector<Buffers> kept;
+        if (kept.size() < size_t(s.n_slicings)) kept.resize(size_t(s.n_slicings));
+        const int64_t room = std::min(c.n, chunks_per_round() * chunk);
+        for (int64_t i = 0; i < s.n_slicings; ++i) {
+            Buffers& b = kept[size_t(i)];
+            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) b.adds.resize(size_t(room));
+            bufs_.push_back(&b);
+        }
+    }
+
+    // Chunks per round: kRoundElements rounded up to whole chunks (a call of at most
+    // kRoundElements is one round).
+    int64_t chunks_per_round() const { return (kRoundElements + chunk_ - 1) / chunk_; }
+
+    // Sets where each chunk of [first, first + count) puts its rows: per slicing, the
+    // chunk's rows counted per group.
+    void start(int64_t first, int64_t count) {
+        first_ = first;
+        count_ = count;
+        held_.assign(size_t(count * s_.n_slicings), HeldAdds{});
+        counts_.resize(size_t(s_.n_slicings));
+        cursors_.resize(size_t(s_.n_slicings));
+        for (int64_t i = 0; i < s_.n_slicings; ++i) {
+            const ReportSlicing& g = s_.slicings[i];
+            if (g.hist == nullptr) continue;
+            counts_[size_t(i)].resize(size_t(count * g.n_groups));
+            cursors_[size_t(i)].resize(size_t(count * g.n_groups));
+        }
+    }
+
+    // Counts chunk k's rows per group (in the task of chunk k, before its rows) and points its
+    // cursors at its part of the buffers.
+    void prepare_chunk(int64_t k, ReportPart& part) {
+        const int64_t begin = (first_ + k) * chunk_, end = std::min(c_.n, begin + chunk_);
+        const int64_t at = begin - first_ * chunk_;  // the chunk's first index in the buffers
+        part.held = held_.data() + k * s_.n_slicings;
+        for (int64_t i = 0; i < s_.n_slicings; ++i) {
+            const ReportSlicing& g = s_.slicings[i];
+            if (g.hist == nullptr) continue;
+            int64_t* count = counts_[size_t(i)].data() + k * g.n_groups;
+            std::fill_n(count, g.n_groups, 0);
+            if (c_.row_size == 1)
+                for (int64_t e = begin; e < end; ++e) ++count[g.codes[e]];
+            else
+                for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
+                    const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
+                    count[g.codes[row]] += stop - e;
+                    e = stop;
+                }
+            int64_t* cursor = cursors_[size_t(i)].data() + k * g.n_groups;
+            for (int64_t q = 0, next = at; q < g.n_groups; ++q) cursor[q] = next, next += count[q];
+            Buffers& b = *bufs_[size_t(i)];
+            part.held[i] = HeldAdds{cursor, b.adds.data()};
+        }
+    }
+
+    // Adds the round's held adds into the histograms: tasks are (slicing, group) pairs.
+    void add(int64_t threads) {
+        std::vector<std::pair<int64_t, int64_t>> tasks;
+        for (int64_t i = 0; i < s_.n_slicings; ++i)
+            if (s_.slicings[i].hist != nullptr)
+                for (int64_t q = 0; q < s_.slicings[i].n_groups; ++q) tasks.emplace_back(i, q);
+        parallel_for(int64_t(tasks.size()), threads, [&](int64_t task) {
+            const auto [i, q] = tasks[size_t(task)];
+            const ReportSlicing& g = s_.slicings[i];
+            const int64_t bins = hist_bins(g.mantissa_bits);
+            double* hist = g.hist + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[q] : q);
+            const Buffers& b = *bufs_[size_t(i)];
+            const HeldAdd* adds = b.adds.data();
+            for (int64_t k = 0; k < count_; ++k) {
+                const size_t at = size_t(k * g.n_groups + q);  // (the cursor is at the end of its rows)
+                const int64_t end = cursors_[size_t(i)][at], begin = end - counts_[size_t(i)][at];
+                constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
+                for (int64_t r = begin; r < end; ++r) {
+                    if (r + ahead < end) __builtin_prefetch(hist + 2 * adds[r + ahead].bin, 1);
+                    double* h = hist + 2 * adds[r].bin;
+                    h[0] += adds[r].wy;
+                    h[1] += adds[r].wn;
+                }
+            }
+        });
+    }
+
+private:
+    struct Buffers {
+        std::vector<HeldAdd> adds;
+    };
+    const Call& c_;
+    const ReportSpec& s_;
+    int64_t chunk_;
+    int64_t first_ = 0, count_ = 0;
+    std::vector<Buffers*> bufs_;
+    std::vector<HeldAdds> held_;                  // [chunk of the round][slicing]
+    std::vector<std::vector<int64_t>> counts_;    // per slicing: [chunk * n_groups + group] rows
+    std::vector<std::vector<int64_t>> cursors_;   // per slicing: the same, where the next row goes
+};
 
 // Options level of the loss without the sample weight: label smoothing, pos_weight or (without
 // focal) alpha, with values in the working precision as the kernel takes them.
@@ -124,7 +190,7 @@ bool general_options(const Call& c, bool is_double, bool focal) {
 
 // One chunk written straight into the spec's outputs, which the caller zeroed: the same sums as a
 // partial merged into them (0 + x is x), without the partial's copy of every group's sums.
-Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
+Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn, HeldRound* held) {
     std::vector<double*> slice_sums, slice_hist;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
         slice_sums.push_back(s.slicings[i].sums);
@@ -137,6 +203,7 @@ Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
     part.slice_sums = slice_sums.data();
     part.slice_hist = slice_hist.data();
     part.top = top.data();
+    if (held != nullptr) held->start(0, 1), held->prepare_chunk(0, part);
     if (c.n > 0) fn(c, s, 0, c.n, part);
     Result result;
     if (part.fault != Fault::none) {
@@ -144,6 +211,7 @@ Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn) {
         result.fault_index = part.fault_index;
         return result;
     }
+    if (held != nullptr) held->add(threads_for(c.n, c.threads));
     top.resize(size_t(part.top_size));
     std::sort(top.begin(), top.end(), ranks_before);
     s.top_found = int64_t(top.size());
@@ -164,53 +232,73 @@ Result run_report(const Call& c, ReportSpec& s) {
 
     // Chunks: fixed by n and the size of one chunk's partials, never by the threads.
     int64_t per_chunk = rs_size + 2 * hist_bins(s.mantissa_bits) + 8 * s.top_k;
+    bool group_hists = false;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
-        const ReportSlicing& g = s.slicings[i];
-        per_chunk += g.n_groups * (g.stride + (g.hist != nullptr ? 2 * hist_bins(g.mantissa_bits) : 0));
+        per_chunk += s.slicings[i].n_groups * s.slicings[i].stride;
+        group_hists = group_hists || s.slicings[i].hist != nullptr;
     }
     const int64_t units = std::max<int64_t>(1, (c.n + kChunkUnit - 1) / kChunkUnit);
     // Very many groups: one chunk, written in place (a copy of every group's sums per chunk
     // would cost more memory and time than a second thread saves on this scatter-bound pass).
-    // A chunk's partial is zeroed and merged whole, so a chunk has at least per_chunk / 8 rows
-    // (50 groups' histograms are 3.3M values: two chunks of a 1M-row batch, not sixteen).
-    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 8 * c.n / per_chunk);
-    const int64_t n_chunks =
+    // A chunk's partial is zeroed and merged (the whole input's histogram where rows touched
+    // it, 2 MiB), so a chunk has at least per_chunk / 2 rows: a 1M-row batch is 6 chunks, not 16.
+    const int64_t by_size = std::min(kPartialsBudget / per_chunk, 2 * c.n / per_chunk);
+    int64_t n_chunks =
         per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
-    if (n_chunks == 1) return run_in_place(c, s, fn);
+    if (n_chunks == 1) {
+        // (a call that group histograms may hold sums already: its adds after every check)
+        std::optional<HeldRound> held;
+        if (group_hists && c.n > 0 && c.n <= kRoundElements) held.emplace(c, s, c.n);
+        return run_in_place(c, s, fn, held ? &*held : nullptr);
+    }
+    // (group histograms: chunks small enough that rounds of them hold their adds)
+    if (group_hists) n_chunks = std::max(n_chunks, (units + kHeldChunk / kChunkUnit - 1) / (kHeldChunk / kChunkUnit));
     const int64_t chunk = (units + n_chunks - 1) / n_chunks * kChunkUnit;
+    n_chunks = (c.n + chunk - 1) / chunk;
     const int64_t threads = std::min<int64_t>(threads_for(c.n, c.threads), n_chunks);
 
     // Each chunk's partial is merged as soon as every chunk before it is: at most about
     // `threads` partials are alive at once, and the merge order is the chunk order.
     // Merged partials are cleared and reused (fresh pages would cost a page fault each).
+    // With group histograms the chunks run in rounds, each followed by its held adds.
     std::vector<std::unique_ptr<Partial>> done(static_cast<size_t>(n_chunks));
     std::vector<std::unique_ptr<Partial>> spare;
     std::vector<TopLoss> top;
     std::mutex mutex;
     int64_t next = 0;
     Result result;
-    parallel_for(n_chunks, threads, [&](int64_t i) {
-        const int64_t begin = i * chunk, end = std::min(c.n, begin + chunk);
-        std::unique_ptr<Partial> partial;
-        {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (!spare.empty()) partial = std::move(spare.back()), spare.pop_back();
-        }
-        if (partial) partial->clear();
-        else partial = std::make_unique<Partial>(s);
-        if (begin < end) fn(c, s, begin, end, partial->part);
-        std::lock_guard<std::mutex> lock(mutex);
-        done[size_t(i)] = std::move(partial);
-        for (; next < n_chunks && done[size_t(next)]; ++next) {
-            const Partial& p = *done[size_t(next)];
-            if (p.part.fault != Fault::none && result.fault == Fault::none) {
-                result.fault = p.part.fault;
-                result.fault_index = p.part.fault_index;
+    std::optional<HeldRound> held;
+    if (group_hists) held.emplace(c, s, chunk);
+    const int64_t per_round = held ? held->chunks_per_round() : n_chunks;
+    for (int64_t first = 0; first < n_chunks && result.fault == Fault::none; first += per_round) {
+        const int64_t count = std::min(per_round, n_chunks - first);
+        if (held) held->start(first, count);
+        parallel_for(count, std::min(threads, count), [&](int64_t k) {
+            const int64_t i = first + k;
+            const int64_t begin = i * chunk, end = std::min(c.n, begin + chunk);
+            std::unique_ptr<Partial> partial;
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (!spare.empty()) partial = std::move(spare.back()), spare.pop_back();
             }
-            if (result.fault == Fault::none) merge(s, p, top);
-            spare.push_back(std::move(done[size_t(next)]));
-        }
-    });
+            if (partial) partial->clear();
+            else partial = std::make_unique<Partial>(s);
+            if (held) held->prepare_chunk(k, partial->part);
+            fn(c, s, begin, end, partial->part);
+            std::lock_guard<std::mutex> lock(mutex);
+            done[size_t(i)] = std::move(partial);
+            for (; next < n_chunks && done[size_t(next)]; ++next) {
+                const Partial& p = *done[size_t(next)];
+                if (p.part.fault != Fault::none && result.fault == Fault::none) {
+                    result.fault = p.part.fault;
+                    result.fault_index = p.part.fault_index;
+                }
+                if (result.fault == Fault::none) merge(s, p, top);
+                spare.push_back(std::move(done[size_t(next)]));
+            }
+        });
+        if (held && result.fault == Fault::none) held->add(threads);
+    }
     if (result.fault != Fault::none) return result;
     std::sort(top.begin(), top.end(), ranks_before);
     s.top_found = std::min<int64_t>(s.top_k, int64_t(top.size()));

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._api import _compute
 from ._options import LossOptions
-from ._report import ReportOptions, ReportState
+from ._report import Batch, ReportOptions, ReportPass, ReportState
 
 __all__ = ["LossAccumulator", "merge_all"]
 
@@ -254,8 +254,9 @@ class LossAccumulator:
                 self._check_grouping(grouped_as)
         rows = _leading_length(y_pred) if labels else int(np.size(y_pred))
         batch = self._state.encode(names, labels, rows)  # (codes; the new keys are added)
+        run = None
         try:
-            run = batch.new_pass(int(np.size(y_pred)))
+            run = batch.new_pass(int(np.size(y_pred)), direct=not want_elementwise)
             _compute(self._opts, y_true, y_pred, sample_weight, report=run)
             elementwise = None
             if want_elementwise:
@@ -268,12 +269,19 @@ class LossAccumulator:
                     want_elementwise=True,
                 )
         except BaseException:
-            batch.undo()  # (the accumulator is left as it was)
+            if run is None or not run.written[0]:
+                batch.undo()  # (the accumulator is left as it was)
+                raise
+            # (the kernel added to the groups' histograms already: the batch counts)
+            self._add_pass(run, batch, grouped_as if labels else None)
             raise
-        if labels:
+        self._add_pass(run, batch, grouped_as if labels else None)
+        return elementwise
+
+    def _add_pass(self, run: ReportPass, batch: Batch, grouped_as: str | None) -> None:
+        if grouped_as is not None:
             self._grouped_as = grouped_as
         self._state.add_pass(run, batch)
-        return elementwise
 
     def _check_grouping(self, grouped_as: str) -> None:
         if self._grouped_as not in (None, grouped_as):

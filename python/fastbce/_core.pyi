@@ -50,6 +50,7 @@ def compute(
 
 REPORT_SUMS: int
 REPORT_SUMS_NO_ECE: int
+REPORT_HIST_AFTER_CHECK: int
 
 def report(
     call: Call,
@@ -65,8 +66,9 @@ def report(
     sums: np.ndarray,
     hist: np.ndarray,
     mantissa_bits: int,
-    slicings: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]],
+    slicings: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int, np.ndarray | None]],
     top_k: int,
+    written: np.ndarray | None = None,
 ) -> tuple[float, float, float, int, int, np.ndarray, np.ndarray]: ...
 def compiled_targets() -> list[str]: ...
 def supported_targets() -> list[str]: ...

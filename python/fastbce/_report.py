@@ -25,6 +25,7 @@ __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bit
 
 N_SUMS = int(_core.REPORT_SUMS)
 N_SUMS_NO_ECE = int(_core.REPORT_SUMS_NO_ECE)  # a group's sums without the ECE bins
+HIST_AFTER_CHECK = int(_core.REPORT_HIST_AFTER_CHECK)  # elements of a pass into a slicing's own
 # column of each sum in a scope's vector (the order of cpp/include/fastbce/report_types.hpp)
 (
     _COUNT,
@@ -113,15 +114,22 @@ class ReportOptions:
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
-    ``slicings`` holds (codes, n_groups, width, bits) per slicing: int64 codes into the batch's
-    own n_groups groups, one per row; the width of a group's sums (N_SUMS, or N_SUMS_NO_ECE
-    without ECE bins) and its histograms' bits (None: no histograms), as ``ReportState`` says.
+    ``slicings`` holds (codes, n_groups, width, bits, direct) per slicing: int64 codes into the
+    batch's own n_groups groups, one per row; the width of a group's sums (N_SUMS, or
+    N_SUMS_NO_ECE without ECE bins) and its histograms' bits (None: no histograms), as
+    ``ReportState`` says; direct: None, or (histograms, rows) when the kernel adds straight into
+    the slicing's own histograms, group i into row rows[i] (a pass of at most
+    HIST_AFTER_CHECK elements: the kernel adds nothing unless every row passed its checks, and
+    sets ``written`` when it did; a fresh 26 MB array per batch and its sum into the slicing's
+    cost more than the whole pass's other group work).
     """
 
     def __init__(
         self,
         options: ReportOptions,
-        slicings: list[tuple[np.ndarray, int, int, int | None]],
+        slicings: list[
+            tuple[np.ndarray, int, int, int | None, tuple[np.ndarray, np.ndarray] | None]
+        ],
         rows: int,
     ) -> None:
         self.options = options
@@ -129,9 +137,17 @@ class ReportPass:
         self.bits = MAX_BITS
         self.hist = np.zeros((_bins(MAX_BITS), 2))
         self.slices: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]] = []
-        for codes, n_groups, width, bits in slicings:
-            hist = None if bits is None else np.zeros((n_groups, _bins(bits), 2))
+        self.direct: list[np.ndarray | None] = []  # per slicing: the hist_rows, or None
+        for codes, n_groups, width, bits, direct in slicings:
+            hist: np.ndarray | None = None
+            hist_rows: np.ndarray | None = None
+            if direct is not None:
+                hist, hist_rows = direct
+            elif bits is not None:
+                hist = np.zeros((n_groups, _bins(bits), 2))
             self.slices.append((codes, np.zeros((n_groups, width)), hist, bits))
+            self.direct.append(hist_rows)
+        self.written = np.zeros(1, dtype=np.int64)  # set by the kernel when direct adds are in
         self.rows = rows
         self.top_values = np.zeros((0, 4))
         self.top_index = np.zeros((0, 2), dtype=np.int64)
@@ -149,7 +165,10 @@ class ReportPass:
         *_unused: Any,
     ) -> tuple[float, float, float, int, int]:
         opts = self.options
-        slicings = [(c, s, h, 0 if b is None else b) for c, s, h, b in self.slices]
+        slicings = [
+            (c, s, h, 0 if b is None else b, r)
+            for (c, s, h, b), r in zip(self.slices, self.direct, strict=True)
+        ]
         if self.rows == 0:  # (the kernel has no rows to index)
             slicings = []
         out = _core.report(
@@ -168,6 +187,7 @@ class ReportPass:
             self.bits,
             slicings,
             operator.index(opts.top_losses),
+            self.written,
         )
         loss, wsum, count, fault, index, self.top_values, self.top_index = out
         return loss, wsum, count, fault, index
@@ -222,15 +242,26 @@ class _Slicing:
             if self.hist is not None:
                 self.hist = _grown(self.hist, capacity)
 
+    def direct_hist(self, size: int) -> np.ndarray | None:
+        """The slicing's own histograms, for a pass of `size` elements to add to straight away
+        (None: it adds to its own, zeroed). Only when the layout stays as it is: room for the
+        batch's new keys (rows of zeros, harmless if the batch fails) is all that changes."""
+        width, bits = self.layout()
+        if size > HIST_AFTER_CHECK or bits is None or bits != self.bits or width != self.width:
+            return None
+        self.prepare()
+        return self.hist
+
     def add(
         self, table: np.ndarray, sums: np.ndarray, hist: np.ndarray | None, bits: int | None
     ) -> None:
-        """Adds the sums of groups whose codes are `table` (distinct), after ``prepare``."""
+        """Adds the sums of groups whose codes are `table` (distinct), after ``prepare``; hist
+        None: the histograms are in already (a direct pass)."""
         if table.size == 0:
             return
         _core.add_rows(self.sums, table, np.ascontiguousarray(sums[:, : self.width]))
-        if self.hist is not None and self.bits is not None:
-            assert hist is not None and bits is not None
+        if self.hist is not None and self.bits is not None and hist is not None:
+            assert bits is not None
             _core.add_rows(self.hist, table, np.ascontiguousarray(coarsen(hist, bits, self.bits)))
 
     def merge(self, other: _Slicing) -> None:
@@ -309,11 +340,11 @@ class ReportState:
     def add_pass(self, p: ReportPass, batch: Batch) -> None:
         self.sums += p.sums
         self.hist += p.hist
-        for (slicing, _codes, table), (_c, sums, hist, bits) in zip(
-            batch.slices, p.slices, strict=True
+        for (slicing, _codes, table), (_c, sums, hist, bits), direct in zip(
+            batch.slices, p.slices, p.direct, strict=True
         ):
             slicing.prepare()
-            slicing.add(table, sums, hist, bits)
+            slicing.add(table, sums, None if direct is not None else hist, bits)
         first = batch.slices[0] if len(batch.slices) == 1 else None
         new = []
         for (loss, weight, y_true, y_pred), (row, code) in zip(
@@ -387,8 +418,15 @@ class Batch:
         self.marks: list[tuple[_Slicing, int]] = []
         self.created: list[str] = []
 
-    def new_pass(self, size: int) -> ReportPass:
-        slicings = [(codes, table.size, *s.layout()) for s, codes, table in self.slices]
+    def new_pass(self, size: int, *, direct: bool = True) -> ReportPass:
+        """The pass of this batch; direct: its histograms may go straight into the slicings'
+        (then a pass that ran must be added, ``ReportPass.written``, even if an exception
+        follows)."""
+        slicings = []
+        for s, codes, table in self.slices:
+            hist = s.direct_hist(size) if direct else None
+            into = None if hist is None else (hist, table)
+            slicings.append((codes, table.size, *s.layout(), into))
         return ReportPass(self.state.options, slicings, size)
 
     def undo(self) -> None:

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "fastbce/kernel.hpp"
@@ -77,7 +78,7 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
 // fused pass (add_tile) always fills w, p and the addends wy, wn, wp of the bins; the rest only
 // when groups or the largest losses need the rows. Columns are kTileStride apart, not kTile: at
 // 4 KiB apart every column's j-th value fell in one L1 set, and a loop over a dozen columns
-// evicted its own lines. `rec` holds each row's group addends side by side (fill_records).
+// evicted its own lines. `rec` holds each row's group addends side by side (store_records).
 constexpr int64_t kTileStride = kTile + 8;
 constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
@@ -186,6 +187,40 @@ inline F64 sigmoid_from_exp(F64 x, F64 z) {
     return (x >= zero ? one : z) * reciprocal(one + z);
 }
 
+// Transposes L vectors of L lanes in place (v[i][k] becomes v[k][i]): log2(L) stages, each
+// swapping the off-diagonal blocks of h lanes between rows i and i + h (exact: moves only).
+using I64 = int64_t __attribute__((vector_size(8 * kSumLanes)));
+template <int H, size_t... K>
+constexpr I64 block_mask(bool first, std::index_sequence<K...>) {
+    constexpr int64_t L = kSumLanes;  // (index L + k: lane k of the second vector)
+    return first ? I64{((K & H) == 0 ? int64_t(K) : L + int64_t(K) - H)...}
+                 : I64{((K & H) == 0 ? int64_t(K) + H : L + int64_t(K))...};
+}
+template <int H = 1>
+inline void transpose(F64* v) {
+    if constexpr (H < kSumLanes) {
+        constexpr auto lanes = std::make_index_sequence<kSumLanes>();
+        constexpr I64 first = block_mask<H>(true, lanes), second = block_mask<H>(false, lanes);
+        for (int i = 0; i < kSumLanes; ++i) {
+            if ((i & H) != 0) continue;
+            const F64 a = v[i], b = v[i + H];
+            v[i] = __builtin_shuffle(a, b, first);
+            v[i + H] = __builtin_shuffle(a, b, second);
+        }
+        transpose<2 * H>(v);
+    }
+}
+
+// Row j's addends of rs_count .. rs_ignored side by side in t.rec[j] (for the groups' sums):
+// the 15 vectors of kSumLanes rows (and one of zeros) transposed in blocks.
+inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
+    static_assert(kRecord % kSumLanes == 0 && rs_ignored < kRecord);
+    for (int b = 0; b < kRecord; b += kSumLanes) {
+        transpose(col + b);
+        for (int i = 0; i < kSumLanes; ++i) std::memcpy(t.rec[j + i] + b, &col[b + i], sizeof(F64));
+    }
+}
+
 // The fused pass of one padded tile: each row's float64 values (weight, label, loss, p; zero
 // where the row does not count) formed once in vector lanes and added to the chunk's lane
 // sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
@@ -194,7 +229,7 @@ inline F64 sigmoid_from_exp(F64 x, F64 z) {
 // exp(-|x|) on entry (exp_neg_abs) and p on exit.
 template <bool FromLogits, bool Rows, bool Unit, class T>
 inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
-                     const T* l, const T* ce, const T* bce, int64_t padded_len) {
+                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records) {
     constexpr int L = kSumLanes;
     using V = F64;
     auto load = [](const auto* from) { return widen(from); };
@@ -241,6 +276,12 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         store(t.terms[rs_wn] + j, wn);
         store(t.terms[rs_wp] + j, wp);
         if constexpr (Rows) {
+            if (records) {
+                const V omitted = Unit ? zero : load(f.omitted + j), ignored = Unit ? zero : load(f.ignored + j);
+                F64 col[kRecord] = {kept, wv, cev, tw(wv, bv), wy,      wn,      wp,           wv * d * d,
+                                    tw(wy, lv), tw(wn, lv), w2, w2l, tw(w2l, lv), omitted, ignored, zero};
+                store_records(t, j, col);
+            }
             store(t.y + j, yv);
             store(t.l + j, lv);
             store(t.bce + j, bv);
@@ -351,126 +392,39 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
     }
 }
 
-// Each row's addends of rs_count .. rs_ignored side by side, for the groups (the whole input
-// sums them in add_tile).
-inline void fill_records(ReportTile& t, int64_t len) {
-    for (int64_t j = 0; j < len; ++j) {
-        // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
-        const double wd = t.w[j], yd = t.y[j], ld = t.l[j], d = t.p[j] - yd;
-        const double wy = t.terms[rs_wy][j], wn = t.terms[rs_wn][j], w2 = wd * wd;
-        double* r = t.rec[j];
-        r[rs_count] = t.kept[j];
-        r[rs_w] = wd;
-        r[rs_wl] = t.terms[rs_wl][j];
-        r[rs_wbce] = times_weight(wd, t.bce[j]);
-        r[rs_wy] = wy;
-        r[rs_wn] = wn;
-        r[rs_wp] = t.terms[rs_wp][j];
-        r[rs_wsq] = wd * d * d;
-        r[rs_wyl] = times_weight(wy, ld);
-        r[rs_wnl] = times_weight(wn, ld);
-        r[rs_w2] = w2;
-        r[rs_w2l] = times_weight(w2, ld);
-        r[rs_w2l2] = times_weight(times_weight(w2, ld), ld);
-        r[rs_omitted] = t.omitted[j];
-        r[rs_ignored] = t.ignored[j];
-    }
-}
-
-// A slicing's AUC histogram adds of one chunk, held back per group in row order and added a
-// group at a time. 50 groups' histograms are 26 MB: a row's add went to a line far out of
-// cache, one at a time between the row's other work; a group's run of adds hits one
-// histogram, mostly in cache, with many misses in flight. Each bin still gets its rows' adds in
-// row order, so the sums are the same bits. Not used when the groups are too many to hold a
-// useful run each (their histograms are small then).
-class GroupBins {
-public:
-    static constexpr int64_t kEntries = int64_t(1) << 16;  // held-back adds of all groups (1.3 MB)
-    static constexpr int64_t kMinRun = 256, kMaxRun = 4096;
-
-    GroupBins(int64_t n_groups, double* hist, int64_t bins, size_t slicing)
-        : run_(std::min(kMaxRun, kEntries / std::max<int64_t>(n_groups, 1))), hist_(hist), bins_(bins) {
-        if (hist == nullptr || run_ < kMinRun) {
-            run_ = 0;
-            return;
-        }
-        // the thread's buffers, kept from chunk to chunk (fresh pages would cost a fault each)
-        thread_local std::vector<Store> stores;
-        if (stores.size() <= slicing) stores.resize(slicing + 1);
-        Store& st = stores[slicing];
-        const size_t n = size_t(n_groups * run_);
-        if (st.bin.size() < n) st.bin.resize(n), st.wy.resize(n), st.wn.resize(n);
-        bin_ = st.bin.data(), wy_ = st.wy.data(), wn_ = st.wn.data();
-        count_.assign(size_t(n_groups), 0);
-    }
-    bool active() const { return run_ > 0; }
-
-    void add(int64_t code, int32_t bin, double wy, double wn) {
-        const size_t at = size_t(code * run_ + count_[size_t(code)]);
-        bin_[at] = bin;
-        wy_[at] = wy;
-        wn_[at] = wn;
-        if (++count_[size_t(code)] == run_) flush(code);
-    }
-    void flush_all() {
-        for (int64_t g = 0; g < int64_t(count_.size()); ++g) flush(g);
-    }
-
-private:
-    struct Store {
-        std::vector<int32_t> bin;
-        std::vector<double> wy, wn;
-    };
-
-    void flush(int64_t code) {
-        double* hist = hist_ + 2 * bins_ * code;
-        const int64_t at = code * run_, n = count_[size_t(code)];
-        const int32_t* bin = bin_ + at;
-        const double *wy = wy_ + at, *wn = wn_ + at;
-        constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
-        for (int64_t i = 0; i < n; ++i) {
-            if (i + ahead < n) __builtin_prefetch(hist + 2 * bin[i + ahead], 1);
-            double* h = hist + 2 * bin[i];
-            h[0] += wy[i];
-            h[1] += wn[i];
-        }
-        count_[size_t(code)] = 0;
-    }
-
-    int64_t run_;
-    double* hist_;
-    int64_t bins_;
-    std::vector<int64_t> count_;
-    int32_t* bin_ = nullptr;
-    double *wy_ = nullptr, *wn_ = nullptr;
-};
-
-// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row), the
-// AUC histogram through the slicing's GroupBins (or row by row when it holds nothing back).
-// Leaves t.bin as the whole input's bins.
+// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row); the
+// AUC histogram adds held back sorted by group (out.held, added a group at a time by the
+// dispatcher: 50 groups' histograms are 26 MB, and a row's add straight into them went to a line
+// far out of cache) or, without a buffer, added straight away. Leaves t.bin as the whole
+// input's bins.
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
-                       ReportPart& out, std::vector<GroupBins>& held) {
-    fill_records(t, len);
+                       ReportPart& out) {
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
-        fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
+        const int64_t* code = g.codes + i0;  // (one element a row: the codes as given)
+        if (c.row_size != 1) {
+            fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
+            code = t.code;
+        }
         const int64_t bins = hist_bins(g.mantissa_bits);
         const bool same_bins = g.mantissa_bits == s.mantissa_bits;
         if (g.hist != nullptr && !same_bins)
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
-        uint8_t* touched = out.slice_touched != nullptr ? out.slice_touched[sl] : nullptr;
-        GroupBins& gb = held[size_t(sl)];
-        double* direct = g.hist != nullptr && !gb.active() ? out.slice_hist[sl] : nullptr;
-        for (int64_t j = 0; j < len; ++j) {
-            double* hist = direct != nullptr ? direct + 2 * bins * t.code[j] : nullptr;
-            add_row(out.slice_sums[sl] + g.stride * t.code[j], hist, t, j, g.stride == rs_size);
+        double* sums = out.slice_sums[sl];
+        const bool ece = g.stride == rs_size;
+        const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
+        double* direct = g.hist != nullptr && held == nullptr ? out.slice_hist[sl] : nullptr;
+        for (int64_t j = 0; j < len; ++j)
+            add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j,
+                    ece);
+        if (held != nullptr) {
+            for (int64_t j = 0; j < len; ++j) {
+                HeldAdd* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
+                *to = HeldAdd{t.rec[j][rs_wy], t.rec[j][rs_wn], t.bin[j]};
+            }
         }
-        if (g.hist != nullptr && touched != nullptr)
-            for (int64_t j = 0; j < len; ++j)
-                touched[(2 * bins * t.code[j] + 2 * t.bin[j]) >> kHistBlockShift] = 1;
-        if (gb.active())
-            for (int64_t j = 0; j < len; ++j) gb.add(t.code[j], t.bin[j], t.rec[j][rs_wy], t.rec[j][rs_wn]);
         if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
     }
@@ -514,11 +468,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
-    std::vector<GroupBins> held;
-    for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
-        const ReportSlicing& g = s.slicings[sl];
-        held.emplace_back(g.n_groups, out.slice_hist[sl], hist_bins(g.mantissa_bits), size_t(sl));
-    }
+    const bool groups = s.n_slicings > 0;                // (and groups each row's record)
 
     const LossParams<T> k(c);
     Call plain_call = c;  // bce: the same epsilon, no other option
@@ -577,11 +527,13 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
         if (rows)
-            unit ? add_tile<FromLogits, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
-                 : add_tile<FromLogits, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
+            unit ? add_tile<FromLogits, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                    groups)
+                 : add_tile<FromLogits, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                     groups);
         else
-            unit ? add_tile<FromLogits, false, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len)
-                 : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len);
+            unit ? add_tile<FromLogits, false, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len, groups)
+                 : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len, groups);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
         for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
         if (flags.hard)
@@ -589,7 +541,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out, held);
+        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
@@ -608,7 +560,6 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     }
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);
-    for (GroupBins& gb : held) gb.flush_all();
 }
 
 template <class T>

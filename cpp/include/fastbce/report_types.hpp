@@ -34,7 +34,6 @@ constexpr int kEceBins = 10;
 // layout is in report.hpp, bin_of); each bin holds (weight of positives, weight of negatives).
 constexpr int kMaxMantissaBits = 11;
 constexpr int64_t hist_bins(int mantissa_bits) { return int64_t(64) << mantissa_bits; }
-constexpr int kHistBlockShift = 9;  // 512 float64 values: a 4 KiB page
 
 // One slicing: a group code per row and the per-group outputs (zeroed by the caller).
 struct ReportSlicing {
@@ -44,6 +43,25 @@ struct ReportSlicing {
     int64_t stride = rs_size;        // rs_size, or rs_ece: no ECE bins (slicings of many groups)
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
+    // the histogram of group q is row hist_rows[q] of hist (null: row q). With it, hist may
+    // already hold sums: the call must have at most kHistAfterCheck elements (then nothing is
+    // added to it unless every row passed the checks)
+    const int64_t* hist_rows = nullptr;
+};
+// Calls of at most this many elements add to the group histograms only after checking every
+// row (their adds are held back in one round): report.cpp's kRoundElements.
+constexpr int64_t kHistAfterCheck = int64_t(1) << 21;
+
+// A slicing's histogram adds held back, in a buffer sorted by group (report.cpp adds them into
+// the groups' histograms a group at a time, each in row order). A row of group g goes to
+// add[cursor[g]++]: one record a row, so that the rows of a group write one stream.
+struct HeldAdd {
+    double wy, wn;
+    int64_t bin;
+};
+struct HeldAdds {
+    int64_t* cursor = nullptr;
+    HeldAdd* add = nullptr;
 };
 
 // One of the rows of largest loss.
@@ -85,10 +103,8 @@ struct ReportPart {
     int64_t hist_begin = INT64_MAX;  // the entries of hist that rows touched: [begin, end)
     int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
-    double** slice_hist = nullptr;  // per slicing (entries may be null)
-    // per slicing, or null: a flag per block of 2^kHistBlockShift entries of slice_hist, set
-    // when a row adds to it (a chunk's partial is cleared and merged where flagged only)
-    uint8_t** slice_touched = nullptr;
+    double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly
+    HeldAdds* held = nullptr;       // per slicing, or null: where rows' histogram adds are held
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
     int64_t top_size = 0;
     Fault fault = Fault::none;

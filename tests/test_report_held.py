@@ -1,0 +1,131 @@
+"""Group histograms through held-back adds (docs/report.md, "Cost"): a chunk's histogram adds are
+sorted by group and added a group at a time, each bin in row order, straight into the output (or,
+for a batch of at most REPORT_HIST_AFTER_CHECK elements, into the accumulator's own histograms
+once every row passed its checks). The report must not depend on the threads, on any tier, for
+any spread of the groups over the rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbce
+from fastbce import _core
+
+ROUND = int(_core.REPORT_HIST_AFTER_CHECK)
+
+
+def _codes(rng, n: int, kind: str) -> np.ndarray:
+    if kind == "uniform":  # 50 groups, every chunk holds all of them
+        return rng.integers(0, 50, n)
+    if kind == "skewed":  # one group holds 90% of the rows
+        return np.where(rng.random(n) < 0.9, 7, rng.integers(0, 30, n))
+    if kind == "blocks":  # sorted: each chunk holds one group or two
+        return np.repeat(np.arange(12), -(-n // 12))[:n]
+    assert kind == "many"  # 3000 groups: 4-bit histograms
+    return rng.integers(0, 3000, n)
+
+
+def _inputs(rng, n: int, soft: bool):
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    if soft:
+        y = np.where(rng.random(n) < 0.2, rng.random(n), y).astype(np.float32)
+    x = rng.normal(-0.5, 2.0, n).astype(np.float32)
+    return y, x
+
+
+@pytest.mark.parametrize(
+    ("n", "kind", "weighted", "soft"),
+    [
+        (ROUND + 300_001, "uniform", False, False),  # two rounds
+        (ROUND + 300_001, "skewed", True, True),
+        (700_001, "blocks", True, False),  # one round, a group or two a chunk
+        (700_001, "many", False, True),
+        (40_001, "uniform", True, False),  # one chunk
+    ],
+)
+def test_the_same_for_any_thread_count(simd_target, rng, n, kind, weighted, soft):
+    y, x = _inputs(rng, n, soft)
+    g = _codes(rng, n, kind)
+    w = rng.uniform(0.5, 1.5, n).astype(np.float32) if weighted else None
+    results = [
+        repr(fastbce.evaluate(y, x, from_logits=True, sample_weight=w, groups=g, threads=t))
+        for t in (1, 2, 3)
+    ]
+    assert results[0] == results[1] == results[2]
+
+
+def _group_hist(acc: fastbce.LossAccumulator) -> np.ndarray:
+    s = acc._state.slicings["groups"]
+    return s.hist[: len(s.keys)].copy()
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_batches_into_the_accumulator_equal_one_pass(simd_target, rng, soft):
+    """Batches of at most ROUND elements add into the accumulator's histograms directly; one call
+    of more uses its own and adds them after. Whole-number weights: the counts are identical."""
+    n = ROUND + 100_000
+    y, x = _inputs(rng, n, soft)
+    if soft:  # (soft labels: multiples of 1/4, so that the class weights stay exact)
+        y = (np.round(y * 4) / 4).astype(np.float32)
+    g = rng.integers(0, 50, n)
+    whole = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=g)
+    batched = fastbce.LossAccumulator(from_logits=True)
+    for start in range(0, n, 400_000):
+        stop = start + 400_000
+        batched.update(y[start:stop], x[start:stop], groups=g[start:stop])
+    np.testing.assert_array_equal(_group_hist(batched), _group_hist(whole))
+    a, b = batched.result(), whole.result()
+    for key in a["groups"]:
+        assert a["groups"][key]["auc"] == b["groups"][key]["auc"]
+        assert a["groups"][key]["rows"] == b["groups"][key]["rows"]
+
+
+def test_a_failed_batch_leaves_the_histograms(rng):
+    y, x = _inputs(rng, 10_000, False)
+    g = rng.integers(0, 50, y.size)
+    acc = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=g)
+    before = _group_hist(acc)
+    bad = y.copy()
+    bad[-1] = 3.0  # the last row fails: every other row's adds were held back
+    with pytest.raises(ValueError, match="y_true"):
+        acc.update(bad, x, groups=g)
+    np.testing.assert_array_equal(_group_hist(acc), before)
+
+
+def test_an_exception_after_the_pass_still_counts_the_batch(rng, monkeypatch):
+    """Once the kernel added a batch to the accumulator's histograms, an exception that comes
+    next (KeyboardInterrupt) leaves the batch counted in full, not half."""
+    from fastbce import _accumulator
+
+    y, x = _inputs(rng, 10_000, False)
+    g = rng.integers(0, 50, y.size)
+    want = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=g)
+    want.update(y, x, groups=g)
+    acc = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=g)
+    compute = _accumulator._compute
+
+    def interrupted(*args, **kwargs):
+        compute(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_accumulator, "_compute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        acc.update(y, x, groups=g)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_group_hist(acc), _group_hist(want))
+    assert repr(acc.result()) == repr(want.result())
+
+
+def test_rows_of_several_elements(simd_target, rng):
+    """2-D input: a group code per row of 3 elements."""
+    rows = 300_001
+    y, x = _inputs(rng, 3 * rows, False)
+    g = rng.integers(0, 20, rows)
+    y, x = y.reshape(rows, 3), x.reshape(rows, 3)
+    results = [repr(fastbce.evaluate(y, x, from_logits=True, groups=g, threads=t)) for t in (1, 2)]
+    assert results[0] == results[1]
+    per_row = fastbce.evaluate(y.ravel(), x.ravel(), from_logits=True, groups=np.repeat(g, 3))
+    got = fastbce.evaluate(y, x, from_logits=True, groups=g)
+    for key, scope in per_row["groups"].items():
+        assert got["groups"][key]["auc"] == scope["auc"]
