@@ -69,3 +69,30 @@ def test_an_element_does_not_depend_on_its_tile(rng, weighted):
         np.testing.assert_array_equal(loss(slice(k, None)), whole[k:])
         j = 40 * k  # one element alone: a tile of its own, padded
         np.testing.assert_array_equal(loss(slice(j, j + 1)), whole[j : j + 1])
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_runs_of_large_logits_give_each_elements_own_loss(rng, weighted):
+    """Tiles after one with no |x| below 31.5 start with exp (and skip it beyond 104): each
+    element's loss is still the one it has alone."""
+    parts = [
+        rng.uniform(32, 80, 1100),
+        10.0 ** rng.uniform(2.02, 30, 1100),
+        rng.uniform(80, 110, 1100),
+        rng.uniform(-40, 40, 1100),
+    ]
+    x = np.concatenate(parts).astype(np.float32) * np.where(rng.random(4400) < 0.5, 1, -1)
+    x[1500:1510] = np.inf
+    x[1600:1610] = np.nan
+    x[2000] = np.float32(104.0)
+    x[2001] = np.nextafter(np.float32(104.0), np.float32(200))
+    y = rng.random(x.size).astype(np.float32)
+    y[::3] = (x[::3] > 0).astype(np.float32)  # correct predictions: loss = softplus(-|x|)
+    w = rng.uniform(0.5, 2, x.size).astype(np.float32) if weighted else None
+    kw = {"from_logits": True, "reduction": "none"}
+    whole = fastbce.binary_crossentropy(y, x, sample_weight=w, **kw)
+    for j in range(0, x.size, 7):
+        alone = fastbce.binary_crossentropy(
+            y[j : j + 1], x[j : j + 1], sample_weight=None if w is None else w[j : j + 1], **kw
+        )
+        np.testing.assert_array_equal(alone, whole[j : j + 1], err_msg=f"element {j}")
