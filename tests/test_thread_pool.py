@@ -15,7 +15,7 @@ import pytest
 import fastbce
 from fastbce import _core
 
-BLOCK = 1 << 16  # the kernel's block (dispatch.cpp): threads take whole blocks
+BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
 
 
 @pytest.mark.parametrize("n", [BLOCK + 1, 100_000, 3 * BLOCK - 1, 300_000])
@@ -29,7 +29,8 @@ def test_any_thread_count_same_bits(simd_target, rng, n):
 
 
 def test_two_threads_from_two_blocks():
-    assert _core.threads_for(BLOCK, 2) == 1  # one block: one thread
+    assert _core.threads_for(BLOCK - 1, 2) == 1  # one block: one thread
+    assert _core.threads_for(BLOCK, 2) == 2  # two blocks of 2^15 from 2^16 elements on
     assert _core.threads_for(BLOCK + 1, 2) == 2
     assert _core.threads_for(100_000, 8) == 2  # never more threads than blocks
     assert _core.threads_for(10**4, 0) == 1

@@ -34,11 +34,22 @@ FASTBCE_DECLARE_TIER(tier_v4)
 namespace fastbce {
 namespace {
 
-constexpr int64_t kBlock = 1 << 16;              // elements per block (a multiple of the tile)
+constexpr int64_t kBlock = 1 << 16;              // the most elements per block
+constexpr int64_t kBlockAlign = 1 << 12;         // block sizes are multiples of it (and of the tile)
 // Below this many elements per thread a thread costs more than it saves. Waking a thread of the
-// pool (parallel.hpp) costs a few µs, a block of 2^16 float32 logits ~40 µs on one core: two
-// threads pay off as soon as there are two blocks (n > 2^16).
+// pool (parallel.hpp) costs a few µs, 2^15 float32 logits ~15 µs on one core (AVX-512): two
+// threads pay off from 2^16 elements.
 constexpr int64_t kMinPerThread = 1 << 15;
+
+// Elements per block of an n-element call: n in ceil(n / kBlock) blocks of (about) equal size, at
+// least two from 2 kMinPerThread on. Equal blocks keep the threads equally busy: 1e5 elements
+// as 2^16 + 34464 took as long as 2^16 on two threads. It depends on n alone, never on the
+// threads, so the sums (added block by block) do not either.
+int64_t block_size(int64_t n) {
+    const int64_t n_blocks = std::max<int64_t>((n + kBlock - 1) / kBlock, n >= 2 * kMinPerThread ? 2 : 1);
+    const int64_t per_block = (n + n_blocks - 1) / n_blocks;
+    return std::max<int64_t>(kBlockAlign, (per_block + kBlockAlign - 1) / kBlockAlign * kBlockAlign);
+}
 constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
 
 struct Tier {
@@ -205,7 +216,8 @@ int default_threads() {
 
 int threads_for(int64_t n, int requested) {
     const int64_t wanted = requested > 0 ? requested : (n >= 2 * kMinPerThread ? default_threads() : 1);
-    const int64_t n_blocks = std::max<int64_t>(1, (n + kBlock - 1) / kBlock);
+    const int64_t block = block_size(n);
+    const int64_t n_blocks = std::max<int64_t>(1, (n + block - 1) / block);
     return int(std::clamp<int64_t>(std::min(wanted, n / kMinPerThread), 1, n_blocks));
 }
 
@@ -223,9 +235,11 @@ Result run(const Call& c, Sums* group_sums) {
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
 
-    // Block size depends on n and the number of groups only, never on the threads.
-    int64_t block = kBlock;
+    // Block size depends on n and the number of groups only, never on the threads. (Grouped
+    // calls keep whole kBlock blocks: their per-block partials are n_groups sums each.)
+    int64_t block = block_size(n);
     if (n_groups > 0) {
+        block = kBlock;
         const int64_t max_blocks = std::max<int64_t>(1, kGroupPartialsBudget / n_groups);
         const int64_t needed = (n + max_blocks - 1) / max_blocks;
         block = std::max(block, (needed + kBlock - 1) / kBlock * kBlock);
@@ -318,9 +332,10 @@ Result run_grad(const Call& c, const GradOut& g) {
     const GradBlockFn block_fn = table().block[is_double][int(level)];
 
     const int64_t n = c.n;
-    std::vector<BlockOut> parts(static_cast<size_t>((n + kBlock - 1) / kBlock));
+    const int64_t block = block_size(n);
+    std::vector<BlockOut> parts(static_cast<size_t>((n + block - 1) / block));
     const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, g, begin, end, part); };
-    return run_blocks(parts, n, kBlock, threads_for(n, c.threads), fill);
+    return run_blocks(parts, n, block, threads_for(n, c.threads), fill);
 }
 
 }  // namespace fastbce

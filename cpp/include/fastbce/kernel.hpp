@@ -17,7 +17,12 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "fastbce/types.hpp"
+#include "fastbce/softplus_table.hpp"
 #include "fastbce/vecmath.hpp"
 
 #ifndef FASTBCE_TIER
@@ -500,9 +505,10 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
 
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
-// Finite: every logit is known to be finite. Returns the largest bit pattern of the labels (and
-// probabilities) for the range check.
-template <class T, bool FromLogits, bool Focal, Options O, bool Finite>
+// Finite: every logit is known to be finite. SoftGiven: `scratch` holds softplus(-|x|) itself
+// (the AVX-512 float table, softplus_table.hpp) rather than exp(-|x|). Returns the largest bit
+// pattern of the labels (and probabilities) for the range check.
+template <class T, bool FromLogits, bool Focal, Options O, bool Finite, bool SoftGiven = false>
 inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
                                                      const T* __restrict q, const T* __restrict w,
                                                      T* __restrict ce, T* __restrict scratch,
@@ -529,8 +535,9 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
         [[maybe_unused]] T soft = T(0);
         if constexpr (FromLogits) {
-            const T z = scratch[j];  // exp(-|x|), in [0, 1]
-            soft = vm::log1p_small_nonnegative(z);
+            const T z = scratch[j];  // exp(-|x|), in [0, 1] (or softplus(-|x|), SoftGiven)
+            if constexpr (SoftGiven) soft = z;
+            else soft = vm::log1p_small_nonnegative(z);
             if constexpr (General) {  // (the other levels use soft directly, below)
                 // (double: a subnormal soft, |x| > 708, is left out of the term of the unlikely
                 // side where the other term is there, as in one_minus_pt; float products are
@@ -634,6 +641,63 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
     [[maybe_unused]] Bits max_abs_bits = 0;  // (logits) of the largest |x|
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+    // Plain and weighted float logits on AVX-512: softplus(-|x|) from the table (a third of the
+    // instructions of exp and log1p_small), and from exp for |x| >= 31.5 (where log1p(z) rounds
+    // to z), element by element: one formula per element whatever its tile. A tile with such an
+    // |x| computes both; `general_exp` here says the previous tile had no |x| within the table,
+    // and this one then starts with exp (and takes the table only if it has such an |x|), so that
+    // runs of large logits do not pay for both (1.8x the time per element otherwise).
+    if constexpr (FromLogits && !Focal && O != Options::general && std::is_same_v<T, float>) {
+        constexpr Bits table_max = std::bit_cast<Bits>(vm::softplus_table_max);
+        // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
+        auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
+        Bits min_abs_bits = 0;
+        if (!general_exp) {
+            max_abs_bits = vm::softplus_neg_abs_table(pred, scratch, len);
+            if (max_abs_bits >= table_max) {
+                min_abs_bits = table_max;
+                for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
+                    const T a = std::abs(pred[j]);
+                    min_abs_bits = std::min(min_abs_bits, std::bit_cast<Bits>(a));
+                    scratch[j] = vm::detail::select(beyond(j), vm::exp_nonpositive(-a), scratch[j]);
+                }
+            }
+        } else {
+            // the range of |x| first (two integer ops a vector), then the cheapest exp that
+            // gives every element's bits: that of a normal result, or none at all where every
+            // exp(-|x|) is +0 (|x| > 104, -exp_lo; NaN gives -|x|, as exp_nonpositive does)
+            min_abs_bits = std::numeric_limits<Bits>::max();
+            for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
+                const Bits a = std::bit_cast<Bits>(std::abs(pred[j]));
+                max_abs_bits = std::max(max_abs_bits, a);
+                min_abs_bits = std::min(min_abs_bits, a);
+            }
+            if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+                for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive_normal(-std::abs(pred[j]));  // (as above)
+            } else if (min_abs_bits > std::bit_cast<Bits>(-vm::detail::traits<T>::exp_lo)) {
+                for (int64_t j = 0; j < len; ++j) {  // (as above)
+                    const T a = std::abs(pred[j]);
+                    scratch[j] = vm::detail::select(a != a, -a, T(0));
+                }
+            } else {
+                for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // (as above)
+            }
+            if (min_abs_bits < table_max) {
+                vm::softplus_neg_abs_table(pred, ce, len);  // (ce: free until loss_loop below)
+                for (int64_t j = 0; j < len; ++j) scratch[j] = vm::detail::select(beyond(j), scratch[j], ce[j]);  // (as above)
+            }
+        }
+        general_exp = min_abs_bits >= table_max;
+        finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
+        const Bits max_bits = finite ? loss_loop<T, true, false, O, true, true>(y, pred, q, w, ce, scratch, wide_loss, len, k)
+                                     : loss_loop<T, true, false, O, false, true>(y, pred, q, w, ce, scratch, wide_loss, len, k);
+        if constexpr (O == Options::weighted) {
+            if (!finite) weight_tile(ce, w, len);
+        }
+        return max_bits > std::bit_cast<Bits>(T(1));
+    }
+#endif
     if constexpr (FromLogits) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
         // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
@@ -745,6 +809,15 @@ inline double sum_f64(const T* v, int64_t len) {
     int64_t j = 0;
     for (; j + 16 <= len; j += 16) {
         for (int k = 0; k < K; ++k) {
+#if defined(__AVX512F__)
+            if constexpr (std::is_same_v<T, float>) {
+                // (one vcvtps2pd from memory: GCC 12 splits __builtin_convertvector of 8 floats
+                // into two 4-wide converts, an extract and an insert, 2.5x the instructions; the
+                // masked form because the plain one trips GCC 12's -Wmaybe-uninitialized)
+                acc[k] += f64xL(_mm512_maskz_cvtps_pd(__mmask8(0xff), _mm256_loadu_ps(v + j + k * L)));
+                continue;
+            }
+#endif
             TxL a;
             std::memcpy(&a, v + j + k * L, sizeof a);
             acc[k] += __builtin_convertvector(a, f64xL);

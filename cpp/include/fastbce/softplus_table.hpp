@@ -1,0 +1,136 @@
+#pragma once
+// softplus(-a) = log1p(exp(-a)) for float a = |x| < 31.5 on AVX-512, by table: 32 polynomials of
+// degree 7, one per interval [k - 1/2, k + 1/2), in h = a - k (exact), their coefficients picked
+// per lane with vpermt2ps (a 32-entry table in two registers, one instruction). No exp, no log, no
+// division: the float32 logits loss's exp and log1p_small cost ~60 vector instructions per 16
+// elements, this ~20. Only where the tier has AVX-512 (AVX2's vpermps holds 8 entries); the other
+// tiers keep exp and log1p_small. An element takes this formula or, for |x| >= 31.5 (and NaN),
+// the caller's exp, by its own value alone: its loss never depends on its tile or position.
+// The coefficients are ours: tools/derive_softplus_table.py derives them and prints the table
+// below; regenerate it there, never edit it by hand. Accuracy: docs/vecmath.md.
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "fastbce/vecmath.hpp"
+
+namespace fastbce { namespace FASTBCE_TIER { namespace vm {
+
+#if defined(__AVX512F__)
+#define FASTBCE_SOFTPLUS_TABLE 1
+
+// The table's domain: a < 31.5 rounds to an interval k <= 31 (31.5 itself would round to 32).
+inline constexpr float softplus_table_max = 31.5f;
+
+namespace detail {
+// kSoftplusTable[i][k]: the coefficient of h^i on interval k (as the script printed it: max
+// relative error of the rounded polynomials 4.76e-08, 0.799 units of 2^-24)
+alignas(64) inline constexpr float kSoftplusTable[8][32] = {
+    {0x1.62e43p-1f, 0x1.40c7acp-2f, 0x1.03f2d6p-3f, 0x1.8e071p-5f,
+     0x1.295e5p-6f, 0x1.b818dap-8f, 0x1.447e36p-9f, 0x1.dddef4p-11f,
+     0x1.5fb2f6p-12f, 0x1.02cb0cp-13f, 0x1.7cd564p-15f, 0x1.1834a8p-16f,
+     0x1.9c547p-18f, 0x1.2f603ep-19f, 0x1.be6c64p-21f, 0x1.4875c6p-22f,
+     0x1.e355bap-24f, 0x1.639e3p-25f, 0x1.05a628p-26f, 0x1.81057p-28f,
+     0x1.1b4866p-29f, 0x1.a0db0ep-31f, 0x1.32b48cp-32f, 0x1.c3527ep-34f,
+     0x1.4c1078p-35f, 0x1.e8a37ap-37f, 0x1.67852ap-38f, 0x1.08852ap-39f,
+     0x1.853f02p-41f, 0x1.1e642cp-42f, 0x1.a56e0cp-44f, 0x1.36121ep-45f},
+    {-0x1.000004p-1f, -0x1.136562p-2f, -0x1.e84156p-4f, -0x1.848344p-5f,
+     -0x1.26afap-6f, -0x1.b69f68p-8f, -0x1.441778p-9f, -0x1.dda738p-11f,
+     -0x1.5fa3dcp-12f, -0x1.02c6f6p-13f, -0x1.7cd32cp-15f, -0x1.18340ep-16f,
+     -0x1.9c541cp-18f, -0x1.2f6028p-19f, -0x1.be6c58p-21f, -0x1.4875c2p-22f,
+     -0x1.e355b8p-24f, -0x1.639e2ep-25f, -0x1.05a628p-26f, -0x1.81057p-28f,
+     -0x1.1b4866p-29f, -0x1.a0db0ep-31f, -0x1.32b48cp-32f, -0x1.c3527ep-34f,
+     -0x1.4c1078p-35f, -0x1.e8a37ap-37f, -0x1.67852ap-38f, -0x1.08852ap-39f,
+     -0x1.853f02p-41f, -0x1.1e642cp-42f, -0x1.a56e0cp-44f, -0x1.36121ep-45f},
+    {0x1.00013cp-3f, 0x1.92a94ep-4f, 0x1.ae0d62p-5f, 0x1.72163cp-6f,
+     0x1.2162fp-7f, 0x1.b3afecp-9f, 0x1.434a2cp-10f, 0x1.dd381p-12f,
+     0x1.5f85cep-13f, 0x1.02bebep-14f, 0x1.7ccef8p-16f, 0x1.18331ap-17f,
+     0x1.9c53aap-19f, 0x1.2f5fcap-20f, 0x1.be6c2ep-22f, 0x1.4875f8p-23f,
+     0x1.e355b2p-25f, 0x1.639e74p-26f, 0x1.05a656p-27f, 0x1.81056ap-29f,
+     0x1.1b483cp-30f, 0x1.a0dadp-32f, 0x1.32b48ap-33f, 0x1.c35294p-35f,
+     0x1.4c10bep-36f, 0x1.e8a39p-38f, 0x1.67854ap-39f, 0x1.08850cp-40f,
+     0x1.853efap-42f, 0x1.1e641ap-43f, 0x1.a56e1cp-45f, 0x1.36122ap-46f},
+    {-0x1.64e6ecp-16f, -0x1.f031d8p-7f, -0x1.b4b0ap-7f, -0x1.bea4e6p-8f,
+     -0x1.73f988p-9f, -0x1.1e91e6p-10f, -0x1.aceb22p-12f, -0x1.3d9144p-13f,
+     -0x1.d4630ep-15f, -0x1.58e8p-16f, -0x1.fbb486p-18f, -0x1.759782p-19f,
+     -0x1.12e23ap-20f, -0x1.947e2ep-22f, -0x1.299d16p-23f, -0x1.b5f3c8p-25f,
+     -0x1.42391cp-26f, -0x1.da2a88p-28f, -0x1.5cde3cp-29f, -0x1.00ae28p-30f,
+     -0x1.79b4fep-32f, -0x1.15e6bcp-33f, -0x1.98f09ap-35f, -0x1.2ce1cep-36f,
+     -0x1.bac1d4p-38f, -0x1.45c274p-39f, -0x1.df5cb6p-41f, -0x1.60b0ecp-42f,
+     -0x1.037f36p-43f, -0x1.7dda8p-45f, -0x1.18f42p-46f, -0x1.9d6dap-48f},
+    {-0x1.4eb7cap-8f, -0x1.821058p-10f, 0x1.a8b9ap-10f, 0x1.67c36cp-10f,
+     0x1.58df9p-11f, 0x1.16dc48p-12f, 0x1.a8bdbep-14f, 0x1.3c568p-15f,
+     0x1.d3acf8p-17f, 0x1.58c036p-18f, 0x1.fb7ba6p-20f, 0x1.756d88p-21f,
+     0x1.12d0d6p-22f, 0x1.949472p-24f, 0x1.299f86p-25f, 0x1.b5d0dap-27f,
+     0x1.423788p-28f, 0x1.da01d6p-30f, 0x1.5cc398p-31f, 0x1.00ae0ep-32f,
+     0x1.79c88ap-34f, 0x1.15f52cp-35f, 0x1.98ef02p-37f, 0x1.2cd9f8p-38f,
+     0x1.ba9a42p-40f, 0x1.45ba96p-41f, 0x1.df48e6p-43f, 0x1.60be54p-44f,
+     0x1.037f9cp-45f, 0x1.7de11ap-47f, 0x1.18edecp-48f, 0x1.9d64a8p-50f},
+    {-0x1.12a4acp-12f, 0x1.0d3592p-10f, 0x1.65691ep-13f, -0x1.4778c2p-13f,
+     -0x1.d34d94p-14f, -0x1.a5f2b2p-15f, -0x1.4d7674p-16f, -0x1.f60b82p-18f,
+     -0x1.7496acp-19f, -0x1.13cce6p-20f, -0x1.94fef2p-22f, -0x1.2a0554p-23f,
+     -0x1.b703c2p-25f, -0x1.444544p-26f, -0x1.dc7ae6p-28f, -0x1.5d965cp-29f,
+     -0x1.01cb64p-30f, -0x1.7a370cp-32f, -0x1.16b3b2p-33f, -0x1.9ad5ap-35f,
+     -0x1.2ea4d2p-36f, -0x1.bd5718p-38f, -0x1.4739c8p-39f, -0x1.e14178p-41f,
+     -0x1.618d7ap-42f, -0x1.04897ap-43f, -0x1.7f3a04p-45f, -0x1.1a8p-46f,
+     -0x1.9f56bap-48f, -0x1.31b1e6p-49f, -0x1.c16be2p-51f, -0x1.4aac32p-52f},
+    {0x1.716d38p-11f, -0x1.0f4b36p-14f, -0x1.02b9eap-13f, -0x1.11491ep-17f,
+     0x1.aacc36p-17f, 0x1.f5e098p-18f, 0x1.a6fbdep-19f, 0x1.51074p-20f,
+     0x1.f76fa6p-22f, 0x1.6fbf2cp-23f, 0x1.147a34p-24f, 0x1.9a769ep-26f,
+     0x1.2b272ap-27f, 0x1.ab824ep-29f, 0x1.3e8b52p-30f, 0x1.df7238p-32f,
+     0x1.5a1a1cp-33f, 0x1.03e49cp-34f, 0x1.7dc88ap-36f, 0x1.136708p-37f,
+     0x1.8fbc32p-39f, 0x1.261752p-40f, 0x1.b72982p-42f, 0x1.450122p-43f,
+     0x1.e61614p-45f, 0x1.5fae7ap-46f, 0x1.03e74ep-47f, 0x1.769eb6p-49f,
+     0x1.164824p-50f, 0x1.97db86p-52f, 0x1.2f2d98p-53f, 0x1.be0b42p-55f},
+    {-0x1.c3431ep-13f, -0x1.a97402p-15f, 0x1.c3429p-16f, 0x1.156ecep-17f,
+     -0x1.1d01e4p-20f, -0x1.ad4348p-21f, -0x1.771ea6p-22f, -0x1.96d244p-23f,
+     -0x1.43cd4cp-24f, -0x1.7a4cb6p-26f, -0x1.78771p-27f, -0x1.1e762ep-28f,
+     -0x1.873accp-30f, -0x1.89663ep-32f, -0x1.55677ep-33f, -0x1.444022p-34f,
+     -0x1.86da86p-36f, -0x1.71df54p-37f, -0x1.e787d2p-39f, -0x1.2ef3d8p-40f,
+     -0x1.8519bep-42f, -0x1.1ea9b2p-43f, -0x1.e8c724p-45f, -0x1.7bf2c2p-46f,
+     -0x1.407472p-47f, -0x1.99130cp-49f, -0x1.3912dp-50f, -0x1.7a6aa4p-52f,
+     -0x1.326114p-53f, -0x1.b32b1ep-55f, -0x1.5fc81p-56f, -0x1.0216eap-57f},
+};
+}  // namespace detail
+
+// out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
+// included, get garbage for the caller to replace); n a multiple of 16.
+// Returns the largest bit pattern of |x[j]| (the caller's range checks).
+inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restrict out, int64_t n) {
+    using detail::kSoftplusTable;
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    // a below 2^-30 is taken as 2^-30: softplus(-a) then rounds to ln2 as at 0, and the
+    // polynomial's h stays normal (a subnormal operand would take a microcode assist on Intel).
+    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30
+    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);  // a + it leaves round(a) in the low bits
+    __m512 lo[8], hi[8];
+    for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
+        hi[i] = _mm512_load_ps(&kSoftplusTable[i][16]);
+    }
+    // (the masked max: GCC 12's _mm512_max_epu32 and reductions pass an "undefined" vector that
+    // -Wmaybe-uninitialized reports)
+    auto max_u32 = [](__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); };
+    __m512i max_bits = _mm512_setzero_si512();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
+        max_bits = max_u32(max_bits, a_bits);
+        const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
+        const __m512 t = _mm512_add_ps(a, round_magic);
+        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
+        const __m512i k = _mm512_castps_si512(t);  // vpermt2ps reads the low 5 bits
+        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
+        for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
+        _mm512_storeu_ps(out + j, p);
+    }
+    alignas(64) uint32_t lanes[16];
+    _mm512_store_si512(lanes, max_bits);
+    uint32_t m = 0;
+    for (uint32_t v : lanes) m = v > m ? v : m;
+    return m;
+}
+#endif
+
+}}}  // namespace fastbce::FASTBCE_TIER::vm
