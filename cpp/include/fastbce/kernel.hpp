@@ -329,6 +329,45 @@ struct TinyTerm {
     static FASTBCE_VM_INLINE T keep(T z, T other) { return vm::detail::select((z < z_max) & (other >= other_min), T(0), z); }
 };
 
+// The deep band of float64 logits: 0 < z = exp(-|x|) < 2^-1020, |x| in about (707, 745.2), only
+// in tiles beyond the fast exp's range. There a correct hard prediction's loss is z times normal
+// factors (times z^gamma for focal calls): an operation on z, or one producing a subnormal, takes a
+// microcode assist on Intel cores (~100+ cycles; the band ran 12x slower). Such a loss is computed
+// on Z = z 2^1074 (exact, normal) and rounded once to the subnormal grid with integer operations
+// (down); which formula an element takes depends on it alone, never on its tile.
+struct Deep {
+    using U = uint64_t;
+    static constexpr U limit = std::bit_cast<U>(0x1p-1020) - 1u;
+    // 0 < v < 2^-1020, as an integer compare (no FP operation on a subnormal v)
+    static FASTBCE_VM_INLINE bool in(double v) { return std::bit_cast<U>(v) - 1u < limit; }
+    // v 2^1074 for v in [0, 2^-1020): exact and normal (the subnormal's bit pattern as an integer,
+    // or two scalings by 2^537)
+    static FASTBCE_VM_INLINE double up(double v) {
+        const double big = vm::detail::max_by_bits(v, 0x1p-1022) * 0x1p537 * 0x1p537;
+        return vm::detail::select(v < 0x1p-1022, vm::detail::small_uint_to_fp<double>(std::bit_cast<U>(v)), big);
+    }
+    // m 2^-1074 for a finite m >= 0, rounded once: to the subnormal grid as an integer (the bits
+    // of m + 2^52, as exp builds its subnormal results), or scaled back where it is normal
+    static FASTBCE_VM_INLINE double down(double m) {
+        const double sub = std::bit_cast<double>(std::bit_cast<U>(m + 0x1p52) - std::bit_cast<U>(0x1p52));
+        const double normal = vm::detail::max_by_bits(m, 0x1p52) * 0x1p-537 * 0x1p-537;
+        return vm::detail::select(m < 0x1p52, sub, normal);
+    }
+    // balance z^(1 + g) for z in the band (a focal loss with gamma g outside {1/2, ..., 4}, whose
+    // ce is z and 1 - p_t is z): log z from log Z, and 0 where z^g < e^-40 (the product, below
+    // 2^54 2^-57.7 times balance <= 1, rounds to 0 there), so that every value stays normal. For
+    // gamma in {1/2, ..., 4} the loss is below z^1.5 < 2^-1530: 0.
+    static FASTBCE_VM_INLINE double pow_loss(double z, double balance, double g) {
+        using Tr = vm::detail::traits<double>;
+        const double big_z = up(z);
+        const double log_z = (vm::log(big_z) - 1074.0 * Tr::ln2_hi) - 1074.0 * Tr::ln2_lo;
+        const double a = g * log_z;
+        const bool zero = a < -40.0;
+        const double f = vm::exp_nonpositive_normal(vm::detail::select(zero, -40.0, a));
+        return vm::detail::select(zero, 0.0, down((balance * big_z) * f));
+    }
+};
+
 template <bool FromLogits, class T>
 FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits) {
@@ -426,6 +465,22 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
                 using vm::detail::select;
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
             }
+            if constexpr (std::is_same_v<T, double> && FromLogits && !Clean) {
+                // float64 logits in the deep band (Deep): a correct hard prediction's ce and z are
+                // replaced by 0, which gives its loss, 0, for gamma in {1/2, ..., 4}; other gammas
+                // take Deep::pow_loss
+                using vm::detail::select;
+                const bool deep = Deep::in(z) & ((x >= T(0) ? ys_c : ys) == T(0));
+                [[maybe_unused]] const T z_deep = select(deep, z, T(0x1p-1021));  // (others: harmless)
+                ce_j = select(deep, T(0), ce_j), z = select(deep, T(0), z);
+                if constexpr (std::is_same_v<Factor, PowFactor>) {
+                    T d = Deep::pow_loss(z_deep, balance_factor(k, ys, ys_c), factor.g);
+                    if constexpr (O == Options::weighted) d = times_weight(w[j], d);
+                    const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
+                    ce[j] = select(deep, d, v);
+                    continue;
+                }
+            }
             const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
             if constexpr (Mixed) ce[j] = vm::detail::select(wide, T(wide_v), v);
             else ce[j] = v;
@@ -451,32 +506,22 @@ inline void weight_tile(float* __restrict ce, const float* __restrict w, int64_t
 }
 
 // Double: a loss below 2^-1020 (only beyond |x| = 708, never in a tile within the fast exp's
-// range) times a weight below 2^900 is formed on L = loss 2^1074 (exact: the subnormal's bit
-// pattern as an integer, or two scalings by 2^537) and m = w L, rounded to the subnormal grid as
-// an integer (the bits of m + 2^52, as exp builds its subnormal results) or scaled back where it
-// is normal: no operation sees a subnormal. m's rounding makes this a double rounding (within one
-// subnormal ulp of w * loss), so it depends on the element alone, never on its tile.
+// range) times a weight below 2^900 is formed as w (loss 2^1074) and rounded once (Deep::up,
+// Deep::down): no operation sees a subnormal. The product's rounding makes this a double
+// rounding (within one subnormal ulp of w * loss), so it depends on the element alone.
 inline void weight_tile(double* __restrict ce, const double* __restrict w, int64_t len) {
-    using U = uint64_t;
-    constexpr U limit = std::bit_cast<U>(0x1p-1020) - 1u;
     int tiny = 0;
-    for (int64_t j = 0; j < len; ++j) tiny |= int(std::bit_cast<U>(ce[j]) - 1u < limit);
+    for (int64_t j = 0; j < len; ++j) tiny |= int(Deep::in(ce[j]));
     if (!tiny) {
         for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
         return;
     }
-    using vm::detail::max_by_bits;
     using vm::detail::select;
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
         const double loss = ce[j], wj = w[j];
-        const bool scaled = (std::bit_cast<U>(loss) - 1u < limit) & (wj < 0x1p900);
+        const bool scaled = Deep::in(loss) & (wj < 0x1p900);
         const double ls = select(scaled, loss, 0x1p-1021);  // (other lanes: harmless values)
-        const double big = max_by_bits(ls, 0x1p-1022) * 0x1p537 * 0x1p537;
-        const double L = select(ls < 0x1p-1022, vm::detail::small_uint_to_fp<double>(std::bit_cast<U>(ls)), big);
-        const double m = select(scaled, wj, 1.0) * L;
-        const double sub = std::bit_cast<double>(std::bit_cast<U>(m + 0x1p52) - std::bit_cast<U>(0x1p52));
-        const double normal = max_by_bits(m, 0x1p52) * 0x1p-537 * 0x1p-537;
-        const double v = select(m < 0x1p52, sub, normal);
+        const double v = Deep::down(select(scaled, wj, 1.0) * Deep::up(ls));
         ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
     }
 }
@@ -528,19 +573,32 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         const T x = pred[j];
         T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
         [[maybe_unused]] T soft = T(0);
+        [[maybe_unused]] bool deep = false;  // (general float64 logits: the loss is scaled, Deep)
         if constexpr (FromLogits) {
             const T z = scratch[j];  // exp(-|x|), in [0, 1]
             soft = vm::log1p_small_nonnegative(z);
             if constexpr (General) {  // (the other levels use soft directly, below)
-                // (double: a subnormal soft, |x| > 708, is left out of the term of the unlikely
-                // side where the other term is there, as in one_minus_pt; float products are
-                // made in double)
+                // (double: a tiny soft, |x| > 315, is left out of the likely side's term, where
+                // it is below half an ulp of |x|, and out of the unlikely side's where the other
+                // term is there, as in one_minus_pt; in the deep band, a correct hard prediction's
+                // loss is formed on z 2^1074 and rounded once below (Deep). Float products are
+                // made in double.)
                 T soft_p = soft, soft_1mp = soft;
                 if constexpr (std::is_same_v<T, double>) {
                     const bool tiny = soft < TinyTerm<T>::z_max;
                     using vm::detail::select;
-                    soft_p = select(tiny & (x > T(0)) & (ys_c >= TinyTerm<T>::other_min), T(0), soft);
-                    soft_1mp = select(tiny & (x < T(0)) & (ys >= TinyTerm<T>::other_min), T(0), soft);
+                    soft_p = select(tiny & ((x < T(0)) | (ys_c >= TinyTerm<T>::other_min)), T(0), soft);
+                    soft_1mp = select(tiny & ((x > T(0)) | (ys >= TinyTerm<T>::other_min)), T(0), soft);
+                    if constexpr (!Focal) {
+                        // (factors below 2^200, so that the scaled product stays finite)
+                        const Bits factors = std::max(std::max(std::bit_cast<Bits>(ys), std::bit_cast<Bits>(ys_c)),
+                                                      std::max(std::bit_cast<Bits>(q[j]), std::bit_cast<Bits>(w[j])));
+                        const T z = scratch[j];
+                        deep = Deep::in(z) & ((x > T(0) ? ys_c : ys) == T(0)) & (factors < std::bit_cast<Bits>(0x1p200));
+                        const T big_z = Deep::up(select(deep, z, T(0x1p-1021)));  // (others: harmless)
+                        soft_p = select(deep & (x > T(0)), big_z, soft_p);
+                        soft_1mp = select(deep & (x < T(0)), big_z, soft_1mp);
+                    }
                 }
                 neg_log_p = (x < T(0) ? -x : T(0)) + soft_p;
                 neg_log_1mp = (x > T(0) ? x : T(0)) + soft_1mp;
@@ -573,6 +631,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
             } else {
                 wide = times_weight(W(w[j]), wide);  // step 6
+                if constexpr (std::is_same_v<T, double> && FromLogits)
+                    wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
             }
             loss = T(wide);
         } else {
