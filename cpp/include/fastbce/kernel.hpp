@@ -236,6 +236,8 @@ struct LossParams {
     T alpha;
     T one_minus_alpha;
     T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
+    T scaled_band;  // (double logits) |x| beyond it: the focal loss may be scaled (focal_element)
+    T t_min;        // (double logits) 2^(-1088 / (1 + gamma)), the same's floor for 1 - p_t
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
@@ -250,7 +252,13 @@ struct LossParams {
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)),
-          focal_band(T(84.0 / (1.0 + double(gamma)))) {}
+          focal_band(T(84.0 / (1.0 + double(gamma)))),
+          // (660: a correct prediction's loss is normal below it unless alpha < e^-48)
+          scaled_band(T(660.0 / (1.0 + double(gamma)))),
+          // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
+          t_min(std::is_same_v<T, double> && 1088.0 / (1.0 + double(gamma)) <= 1022.0
+                    ? T(std::exp2(-1088.0 / (1.0 + double(gamma))))
+                    : T(0)) {}
 };
 
 template <class T>
@@ -401,12 +409,40 @@ struct PowFactor {
 
 // One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
 // double for the focal band (products of float-range values never leave double's normal range).
-template <Options O, bool FromLogits, bool Clean, class T, class Factor, class Widen>
+// Scaled (float64 logits, a tile with an |x| beyond scaled_band): a correct prediction's
+// loss * factor can be subnormal there (|x| in about (708.4, 745.2) / (1 + gamma)), and a multiply
+// producing a subnormal takes a microcode assist on Intel cores. An element with |x| in
+// (scaled_band, 1024), labels in [0, 1] and ce < 2^-100 forms it as (loss 2^1074) * factor,
+// rounded once to the subnormal grid (Deep::down): the same bits where the result is normal,
+// one double rounding where it is not, decided by the element alone. Its 1 - p_t is clamped to
+// t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
+// most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0.
+template <Options O, bool FromLogits, bool Clean, bool Scaled = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
     const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
-    const W focal = loss * factor(one_minus_pt<FromLogits>(widen(ys), widen(ys_c), widen(x), widen(z)));
+    const W t = one_minus_pt<FromLogits>(widen(ys), widen(ys_c), widen(x), widen(z));
+    W focal;
+    if constexpr (Scaled) {
+        static_assert(std::is_same_v<W, double>);
+        using vm::detail::select;
+        using Bits = uint64_t;
+        // (integer compares of bit patterns, and ce < 2^-100 rather than loss <= ce: GCC folded
+        // a compare of loss with the zero test of times_weight into a select it could not
+        // vectorise)
+        const Bits a = std::bit_cast<Bits>(std::abs(x)), band = std::bit_cast<Bits>(k.scaled_band);
+        const bool sc = (a - band - 1u < std::bit_cast<Bits>(T(1024)) - band - 1u) &
+                        (std::bit_cast<Bits>(ce) < std::bit_cast<Bits>(T(0x1p-100))) &
+                        (std::bit_cast<Bits>(ys) <= std::bit_cast<Bits>(T(1))) &
+                        (std::bit_cast<Bits>(ys_c) <= std::bit_cast<Bits>(T(1)));
+        const W big = select(sc, loss, W(0x1p-1000)) * W(0x1p537) * W(0x1p537);  // (others: harmless)
+        const W product = select(sc, big, loss) * factor(select(sc, vm::detail::max_by_bits(t, k.t_min), t));
+        const W small = select(t < k.t_min, W(0), Deep::down(select(sc, product, W(0))));
+        focal = select(sc, small, product);
+    } else {
+        focal = loss * factor(t);
+    }
     const W v = Clean ? focal : vm::detail::select(loss == inf<W>, loss, focal);
     if constexpr (O == Options::weighted) return times_weight(widen(w), v);
     else return v;
@@ -423,7 +459,7 @@ FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const Lo
 // the weight last: no intermediate can overflow where the result does not. Clean: every logit
 // of the tile is within the fast exp's range and every label in [0, 1], so the cross-entropy is
 // finite and neither the zero-weight test nor the infinity select is needed (same bits).
-template <Options O, bool FromLogits, bool Clean, bool Mixed = false, class T, class Factor>
+template <Options O, bool FromLogits, bool Clean, bool Mixed = false, bool Scaled = false, class T, class Factor>
 inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, const T* __restrict y,
                         const T* __restrict pred, const T* __restrict t, const T* __restrict w, int64_t len,
                         const LossParams<T>& k, Factor factor) {
@@ -476,12 +512,12 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
                 if constexpr (std::is_same_v<Factor, PowFactor>) {
                     T d = Deep::pow_loss(z_deep, balance_factor(k, ys, ys_c), factor.g);
                     if constexpr (O == Options::weighted) d = times_weight(w[j], d);
-                    const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
+                    const T v = focal_element<O, FromLogits, Clean, Scaled>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
                     ce[j] = select(deep, d, v);
                     continue;
                 }
             }
-            const T v = focal_element<O, FromLogits, Clean>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
+            const T v = focal_element<O, FromLogits, Clean, Scaled>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
             if constexpr (Mixed) ce[j] = vm::detail::select(wide, T(wide_v), v);
             else ce[j] = v;
         }
@@ -524,6 +560,27 @@ inline void weight_tile(double* __restrict ce, const double* __restrict w, int64
         const double v = Deep::down(select(scaled, wj, 1.0) * Deep::up(ls));
         ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
     }
+}
+
+// A tile of logits beyond the fast exp's range whose every |x| is within it or beyond -exp_lo
+// (746 for double, 104 for float: exp(-|x|) is 0 there, from the general exp too) and finite:
+// puts those zeros into z (the fast exp's values elsewhere are the general one's bits) and returns
+// true, and the tile takes the loops of a finite one, which give the same bits for its elements.
+// Whole vectors of |x| >= 1000 took the general exp and loops: 1.3-1.6x slower.
+template <class T>
+inline bool saturate_tile(const T* __restrict x, T* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    constexpr Bits lo = std::bit_cast<Bits>(vm::normal_exp_max<T>);
+    constexpr Bits hi = std::bit_cast<Bits>(-vm::detail::traits<T>::exp_lo);
+    constexpr Bits inf_bits = std::bit_cast<Bits>(inf<T>);
+    int general = 0;  // an |x| in (lo, hi], or infinite or NaN
+    for (int64_t j = 0; j < len; ++j) {
+        const Bits a = std::bit_cast<Bits>(std::abs(x[j]));
+        general |= int((a - lo - 1u < hi - lo) | (a >= inf_bits));
+    }
+    if (general) return false;
+    for (int64_t j = 0; j < len; ++j) z[j] = vm::detail::select(std::abs(x[j]) > vm::normal_exp_max<T>, T(0), z[j]);  // FASTBCE_VEC_LOOP
+    return true;
 }
 
 // exp(-|x|) for a tile, in Z (the working type, or double for the report's p): the cheaper exp
@@ -712,7 +769,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 scratch[j] = vm::exp_nonpositive_normal(-a);
             }
         }
-        finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
+        finite = max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>) || saturate_tile(pred, scratch, len);
         const bool had_general = general_exp;
         general_exp = !finite;
         if (!finite && !had_general) {
@@ -749,6 +806,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             if constexpr (FromLogits && O != Options::general) {
                 if constexpr (std::is_same_v<T, float>) {
                     if (mixed) return apply_focal<O, FromLogits, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+                } else {
+                    // (double: a tile beyond the fast exp's range or with an |x| beyond
+                    // scaled_band takes the scaled loop, focal_element)
+                    if (!clean) return apply_focal<O, FromLogits, false, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
+                    if (max_abs_bits > std::bit_cast<Bits>(k.scaled_band))
+                        return apply_focal<O, FromLogits, true, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
                 }
                 if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
             }
