@@ -602,7 +602,7 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
 
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
-// Finite: every logit is known to be finite. Returns the largest bit pattern of the labels (and
+// Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band). Returns the largest bit pattern of the labels (and
 // probabilities) for the range check.
 template <class T, bool FromLogits, bool Focal, Options O, bool Finite>
 inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
@@ -646,7 +646,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                     using vm::detail::select;
                     soft_p = select(tiny & ((x < T(0)) | (ys_c >= TinyTerm<T>::other_min)), T(0), soft);
                     soft_1mp = select(tiny & ((x > T(0)) | (ys >= TinyTerm<T>::other_min)), T(0), soft);
-                    if constexpr (!Focal) {
+                    if constexpr (!Focal && !Finite) {
                         // (factors below 2^200, so that the scaled product stays finite)
                         const Bits factors = std::max(std::max(std::bit_cast<Bits>(ys), std::bit_cast<Bits>(ys_c)),
                                                       std::max(std::bit_cast<Bits>(q[j]), std::bit_cast<Bits>(w[j])));
@@ -688,7 +688,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
             } else {
                 wide = times_weight(W(w[j]), wide);  // step 6
-                if constexpr (std::is_same_v<T, double> && FromLogits)
+                if constexpr (std::is_same_v<T, double> && FromLogits && !Finite)
                     wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
             }
             loss = T(wide);
@@ -777,7 +777,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         }
     }
     Bits max_bits;
-    if constexpr (FromLogits && O != Options::general) {  // (general calls would not use it)
+    // (general calls use it only for float64, in the deep band: Deep)
+    if constexpr (FromLogits && (O != Options::general || std::is_same_v<T, double>)) {
         max_bits = finite ? loss_loop<T, FromLogits, Focal, O, true>(y, pred, q, w, ce, scratch, wide_loss, len, k)
                           : loss_loop<T, FromLogits, Focal, O, false>(y, pred, q, w, ce, scratch, wide_loss, len, k);
     } else {
