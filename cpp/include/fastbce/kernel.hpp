@@ -803,6 +803,17 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 mixed = any != 0;
             }
         }
+        // (double logits) a clean tile with an |x| in (scaled_band, 1024), where focal_element
+        // may scale: the scan runs only beyond the band
+        [[maybe_unused]] bool scaled = false;
+        if constexpr (FromLogits && O != Options::general && std::is_same_v<T, double>) {
+            const Bits band = std::bit_cast<Bits>(k.scaled_band), width = std::bit_cast<Bits>(T(1024)) - band - 1u;
+            if (clean && max_abs_bits > band) {
+                int any = 0;
+                for (int64_t j = 0; j < len; ++j) any |= int(std::bit_cast<Bits>(std::abs(pred[j])) - band - 1u < width);
+                scaled = any != 0;
+            }
+        }
         auto apply = [&](auto factor) {
             if constexpr (FromLogits && O != Options::general) {
                 if constexpr (std::is_same_v<T, float>) {
@@ -811,7 +822,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     // (double: a tile beyond the fast exp's range or with an |x| beyond
                     // scaled_band takes the scaled loop, focal_element)
                     if (!clean) return apply_focal<O, FromLogits, false, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
-                    if (max_abs_bits > std::bit_cast<Bits>(k.scaled_band))
+                    if (scaled)
                         return apply_focal<O, FromLogits, true, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
                 }
                 if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
