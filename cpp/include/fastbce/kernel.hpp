@@ -412,11 +412,13 @@ struct PowFactor {
 // Scaled (float64 logits, a tile with an |x| beyond scaled_band): a correct prediction's
 // loss * factor can be subnormal there (|x| in about (708.4, 745.2) / (1 + gamma)), and a multiply
 // producing a subnormal takes a microcode assist on Intel cores. An element with |x| in
-// (scaled_band, 1024), labels in [0, 1] and ce < 2^-100 forms it as (loss 2^1074) * factor,
+// (scaled_band, 746) (beyond, exp(-|x|) = 0), labels in [0, 1] and ce < 2^-100 forms it as
+// (loss 2^1074) * factor,
 // rounded once to the subnormal grid (Deep::down): the same bits where the result is normal,
 // one double rounding where it is not, decided by the element alone. Its 1 - p_t is clamped to
 // t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
-// most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0.
+// most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0 (t_min is 0, no clamp,
+// where that power of 2 would not be normal: gamma < 0.065).
 template <Options O, bool FromLogits, bool Clean, bool Scaled = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
@@ -432,7 +434,7 @@ FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const Lo
         // a compare of loss with the zero test of times_weight into a select it could not
         // vectorise)
         const Bits a = std::bit_cast<Bits>(std::abs(x)), band = std::bit_cast<Bits>(k.scaled_band);
-        const bool sc = (a - band - 1u < std::bit_cast<Bits>(T(1024)) - band - 1u) &
+        const bool sc = (a - band - 1u < std::bit_cast<Bits>(T(746)) - band - 1u) &
                         (std::bit_cast<Bits>(ce) < std::bit_cast<Bits>(T(0x1p-100))) &
                         (std::bit_cast<Bits>(ys) <= std::bit_cast<Bits>(T(1))) &
                         (std::bit_cast<Bits>(ys_c) <= std::bit_cast<Bits>(T(1)));
@@ -803,11 +805,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 mixed = any != 0;
             }
         }
-        // (double logits) a clean tile with an |x| in (scaled_band, 1024), where focal_element
+        // (double logits) a clean tile with an |x| in (scaled_band, 746), where focal_element
         // may scale: the scan runs only beyond the band
         [[maybe_unused]] bool scaled = false;
         if constexpr (FromLogits && O != Options::general && std::is_same_v<T, double>) {
-            const Bits band = std::bit_cast<Bits>(k.scaled_band), width = std::bit_cast<Bits>(T(1024)) - band - 1u;
+            const Bits band = std::bit_cast<Bits>(k.scaled_band), width = std::bit_cast<Bits>(T(746)) - band - 1u;
             if (clean && max_abs_bits > band) {
                 int any = 0;
                 for (int64_t j = 0; j < len; ++j) any |= int(std::bit_cast<Bits>(std::abs(pred[j])) - band - 1u < width);
