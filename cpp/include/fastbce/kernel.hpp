@@ -409,12 +409,12 @@ struct PowFactor {
 
 // One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
 // double for the focal band (products of float-range values never leave double's normal range).
-// Scaled (float64 logits, a tile with an |x| beyond scaled_band): a correct prediction's
-// loss * factor can be subnormal there (|x| in about (708.4, 745.2) / (1 + gamma)), and a multiply
-// producing a subnormal takes a microcode assist on Intel cores. An element with |x| in
-// (scaled_band, 746) (beyond, exp(-|x|) = 0), labels in [0, 1] and ce < 2^-100 forms it as
-// (loss 2^1074) * factor,
-// rounded once to the subnormal grid (Deep::down): the same bits where the result is normal,
+// Scaled (float64 logits: a tile with an |x| in (scaled_band, 746) or beyond the fast exp's range,
+// and every tile for gamma outside {1/2, ..., 4}): a correct prediction's loss * factor can be
+// subnormal for |x| in about (708.4, 745.2) / (1 + gamma), and a multiply producing a subnormal
+// takes a microcode assist on Intel cores. An element with |x| in (scaled_band, 746) (beyond it
+// exp(-|x|) = 0), labels in [0, 1] and ce < 2^-100 forms it as (loss 2^1074) * factor, rounded
+// once to the subnormal grid (Deep::down): the same bits where the result is normal,
 // one double rounding where it is not, decided by the element alone. Its 1 - p_t is clamped to
 // t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
 // most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0 (t_min is 0, no clamp,
@@ -604,8 +604,8 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
 
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
-// Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band). Returns the largest bit pattern of the labels (and
-// probabilities) for the range check.
+// Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band).
+// Returns the largest bit pattern of the labels (and probabilities) for the range check.
 template <class T, bool FromLogits, bool Focal, Options O, bool Finite>
 inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
                                                      const T* __restrict q, const T* __restrict w,
