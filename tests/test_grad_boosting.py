@@ -188,6 +188,53 @@ def test_xgboost_options_train_and_match_numpy(data, options):
     )
 
 
+def test_xgboost_reads_the_current_labels_and_weights(data):
+    """The objective and metric read a DMatrix's labels and weights without copying them: after
+    set_label / set_weight (same size, XGBoost rewrites its array in place; or a new size) the
+    next call sees the new values, as from get_label / get_weight, and the views it used are not
+    writeable."""
+    X, y, w = data
+    dtrain = xgb.DMatrix(X, label=y)
+    objective, metric = fastbce.xgboost.objective(**FOCAL), fastbce.xgboost.metric(**FOCAL)
+    margins = np.linspace(-3, 3, y.size).astype(np.float32)
+
+    def expected():
+        weight = dtrain.get_weight()
+        weight = weight if weight.size else None
+        grad = fastbce.binary_crossentropy_grad(
+            dtrain.get_label(), margins, sample_weight=weight, hessian="clipped", **FOCAL
+        )
+        loss = fastbce.binary_crossentropy(
+            dtrain.get_label(), margins, from_logits=True, sample_weight=weight,
+            reduction="weighted_mean", **FOCAL,
+        )  # fmt: skip
+        return grad, float(loss)
+
+    for change in (
+        lambda: None,
+        lambda: dtrain.set_label(1 - y),  # same size: the same storage rewritten
+        lambda: dtrain.set_weight(w),
+        lambda: dtrain.set_weight(2 * w),
+        lambda: dtrain.set_label(np.where(np.arange(y.size) % 3 == 0, 0.25, y)),
+    ):
+        change()
+        (grad, hess), loss = expected()
+        got_grad, got_hess = objective(margins, dtrain)
+        np.testing.assert_array_equal(got_grad, grad)
+        np.testing.assert_array_equal(got_hess, hess)
+        assert metric(margins, dtrain) == ("fastbce_loss", loss)
+    labels, _, weight = fastbce.xgboost._labels_margins_weights(margins, dtrain, None)
+    assert not labels.flags.writeable and not weight.flags.writeable
+    np.testing.assert_array_equal(labels, dtrain.get_label())
+
+    # a new number of rows: a new DMatrix (XGBoost checks the label length against the rows)
+    small = xgb.DMatrix(X[:10], label=y[:10])
+    np.testing.assert_array_equal(
+        objective(margins[:10], small)[0],
+        fastbce.binary_crossentropy_grad(y[:10], margins[:10], hessian="clipped", **FOCAL)[0],
+    )
+
+
 def test_xgboost_adapter_errors():
     with pytest.raises(TypeError, match=r"unknown option\(s\) sample_weight"):
         fastbce.xgboost.objective(sample_weight=1.0)

@@ -145,6 +145,35 @@ Options options_of(const Call& c, bool is_double, bool focal) {
     return weighted ? Options::weighted : Options::plain;
 }
 
+// Runs fill(begin, end, parts[b]) for each block b of `block` elements of [0, n) on `threads`
+// threads. Once a block reports a fault, blocks that start past the first faulting element seen
+// so far are skipped (whatever they find comes after it). Returns the first fault in element
+// order (Fault::none: there was none); the sums are the caller's to add.
+template <class Fill>
+Result run_blocks(std::vector<BlockOut>& parts, int64_t n, int64_t block, int64_t threads, Fill&& fill) {
+    std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
+    parallel_for(int64_t(parts.size()), threads, [&](int64_t b) {
+        const int64_t begin = b * block;
+        if (begin > fault_at.load(std::memory_order_relaxed)) return;
+        BlockOut& part = parts[size_t(b)];
+        fill(begin, std::min(n, begin + block), part);
+        if (part.fault != Fault::none) {
+            int64_t seen = fault_at.load(std::memory_order_relaxed);
+            while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
+            }
+        }
+    });
+    Result result;
+    for (const BlockOut& part : parts) {
+        if (part.fault != Fault::none) {
+            result.fault = part.fault;
+            result.fault_index = part.fault_index;
+            break;
+        }
+    }
+    return result;
+}
+
 }  // namespace
 
 std::vector<std::string> compiled_targets() {
@@ -208,31 +237,10 @@ Result run(const Call& c, Sums* group_sums) {
     for (int64_t b = 0; b < n_blocks; ++b)
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
-    const int64_t threads = threads_for(n, c.threads);
-
-    // Once a check failed, blocks past it are skipped.
-    std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
-    parallel_for(n_blocks, threads, [&](int64_t b) {
-        const int64_t begin = b * block;
-        if (begin > fault_at.load(std::memory_order_relaxed)) return;
-        BlockOut& part = parts[size_t(b)];
-        block_fn(c, begin, std::min(n, begin + block), part);
-        if (part.fault != Fault::none) {
-            int64_t seen = fault_at.load(std::memory_order_relaxed);
-            while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
-            }
-        }
-    });
-
-    Result result;
-    for (const BlockOut& part : parts) {
-        if (part.fault != Fault::none) {
-            result.fault = part.fault;
-            result.fault_index = part.fault_index;
-            return result;
-        }
-        add(result.total, part.sums);
-    }
+    const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, begin, end, part); };
+    Result result = run_blocks(parts, n, block, threads_for(n, c.threads), fill);
+    if (result.fault != Fault::none) return result;
+    for (const BlockOut& part : parts) add(result.total, part.sums);
     if (n_groups > 0) {
         std::fill_n(group_sums, n_groups, Sums{});
         for (int64_t b = 0; b < n_blocks; ++b)
@@ -310,29 +318,9 @@ Result run_grad(const Call& c, const GradOut& g) {
     const GradBlockFn block_fn = table().block[is_double][int(level)];
 
     const int64_t n = c.n;
-    const int64_t n_blocks = (n + kBlock - 1) / kBlock;
-    std::vector<BlockOut> parts(static_cast<size_t>(n_blocks));
-    std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
-    parallel_for(n_blocks, threads_for(n, c.threads), [&](int64_t b) {
-        const int64_t begin = b * kBlock;
-        if (begin > fault_at.load(std::memory_order_relaxed)) return;
-        BlockOut& part = parts[size_t(b)];
-        block_fn(c, g, begin, std::min(n, begin + kBlock), part);
-        if (part.fault != Fault::none) {
-            int64_t seen = fault_at.load(std::memory_order_relaxed);
-            while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
-            }
-        }
-    });
-    Result result;
-    for (const BlockOut& part : parts) {
-        if (part.fault != Fault::none) {
-            result.fault = part.fault;
-            result.fault_index = part.fault_index;
-            break;
-        }
-    }
-    return result;
+    std::vector<BlockOut> parts(static_cast<size_t>((n + kBlock - 1) / kBlock));
+    const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, g, begin, end, part); };
+    return run_blocks(parts, n, kBlock, threads_for(n, c.threads), fill);
 }
 
 }  // namespace fastbce

@@ -137,40 +137,46 @@ def _compute(
     `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass.
     `report` (a ``_report.ReportPass``) runs the evaluation report's pass instead, with the
     same checked arrays; it keeps its outputs, and the elementwise loss is not available."""
-    yt, yp = _labels_and_predictions(y_true, y_pred)
-    call = _new_call(opts, yp)
-    working = _working_dtype(yp)
-    weight_arr, weight, weight_stride = _sample_weight(call, sample_weight, yp, working)
-    pos_weight = _pos_weight(call, opts.pos_weight, yp, working)
+    yt, yp, weight_arr, call, working, arrays = _check_inputs(opts, y_true, y_pred, sample_weight)
     result, out_arr, out_stride = _output(
         out, want_elementwise, yp.shape, working, (yt, yp, weight_arr)
     )
     if groups is not None:
         assert group_sums is not None
         call.n_groups = group_sums.shape[0]
-    y_true_arr, y_true_stride = _flat(yt)
-    y_pred_arr, y_pred_stride = _flat(yp)
     run = _core.compute if report is None else report.run
-    loss, wsum, count, fault, index = run(
-        call,
-        y_true_arr,
-        y_true_stride,
-        y_pred_arr,
-        y_pred_stride,
-        weight,
-        weight_stride,
-        pos_weight,
-        out_arr,
-        out_stride,
-        groups,
-        group_sums,
-    )
+    loss, wsum, count, fault, index = run(call, *arrays, out_arr, out_stride, groups, group_sums)
     if fault:
         raise _fault_error(fault, index, yt, yp, weight_arr, call, opts)
-    if result is not None and out_arr is not result:
-        assert out_arr is not None
-        np.copyto(result, out_arr)
+    _copy_back(result, out_arr)
     return Sums(loss, wsum, count), result
+
+
+# The kernel's arguments after the call: y_true, y_pred and sample_weight, each with its element
+# stride, and pos_weight (one per class; a scalar one is set on the call).
+_KernelInputs = tuple[np.ndarray, int, np.ndarray, int, np.ndarray | None, int, np.ndarray | None]
+
+
+def _check_inputs(
+    opts: LossOptions, y_true: Any, y_pred: Any, sample_weight: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any, np.dtype, _KernelInputs]:
+    """(y_true, y_pred, sample_weight as arrays, the kernel's call description, the working
+    dtype, the kernel's inputs) after the checks, in the order of the messages: y_true and
+    y_pred, then sample_weight, then pos_weight. The first three are what an out= must not
+    overlap and what ``_fault_error`` names."""
+    yt, yp = _labels_and_predictions(y_true, y_pred)
+    call = _new_call(opts, yp)
+    working = _working_dtype(yp)
+    weight_arr, weight, weight_stride = _sample_weight(call, sample_weight, yp, working)
+    pos_weight = _pos_weight(call, opts.pos_weight, yp, working)
+    arrays = (*_flat(yt), *_flat(yp), weight, weight_stride, pos_weight)
+    return yt, yp, weight_arr, call, working, arrays
+
+
+def _copy_back(returned: np.ndarray | None, written: np.ndarray | None) -> None:
+    """Copies what the kernel wrote into a fresh array (``_output``) to the out= it stood for."""
+    if returned is not None and written is not None and written is not returned:
+        np.copyto(returned, written)
 
 
 def _labels_and_predictions(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -403,10 +409,8 @@ def _checked_call(
         threads=threads,
     )
     check_reduction(key[-1])
-    _, yp = _labels_and_predictions(y_true, y_pred)
-    call = _new_call(opts, yp)
-    call.weight_kind = _core.WeightKind.none  # (as _sample_weight sets it for no weights)
-    return call, _working_dtype(yp)
+    _, _, _, call, working, _ = _check_inputs(opts, y_true, y_pred, None)
+    return call, working
 
 
 # --------------------------------------------------------------------------- public API

@@ -14,15 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._api import (
-    _fault_error,
-    _flat,
-    _labels_and_predictions,
-    _new_call,
-    _output,
-    _pos_weight,
-    _sample_weight,
-)
+from ._api import _check_inputs, _copy_back, _fault_error, _output
 from ._options import LossOptions
 
 __all__ = ["HESSIANS", "binary_crossentropy_grad"]
@@ -151,36 +143,18 @@ def binary_crossentropy_grad(
             validate=validate,
             threads=threads,
         )
-        yt, yx = _labels_and_predictions(y_true, logits)
-        call = _new_call(opts, yx)
-        working = np.dtype(np.float64 if yx.dtype.kind == "f" and yx.itemsize == 8 else np.float32)
-        weight_arr, weight, weight_stride = _sample_weight(call, sample_weight, yx, working)
-        q = _pos_weight(call, opts.pos_weight, yx, working)
+        yt, yx, weight_arr, call, working, arrays = _check_inputs(
+            opts, y_true, logits, sample_weight
+        )
         want_hess = hessian != "none"
         (grad, g_arr, g_stride), (hess, h_arr, h_stride) = _output_pair(
             out, yx.shape, working, want_hess, (yt, yx, weight_arr)
         )
-        y_true_arr, y_true_stride = _flat(yt)
-        x_arr, x_stride = _flat(yx)
         fault, index = _core.compute_grad(
-            call,
-            y_true_arr,
-            y_true_stride,
-            x_arr,
-            x_stride,
-            weight,
-            weight_stride,
-            q,
-            g_arr,
-            g_stride,
-            h_arr,
-            h_stride,
-            HESSIANS[hessian],
+            call, *arrays, g_arr, g_stride, h_arr, h_stride, HESSIANS[hessian]
         )
         if fault:
             raise _fault_error(fault, index, yt, yx, weight_arr, call, opts)
-    if g_arr is not grad:
-        np.copyto(grad, g_arr)
-    if h_arr is not hess:
-        np.copyto(hess, h_arr)
+    _copy_back(grad, g_arr)
+    _copy_back(hess, h_arr)
     return grad, hess

@@ -43,17 +43,17 @@ class LossOptions:
     def __post_init__(self) -> None:
         _check_bool(self.from_logits, "from_logits")
         _check_bool(self.validate, "validate")
-        eps = _real(self.epsilon, "epsilon")
+        eps = real_number(self.epsilon, "epsilon")
         if not 0.0 < eps < 0.5:
             raise ValueError(f"epsilon must be in (0, 0.5); got {self.epsilon!r}")
-        smoothing = _real(self.label_smoothing, "label_smoothing")
+        smoothing = real_number(self.label_smoothing, "label_smoothing")
         if not 0.0 <= smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1]; got {self.label_smoothing!r}")
-        gamma = _real(self.gamma, "gamma")
+        gamma = real_number(self.gamma, "gamma")
         if not (math.isfinite(gamma) and gamma >= 0.0):
             raise ValueError(f"gamma must be finite and >= 0; got {self.gamma!r}")
         if self.alpha is not None:
-            alpha = _real(self.alpha, "alpha")
+            alpha = real_number(self.alpha, "alpha")
             if not 0.0 <= alpha <= 1.0:
                 raise ValueError(f"alpha must be None or in [0, 1]; got {self.alpha!r}")
         if not isinstance(self.nan_policy, str) or self.nan_policy not in NAN_POLICIES:
@@ -62,16 +62,7 @@ class LossOptions:
                 f"got {self.nan_policy!r}"
             )
         if self.threads is not None:
-            if isinstance(self.threads, (bool, np.bool_)):
-                raise TypeError(f"threads must be None or an int >= 1; got {self.threads!r}")
-            try:
-                threads = operator.index(self.threads)
-            except TypeError:
-                raise TypeError(
-                    f"threads must be None or an int >= 1; got {self.threads!r}"
-                ) from None
-            if threads < 1:
-                raise ValueError(f"threads must be None or an int >= 1; got {self.threads!r}")
+            whole_number(self.threads, "threads", 1, "None or an int >= 1")
 
 
 # Types whose equal values are the same option, valid or not: a key of such values may stand for
@@ -124,7 +115,24 @@ def _check_bool(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be True or False; got {value!r}")
 
 
-def _real(value: Any, name: str) -> float:
+def whole_number(value: Any, name: str, lowest: int, rule: str) -> int:
+    """value as an int (any integer type, not a bool) if it is >= lowest; else TypeError or
+    ValueError "{name} must be {rule}; got {value!r}"."""
+    message = f"{name} must be {rule}; got {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(message)
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(message) from None
+    if number < lowest:
+        raise ValueError(message)
+    return number
+
+
+def real_number(value: Any, name: str) -> float:
+    """value as a float if it is a real number (an int or float of Python or NumPy, not a
+    bool); else TypeError, or ValueError for an int beyond the float range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):

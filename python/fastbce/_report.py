@@ -8,6 +8,7 @@ scope's sums into the report's keys. This is the one place that divides them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Hashable, Iterator
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GroupIndex
+from ._options import real_number, whole_number
 
 __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
 
@@ -89,20 +91,13 @@ class ReportOptions:
 
     def __post_init__(self) -> None:
         if self.ignore_label is not None:
-            value = _real(self.ignore_label, "ignore_label")
+            value = real_number(self.ignore_label, "ignore_label")
             if math.isnan(value):
                 raise ValueError("ignore_label must be a number or None; got nan")
-        offset = _real(self.logit_offset, "logit_offset")
+        offset = real_number(self.logit_offset, "logit_offset")
         if not math.isfinite(offset):
             raise ValueError(f"logit_offset must be finite; got {self.logit_offset!r}")
-        if isinstance(self.top_losses, (bool, np.bool_)):
-            raise TypeError(f"top_losses must be an int >= 0; got {self.top_losses!r}")
-        try:
-            k = operator.index(self.top_losses)
-        except TypeError:
-            raise TypeError(f"top_losses must be an int >= 0; got {self.top_losses!r}") from None
-        if k < 0:
-            raise ValueError(f"top_losses must be an int >= 0; got {self.top_losses!r}")
+        whole_number(self.top_losses, "top_losses", 0, "an int >= 0")
 
     def check_with(self, from_logits: bool) -> None:
         if float(self.logit_offset) != 0.0 and not from_logits:
@@ -110,17 +105,6 @@ class ReportOptions:
                 f"logit_offset={self.logit_offset!r} needs from_logits=True "
                 "(it is added to logits; y_pred holds probabilities)"
             )
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValueError(f"{name} is out of range; got {value!r}") from None
 
 
 # --------------------------------------------------------------------------- one pass
@@ -424,15 +408,19 @@ _BLOCK = 1 << 16  # groups whose keys are computed at once (bounded memory)
 def _group_scopes(s: _Slicing) -> Iterator[tuple[Hashable, dict[str, Any]]]:
     """(key, scope_keys of the group) in result()'s order, one at a time."""
     for keys, columns in group_blocks(s):
-        names = list(columns)
-        values = [_as_list(c) for c in columns.values()]
-        for key, row in zip(keys, zip(*values, strict=True), strict=True):
-            yield key, dict(zip(names, row, strict=True))
+        yield from zip(keys, _scope_rows(columns), strict=True)
+
+
+def _scope_rows(columns: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+    """The keys of each scope (a dict of Python numbers) from ``_scope_columns``' arrays, one
+    at a time (made by map and zip: no Python frame per row of a million)."""
+    rows = zip(*(_as_list(c) for c in columns.values()), strict=True)
+    return map(dict, map(zip, itertools.repeat(list(columns)), rows))
 
 
 def _as_list(column: np.ndarray) -> list[Any]:
-    """column.tolist() with math.nan for every NaN, as scope_keys gives it (so that results
-    compare equal: containers compare NaN by identity)."""
+    """column.tolist() with math.nan for every NaN (so that results compare equal: containers
+    compare NaN by identity)."""
     out: list[Any] = column.tolist()
     if column.dtype.kind == "f":
         where = np.isnan(column)
@@ -440,15 +428,14 @@ def _as_list(column: np.ndarray) -> list[Any]:
             for i, j in zip(*np.nonzero(where), strict=True):
                 out[i][j] = math.nan
         else:
-            for i in np.flatnonzero(where).tolist():
+            for i in where.nonzero()[0].tolist():
                 out[i] = math.nan
     return out
 
 
 def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
     """(keys, {key name: an array of one value per group (ci95: pairs)}) of a block of groups
-    at a time, in result()'s order, computed with NumPy (the operations of scope_keys, so the
-    same values)."""
+    at a time, in result()'s order (``_scope_columns``, the formulas of scope_keys)."""
     order = s.ordered()
     for start in range(0, len(order), _BLOCK):
         block = order[start : start + _BLOCK]
@@ -458,7 +445,8 @@ def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.nda
 
 
 def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.ndarray]:
-    """scope_keys of many scopes at once: each key as an array, one value per row of sums."""
+    """The report's keys of many scopes at once, each an array with one value per row of sums
+    (hist: their AUC histograms, None: auc is NaN). The one place of each key's formula."""
     n = sums.shape[0]
     col = [sums[:, j] for j in range(_ECE)]
     rows, w, wl = col[_COUNT], col[_W], col[_WL]
@@ -504,8 +492,10 @@ def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.nd
 
 
 def _divs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b elementwise, NaN where b is 0 (as _div)."""
-    out: np.ndarray = np.where(b != 0.0, a / np.where(b != 0.0, b, 1.0), np.nan)
+    """a / b elementwise, NaN where b is 0 (as _div); in _scope_columns' errstate, which
+    ignores the divisions by 0 that are then overwritten."""
+    out: np.ndarray = np.divide(a, b)
+    out[b == 0.0] = math.nan
     return out
 
 
@@ -537,38 +527,9 @@ def _entropy(b: float) -> float:
 
 
 def scope_keys(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, Any]:
-    """The report's keys of one scope from its sums and AUC histogram (None: auc is NaN)."""
-    s = [float(v) for v in sums[:_ECE]]
-    rows, w, wl = s[_COUNT], s[_W], s[_WL]
-    m = _div(wl, w)
-    log_loss = _div(s[_WBCE], w)
-    base_rate = _div(s[_WY], w)
-    h = _entropy(base_rate)
-    var = s[_W2L2] - 2.0 * m * s[_W2L] + m * m * s[_W2] if w != 0.0 else math.nan
-    std_error = _div(math.sqrt(max(var, 0.0)) if var == var else math.nan, w)
-    auc, auc_bound = _auc(hist)
-    return {
-        "rows": int(rows),
-        "sum": wl,
-        "mean": _div(wl, rows),
-        "weighted_mean": m,
-        "weight": w,
-        "log_loss": log_loss,
-        "base_rate": base_rate,
-        "mean_prediction": _div(s[_WP], w),
-        "calibration": _div(s[_WP], s[_WY]),
-        "normalized_entropy": _div(log_loss, h),
-        "brier": _div(s[_WSQ], w),
-        "loss_positive": _div(s[_WYL], s[_WY]),
-        "loss_negative": _div(s[_WNL], s[_WN]),
-        "std_error": std_error,
-        "ci95": [m - _Z95 * std_error, m + _Z95 * std_error],
-        "auc": auc,
-        "auc_bound": auc_bound,
-        "ece": _ece(sums, w),
-        "omitted": int(s[_OMITTED]),
-        "ignored": int(s[_IGNORED]),
-    }
+    """The report's keys of one scope from its sums and AUC histogram (None: auc is NaN): the
+    one-row case of ``_scope_columns``, so the whole input and its groups share each formula."""
+    return next(_scope_rows(_scope_columns(sums[None], None if hist is None else hist[None])))
 
 
 def _auc(hist: np.ndarray | None) -> tuple[float, float]:
@@ -589,15 +550,6 @@ def _auc(hist: np.ndarray | None) -> tuple[float, float]:
 
 def _ece_bins(sums: np.ndarray) -> np.ndarray:
     return np.asarray(sums[_ECE : _ECE + 3 * _ECE_BINS], dtype=np.float64).reshape(_ECE_BINS, 3)
-
-
-def _ece(sums: np.ndarray, w: float) -> float:
-    if sums.shape[0] < N_SUMS:  # (a group of a slicing of very many groups: no bins)
-        return math.nan
-    bins = _ece_bins(sums)
-    with np.errstate(all="ignore"):
-        gap = float(np.abs(bins[:, 1] - bins[:, 2]).sum())
-    return _div(gap, w)
 
 
 def reliability(sums: np.ndarray) -> list[dict[str, float]]:

@@ -26,8 +26,9 @@ How a measurement goes (docs/benchmarks.md explains the columns):
 
 from __future__ import annotations
 
-from .command import DEFAULT_SIZES, QUICK_SIZES, add_arguments, run
+from .command import add_arguments, run
 from .implementations import IMPLEMENTATIONS, Implementation
+from .options import DEFAULT_SIZES, QUICK_SIZES
 from .peers import PEERS, Peer, has_module, peer_installed, peer_versions
 from .timing import Prepared, Settings, kernel_threads, measure
 from .variants import (

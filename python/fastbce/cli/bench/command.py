@@ -5,31 +5,22 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import platform
 import re
-import time
 from typing import Any
-
-import numpy as np
 
 from ... import _core
 from ..._errors import UsageError
-from ..._info import build_info
-from ..._version import __version__
 from ..output import note
-from . import grad, peers, sweep
+from . import grad, options, peers, sweep
 from .implementations import IMPLEMENTATIONS, Prepared
+from .options import choose
 from .peers import ALL_PEERS_HINT, PEERS, peer_versions
 from .table import format_n, format_table, plot
-from .timing import Settings, cpu_model, measure
+from .timing import Settings, cpu_model, figures, measure
 from .variants import DEFAULT_DISTRIBUTION, DISTRIBUTIONS, VARIANTS, make_data, tolerance
-
-DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
-QUICK_SIZES = (10**3, 10**4, 10**5)
-
 
 # --------------------------------------------------------------------------- command line
 
@@ -169,50 +160,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    sizes = args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    names = args.variants or ["all"]
-    if "all" in names:
-        names = list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise UsageError(
-            f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)} or all"
-        )
-    variants = [VARIANTS[n] for n in dict.fromkeys(names)]
-    dists = args.dist or [DEFAULT_DISTRIBUTION]
-    if "all" in dists:
-        dists = list(DISTRIBUTIONS)
-    unknown = [d for d in dists if d not in DISTRIBUTIONS]
-    if unknown:
-        raise UsageError(
-            f"unknown distribution {unknown[0]!r}; choose from {', '.join(DISTRIBUTIONS)} or all"
-        )
-
+    names = choose(args.variants or ["all"], VARIANTS, "variant")
+    dists = options.dists(args)
     skipped: dict[str, str] = {}
-    if args.peers is None:
-        requested = list(PEERS)
-    else:
-        requested = list(PEERS) if "all" in args.peers else [p for p in args.peers if p != "none"]
-        unknown = [p for p in requested if p not in PEERS]
-        if unknown:
-            raise UsageError(
-                f"unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)}, all or none"
-            )
+    requested = choose(["all"] if args.peers is None else args.peers, PEERS, "peer", none=True)
     installed = []
-    for name in dict.fromkeys(requested):
+    for name in requested:
         if peers.peer_installed(name):  # (looked up on the module: tests replace it)
             installed.append(name)
         else:
             skipped[name] = f"not installed ({PEERS[name].install}, or {ALL_PEERS_HINT})"
     return Settings(
-        sizes=sizes,
-        variants=variants,
-        dists=list(dict.fromkeys(dists)),
+        sizes=options.sizes(args),
+        variants=[VARIANTS[n] for n in names],
+        dists=dists,
         peers=installed,
         skipped=skipped,
         threads=args.threads,
-        repeats=args.repeats or (3 if args.quick else 7),
-        min_time=args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05),
+        repeats=options.repeats(args),
+        min_time=options.min_time(args),
         quick=args.quick,
         seed=args.seed,
     )
@@ -265,23 +231,19 @@ def run_benchmarks(settings: Settings, quiet: bool = True) -> list[dict[str, Any
             continue
         finally:
             prepared = None  # drop the framework's copies of the data before the next entry
-        median = float(np.median(times))
         rel_error = None
         if impl.name != "read floor":
             rel_error = abs(value - data.reference) / abs(data.reference)
         row.update(
             threads=threads,
-            times_s=times,
-            median_ms=median * 1e3,
-            ns_per_element=median * 1e9 / n,
-            gb_per_s=data.nbytes / median / 1e9,
+            **figures(times, n, data.nbytes),
             value=None if math.isnan(value) else value,
             rel_error=rel_error,
             tolerance=None if rel_error is None else tolerance(v, impl.name),
         )
         row["ok"] = rel_error is None or rel_error <= row["tolerance"]
         rows.append(row)
-        note(quiet, f"{label}: {median * 1e3:.4g} ms")
+        note(quiet, f"{label}: {row['median_ms']:.4g} ms")
     _add_ratios(rows)
     return rows
 
@@ -325,10 +287,7 @@ def _machine() -> dict[str, Any]:
 
 def report(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "schema": "fastbce-bench/1",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "fastbce": {"version": __version__, "build": build_info()},
-        "machine": _machine(),
+        **options.report_head("fastbce-bench/1", _machine()),
         "settings": {
             "sizes": settings.sizes,
             "variants": [v.name for v in settings.variants],
@@ -383,14 +342,7 @@ def _run_e2e(args: argparse.Namespace) -> int:
         )
     skip = set()
     if args.peers is not None:
-        requested = list(E2E_PEERS) if "all" in args.peers else args.peers
-        requested = [p for p in requested if p != "none"]
-        unknown = [p for p in requested if p not in E2E_PEERS]
-        if unknown:
-            raise UsageError(
-                f"unknown peer {unknown[0]!r} for --e2e; choose from "
-                f"{', '.join(E2E_PEERS)}, all or none"
-            )
+        requested = choose(args.peers, E2E_PEERS, "peer", where=" for --e2e", none=True)
         skip = set(E2E_PEERS) - set(requested)
     plan = run_e2e(
         args.rows or 50_000_000,
@@ -408,22 +360,15 @@ def run_sweep(args: argparse.Namespace) -> int:
     """``--sweep``: the magnitude sweep of each mode in float32 and float64."""
     if args.plot or args.dist or args.peers:
         raise UsageError("--sweep times fastbce alone: no --plot, --dist or --peers")
-    names = args.variants or ["all"]
-    if "all" in names:
-        names = list(sweep.MODES)
-    unknown = [n for n in names if n not in sweep.MODES]
-    if unknown:
-        raise UsageError(
-            f"unknown sweep mode {unknown[0]!r}; choose from {', '.join(sweep.MODES)} or all"
-        )
+    names = choose(args.variants or ["all"], sweep.MODES, "sweep mode")
     sizes = args.sizes or [10**5 if args.quick else 10**6]
     if len(sizes) != 1:
         raise UsageError(f"--sweep takes one size; got {len(sizes)}")
     n, threads = sizes[0], args.threads or 1
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = options.repeats(args, default=5)
     min_time = args.min_time if args.min_time is not None else 0.0
     results = []
-    for name in dict.fromkeys(names):
+    for name in names:
         for dtype in sweep.DTYPES:
             note(args.quiet, f"sweep {name} {dtype} N={format_n(n)}")
             points = sweep.sweep(
@@ -435,10 +380,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.json:
         document = sweep.report(results, n, threads)
         document["machine"] = _machine()
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1, allow_nan=False)
-            f.write("\n")
-        note(args.quiet, f"wrote {args.json}")
+        options.write_json(args.json, document, args.quiet)
     return 0
 
 
@@ -462,10 +404,7 @@ def run(args: argparse.Namespace) -> int:
     rows = run_benchmarks(settings, quiet=args.quiet)
     print(format_table(settings, rows))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report(settings, rows), f, indent=1, allow_nan=False)
-            f.write("\n")
-        note(args.quiet, f"wrote {args.json}")
+        options.write_json(args.json, report(settings, rows), args.quiet)
     if args.plot:
         plot(settings, rows, args.plot)
         note(args.quiet, f"wrote {args.plot}")

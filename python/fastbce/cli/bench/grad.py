@@ -22,7 +22,6 @@ user writes without fastbce) and the grad timings live; ``benchmarks/grad_speed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -36,16 +35,13 @@ import numpy as np
 
 from ... import _core
 from ..._errors import UsageError
-from ..._info import build_info
-from ..._version import __version__
 from ..output import aligned, note
-from . import peers
+from . import options, peers
+from .options import choose
 from .table import format_n
-from .timing import kernel_threads, machine_line, measure
+from .timing import figures, kernel_threads, machine_line, measure
 from .variants import DEFAULT_DISTRIBUTION, DISTRIBUTIONS, _base
 
-DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
-QUICK_SIZES = (10**3, 10**4, 10**5)
 BYTES_PER_ELEMENT = 16  # float32 logits and labels read, float32 grad and hess written
 CHUNK = 1 << 20  # elements of the float64 reference computed at a time
 IMPLEMENTATIONS = ("memory floor", "fastbce", "numpy")
@@ -211,15 +207,8 @@ class GradSettings:
 
 
 def _row(times: list[float], **fields: Any) -> dict[str, Any]:
-    median, n = statistics.median(times), fields["n"]
-    return {
-        **fields,
-        "bytes": BYTES_PER_ELEMENT * n,
-        "times_s": times,
-        "median_ms": median * 1e3,
-        "ns_per_element": median * 1e9 / n,
-        "gb_per_s": BYTES_PER_ELEMENT * n / median / 1e9,
-    }
+    nbytes = BYTES_PER_ELEMENT * fields["n"]
+    return {**fields, "bytes": nbytes, **figures(times, fields["n"], nbytes)}
 
 
 def time_entry(settings: GradSettings, dist: str, n: int, v: GradVariant) -> list[dict[str, Any]]:
@@ -400,10 +389,7 @@ def format_grad(settings: GradSettings, rows: list[dict[str, Any]]) -> str:
 def report(settings: GradSettings, rows: list[dict[str, Any]], machine: dict[str, Any],
            share: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
     return {
-        "schema": "fastbce-bench-grad/1",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "fastbce": {"version": __version__, "build": build_info()},
-        "machine": machine,
+        **options.report_head("fastbce-bench-grad/1", machine),
         "settings": {
             "sizes": settings.sizes,
             "variants": [v.name for v in settings.variants],
@@ -453,30 +439,15 @@ def _settings(args: argparse.Namespace) -> GradSettings:
         raise UsageError("--xgboost goes with --grad")
     if args.sweep or args.peers or args.plot:
         raise UsageError("--grad times fastbce against NumPy: no --sweep, --peers or --plot")
-    names = args.variants or ["all"]
-    if "all" in names:
-        names = list(GRAD_VARIANTS)
-    unknown = [n for n in names if n not in GRAD_VARIANTS]
-    if unknown:
-        raise UsageError(
-            f"unknown objective {unknown[0]!r}; with --grad choose from "
-            f"{', '.join(GRAD_VARIANTS)} or all"
-        )
-    dists = args.dist or [DEFAULT_DISTRIBUTION]
-    if "all" in dists:
-        dists = list(DISTRIBUTIONS)
-    unknown = [d for d in dists if d not in DISTRIBUTIONS]
-    if unknown:
-        raise UsageError(
-            f"unknown distribution {unknown[0]!r}; choose from {', '.join(DISTRIBUTIONS)} or all"
-        )
+    names = choose(args.variants or ["all"], GRAD_VARIANTS, "objective", lead="with --grad ")
+    dists = options.dists(args)
     return GradSettings(
-        sizes=args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES),
-        variants=[GRAD_VARIANTS[n] for n in dict.fromkeys(names)],
-        dists=list(dict.fromkeys(dists)),
+        sizes=options.sizes(args),
+        variants=[GRAD_VARIANTS[n] for n in names],
+        dists=dists,
         threads=args.threads,
-        repeats=args.repeats or (3 if args.quick else 7),
-        min_time=args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05),
+        repeats=options.repeats(args),
+        min_time=options.min_time(args),
         quick=args.quick,
         seed=args.seed,
         xgboost=args.xgboost,
@@ -498,8 +469,5 @@ def run(args: argparse.Namespace, machine: dict[str, Any]) -> int:
         print()
         print(format_xgboost(share))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report(settings, rows, machine, share), f, indent=1, allow_nan=False)
-            f.write("\n")
-        note(args.quiet, f"wrote {args.json}")
+        options.write_json(args.json, report(settings, rows, machine, share), args.quiet)
     return 0

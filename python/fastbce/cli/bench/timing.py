@@ -7,6 +7,7 @@ import contextlib
 import gc
 import math
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,18 @@ def measure(call: Callable[[], Any], repeats: int, min_time: float) -> list[floa
         if gc_was_enabled:
             gc.enable()
     return times
+
+
+def figures(times: list[float], n: int, nbytes: int) -> dict[str, Any]:
+    """The figures of one timed entry of n elements and nbytes of traffic: its times, their
+    median in ms, ns per element and GB/s (the columns of the tables, docs/benchmarks.md)."""
+    median = statistics.median(times)
+    return {
+        "times_s": times,
+        "median_ms": median * 1e3,
+        "ns_per_element": median * 1e9 / n,
+        "gb_per_s": nbytes / median / 1e9,
+    }
 
 
 @dataclass

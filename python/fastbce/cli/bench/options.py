@@ -1,0 +1,83 @@
+"""What the bench's runs (the loss against its peers, ``--grad``, ``--sweep``) share of their
+command line and their JSON: the default sizes and timing, the names an option selects, and the
+report's head and file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..._errors import UsageError
+from ..._info import build_info
+from ..._version import __version__
+from ..output import note
+from .variants import DEFAULT_DISTRIBUTION, DISTRIBUTIONS
+
+DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
+QUICK_SIZES = (10**3, 10**4, 10**5)
+
+
+def sizes(args: argparse.Namespace) -> list[int]:
+    """--sizes, or the default sizes (fewer with --quick)."""
+    return args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+
+
+def repeats(args: argparse.Namespace, default: int = 7) -> int:
+    """--repeats, or 3 with --quick, else `default`."""
+    return int(args.repeats or (3 if args.quick else default))
+
+
+def min_time(args: argparse.Namespace) -> float:
+    """--min-time, or the shortest repeat of a run (0.05 s; 0.005 s with --quick)."""
+    return float(args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05))
+
+
+def choose(
+    names: list[str],
+    choices: Iterable[str],
+    what: str,
+    *,
+    where: str = "",
+    lead: str = "",
+    none: bool = False,
+) -> list[str]:
+    """The choices that `names` (an option's comma-separated names) select, each once: every
+    one for "all", and none of them for "none" where `none` allows it. An unknown name is a
+    UsageError: "unknown {what} 'name'{where}; {lead}choose from ..."."""
+    choices = list(choices)
+    if "all" in names:
+        return choices
+    chosen = [name for name in names if not (none and name == "none")]
+    unknown = [name for name in chosen if name not in choices]
+    if unknown:
+        rest = ", all or none" if none else " or all"
+        raise UsageError(
+            f"unknown {what} {unknown[0]!r}{where}; {lead}choose from {', '.join(choices)}{rest}"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def dists(args: argparse.Namespace) -> list[str]:
+    """The logit distributions of --dist (default: DEFAULT_DISTRIBUTION)."""
+    return choose(args.dist or [DEFAULT_DISTRIBUTION], DISTRIBUTIONS, "distribution")
+
+
+def report_head(schema: str, machine: dict[str, Any]) -> dict[str, Any]:
+    """The first keys of a JSON report: its schema, when, fastbce's build and the machine."""
+    return {
+        "schema": schema,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "fastbce": {"version": __version__, "build": build_info()},
+        "machine": machine,
+    }
+
+
+def write_json(path: str, document: dict[str, Any], quiet: bool) -> None:
+    """--json: the report as strict JSON (one-space indent), and a note on stderr."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1, allow_nan=False)
+        f.write("\n")
+    note(quiet, f"wrote {path}")
