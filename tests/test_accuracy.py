@@ -289,3 +289,59 @@ def test_float32_reductions_within_1e8_of_float64(rng, options):
     got_mean = fastbce.binary_crossentropy(y, pred, reduction="mean", **options)
     assert abs(got_sum - want.sum()) <= 1e-8 * abs(want.sum())
     assert abs(got_mean - want.mean()) <= 1e-8 * abs(want.mean())
+
+
+# float64 logits where a correct prediction's loss is subnormal or tiny: the kernel forms it on
+# exp(-|x|) 2^1074 or (loss 2^1074) * factor and rounds it once (kernel.hpp, Deep and Scaled)
+DEEP_LOGITS = [
+    *(230.0, 236.0, 240.0, 248.0, 300.0, 360.0, 470.0, 500.0),  # focal bands (gamma 2)
+    *(141.0, 145.0, 190.0, 196.0, 200.0),  # focal bands of gamma 4 and 2.7
+    *(700.5, 707.5, 708.0, 708.5, 709.0, 715.0, 730.0, 744.0, 745.0, 745.1),  # exp(-|x|) tiny
+]
+DEEP_OPTIONS = [
+    {"gamma": 0.03, "alpha": 0.25},
+    {"gamma": 0.5},
+    {"gamma": 2.0, "alpha": 0.25},
+    {"gamma": 2.7, "alpha": 0.25},
+    {"gamma": 4.0},
+    {"pos_weight": 2.5},
+]
+
+
+def _deep_exact(y: float, x: float, w: float, options: dict) -> float:
+    """w times the loss of a hard label y and logit x (pos_weight q or focal), in mpmath."""
+    mpmath.mp.prec = 120
+    xx = mpmath.mpf(x)
+    minus_log_p, minus_log_1mp = mpmath.log1p(mpmath.exp(-xx)), mpmath.log1p(mpmath.exp(xx))
+    q = mpmath.mpf(options.get("pos_weight", 1.0))
+    loss = q * minus_log_p if y == 1.0 else minus_log_1mp
+    if "gamma" in options:
+        one_minus_pt = 1 / (1 + mpmath.exp(xx)) if y == 1.0 else 1 / (1 + mpmath.exp(-xx))
+        loss *= one_minus_pt ** mpmath.mpf(options["gamma"])
+        if "alpha" in options:
+            loss *= options["alpha"] if y == 1.0 else 1 - options["alpha"]
+    return float(w * loss)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("options", DEEP_OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_float64_subnormal_bands_within_budget(options, weighted):
+    magnitudes = np.array(DEEP_LOGITS)
+    x = np.concatenate([magnitudes, -magnitudes, magnitudes, -magnitudes])
+    y = np.repeat([1.0, 0.0, 0.0, 1.0], magnitudes.size)  # correct, correct, wrong, wrong
+    w = np.linspace(0.5, 3.0, x.size) if weighted else np.ones(x.size)
+    kwargs = {"from_logits": True, "reduction": "none", "sample_weight": w if weighted else None}
+    if "gamma" in options:
+        got = fastbce.binary_focal_crossentropy(y, x, **options, **kwargs)
+    else:
+        got = fastbce.binary_crossentropy(y, x, **options, **kwargs)
+    exact = np.array([_deep_exact(a, b, c, options) for a, b, c in zip(y, x, w, strict=True)])
+    err = ulp_error(got, exact, np.float64)
+    gamma = options.get("gamma", 0.0)
+    # (as test_focal_loss_within_budget: exp(gamma * log t) for gamma outside {1/2, ..., 4})
+    budget = FOCAL_ULP_BUDGET + (2 * gamma * 746 if 2 * gamma != int(2 * gamma) else 0.0)
+    worst = int(np.argmax(err))
+    assert err[worst] <= (budget if gamma else LOSS_ULP_BUDGET), (
+        f"{err[worst]:.2f} ulp at y={y[worst]}, x={x[worst]}, w={w[worst]}: "
+        f"got {got[worst]!r}, exact {exact[worst]!r}"
+    )

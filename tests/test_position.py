@@ -15,7 +15,8 @@ import fastbce
 
 N = 1500  # three tiles of 512 and a partial one; the offsets move every tile boundary
 OFFSETS = range(41)
-GAMMAS = [0.5, 1.0, 2.0, 2.5, 2.7, 4.0]
+# (0.03: a nonzero subnormal float64 loss for |x| in (708, 745))
+GAMMAS = [0.03, 0.5, 1.0, 2.0, 2.5, 2.7, 4.0]
 
 
 def _logits(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -25,6 +26,7 @@ def _logits(rng: np.random.Generator, n: int) -> np.ndarray:
         sign * 10.0 ** rng.uniform(-3, 30, n),  # up to 1e30: far outside any exp's range
         sign * rng.uniform(80.0, 110.0, n),  # around float32's fast exp limit and underflow
         sign * rng.uniform(690.0, 760.0, n),  # the same for float64
+        sign * rng.uniform(130.0, 400.0, n),  # float64 focal losses that can be subnormal
         sign * rng.choice([0.0, 86.0, 87.5, 700.0, 709.0, 745.5, np.inf], n),
     ]
     which = rng.integers(0, len(parts), n)
@@ -118,3 +120,41 @@ def test_tile_boundaries_and_fast_path_do_not_change_an_element(simd_target, dty
             y[start : start + 64] = y0
             got = fn(y, x, from_logits=True, reduction="none", **kwargs)[start : start + 64]
             np.testing.assert_array_equal(got, ref, err_msg=f"start {start}, {kwargs}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_tile_kind_does_not_change_an_element(simd_target, dtype):
+    # A tile's logits choose its loops: within the fast exp's range, or with the others beyond
+    # exp's underflow to 0 (the finite loops); with a float64 focal |x| whose loss may be subnormal
+    # (the scaled loop); with one in between, infinite or NaN (the general loops). One tile's
+    # elements must keep their bits whichever of those an extra element in the tile selects.
+    rng = np.random.default_rng(17)
+    n = 300
+    sign = rng.choice([-1.0, 1.0], n)
+    big = 746.5 if dtype == np.float64 else 104.5  # beyond exp's underflow to 0
+    near = rng.choice([0.0, 0.5, 3.0, 20.0, 60.0], n) + rng.uniform(0, 1, n)
+    far = big * 10.0 ** rng.uniform(0, 30, n)
+    scaled = rng.uniform(130.0, 660.0, n)  # (float64: below the fast exp's limit, 700)
+    y = np.where(rng.random(n) < 0.5, rng.integers(0, 2, n), rng.uniform(0, 1, n)).astype(dtype)
+    w = rng.uniform(0.5, 3.0, n + 1).astype(dtype)
+    extras = [np.inf, np.nan, 720.0 if dtype == np.float64 else 95.0, 300.0]
+    mixes = [{}, {"sample_weight": w}, {"pos_weight": 2.5}, {"gamma": 0.03}, {"gamma": 2.0},
+             {"gamma": 2.7, "alpha": 0.25}, {"gamma": 4.0, "sample_weight": w}]  # fmt: skip
+    for part in (near, far, scaled):
+        x = (sign * np.where(rng.random(n) < 0.5, near, part)).astype(dtype)
+        for kwargs in mixes:
+            focal = "gamma" in kwargs
+            fn = fastbce.binary_focal_crossentropy if focal else fastbce.binary_crossentropy
+            first = {k: v[:n] if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+            alone = fn(y, x, from_logits=True, reduction="none", **first)
+            for extra in extras:
+                got = fn(
+                    np.append(y, dtype(1)),
+                    np.append(x, dtype(extra)),
+                    from_logits=True,
+                    reduction="none",
+                    **kwargs,
+                )[:n]
+                np.testing.assert_array_equal(
+                    got.view(np.uint8), alone.view(np.uint8), err_msg=f"{kwargs}, extra {extra}"
+                )

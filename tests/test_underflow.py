@@ -19,8 +19,8 @@ from fastbce import _core
 
 LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)] + [
     float(m)
-    for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 200 500 700 709 710 745 "
-    "746 800 1e3 1e4 1e10 1e30".split()
+    for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 141 145 190 196 200 230 236 240 "
+    "248 300 360 500 700 707.5 708 709 710 730 745 746 800 1e3 1e4 1e10 1e30".split()
 ]
 LABELS = [0.0, 1.0, 0.3, 0.9, 1e-3]
 MODES = {
@@ -34,6 +34,11 @@ MODES = {
     "focal2.7": ({"gamma": 2.7}, False),
     "focal0.5": ({"gamma": 0.5, "has_alpha": True, "alpha": 0.25}, False),
     "focal2_general": ({"gamma": 2.0, "pos_weight_scalar": 2.0}, False),
+    # (float64: the deep and scaled bands of kernel.hpp, with weights and a gamma whose loss in
+    # the deep band can be a nonzero subnormal)
+    "pos_weight_weighted": ({"pos_weight_scalar": 2.5}, True),
+    "focal4_weighted": ({"gamma": 4.0, "has_alpha": True, "alpha": 0.25}, True),
+    "focal0.03": ({"gamma": 0.03, "has_alpha": True, "alpha": 0.25}, False),
 }
 
 
