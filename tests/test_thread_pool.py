@@ -18,7 +18,7 @@ from fastbce import _core
 BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
 
 
-@pytest.mark.parametrize("n", [BLOCK + 1, 100_000, 3 * BLOCK - 1, 300_000])
+@pytest.mark.parametrize("n", [BLOCK + 1, 100_000, 3 * BLOCK - 1, 1 << 18, 300_000])
 def test_any_thread_count_same_bits(simd_target, rng, n):
     x = rng.normal(0, 4, n).astype(np.float32)
     y = (rng.random(n) < 0.5).astype(np.float32)
@@ -34,8 +34,9 @@ def test_two_threads_from_two_blocks():
     assert _core.threads_for(BLOCK + 1, 2) == 2
     assert _core.threads_for(100_000, 8) == 2  # never more threads than blocks
     assert _core.threads_for(10**4, 0) == 1
+    assert _core.threads_for(100_000, 0) == 1  # unasked: one thread below 2^18 elements
     if _core.default_threads() >= 2:
-        assert _core.threads_for(100_000, 0) == 2
+        assert _core.threads_for(1 << 18, 0) == 2
 
 
 def _libm():

@@ -40,6 +40,11 @@ constexpr int64_t kBlockAlign = 1 << 12;         // block sizes are multiples of
 // pool (parallel.hpp) costs a few µs, 2^15 float32 logits ~15 µs on one core (AVX-512): two
 // threads pay off from 2^16 elements.
 constexpr int64_t kMinPerThread = 1 << 15;
+// Without a thread count asked for, a call takes the pool's threads from this many elements on.
+// Below it, on a 2-vCPU KVM guest (Xeon, v4), waking the idle second vCPU cost 40-50 µs a call,
+// more than the half of 1e5 elements it takes over (1e5: 51 µs on one thread, 96 on two; 3e5:
+// 169 and 128; median of loops of calls).
+constexpr int64_t kDefaultParallelFrom = 1 << 18;
 
 // Elements per block of an n-element call: n in ceil(n / kBlock) blocks of (about) equal size, at
 // least two from 2 kMinPerThread on. Equal blocks keep the threads equally busy: 1e5 elements
@@ -215,7 +220,7 @@ int default_threads() {
 }
 
 int threads_for(int64_t n, int requested) {
-    const int64_t wanted = requested > 0 ? requested : (n >= 2 * kMinPerThread ? default_threads() : 1);
+    const int64_t wanted = requested > 0 ? requested : (n >= kDefaultParallelFrom ? default_threads() : 1);
     const int64_t block = block_size(n);
     const int64_t n_blocks = std::max<int64_t>(1, (n + block - 1) / block);
     return int(std::clamp<int64_t>(std::min(wanted, n / kMinPerThread), 1, n_blocks));
