@@ -36,9 +36,8 @@ namespace {
 
 constexpr int64_t kBlock = 1 << 16;              // the most elements per block
 constexpr int64_t kBlockAlign = 1 << 12;         // block sizes are multiples of it (and of the tile)
-// Below this many elements per thread a thread costs more than it saves. Waking a thread of the
-// pool (parallel.hpp) costs a few µs, 2^15 float32 logits ~15 µs on one core (AVX-512): two
-// threads pay off from 2^16 elements.
+// With a thread count asked for, at least this many elements a thread (2^15 float32 logits take
+// ~15 µs on one core, AVX-512); the blocks are split to match (block_size).
 constexpr int64_t kMinPerThread = 1 << 15;
 // Without a thread count asked for, a call takes the pool's threads from this many elements on.
 // Below it, on a 2-vCPU KVM guest (Xeon, v4), waking the idle second vCPU cost 40-50 µs a call,
@@ -242,9 +241,8 @@ Result run(const Call& c, Sums* group_sums) {
 
     // Block size depends on n and the number of groups only, never on the threads. (Grouped
     // calls keep whole kBlock blocks: their per-block partials are n_groups sums each.)
-    int64_t block = block_size(n);
+    int64_t block = n_groups > 0 ? kBlock : block_size(n);
     if (n_groups > 0) {
-        block = kBlock;
         const int64_t max_blocks = std::max<int64_t>(1, kGroupPartialsBudget / n_groups);
         const int64_t needed = (n + max_blocks - 1) / max_blocks;
         block = std::max(block, (needed + kBlock - 1) / kBlock * kBlock);

@@ -276,9 +276,9 @@ class _Slicing:
         seen when the keys cannot be ordered (mixed types)."""
         keys = self.keys
         missing = self.index.find(None)
-        order = [i for i in range(len(keys)) if i != missing] if missing is not None else None
-        if order is None:
-            order = list(range(len(keys)))
+        order = list(range(len(keys)))
+        if missing is not None:
+            del order[missing]
         try:
             order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
         except TypeError:  # keys of mixed types: keep the order first seen
@@ -316,7 +316,7 @@ class ReportState:
     def encode(self, names: list[str], labels: list[Any], rows: int) -> Batch:
         """Codes of one batch's labels per slicing (new keys are added: ``Batch.undo`` forgets
         them if the batch fails). A slicing whose labels are not one per row raises ValueError."""
-        batch = Batch(self, rows)
+        batch = Batch(self)
         try:
             for name, group_labels in zip(names, labels, strict=True):
                 slicing = self.slicings.get(name)
@@ -411,9 +411,8 @@ class Batch:
     """One batch's codes per slicing: (slicing, codes into the batch's groups, their codes in
     the slicing), and what ``undo`` needs to forget the keys it added."""
 
-    def __init__(self, state: ReportState, rows: int) -> None:
+    def __init__(self, state: ReportState) -> None:
         self.state = state
-        self.rows = rows
         self.slices: list[tuple[_Slicing, np.ndarray, np.ndarray]] = []
         self.marks: list[tuple[_Slicing, int]] = []
         self.created: list[str] = []
@@ -502,8 +501,9 @@ def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.nd
             ece = _divs(np.abs(bins[:, :, 1] - bins[:, :, 2]).sum(axis=1), w)
         else:
             ece = np.full(n, math.nan)
-        aucs = np.array([_auc(hist[i]) for i in range(n)]) if hist is not None else None
-        if aucs is None:
+        if hist is not None:
+            aucs = np.array([_auc(hist[i]) for i in range(n)])
+        else:
             aucs = np.full((n, 2), math.nan)
         return {
             "rows": rows.astype(np.int64),

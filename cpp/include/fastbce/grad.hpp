@@ -301,7 +301,7 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
                                      !(amp * h_terms <= 0x1p10 * std::abs(h_sum));
                 redo->cancels[j] = cancels ? 1.0 : 0.0;
                 redo->weight[j] = weight;
-                redo->floor[j] = f * h0;
+                if constexpr (Clip) redo->floor[j] = f * h0;  // (read only by the clipped Hessian)
             }
             if constexpr (Clip) {
                 const double floor = f * h0;  // ce'' with the focal factor held fixed: >= 0

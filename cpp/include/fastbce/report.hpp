@@ -82,10 +82,10 @@ inline void offer_top(ReportPart& out, int64_t k, const TopLoss& e) {
 constexpr int64_t kTileStride = kTile + 8;
 constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
-    alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride], bce[kTileStride];
+    alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride];
     alignas(64) double p[kTileStride], kept[kTileStride];
-    alignas(64) double omitted[kTileStride], ignored[kTileStride];
-    alignas(64) double terms[rs_w2l2 + 1][kTileStride];  // the addends of rs_w .. rs_w2l2
+    // the bins' addends, indexed by ReportSum: only rs_wy, rs_wn and rs_wp are filled
+    alignas(64) double terms[rs_w2l2 + 1][kTileStride];
     alignas(64) double rec[kTile][kRecord];  // a row's addends of rs_count .. rs_ignored
     alignas(64) int32_t bin[kTile];    // the AUC histogram's bin (bin_of)
     alignas(64) int32_t ece[kTile];    // the ECE bin
@@ -284,11 +284,7 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             }
             store(t.y + j, yv);
             store(t.l + j, lv);
-            store(t.bce + j, bv);
-            store(t.terms[rs_wl] + j, cev);
             store(t.kept + j, kept);
-            store(t.omitted + j, load(f.omitted + j));
-            store(t.ignored + j, load(f.ignored + j));
         }
     }
     if constexpr (Unit) {
@@ -395,11 +391,12 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
 // Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row); the
 // AUC histogram adds held back sorted by group (out.held, added a group at a time by the
 // dispatcher: 50 groups' histograms are 26 MB, and a row's add straight into them went to a line
-// far out of cache) or, without a buffer, added straight away. Leaves t.bin as the whole
-// input's bins.
+// far out of cache) or, without a buffer, added straight away. t.bin comes in with the whole
+// input's bins and may leave with a slicing's (report_chunk bins each tile afresh).
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
                        ReportPart& out) {
+    int bits = s.mantissa_bits;  // the bits of the bins t.bin holds
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
         const int64_t* code = g.codes + i0;  // (one element a row: the codes as given)
@@ -408,9 +405,10 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
             code = t.code;
         }
         const int64_t bins = hist_bins(g.mantissa_bits);
-        const bool same_bins = g.mantissa_bits == s.mantissa_bits;
-        if (g.hist != nullptr && !same_bins)
+        if (g.hist != nullptr && g.mantissa_bits != bits) {
             for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], g.mantissa_bits);
+            bits = g.mantissa_bits;
+        }
         double* sums = out.slice_sums[sl];
         const bool ece = g.stride == rs_size;
         const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
@@ -425,8 +423,6 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
                 *to = HeldAdd{t.rec[j][rs_wy], t.rec[j][rs_wn], t.bin[j]};
             }
         }
-        if (g.hist != nullptr && !same_bins)  // (the next slicing recomputes its own)
-            for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
     }
 }
 

@@ -68,8 +68,6 @@ inline DD mul(DD a, DD b) {
     return fast(p.hi, p.lo + (a.hi * b.lo + a.lo * b.hi));
 }
 
-inline DD of(double a) { return {a, 0.0}; }
-
 }  // namespace twofold
 }  // namespace FASTBCE_TIER
 }  // namespace fastbce
