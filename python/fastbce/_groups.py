@@ -316,6 +316,22 @@ class GroupIndex:
         return codes
 
 
+def key_order(index: GroupIndex) -> list[int]:
+    """The codes of an index's keys sorted by key (None, the only missing key, last), or in the
+    order first seen when the keys cannot be ordered (mixed types): the order of the groups in
+    results."""
+    keys = index.keys
+    missing = index.find(None)
+    order = list(range(len(keys)))
+    if missing is not None:
+        del order[missing]
+    try:
+        order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
+    except TypeError:  # keys of mixed types: keep the order first seen
+        return list(range(len(keys)))
+    return order if missing is None else [*order, missing]
+
+
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes, table) as ``encode_local`` gives them, from codes into n_keys keys: the codes
     themselves while the keys are few, else renumbered to the batch's own (vectorised)."""
