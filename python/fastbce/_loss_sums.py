@@ -139,7 +139,9 @@ class LossSums:
             named = {str(k): v for k, v in groups.items()}
         else:
             named = {"groups": groups}
-        grouped_as = None if groups is None else ("slices" if isinstance(groups, dict) else "groups")
+        grouped_as = (
+            None if groups is None else ("slices" if isinstance(groups, dict) else "groups")
+        )
         if named and self._grouped_as not in (None, grouped_as):
             raise ValueError(
                 "groups must stay one kind: labels (reported under 'groups') or a dict of "
@@ -149,7 +151,8 @@ class LossSums:
             working = np.float64 if np.asarray(y_pred).dtype == np.float64 else np.float32
             y_pred = np.asarray(y_pred).astype(working) + working(self._logit_offset)
         rows = int(np.shape(y_pred)[0]) if named and np.ndim(y_pred) else int(np.size(y_pred))
-        encoded, marks, created = [], [], []
+        encoded: list[tuple[_Groups, np.ndarray, np.ndarray]] = []
+        marks, created = [], []
         try:
             for name, labels in named.items():
                 if name not in self._slicings:
@@ -165,33 +168,32 @@ class LossSums:
                         f"got {codes.shape[0]}"
                     )
                 encoded.append((slicing, np.ascontiguousarray(codes, np.int64), table))
-            passes = encoded or [None]
-            results = []
-            for i, item in enumerate(passes):
-                codes = sums = None
-                if item is not None:
-                    codes, sums = item[1], np.zeros((item[2].size, 3))
+            # (codes, the batch's groups' sums) of each pass: one per slicing, or one plain
+            passes: list[tuple[np.ndarray | None, np.ndarray | None]] = [
+                (codes, np.zeros((table.size, 3))) for _, codes, table in encoded
+            ] or [(None, None)]
+            totals = []
+            for i, (pass_codes, pass_sums) in enumerate(passes):
                 total, loss = _compute(
                     self._opts,
                     y_true,
                     y_pred,
                     sample_weight,
                     want_elementwise=want_elementwise and i == 0,
-                    groups=codes,
-                    group_sums=sums,
+                    groups=pass_codes,
+                    group_sums=pass_sums,
                 )
-                results.append((total, loss, sums))
+                totals.append((total, loss))
         except BaseException:
             for slicing, mark in marks:
                 slicing.index.rollback(mark)
             for name in created:
                 del self._slicings[name]
             raise
-        total, elementwise, _ = results[0]
+        total, elementwise = totals[0]
         self._sums += (total.loss, total.weight, total.count)
-        for (slicing, _codes, table), (_t, _l, sums) in zip(
-            encoded, results if encoded else [], strict=True
-        ):
+        for (slicing, _codes, table), (_codes_again, sums) in zip(encoded, passes, strict=False):
+            assert sums is not None
             slicing.add(table, sums)
         if grouped_as is not None and named:
             self._grouped_as = grouped_as
@@ -222,9 +224,7 @@ class LossSums:
         """{rows, sum, mean, weighted_mean, groups: {key: {the same}}[, slices]}, the groups in
         the report's order (sorted by key when the keys can be ordered, None last)."""
         out = self._summary()
-        slices = {
-            name: {k: v for k, v in self._group_items(name)} for name in self._slicings
-        }
+        slices = {name: {k: v for k, v in self._group_items(name)} for name in self._slicings}
         if self._grouped_as == "slices":
             out["groups"], out["slices"] = {}, slices
         else:
@@ -254,7 +254,9 @@ class LossSums:
 def _differ(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     """The options that change the value and differ (validate and threads change only how it
     is computed)."""
-    out = [k for k in mine if k not in ("validate", "threads", "pos_weight") and mine[k] != theirs[k]]
+    out = [
+        k for k in mine if k not in ("validate", "threads", "pos_weight") and mine[k] != theirs[k]
+    ]
     a, b = mine["pos_weight"], theirs["pos_weight"]
     if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
         out.append("pos_weight")

@@ -1,12 +1,13 @@
 """``fastbce score --scheduler ADDRESS``: the same job, split into partitions on a Dask cluster.
 
 Each partition is read and scored on a worker by the code the local run uses (``score_batches``),
-giving a ``LossAccumulator`` (``LossSums`` with --loss-only); the accumulators are merged in a tree on the cluster
-(as ``fastbce.dask`` does), so only a few numbers per partition come back. Partitions are ranges
-of row groups of a parquet file, ranges of rows of .npy / .npz arrays (read by the workers from the
-same paths, so the files must be visible to them, as with any Dask reader), and the blocks of
-``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss of each partition comes back
-to this process, a few partitions at a time, and is written in input order.
+giving a ``LossAccumulator`` (``LossSums`` with --loss-only); the accumulators are merged in a tree
+on the cluster (as ``fastbce.dask`` does), so only a few numbers per partition come back.
+Partitions are ranges of row groups of a parquet file, ranges of rows of .npy / .npz arrays (read
+by the workers from the same paths, so the files must be visible to them, as with any Dask
+reader), and the blocks of ``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss
+of each partition comes back to this process, a few partitions at a time, and is written in
+input order.
 """
 
 from __future__ import annotations
