@@ -417,9 +417,8 @@ def report(
                 lines.append(f"  {section:<8} fastbce / {tool:<37} {ratio:6.2f}  (<= {target})")
         if (section, LOSS_ONLY) in find:
             ratio = mine / find[(section, LOSS_ONLY)]
-            lines.append(
-                f"  {section:<8} with the report / without (--loss-only) {ratio:11.2f}  (<= 1.15)"
-            )
+            label = "with the report / without (--loss-only)"
+            lines.append(f"  {section:<8} {label:<47} {ratio:6.2f}  (<= 1.15)")
     npy = find.get(("output", "fastbce score --output .npy"))
     pqt = find.get(("output", "fastbce score --output .parquet"))
     if npy and pqt:
