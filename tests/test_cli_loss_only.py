@@ -212,3 +212,17 @@ def test_many_groups_grow_in_place():
     assert len(result["groups"]) == 200_000 and result["groups"][123_456]["rows"] == 1
     capacity = lean._slicings["groups"].sums.shape[0]
     assert 200_000 <= capacity < 2 * 200_000  # (doubling: at most twice the groups)
+
+
+@pytest.mark.parametrize("dictionary", [["x", "y"], ["y", "x", "y"], ["z", "z"]])
+def test_text_dictionary_keys_seen_another_way_or_repeated(dictionary):
+    """New text keys of an Arrow dictionary are added in one step only when they are distinct
+    and none is known yet (here "x" came first as a plain Python key); else one by one."""
+    from fastbce._groups import GroupIndex
+
+    index = GroupIndex(["x"])
+    indices = pa.array(np.arange(len(dictionary), dtype=np.int32))
+    codes, table = index.encode_local(pa.DictionaryArray.from_arrays(indices, pa.array(dictionary)))
+    assert [index.keys[table[c]] for c in codes] == dictionary
+    assert sorted(index.keys) == sorted({"x", *dictionary})
+    assert {k: index.find(k) for k in index.keys} == {k: i for i, k in enumerate(index.keys)}

@@ -305,9 +305,14 @@ class GroupIndex:
             return codes
         keys = _take(dictionary, missing).to_pylist()
         first = len(self.keys)
-        fresh = set(keys)  # (a dictionary may repeat a value: then each is coded in turn)
-        if len(fresh) == len(keys) and self._index.keys().isdisjoint(fresh):  # (the usual case)
+        fast = self._index.keys().isdisjoint(keys)  # (the usual case: all new; no set of them)
+        if fast:
             self._index.update(zip(keys, range(first, first + len(keys)), strict=True))
+            fast = len(self._index) == first + len(keys)
+            if not fast:  # a dictionary repeated a value: undo, each is coded in turn
+                for k in keys:
+                    self._index.pop(k, None)
+        if fast:
             self.keys += keys
             codes[missing] = np.arange(first, first + len(keys))
         else:

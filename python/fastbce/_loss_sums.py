@@ -43,6 +43,7 @@ class _Groups:
     def add(self, table: np.ndarray, sums: np.ndarray) -> None:
         n = len(self.keys)
         if n > self.sums.shape[0]:
+            # (a fresh zeroed array: its rows beyond the copy stay untouched, not resident)
             grown = np.zeros((max(n, 2 * self.sums.shape[0], 16), 3))
             grown[: self.sums.shape[0]] = self.sums
             self.sums = grown
