@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._accumulator import _offset
 from ._api import _compute
 from ._groups import GroupIndex, key_order
 from ._options import LossOptions
@@ -148,9 +149,7 @@ class LossSums:
                 "groups must stay one kind: labels (reported under 'groups') or a dict of "
                 "slicings (under 'slices'); this accumulator has had the other"
             )
-        if self._logit_offset:
-            working = np.float64 if np.asarray(y_pred).dtype == np.float64 else np.float32
-            y_pred = np.asarray(y_pred).astype(working) + working(self._logit_offset)
+        y_pred = _offset(y_pred, self._logit_offset)  # (as the report's elementwise loss)
         rows = int(np.shape(y_pred)[0]) if named and np.ndim(y_pred) else int(np.size(y_pred))
         encoded: list[tuple[_Groups, np.ndarray, np.ndarray]] = []
         marks, created = [], []
