@@ -711,8 +711,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
             W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
             if constexpr (TinyS) {  // + d (q (-log p) - log(1 - p)), formed on D = d 2^600
-                const W f = q[j] == T(0) ? W(0) : W(q[j]) * W(neg_log_p);
-                wide += (times_weight(k.half_s_up, f) + times_weight(k.half_s_up, W(neg_log_1mp))) * 0x1p-600;
+                // (D q 2^-300 is within 2^+-302, so that no product overflows early)
+                const W dq = q[j] == T(0) ? W(0) : (k.half_s_up * W(q[j])) * 0x1p-300;
+                wide += times_weight(dq, W(neg_log_p)) * 0x1p-300 +
+                        times_weight(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
             }
             const W plain_wide = wide;
             wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
