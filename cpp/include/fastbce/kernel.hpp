@@ -801,12 +801,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             // at all where every exp(-|x|) is +0 (|x| >= zero_exp_min; NaN gives -|x|, as
             // exp_nonpositive does). The range of |x| is taken in the loop of the normal exp,
             // whose results a tile beyond its range replaces (a pass of its own before that loop
-            // was 10% of a tile of |x| in [31.5, 87.33]), or, where the tile's first |x| says
-            // every exp may be +0, alone first (two integer ops a vector).
+            // was 10% of a tile of |x| in [31.5, 87.33]), or, where the tile's first |x| is
+            // beyond that exp's range (the tile likely is), alone first (two integer ops a vector).
             constexpr Bits zero_min = std::bit_cast<Bits>(vm::zero_exp_min<T>);
-            const bool zeros_likely = std::bit_cast<Bits>(std::abs(pred[0])) >= zero_min;
+            const bool scan_first = std::bit_cast<Bits>(std::abs(pred[0])) > std::bit_cast<Bits>(vm::normal_exp_max<T>);
             min_abs_bits = std::numeric_limits<Bits>::max();
-            if (zeros_likely) {
+            if (scan_first) {
                 for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
                     const Bits a = std::bit_cast<Bits>(std::abs(pred[j]));
                     max_abs_bits = std::max(max_abs_bits, a);
@@ -821,7 +821,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 }
             }
             if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
-                if (zeros_likely)
+                if (scan_first)
                     for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive_normal(-std::abs(pred[j]));  // (as above)
             } else if (min_abs_bits >= zero_min) {
                 for (int64_t j = 0; j < len; ++j) {  // (as above)
