@@ -920,7 +920,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // below the fast exp's, so a tile within it is finite, and the scan runs only beyond it
         bool mixed = false;
         if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
-            if (max_abs_bits > std::bit_cast<Bits>(k.focal_band)) {
+            // (none where every |x| is at least zero_exp_min: exp(-|x|) = 0 there)
+            if (max_abs_bits > std::bit_cast<Bits>(k.focal_band) && min_abs_bits < std::bit_cast<Bits>(vm::zero_exp_min<T>)) {
                 int any = 0;
                 for (int64_t j = 0; j < len; ++j) any |= int(FocalBand::wide(pred[j], scratch[j], k.focal_band));
                 mixed = any != 0;
