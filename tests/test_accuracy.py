@@ -33,7 +33,7 @@ LOSS_ULP_BUDGET = 4.0
 FOCAL_ULP_BUDGET = 12.0
 MATH_ULP_BUDGET = 2.0
 # |x| up to which the kernel takes its fast exp(-|x|) (vecmath.hpp, normal_exp_max)
-FAST_EXP_MAX = {"float32": 86.0, "float64": 700.0}
+FAST_EXP_MAX = {"float32": 87.33, "float64": 700.0}
 POINTS = 1500  # per (dtype, mode, label kind); the mpmath values are computed once per session
 
 
@@ -342,6 +342,48 @@ def test_float64_subnormal_bands_within_budget(options, weighted):
     budget = FOCAL_ULP_BUDGET + (2 * gamma * 746 if 2 * gamma != int(2 * gamma) else 0.0)
     worst = int(np.argmax(err))
     assert err[worst] <= (budget if gamma else LOSS_ULP_BUDGET), (
+        f"{err[worst]:.2f} ulp at y={y[worst]}, x={x[worst]}, w={w[worst]}: "
+        f"got {got[worst]!r}, exact {exact[worst]!r}"
+    )
+
+
+# float32 logits at the edges of the kernel's paths: the fast exp's range (87.33) and exp's
+# nonzero results (103.975), where weights are multiplied in double (80), the softplus table's
+# range (31.5, AVX-512), and around the focal bands (FocalBand in kernel.hpp) of the options below;
+# and inside the band where a correct prediction's loss is subnormal
+EDGE_LOGITS_F32 = [
+    *(31.4, 31.6, 79.9, 80.1, 86.0, 86.5, 87.0, 87.3, 87.33, 87.34, 87.5, 95.0),
+    *(103.9, 103.97, 103.975, 103.98, 104.0, 110.0),
+    *(17.4, 17.5, 23.2, 23.25, 28.0, 28.6, 28.65, 29.0, 29.1, 57.2, 57.3, 83.3, 83.5),
+]
+EDGE_OPTIONS_F32 = [{}, *DEEP_OPTIONS]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("options", EDGE_OPTIONS_F32, ids=lambda o: "-".join(map(str, o.values())))
+def test_float32_edge_bands_within_budget(options, weighted):
+    magnitudes = np.array(EDGE_LOGITS_F32, dtype=np.float32)
+    x = np.concatenate([magnitudes, -magnitudes, magnitudes, -magnitudes])
+    y = np.repeat(np.float32([1.0, 0.0, 0.0, 1.0]), magnitudes.size)  # correct, then wrong
+    w = np.linspace(0.5, 3.0, x.size).astype(np.float32) if weighted else np.ones(x.size)
+    kwargs = {"from_logits": True, "reduction": "none", "sample_weight": w if weighted else None}
+    if "gamma" in options:
+        got = fastbce.binary_focal_crossentropy(y, x, **options, **kwargs)
+    else:
+        got = fastbce.binary_crossentropy(y, x, **options, **kwargs)
+    assert got.dtype == np.float32
+    # (the options as the kernel takes them: in the working precision)
+    taken = {key: float(np.float32(value)) for key, value in options.items()}
+    exact = np.array(
+        [
+            _deep_exact(float(a), float(b), float(c), taken)
+            for a, b, c in zip(y, x, w, strict=True)
+        ]
+    )
+    err = ulp_error(got, exact, np.float32)
+    budget = FOCAL_ULP_BUDGET if "gamma" in options else LOSS_ULP_BUDGET
+    worst = int(np.argmax(err))
+    assert err[worst] <= budget, (
         f"{err[worst]:.2f} ulp at y={y[worst]}, x={x[worst]}, w={w[worst]}: "
         f"got {got[worst]!r}, exact {exact[worst]!r}"
     )

@@ -135,13 +135,20 @@ def test_tile_kind_does_not_change_an_element(simd_target, dtype):
     near = rng.choice([0.0, 0.5, 3.0, 20.0, 60.0], n) + rng.uniform(0, 1, n)
     far = big * 10.0 ** rng.uniform(0, 30, n)
     scaled = rng.uniform(130.0, 660.0, n)  # (float64: below the fast exp's limit, 700)
+    # (float32: the ends of the fast exp's range and of exp's nonzero results, where weights are
+    # multiplied in double, the focal bands of gamma 2 and 2.7)
+    edges = rng.choice([23.2, 28.63, 79.9, 80.5, 86.9, 87.33, 87.34, 103.97, 103.98, 104.0], n)
     y = np.where(rng.random(n) < 0.5, rng.integers(0, 2, n), rng.uniform(0, 1, n)).astype(dtype)
     w = rng.uniform(0.5, 3.0, n + 1).astype(dtype)
-    extras = [np.inf, np.nan, 720.0 if dtype == np.float64 else 95.0, 300.0]
+    extras = [np.inf, np.nan, 720.0 if dtype == np.float64 else 95.0, 300.0, 81.0, 87.3, 103.98]
     mixes = [{}, {"sample_weight": w}, {"pos_weight": 2.5}, {"gamma": 0.03}, {"gamma": 2.0},
              {"gamma": 2.7, "alpha": 0.25}, {"gamma": 4.0, "sample_weight": w}]  # fmt: skip
-    for part in (near, far, scaled):
-        x = (sign * np.where(rng.random(n) < 0.5, near, part)).astype(dtype)
+    for part in (near, far, scaled, edges, "far first"):
+        if isinstance(part, str):  # (a tile whose first |x| is large: another order of passes)
+            x = (sign * np.where(rng.random(n) < 0.5, near, far)).astype(dtype)
+            x[0] = dtype(200.0)
+        else:
+            x = (sign * np.where(rng.random(n) < 0.5, near, part)).astype(dtype)
         for kwargs in mixes:
             focal = "gamma" in kwargs
             fn = fastbce.binary_focal_crossentropy if focal else fastbce.binary_crossentropy

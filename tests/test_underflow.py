@@ -21,6 +21,12 @@ LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)] + [
     float(m)
     for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 141 145 190 196 200 230 236 240 "
     "248 300 360 500 700 707.5 708 709 710 730 745 746 800 1e3 1e4 1e10 1e30".split()
+] + [
+    # float32: the ends of the fast exp's range (87.33) and of exp's nonzero results (103.975),
+    # where sample weights are multiplied in double (80), and just below the focal bands of
+    # kernel.hpp's FocalBand for the modes below (where a correct prediction's loss is still normal)
+    *(80.5, 83.3, 87.2, 87.3, 87.33, 87.34, 103.97, 103.98),
+    *(17.4, 23.5, 28.6, 28.63, 29.09, 57.2, 83.3),
 ]
 LABELS = [0.0, 1.0, 0.3, 0.9, 1e-3]
 MODES = {
@@ -108,3 +114,27 @@ def test_no_underflow_for_normal_probability_losses(simd_target, dtype, mode, ep
         y, pred = _labelled(np.array([p]), dtype)
         w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
         _check(call, y, pred, w, f"{mode} {dtype.__name__} eps={epsilon} p = {p!r}")
+
+
+def _focal_band(gamma: float, alpha: float | None) -> float:
+    """kernel.hpp's FocalBand::bound: below it float32 focal losses use float formulas."""
+    b = 1.0 if alpha is None else min(alpha, 1.0 - alpha)
+    return (126.0 * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
+
+
+@pytest.mark.parametrize("mode", ["focal2", "focal2.7", "focal0.5", "focal2_weighted",
+                                  "focal4_weighted", "focal0.03"])  # fmt: skip
+def test_float32_focal_losses_below_the_band_are_normal(simd_target, mode):
+    # The float focal formulas run below the band, the double ones (at up to 2.5x the time) above
+    # it: just below it every hard label's loss must still be normal and no operation underflow,
+    # so that no magnitude with normal losses pays for the band (and none in it is missed).
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    band = _focal_band(fields["gamma"], fields["alpha"] if fields.get("has_alpha") else None)
+    for magnitude in (band * (1 - 1e-5), band * 0.999, band * 0.99):
+        x = np.tile(np.float32([magnitude, -magnitude]), 64)
+        y = np.tile(np.float32([1.0, 0.0, 0.0, 1.0]), 32)  # correct and wrong predictions
+        w = np.linspace(1.0, 2.0, y.size).astype(np.float32) if weighted else None
+        raised, loss = _core._underflow_raised(call, y, x, w)
+        assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
+        assert not raised, f"{mode} |x| = {magnitude}: underflow"

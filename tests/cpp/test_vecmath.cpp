@@ -435,6 +435,9 @@ int normal_exp_failures() {
 #endif
         for (std::uint32_t b = 0x80000000u; b <= std::bit_cast<std::uint32_t>(lo); b += step)
             in.push_back(std::bit_cast<float>(b));
+        // every float at the end of the range, where the smallest normal results are (n = -126)
+        for (std::uint32_t b = std::bit_cast<std::uint32_t>(-86.0f); b <= std::bit_cast<std::uint32_t>(lo); ++b)
+            in.push_back(std::bit_cast<float>(b));
     } else {
         Rng g{0x5eedfa57u};
         for (std::size_t i = 0; i < FASTBCE_VM_DOUBLE_N; ++i) in.push_back(g.uniform(lo, 0.0));
@@ -460,6 +463,48 @@ int normal_exp_failures() {
     std::printf("exp_nonpositive_normal %-6s %10zu points in [%g, 0]: %" PRIu64 " differ from exp_nonpositive\n",
                 sizeof(T) == 4 ? "float" : "double", in.size(), double(lo), differ);
     return differ ? 1 : 0;
+}
+
+// The kernel treats exp(-a) as +0 for every a >= zero_exp_min (a whole tile of such logits skips
+// the general exp): exp_nonpositive must give exactly +0 there (float: every float from
+// zero_exp_min to 105; double: a sample up to 747), and a positive value just below it.
+template <class T>
+__attribute__((noinline)) void exp_general_loop(const T* in, T* out, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) out[i] = vm::exp_nonpositive(in[i]);
+}
+
+template <class T>
+int zero_exp_failures() {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    const T lo = vm::zero_exp_min<T>, hi = sizeof(T) == 4 ? T(105) : T(747);
+    std::vector<T> in;
+    if constexpr (sizeof(T) == 4) {
+        for (U b = std::bit_cast<U>(lo); b <= std::bit_cast<U>(hi); ++b) in.push_back(-std::bit_cast<T>(b));
+    } else {
+        Rng g{0x2e20e4u};
+        for (std::size_t i = 0; i < FASTBCE_VM_DOUBLE_N; ++i) in.push_back(-g.uniform(lo, hi));
+        for (U b = std::bit_cast<U>(lo); b < std::bit_cast<U>(lo) + 100000u; ++b) in.push_back(-std::bit_cast<T>(b));
+    }
+    std::vector<T> out(in.size());
+    exp_general_loop(in.data(), out.data(), in.size());
+    std::uint64_t nonzero = 0;
+    for (std::size_t i = 0; i < in.size(); ++i)
+        if (std::bit_cast<U>(out[i]) != 0) {
+            if (!nonzero)
+                std::printf("FAIL exp_nonpositive<%s>(%a) = %a, not +0\n", sizeof(T) == 4 ? "float" : "double",
+                            double(in[i]), double(out[i]));
+            ++nonzero;
+        }
+    T below = -lo * T(0.9999), below_out;
+    exp_general_loop(&below, &below_out, 1);
+    if (!(below_out > T(0))) {
+        std::printf("FAIL exp_nonpositive<%s>(%a) = 0: zero_exp_min is not tight\n",
+                    sizeof(T) == 4 ? "float" : "double", double(below));
+        ++nonzero;
+    }
+    std::printf("exp_nonpositive        %-6s %10zu points in [%g, %g]: %" PRIu64 " not +0\n",
+                sizeof(T) == 4 ? "float" : "double", in.size(), double(-hi), double(-lo), nonzero);
+    return nonzero ? 1 : 0;
 }
 
 int report(Fn f, const char* type, const char* mode, const Stats& st, double limit) {
@@ -501,6 +546,8 @@ int main() {
     int fails = special_failures;
     fails += normal_exp_failures<float>();
     fails += normal_exp_failures<double>();
+    fails += zero_exp_failures<float>();
+    fails += zero_exp_failures<double>();
 #ifdef FASTBCE_VM_EXHAUSTIVE
     const char* fmode = "exhaustive";
 #else

@@ -67,8 +67,11 @@ struct traits<float> {
     // exp(x) rounds to a finite float (ln(FLT_MAX) = 88.7228391).
     static constexpr float exp_lo = -104.0f;  // ln(2^-150) = -103.97
     static constexpr float exp_max = 0x1.62e42ep+6f;
-    // exp_nonpositive_normal's domain: n >= -125 there, so p 2^n (p >= 0.7) is normal
-    static constexpr float normal_exp_max = 86.0f;
+    // exp_nonpositive_normal's domain, up to where exp(-x) stops being normal (126 ln2 =
+    // 87.3365): n >= -125 there, or n = -126 with r >= 0 and so p >= 1; p 2^n is normal either way
+    static constexpr float normal_exp_max = 87.33f;
+    // from here on exp(-x) rounds to +0 (below 2^-150; 150 ln2 = 103.9721)
+    static constexpr float zero_exp_min = 103.975f;
     static constexpr float log2e = 0x1.715476p+0f;
     // Cody-Waite split of ln2: ln2_hi has 15 significant bits so n * ln2_hi is exact (|n| <= 151).
     static constexpr float ln2_hi = 0x1.62e4p-1f;
@@ -105,6 +108,7 @@ struct traits<double> {
     static constexpr double exp_lo = -746.0;  // ln(2^-1075) = -745.13
     static constexpr double exp_max = 0x1.62e42fefa39efp+9;  // ln(DBL_MAX) = 709.782712893384
     static constexpr double normal_exp_max = 700.0;  // n >= -1010 (see float)
+    static constexpr double zero_exp_min = 745.134;  // 1075 ln2 = 745.1332
     static constexpr double log2e = 0x1.71547652b82fep+0;
     // ln2_hi has 41 significant bits so n * ln2_hi is exact (|n| <= 1076).
     static constexpr double ln2_hi = 0x1.62e42fefa3p-1;
@@ -435,8 +439,8 @@ FASTBCE_VM_INLINE T exp_nonpositive(T x) {
     return detail::exp_impl<T, true>(x);
 }
 
-// exp(x) for -normal_exp_max<T> <= x <= 0 only (86 for float, 700 for double), where exp(x) is
-// normal: exp_nonpositive without the two-factor scaling and the underflow select (a quarter of
+// exp(x) for -normal_exp_max<T> <= x <= 0 only (87.33 for float, 700 for double), where exp(x)
+// is normal: exp_nonpositive without the two-factor scaling and the underflow select (a quarter of
 // its time on AVX2), with the same bits. Elsewhere, NaN included, the result is garbage, never a
 // crash.
 template <class T>
@@ -445,6 +449,9 @@ FASTBCE_VM_INLINE T exp_nonpositive_normal(T x) {
 }
 template <class T>
 constexpr T normal_exp_max = detail::traits<T>::normal_exp_max;
+// exp_nonpositive(-a) is +0 for every a >= zero_exp_min<T> (103.975 for float, 745.134 for double)
+template <class T>
+constexpr T zero_exp_min = detail::traits<T>::zero_exp_min;
 
 // log1p on [-1/2, 1] only (see detail::log1p_small_impl): about 3x cheaper than log1p.
 template <class T>
