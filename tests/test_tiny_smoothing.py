@@ -62,14 +62,18 @@ def test_tiny_smoothing_is_per_call_not_per_position(simd_target, dtype, s, x, r
     pred = rng.normal(0, 3, n).astype(dtype)
     at = [0, 1, 1023, 1024, 4097, n - 1]
     y[at], pred[at] = 0, x
-    got = fastbce.binary_crossentropy(y, pred, from_logits=True, label_smoothing=s, reduction="none")
+    got = fastbce.binary_crossentropy(
+        y, pred, from_logits=True, label_smoothing=s, reduction="none"
+    )
     exact = _times_half_s(s, -dtype(x))
     np.testing.assert_allclose(got[at], exact, rtol=1e-6 if dtype == np.float32 else 1e-13)
     # the other elements: as without smoothing (s/2 is far below half an ulp of their losses)
     rest = np.setdiff1d(np.arange(n), at)
     plain = fastbce.binary_crossentropy(y, pred, from_logits=True, reduction="none")
     np.testing.assert_allclose(got[rest], plain[rest], rtol=1e-6 if dtype == np.float32 else 1e-14)
-    total = fastbce.binary_crossentropy(y, pred, from_logits=True, label_smoothing=s, reduction="sum")
+    total = fastbce.binary_crossentropy(
+        y, pred, from_logits=True, label_smoothing=s, reduction="sum"
+    )
     np.testing.assert_allclose(total, got.astype(np.float64).sum(), rtol=1e-6)
     # alone, so that the sum is the tiny value itself
     one = fastbce.binary_crossentropy(
