@@ -43,14 +43,6 @@ constexpr int64_t kTile = 512;  // elements per tile: the tile buffers of double
 // (the clean and general focal loops gave float64 gamma = 0.3 other bits).
 constexpr int64_t kPad = 64;
 static_assert(kTile % kPad == 0);
-// A full tile is read and computed in passes of kPass elements (loading, then each loss loop):
-// each pass touches at most 8 cache lines of an input before the next input's. With whole 512-
-// element passes (32 lines of y_pred in the exp pass, then 32 of y_true in the loss loop) the
-// hardware prefetcher fell behind: on a Sapphire Rapids VM one thread took 1.2 ns an element at
-// 1e8 float32 logits against 0.45 in L2, and reading the same bytes alone 0.5 (passes of 128:
-// 0.8). An element's loss does not depend on its pass, and the sums still add whole tiles.
-constexpr int64_t kPass = 128;
-static_assert(kTile % kPass == 0 && kPass % kPad == 0);
 
 // ---------------------------------------------------------------- loading
 
@@ -121,6 +113,32 @@ inline const T* pad_tile(const T* src, T* buf, int64_t len, int64_t padded_len, 
     return buf;
 }
 
+// Bytes of one stored element of dtype t.
+inline int64_t dtype_bytes(DType t) {
+    switch (t) {
+        case DType::u8: case DType::i8: return 1;
+        case DType::u16: case DType::i16: case DType::f16: case DType::bf16: return 2;
+        case DType::u32: case DType::i32: case DType::f32: return 4;
+        case DType::u64: case DType::i64: case DType::f64: return 8;
+    }
+    return 1;
+}
+
+// Reads one byte of every cache line that the contiguous elements [begin, begin + len) of `v`
+// occupy, before a tile's loops read them (a strided input is left alone). These independent
+// loads ask memory for all the tile's lines at once, and their quick succession of misses keeps
+// the L2 streamer ahead. Without them each loop asked for the lines of one input one by one, as
+// far apart as its arithmetic made them: the prefetcher fell behind, and a thread read at about
+// 16 lines in flight. On a Sapphire Rapids VM one thread took 1.17 ns an element of 1e8 float32
+// logits (CPU time), 0.45 in L2 and 0.51 to read the same bytes alone; with them 0.64.
+inline void touch_lines(const View& v, int64_t begin, int64_t len) {
+    if (v.stride != 1 || len <= 0) return;
+    const int64_t bytes = len * dtype_bytes(v.dtype);
+    const auto* first = static_cast<const volatile unsigned char*>(v.data) + begin * dtype_bytes(v.dtype);
+    for (int64_t off = 0; off < bytes; off += 64) static_cast<void>(first[off]);
+    static_cast<void>(first[bytes - 1]);  // (the last line, where `first` is not line-aligned)
+}
+
 // One element of `v` as T (used once per row for per-row weights).
 template <class T>
 inline T load_one(const View& v, int64_t index) {
@@ -173,22 +191,16 @@ struct TileInputs {
         if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
     }
 
-    // Part [s, s + m) of the tile that starts at element i0: elements [i0 + s, i0 + s + m) of the
-    // call. y, p and w point at the tile's start either way (the input itself, or the buffer).
-    void load_part(const Call& c, int64_t i0, int64_t s, int64_t m) {
-        y = load_tile<T>(c.y_true, i0 + s, m, y_buf + s) - s;
-        p = load_tile<T>(c.y_pred, i0 + s, m, p_buf + s) - s;
-        w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0 + s, m, w_buf + s) - s;
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0 + s, m, c.row_size, w_buf + s, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0 + s, m, q + s);
-    }
-
     // Elements [i0, i0 + len) of the call; returns the padded length.
     int64_t load(const Call& c, int64_t i0, int64_t len, T p_fill) {
-        load_part(c, i0, 0, len);
+        y = load_tile<T>(c.y_true, i0, len, y_buf);
+        p = load_tile<T>(c.y_pred, i0, len, p_buf);
+        w = w_buf;
+        if (c.weight_kind == WeightKind::per_element)
+            w = load_tile<T>(c.weight, i0, len, w_buf);
+        else if (c.weight_kind == WeightKind::per_row)
+            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
+        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q);
         const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
         if (padded_len != len) {
             y = pad_tile(y, y_buf, len, padded_len, T(0));
@@ -426,6 +438,15 @@ struct PowFactor {
     FASTBCE_VM_INLINE U operator()(U t) const { return U(vm::exp(g * vm::log(double(t)))); }
 };
 
+// |x| in (band, 746) (beyond it exp(-|x|) = 0), the float64 band where focal_element may scale:
+// one unsigned compare of bit patterns (NaN is outside).
+template <class T>
+FASTBCE_VM_INLINE bool in_scaled_band(T x, T band) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    const Bits lo = std::bit_cast<Bits>(band);
+    return std::bit_cast<Bits>(std::abs(x)) - lo - 1u < std::bit_cast<Bits>(T(746)) - lo - 1u;
+}
+
 // One element of apply_focal's step 4-6 (non-general calls) in the type `widen` gives: float, or
 // double for the focal band (products of float-range values never leave double's normal range).
 // Scaled (float64 logits: a tile with an |x| in (scaled_band, 746) or beyond the fast exp's range,
@@ -438,15 +459,6 @@ struct PowFactor {
 // t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
 // most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0 (t_min is 0, no clamp,
 // where that power of 2 would not be normal: gamma < 0.065).
-// |x| in (band, 746) (beyond it exp(-|x|) = 0), the float64 band where focal_element may scale:
-// one unsigned compare of bit patterns (NaN is outside).
-template <class T>
-FASTBCE_VM_INLINE bool in_scaled_band(T x, T band) {
-    using Bits = typename vm::detail::traits<T>::uint;
-    const Bits lo = std::bit_cast<Bits>(band);
-    return std::bit_cast<Bits>(std::abs(x)) - lo - 1u < std::bit_cast<Bits>(T(746)) - lo - 1u;
-}
-
 template <Options O, bool FromLogits, bool Clean, bool Scaled = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
@@ -1051,21 +1063,17 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     bool general_exp = false;  // (loss_tile: the previous tile needed the general exp)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
+        touch_lines(c.y_true, i0, len);
+        touch_lines(c.y_pred, i0, len);
+        if (c.weight_kind == WeightKind::per_element) touch_lines(c.weight, i0, len);
+        const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
+        const T *y = in.y, *p = in.p, *w = in.w;
+
         // The loss first: its loop also tells whether a label (or probability) is outside
         // [0, 1], which costs less there than a pass of its own (that pass was 11% of a plain
-        // float32 logits call on v4). Nothing leaves this tile before the checks below. A full
-        // tile is loaded and computed pass by pass (kPass), a partial one loaded and padded first.
-        const bool full = len == kTile;
-        const int64_t padded_len = full ? len : in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
-        bool out_of_unit = false;
-        for (int64_t s = 0; s < padded_len; s += kPass) {
-            const int64_t m = std::min(kPass, padded_len - s);
-            if (full) in.load_part(c, i0, s, m);
-            double* const wide = wide_buf + (O == Options::general && Focal ? s : 0);
-            out_of_unit |= loss_tile<T, FromLogits, Focal, O>(in.y + s, in.p + s, in.q + s, in.w + s, ce_buf + s,
-                                                              scratch_buf + s, wide, m, k, general_exp);
-        }
-        const T *y = in.y, *p = in.p, *w = in.w;
+        // float32 logits call on v4). Nothing leaves this tile before the checks below.
+        const bool out_of_unit = loss_tile<T, FromLogits, Focal, O>(y, p, in.q, w, ce_buf, scratch_buf,
+                                                                    wide_buf, padded_len, k, general_exp);
 
         // Checks. The first offending element wins; at one element labels come before
         // predictions, weights and NaN.
