@@ -337,8 +337,8 @@ struct HistCounts {
             uint64_t any;
             std::memcpy(&any, count + i, sizeof any);
             if (any == 0) continue;
-            for (int64_t k = i; k < i + 8; ++k)
-                if (hist != nullptr && count[k] != 0) hist[k] += double(count[k]);
+            if (hist != nullptr)  // (+0.0 to an entry changes no bits: none is -0.0)
+                for (int64_t k = i; k < i + 8; ++k) hist[k] += double(count[k]);
             std::memset(count + i, 0, 8);
         }
         begin = INT64_MAX;

@@ -103,7 +103,8 @@ struct ReportPart {
     int64_t hist_begin = INT64_MAX;  // the entries of hist that rows touched: [begin, end)
     int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
-    double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly
+    double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly;
+                                    // null when every slicing's adds are held
     HeldAdds* held = nullptr;       // per slicing, or null: where rows' histogram adds are held
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
     int64_t top_size = 0;
