@@ -18,7 +18,8 @@ constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed:
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
-// for rounds of at most kRoundElements (24 bytes each per slicing: 48 MiB).
+// for rounds of at most kRoundElements (an 8-byte record and room for 16 bytes of values each per
+// slicing: 48 MiB).
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
 constexpr int64_t kRoundElements = kHistAfterCheck;
 
@@ -86,7 +87,10 @@ public:
         const int64_t room = std::min(c.n, chunks_per_round() * chunk);
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             Buffers& b = kept[size_t(i)];
-            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) b.adds.resize(size_t(room));
+            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) {
+                b.adds.resize(size_t(room));
+                b.values.resize(size_t(room));
+            }
             bufs_.push_back(&b);
         }
     }
@@ -129,7 +133,7 @@ public:
                 }
             for (int64_t q = 0, next = at; q < g.n_groups; ++q) next += std::exchange(count[q], next);
             Buffers& b = *bufs_[size_t(i)];
-            part.held[i] = HeldAdds{count, b.adds.data()};
+            part.held[i] = HeldAdds{count, b.adds.data(), b.values.data(), -first_ * chunk_};
         }
     }
 
@@ -145,17 +149,24 @@ public:
             const int64_t bins = hist_bins(g.mantissa_bits);
             double* hist = g.hist + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[q] : q);
             const Buffers& b = *bufs_[size_t(i)];
-            const HeldAdd* adds = b.adds.data();
+            const int64_t* adds = b.adds.data();
+            const HeldValue* values = b.values.data();
+            constexpr int64_t entry = (int64_t(1) << kHeldShift) - 1;
             const int64_t* cursor = cursors_[size_t(i)].data();  // (each at the end of its rows)
             for (int64_t k = 0; k < count_; ++k) {
                 const int64_t at = k * g.n_groups + q;
                 const int64_t end = cursor[at], begin = q == 0 ? k * chunk_ : cursor[at - 1];
                 constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
                 for (int64_t r = begin; r < end; ++r) {
-                    if (r + ahead < end) __builtin_prefetch(hist + 2 * adds[r + ahead].bin, 1);
-                    double* h = hist + 2 * adds[r].bin;
-                    h[0] += adds[r].wy;
-                    h[1] += adds[r].wn;
+                    if (r + ahead < end) __builtin_prefetch(hist + (adds[r + ahead] & entry), 1);
+                    double* h = hist + (adds[r] & entry);
+                    const int64_t value = adds[r] >> kHeldShift;
+                    if (value == 0) {  // (the other class's add would be 0.0: no change)
+                        *h += 1.0;
+                    } else {
+                        h[0] += values[value - 1].wy;
+                        h[1] += values[value - 1].wn;
+                    }
                 }
             }
         });
@@ -163,7 +174,8 @@ public:
 
 private:
     struct Buffers {
-        std::vector<HeldAdd> adds;
+        std::vector<int64_t> adds;
+        std::vector<HeldValue> values;
     };
     const Call& c_;
     const ReportSpec& s_;

@@ -439,7 +439,7 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
 // input's bins and may leave with a slicing's (report_chunk bins each tile afresh).
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
-                       ReportPart& out) {
+                       bool counted, ReportPart& out) {
     int bits = s.mantissa_bits;  // the bits of the bins t.bin holds
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
@@ -460,11 +460,19 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         for (int64_t j = 0; j < len; ++j)
             add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j,
                     ece);
-        if (held != nullptr) {
+        if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
             for (int64_t j = 0; j < len; ++j) {
-                HeldAdd* to = held->add + held->cursor[code[j]]++;
+                int64_t* to = held->add + held->cursor[code[j]]++;
                 __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
-                *to = HeldAdd{t.rec[j][rs_wy], t.rec[j][rs_wn], t.bin[j]};
+                *to = 2 * int64_t(t.bin[j]) + int64_t(t.rec[j][rs_wn] != 0.0);
+            }
+        } else if (held != nullptr) {
+            const int64_t position = i0 + held->value_base;
+            for (int64_t j = 0; j < len; ++j) {
+                int64_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 8, 1);
+                *to = ((position + j + 1) << kHeldShift) | (2 * int64_t(t.bin[j]));
+                held->value[position + j] = HeldValue{t.rec[j][rs_wy], t.rec[j][rs_wn]};
             }
         }
     }
@@ -584,7 +592,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out);
+        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, flags.hard && unit, out);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
