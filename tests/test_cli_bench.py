@@ -383,7 +383,7 @@ def test_grad_xgboost(monkeypatch, capsys, tmp_path):
 
 # --------------------------------------------------------------------------- --e2e
 
-E2E_TOOLS = {"fastbce score", "Polars", "DuckDB"}
+E2E_TOOLS = {"fastbce score", "fastbce score --loss-only", "Polars", "DuckDB"}
 
 
 def test_e2e_table_and_json(tmp_path):
@@ -410,6 +410,12 @@ def test_e2e_table_and_json(tmp_path):
         assert task["rel_error"] <= 1e-5
     for line in ("group    fastbce / Polars", "group    fastbce / DuckDB"):
         assert line in result.stdout
+    for section in ("overall", "group"):  # (issue 13: the report's cost, as a ratio)
+        assert re.search(
+            rf"^  {section} +with the report / without \(--loss-only\) +\d+\.\d\d  \(<= 1.15\)$",
+            result.stdout,
+            re.M,
+        )
 
 
 def test_e2e_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys, tmp_path):

@@ -188,6 +188,16 @@ def test_npy_pair_memory_mapped(files, data):
     assert plain["groups"] == {}
 
 
+def test_npy_names_in_upper_case(files, data, tmp_path):
+    """.NPY is an .npy file for every role, --group-by too (the check ignores case)."""
+    for name in ("y_true", "y_pred", "group"):
+        (tmp_path / f"{name.upper()}.NPY").write_bytes((files / f"{name}.npy").read_bytes())
+    got = score_json(
+        "--y-true", "Y_TRUE.NPY", "--y-pred", "Y_PRED.NPY", "--group-by", "GROUP.NPY", cwd=tmp_path
+    )
+    same(got, expected(data["y_true"], data["y_pred"], None, data["group"]))
+
+
 def test_json_has_the_spec_fields(files):
     got = score_json("one.parquet", "--group-by", "group", cwd=files)
     assert isinstance(got["rows"], int) and got["rows"] == N

@@ -341,6 +341,24 @@ def test_cli_on_the_cluster_equals_the_local_run(inputs, client, files):
         assert close(b["groups"][key]["mean"], a["groups"][key]["mean"])
 
 
+def test_cli_loss_only_on_the_cluster_equals_the_local_run(client, files):
+    """--loss-only: the workers keep loss sums (LossSums), merged on the cluster."""
+    inputs = [*INPUTS["parquet"], "--format", "json", "--loss-only"]
+    local = score(*inputs, cwd=files)
+    remote = score(
+        *inputs, "--batch-rows", "700", "--scheduler", client.scheduler.address, cwd=files
+    )
+    assert local.returncode == 0, local.stderr
+    assert remote.returncode == 0, remote.stderr
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    assert set(b) == {"rows", "sum", "mean", "weighted_mean", "groups"}
+    assert a["rows"] == b["rows"] == N and close(b["weighted_mean"], a["weighted_mean"])
+    assert list(a["groups"]) == list(b["groups"]) == ["a", "b", "c"]
+    for key in a["groups"]:
+        assert a["groups"][key]["rows"] == b["groups"][key]["rows"]
+        assert close(b["groups"][key]["sum"], a["groups"][key]["sum"])
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])
 def test_cli_on_the_cluster_writes_rows_in_order(suffix, client, files, data, tmp_path):
     out = tmp_path / f"loss{suffix}"

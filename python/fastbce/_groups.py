@@ -305,15 +305,36 @@ class GroupIndex:
             return codes
         keys = _take(dictionary, missing).to_pylist()
         first = len(self.keys)
-        fresh = set(keys)  # (a dictionary may repeat a value: then each is coded in turn)
-        if len(fresh) == len(keys) and self._index.keys().isdisjoint(fresh):  # (the usual case)
+        fast = self._index.keys().isdisjoint(keys)  # (the usual case: all new; no set of them)
+        if fast:
             self._index.update(zip(keys, range(first, first + len(keys)), strict=True))
+            fast = len(self._index) == first + len(keys)
+            if not fast:  # a dictionary repeated a value: undo, each is coded in turn
+                for k in keys:
+                    self._index.pop(k, None)
+        if fast:
             self.keys += keys
             codes[missing] = np.arange(first, first + len(keys))
         else:
             codes[missing] = [self.code(k) for k in keys]
         self._text.insert(offsets, data, missing, codes[missing])
         return codes
+
+
+def key_order(index: GroupIndex) -> list[int]:
+    """The codes of an index's keys sorted by key (None, the only missing key, last), or in the
+    order first seen when the keys cannot be ordered (mixed types): the order of the groups in
+    results."""
+    keys = index.keys
+    missing = index.find(None)
+    order = list(range(len(keys)))
+    if missing is not None:
+        del order[missing]
+    try:
+        order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
+    except TypeError:  # keys of mixed types: keep the order first seen
+        return list(range(len(keys)))
+    return order if missing is None else [*order, missing]
 
 
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:

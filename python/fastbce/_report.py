@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._groups import GroupIndex
+from ._groups import GroupIndex, key_order
 from ._options import real_number, whole_number
 
 __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
@@ -272,18 +272,8 @@ class _Slicing:
         self.add(table, other.sums[:n], hist, other.bits)
 
     def ordered(self) -> list[int]:
-        """Group indices sorted by key (None, the only missing key, last), or in the order first
-        seen when the keys cannot be ordered (mixed types)."""
-        keys = self.keys
-        missing = self.index.find(None)
-        order = list(range(len(keys)))
-        if missing is not None:
-            del order[missing]
-        try:
-            order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
-        except TypeError:  # keys of mixed types: keep the order first seen
-            return list(range(len(keys)))
-        return order if missing is None else [*order, missing]
+        """Group indices in result()'s order (``_groups.key_order``)."""
+        return key_order(self.index)
 
     def __getstate__(self) -> dict[str, Any]:
         n = len(self.keys)  # (without the spare capacity)

@@ -17,6 +17,18 @@ from .._labels import encode, is_missing, kind_of, shift_index, some_values
 from .job import Spec
 
 
+def new_accumulator(spec: Spec) -> Any:
+    """An empty accumulator for the job: the report's (``LossAccumulator``), or with
+    --loss-only the loss sums alone (``LossSums``, the plain loss pass)."""
+    if spec.loss_only:
+        from .._loss_sums import LossSums
+
+        return LossSums(**spec.options)
+    from .._accumulator import LossAccumulator
+
+    return LossAccumulator(**spec.options)
+
+
 def score_batches(
     spec: Spec,
     batches: Iterable[tuple[str, int, dict[str, Any]]],

@@ -53,10 +53,17 @@ class Job:
         if args.sample_weight is not None:
             self.roles["sample_weight"] = args.sample_weight
         self.slicings = parse_group_by(args.group_by or [])
-        self.group_columns = list(dict.fromkeys(c for _, cols in self.slicings for c in cols))
-        self.columns = list(dict.fromkeys([*self.roles.values(), *self.group_columns]))
         self.positive = args.positive_label
-        self.spec = Spec(self.options, self.roles, not args.inputs, self.positive, self.slicings)
+        self.spec = Spec(
+            self.options,
+            self.roles,
+            not args.inputs,
+            self.positive,
+            self.slicings,
+            loss_only=bool(getattr(args, "loss_only", False)),
+        )
+        self.group_columns = self.spec.group_columns
+        self.columns = self.spec.columns
         if args.inputs:
             self.npy = False
         else:
@@ -65,7 +72,9 @@ class Job:
                 for role, name in self.roles.items()
                 if not name.lower().endswith(".npy")
             ]
-            not_npy += [f"--group-by {c}" for c in self.group_columns if not c.endswith(".npy")]
+            not_npy += [
+                f"--group-by {c}" for c in self.group_columns if not c.lower().endswith(".npy")
+            ]
             if not_npy:
                 raise UsageError(
                     "no INPUT: give .parquet, .csv or .npz files, or .npy files as "
@@ -123,10 +132,16 @@ class Spec:
     npy: bool
     positive: str | None
     slicings: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # --group-by
+    loss_only: bool = False  # --loss-only: the loss sums, no report
 
     @property
     def group_columns(self) -> list[str]:
         return list(dict.fromkeys(c for _, columns in self.slicings for c in columns))
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column read: the roles', then the group columns (each once)."""
+        return list(dict.fromkeys([*self.roles.values(), *self.group_columns]))
 
 
 def output_dtype(source: Any, column: str) -> np.dtype:

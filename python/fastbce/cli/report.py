@@ -46,6 +46,8 @@ GROUP_KEYS = (
     "weighted_mean",
     "ci95",
 )
+# The keys of --loss-only (the plain loss pass, no report): overall and per group.
+LOSS_ONLY_KEYS = ("rows", "sum", "mean", "weighted_mean")
 # Keys a --fail-if condition may test: the numbers every scope has.
 CONDITION_KEYS = (
     "rows",
@@ -81,6 +83,13 @@ _CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     rep = parser.add_argument_group("evaluation report (docs/report.md)")
+    rep.add_argument(
+        "--loss-only",
+        action="store_true",
+        help="report only rows, sum, mean and weighted_mean (overall and per group) from the "
+        "plain loss pass, without the rest of the report: faster, and 24 bytes a group. "
+        "--top-losses, --ignore-label and --plot need the report, --fail-if only these keys",
+    )
     rep.add_argument(
         "--top-losses", type=int, default=0, metavar="K", help="list the K rows of largest loss"
     )
@@ -120,6 +129,21 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--logit-offset must be finite; got {args.logit_offset!r}")
     if args.logit_offset != 0.0 and not args.from_logits:
         raise UsageError("--logit-offset needs --from-logits (it is added to logits)")
+    if args.loss_only:
+        needs = [
+            name
+            for name, given in (
+                ("--top-losses", args.top_losses),
+                ("--ignore-label", args.ignore_label is not None),
+                ("--plot", args.plot is not None),
+            )
+            if given
+        ]
+        if needs:
+            raise UsageError(
+                f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the evaluation "
+                "report: drop --loss-only"
+            )
     return {
         "top_losses": args.top_losses,
         "ignore_label": args.ignore_label,
@@ -127,8 +151,9 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_conditions(texts: list[str]) -> list[tuple[str, str, float]]:
-    """(key, operator, value) for each --fail-if, or a UsageError naming the bad one."""
+def parse_conditions(texts: list[str], loss_only: bool = False) -> list[tuple[str, str, float]]:
+    """(key, operator, value) for each --fail-if, or a UsageError naming the bad one (with
+    --loss-only, only its keys may be tested)."""
     out = []
     for text in texts:
         m = _CONDITION.match(text)
@@ -141,6 +166,11 @@ def parse_conditions(texts: list[str]) -> list[tuple[str, str, float]]:
         if key not in CONDITION_KEYS:
             raise UsageError(
                 f"--fail-if {text!r}: unknown key {key!r}; one of {', '.join(CONDITION_KEYS)}"
+            )
+        if loss_only and key not in LOSS_ONLY_KEYS:
+            raise UsageError(
+                f"--fail-if {text!r}: {key!r} needs the evaluation report; with --loss-only "
+                f"the keys are {', '.join(LOSS_ONLY_KEYS)}"
             )
         try:
             number = float(value)
@@ -188,12 +218,15 @@ def print_table(
     summary: dict[str, Any],
     stream: TextIO,
     tables: Sequence[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]]]] | None = None,
+    loss_only: bool = False,
 ) -> None:
     """The overall keys, one per line; then a table per slicing, a row per group: `tables`
     holds (title, items) with items called twice (the widths first, then the lines, so a
     million groups print without all their lines in memory); without it, the groups or slices
-    in `summary`."""
-    for key in OVERALL_KEYS:
+    in `summary`. loss_only: the keys of --loss-only, overall and per group."""
+    overall_keys = LOSS_ONLY_KEYS if loss_only else OVERALL_KEYS
+    group_keys = LOSS_ONLY_KEYS if loss_only else GROUP_KEYS
+    for key in overall_keys:
         stream.write(f"{key:<19} {_fmt(summary[key])}\n")
     for t in summary.get("top_losses", []):
         group = f"  group {t['group']}" if "group" in t else ""
@@ -205,14 +238,14 @@ def print_table(
         tables = [("group", summary["groups"].items)] if summary.get("groups") else []
         tables += [(name, groups.items) for name, groups in summary.get("slices", {}).items()]
     for title, items in tables:
-        head = [title, *("±95%" if k == "ci95" else k for k in GROUP_KEYS)]
+        head = [title, *("±95%" if k == "ci95" else k for k in group_keys)]
         widths = [len(h) for h in head]
         for _ in range(2):
             if _:
                 stream.write("\n" + aligned(head, widths).rstrip() + "\n")
             for key, scope in items():
                 row = ["(missing)" if key is None else str(key)]
-                row += [_cell(f, scope) for f in GROUP_KEYS]
+                row += [_cell(f, scope) for f in group_keys]
                 if _:
                     stream.write(aligned(row, widths).rstrip() + "\n")
                 else:

@@ -19,7 +19,6 @@ from . import report
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
-    from .._accumulator import LossAccumulator
     from .job import Job
 
 # (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     job = Job(args)
     job.options.update(report.options(args))  # (the accumulator takes the report's options)
-    conditions = report.parse_conditions(args.fail_if)
+    conditions = report.parse_conditions(args.fail_if, args.loss_only)
     with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
         if args.scheduler:
             from .score_dask import run_on_cluster
@@ -120,15 +119,14 @@ def run(args: argparse.Namespace) -> int:
     return report.EXIT_FAILED_CONDITION if failed else 0
 
 
-def run_locally(job: Job) -> LossAccumulator:
-    from .._accumulator import LossAccumulator
+def run_locally(job: Job) -> Any:
     from ..io import open_output
-    from .columns import Labels, score_batches
+    from .columns import Labels, new_accumulator, score_batches
     from .job import input_files, output_dtype
     from .output import Progress
 
     source = job.open_source()
-    acc = LossAccumulator(**job.options)
+    acc = new_accumulator(job.spec)
     output = None
     if job.args.output is not None:
         output = open_output(
@@ -187,7 +185,7 @@ def _json_numbers(r: dict[str, Any]) -> dict[str, Any]:
     return {k: to_json(v) for k, v in r.items() if k not in ("groups", "slices")}
 
 
-def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
+def _print_result(acc: Any, job: Job, stream: TextIO) -> None:
     """The result, written a group at a time: what json.dumps(to_json(acc.result()), indent=2)
     or the table would give, without holding every group's dict or line at once. One --group-by
     gives "groups"; several give "slices", one slicing each."""
@@ -204,7 +202,7 @@ def _print_result(acc: LossAccumulator, job: Job, stream: TextIO) -> None:
         tables = [(names[0], acc._group_items)]
     else:
         tables = [(name, functools.partial(acc._group_items, name)) for name in names]
-    report.print_table(summary, stream, tables)
+    report.print_table(summary, stream, tables, loss_only=job.spec.loss_only)
 
 
 def _write_json(

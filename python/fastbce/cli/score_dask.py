@@ -1,12 +1,13 @@
 """``fastbce score --scheduler ADDRESS``: the same job, split into partitions on a Dask cluster.
 
 Each partition is read and scored on a worker by the code the local run uses (``score_batches``),
-giving a ``LossAccumulator``; the accumulators are merged in a tree on the cluster
-(as ``fastbce.dask`` does), so only a few numbers per partition come back. Partitions are ranges
-of row groups of a parquet file, ranges of rows of .npy / .npz arrays (read by the workers from the
-same paths, so the files must be visible to them, as with any Dask reader), and the blocks of
-``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss of each partition comes back
-to this process, a few partitions at a time, and is written in input order.
+giving a ``LossAccumulator`` (``LossSums`` with --loss-only); the accumulators are merged in a tree
+on the cluster (as ``fastbce.dask`` does), so only a few numbers per partition come back.
+Partitions are ranges of row groups of a parquet file, ranges of rows of .npy / .npz arrays (read
+by the workers from the same paths, so the files must be visible to them, as with any Dask
+reader), and the blocks of ``dask.dataframe.read_csv`` for CSV. With ``--output`` the per-row loss
+of each partition comes back to this process, a few partitions at a time, and is written in
+input order.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .._accumulator import LossAccumulator, merge_all
 from .._errors import DataError
 from ..io import (
     NpySource,
@@ -28,13 +28,13 @@ from ..io import (
     row_group_ranges,
     series_values,
 )
-from .columns import Labels, missing_positive, score_batches
+from .columns import Labels, missing_positive, new_accumulator, score_batches
 from .job import Job, Spec, input_files, output_dtype
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
 
 
-def run_on_cluster(job: Job) -> LossAccumulator:
+def run_on_cluster(job: Job) -> Any:
     try:
         import dask
         from distributed import Client
@@ -76,7 +76,7 @@ def run_on_cluster(job: Job) -> LossAccumulator:
     if job.positive is not None and not found:
         raise DataError(missing_positive(job.spec, sample, kind))
     if acc is None:
-        acc = LossAccumulator(**job.options)
+        acc = new_accumulator(job.spec)
     return acc
 
 
@@ -168,7 +168,7 @@ def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
 def _score_part(
     spec: Spec, where: tuple[Any, ...], batch_rows: int, want_loss: bool, frame: Any = None
 ) -> tuple[Any, ...]:
-    acc = LossAccumulator(**spec.options)
+    acc = new_accumulator(spec)
     labels = Labels(spec.roles["y_true"], spec.positive)
     losses: list[np.ndarray] = []
     score_batches(
@@ -185,8 +185,7 @@ def _score_part(
 
 
 def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) -> Any:
-    groups = spec.group_columns
-    columns = list(dict.fromkeys([*spec.roles.values(), *groups]))
+    groups, columns = spec.group_columns, spec.columns
     kind = where[0]
     if kind == "parquet":
         _, path, row_groups, _first = where  # (the reader knows where its row groups start)
@@ -202,6 +201,14 @@ def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) 
         _, path, number = where
         batch = {c: series_values(frame[c]) for c in columns}
         yield f"{path} (partition {number})", 0, batch
+
+
+def merge_all(*accumulators: Any) -> Any:
+    """A new accumulator (of the parts' kind: report or loss sums) holding all of their sums."""
+    out = type(accumulators[0])(**accumulators[0].options)
+    for acc in accumulators:
+        out.merge(acc)
+    return out
 
 
 def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:

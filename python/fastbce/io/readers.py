@@ -172,6 +172,7 @@ class ParquetSource:
         # a file lacks; a column that the file has is read from the file.
         self.hive: dict[str, dict[str, str | None]] = {}
         from_path: set[str] = set()
+        wanted = list(dict.fromkeys(columns))  # (each once, in order)
         for path in files:  # every footer first: a bad file fails before any output
             try:
                 meta = pq.read_metadata(path)
@@ -179,8 +180,9 @@ class ParquetSource:
             except Exception as e:  # ArrowInvalid, OSError, ...
                 raise DataError(f"{path}: cannot read it as parquet ({first_line(e)})") from None
             keys = hive_keys(path)
-            for c in dict.fromkeys(columns):
-                if c not in schema.names:
+            names = set(schema.names)
+            for c in wanted:
+                if c not in names:
                     if c in (hive or []) and c in keys:
                         from_path.add(c)
                         continue
@@ -195,8 +197,8 @@ class ParquetSource:
                 f"column {sorted(mixed)[0]!r} is in some files and only a Hive partition key "
                 "(a directory name) of others; score them apart"
             )
-        self.from_path = [c for c in dict.fromkeys(columns) if c in from_path]
-        self.columns = [c for c in dict.fromkeys(columns) if c not in from_path]
+        self.from_path = [c for c in wanted if c in from_path]
+        self.columns = [c for c in wanted if c not in from_path]
         self.dictionary = [
             c
             for c in dictionary or []
