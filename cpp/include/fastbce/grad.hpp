@@ -321,7 +321,7 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
 // redo[j] = 1 marks the elements that grad_block recomputes with grad_loop: those whose bound
 // exceeds the budget, those outside the domain where every intermediate is a normal float
 // (|x| in {0} or [2^-40, 16], so z = exp(-|x|) >= 2^-23.1; labels in [0, 1]; pos_weight in
-// [2^-24, 2^24]; the focal factor >= 2^-64), and NaN. Marked elements get harmless inputs
+// [2^-24, 2^24]; the focal factor times the terms >= 2^-100), and NaN. Marked elements get harmless inputs
 // here so that no subnormal or NaN is formed. (1% to 5% of the elements of a trained model's
 // logits, docs/gradients.md.)
 //
@@ -378,7 +378,9 @@ inline uint32_t focal_float_loop(const float* __restrict y, const float* __restr
         const float inner_terms = mul_add(std::abs(gm - 1.0f), abs_r, std::abs(b_minus_a));
         const float hs_terms = mul_add(gm, mul_add(abs_rce, inner_terms, 2.0f * abs_r * g0_terms), h0);
         const float f0 = half_power<H>(nu * inv_d);
-        const bool ok = inside & (f0 >= 0x1p-64f) & (kFocalGradBound * gs_terms <= std::abs(gs)) &
+        // F gs and F hs stay above 2^-103 (the bound keeps |gs| >= gs_terms / 5); 2^64 F is normal
+        const bool ok = inside & ((f0 * 0x1p64f) * std::min(gs_terms, hs_terms) >= 0x1p-36f) &
+                        (kFocalGradBound * gs_terms <= std::abs(gs)) &
                         (kFocalHessBound * hs_terms <= std::abs(hs));
         const float f = ok ? f0 : 1.0f;
         float hj = f * hs;
