@@ -6,7 +6,8 @@
 //
 // Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
 // weighted float calls stay in float (the speed-critical case, within 4 ulp: plain_float_loop,
-// one loop from the logits to the caller's arrays); every other call
+// one loop from the logits to the caller's arrays); so do float focal calls with gamma in
+// {1/2, ..., 4}, with an error bound per element (focal_float_loop); every other call
 // continues in double and rounds once to T, so for float input exp's rounding is the only
 // float-sized error (float focal calls also take log1p(z) in float, an error below z's), and
 // for double input correction terms keep the plain derivatives within a few ulp and the focal
