@@ -511,10 +511,7 @@ constexpr int64_t kPrefetchTiles = 3;
 // "omit" alike.
 template <class T, Options O, bool Focal, bool Clip>
 void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, BlockOut& out) {
-    alignas(64) T y_buf[kTile];
-    alignas(64) T x_buf[kTile];
-    alignas(64) T w_buf[kTile];
-    alignas(64) T q_buf[kTile];
+    TileInputs<T> in(c);  // (p: the logits x)
     alignas(64) T z_buf[kTile];
     alignas(64) T g_buf[kTile];
     alignas(64) T h_buf[kTile];
@@ -528,10 +525,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     std::unique_ptr<FocalFloatRedo> float_redo;
     if constexpr (Focal && std::is_same_v<T, float>)
         if (k.half_gamma != 0) float_redo = std::make_unique<FocalFloatRedo>();
-    const bool per_class = c.pos_weight != nullptr;
-    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
-    if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
+    const T* const q = in.q;
     T* const grad = static_cast<T*>(go.grad);
     T* const hess = static_cast<T*>(go.hess);
     const bool stream = c.n >= kStreamMin;
@@ -550,14 +544,8 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
             prefetch_view(c.y_true, ahead, std::min(kTile, end - ahead));
             prefetch_view(c.y_pred, ahead, std::min(kTile, end - ahead));
         }
-        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
-        const T* x = load_tile<T>(c.y_pred, i0, len, x_buf);
-        const T* w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0, len, w_buf);
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+        in.load_unpadded(c, i0, len);
+        const T *y = in.y, *x = in.p, *w = in.w;
 
         const bool direct =
             computed_first && !stream && go.grad_stride == 1 && (hess == nullptr || go.hess_stride == 1);
@@ -567,7 +555,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         if constexpr (fused) label_bits = plain_float<O>(y, x, w, g_out, h_out, len);
         if constexpr (Focal && std::is_same_v<T, float>)
             if (float_redo)  // (z_buf holds the marks)
-                label_bits = focal_float<Clip>(y, x, w, q_buf, g_out, h_out, z_buf, len, k, *float_redo);
+                label_bits = focal_float<Clip>(y, x, w, q, g_out, h_out, z_buf, len, k, *float_redo);
 
         int64_t first = len;
         Fault fault = Fault::none;
@@ -578,7 +566,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         // exact check)
         if (c.validate && (!computed_first || label_bits > std::bit_cast<uint32_t>(1.0f)))
             consider(first_outside_unit(y, len), Fault::label_range);
-        if (weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
+        if (in.weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
         if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, x, w, len), Fault::nan);
         if (fault != Fault::none) {
             out.fault = fault;
@@ -589,8 +577,8 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         if (!fused && !computed_first) {
             exp_neg_abs(x, z_buf, len);
             if constexpr (Focal) focal_factor<T>(y, x, z_buf, f_buf, len, k);
-            grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, f_buf, g_buf, h_buf, len, k, redo.get());
-            if constexpr (redo_focal) focal_cancelling<T, Clip>(y, x, z_buf, q_buf, f_buf, g_buf, h_buf, len, k, *redo);
+            grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q, f_buf, g_buf, h_buf, len, k, redo.get());
+            if constexpr (redo_focal) focal_cancelling<T, Clip>(y, x, z_buf, q, f_buf, g_buf, h_buf, len, k, *redo);
         }
         if (!direct) {
             store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);
