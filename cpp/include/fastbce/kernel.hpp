@@ -194,8 +194,8 @@ struct TileInputs {
         if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
     }
 
-    // Elements [i0, i0 + len) of the call; returns the padded length.
-    int64_t load(const Call& c, int64_t i0, int64_t len, T p_fill) {
+    // Elements [i0, i0 + len) of the call, not padded (the derivatives' loops take any length).
+    void load_unpadded(const Call& c, int64_t i0, int64_t len) {
         y = load_tile<T>(c.y_true, i0, len, y_buf);
         p = load_tile<T>(c.y_pred, i0, len, p_buf);
         w = w_buf;
@@ -204,6 +204,11 @@ struct TileInputs {
         else if (c.weight_kind == WeightKind::per_row)
             fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
         if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q);
+    }
+
+    // Elements [i0, i0 + len) of the call; returns the padded length.
+    int64_t load(const Call& c, int64_t i0, int64_t len, T p_fill) {
+        load_unpadded(c, i0, len);
         const int64_t padded_len = (len + kPad - 1) / kPad * kPad;
         if (padded_len != len) {
             y = pad_tile(y, y_buf, len, padded_len, T(0));
