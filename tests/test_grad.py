@@ -290,6 +290,50 @@ def test_focal_derivatives_near_their_zeros(dtype, order, name):
     _check_close(("grad", "hess")[order - 1], got, value, slope, dtype, x, y)
 
 
+# The float32 focal path (gamma in {1/2, ..., 4}) computes in float32 and redoes in float64 the
+# elements whose error bound exceeds the budget: logits from 1e-4 to 0.5 relative away from each
+# Hessian zero (the bound's amplification from ~3e4 down to ~1) cross that threshold.
+REDO_OPTIONS = {
+    "gamma_2_alpha": {"gamma": 2.0, "alpha": 0.25},
+    "gamma_4_pos_weight": {"gamma": 4.0, "pos_weight": 3.0},
+    "gamma_0.5_smoothing": {"gamma": 0.5, "label_smoothing": 0.1},
+    "gamma_1.5_all": {"gamma": 1.5, "alpha": 0.6, "pos_weight": 0.5, "label_smoothing": 0.05},
+}
+
+
+@functools.cache
+def _around_hessian_zeros(name: str):
+    opts = REDO_OPTIONS[name]
+    k = _params("float32", opts.get("label_smoothing", 0.0), opts.get("pos_weight", 1.0),
+                opts["gamma"], opts.get("alpha"))  # fmt: skip
+    grid = np.linspace(-16, 16, 641)
+    offsets = np.geomspace(1e-4, 0.5, 12)
+    ys, xs = [], []
+    for label in (0.0, 1.0, 0.8079, 0.0539):
+        label = float(np.float32(label))
+        hess = fastbce.binary_crossentropy_grad(np.full(grid.size, label), grid, **opts)[1]
+        for i in np.nonzero(np.sign(hess[:-1]) * np.sign(hess[1:]) < 0)[0]:
+            f = functools.partial(_nth_derivative, y=label, k=k, order=2)
+            with mpmath.workdps(30):
+                root = float(mpmath.findroot(f, (grid[i], grid[i + 1]), solver="anderson"))
+            near = {float(np.float32(root + s * e * max(abs(root), 1.0))) for e in offsets
+                    for s in (1, -1)}  # fmt: skip
+            xs += sorted(near)
+            ys += [label] * len(near)
+    exact = [_derivatives(a, b, 1.0, k) for a, b in zip(xs, ys, strict=True)]
+    d1, d2, d3 = (np.array([float(e[i]) for e in exact]) for i in range(3))
+    return np.array(ys, np.float32), np.array(xs, np.float32), d1, d2, d3
+
+
+@pytest.mark.parametrize("name", sorted(REDO_OPTIONS))
+def test_float_focal_around_its_redo_threshold(name):
+    y, x, d1, d2, d3 = _around_hessian_zeros(name)
+    assert x.size >= 40, "the sweep found too few zeros"
+    grad, hess = fastbce.binary_crossentropy_grad(y, x, hessian="exact", **REDO_OPTIONS[name])
+    _check_close("grad", grad, d1, d2, "float32", x, y)
+    _check_close("hess", hess, d2, d3, "float32", x, y)
+
+
 # --------------------------------------------------------------------------- finite everywhere
 
 HUGE = {"float32": [1e30, 3.0e38, 1e10, 1e4], "float64": [1e30, 1e300, 1.7e308, 1e4]}

@@ -449,6 +449,27 @@ def test_the_same_for_any_thread_count(simd_target, rng):
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_counted_histogram_equals_float_adds(simd_target, rng, threads):
+    """Unweighted hard-label rows count their histogram bins in bytes (carries every 256 rows):
+    the histogram equals one float64 add of 1.0 a row (an all-ones weight array), with bins of
+    tens of thousands of rows, tiles with rows left out (NaN under "omit", the ignore label) and
+    tiles of soft labels in between (whose adds are dyadic here, so exact in any order)."""
+    n = 700_000
+    x = rng.choice(np.array([-3.0, -0.5, 0.25, 0.25001, 2.0], dtype=np.float32), n)
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    x[rng.integers(0, n, 40)] = np.nan
+    y[rng.integers(0, n, 40)] = 7.0  # (the ignore label)
+    y[100_000:101_000] = 0.25
+    x[-1] = 9.0  # a bin of one row
+    opts = {"from_logits": True, "nan_policy": "omit", "ignore_label": 7.0, "threads": threads}
+    counted = fastbce.LossAccumulator(**opts).update(y, x)
+    added = fastbce.LossAccumulator(**opts).update(y, x, np.ones(n, dtype=np.float32))
+    np.testing.assert_array_equal(counted._state.hist, added._state.hist)
+    assert counted._state.hist.max() > 10_000
+    assert repr(counted.result()) == repr(added.result())
+
+
 def test_accumulator_pickles_with_the_report(rng):
     y, x = data(rng, n=1000)
     acc = fastbce.LossAccumulator(from_logits=True, top_losses=3, ignore_label=0.5)

@@ -129,3 +129,24 @@ def test_rows_of_several_elements(simd_target, rng):
     got = fastbce.evaluate(y, x, from_logits=True, groups=g)
     for key, scope in per_row["groups"].items():
         assert got["groups"][key]["auc"] == scope["auc"]
+
+
+@pytest.mark.parametrize("n", [ROUND + 300_001, 90_001])
+def test_counted_records_equal_weighted_ones(simd_target, rng, n):
+    """Tiles of weight-1 rows with hard labels hold one 8-byte record a row (its histogram entry);
+    the others also a (w y, w (1 - y)) value. Mixed in one group's stream, in row order, they add
+    the same bits as all-general records (an all-ones weight array), with rows left out (NaN under
+    "omit", the ignore label) and soft labels (dyadic: exact in any order) among them."""
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    x = rng.choice(np.array([-2.0, -0.5, 0.25, 1.0], dtype=np.float32), n)
+    x[rng.integers(0, n, 30)] = np.nan
+    y[rng.integers(0, n, 30)] = 7.0
+    y[40_000:41_000] = 0.25
+    g = rng.integers(0, 20, n)
+    opts = {"from_logits": True, "nan_policy": "omit", "ignore_label": 7.0}
+    for threads in (1, 2):
+        counted = fastbce.LossAccumulator(**opts, threads=threads).update(y, x, groups=g)
+        weighted = fastbce.LossAccumulator(**opts, threads=threads)
+        weighted.update(y, x, np.ones(n, dtype=np.float32), groups=g)
+        np.testing.assert_array_equal(_group_hist(counted), _group_hist(weighted))
+        assert repr(counted.result()) == repr(weighted.result())

@@ -18,16 +18,17 @@ constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed:
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
-// for rounds of at most kRoundElements (24 bytes each per slicing: 48 MiB).
+// for rounds of at most kRoundElements (an 8-byte record and room for 16 bytes of values each per
+// slicing: 48 MiB).
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
 constexpr int64_t kRoundElements = kHistAfterCheck;
 
 // One chunk's partial outputs, zeroed, in the layout of ReportSpec; the group histograms have
-// none (their adds are held back, HeldRound).
+// none (their adds are held back, HeldRound), so part.slice_hist is null.
 struct Partial {
     std::vector<double> sums, hist;
     std::vector<std::vector<double>> slice_sums;
-    std::vector<double*> slice_sums_ptr, slice_hist_ptr;
+    std::vector<double*> slice_sums_ptr;
     std::vector<TopLoss> top;
     ReportPart part;
 
@@ -48,13 +49,11 @@ struct Partial {
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             const ReportSlicing& g = s.slicings[i];
             slice_sums.emplace_back(size_t(g.n_groups * g.stride));
-            slice_hist_ptr.push_back(nullptr);
         }
         for (auto& v : slice_sums) slice_sums_ptr.push_back(v.data());
         part.sums = sums.data();
         part.hist = hist.data();
         part.slice_sums = slice_sums_ptr.data();
-        part.slice_hist = slice_hist_ptr.data();
         part.top = top.data();
     }
 };
@@ -88,7 +87,10 @@ public:
         const int64_t room = std::min(c.n, chunks_per_round() * chunk);
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             Buffers& b = kept[size_t(i)];
-            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) b.adds.resize(size_t(room));
+            if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) {
+                b.adds.resize(size_t(room));
+                b.values.resize(size_t(room));
+            }
             bufs_.push_back(&b);
         }
     }
@@ -103,18 +105,15 @@ public:
         first_ = first;
         count_ = count;
         held_.assign(size_t(count * s_.n_slicings), HeldAdds{});
-        counts_.resize(size_t(s_.n_slicings));
         cursors_.resize(size_t(s_.n_slicings));
         for (int64_t i = 0; i < s_.n_slicings; ++i) {
             const ReportSlicing& g = s_.slicings[i];
-            if (g.hist == nullptr) continue;
-            counts_[size_t(i)].resize(size_t(count * g.n_groups));
-            cursors_[size_t(i)].resize(size_t(count * g.n_groups));
+            if (g.hist != nullptr) cursors_[size_t(i)].resize(size_t(count * g.n_groups));
         }
     }
 
     // Counts chunk k's rows per group (in the task of chunk k, before its rows) and points its
-    // cursors at its part of the buffers.
+    // cursors at its part of the buffers: group q's rows start where group q - 1's end.
     void prepare_chunk(int64_t k, ReportPart& part) {
         const int64_t begin = (first_ + k) * chunk_, end = std::min(c_.n, begin + chunk_);
         const int64_t at = begin - first_ * chunk_;  // the chunk's first index in the buffers
@@ -122,7 +121,7 @@ public:
         for (int64_t i = 0; i < s_.n_slicings; ++i) {
             const ReportSlicing& g = s_.slicings[i];
             if (g.hist == nullptr) continue;
-            int64_t* count = counts_[size_t(i)].data() + k * g.n_groups;
+            int64_t* count = cursors_[size_t(i)].data() + k * g.n_groups;  // (counts, then cursors)
             std::fill_n(count, g.n_groups, 0);
             if (c_.row_size == 1)
                 for (int64_t e = begin; e < end; ++e) ++count[g.codes[e]];
@@ -132,10 +131,9 @@ public:
                     count[g.codes[row]] += stop - e;
                     e = stop;
                 }
-            int64_t* cursor = cursors_[size_t(i)].data() + k * g.n_groups;
-            for (int64_t q = 0, next = at; q < g.n_groups; ++q) cursor[q] = next, next += count[q];
+            for (int64_t q = 0, next = at; q < g.n_groups; ++q) next += std::exchange(count[q], next);
             Buffers& b = *bufs_[size_t(i)];
-            part.held[i] = HeldAdds{cursor, b.adds.data()};
+            part.held[i] = HeldAdds{count, b.adds.data(), b.values.data(), -first_ * chunk_};
         }
     }
 
@@ -151,16 +149,24 @@ public:
             const int64_t bins = hist_bins(g.mantissa_bits);
             double* hist = g.hist + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[q] : q);
             const Buffers& b = *bufs_[size_t(i)];
-            const HeldAdd* adds = b.adds.data();
+            const int64_t* adds = b.adds.data();
+            const HeldValue* values = b.values.data();
+            constexpr int64_t entry = (int64_t(1) << kHeldShift) - 1;
+            const int64_t* cursor = cursors_[size_t(i)].data();  // (each at the end of its rows)
             for (int64_t k = 0; k < count_; ++k) {
-                const size_t at = size_t(k * g.n_groups + q);  // (the cursor is at the end of its rows)
-                const int64_t end = cursors_[size_t(i)][at], begin = end - counts_[size_t(i)][at];
+                const int64_t at = k * g.n_groups + q;
+                const int64_t end = cursor[at], begin = q == 0 ? k * chunk_ : cursor[at - 1];
                 constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
                 for (int64_t r = begin; r < end; ++r) {
-                    if (r + ahead < end) __builtin_prefetch(hist + 2 * adds[r + ahead].bin, 1);
-                    double* h = hist + 2 * adds[r].bin;
-                    h[0] += adds[r].wy;
-                    h[1] += adds[r].wn;
+                    if (r + ahead < end) __builtin_prefetch(hist + (adds[r + ahead] & entry), 1);
+                    double* h = hist + (adds[r] & entry);
+                    const int64_t value = adds[r] >> kHeldShift;
+                    if (value == 0) {  // (the other class's add would be 0.0: no change)
+                        *h += 1.0;
+                    } else {
+                        h[0] += values[value - 1].wy;
+                        h[1] += values[value - 1].wn;
+                    }
                 }
             }
         });
@@ -168,7 +174,8 @@ public:
 
 private:
     struct Buffers {
-        std::vector<HeldAdd> adds;
+        std::vector<int64_t> adds;
+        std::vector<HeldValue> values;
     };
     const Call& c_;
     const ReportSpec& s_;
@@ -176,8 +183,8 @@ private:
     int64_t first_ = 0, count_ = 0;
     std::vector<Buffers*> bufs_;
     std::vector<HeldAdds> held_;                  // [chunk of the round][slicing]
-    std::vector<std::vector<int64_t>> counts_;    // per slicing: [chunk * n_groups + group] rows
-    std::vector<std::vector<int64_t>> cursors_;   // per slicing: the same, where the next row goes
+    std::vector<std::vector<int64_t>> cursors_;   // per slicing: [chunk * n_groups + group], where
+                                                  // the group's next row goes
 };
 
 // Options level of the loss without the sample weight: label smoothing, pos_weight or (without

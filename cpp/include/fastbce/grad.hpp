@@ -6,7 +6,8 @@
 //
 // Precision: exp(-|x|) is taken in the working type T (float for 16/32-bit input). Plain and
 // weighted float calls stay in float (the speed-critical case, within 4 ulp: plain_float_loop,
-// one loop from the logits to the caller's arrays); every other call
+// one loop from the logits to the caller's arrays); so do float focal calls with gamma in
+// {1/2, ..., 4}, with an error bound per element (focal_float_loop); every other call
 // continues in double and rounds once to T, so for float input exp's rounding is the only
 // float-sized error (float focal calls also take log1p(z) in float, an error below z's), and
 // for double input correction terms keep the plain derivatives within a few ulp and the focal
@@ -16,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -323,6 +325,132 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
     }
 }
 
+// The float focal derivatives for gamma in {1/2, 1, ..., 4} (H = 2 gamma), in float: grad_loop
+// keeps them in double (8 lanes a vector, conversions, two double divisions: ~15 cycles an
+// element on 2 threads of the v4 tier) for the few elements whose terms cancel. Here each
+// element's result comes with a bound on its rounding error (a running error bound, below), and
+// redo[j] = 1 marks the elements that grad_block recomputes with grad_loop: those whose bound
+// exceeds the budget, those outside the domain where every intermediate is a normal float
+// (|x| in {0} or [2^-40, 16], so z = exp(-|x|) >= 2^-23.1; labels in [0, 1]; pos_weight in
+// [2^-24, 2^24]; the focal factor times the terms >= 2^-100), and NaN. Marked elements get harmless inputs
+// here so that no subnormal or NaN is formed. (1% to 5% of the elements of a trained model's
+// logits, docs/gradients.md.)
+//
+// The bound (docs/gradients.md, "The float focal path"): with u = 2^-24 and every operation
+// rounding once (a multiply-add at most twice), z and x taken as exact (z's rounding is that of
+// moving x by an ulp of 1, the error the derivatives' tests allow for any implementation),
+// the sums G = gamma r ce + g0 and S = gamma (r ce inner + 2 r g0) + h0 are off by at most
+// 26 u T_G and 42 u T_S, where T_G, T_S are the same expressions with every term replaced by its
+// magnitude (for g0 = (1 - y') a - q y' b over d, and inner = (gamma - 1) r + (b - a)/d, the sum
+// of their terms' magnitudes). F = u^gamma, the balance and the weight add at most 44 u
+// (2.6e-6) relatively; so |G| >= 26 u T_G / 7e-6 (and the same for S) keeps each result within
+// 1e-5 of the exact derivative.
+constexpr float kFocalFloatMaxAbs = 16.0f;
+constexpr float kFocalGradBound = float(26 * 0x1p-24 / 7e-6);
+constexpr float kFocalHessBound = float(42 * 0x1p-24 / 7e-6);
+
+template <int H, bool Clip>
+inline uint32_t focal_float_loop(const float* __restrict y, const float* __restrict x, const float* __restrict w,
+                             const float* __restrict q, float* __restrict g, float* __restrict h,
+                             float* __restrict redo, int64_t len, const GradParams& k) {
+    using vm::detail::mul_add;
+    const float keep = float(k.keep), shift = float(k.shift), gm = float(k.gamma);
+    const float on = float(k.balance_on), off = float(k.balance_off);
+    const float alpha = float(k.alpha), one_minus_alpha = float(k.one_minus_alpha);
+    uint32_t label_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        label_bits = std::max(label_bits, std::bit_cast<uint32_t>(y[j]));
+        const float ax = std::abs(x[j]);
+        const bool inside = (ax <= kFocalFloatMaxAbs) & ((ax >= 0x1p-40f) | (ax == 0.0f)) & (y[j] >= 0.0f) &
+                            (y[j] <= 1.0f) & (q[j] >= 0x1p-24f) & (q[j] <= 0x1p24f);
+        const float xj = inside ? x[j] : 1.0f, yj = inside ? y[j] : 0.0f, qj = inside ? q[j] : 1.0f;
+        const float z = vm::exp_nonpositive_normal(-std::abs(xj));
+        const float d = 1.0f + z;
+        const float inv_d = 1.0f / d;
+        const bool pos = xj >= 0.0f;
+        const float a = pos ? 1.0f : z, b = pos ? z : 1.0f;  // d p, d (1 - p)
+        const float ys = mul_add(yj, keep, shift), ys_c = mul_add(1.0f - yj, keep, shift);
+        const float c = (1.0f - 2.0f * yj) * keep;  // 1 - 2y' (1 - 2y exact for y >= 1/4)
+        const float qys = qj * ys;
+        const float nu = mul_add(ys, b, ys_c * a);  // d u, u = 1 - p_t; >= z/2 here
+        const float r = c * (z / nu) * inv_d;        // u'/u
+        const float soft = vm::log1p_small_nonnegative(z);
+        const float ce = mul_add(qys, (pos ? 0.0f : -xj) + soft, ys_c * ((pos ? xj : 0.0f) + soft));
+        const float rce = r * ce;
+        const float ta = ys_c * a, tb = qys * b;
+        const float g0 = (ta - tb) * inv_d, g0_terms = (ta + tb) * inv_d;  // ce' and its terms
+        const float h0 = (qys + ys_c) * (z * inv_d * inv_d);               // ce''
+        const float b_minus_a = (b - a) * inv_d;                           // 1 - 2p
+        const float inner = mul_add(gm - 1.0f, r, b_minus_a);
+        const float gs = mul_add(gm, rce, g0);
+        const float hs = mul_add(gm, mul_add(rce, inner, 2.0f * r * g0), h0);
+        const float abs_r = std::abs(r), abs_rce = std::abs(rce);
+        const float gs_terms = mul_add(gm, abs_rce, g0_terms);
+        const float inner_terms = mul_add(std::abs(gm - 1.0f), abs_r, std::abs(b_minus_a));
+        const float hs_terms = mul_add(gm, mul_add(abs_rce, inner_terms, 2.0f * abs_r * g0_terms), h0);
+        const float f0 = half_power<H>(nu * inv_d);
+        // F gs and F hs stay above 2^-103 (the bound keeps |gs| >= gs_terms / 5); 2^64 F is normal
+        const bool ok = inside & ((f0 * 0x1p64f) * std::min(gs_terms, hs_terms) >= 0x1p-36f) &
+                        (kFocalGradBound * gs_terms <= std::abs(gs)) &
+                        (kFocalHessBound * hs_terms <= std::abs(hs));
+        const float f = ok ? f0 : 1.0f;
+        float hj = f * hs;
+        if constexpr (Clip) {
+            const float floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
+            hj = hj < floor ? floor : hj;
+        }
+        const float weight = w[j] * mul_add(on, mul_add(alpha, ys, one_minus_alpha * ys_c), off);
+        g[j] = weight * (f * gs);
+        h[j] = weight * hj;
+        redo[j] = ok ? 0.0f : 1.0f;
+    }
+    return label_bits;
+}
+
+// What grad_block keeps for the elements focal_float_loop marks: their inputs gathered into
+// dense tiles (grad_loop's loops then run on them as on any tile) and their indices.
+struct FocalFloatRedo {
+    alignas(64) float y[kTile], x[kTile], w[kTile], q[kTile], z[kTile], g[kTile], h[kTile];
+    alignas(64) double f[kTile];
+    int32_t index[kTile];
+};
+
+// The float focal derivatives of a tile: focal_float_loop, then the marked elements through
+// grad_loop (each element's result is its own: the same for any tile or position). Returns the
+// labels' largest bits (for the range check).
+template <bool Clip>
+inline uint32_t focal_float(const float* y, const float* x, const float* w, const float* q, float* g, float* h,
+                            float* mark, int64_t len, const GradParams& k, FocalFloatRedo& redo) {
+    uint32_t label_bits = 0;
+    with_half_gamma(k.half_gamma, [&](auto hc) {
+        label_bits = focal_float_loop<decltype(hc)::value, Clip>(y, x, w, q, g, h, mark, len, k);
+    });
+    // gathered 16 marks at a time: most groups have none (a mark is 1.0f, 0x3f800000)
+    constexpr int64_t group = 16;
+    int64_t m = 0;
+    for (int64_t j0 = 0; j0 < len; j0 += group) {
+        const int64_t end = std::min(len, j0 + group);
+        uint32_t any = 0;
+        for (int64_t j = j0; j < end; ++j) any |= std::bit_cast<uint32_t>(mark[j]);
+        if (any == 0) continue;
+        for (int64_t j = j0; j < end; ++j) {  // branch-free: index j is kept where marked
+            redo.index[m] = int32_t(j);
+            m += mark[j] != 0.0f;
+        }
+    }
+    for (int64_t i = 0; i < m; ++i) {
+        const int32_t j = redo.index[i];
+        redo.y[i] = y[j], redo.x[i] = x[j], redo.w[i] = w[j], redo.q[i] = q[j];
+    }
+    if (m == 0) return label_bits;
+    exp_neg_abs(redo.x, redo.z, m);
+    focal_factor<float>(redo.y, redo.x, redo.z, redo.f, m, k);
+    grad_loop<float, Options::general, true, Clip>(redo.y, redo.x, redo.z, redo.w, redo.q, redo.f, redo.g, redo.h,
+                                                   m, k, nullptr);
+    for (int64_t i = 0; i < m; ++i) g[redo.index[i]] = redo.g[i], h[redo.index[i]] = redo.h[i];
+    return label_bits;
+}
+
 // Copies a tile of results to the caller's array. `stream`: with non-temporal stores, which
 // write whole cache lines without reading them first; ordinary stores of a large output read
 // every line before writing it, 1.5x the traffic of reading 8 and writing 8 bytes an element
@@ -393,10 +521,7 @@ constexpr int64_t kPrefetchTiles = 3;
 // "omit" alike.
 template <class T, Options O, bool Focal, bool Clip>
 void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, BlockOut& out) {
-    alignas(64) T y_buf[kTile];
-    alignas(64) T x_buf[kTile];
-    alignas(64) T w_buf[kTile];
-    alignas(64) T q_buf[kTile];
+    TileInputs<T> in(c);  // (p: the logits x)
     alignas(64) T z_buf[kTile];
     alignas(64) T g_buf[kTile];
     alignas(64) T h_buf[kTile];
@@ -406,10 +531,11 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     if constexpr (redo_focal) redo = std::make_unique<FocalRedo>();
 
     const GradParams k = GradParams::of<T>(c);
-    const bool per_class = c.pos_weight != nullptr;
-    if (!per_class) std::fill_n(q_buf, kTile, T(c.pos_weight_scalar));
-    const bool weights_vary = c.weight_kind == WeightKind::per_row || c.weight_kind == WeightKind::per_element;
-    if (!weights_vary) std::fill_n(w_buf, kTile, T(c.weight_kind == WeightKind::scalar ? c.weight_scalar : 1.0));
+    // float focal with gamma in {1/2, 1, ..., 4}: in float, a few elements through grad_loop
+    std::unique_ptr<FocalFloatRedo> float_redo;
+    if constexpr (Focal && std::is_same_v<T, float>)
+        if (k.half_gamma != 0) float_redo = std::make_unique<FocalFloatRedo>();
+    const T* const q = in.q;
     T* const grad = static_cast<T*>(go.grad);
     T* const hess = static_cast<T*>(go.hess);
     const bool stream = c.n >= kStreamMin;
@@ -419,28 +545,27 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     // the prefetches, which the hardware's own do better for that loop (1e8 float32 elements,
     // 2 threads, v4: 1.35x the memory floor without them, 1.65x with, in the same run)
     constexpr bool fused = std::is_same_v<T, float> && !Focal && O != Options::general;
+    // (so is the float focal path, focal_float)
+    const bool computed_first = fused || float_redo != nullptr;
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
         const int64_t ahead = i0 + kPrefetchTiles * kTile;
-        if (!fused && ahead < end) {
+        if (!computed_first && ahead < end) {
             prefetch_view(c.y_true, ahead, std::min(kTile, end - ahead));
             prefetch_view(c.y_pred, ahead, std::min(kTile, end - ahead));
         }
-        const T* y = load_tile<T>(c.y_true, i0, len, y_buf);
-        const T* x = load_tile<T>(c.y_pred, i0, len, x_buf);
-        const T* w = w_buf;
-        if (c.weight_kind == WeightKind::per_element)
-            w = load_tile<T>(c.weight, i0, len, w_buf);
-        else if (c.weight_kind == WeightKind::per_row)
-            fill_by_row(i0, len, c.row_size, w_buf, [&](int64_t r) { return load_one<T>(c.weight, r); });
-        if (per_class) fill_by_class(static_cast<const T*>(c.pos_weight), c.n_classes, i0, len, q_buf);
+        in.load_unpadded(c, i0, len);
+        const T *y = in.y, *x = in.p, *w = in.w;
 
         const bool direct =
-            fused && !stream && go.grad_stride == 1 && (hess == nullptr || go.hess_stride == 1);
+            computed_first && !stream && go.grad_stride == 1 && (hess == nullptr || go.hess_stride == 1);
+        T* const g_out = direct ? grad + i0 : g_buf;
+        T* const h_out = direct && hess != nullptr ? hess + i0 : h_buf;
         uint32_t label_bits = 0;
-        if constexpr (fused)
-            label_bits = plain_float<O>(y, x, w, direct ? grad + i0 : g_buf,
-                                        direct && hess != nullptr ? hess + i0 : h_buf, len);
+        if constexpr (fused) label_bits = plain_float<O>(y, x, w, g_out, h_out, len);
+        if constexpr (Focal && std::is_same_v<T, float>)
+            if (float_redo)  // (z_buf holds the marks)
+                label_bits = focal_float<Clip>(y, x, w, q, g_out, h_out, z_buf, len, k, *float_redo);
 
         int64_t first = len;
         Fault fault = Fault::none;
@@ -449,9 +574,9 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         };
         // (a label in [+0, 1] has bits <= those of 1; -0 and NaN, no range errors, take the
         // exact check)
-        if (c.validate && (!fused || label_bits > std::bit_cast<uint32_t>(1.0f)))
+        if (c.validate && (!computed_first || label_bits > std::bit_cast<uint32_t>(1.0f)))
             consider(first_outside_unit(y, len), Fault::label_range);
-        if (weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
+        if (in.weights_vary) consider(first_bad_weight(w, len), Fault::weight_range);
         if (c.nan_policy == NanPolicy::raise) consider(first_nan(y, x, w, len), Fault::nan);
         if (fault != Fault::none) {
             out.fault = fault;
@@ -459,11 +584,11 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
             return;
         }
 
-        if constexpr (!fused) {
+        if (!fused && !computed_first) {
             exp_neg_abs(x, z_buf, len);
             if constexpr (Focal) focal_factor<T>(y, x, z_buf, f_buf, len, k);
-            grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q_buf, f_buf, g_buf, h_buf, len, k, redo.get());
-            if constexpr (redo_focal) focal_cancelling<T, Clip>(y, x, z_buf, q_buf, f_buf, g_buf, h_buf, len, k, *redo);
+            grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q, f_buf, g_buf, h_buf, len, k, redo.get());
+            if constexpr (redo_focal) focal_cancelling<T, Clip>(y, x, z_buf, q, f_buf, g_buf, h_buf, len, k, *redo);
         }
         if (!direct) {
             store_tile(grad + i0 * go.grad_stride, go.grad_stride, g_buf, len, stream);

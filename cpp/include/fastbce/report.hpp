@@ -317,12 +317,44 @@ struct EceCopies {
     }
 };
 
+// Rows of weight 1 with hard labels counted in the whole input's AUC histogram: one byte an
+// entry (256 KiB, not the float64 histogram's 2 MiB, so that the scattered adds stay in L1 and
+// L2), each wrap to 0 adding 256 to the float64 entry, and the bytes left added when the chunk
+// ends (flush). Every value added is an integer, so a histogram of such rows holds the same
+// bits as one float64 add a row. The buffer is the thread's, all zero between chunks.
+struct HistCounts {
+    uint8_t* count = nullptr;
+    int64_t begin = INT64_MAX, end = 0;  // the entries touched
+
+    explicit HistCounts(int64_t entries) {
+        thread_local std::vector<uint8_t> kept;
+        if (kept.size() < size_t(entries)) kept.resize(size_t(entries));  // (new bytes are 0)
+        count = kept.data();
+    }
+    // Adds the counts into hist (null: drops them) and zeroes them, 8 entries at a time.
+    void flush(double* hist) {
+        for (int64_t i = begin & ~int64_t(7); i < end; i += 8) {
+            uint64_t any;
+            std::memcpy(&any, count + i, sizeof any);
+            if (any == 0) continue;
+            if (hist != nullptr)  // (+0.0 to an entry changes no bits: none is -0.0)
+                for (int64_t k = i; k < i + 8; ++k) hist[k] += double(count[k]);
+            std::memset(count + i, 0, 8);
+        }
+        begin = INT64_MAX;
+        end = 0;
+    }
+    ~HistCounts() { flush(nullptr); }  // (a chunk that stops at a fault)
+};
+
 // The rows of a tile into the whole input's AUC histogram and ECE bins: per row one scattered
 // add into each (the slots: hslot and eslot). With hard labels a row is a positive or a
-// negative of weight w, one add into its histogram bin and one (w, wp) pair into its ECE bin.
-// The histogram's range that the tile touched widens out.hist_begin and out.hist_end.
-template <bool Hard, class T>
-inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, EceCopies& ece) {
+// negative of weight w, one add into its histogram bin (Counted: every w is 1, a count in
+// `counts`) and one (w, wp) pair into its ECE bin. The histogram's range that the tile touched
+// widens out.hist_begin and out.hist_end.
+template <bool Hard, bool Counted = false, class T>
+inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, EceCopies& ece,
+                     HistCounts* counts = nullptr) {
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
     int32_t lo = INT32_MAX, hi = 0;
     for (int32_t j = 0; j < int32_t(len); ++j) {
@@ -334,7 +366,19 @@ inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, Ec
     out.hist_begin = std::min(out.hist_begin, int64_t(lo));
     out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
     double* hist = out.hist;
-    if constexpr (Hard) {
+    if constexpr (Counted) {
+        counts->begin = std::min(counts->begin, int64_t(lo));
+        counts->end = std::max(counts->end, int64_t(hi) + 1);
+        uint8_t* count = counts->count;
+        double* e = &ece.hard[0][0][0];
+        for (int64_t j = 0; j < len; ++j) {
+            if (++count[t.hslot[j]] == 0) [[unlikely]]
+                hist[t.hslot[j]] += 256.0;
+            double* b = e + t.eslot[j];
+            b[0] += 1.0;
+            b[1] += t.terms[rs_wp][j];
+        }
+    } else if constexpr (Hard) {
         double* e = &ece.hard[0][0][0];
         for (int64_t j = 0; j < len; ++j) {
             hist[t.hslot[j]] += t.w[j];
@@ -395,7 +439,7 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
 // input's bins and may leave with a slicing's (report_chunk bins each tile afresh).
 template <bool FromLogits, class T>
 inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
-                       ReportPart& out) {
+                       bool counted, ReportPart& out) {
     int bits = s.mantissa_bits;  // the bits of the bins t.bin holds
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
@@ -416,11 +460,19 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         for (int64_t j = 0; j < len; ++j)
             add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j,
                     ece);
-        if (held != nullptr) {
+        if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
             for (int64_t j = 0; j < len; ++j) {
-                HeldAdd* to = held->add + held->cursor[code[j]]++;
+                int64_t* to = held->add + held->cursor[code[j]]++;
                 __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
-                *to = HeldAdd{t.rec[j][rs_wy], t.rec[j][rs_wn], t.bin[j]};
+                *to = 2 * int64_t(t.bin[j]) + int64_t(t.rec[j][rs_wn] != 0.0);
+            }
+        } else if (held != nullptr) {
+            const int64_t position = i0 + held->value_base;
+            for (int64_t j = 0; j < len; ++j) {
+                int64_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 8, 1);
+                *to = ((position + j + 1) << kHeldShift) | (2 * int64_t(t.bin[j]));
+                held->value[position + j] = HeldValue{t.rec[j][rs_wy], t.rec[j][rs_wn]};
             }
         }
     }
@@ -463,6 +515,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     RowFlags<T>& flags = *row_flags;
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
+    HistCounts counts(2 * hist_bins(s.mantissa_bits));
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
     const bool groups = s.n_slicings > 0;                // (and groups each row's record)
 
@@ -532,12 +585,14 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
                  : add_tile<FromLogits, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len, groups);
         for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
         for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
-        if (flags.hard)
+        if (flags.hard && unit)
+            add_bins<true, true>(t, y, len, out, *ece_copies, &counts);
+        else if (flags.hard)
             add_bins<true>(t, y, len, out, *ece_copies);
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, out);
+        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, flags.hard && unit, out);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
@@ -554,6 +609,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             }
         }
     }
+    counts.flush(out.hist);
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);
 }

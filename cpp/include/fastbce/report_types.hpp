@@ -54,14 +54,19 @@ constexpr int64_t kHistAfterCheck = int64_t(1) << 21;
 
 // A slicing's histogram adds held back, in a buffer sorted by group (report.cpp adds them into
 // the groups' histograms a group at a time, each in row order). A row of group g goes to
-// add[cursor[g]++]: one record a row, so that the rows of a group write one stream.
-struct HeldAdd {
+// add[cursor[g]++]: one 8-byte record a row, so that the rows of a group write one stream. A row
+// of weight 1 with label 0 or 1 (the common case) is its histogram entry, 2 bin + (1 - y): one
+// add of 1.0; any other row is (its position + 1) << kHeldShift | 2 bin, its (w y, w (1 - y)) in
+// value[position], the position being its element index + value_base.
+constexpr int kHeldShift = 20;  // (2 hist_bins(kMaxMantissaBits) <= 2^kHeldShift entries)
+struct HeldValue {
     double wy, wn;
-    int64_t bin;
 };
 struct HeldAdds {
     int64_t* cursor = nullptr;
-    HeldAdd* add = nullptr;
+    int64_t* add = nullptr;
+    HeldValue* value = nullptr;
+    int64_t value_base = 0;
 };
 
 // One of the rows of largest loss.
@@ -103,7 +108,8 @@ struct ReportPart {
     int64_t hist_begin = INT64_MAX;  // the entries of hist that rows touched: [begin, end)
     int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
-    double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly
+    double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly;
+                                    // null when every slicing's adds are held
     HeldAdds* held = nullptr;       // per slicing, or null: where rows' histogram adds are held
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
     int64_t top_size = 0;
