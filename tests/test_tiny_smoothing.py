@@ -112,3 +112,16 @@ def test_ordinary_smoothing_takes_the_usual_path():
     s = 2.0**-125
     got = fastbce.binary_crossentropy(y, x, from_logits=True, label_smoothing=s, reduction="none")
     np.testing.assert_allclose(got, [1e30 * s / 2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 2.7])
+def test_tiny_smoothing_focal_gradient_float32(simd_target, gamma):
+    """float32 focal gradients take s/2 in float64 (the float focal path is skipped for such a
+    call): the same values as the float64 call on the same inputs, rounded."""
+    y = np.zeros(3, np.float32)
+    x = np.array([-1e15, -30.0, 2.0], np.float32)
+    opts = {"label_smoothing": F32_S, "pos_weight": 1e30, "gamma": gamma}
+    g, h = fastbce.binary_crossentropy_grad(y, x, **opts)
+    g64, h64 = fastbce.binary_crossentropy_grad(y.astype(np.float64), x.astype(np.float64), **opts)
+    np.testing.assert_allclose(g, g64.astype(np.float32), rtol=1e-5, atol=3e-45)
+    np.testing.assert_allclose(h, h64.astype(np.float32), rtol=1e-5, atol=3e-45)

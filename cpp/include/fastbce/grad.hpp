@@ -533,8 +533,10 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     const GradParams k = GradParams::of<T>(c);
     // float focal with gamma in {1/2, 1, ..., 4}: in float, a few elements through grad_loop
     std::unique_ptr<FocalFloatRedo> float_redo;
+    // (not with tiny smoothing: its s/2 is not a normal float, the double path takes it exactly)
     if constexpr (Focal && std::is_same_v<T, float>)
-        if (k.half_gamma != 0) float_redo = std::make_unique<FocalFloatRedo>();
+        if (k.half_gamma != 0 && !(k.shift > 0.0 && k.shift < double(std::numeric_limits<float>::min())))
+            float_redo = std::make_unique<FocalFloatRedo>();
     const T* const q = in.q;
     T* const grad = static_cast<T*>(go.grad);
     T* const hess = static_cast<T*>(go.hess);
