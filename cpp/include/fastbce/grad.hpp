@@ -45,12 +45,18 @@ struct GradParams {
     double gamma;                 // focal exponent (0: none)
     double balance_on, balance_off, alpha, one_minus_alpha;  // as LossParams (kernel.hpp)
     int half_gamma;  // 2 gamma for gamma in {1/2, 1, ..., 4} (the focal factor by products), else 0
+    // Tiny smoothing (LossParams::half_s_up): float input takes s/2 in double, where it is normal;
+    // double input adds q d to q y' on half_s_up = d 2^600 (grad_loop's TinyS), else 0.
+    double half_s_up;
 
     template <class T>
     static GradParams of(const Call& c) {
         const LossParams<T> k(c);
-        return {double(k.keep),        double(k.shift), double(k.gamma),           double(k.balance_on),
-                double(k.balance_off), double(k.alpha), double(k.one_minus_alpha), k.half_gamma};
+        const bool tiny = k.half_s_up != 0.0;
+        const double shift = tiny && std::is_same_v<T, float> ? k.half_s_up * 0x1p-600 : double(k.shift);
+        return {double(k.keep),        shift,          double(k.gamma),
+                double(k.balance_on),  double(k.balance_off), double(k.alpha),
+                double(k.one_minus_alpha), k.half_gamma, std::is_same_v<T, double> ? k.half_s_up : 0.0};
     }
 };
 
@@ -210,12 +216,15 @@ inline uint32_t plain_float(const float* y, const float* x, const float* w, floa
 //
 // With d = 1 + z and (a, b) = (1, z) for x >= 0, (z, 1) for x < 0: p = a/d, 1 - p = b/d,
 // p(1 - p) = z/d^2.
-template <class T, Options O, bool Focal, bool Clip>
+template <class T, Options O, bool Focal, bool Clip, bool TinyS = false>
 inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __restrict z,
                       const T* __restrict w, const T* __restrict q, const double* __restrict focal_f,
                       T* __restrict g, T* __restrict h, int64_t len, const GradParams k, FocalRedo* redo) {
     constexpr bool General = O == Options::general || Focal;
     constexpr bool IsFloat = std::is_same_v<T, float>;
+    if constexpr (General && !TinyS) {
+        if (k.half_s_up != 0.0) return grad_loop<T, O, Focal, Clip, true>(y, x, z, w, q, focal_f, g, h, len, k, redo);
+    }
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
         const double zj = double(z[j]);
         const double xj = double(x[j]);
@@ -231,7 +240,8 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
             ys_c = (1.0 - double(y[j])) * k.keep + k.shift;
         }
         const double qj = General ? double(q[j]) : 1.0;
-        const double qys = qj * ys;
+        double qys = qj * ys;
+        if constexpr (TinyS) qys += (qj * k.half_s_up) * 0x1p-600;  // + q d (d alone is subnormal)
         // derivatives of ce = q y' softplus(-x) + (1 - y') softplus(x):
         //   ce' = (1 - y') p - q y' (1 - p),  ce'' = (q y' + 1 - y') p (1 - p)
         const double num = ys_c * a - qys * b;
@@ -523,8 +533,10 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     const GradParams k = GradParams::of<T>(c);
     // float focal with gamma in {1/2, 1, ..., 4}: in float, a few elements through grad_loop
     std::unique_ptr<FocalFloatRedo> float_redo;
+    // (not with tiny smoothing: its s/2 is not a normal float, the double path takes it exactly)
     if constexpr (Focal && std::is_same_v<T, float>)
-        if (k.half_gamma != 0) float_redo = std::make_unique<FocalFloatRedo>();
+        if (k.half_gamma != 0 && !(k.shift > 0.0 && k.shift < double(std::numeric_limits<float>::min())))
+            float_redo = std::make_unique<FocalFloatRedo>();
     const T* const q = in.q;
     T* const grad = static_cast<T*>(go.grad);
     T* const hess = static_cast<T*>(go.hess);

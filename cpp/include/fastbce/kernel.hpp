@@ -297,10 +297,20 @@ struct LossParams {
     T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
     T scaled_band;  // (double logits) |x| beyond it: the focal loss may be scaled (focal_element)
     T t_min;        // (double logits) 2^(-1088 / (1 + gamma)), the same's floor for 1 - p_t
+    // Tiny smoothing: 0 < s/2 below T's normal range (s < 2^-125 in float, 2^-1021 in double).
+    // s/2 would round to 0 (or a subnormal) although x s/2 can be normal, so such a call takes
+    // shift = 0 (keep is exactly 1) and adds the d = s/2 terms on D = d 2^600, a normal double
+    // (loss_loop's TinyS); half_s_up is D then, else 0. Decided per call, never per element.
+    double half_s_up;
+
+    static bool tiny_smoothing(const Call& c) {
+        const double s = double(T(c.label_smoothing));
+        return s > 0.0 && s / 2.0 < double(std::numeric_limits<T>::min());
+    }
 
     explicit LossParams(const Call& c)
         : keep(T(1) - T(c.label_smoothing)),
-          shift(T(c.label_smoothing) / T(2)),
+          shift(tiny_smoothing(c) ? T(0) : T(c.label_smoothing) / T(2)),
           clip_lo(T(c.epsilon)),
           clip_hi(T(1) - T(c.epsilon)),
           // a gamma beyond float32's range would be inf: inf * log(1 - p_t) = inf * 0 = NaN where
@@ -317,7 +327,8 @@ struct LossParams {
           // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
           t_min(std::is_same_v<T, double> && 1088.0 / (1.0 + double(gamma)) <= 1022.0
                     ? T(std::exp2(-1088.0 / (1.0 + double(gamma))))
-                    : T(0)) {}
+                    : T(0)),
+          half_s_up(tiny_smoothing(c) ? double(T(c.label_smoothing)) * 0x1p599 : 0.0) {}
 };
 
 template <class T>
@@ -673,12 +684,19 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
 // SoftGiven: `scratch` holds softplus(-|x|) itself (the AVX-512 float table, softplus_table.hpp)
 // rather than exp(-|x|). Returns the largest bit pattern of the labels (and probabilities) for
 // the range check.
-template <class T, bool FromLogits, bool Focal, Options O, bool Finite, bool SoftGiven = false, bool WideWeight = false>
+// TinyS: the call's smoothing is tiny (LossParams::half_s_up), a loop of its own (general only).
+template <class T, bool FromLogits, bool Focal, Options O, bool Finite, bool SoftGiven = false, bool WideWeight = false,
+          bool TinyS = false>
 inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
                                                      const T* __restrict q, const T* __restrict w,
                                                      T* __restrict ce, T* __restrict scratch,
                                                      double* __restrict wide_loss, int64_t len,
                                                      const LossParams<T>& k) {
+    if constexpr (O == Options::general && !TinyS) {
+        if (k.half_s_up != 0.0)
+            return loss_loop<T, FromLogits, Focal, O, Finite, SoftGiven, WideWeight, true>(y, pred, q, w, ce, scratch,
+                                                                                           wide_loss, len, k);
+    }
     // The range check as a maximum of bit patterns: a value in [+0, 1] has bits <= those of 1,
     // anything else (negative, > 1, NaN, -0) more. NaN and -0 are no range error, so a tile with
     // any of them only takes the exact check (first_outside_unit), which finds nothing: one
@@ -716,7 +734,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                     using vm::detail::select;
                     soft_p = select(tiny & ((x < T(0)) | (ys_c >= TinyTerm<T>::other_min)), T(0), soft);
                     soft_1mp = select(tiny & ((x > T(0)) | (ys >= TinyTerm<T>::other_min)), T(0), soft);
-                    if constexpr (!Focal && !Finite) {
+                    if constexpr (!Focal && !Finite && !TinyS) {  // (TinyS: no Deep, rare calls)
                         // (factors below 2^200, so that the scaled product stays finite)
                         const Bits factors = std::max(std::max(std::bit_cast<Bits>(ys), std::bit_cast<Bits>(ys_c)),
                                                       std::max(std::bit_cast<Bits>(q[j]), std::bit_cast<Bits>(w[j])));
@@ -753,7 +771,16 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
             using W = double;
             const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
             W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
+            if constexpr (TinyS) {  // + d (q (-log p) - log(1 - p)), formed on D = d 2^600
+                // (D q 2^-300 is within 2^+-302, so that no product overflows early)
+                const W dq = q[j] == T(0) ? W(0) : (k.half_s_up * W(q[j])) * 0x1p-300;
+                wide += times_weight(dq, W(neg_log_p)) * 0x1p-300 +
+                        times_weight(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
+            }
+            const W plain_wide = wide;
             wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
+            if constexpr (TinyS)  // the balance's own d: alpha d + (1 - alpha) d
+                wide += times_weight(W(k.balance_on) * k.half_s_up, plain_wide) * 0x1p-600;
             if constexpr (Focal) {
                 wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
             } else {
