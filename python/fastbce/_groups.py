@@ -98,6 +98,17 @@ class GroupIndex:
                 return local
         return compact(self.encode(groups), len(self.keys))
 
+    def encode_batch(self, groups: Any, rows: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """encode_local of the group labels of a batch of ``rows`` rows (the slicing ``name``,
+        "groups" for the single one): ValueError unless there is one label per row."""
+        codes, table = self.encode_local(groups)
+        if codes.shape[0] != rows:
+            where = "groups" if name == "groups" else f"groups[{name!r}]"
+            raise ValueError(
+                f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+            )
+        return codes, table
+
     def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """encode_local of one Arrow chunk (a dictionary, or short enough to be encoded on
         one thread); None otherwise."""

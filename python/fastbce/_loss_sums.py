@@ -160,13 +160,7 @@ class LossSums:
                     created.append(name)
                 slicing = self._slicings[name]
                 marks.append((slicing, len(slicing.keys)))
-                codes, table = slicing.index.encode_local(labels)
-                if codes.shape[0] != rows:
-                    where = "groups" if name == "groups" else f"groups[{name!r}]"
-                    raise ValueError(
-                        f"{where} must have one label per row of y_pred ({rows}); "
-                        f"got {codes.shape[0]}"
-                    )
+                codes, table = slicing.index.encode_batch(labels, rows, name)
                 encoded.append((slicing, np.ascontiguousarray(codes, np.int64), table))
             # (codes, the batch's groups' sums) of each pass: one per slicing, or one plain
             passes: list[tuple[np.ndarray | None, np.ndarray | None]] = [

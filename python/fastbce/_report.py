@@ -314,13 +314,7 @@ class ReportState:
                     slicing = self.slicings[name] = _Slicing()
                     batch.created.append(name)
                 batch.marks.append((slicing, len(slicing.keys)))
-                codes, table = slicing.index.encode_local(group_labels)
-                if codes.shape[0] != rows:
-                    where = "groups" if name == "groups" else f"groups[{name!r}]"
-                    raise ValueError(
-                        f"{where} must have one label per row of y_pred ({rows}); "
-                        f"got {codes.shape[0]}"
-                    )
+                codes, table = slicing.index.encode_batch(group_labels, rows, name)
                 batch.slices.append((slicing, codes, table))
         except BaseException:
             batch.undo()
