@@ -326,7 +326,7 @@ def _around_hessian_zeros(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(REDO_OPTIONS))
-def test_float_focal_around_its_redo_threshold(name):
+def test_float_focal_around_its_redo_threshold(name, simd_target):
     y, x, d1, d2, d3 = _around_hessian_zeros(name)
     assert x.size >= 40, "the sweep found too few zeros"
     grad, hess = fastbce.binary_crossentropy_grad(y, x, hessian="exact", **REDO_OPTIONS[name])

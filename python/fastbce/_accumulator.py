@@ -10,7 +10,7 @@ same pass, given one int64 code per row. Python loops only over groups, never ov
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,18 @@ from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
 __all__ = ["LossAccumulator", "merge_all"]
+
+
+class _Mergeable(Protocol):
+    """What merge_all needs of an accumulator (and a constructor taking its options)."""
+
+    @property
+    def options(self) -> dict[str, Any]: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+
+_Acc = TypeVar("_Acc", bound=_Mergeable)
 
 # The options that change the value of the loss: accumulators must agree on them to be merged.
 # (`validate` and `threads` only change how the value is checked or computed.)
@@ -331,9 +343,10 @@ def _leading_length(y_pred: Any) -> int:
     return int(shape[0])
 
 
-def merge_all(*accumulators: LossAccumulator) -> LossAccumulator:
-    """A new accumulator holding the sums of all of them (they are left as they are)."""
-    out = LossAccumulator(**accumulators[0].options)
+def merge_all(*accumulators: _Acc) -> _Acc:
+    """A new accumulator of the parts' kind (LossAccumulator, or the loss-only sums) holding
+    the sums of all of them (they are left as they are)."""
+    out = type(accumulators[0])(**accumulators[0].options)
     for acc in accumulators:
         out.merge(acc)
     return out

@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss-only",
         action="store_true",
         help="report only rows, sum, mean and weighted_mean (overall and per group) from the "
-        "plain loss pass, without the rest of the report: faster, and 24 bytes a group. "
+        "plain loss pass, without the rest of the report: faster, and 24 bytes of sums a group. "
         "--top-losses, --ignore-label and --plot need the report, --fail-if only these keys",
     )
     rep.add_argument(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._accumulator import merge_all
 from .._errors import DataError
 from ..io import (
     NpySource,
@@ -201,14 +202,6 @@ def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) 
         _, path, number = where
         batch = {c: series_values(frame[c]) for c in columns}
         yield f"{path} (partition {number})", 0, batch
-
-
-def merge_all(*accumulators: Any) -> Any:
-    """A new accumulator (of the parts' kind: report or loss sums) holding all of their sums."""
-    out = type(accumulators[0])(**accumulators[0].options)
-    for acc in accumulators:
-        out.merge(acc)
-    return out
 
 
 def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:
