@@ -3,10 +3,10 @@
 The plain loss pass of the kernel (``binary_crossentropy``'s) adds each row's loss, weight and
 count to its group's float64 sums in the same pass and, with ``--output``, writes the per-row
 loss too; no calibration bins, AUC histograms or top losses are computed or kept, and a group
-costs 24 bytes of sums besides its key. ``LossSums`` has the part of ``LossAccumulator``'s interface that the CLI uses
-(``_update``, ``merge``, ``result``, ``_summary``, ``_group_items``, ``_group_blocks``), so the
-printers and the Dask run take either. Its keys are those of the report with the same names,
-from the same sums.
+costs 24 bytes of sums besides its key. ``LossSums`` has the part of ``LossAccumulator``'s
+interface that the CLI uses (``_update``, ``merge``, ``result``, ``_summary``,
+``_group_items``, ``_group_blocks``), so the printers and the Dask run take either. Its keys
+are those of the report with the same names, from the same sums.
 """
 
 from __future__ import annotations
