@@ -535,7 +535,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
     std::unique_ptr<FocalFloatRedo> float_redo;
     // (not with tiny smoothing: its s/2 is not a normal float, the double path takes it exactly)
     if constexpr (Focal && std::is_same_v<T, float>)
-        if (k.half_gamma != 0 && !(k.shift > 0.0 && k.shift < double(std::numeric_limits<float>::min())))
+        if (k.half_gamma != 0 && !LossParams<float>::tiny_smoothing(c))
             float_redo = std::make_unique<FocalFloatRedo>();
     const T* const q = in.q;
     T* const grad = static_cast<T*>(go.grad);
