@@ -44,8 +44,9 @@ struct ReportSlicing {
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
     // the histogram of group q is row hist_rows[q] of hist (null: row q). With it, hist may
-    // already hold sums: the call must have at most kHistAfterCheck elements (then nothing is
-    // added to it unless every row passed the checks)
+    // already hold sums: a call of at most kHistAfterCheck elements adds nothing to it unless
+    // every row passed the checks; a longer call that fails may have added its first rounds
+    // (for rows of hist that the caller clears then)
     const int64_t* hist_rows = nullptr;
 };
 // Calls of at most this many elements add to the group histograms only after checking every
