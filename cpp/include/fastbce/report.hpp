@@ -588,17 +588,18 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         }
         if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
             for (int64_t j = 0; j < len; ++j) {
-                int64_t* to = held->add + held->cursor[code[j]]++;
-                __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
-                *to = 2 * int64_t(t.bin[j]) + int64_t(t.y[j] == 0.0);
+                uint32_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 16, 1);  // (the group's stream a few rows on: not in cache)
+                *to = uint32_t(2 * t.bin[j] + int32_t(t.y[j] == 0.0));
             }
         } else if (held != nullptr) {
             const int64_t position = i0 + held->value_base;
             for (int64_t j = 0; j < len; ++j) {
-                int64_t* to = held->add + held->cursor[code[j]]++;
-                __builtin_prefetch(to + 8, 1);
-                *to = ((position + j + 1) << kHeldShift) | (2 * int64_t(t.bin[j]));
+                uint32_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 16, 1);
+                *to = kHeldValue | uint32_t(position + j);
                 held->value[position + j] = HeldValue{t.rec[j][rs_wy], t.rec[j][rs_wn]};
+                held->entry[position + j] = uint32_t(2 * t.bin[j]);
             }
         }
     }
