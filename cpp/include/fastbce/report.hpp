@@ -166,8 +166,8 @@ struct RowFlags {
 
     // plain: no row is left out or ignored (nan_policy other than "omit", no ignore label);
     // the arrays are then written only if `arrays` (add_tile reads them unless Unit)
-    void fill(const T* y, const T* x, const T* w, const T* skip, bool omit, bool plain, bool arrays, int64_t len,
-              int64_t padded_len) {
+    void fill(const T* y, const T* x, const T* w, const T* skip, bool omit, bool plain, bool arrays,
+              int64_t len, int64_t padded_len) {
         if (plain) {  // (the common case: only the labels need a look)
             int soft = 0;
             for (int64_t j = 0; j < padded_len; ++j) soft |= int(y[j] * (T(1) - y[j]) != T(0));
@@ -226,9 +226,9 @@ inline __m512d exp_neg_wide(__m512d a) {
     q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0x1.fffffffffffb9p-2));
     q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0));
     q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0));
-    const __m512d lo = _mm512_setr_pd(0x1p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
-                                      0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0,
-                                      0x1.5ab07dd485429p+0);
+    const __m512d lo = _mm512_setr_pd(0x1p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0,
+                                      0x1.2387a6e756238p+0, 0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
+                                      0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0);
     const __m512d hi = _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0,
                                       0x1.9c49182a3f09p+0, 0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
                                       0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
@@ -247,7 +247,8 @@ inline void exp_neg_abs_wide(const T* __restrict x, double* __restrict z, int64_
         __m256i top = _mm256_setzero_si256();  // the largest |x| as bits (NaN above inf)
         const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
         for (int64_t j = 0; j < len; j += 8) {  // (len: a multiple of the float vector)
-            const __m256i a = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + j)), abs_mask);
+            const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + j));
+            const __m256i a = _mm256_and_si256(bits, abs_mask);
             top = _mm256_max_epu32(top, a);
             _mm512_storeu_pd(z + j, exp_neg_wide(_mm512_maskz_cvtps_pd(0xff, _mm256_castsi256_ps(a))));
         }
@@ -323,7 +324,8 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         // selects, not products with the mask: a NaN of a row left out must not get in
         const V wv = Unit ? one : (keep ? load(w + j) : zero);
         const V yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
-        const V cev = Lean ? lv : (keep ? load(ce + j) : zero), bv = Lean ? lv : (keep ? load(bce + j) : zero);
+        const V cev = Lean ? lv : (keep ? load(ce + j) : zero);
+        const V bv = Lean ? lv : (keep ? load(bce + j) : zero);
         p = keep ? p : zero;
         const V wy = wv * yv, wn = wv * (one - yv), wp = wv * p, w2 = wv * wv, d = p - yv;
         const V w2l = tw(w2, lv);
