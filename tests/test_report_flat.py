@@ -7,9 +7,9 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-from test_report import check_scope, reference
 
 import fastbce
+from test_report import check_scope, reference
 
 mpmath.mp.prec = 120
 
