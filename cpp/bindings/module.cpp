@@ -10,6 +10,7 @@
 #include <string>
 
 #include "fastbce/fastbce.hpp"
+#include "fastbce/auc.hpp"
 #include "fastbce/keys.hpp"
 
 namespace py = pybind11;
@@ -114,7 +115,8 @@ double* f64_out(const py::object& a, int64_t size, const char* what) {
 }
 
 // slicings: a list of (codes, sums, hist or None, mantissa_bits[, hist_rows]), one per slicing;
-// with hist_rows, group q adds to row hist_rows[q] of hist, which may hold sums already.
+// with hist_rows, group q adds to row hist_rows[q] of hist, which may hold sums already (a call
+// of more than REPORT_HIST_AFTER_CHECK elements that faults may have added some of its rows).
 py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
                  const py::object& pos_weight, double logit_offset, const py::object& ignore_label,
@@ -148,8 +150,8 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
         if (t.size() > 4 && !t[4].is_none()) {  // the groups' rows in a histogram that has sums already
             auto rows = t[4].cast<py::array>();
             require(dtype_of(rows, "hist_rows") == DType::i64 && contiguous(rows) && rows.size() == g.n_groups &&
-                        call.n <= kHistAfterCheck && !t[2].is_none(),
-                    "hist_rows: contiguous int64, one per group, for at most REPORT_HIST_AFTER_CHECK elements");
+                        !t[2].is_none(),
+                    "hist_rows: contiguous int64, one per group");
             auto hist_array = t[2].cast<py::array>();
             const int64_t capacity = hist_array.ndim() > 0 ? int64_t(hist_array.shape(0)) : 0;
             g.hist = f64_out(t[2], capacity * values, "group histogram");
@@ -309,6 +311,22 @@ void add_rows_py(py::array into, const py::array_t<int64_t>& rows, const py::arr
     add_rows(to, width, r, add, n);
 }
 
+// (auc, auc_bound) of the AUC histograms hist[rows[i]] (hist: (capacity, bins, 2) float64).
+py::array_t<double> hist_auc_py(const py::array& hist, const py::array_t<int64_t>& rows) {
+    require(dtype_of(hist, "hist") == DType::f64 && contiguous(hist) && hist.ndim() == 3 && hist.shape(2) == 2 &&
+                rows.ndim() == 1,
+            "hist_auc: hist (n, bins, 2) contiguous float64 and rows 1-D int64");
+    const int64_t n = int64_t(rows.size()), capacity = int64_t(hist.shape(0)), bins = int64_t(hist.shape(1));
+    const int64_t* r = rows.data();
+    for (int64_t i = 0; i < n; ++i) require(r[i] >= 0 && r[i] < capacity, "hist_auc: row out of range");
+    py::array_t<double> out({n, int64_t(2)});
+    const double* h = static_cast<const double*>(hist.data());
+    double* o = out.mutable_data();
+    py::gil_scoped_release release;
+    for (int64_t i = 0; i < n; ++i) histogram_auc(h + 2 * bins * r[i], bins, o[2 * i], o[2 * i + 1]);
+    return out;
+}
+
 // ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
 py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
                        int64_t logits_stride, const py::object& weight, int64_t weight_stride,
@@ -412,6 +430,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("apply_math", &apply_math_py, py::arg("name"), py::arg("x"),
           "Applies the active tier's exp, log, log1p or log1p_small (for the accuracy tests).");
 
+    m.def("hist_auc", &hist_auc_py, py::arg("hist"), py::arg("rows"),
+          "(auc, auc_bound) per row of rows, of the AUC histograms hist[rows] (n, 2).");
     m.def("add_rows", &add_rows_py, py::arg("into"), py::arg("rows"), py::arg("from"),
           "into[rows[i]] += from[i] (rows distinct): a batch's per-group sums into the running ones.");
     py::class_<KeyCodes>(m, "KeyCodes", "Text keys and their int64 codes, kept across batches (group labels).")

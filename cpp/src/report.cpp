@@ -18,7 +18,7 @@ constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed:
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
-// for rounds of at most kRoundElements (an 8-byte record and room for 16 bytes of values each per
+// for rounds of at most kRoundElements (a 4-byte record and room for 20 bytes of values each per
 // slicing: 48 MiB).
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
 constexpr int64_t kRoundElements = kHistAfterCheck;
@@ -90,6 +90,7 @@ public:
             if (s.slicings[i].hist != nullptr && b.adds.size() < size_t(room)) {
                 b.adds.resize(size_t(room));
                 b.values.resize(size_t(room));
+                b.entries.resize(size_t(room));
             }
             bufs_.push_back(&b);
         }
@@ -133,7 +134,7 @@ public:
                 }
             for (int64_t q = 0, next = at; q < g.n_groups; ++q) next += std::exchange(count[q], next);
             Buffers& b = *bufs_[size_t(i)];
-            part.held[i] = HeldAdds{count, b.adds.data(), b.values.data(), -first_ * chunk_};
+            part.held[i] = HeldAdds{count, b.adds.data(), b.values.data(), b.entries.data(), -first_ * chunk_};
         }
     }
 
@@ -149,23 +150,25 @@ public:
             const int64_t bins = hist_bins(g.mantissa_bits);
             double* hist = g.hist + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[q] : q);
             const Buffers& b = *bufs_[size_t(i)];
-            const int64_t* adds = b.adds.data();
+            const uint32_t* adds = b.adds.data();
             const HeldValue* values = b.values.data();
-            constexpr int64_t entry = (int64_t(1) << kHeldShift) - 1;
+            const uint32_t* entries = b.entries.data();
             const int64_t* cursor = cursors_[size_t(i)].data();  // (each at the end of its rows)
             for (int64_t k = 0; k < count_; ++k) {
                 const int64_t at = k * g.n_groups + q;
                 const int64_t end = cursor[at], begin = q == 0 ? k * chunk_ : cursor[at - 1];
                 constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
                 for (int64_t r = begin; r < end; ++r) {
-                    if (r + ahead < end) __builtin_prefetch(hist + (adds[r + ahead] & entry), 1);
-                    double* h = hist + (adds[r] & entry);
-                    const int64_t value = adds[r] >> kHeldShift;
-                    if (value == 0) {  // (the other class's add would be 0.0: no change)
-                        *h += 1.0;
+                    if (r + ahead < end && (adds[r + ahead] & kHeldValue) == 0)
+                        __builtin_prefetch(hist + adds[r + ahead], 1);
+                    const uint32_t add = adds[r];
+                    if ((add & kHeldValue) == 0) {  // (the other class's add would be 0.0: no change)
+                        hist[add] += 1.0;
                     } else {
-                        h[0] += values[value - 1].wy;
-                        h[1] += values[value - 1].wn;
+                        const uint32_t at = add & ~kHeldValue;
+                        double* h = hist + entries[at];
+                        h[0] += values[at].wy;
+                        h[1] += values[at].wn;
                     }
                 }
             }
@@ -174,8 +177,9 @@ public:
 
 private:
     struct Buffers {
-        std::vector<int64_t> adds;
+        std::vector<uint32_t> adds;
         std::vector<HeldValue> values;
+        std::vector<uint32_t> entries;
     };
     const Call& c_;
     const ReportSpec& s_;

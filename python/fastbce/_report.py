@@ -242,12 +242,19 @@ class _Slicing:
             if self.hist is not None:
                 self.hist = _grown(self.hist, capacity)
 
-    def direct_hist(self, size: int) -> np.ndarray | None:
+    def direct_hist(self, size: int, fresh: bool) -> np.ndarray | None:
         """The slicing's own histograms, for a pass of `size` elements to add to straight away
         (None: it adds to its own, zeroed). Only when the layout stays as it is: room for the
-        batch's new keys (rows of zeros, harmless if the batch fails) is all that changes."""
+        batch's new keys (rows of zeros, harmless if the batch fails) is all that changes. A
+        pass of more than HIST_AFTER_CHECK elements may add some rows before it fails, so only
+        when every group of the batch is new (fresh: the slicing had no keys; ``Batch.undo``
+        clears the new keys' rows)."""
+        if size > HIST_AFTER_CHECK and not fresh:
+            return None
+        if fresh:  # (nothing in it yet: its layout may change first)
+            self.prepare()
         width, bits = self.layout()
-        if size > HIST_AFTER_CHECK or bits is None or bits != self.bits or width != self.width:
+        if bits is None or bits != self.bits or width != self.width:
             return None
         self.prepare()
         return self.hist
@@ -406,14 +413,16 @@ class Batch:
         (then a pass that ran must be added, ``ReportPass.written``, even if an exception
         follows)."""
         slicings = []
-        for s, codes, table in self.slices:
-            hist = s.direct_hist(size) if direct else None
+        for (s, codes, table), (_, mark) in zip(self.slices, self.marks, strict=True):
+            hist = s.direct_hist(size, mark == 0) if direct else None
             into = None if hist is None else (hist, table)
             slicings.append((codes, table.size, *s.layout(), into))
         return ReportPass(self.state.options, slicings, size)
 
     def undo(self) -> None:
         for slicing, mark in self.marks:
+            if slicing.hist is not None:  # (a direct pass that failed may have added to them)
+                slicing.hist[mark : len(slicing.keys)] = 0.0
             slicing.index.rollback(mark)
         for name in self.created:
             del self.state.slicings[name]
@@ -460,14 +469,16 @@ def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.nda
     order = s.ordered()
     for start in range(0, len(order), _BLOCK):
         block = order[start : start + _BLOCK]
-        rows = np.asarray(block, dtype=np.intp)
-        hist = None if s.hist is None else s.hist[rows]
-        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], hist)
+        rows = np.asarray(block, dtype=np.int64)
+        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], s.hist, rows)
 
 
-def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.ndarray]:
+def _scope_columns(
+    sums: np.ndarray, hist: np.ndarray | None, hist_rows: np.ndarray
+) -> dict[str, np.ndarray]:
     """The report's keys of many scopes at once, each an array with one value per row of sums
-    (hist: their AUC histograms, None: auc is NaN). The one place of each key's formula."""
+    (their AUC histograms: hist[hist_rows], no copy; hist None: auc is NaN). The one place of
+    each key's formula."""
     n = sums.shape[0]
     col = [sums[:, j] for j in range(_ECE)]
     rows, w, wl = col[_COUNT], col[_W], col[_WL]
@@ -486,7 +497,7 @@ def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.nd
         else:
             ece = np.full(n, math.nan)
         if hist is not None:
-            aucs = np.array([_auc(hist[i]) for i in range(n)])
+            aucs = _core.hist_auc(hist, hist_rows)
         else:
             aucs = np.full((n, 2), math.nan)
         return {
@@ -551,23 +562,8 @@ def _entropy(b: float) -> float:
 def scope_keys(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, Any]:
     """The report's keys of one scope from its sums and AUC histogram (None: auc is NaN): the
     one-row case of ``_scope_columns``, so the whole input and its groups share each formula."""
-    return next(_scope_rows(_scope_columns(sums[None], None if hist is None else hist[None])))
-
-
-def _auc(hist: np.ndarray | None) -> tuple[float, float]:
-    """ROC AUC with ties within a bin counted 1/2, and the most that binning can move it."""
-    if hist is None:
-        return math.nan, math.nan
-    pos, neg = hist[:, 0], hist[:, 1]
-    total_pos, total_neg = float(pos.sum()), float(neg.sum())
-    if not (total_pos > 0.0 and total_neg > 0.0):  # (NaN too)
-        return math.nan, math.nan
-    with np.errstate(all="ignore"):  # (no np.dot: OpenBLAS's threads would spin afterwards)
-        below = np.cumsum(neg) - neg  # negatives in lower bins
-        pairs = float((pos * (below + 0.5 * neg)).sum())
-        tied = float((pos * neg).sum())
-    denominator = total_pos * total_neg
-    return pairs / denominator, tied / (2.0 * denominator)
+    hists = None if hist is None else np.ascontiguousarray(hist, dtype=np.float64)[None]
+    return next(_scope_rows(_scope_columns(sums[None], hists, np.zeros(1, np.int64))))
 
 
 def _ece_bins(sums: np.ndarray) -> np.ndarray:

@@ -512,14 +512,127 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
     }
 }
 
-// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row); the
-// AUC histogram adds held back sorted by group (out.held, added a group at a time by the
-// dispatcher: 50 groups' histograms are 26 MB, and a row's add straight into them went to a line
-// far out of cache) or, without a buffer, added straight away. t.bin comes in with the whole
-// input's bins and may leave with a slicing's (report_chunk bins each tile afresh).
+// A slicing's group sums over the common tiles (weight 1, labels 0 or 1, every row counts) in
+// cells: per (group, label) 8 float64 (count, sum l, sum l^2, sum p, sum (p - y)^2, sum bce, 0,
+// 0), one vector add a row instead of 15 sums, and per (group, ECE bin, label) (count, sum p).
+// Every sum of the group follows when the chunk ends (fold): w = w^2 = count, w l = w^2 l = sum
+// l, w y and w (1 - y) the counts of each label, w y l and w (1 - y) l the sum l of each, an ECE
+// bin's w y the count of label 1. 448 bytes a group: 50 groups stay in L1 (a cell a (group, ECE
+// bin, label) of 8 values, 64 KiB, did not). The cells are the thread's, zeroed per chunk and
+// folded in a fixed order, so the sums do not depend on the threads. Only for slicings with ECE
+// bins and few groups for the chunk's rows (zeroing and folding must stay small next to them).
+constexpr int kCell = 8;                                    // values of a (group, label) cell
+constexpr int64_t kCellValues = 2 * kCell + 4 * kEceBins;  // a group's values
+constexpr int64_t kCellGroups = 4096;                       // at most this many groups
+constexpr int64_t kRowsPerCellGroup = 64;                   // and at least this many chunk rows a group
+
+struct GroupCells {
+    double* cells[8] = {};  // per slicing (the first 8), or null: its rows go by add_row
+    bool any = false;       // some slicing has cells
+
+    GroupCells(const ReportSpec& s, int64_t rows) {
+        thread_local std::vector<double> kept[8];
+        for (int64_t i = 0; i < std::min<int64_t>(s.n_slicings, 8); ++i) {
+            const ReportSlicing& g = s.slicings[i];
+            if (g.stride != rs_size || g.n_groups > kCellGroups || g.n_groups * kRowsPerCellGroup > rows) continue;
+            const size_t size = size_t(g.n_groups * kCellValues);
+            if (kept[i].size() < size) kept[i].resize(size);
+            std::fill_n(kept[i].data(), size, 0.0);
+            cells[i] = kept[i].data();
+            any = true;
+        }
+    }
+    bool all(const ReportSpec& s) const {
+        for (int64_t i = 0; i < s.n_slicings; ++i)
+            if (i >= 8 || cells[i] == nullptr) return false;
+        return true;
+    }
+    // the (group, label) cells of a slicing, then its (group, ECE bin, label) pairs
+    static double* main_of(double* c, int64_t q, int64_t label) { return c + kCell * (2 * q + label); }
+    static double* ece_of(double* c, int64_t groups, int64_t q, int64_t bin, int64_t label) {
+        return c + 2 * kCell * groups + 2 * (2 * (kEceBins * q + bin) + label);
+    }
+
+    // Adds every group's cells into its sums (group by group, cells in order).
+    void fold(const ReportSpec& s, const ReportPart& out) const {
+        for (int64_t i = 0; i < std::min<int64_t>(s.n_slicings, 8); ++i) {
+            if (cells[i] == nullptr) continue;
+            const int64_t groups = s.slicings[i].n_groups;
+            for (int64_t q = 0; q < groups; ++q) {
+                const double* neg = main_of(cells[i], q, 0);
+                const double* pos = main_of(cells[i], q, 1);
+                if (neg[0] + pos[0] == 0.0) continue;  // (no row: every value is 0)
+                fold_group(neg, pos, ece_of(cells[i], groups, q, 0, 0), out.slice_sums[i] + rs_size * q);
+            }
+        }
+    }
+
+    static void fold_group(const double* neg, const double* pos, const double* ece, double* s) {
+        const double rows = neg[0] + pos[0], l = neg[1] + pos[1];
+        s[rs_count] += rows;
+        s[rs_w] += rows;
+        s[rs_w2] += rows;
+        s[rs_wl] += l;
+        s[rs_w2l] += l;
+        s[rs_w2l2] += neg[2] + pos[2];
+        s[rs_wbce] += neg[5] + pos[5];
+        s[rs_wy] += pos[0];
+        s[rs_wn] += neg[0];
+        s[rs_wp] += neg[3] + pos[3];
+        s[rs_wsq] += neg[4] + pos[4];
+        s[rs_wyl] += pos[1];
+        s[rs_wnl] += neg[1];
+        for (int e = 0; e < kEceBins; ++e) {
+            const double* v = ece + 4 * e;  // (label 0: count, sum p; then label 1)
+            double* b = s + rs_ece + 3 * e;
+            b[0] += v[0] + v[2];
+            b[1] += v[1] + v[3];
+            b[2] += v[2];
+        }
+    }
+};
+
+// Adds the rows of a common tile (as GroupCells says; every row counts, so len is the padded
+// length) to a slicing's cells: each row's cell values formed in vector lanes from the tile's
+// columns (add_tile with Rows filled t.l, t.p and t.y) and the plain cross-entropy, transposed
+// kSumLanes rows at a time, each row's added to its cell in one vector add. They are the values
+// add_tile's records hold for such a row (w = 1: every product by w is exact).
+template <class T>
+inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, double* cells, int64_t groups,
+                      int64_t len) {
+    static_assert(kCell % kSumLanes == 0);
+    const F64 zero = {};
+    const F64 one = zero + 1.0;
+    for (int64_t j = 0; j < len; j += kSumLanes) {
+        const F64 l = widen(t.l + j), p = widen(t.p + j), d = p - widen(t.y + j);
+        F64 col[kCell] = {one, l, l == zero ? zero : l * l, p, d * d, widen(bce + j), zero, zero};
+        for (int b = 0; b < kCell; b += kSumLanes) transpose(col + b);
+        for (int i = 0; i < kSumLanes; ++i) {
+            const int64_t r = j + i, q = code[r], label = int64_t(t.y[r]);  // (0 or 1)
+            double* to = GroupCells::main_of(cells, q, label);
+            for (int b = 0; b < kCell; b += kSumLanes) {
+                F64 a;
+                std::memcpy(&a, to + b, sizeof a);
+                a += col[b + i];
+                std::memcpy(to + b, &a, sizeof a);
+            }
+            double* e = GroupCells::ece_of(cells, groups, q, t.ece[r], label);
+            e[0] += 1.0;
+            e[1] += t.p[r];
+        }
+    }
+}
+
+// Adds the tile's rows to each slicing's groups: sums and ECE bins row by row (add_row), or for
+// a common tile (`counted`: weight 1, labels 0 or 1, every row counts) into the slicing's
+// cells (GroupCells, add_cells); the AUC histogram adds held back sorted by group
+// (out.held, added a group at a time by the dispatcher: 50 groups' histograms are 26 MB, and a
+// row's add straight into them went to a line far out of cache) or, without a buffer, added
+// straight away. t.bin comes in with the whole input's bins and may leave with a slicing's
+// (report_chunk bins each tile afresh).
 template <bool FromLogits, class T>
-inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, int64_t i0, int64_t len,
-                       bool counted, ReportPart& out) {
+inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const T* x, const T* bce, int64_t i0,
+                       int64_t len, bool counted, const GroupCells& cells, ReportPart& out) {
     int bits = s.mantissa_bits;  // the bits of the bins t.bin holds
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
@@ -537,22 +650,36 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         const bool ece = g.stride == rs_size;
         const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
         double* direct = g.hist != nullptr && held == nullptr ? out.slice_hist[sl] : nullptr;
-        for (int64_t j = 0; j < len; ++j)
-            add_row(sums + g.stride * code[j], direct != nullptr ? direct + 2 * bins * code[j] : nullptr, t, j,
-                    ece);
+        double* cell = counted && sl < 8 ? cells.cells[sl] : nullptr;
+        if (cell != nullptr) {
+            add_cells(t, bce, code, cell, g.n_groups, len);
+        } else {
+            for (int64_t j = 0; j < len; ++j) {
+                double* h = nullptr;
+                if (direct != nullptr) h = direct + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[code[j]] : code[j]);
+                add_row(sums + g.stride * code[j], h, t, j, ece);
+            }
+        }
+        if (cell != nullptr && direct != nullptr) {  // (add_row adds the bins of the others)
+            for (int64_t j = 0; j < len; ++j) {
+                const int64_t q = g.hist_rows != nullptr ? g.hist_rows[code[j]] : code[j];
+                direct[2 * bins * q + 2 * t.bin[j] + int64_t(t.y[j] == 0.0)] += 1.0;
+            }
+        }
         if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
             for (int64_t j = 0; j < len; ++j) {
-                int64_t* to = held->add + held->cursor[code[j]]++;
-                __builtin_prefetch(to + 8, 1);  // (the group's stream a few rows on: not in cache)
-                *to = 2 * int64_t(t.bin[j]) + int64_t(t.rec[j][rs_wn] != 0.0);
+                uint32_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 16, 1);  // (the group's stream a few rows on: not in cache)
+                *to = uint32_t(2 * t.bin[j] + int32_t(t.y[j] == 0.0));
             }
         } else if (held != nullptr) {
             const int64_t position = i0 + held->value_base;
             for (int64_t j = 0; j < len; ++j) {
-                int64_t* to = held->add + held->cursor[code[j]]++;
-                __builtin_prefetch(to + 8, 1);
-                *to = ((position + j + 1) << kHeldShift) | (2 * int64_t(t.bin[j]));
+                uint32_t* to = held->add + held->cursor[code[j]]++;
+                __builtin_prefetch(to + 16, 1);
+                *to = kHeldValue | uint32_t(position + j);
                 held->value[position + j] = HeldValue{t.rec[j][rs_wy], t.rec[j][rs_wn]};
+                held->entry[position + j] = uint32_t(2 * t.bin[j]);
             }
         }
     }
@@ -596,6 +723,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     HistCounts counts(2 * hist_bins(s.mantissa_bits));
+    const GroupCells cells(s, end - begin);
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
     const bool groups = s.n_slicings > 0;                // (and groups each row's record)
 
@@ -656,11 +784,13 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         if constexpr (FromLogits) exp_neg_abs_wide(x, t.p, padded_len);  // (in float64)
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
+        // (the groups' records: none when every slicing adds this tile's rows to its cells)
+        const bool records = groups && !(flags.hard && unit && cells.all(s));
         if (rows)
             unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                           padded_len, groups)
+                                                           padded_len, records)
                  : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                            padded_len, groups);
+                                                            padded_len, records);
         else if (unit && flags.hard && bce_is_loss)  // (unit: ce is l_buf too)
             add_tile<FromLogits, false, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
                                                     groups);
@@ -678,7 +808,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         else
             add_bins<false>(t, y, len, out, *ece_copies);
 
-        if (s.n_slicings > 0) add_groups<FromLogits>(c, s, t, x, i0, len, flags.hard && unit, out);
+        if (groups) add_groups<FromLogits>(c, s, t, x, bce, i0, len, flags.hard && unit, cells, out);
 
         // the largest losses: a tile whose largest kept loss cannot enter is skipped
         if (s.top_k > 0) {
@@ -696,6 +826,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         }
     }
     counts.flush(out.hist);
+    cells.fold(s, out);
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);
 }

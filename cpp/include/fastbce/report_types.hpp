@@ -44,8 +44,9 @@ struct ReportSlicing {
     double* hist = nullptr;          // n_groups * hist_bins(mantissa_bits) * 2, or null: no AUC
     int mantissa_bits = 0;
     // the histogram of group q is row hist_rows[q] of hist (null: row q). With it, hist may
-    // already hold sums: the call must have at most kHistAfterCheck elements (then nothing is
-    // added to it unless every row passed the checks)
+    // already hold sums: a call of at most kHistAfterCheck elements adds nothing to it unless
+    // every row passed the checks; a longer call that fails may have added its first rounds
+    // (for rows of hist that the caller clears then)
     const int64_t* hist_rows = nullptr;
 };
 // Calls of at most this many elements add to the group histograms only after checking every
@@ -54,18 +55,20 @@ constexpr int64_t kHistAfterCheck = int64_t(1) << 21;
 
 // A slicing's histogram adds held back, in a buffer sorted by group (report.cpp adds them into
 // the groups' histograms a group at a time, each in row order). A row of group g goes to
-// add[cursor[g]++]: one 8-byte record a row, so that the rows of a group write one stream. A row
-// of weight 1 with label 0 or 1 (the common case) is its histogram entry, 2 bin + (1 - y): one
-// add of 1.0; any other row is (its position + 1) << kHeldShift | 2 bin, its (w y, w (1 - y)) in
-// value[position], the position being its element index + value_base.
-constexpr int kHeldShift = 20;  // (2 hist_bins(kMaxMantissaBits) <= 2^kHeldShift entries)
+// add[cursor[g]++]: one 4-byte record a row (written once and read once: 8-byte ones cost
+// twice the memory traffic), so that the rows of a group write one stream. A row of weight 1
+// with label 0 or 1 (the common case) is its histogram entry, 2 bin + (1 - y): one add of 1.0;
+// any other row is kHeldValue | its position, its (w y, w (1 - y)) in value[position] and its
+// entry 2 bin in entry[position], the position being its element index + value_base.
+constexpr uint32_t kHeldValue = uint32_t(1) << 31;  // (positions of a round and entries are less)
 struct HeldValue {
     double wy, wn;
 };
 struct HeldAdds {
     int64_t* cursor = nullptr;
-    int64_t* add = nullptr;
+    uint32_t* add = nullptr;
     HeldValue* value = nullptr;
+    uint32_t* entry = nullptr;
     int64_t value_base = 0;
 };
 
