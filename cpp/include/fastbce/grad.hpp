@@ -409,11 +409,9 @@ inline FocalFloatTile focal_float_loop(const float* __restrict y, const float* _
                         (kFocalGradBound * gs_terms <= std::abs(gs)) &
                         (kFocalHessBound * hs_terms <= std::abs(hs));
         const float f = ok ? f0 : 1.0f;
-        float hj = f * hs;
-        if constexpr (Clip) {
-            const float floor = f * h0;  // ce'' with the focal factor held fixed: >= 0
-            hj = hj < floor ? floor : hj;
-        }
+        // clipped: at least F ce'' (the Hessian with the focal factor held fixed, >= 0), as
+        // F max(S, ce'') (F >= 0 and rounding are monotone: the same bits, one product less)
+        const float hj = f * (Clip ? (hs < h0 ? h0 : hs) : hs);
         const float weight = w[j] * mul_add(on, mul_add(alpha, ys, one_minus_alpha * ys_c), off);
         g[j] = weight * (f * gs);
         h[j] = weight * hj;
@@ -429,11 +427,11 @@ inline FocalFloatTile focal_float_loop(const float* __restrict y, const float* _
 // a run has a fixed cost (three short loops) that a tile's one or two marked elements (0.3% of
 // a boosting model's margins) would pay alone, 14% of the call.
 struct FocalFloatRedo {
-    // (one more than a run takes: the branch-free gather writes one past the last mark)
-    alignas(64) float y[kTile + 1], x[kTile + 1], w[kTile + 1], q[kTile + 1];
-    alignas(64) float z[kTile], g[kTile], h[kTile];
+    alignas(64) float y[kTile], x[kTile], w[kTile], q[kTile], z[kTile], g[kTile], h[kTile];
     alignas(64) double f[kTile];
-    int64_t index[kTile + 1];  // the element's offset from the output pointers of the run
+    // the element's offset from the output pointers of the run (one more: the branch-free scan
+    // writes one past the last mark)
+    int64_t index[kTile + 1];
     int64_t m = 0;         // elements gathered
 };
 
@@ -480,11 +478,15 @@ inline uint32_t focal_float(const float* y, const float* x, const float* w, cons
         uint32_t any = 0;
         for (int64_t j = j0; j < end; ++j) any |= std::bit_cast<uint32_t>(mark[j]);
         if (any == 0) continue;
-        for (int64_t j = j0; j < end; ++j) {  // branch-free: element j is kept where marked
-            redo.index[m] = out.base + j;
-            redo.y[m] = y[j], redo.x[m] = x[j], redo.w[m] = w[j], redo.q[m] = q[j];
+        for (int64_t j = j0; j < end; ++j) {  // branch-free: index j is kept where marked
+            redo.index[m] = j;
             m += mark[j] != 0.0f;
         }
+    }
+    for (int64_t i = redo.m; i < m; ++i) {
+        const int64_t j = redo.index[i];
+        redo.y[i] = y[j], redo.x[i] = x[j], redo.w[i] = w[j], redo.q[i] = q[j];
+        redo.index[i] = out.base + j;
     }
     redo.m = m;
     if (!out.defer) focal_float_redo<Clip>(k, redo, out.g, out.h);
