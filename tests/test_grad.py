@@ -445,6 +445,32 @@ def test_position_independent(dtype, name, rng):
         np.testing.assert_array_equal(g, full_g[:m])
 
 
+@pytest.mark.parametrize("spread", [1.0, 24.0])
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 4.0])
+def test_float_focal_redo_batches(gamma, spread, rng):
+    """The float focal path redoes the elements it marks in batches gathered across tiles when
+    it writes straight to the caller's arrays, tile by tile otherwise: every element gets the
+    same bits either way (few marks: N(0, 1) logits; a third beyond 16, more than a tile's worth
+    gathered every few tiles: spread 24), and the same as in a call of its own."""
+    n = 3 * (1 << 16) + 4321  # several blocks of many tiles
+    x = (rng.uniform(-spread, spread, n) if spread > 1 else rng.normal(0, 1, n)).astype(np.float32)
+    y = np.where(rng.random(n) < 0.8, rng.random(n) < 0.3, rng.random(n)).astype(np.float32)
+    opts = {"gamma": gamma, "alpha": 0.25, "hessian": "clipped", "threads": 1}
+    g, h = fastbce.binary_crossentropy_grad(y, x, **opts)
+    wide = np.empty((2, 2 * n), np.float32)  # strided outputs: each tile's marks redone at once
+    fastbce.binary_crossentropy_grad(y, x, out=(wide[0, ::2], wide[1, 1::2]), **opts)
+    np.testing.assert_array_equal(wide[0, ::2], g)
+    np.testing.assert_array_equal(wide[1, 1::2], h)
+    g_only, _ = fastbce.binary_crossentropy_grad(y, x, **{**opts, "hessian": "none"})
+    np.testing.assert_array_equal(g_only, g)
+    for start in range(0, n, 20011):  # pieces of their own
+        part = slice(start, start + 777)
+        gp, hp = fastbce.binary_crossentropy_grad(y[part], x[part], **opts)
+        np.testing.assert_array_equal(gp, g[part])
+        np.testing.assert_array_equal(hp, h[part])
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(h))
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_threads_bit_identical(name, rng):
     n = (1 << 20) + 12345

@@ -235,6 +235,51 @@ def test_xgboost_reads_the_current_labels_and_weights(data):
     )
 
 
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_objective_reuses_only_unreferenced_outputs(data, library):
+    """An objective writes its next derivatives into the arrays it returned last only when
+    nothing else references them (the library has copied them and let them go): arrays the
+    caller keeps, or a view of them, keep their values; another shape or dtype gets new ones."""
+    X, y, w = data
+    adapter = fastbce.xgboost if library == "xgboost" else fastbce.lightgbm
+    objective = adapter.objective(**FOCAL)
+    m1 = np.linspace(-3, 3, y.size).astype(np.float32)
+    m2 = (m1[::-1] * 0.5).copy()
+
+    def expected(margins, n=y.size):
+        return fastbce.binary_crossentropy_grad(y[:n], margins, hessian="clipped", **FOCAL)
+
+    grad, hess = objective(y, m1)
+    first = _address(grad), _address(hess)
+    del grad, hess
+    grad, hess = objective(y, m2)  # the same arrays, written again
+    assert (_address(grad), _address(hess)) == first
+    np.testing.assert_array_equal(grad, expected(m2)[0])
+    np.testing.assert_array_equal(hess, expected(m2)[1])
+
+    kept = objective(y, m1)  # kept by the caller: the next call writes new arrays
+    again = objective(y, m2)
+    assert _address(again[0]) != _address(kept[0]) and _address(again[1]) != _address(kept[1])
+    np.testing.assert_array_equal(kept[0], expected(m1)[0])
+    np.testing.assert_array_equal(kept[1], expected(m1)[1])
+    view, hess_view = again[0][5:], memoryview(again[1])  # a view or a buffer of either
+    del kept, again
+    before = view.copy(), np.array(hess_view)
+    objective(y, m1)
+    np.testing.assert_array_equal(view, before[0])
+    np.testing.assert_array_equal(np.asarray(hess_view), before[1])
+    del view, hess_view
+    # another shape, another working dtype: new arrays of their own
+    np.testing.assert_array_equal(objective(y[:10], m2[:10])[0], expected(m2[:10], 10)[0])
+    g64, h64 = objective(y, m2.astype(np.float64))
+    assert g64.dtype == h64.dtype == np.float64
+    np.testing.assert_array_equal(objective(y, m2)[1], expected(m2)[1])
+
+
 def test_xgboost_adapter_errors():
     with pytest.raises(TypeError, match=r"unknown option\(s\) sample_weight"):
         fastbce.xgboost.objective(sample_weight=1.0)

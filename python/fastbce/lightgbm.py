@@ -25,8 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ._boosting import checked_metric_options, checked_objective_options, weighted_mean_loss
-from ._grad import binary_crossentropy_grad
+from ._boosting import (
+    ReusedOutputs,
+    checked_metric_options,
+    checked_objective_options,
+    objective_call,
+    weighted_mean_loss,
+)
 
 try:
     import lightgbm as _lgb
@@ -67,9 +72,11 @@ def objective(**options: Any) -> Any:
     """
     options = checked_objective_options(options, "fastbce.lightgbm.objective", "LightGBM")
 
+    outputs = ReusedOutputs()
+
     def fastbce_objective(a: Any, b: Any, weight: Any = None) -> tuple[Any, Any]:
         y, scores, w = _labels_scores_weights(a, b, weight)
-        return binary_crossentropy_grad(y, scores, sample_weight=w, **options)
+        return objective_call(y, scores, w, options, outputs)
 
     return fastbce_objective
 

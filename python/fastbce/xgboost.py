@@ -28,8 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ._boosting import checked_metric_options, checked_objective_options, weighted_mean_loss
-from ._grad import binary_crossentropy_grad
+from ._boosting import (
+    ReusedOutputs,
+    checked_metric_options,
+    checked_objective_options,
+    objective_call,
+    weighted_mean_loss,
+)
 
 try:
     import xgboost as _xgb
@@ -103,9 +108,11 @@ def objective(**options: Any) -> Any:
     """
     options = checked_objective_options(options, "fastbce.xgboost.objective", "XGBoost")
 
+    outputs = ReusedOutputs()
+
     def fastbce_objective(a: Any, b: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         y, margins, weight = _labels_margins_weights(a, b, sample_weight)
-        return binary_crossentropy_grad(y, margins, sample_weight=weight, **options)
+        return objective_call(y, margins, weight, options, outputs)
 
     return fastbce_objective
 
