@@ -607,9 +607,9 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         T* const h_out = direct && hess != nullptr ? hess + i0 : h_buf;
         uint32_t label_bits = 0;
         if constexpr (fused) {
+            T* const h_at = hess != nullptr ? hess + i0 : nullptr;
             if (streamed)
-                label_bits = plain_float_streamed<O>(y, x, w, grad + i0, hess != nullptr ? hess + i0 : nullptr, len,
-                                                     g_buf, h_buf);
+                label_bits = plain_float_streamed<O>(y, x, w, grad + i0, h_at, len, g_buf, h_buf);
             else
                 label_bits = plain_float<O>(y, x, w, g_out, h_out, len);
         }
