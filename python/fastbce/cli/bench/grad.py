@@ -378,10 +378,11 @@ def format_grad(settings: GradSettings, rows: list[dict[str, Any]]) -> str:
     lines += [
         "ms: median of the repeats; GB/s: 16 bytes an element (logits and labels read, grad and",
         "hess written) per second; speed-up: this row's time / fastbce's; x floor: time / the",
-        "memory floor's (NumPy copies x -> grad, y -> hess on fastbce's threads); rel. error: the",
-        "largest of grad's and hess's |value - float64 reference| / |reference|, but for values",
-        "next to a zero crossing (where rounding x to float32 moves them more); '!': an element",
-        "is off by more than the tolerance (docs/benchmarks.md).",
+        "memory floor's (NumPy copies x -> grad, y -> hess on fastbce's threads into the out=",
+        "arrays of fastbce's call, allocated and touched before timing: neither pays page faults);",
+        "rel. error: the largest of grad's and hess's |value - float64 reference| / |reference|,",
+        "but for values next to a zero crossing (where rounding x to float32 moves them more);",
+        "'!': an element is off by more than the tolerance (docs/benchmarks.md).",
     ]
     return "\n".join(lines)
 
