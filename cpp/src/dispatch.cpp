@@ -35,24 +35,28 @@ namespace fastbce {
 namespace {
 
 constexpr int64_t kBlock = 1 << 16;              // the most elements per block
-constexpr int64_t kBlockAlign = 1 << 12;         // block sizes are multiples of it (and of the tile)
-// With a thread count asked for, at least this many elements a thread (2^15 float32 logits take
-// ~15 µs on one core, AVX-512); the blocks are split to match (block_size).
-constexpr int64_t kMinPerThread = 1 << 15;
+constexpr int64_t kBlockAlign = 1 << 12;         // sizes of 3 blocks or more are multiples of it
+constexpr int64_t kHalfAlign = 1 << 9;           // of 2 blocks, multiples of it (the tile, kTile)
+// From this many elements a call is split in two blocks (or more), which two threads can share.
+constexpr int64_t kSplitFrom = 1 << 13;
+// With a thread count asked for, at least this many elements a thread.
+constexpr int64_t kMinPerThread = kSplitFrom / 2;
 // Without a thread count asked for, a call takes the pool's threads from this many elements on.
-// Below it, on a 2-vCPU KVM guest (Xeon, v4), waking the idle second vCPU cost 40-50 µs a call,
-// more than the half of 1e5 elements it takes over (1e5: 51 µs on one thread, 96 on two; 3e5:
-// 169 and 128; median of loops of calls).
-constexpr int64_t kDefaultParallelFrom = 1 << 18;
+// A pool thread watching for work (parallel.hpp) joins within ~1 µs; one asleep is woken (a
+// system call) and, on a 2-vCPU KVM guest (Xeon, v4), arrives 40-50 µs later, when the caller has
+// mostly done its work: the second block is then the caller's, and the thread watches for the
+// next call. FIXME measured figures
+constexpr int64_t kDefaultParallelFrom = 1 << 15;
 
 // Elements per block of an n-element call: n in ceil(n / kBlock) blocks of (about) equal size, at
-// least two from 2 kMinPerThread on. Equal blocks keep the threads equally busy: 1e5 elements
+// least two from kSplitFrom on. Equal blocks keep the threads equally busy: 1e5 elements
 // as 2^16 + 34464 took as long as 2^16 on two threads. It depends on n alone, never on the
 // threads, so the sums (added block by block) do not either.
 int64_t block_size(int64_t n) {
-    const int64_t n_blocks = std::max<int64_t>((n + kBlock - 1) / kBlock, n >= 2 * kMinPerThread ? 2 : 1);
+    const int64_t n_blocks = std::max<int64_t>((n + kBlock - 1) / kBlock, n >= kSplitFrom ? 2 : 1);
+    const int64_t align = n_blocks > 2 ? kBlockAlign : kHalfAlign;
     const int64_t per_block = (n + n_blocks - 1) / n_blocks;
-    return std::max<int64_t>(kBlockAlign, (per_block + kBlockAlign - 1) / kBlockAlign * kBlockAlign);
+    return std::max<int64_t>(align, (per_block + align - 1) / align * align);
 }
 constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cfenv>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -31,6 +32,41 @@ namespace fastbce {
 
 namespace pool_detail {
 
+// How long an idle pool thread, and a caller waiting for helpers, watch memory before sleeping on
+// a condition variable. Waking a sleeping thread costs a system call and, on a VM whose idle vCPU
+// has halted, 40-50 µs until it runs; a watching one takes a job within ~1 µs. A loop of mid-size
+// calls thus keeps its helpers awake, while a pool left idle burns at most this much CPU a thread.
+constexpr auto kSpinFor = std::chrono::microseconds(100);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Calls done() until it is true or `limit` has passed; returns whether it was true.
+template <class Done>
+bool spin_until(Done&& done, std::chrono::microseconds limit = kSpinFor) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        for (int k = 0; k < 16; ++k) {
+            if (done()) return true;
+            cpu_relax();
+        }
+        if (std::chrono::steady_clock::now() >= until) return false;
+    }
+}
+
+// Locks m, trying for a while before blocking: a blocked thread sleeps in the kernel and, on a VM,
+// can take tens of µs to run again, while the holders here keep the lock for well under a µs.
+template <class Lock>
+void lock_soon(Lock& lock) {
+    if (spin_until([&] { return lock.try_lock(); }, std::chrono::microseconds(5))) return;
+    lock.lock();
+}
+
 // One parallel_for call: tasks [0, n_tasks) handed out in index order, one at a time, to the
 // caller and to the pool threads that join it. Lives on the caller's stack until every helper
 // that joined has left it.
@@ -40,9 +76,9 @@ struct Job {
     int64_t n_tasks;
     std::atomic<int64_t> next{0};
     std::fenv_t fenv;  // the caller's floating-point environment, which helpers take on
-    // guarded by the pool's mutex:
-    int64_t seats = 0;   // helpers that may still join
-    int64_t active = 0;  // helpers inside work()
+    // changed under the pool's mutex (active is read without it by the waiting caller):
+    int64_t seats = 0;                // helpers that may still join
+    std::atomic<int64_t> active{0};  // helpers inside work()
     std::condition_variable left;
 
     void work() {
@@ -59,24 +95,40 @@ public:
     // Runs job on the caller and up to `helpers` pool threads; returns when every task ran.
     void run(Job& job, int64_t helpers) {
         std::fegetenv(&job.fenv);
+        int64_t to_wake = 0;
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+            lock_soon(lock);
             helpers = std::min(helpers, grow(helpers));
             if (helpers > 0) {
                 job.seats = helpers;
                 pending_.push_back(&job);
+                pending_count_.store(int64_t(pending_.size()), std::memory_order_release);
+                // threads watching for work take it without a wake-up (a system call)
+                to_wake = std::min(sleeping_, helpers - spinning_.load(std::memory_order_relaxed));
             }
         }
-        if (helpers > 1)
+        if (to_wake > 1)
             wake_.notify_all();
-        else if (helpers == 1)
+        else if (to_wake == 1)
             wake_.notify_one();
         // (a task does not throw: the kernel reports bad values as a fault, not an exception)
         job.work();
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (job.seats > 0) pending_.erase(std::find(pending_.begin(), pending_.end(), &job));
-        job.seats = 0;
-        job.left.wait(lock, [&] { return job.active == 0; });
+        std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+        lock_soon(lock);
+        if (job.seats > 0) {
+            pending_.erase(std::find(pending_.begin(), pending_.end(), &job));
+            pending_count_.store(int64_t(pending_.size()), std::memory_order_relaxed);
+            job.seats = 0;
+        }
+        if (job.active.load(std::memory_order_relaxed) > 0) {
+            // a helper is finishing its last task: watch for it before sleeping (the lock, taken
+            // again, waits until it has let go of the job)
+            lock.unlock();
+            spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; });
+            lock_soon(lock);
+            job.left.wait(lock, [&] { return job.active.load(std::memory_order_relaxed) == 0; });
+        }
     }
 
     // Makes a forked child forget the parent's pool (registered once, when the library loads).
@@ -106,18 +158,38 @@ private:
         return int64_t(threads_.size());
     }
 
+    // Idle, a thread first watches for work (unless as many others as there are other CPUs do:
+    // more would only take CPU from the callers), then sleeps.
     void serve() {
+        const int64_t max_spinning = int64_t(default_threads()) - 1;
         std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [&] { return !pending_.empty(); });
+            if (pending_.empty() && spinning_.load(std::memory_order_relaxed) < max_spinning) {
+                spinning_.fetch_add(1, std::memory_order_relaxed);
+                lock.unlock();
+                spin_until([&] { return pending_count_.load(std::memory_order_relaxed) > 0; });
+                // (decremented before the lock: a caller that saw this thread watching pushed its
+                // job before this thread looks at pending_ again)
+                spinning_.fetch_sub(1, std::memory_order_relaxed);
+                lock_soon(lock);
+            }
+            if (pending_.empty()) {
+                ++sleeping_;
+                wake_.wait(lock, [&] { return !pending_.empty(); });
+                --sleeping_;
+            }
             Job* job = pending_.front();
-            if (--job->seats == 0) pending_.pop_front();
-            ++job->active;
+            if (--job->seats == 0) {
+                pending_.pop_front();
+                pending_count_.store(int64_t(pending_.size()), std::memory_order_relaxed);
+            }
+            job->active.fetch_add(1, std::memory_order_relaxed);
             lock.unlock();
             std::fesetenv(&job->fenv);  // the caller's rounding and flush modes, as if it ran alone
             job->work();
-            lock.lock();
-            if (--job->active == 0 && job->seats == 0) job->left.notify_one();
+            lock_soon(lock);
+            if (job->active.fetch_sub(1, std::memory_order_release) == 1 && job->seats == 0)
+                job->left.notify_one();
         }
     }
 
@@ -125,6 +197,9 @@ private:
     std::condition_variable wake_;
     std::deque<Job*> pending_;  // jobs with seats left for helpers, oldest first
     std::vector<std::thread> threads_;
+    int64_t sleeping_ = 0;                   // threads waiting on wake_ (under the mutex)
+    std::atomic<int64_t> spinning_{0};       // threads watching pending_count_
+    std::atomic<int64_t> pending_count_{0};  // pending_.size(), for the watching threads
 };
 
 #if defined(__unix__) || defined(__APPLE__)
