@@ -46,16 +46,19 @@ inline void cpu_relax() {
 #endif
 }
 
-// Calls done() until it is true or `limit` has passed; returns whether it was true.
+// Calls done() until it is true or `limit` has passed; returns whether it was true. Every few µs
+// it yields the CPU: the thread it waits for may be runnable on this one (a woken pool thread is
+// often placed on its waker's CPU), and would otherwise wait until this loop ends.
 template <class Done>
 bool spin_until(Done&& done, std::chrono::microseconds limit = kSpinFor) {
     const auto until = std::chrono::steady_clock::now() + limit;
-    for (;;) {
+    for (int round = 1;; ++round) {
         for (int k = 0; k < 16; ++k) {
             if (done()) return true;
             cpu_relax();
         }
         if (std::chrono::steady_clock::now() >= until) return false;
+        if (round % 4 == 0) std::this_thread::yield();
     }
 }
 
@@ -93,8 +96,12 @@ public:
     static Pool& get();
 
     // Runs job on the caller and up to `helpers` pool threads; returns when every task ran.
-    void run(Job& job, int64_t helpers) {
+    // Threads asleep are woken only if `wake` or the pool ran a job within kSpinFor (calls in a
+    // loop, which keep the woken threads watching): a mid-size call alone does not pay a wake-up.
+    void run(Job& job, int64_t helpers, bool wake) {
         std::fegetenv(&job.fenv);
+        const auto now = std::chrono::steady_clock::now().time_since_epoch();
+        wake = wake || now - std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed)) < kSpinFor;
         int64_t to_wake = 0;
         {
             std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
@@ -105,7 +112,7 @@ public:
                 pending_.push_back(&job);
                 pending_count_.store(int64_t(pending_.size()), std::memory_order_release);
                 // threads watching for work take it without a wake-up (a system call)
-                to_wake = std::min(sleeping_, helpers - spinning_.load(std::memory_order_relaxed));
+                if (wake) to_wake = std::min(sleeping_, helpers - spinning_.load(std::memory_order_relaxed));
             }
         }
         if (to_wake > 1)
@@ -129,6 +136,9 @@ public:
             lock_soon(lock);
             job.left.wait(lock, [&] { return job.active.load(std::memory_order_relaxed) == 0; });
         }
+        const auto end = std::chrono::steady_clock::now().time_since_epoch();
+        last_run_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(end).count(),
+                        std::memory_order_relaxed);
     }
 
     // Makes a forked child forget the parent's pool (registered once, when the library loads).
@@ -200,6 +210,7 @@ private:
     int64_t sleeping_ = 0;                   // threads waiting on wake_ (under the mutex)
     std::atomic<int64_t> spinning_{0};       // threads watching pending_count_
     std::atomic<int64_t> pending_count_{0};  // pending_.size(), for the watching threads
+    std::atomic<int64_t> last_run_{0};       // when a job last ended (steady clock, ns)
 };
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -223,9 +234,10 @@ inline Pool& Pool::get() {
 }  // namespace pool_detail
 
 // Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
-// Tasks are handed out in index order, one at a time.
+// Tasks are handed out in index order, one at a time. wake=false: pool threads asleep are woken
+// only when calls come in a loop (Pool::run).
 template <class Task>
-void parallel_for(int64_t n_tasks, int64_t threads, Task&& task) {
+void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
     using Fn = std::remove_reference_t<Task>;
     pool_detail::Job job;
     job.run = [](void* ctx, int64_t i) { (*static_cast<Fn*>(ctx))(i); };
@@ -236,7 +248,7 @@ void parallel_for(int64_t n_tasks, int64_t threads, Task&& task) {
         job.work();
         return;
     }
-    pool_detail::Pool::get().run(job, helpers);
+    pool_detail::Pool::get().run(job, helpers, wake);
 }
 
 }  // namespace fastbce

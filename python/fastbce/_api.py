@@ -366,6 +366,7 @@ def _fault_error(
 _CHECKED_CALLS: dict[tuple[Any, ...], tuple[Any, np.dtype]] = {}
 _CHECKED_CALLS_MAX = 256  # entries kept; past that the cache starts over
 _NOT_PLAIN = object()  # a weight the fast path does not take
+_NO_WEIGHTS = (None, None)  # the weights' part of the key of a call without them
 
 
 def _weight_key(weight: Any, arrays: bool) -> Any:
@@ -539,7 +540,9 @@ def binary_crossentropy(
             from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads,
             reduction,
         )  # fmt: skip
-        weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
+        weight_keys = _NO_WEIGHTS
+        if sample_weight is not None or pos_weight is not None:
+            weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
         if (
             key is not None
             and weight_keys[0] is not _NOT_PLAIN
