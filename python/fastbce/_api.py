@@ -532,9 +532,8 @@ def binary_crossentropy(
     >>> round(fastbce.binary_crossentropy(y_true, logits, from_logits=True, pos_weight=3.0), 4)
     0.6691
     """
-    # The common case (ndarrays, no out=, plain options and weights) skips checks already
-    # passed: a small call costs a few µs less. Anything else, or a bad value, takes the general
-    # path.
+    # The common case (ndarrays, no out=, plain options and weights) skips checks already passed:
+    # a small call costs a few µs less. Anything else, or a bad value, takes the general path.
     if type(y_true) is np.ndarray and type(y_pred) is np.ndarray and out is None:
         key = plain_options_key(
             from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads,
@@ -543,11 +542,7 @@ def binary_crossentropy(
         weight_keys = _NO_WEIGHTS
         if sample_weight is not None or pos_weight is not None:
             weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
-        if (
-            key is not None
-            and weight_keys[0] is not _NOT_PLAIN
-            and weight_keys[1] is not _NOT_PLAIN
-        ):
+        if key is not None and _NOT_PLAIN not in weight_keys:  # (keys are tuples or None)
             result = _fast_loss(y_true, y_pred, sample_weight, pos_weight, key, weight_keys)
             if result is not None:
                 return result
