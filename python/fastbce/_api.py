@@ -366,7 +366,6 @@ def _fault_error(
 _CHECKED_CALLS: dict[tuple[Any, ...], tuple[Any, np.dtype]] = {}
 _CHECKED_CALLS_MAX = 256  # entries kept; past that the cache starts over
 _NOT_PLAIN = object()  # a weight the fast path does not take
-_NO_WEIGHTS = (None, None)  # the weights' part of the key of a call without them
 
 
 def _weight_key(weight: Any, arrays: bool) -> Any:
@@ -384,18 +383,34 @@ def _weight_key(weight: Any, arrays: bool) -> Any:
     return _NOT_PLAIN
 
 
+def _fast_weighted_loss(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    key: tuple[Any, ...],
+    sample_weight: Any,
+    pos_weight: Any,
+) -> Any:
+    """_fast_loss with weights; None (the general path) for weights it does not take."""
+    weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
+    if _NOT_PLAIN in weight_keys:  # (the keys are tuples or None)
+        return None
+    return _fast_loss(y_true, y_pred, key, (sample_weight, pos_weight, weight_keys))
+
+
 def _fast_loss(
     y_true: np.ndarray,
     y_pred: np.ndarray,
-    sample_weight: Any,
-    pos_weight: Any,
     key: tuple[Any, ...],
-    weight_keys: tuple[Any, Any],
+    weights: tuple[Any, Any, tuple[Any, Any]] | None = None,
 ) -> Any:
-    """The loss of two ndarrays with no out=, options given as a plain_options_key and weights
-    as _weight_key gives them. None when the kernel reported a bad value: the general path then
-    runs the call again and raises the error it describes."""
-    cache_key = (y_true.dtype, y_pred.dtype, y_true.shape, y_pred.shape, key, weight_keys)
+    """The loss of two ndarrays with no out=, options given as a plain_options_key, and weights:
+    None, or (sample_weight, pos_weight, their _weight_key). None when the kernel reported a bad
+    value: the general path then runs the call again and raises the error it describes."""
+    cache_key: tuple[Any, ...] = (y_true.dtype, y_pred.dtype, y_true.shape, y_pred.shape, key)
+    sample_weight = pos_weight = None
+    if weights is not None:
+        sample_weight, pos_weight, weight_keys = weights
+        cache_key += (weight_keys,)
     entry = _CHECKED_CALLS.get(cache_key)
     if entry is None:
         # raises what the general path raises
@@ -408,7 +423,7 @@ def _fast_loss(
     y_true_arr, y_true_stride = _flat(y_true)
     y_pred_arr, y_pred_stride = _flat(y_pred)
     weight, weight_stride = None, 1
-    if type(sample_weight) is np.ndarray:  # (a scalar one is set on the call)
+    if sample_weight is not None and type(sample_weight) is np.ndarray:  # (a scalar: on the call)
         weight, weight_stride = _flat(sample_weight)
     result = np.empty(y_pred.shape, working) if reduction == "none" else None
     loss, weight_sum, count, fault, _ = _core.compute(
@@ -539,11 +554,11 @@ def binary_crossentropy(
             from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads,
             reduction,
         )  # fmt: skip
-        weight_keys = _NO_WEIGHTS
-        if sample_weight is not None or pos_weight is not None:
-            weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
-        if key is not None and _NOT_PLAIN not in weight_keys:  # (keys are tuples or None)
-            result = _fast_loss(y_true, y_pred, sample_weight, pos_weight, key, weight_keys)
+        if key is not None:
+            if sample_weight is None and pos_weight is None:
+                result = _fast_loss(y_true, y_pred, key)
+            else:
+                result = _fast_weighted_loss(y_true, y_pred, key, sample_weight, pos_weight)
             if result is not None:
                 return result
     opts = LossOptions(
