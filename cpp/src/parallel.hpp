@@ -1,7 +1,7 @@
 // A parallel loop over numbered tasks on a small persistent pool of std::threads (no OpenMP, whose
-// runtimes clash with TensorFlow's and PyTorch's and hang after fork). A call on a mid-size input
-// then costs a wake-up of a waiting thread (~µs) instead of creating and joining threads (~10s of
-// µs), so two threads pay off from about 1e5 elements.
+// runtimes clash with TensorFlow's and PyTorch's and hang after fork). In a loop of mid-size calls
+// a block is handed to a pool thread that is watching for work (~1 µs) instead of creating and
+// joining threads (~10s of µs) or waking a sleeping one (tens of µs on a VM).
 //
 // The pool starts at the first call that wants a second thread and grows to the most threads
 // asked for (capped). fork(): the child has none of the parent's threads, and the pool's mutex may
