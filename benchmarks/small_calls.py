@@ -1,9 +1,10 @@
-"""Small and mid-size calls: where the Python layer and thread start-up, not the kernel, set the
-time. Median microseconds of a float32 mean call (logits ~ N(0, 1), 0/1 labels) at each size for
-fastbce, NumPy's stable expression and PyTorch's binary_cross_entropy_with_logits (if installed),
-with the ratios to fastbce's time; then the breakdown of a 4-element fastbce call.
+"""Small and mid-size calls: where the Python layer and the hand-off to threads, not the kernel,
+set the time. Median microseconds of a float32 mean call (logits ~ N(0, 1), 0/1 labels) at each
+size for fastbce, NumPy's stable expression and PyTorch's binary_cross_entropy_with_logits (if
+installed), with the ratios to fastbce's time; then a call with per-element sample_weight of the
+smallest size above 4 elements; then the breakdown of a 4-element fastbce call.
 
-    python benchmarks/small_calls.py [--sizes 4,1000,10000,100000] [--repeats 15]
+    python benchmarks/small_calls.py [--sizes 4,1000,10000,100000,1000000] [--repeats 15]
 
 Run it on a quiet machine: the figures of other processes' load are the noise here.
 """
@@ -36,8 +37,9 @@ def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) 
     return statistics.median(timer.repeat(repeats, number)) / number * 1e6
 
 
-def numpy_loss(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+def numpy_loss(y: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> float:
+    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    return float(np.mean(loss if w is None else w * loss))
 
 
 def torch_loss() -> Callable[[np.ndarray, np.ndarray], Callable[[], object]] | None:
@@ -66,13 +68,13 @@ def breakdown(repeats: int) -> list[tuple[str, float]]:
     call, _ = _api._CHECKED_CALLS[cache_key]
     nothing = (None, 1, None, None, 1, None, None)  # no weights, pos_weight, out or groups
     opts = LossOptions(from_logits=True)
-    shapes = (y.shape, x.shape)
+    dtypes, shapes = (y.dtype, x.dtype), (y.shape, x.shape)
     general = {"from_logits": True, "epsilon": np.float64(1e-7)}  # (a NumPy scalar: general path)
     plain = (True, 1e-7, 0.0, 0.0, None, "propagate", True, None, "mean")
     pieces: list[tuple[str, Callable[[], object]]] = [
         ("whole call (fast path)", lambda: fastbce.binary_crossentropy(y, x, from_logits=True)),
         ("  options key (type checks)", lambda: plain_options_key(*plain)),
-        ("  cache lookup", lambda: _api._CHECKED_CALLS.get((y.dtype, x.dtype, *shapes, key))),
+        ("  cache lookup", lambda: _api._CHECKED_CALLS.get((*dtypes, *shapes, key))),
         ("  _flat x 2 (layout checks)", lambda: (_api._flat(y), _api._flat(x))),
         ("  _core.compute (binding + kernel)", lambda: _core.compute(call, y, 1, x, 1, *nothing)),
         ("  reduction (division)", lambda: _api._reduce("mean", 1.0, 4.0, 4.0)),
@@ -83,9 +85,21 @@ def breakdown(repeats: int) -> list[tuple[str, float]]:
     return [(name, median_us(fn, repeats)) for name, fn in pieces]
 
 
+def weighted(rng: np.random.Generator, n: int, repeats: int) -> None:
+    """The same call with per-element float32 sample_weight, against NumPy's weighted mean."""
+    x = rng.normal(size=n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    w = rng.random(n).astype(np.float32)
+    fast = median_us(
+        lambda: fastbce.binary_crossentropy(y, x, from_logits=True, sample_weight=w), repeats
+    )
+    ref = median_us(lambda: numpy_loss(y, x, w), repeats)
+    print(f"{n:>8} {fast:>9.2f} {ref:>9.2f} {ref / fast:>14.2f}  (sample_weight)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="4,1000,10000,100000")
+    parser.add_argument("--sizes", default="4,1000,10000,100000,1000000")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -111,6 +125,7 @@ def main() -> None:
             peer = median_us(torch_prepare(y, x), args.repeats)
             line += f" {peer:>9.2f} {peer / fast:>14.2f}"
         print(line + f" {_core.threads_for(n, 0):>16}")
+    weighted(rng, min([n for n in sizes if n > 4], default=1000), args.repeats)
     print("\nbreakdown of a 4-element call (median µs, each piece timed alone):")
     for name, us in breakdown(args.repeats):
         print(f"  {name:<38} {us:7.2f}")

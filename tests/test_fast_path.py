@@ -1,4 +1,5 @@
-"""The fast path of small calls (ndarrays, no weights, no out=, options as plain Python values)
+"""The fast path of small calls (ndarrays, no out=, options and weights as plain Python values or
+ndarrays)
 gives what the general path gives, bit for bit, and raises the same errors with the same messages.
 
 The general path is forced by making `plain_options_key` return None (as it does for options it
@@ -194,16 +195,91 @@ def test_layouts_and_byte_orders(simd_target, rng, fast_calls):
 
 
 def test_outside_the_fast_path(rng, fast_calls):
-    """Lists, subclasses, weights, out= and NumPy-scalar options take the general path."""
+    """Lists, subclasses, weights other than Python numbers and ndarrays, pos_weight arrays, out=
+    and NumPy-scalar options take the general path."""
     y, x = inputs(rng, "float32", "float32", (5,), False)
     fastbce.binary_crossentropy(list(y), x)
     fastbce.binary_crossentropy(np.ma.masked_array(y), x)
-    fastbce.binary_crossentropy(y, x, sample_weight=2.0)
-    fastbce.binary_crossentropy(y, x, pos_weight=2.0)
+    fastbce.binary_crossentropy(y, x, sample_weight=list(x))
+    fastbce.binary_crossentropy(y, x, sample_weight=np.float32(2.0))
+    fastbce.binary_crossentropy(y, x, sample_weight=np.array(2.0))
+    fastbce.binary_crossentropy(y, x, sample_weight=True)
+    fastbce.binary_crossentropy(y, x, pos_weight=np.full(5, 2.0))
+    fastbce.binary_crossentropy(y, x, pos_weight=np.float64(2.0))
     fastbce.binary_crossentropy(y, x, reduction="none", out=np.empty(5, np.float32))
     fastbce.binary_crossentropy(y, x, epsilon=np.float64(1e-7))
     fastbce.binary_crossentropy(y, x, from_logits=np.bool_(False))
     assert fast_calls == []
+
+
+WEIGHT_CASES = [
+    {"sample_weight": 2.0},
+    {"sample_weight": 3},
+    {"sample_weight": 0.0, "reduction": "weighted_mean"},
+    {"sample_weight": "per_element"},
+    {"sample_weight": "per_row", "gamma": 2.0, "alpha": 0.25},
+    {"sample_weight": "strided", "nan_policy": "omit"},
+    {"pos_weight": 3.0},
+    {"pos_weight": 0, "sample_weight": "per_element", "label_smoothing": 0.1},
+]
+
+
+@pytest.mark.parametrize("case", WEIGHT_CASES, ids=str)
+@pytest.mark.parametrize("pred_dtype", PRED_DTYPES)
+def test_weights(simd_target, rng, fast_calls, case, pred_dtype):
+    """Weights on the fast path: the general path's results, bit for bit."""
+    for from_logits in (False, True):
+        y, x = inputs(rng, "float32", pred_dtype, (40, 3), from_logits)
+        x[5, 1] = np.nan
+        w = rng.random((80, 3)) * 4
+        given = {
+            "per_element": w[:40].astype(np.float32),
+            "per_row": w[:40, 0],
+            "strided": w[::2],
+        }
+        options = {k: given.get(v, v) if isinstance(v, str) else v for k, v in case.items()}
+        if case.get("sample_weight") == "per_row":
+            options["sample_weight"][7] = 0.0
+        for reduction in REDUCTIONS if "reduction" not in case else [case["reduction"]]:
+            options["reduction"] = reduction
+            for fn in FUNCTIONS:
+                for _ in range(2):  # (the second time with the call cached)
+                    assert both(fn, y, x, from_logits=from_logits, **options)[0] == "ok"
+    assert fast_calls and all(r is not None for r in fast_calls)
+
+
+WEIGHT_ERRORS = [
+    ({"sample_weight": -1.0}, "sample_weight must be finite and non-negative; got -1.0"),
+    ({"sample_weight": math.inf}, "sample_weight must be finite and non-negative"),
+    ({"sample_weight": 1e39}, "sample_weight must be finite in the working precision"),
+    ({"sample_weight": 10**400}, "sample_weight must hold bool, integer or float values"),
+    ({"sample_weight": np.ones(7)}, "sample_weight must be a scalar, (6, 2) (like y_pred)"),
+    ({"sample_weight": np.ones((6, 2), "U1")}, "sample_weight must hold bool, integer or float"),
+    ({"sample_weight": "bad_value"}, "sample_weight must be finite and non-negative; got -2.0"),
+    ({"sample_weight": "bad_row"}, "sample_weight must be finite and non-negative; got inf"),
+    ({"sample_weight": "nan_row", "nan_policy": "raise"}, "sample_weight is NaN"),
+    ({"pos_weight": -2}, "pos_weight must be finite and non-negative; got -2.0"),
+    ({"pos_weight": math.nan}, "pos_weight must be finite and non-negative; got nan"),
+    ({"pos_weight": 1e39}, "pos_weight must be finite in the working precision"),
+]
+
+
+@pytest.mark.parametrize(("case", "message"), WEIGHT_ERRORS, ids=str)
+def test_weight_errors_are_the_general_paths(rng, case, message):
+    y, x = inputs(rng, "float32", "float32", (6, 2), True)
+    bad_value = np.ones((6, 2), np.float32)
+    bad_value[3, 1] = -2.0
+    bad_row, nan_row = np.ones(6), np.ones(6)
+    bad_row[4], nan_row[2] = np.inf, np.nan
+    given = {"bad_value": bad_value, "bad_row": bad_row, "nan_row": nan_row}
+    options = {k: given.get(v, v) if isinstance(v, str) else v for k, v in case.items()}
+    for fn in FUNCTIONS:
+        # valid weights of the same dtype and shape first: cached checks must not let these pass
+        fn(y, x, from_logits=True, sample_weight=np.ones((6, 2), np.float32))
+        fn(y, x, from_logits=True, sample_weight=np.ones(6), pos_weight=2.0)
+        for _ in range(2):
+            result = both(fn, y, x, from_logits=True, **options)
+            assert result[0] == "error" and message in result[2], result
 
 
 def test_the_cache_is_bounded(rng):

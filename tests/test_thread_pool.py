@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,9 +17,13 @@ import fastbce
 from fastbce import _core
 
 BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
+SPLIT = 1 << 13  # from this many elements a call is two blocks (or more)
+DEFAULT_PARALLEL = 1 << 15  # unasked, a call takes two threads from this many elements on
 
 
-@pytest.mark.parametrize("n", [BLOCK + 1, 100_000, 3 * BLOCK - 1, 1 << 18, 300_000])
+@pytest.mark.parametrize(
+    "n", [SPLIT - 1, SPLIT, 10_000, 50_001, BLOCK + 1, 100_000, 3 * BLOCK - 1, 1 << 18, 300_000]
+)
 def test_any_thread_count_same_bits(simd_target, rng, n):
     x = rng.normal(0, 4, n).astype(np.float32)
     y = (rng.random(n) < 0.5).astype(np.float32)
@@ -29,14 +34,14 @@ def test_any_thread_count_same_bits(simd_target, rng, n):
 
 
 def test_two_threads_from_two_blocks():
-    assert _core.threads_for(BLOCK - 1, 2) == 1  # one block: one thread
-    assert _core.threads_for(BLOCK, 2) == 2  # two blocks of 2^15 from 2^16 elements on
-    assert _core.threads_for(BLOCK + 1, 2) == 2
+    assert _core.threads_for(SPLIT - 1, 2) == 1  # one block: one thread
+    assert _core.threads_for(SPLIT, 2) == 2  # two blocks from 2^13 elements on
+    assert _core.threads_for(10**4, 2) == 2
     assert _core.threads_for(100_000, 8) == 2  # never more threads than blocks
-    assert _core.threads_for(10**4, 0) == 1
-    assert _core.threads_for(100_000, 0) == 1  # unasked: one thread below 2^18 elements
+    assert _core.threads_for(DEFAULT_PARALLEL - 1, 0) == 1  # unasked: one thread below it
     if _core.default_threads() >= 2:
-        assert _core.threads_for(1 << 18, 0) == 2
+        assert _core.threads_for(DEFAULT_PARALLEL, 0) == 2
+        assert _core.threads_for(100_000, 0) == 2
 
 
 def _libm():
@@ -83,6 +88,20 @@ def test_threads_are_kept_and_bounded(rng):
     fastbce.binary_crossentropy(y, x, from_logits=True, threads=10_000)
     cap = max(8, 2 * _core.default_threads()) - 1
     assert len(os.listdir("/proc/self/task")) <= before + cap
+
+
+def test_an_idle_pool_sleeps(rng):
+    """Pool threads watch for work for a moment after a call (so that the next call's hand-off
+    is quick), then sleep: an idle pool takes no CPU."""
+    n = 4 * BLOCK
+    x = rng.normal(size=n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    for _ in range(50):
+        fastbce.binary_crossentropy(y, x, from_logits=True, threads=8)
+    time.sleep(0.05)
+    before = time.process_time()
+    time.sleep(0.5)
+    assert time.process_time() - before < 0.05  # (spinning: ~0.5 s a thread)
 
 
 def test_callers_sharing_the_pool(rng):

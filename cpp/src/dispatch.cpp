@@ -35,24 +35,32 @@ namespace fastbce {
 namespace {
 
 constexpr int64_t kBlock = 1 << 16;              // the most elements per block
-constexpr int64_t kBlockAlign = 1 << 12;         // block sizes are multiples of it (and of the tile)
-// With a thread count asked for, at least this many elements a thread (2^15 float32 logits take
-// ~15 µs on one core, AVX-512); the blocks are split to match (block_size).
-constexpr int64_t kMinPerThread = 1 << 15;
+constexpr int64_t kBlockAlign = 1 << 12;         // sizes of 3 blocks or more are multiples of it
+constexpr int64_t kHalfAlign = 1 << 9;           // of 2 blocks, multiples of it (the tile, kTile)
+// From this many elements a call is split in two blocks (or more), which two threads can share.
+constexpr int64_t kSplitFrom = 1 << 13;
+// With a thread count asked for, at least this many elements a thread.
+constexpr int64_t kMinPerThread = kSplitFrom / 2;
 // Without a thread count asked for, a call takes the pool's threads from this many elements on.
-// Below it, on a 2-vCPU KVM guest (Xeon, v4), waking the idle second vCPU cost 40-50 µs a call,
-// more than the half of 1e5 elements it takes over (1e5: 51 µs on one thread, 96 on two; 3e5:
-// 169 and 128; median of loops of calls).
-constexpr int64_t kDefaultParallelFrom = 1 << 18;
+// A pool thread watching for work (parallel.hpp) joins within ~1 µs: a hand-off of two 5 µs
+// tasks took 6.7 µs instead of 10 (2-vCPU KVM guest, Xeon, v4). On that guest, shared with other
+// work, two threads at 1e4 elements (~5 µs of kernel) lost (7.6 µs against 6.3, best of a loop),
+// and at 1e5 gained a little (47 against 50), so 1e4 stays on one thread.
+constexpr int64_t kDefaultParallelFrom = 1 << 15;
+// Below this many elements, an unasked call does not wake pool threads that sleep, unless the
+// calls come in a loop: on that guest a sleeping thread ran 40-50 µs after its wake-up, when the
+// caller had done most of the work (1e5 elements: 51 µs on one thread, 96 on two; 3e5: 169, 128).
+constexpr int64_t kWakeFrom = 1 << 18;
 
 // Elements per block of an n-element call: n in ceil(n / kBlock) blocks of (about) equal size, at
-// least two from 2 kMinPerThread on. Equal blocks keep the threads equally busy: 1e5 elements
+// least two from kSplitFrom on. Equal blocks keep the threads equally busy: 1e5 elements
 // as 2^16 + 34464 took as long as 2^16 on two threads. It depends on n alone, never on the
 // threads, so the sums (added block by block) do not either.
 int64_t block_size(int64_t n) {
-    const int64_t n_blocks = std::max<int64_t>((n + kBlock - 1) / kBlock, n >= 2 * kMinPerThread ? 2 : 1);
+    const int64_t n_blocks = std::max<int64_t>((n + kBlock - 1) / kBlock, n >= kSplitFrom ? 2 : 1);
+    const int64_t align = n_blocks > 2 ? kBlockAlign : kHalfAlign;
     const int64_t per_block = (n + n_blocks - 1) / n_blocks;
-    return std::max<int64_t>(kBlockAlign, (per_block + kBlockAlign - 1) / kBlockAlign * kBlockAlign);
+    return std::max<int64_t>(align, (per_block + align - 1) / align * align);
 }
 constexpr int64_t kGroupPartialsBudget = 1 << 20;  // blocks x groups partial sums kept at once
 
@@ -160,14 +168,15 @@ Options options_of(const Call& c, bool is_double, bool focal) {
     return weighted ? Options::weighted : Options::plain;
 }
 
-// Runs fill(begin, end, parts[b]) for each block b of `block` elements of [0, n) on `threads`
-// threads. Once a block reports a fault, blocks that start past the first faulting element seen
+// Runs fill(begin, end, parts[b]) for each block b of `block` elements of [0, c.n) on the call's
+// threads (threads_for). Once a block reports a fault, blocks that start past the first faulting element seen
 // so far are skipped (whatever they find comes after it). Returns the first fault in element
 // order (Fault::none: there was none); the sums are the caller's to add.
 template <class Fill>
-Result run_blocks(std::vector<BlockOut>& parts, int64_t n, int64_t block, int64_t threads, Fill&& fill) {
+Result run_blocks(std::vector<BlockOut>& parts, const Call& c, int64_t block, Fill&& fill) {
+    const int64_t n = c.n;
     std::atomic<int64_t> fault_at{std::numeric_limits<int64_t>::max()};
-    parallel_for(int64_t(parts.size()), threads, [&](int64_t b) {
+    parallel_for(int64_t(parts.size()), threads_for(n, c.threads), [&](int64_t b) {
         const int64_t begin = b * block;
         if (begin > fault_at.load(std::memory_order_relaxed)) return;
         BlockOut& part = parts[size_t(b)];
@@ -177,7 +186,7 @@ Result run_blocks(std::vector<BlockOut>& parts, int64_t n, int64_t block, int64_
             while (part.fault_index < seen && !fault_at.compare_exchange_weak(seen, part.fault_index)) {
             }
         }
-    });
+    }, c.threads > 0 || n >= kWakeFrom);
     Result result;
     for (const BlockOut& part : parts) {
         if (part.fault != Fault::none) {
@@ -255,7 +264,7 @@ Result run(const Call& c, Sums* group_sums) {
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
     const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, begin, end, part); };
-    Result result = run_blocks(parts, n, block, threads_for(n, c.threads), fill);
+    Result result = run_blocks(parts, c, block, fill);
     if (result.fault != Fault::none) return result;
     for (const BlockOut& part : parts) add(result.total, part.sums);
     if (n_groups > 0) {
@@ -338,7 +347,7 @@ Result run_grad(const Call& c, const GradOut& g) {
     const int64_t block = block_size(n);
     std::vector<BlockOut> parts(static_cast<size_t>((n + block - 1) / block));
     const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, g, begin, end, part); };
-    return run_blocks(parts, n, block, threads_for(n, c.threads), fill);
+    return run_blocks(parts, c, block, fill);
 }
 
 }  // namespace fastbce

@@ -1,7 +1,7 @@
 // A parallel loop over numbered tasks on a small persistent pool of std::threads (no OpenMP, whose
-// runtimes clash with TensorFlow's and PyTorch's and hang after fork). A call on a mid-size input
-// then costs a wake-up of a waiting thread (~µs) instead of creating and joining threads (~10s of
-// µs), so two threads pay off from about 1e5 elements.
+// runtimes clash with TensorFlow's and PyTorch's and hang after fork). In a loop of mid-size calls
+// a block is handed to a pool thread that is watching for work (~1 µs) instead of creating and
+// joining threads (~10s of µs) or waking a sleeping one (tens of µs on a VM).
 //
 // The pool starts at the first call that wants a second thread and grows to the most threads
 // asked for (capped). fork(): the child has none of the parent's threads, and the pool's mutex may
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cfenv>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -31,6 +32,44 @@ namespace fastbce {
 
 namespace pool_detail {
 
+// How long an idle pool thread, and a caller waiting for helpers, watch memory before sleeping on
+// a condition variable. Waking a sleeping thread costs a system call and, on a VM whose idle vCPU
+// has halted, 40-50 µs until it runs; a watching one takes a job within ~1 µs. A loop of mid-size
+// calls thus keeps its helpers awake, while a pool left idle burns at most this much CPU a thread.
+constexpr auto kSpinFor = std::chrono::microseconds(100);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Calls done() until it is true or `limit` has passed; returns whether it was true. Every few µs
+// it yields the CPU: the thread it waits for may be runnable on this one (a woken pool thread is
+// often placed on its waker's CPU), and would otherwise wait until this loop ends.
+template <class Done>
+bool spin_until(Done&& done, std::chrono::microseconds limit = kSpinFor) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (int round = 1;; ++round) {
+        for (int k = 0; k < 16; ++k) {
+            if (done()) return true;
+            cpu_relax();
+        }
+        if (std::chrono::steady_clock::now() >= until) return false;
+        if (round % 4 == 0) std::this_thread::yield();
+    }
+}
+
+// Locks m, trying for a while before blocking: a blocked thread sleeps in the kernel and, on a VM,
+// can take tens of µs to run again, while the holders here keep the lock for well under a µs.
+template <class Lock>
+void lock_soon(Lock& lock) {
+    if (spin_until([&] { return lock.try_lock(); }, std::chrono::microseconds(5))) return;
+    lock.lock();
+}
+
 // One parallel_for call: tasks [0, n_tasks) handed out in index order, one at a time, to the
 // caller and to the pool threads that join it. Lives on the caller's stack until every helper
 // that joined has left it.
@@ -40,9 +79,9 @@ struct Job {
     int64_t n_tasks;
     std::atomic<int64_t> next{0};
     std::fenv_t fenv;  // the caller's floating-point environment, which helpers take on
-    // guarded by the pool's mutex:
-    int64_t seats = 0;   // helpers that may still join
-    int64_t active = 0;  // helpers inside work()
+    // changed under the pool's mutex (active is read without it by the waiting caller):
+    int64_t seats = 0;                // helpers that may still join
+    std::atomic<int64_t> active{0};  // helpers inside work()
     std::condition_variable left;
 
     void work() {
@@ -57,26 +96,49 @@ public:
     static Pool& get();
 
     // Runs job on the caller and up to `helpers` pool threads; returns when every task ran.
-    void run(Job& job, int64_t helpers) {
+    // Threads asleep are woken only if `wake` or the pool ran a job within kSpinFor (calls in a
+    // loop, which keep the woken threads watching): a mid-size call alone does not pay a wake-up.
+    void run(Job& job, int64_t helpers, bool wake) {
         std::fegetenv(&job.fenv);
+        const auto now = std::chrono::steady_clock::now().time_since_epoch();
+        wake = wake || now - std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed)) < kSpinFor;
+        int64_t to_wake = 0;
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+            lock_soon(lock);
             helpers = std::min(helpers, grow(helpers));
             if (helpers > 0) {
                 job.seats = helpers;
                 pending_.push_back(&job);
+                pending_count_.store(int64_t(pending_.size()), std::memory_order_release);
+                // threads watching for work take it without a wake-up (a system call)
+                if (wake) to_wake = std::min(sleeping_, helpers - spinning_.load(std::memory_order_relaxed));
             }
         }
-        if (helpers > 1)
+        if (to_wake > 1)
             wake_.notify_all();
-        else if (helpers == 1)
+        else if (to_wake == 1)
             wake_.notify_one();
         // (a task does not throw: the kernel reports bad values as a fault, not an exception)
         job.work();
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (job.seats > 0) pending_.erase(std::find(pending_.begin(), pending_.end(), &job));
-        job.seats = 0;
-        job.left.wait(lock, [&] { return job.active == 0; });
+        std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+        lock_soon(lock);
+        if (job.seats > 0) {
+            pending_.erase(std::find(pending_.begin(), pending_.end(), &job));
+            pending_count_.store(int64_t(pending_.size()), std::memory_order_relaxed);
+            job.seats = 0;
+        }
+        if (job.active.load(std::memory_order_relaxed) > 0) {
+            // a helper is finishing its last task: watch for it before sleeping (the lock, taken
+            // again, waits until it has let go of the job)
+            lock.unlock();
+            spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; });
+            lock_soon(lock);
+            job.left.wait(lock, [&] { return job.active.load(std::memory_order_relaxed) == 0; });
+        }
+        const auto end = std::chrono::steady_clock::now().time_since_epoch();
+        last_run_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(end).count(),
+                        std::memory_order_relaxed);
     }
 
     // Makes a forked child forget the parent's pool (registered once, when the library loads).
@@ -106,18 +168,38 @@ private:
         return int64_t(threads_.size());
     }
 
+    // Idle, a thread first watches for work (unless as many others as there are other CPUs do:
+    // more would only take CPU from the callers), then sleeps.
     void serve() {
+        const int64_t max_spinning = int64_t(default_threads()) - 1;
         std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [&] { return !pending_.empty(); });
+            if (pending_.empty() && spinning_.load(std::memory_order_relaxed) < max_spinning) {
+                spinning_.fetch_add(1, std::memory_order_relaxed);
+                lock.unlock();
+                spin_until([&] { return pending_count_.load(std::memory_order_relaxed) > 0; });
+                // (decremented before the lock: a caller that saw this thread watching pushed its
+                // job before this thread looks at pending_ again)
+                spinning_.fetch_sub(1, std::memory_order_relaxed);
+                lock_soon(lock);
+            }
+            if (pending_.empty()) {
+                ++sleeping_;
+                wake_.wait(lock, [&] { return !pending_.empty(); });
+                --sleeping_;
+            }
             Job* job = pending_.front();
-            if (--job->seats == 0) pending_.pop_front();
-            ++job->active;
+            if (--job->seats == 0) {
+                pending_.pop_front();
+                pending_count_.store(int64_t(pending_.size()), std::memory_order_relaxed);
+            }
+            job->active.fetch_add(1, std::memory_order_relaxed);
             lock.unlock();
             std::fesetenv(&job->fenv);  // the caller's rounding and flush modes, as if it ran alone
             job->work();
-            lock.lock();
-            if (--job->active == 0 && job->seats == 0) job->left.notify_one();
+            lock_soon(lock);
+            if (job->active.fetch_sub(1, std::memory_order_release) == 1 && job->seats == 0)
+                job->left.notify_one();
         }
     }
 
@@ -125,6 +207,10 @@ private:
     std::condition_variable wake_;
     std::deque<Job*> pending_;  // jobs with seats left for helpers, oldest first
     std::vector<std::thread> threads_;
+    int64_t sleeping_ = 0;                   // threads waiting on wake_ (under the mutex)
+    std::atomic<int64_t> spinning_{0};       // threads watching pending_count_
+    std::atomic<int64_t> pending_count_{0};  // pending_.size(), for the watching threads
+    std::atomic<int64_t> last_run_{0};       // when a job last ended (steady clock, ns)
 };
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -148,9 +234,10 @@ inline Pool& Pool::get() {
 }  // namespace pool_detail
 
 // Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
-// Tasks are handed out in index order, one at a time.
+// Tasks are handed out in index order, one at a time. wake=false: pool threads asleep are woken
+// only when calls come in a loop (Pool::run).
 template <class Task>
-void parallel_for(int64_t n_tasks, int64_t threads, Task&& task) {
+void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
     using Fn = std::remove_reference_t<Task>;
     pool_detail::Job job;
     job.run = [](void* ctx, int64_t i) { (*static_cast<Fn*>(ctx))(i); };
@@ -161,7 +248,7 @@ void parallel_for(int64_t n_tasks, int64_t threads, Task&& task) {
         job.work();
         return;
     }
-    pool_detail::Pool::get().run(job, helpers);
+    pool_detail::Pool::get().run(job, helpers, wake);
 }
 
 }  // namespace fastbce

@@ -360,21 +360,61 @@ def _fault_error(
 
 # --------------------------------------------------------------------------- the fast path
 
-# Calls whose checks passed, by (dtypes, shapes, options): a call of ndarrays with no weights and
-# no out= finds its kernel call description here and skips the checks, which would pass again
-# (they depend on nothing else: values are checked by the kernel). A few µs of a small call.
+# Calls whose checks passed, by (dtypes, shapes, options, weights): a call of ndarrays with no out=
+# finds its kernel call description here and skips the checks, which would pass again (they
+# depend on nothing else: values are checked by the kernel). A few µs of a small call.
 _CHECKED_CALLS: dict[tuple[Any, ...], tuple[Any, np.dtype]] = {}
 _CHECKED_CALLS_MAX = 256  # entries kept; past that the cache starts over
+_NOT_PLAIN = object()  # a weight the fast path does not take
 
 
-def _fast_loss(y_true: np.ndarray, y_pred: np.ndarray, key: tuple[Any, ...]) -> Any:
-    """The loss of two ndarrays with no sample_weight, pos_weight or out=, options given as a
-    plain_options_key. None when the kernel reported a bad value: the general path then runs the
-    call again and raises the error it describes."""
-    cache_key = (y_true.dtype, y_pred.dtype, y_true.shape, y_pred.shape, key)
+def _weight_key(weight: Any, arrays: bool) -> Any:
+    """What the checks of sample_weight (arrays=True) or pos_weight depend on, as a hashable
+    key: None; a Python float or int (its value: the checks compare it); an ndarray of 1 or more
+    dimensions (its dtype and shape: its values are checked by the kernel). _NOT_PLAIN for
+    anything else (a list, a NumPy scalar, a pos_weight array), which takes the general path."""
+    if weight is None:
+        return None
+    kind = type(weight)
+    if kind is float or kind is int:
+        return (kind, weight)
+    if arrays and kind is np.ndarray and weight.ndim:
+        return (weight.dtype, weight.shape)
+    return _NOT_PLAIN
+
+
+def _fast_weighted_loss(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    key: tuple[Any, ...],
+    sample_weight: Any,
+    pos_weight: Any,
+) -> Any:
+    """_fast_loss with weights; None (the general path) for weights it does not take."""
+    weight_keys = (_weight_key(sample_weight, True), _weight_key(pos_weight, False))
+    if _NOT_PLAIN in weight_keys:  # (the keys are tuples or None)
+        return None
+    return _fast_loss(y_true, y_pred, key, (sample_weight, pos_weight, weight_keys))
+
+
+def _fast_loss(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    key: tuple[Any, ...],
+    weights: tuple[Any, Any, tuple[Any, Any]] | None = None,
+) -> Any:
+    """The loss of two ndarrays with no out=, options given as a plain_options_key, and weights:
+    None, or (sample_weight, pos_weight, their _weight_key). None when the kernel reported a bad
+    value: the general path then runs the call again and raises the error it describes."""
+    cache_key: tuple[Any, ...] = (y_true.dtype, y_pred.dtype, y_true.shape, y_pred.shape, key)
+    sample_weight = pos_weight = None
+    if weights is not None:
+        sample_weight, pos_weight, weight_keys = weights
+        cache_key += (weight_keys,)
     entry = _CHECKED_CALLS.get(cache_key)
     if entry is None:
-        entry = _checked_call(y_true, y_pred, key)  # raises what the general path raises
+        # raises what the general path raises
+        entry = _checked_call(y_true, y_pred, sample_weight, pos_weight, key)
         if len(_CHECKED_CALLS) >= _CHECKED_CALLS_MAX:
             _CHECKED_CALLS.clear()
         _CHECKED_CALLS[cache_key] = entry
@@ -382,18 +422,25 @@ def _fast_loss(y_true: np.ndarray, y_pred: np.ndarray, key: tuple[Any, ...]) -> 
     reduction = key[-1]
     y_true_arr, y_true_stride = _flat(y_true)
     y_pred_arr, y_pred_stride = _flat(y_pred)
+    weight, weight_stride = None, 1
+    if sample_weight is not None and type(sample_weight) is np.ndarray:  # (a scalar: on the call)
+        weight, weight_stride = _flat(sample_weight)
     result = np.empty(y_pred.shape, working) if reduction == "none" else None
-    loss, weight, count, fault, _ = _core.compute(
+    loss, weight_sum, count, fault, _ = _core.compute(
         call, y_true_arr, y_true_stride, y_pred_arr, y_pred_stride,
-        None, 1, None, result, 1, None, None,
+        weight, weight_stride, None, result, 1, None, None,
     )  # fmt: skip
     if fault:
         return None
-    return result if result is not None else _reduce(reduction, loss, weight, count)
+    return result if result is not None else _reduce(reduction, loss, weight_sum, count)
 
 
 def _checked_call(
-    y_true: np.ndarray, y_pred: np.ndarray, key: tuple[Any, ...]
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    sample_weight: Any,
+    pos_weight: Any,
+    key: tuple[Any, ...],
 ) -> tuple[Any, np.dtype]:
     """(the kernel's call description, the working dtype) after the general path's checks, in
     its order: options, reduction, arrays."""
@@ -402,6 +449,7 @@ def _checked_call(
         from_logits=from_logits,
         epsilon=epsilon,
         label_smoothing=label_smoothing,
+        pos_weight=pos_weight,
         gamma=gamma,
         alpha=alpha,
         nan_policy=nan_policy,
@@ -409,7 +457,7 @@ def _checked_call(
         threads=threads,
     )
     check_reduction(key[-1])
-    _, _, _, call, working, _ = _check_inputs(opts, y_true, y_pred, None)
+    _, _, _, call, working, _ = _check_inputs(opts, y_true, y_pred, sample_weight)
     return call, working
 
 
@@ -499,21 +547,18 @@ def binary_crossentropy(
     >>> round(fastbce.binary_crossentropy(y_true, logits, from_logits=True, pos_weight=3.0), 4)
     0.6691
     """
-    # The common case (ndarrays, no weights, no out=, plain options) skips checks already passed:
+    # The common case (ndarrays, no out=, plain options and weights) skips checks already passed:
     # a small call costs a few µs less. Anything else, or a bad value, takes the general path.
-    if (
-        type(y_true) is np.ndarray
-        and type(y_pred) is np.ndarray
-        and sample_weight is None
-        and pos_weight is None
-        and out is None
-    ):
+    if type(y_true) is np.ndarray and type(y_pred) is np.ndarray and out is None:
         key = plain_options_key(
             from_logits, epsilon, label_smoothing, gamma, alpha, nan_policy, validate, threads,
             reduction,
         )  # fmt: skip
         if key is not None:
-            result = _fast_loss(y_true, y_pred, key)
+            if sample_weight is None and pos_weight is None:
+                result = _fast_loss(y_true, y_pred, key)
+            else:
+                result = _fast_weighted_loss(y_true, y_pred, key, sample_weight, pos_weight)
             if result is not None:
                 return result
     opts = LossOptions(
