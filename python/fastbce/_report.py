@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,7 +208,7 @@ class _Slicing:
         self.bits: int | None = MAX_BITS
 
     @property
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> Sequence[Hashable]:
         return self.index.keys
 
     @property
@@ -266,12 +266,12 @@ class _Slicing:
 
     def merge(self, other: _Slicing) -> None:
         n = len(other.keys)
-        table = np.fromiter((self.index.code(k) for k in other.keys), np.int64, count=n)
+        table = self.index.codes_of(other.index)
         self.prepare()  # (at least as many keys as other: its layout or a coarser one)
         hist = None if other.hist is None else other.hist[:n]
         self.add(table, other.sums[:n], hist, other.bits)
 
-    def ordered(self) -> list[int]:
+    def ordered(self) -> np.ndarray:
         """Group indices in result()'s order (``_groups.key_order``)."""
         return key_order(self.index)
 
@@ -462,7 +462,7 @@ def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.nda
         block = order[start : start + _BLOCK]
         rows = np.asarray(block, dtype=np.intp)
         hist = None if s.hist is None else s.hist[rows]
-        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], hist)
+        yield s.index.keys_at(block), _scope_columns(s.sums[rows], hist)
 
 
 def _scope_columns(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, np.ndarray]:
