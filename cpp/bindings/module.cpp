@@ -8,6 +8,7 @@
 #include <cfenv>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "fastbce/fastbce.hpp"
 #include "fastbce/keys.hpp"
@@ -351,25 +352,31 @@ void with_ints(const py::array& values, F f) {
     }
 }
 
-// (lo, hi, outside): the range of the values, marking the ones in [base, base + len(marks)).
-py::tuple scan_ints_py(const py::array& values, int64_t base, const py::object& marks) {
-    uint8_t* m = nullptr;
-    int64_t size = 0;
-    if (!marks.is_none()) {
-        auto a = marks.cast<py::array>();
-        require(contiguous(a) && a.itemsize() == 1 && a.writeable(), "marks: writable bytes");
-        m = static_cast<uint8_t*>(a.mutable_data());
-        size = int64_t(a.size());
-    }
-    IntRange r{};
+// (lo, hi) of the values.
+py::tuple int_range_py(const py::array& values) {
+    int64_t lo = 0, hi = 0;
     with_ints(values, [&](const auto* v, int64_t n) {
         py::gil_scoped_release release;
-        r = scan_ints(v, n, base, m, size);
+        if constexpr (std::is_same_v<std::remove_cv_t<std::remove_pointer_t<decltype(v)>>, int64_t>)
+            int64_range(v, n, lo, hi);
+        else
+            int_range(v, n, lo, hi);
     });
-    return py::make_tuple(r.lo, r.hi, r.outside);
+    return py::make_tuple(lo, hi);
 }
 
-// out[i] = table[values[i] - base]; every value in the table's range (scan_ints said so).
+// marks[v - base] = 1 for the values in [base, base + len(marks)) (stops once all are marked).
+void mark_ints_py(const py::array& values, int64_t base, py::array marks) {
+    require(contiguous(marks) && marks.itemsize() == 1 && marks.writeable(), "marks: writable bytes");
+    auto* m = static_cast<uint8_t*>(marks.mutable_data());
+    const int64_t size = int64_t(marks.size());
+    with_ints(values, [&](const auto* v, int64_t n) {
+        py::gil_scoped_release release;
+        mark_ints(v, n, base, m, size);
+    });
+}
+
+// out[i] = table[values[i] - base]; every value in the table's range (int_range said so).
 void gather_codes_py(const py::array& values, int64_t base, const py::array_t<int64_t>& table, py::array out) {
     with_ints(values, [&](const auto* v, int64_t n) {
         int64_t* o = codes_out(out, n);
@@ -530,8 +537,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
                 t.restore(s[0].cast<std::string>(), s[1].cast<std::vector<int64_t>>(), s[2].cast<int64_t>());
                 return t;
             }));
-    m.def("scan_ints", &scan_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
-          "(lo, hi, outside) of 1-D integers, marks[v - base] = 1 for the values in range (marks: bytes or None).");
+    m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");
+    m.def("mark_ints", &mark_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
+          "marks[v - base] = 1 for the values in range (stops once all are marked).");
     m.def("gather_codes", &gather_codes_py, py::arg("values"), py::arg("base"), py::arg("table"), py::arg("out"),
           "out[i] = table[values[i] - base] (values in the table's range).");
 

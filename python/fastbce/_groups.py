@@ -9,9 +9,10 @@ sums in the same pass as the loss. The work per row is vectorised and never a Py
   looked up there (on a few threads for a large input), and new keys are added in C++. Arrow
   dictionary arrays (a parquet column read as a dictionary) keep their indices; only the
   dictionary (one entry per distinct value) is looked up.
-- Integers (and booleans) in a compact range index a dense table of codes directly: one C++ pass
-  finds their range and which are present (small non-negative codes need no other pass), and
-  labels 0, 1, 2, ... that are their own codes are not even copied. Integers spread wider are
+- Integers (and booleans) in a compact range index a dense table of codes directly: a vectorised
+  C++ pass finds their range, a second finds the labels present only while some label of the
+  range is new (and stops once all are found: a few rows for a few labels), and labels 0, 1, 2,
+  ... that are their own codes are not even copied. Integers spread wider are
   hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
 - pandas objects are factorised by pandas; anything else (floats, mixed objects) by ``np.unique``.
 
@@ -240,17 +241,10 @@ class GroupIndex:
         if arr.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
         values = np.ascontiguousarray(arr.view(np.uint8) if arr.dtype.kind == "b" else arr)
-        marks, base = None, self._offset  # marks[v - base]: label v is in the batch
         if values.dtype == np.uint64:  # (beyond the C++ scan: NumPy's min and max)
             lo, hi = int(values.min()), int(values.max())
-        else:  # one C++ pass: the range, and which labels of the table's range are present
-            if not self._dense.size:  # (small non-negative codes: the common case)
-                marks, base = np.zeros(DENSE_MIN_SPAN, dtype=np.uint8), 0
-            elif (self._dense < 0).any():
-                marks = np.zeros(self._dense.size, dtype=np.uint8)
-            lo, hi, outside = _core.scan_ints(values, base, marks)
-            if outside:  # (some labels beyond them: marked again once the table is wider)
-                marks = None
+        else:  # (one vectorised C++ pass)
+            lo, hi = _core.int_range(values)
         if self._dense.size:  # the table covers the values of earlier batches too
             lo_all = min(lo, self._offset)
             hi_all = max(hi, self._offset + self._dense.size - 1)
@@ -268,14 +262,13 @@ class GroupIndex:
             self._dense, self._offset = dense, lo_all
             self._identity = _identity_prefix(self._dense, self._offset)
         # (int64 arithmetic: labels beyond +-2**62 never get here)
-        if (self._dense[lo - self._offset : hi - self._offset + 1] < 0).any():
-            if marks is None:
-                marks, base = np.zeros(self._dense.size, dtype=np.uint8), self._offset
-                _core.scan_ints(_as_signed(values), base, marks)
-            seen = _marks_in(marks, base, self._offset, self._dense.size)
-            new = np.flatnonzero(seen & (self._dense < 0))
-            keys = (new + self._offset).astype(arr.dtype).tolist()
-            self._dense[new] = [self.code(k) for k in keys]
+        window = self._dense[lo - self._offset : hi - self._offset + 1]  # (a view)
+        if (window < 0).any():  # which labels of [lo, hi] the batch has (C++, stops early)
+            marks = np.zeros(window.size, dtype=np.uint8)
+            _core.mark_ints(_as_signed(values), lo, marks)
+            new = np.flatnonzero(marks.view(bool) & (window < 0))
+            keys = (new + lo).astype(arr.dtype).tolist()
+            window[new] = [self.code(k) for k in keys]
             self._identity = _identity_prefix(self._dense, self._offset)
         if hi - self._offset < self._identity and values.dtype == np.int64:
             return values  # the labels are their codes (0, 1, 2, ...): no copy
@@ -422,18 +415,6 @@ def _is_utf8(key: str) -> bool:
 def _as_signed(values: np.ndarray) -> np.ndarray:
     """Integers as the C++ scans take them (uint64 below 2**62, as all in a table, as int64)."""
     return values.view(np.int64) if values.dtype == np.uint64 else values
-
-
-def _marks_in(marks: np.ndarray, base: int, offset: int, size: int) -> np.ndarray:
-    """Marks of the labels [base, base + len(marks)) as a bool per label of [offset,
-    offset + size) (those outside: False)."""
-    if base == offset and marks.size == size:
-        return marks.view(bool)
-    out = np.zeros(size, dtype=bool)
-    a, b = max(base, offset), min(base + marks.size, offset + size)
-    if a < b:
-        out[a - offset : b - offset] = marks[a - base : b - base].view(bool)
-    return out
 
 
 def key_order(index: GroupIndex) -> np.ndarray:

@@ -166,42 +166,36 @@ private:
     void grow() { rehash(2 * slots_.size()); }  // at most half full: short probes
 };
 
-// The range of n integers, and marks[v - base] = 1 for each value v in [base, base + size) (marks
-// null: the range alone). One pass: small non-negative codes are the common case, and then the
-// range and the values present come together.
-struct IntRange {
-    int64_t lo, hi;
-    bool outside;  // some value is not in [base, base + size)
-};
-
+// The range of n > 0 integers (vectorised; int64, the usual codes, on the CPU's widest vectors).
 template <class T>
-IntRange scan_ints(const T* v, int64_t n, int64_t base, uint8_t* marks, int64_t size) {
-    IntRange r{int64_t(v[0]), int64_t(v[0]), false};
-    if (marks == nullptr) {
-        T lo = v[0], hi = v[0];
-        for (int64_t i = 0; i < n; ++i) {  // (vectorised: min and max only)
-            lo = v[i] < lo ? v[i] : lo;
-            hi = v[i] > hi ? v[i] : hi;
-        }
-        r.lo = int64_t(lo), r.hi = int64_t(hi);
-        r.outside = n > 0 && (uint64_t(r.lo) - uint64_t(base) >= uint64_t(size) ||
-                              uint64_t(r.hi) - uint64_t(base) >= uint64_t(size));
-        return r;
-    }
-    T lo = v[0], hi = v[0];
-    bool outside = false;
+void int_range(const T* v, int64_t n, int64_t& lo, int64_t& hi) {
+    T a = v[0], b = v[0];
     for (int64_t i = 0; i < n; ++i) {
-        const T x = v[i];
-        lo = x < lo ? x : lo;
-        hi = x > hi ? x : hi;
-        const uint64_t at = uint64_t(int64_t(x)) - uint64_t(base);
-        if (at < uint64_t(size))
-            marks[at] = 1;
-        else
-            outside = true;
+        a = v[i] < a ? v[i] : a;
+        b = v[i] > b ? v[i] : b;
     }
-    r.lo = int64_t(lo), r.hi = int64_t(hi), r.outside = outside;
-    return r;
+    lo = int64_t(a), hi = int64_t(b);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+inline void int64_range(const int64_t* v, int64_t n, int64_t& lo, int64_t& hi) {
+    int_range(v, n, lo, hi);
+}
+
+// marks[v - base] = 1 for each value v in [base, base + size), stopping once all are marked: with
+// few labels, every one turns up within the first rows and the rest is never read.
+template <class T>
+void mark_ints(const T* v, int64_t n, int64_t base, uint8_t* marks, int64_t size) {
+    int64_t left = size;
+    for (int64_t i = 0; i < n && left > 0; ++i) {
+        const uint64_t at = uint64_t(int64_t(v[i])) - uint64_t(base);
+        if (at < uint64_t(size) && marks[at] == 0) {
+            marks[at] = 1;
+            --left;
+        }
+    }
 }
 
 // out[i] = table[v[i] - base] (every value in the table's range).
