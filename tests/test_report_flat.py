@@ -1,0 +1,77 @@
+"""The report's pass over the whole input without groups (docs/report.md, "Cost"): p = sigmoid(x)
+from the float64 exp(-|x|) of float32 logits, the common tile (no sample weights, every row
+counted, labels 0 or 1), on every SIMD tier."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import fastbce
+from test_report import check_scope, reference
+
+mpmath.mp.prec = 120
+
+# float32 logits across the range of the float64 exp for p (|x| <= 700), its edges and beyond
+# (a tile with any |x| > 700 or NaN takes the general exp)
+MAGNITUDES = [0.0, 1e-45, 1e-30, 1e-8, 2.0**-24, 0.01, 0.0216, 0.0217, 0.25, 0.5, 1.0, 2.0, 3.0]
+MAGNITUDES += [5.0, 10.0, 17.5, 30.0, 36.7, 50.0, 87.33, 88.0, 103.98, 104.0, 200.0, 500.0]
+MAGNITUDES += [699.9, 700.0, 700.1, 745.0, 800.0, 1e30]
+
+
+def _sigmoid(x: float) -> float:
+    return float(1 / (1 + mpmath.exp(-mpmath.mpf(x))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_p_of_one_row_against_mpmath(simd_target, rng, dtype):
+    """mean_prediction of a one-row input is p itself: within 1e-13 of the exact sigmoid (the
+    reciprocal's 2^-46 dominates; exp(-|x|) alone is within 3.1e-16 of exp over every float32
+    |x| <= 700)."""
+    values = [s * m for m in MAGNITUDES for s in (1.0, -1.0)]
+    values += list(rng.normal(scale=8.0, size=40)) + list(rng.uniform(-700, 700, size=40))
+    for v in np.array(values, dtype=dtype):
+        r = fastbce.evaluate(np.zeros(1, np.float32), np.array([v]), from_logits=True)
+        want = _sigmoid(float(v))
+        assert r["mean_prediction"] == pytest.approx(want, rel=1e-13, abs=0.0), float(v)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_common_tiles_match_the_formulas(simd_target, rng, threads):
+    """Unweighted rows, every one counted, labels 0 or 1 (the tiles that count the histogram in
+    bytes and store only p), next to tiles of soft labels, a tile with |x| beyond the float64
+    exp's range and a partial last tile: every key against NumPy, and the same report bit for
+    bit as with sample weights of 1 (the other tiles' path)."""
+    n = 512 * 9 + 100
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    x = rng.normal(scale=3.0, size=n).astype(np.float32)
+    y[512 * 2 : 512 * 3 : 5] = 0.5  # soft labels in tile 2
+    x[512 * 4 + 7] = 750.0  # tile 4: the general exp
+    x[512 * 5 : 512 * 6] = rng.uniform(-700, 700, size=512).astype(np.float32)
+    r = fastbce.evaluate(y, x, from_logits=True, threads=threads)
+    check_scope(r, reference(y, x, from_logits=True))
+    ones = fastbce.evaluate(y, x, from_logits=True, threads=threads, sample_weight=np.ones(n))
+    assert repr(r) == repr(ones)
+
+
+def test_no_subnormal_intermediates():
+    """The FP underflow flag (threads=1: this thread) stays clear for logits up to 700 whose
+    losses are normal numbers (wrong predictions): the float64 exp of p never goes subnormal."""
+    ctypes = pytest.importorskip("ctypes")
+    try:
+        libm = ctypes.CDLL("libm.so.6")
+    except OSError:
+        pytest.skip("needs glibc's fetestexcept")
+    fe_underflow, fe_all = 0x10, 0x3D  # x86 values
+    x = np.linspace(-700, 700, 20_001).astype(np.float32)
+    y = (x < 0).astype(np.float32)  # every prediction wrong: loss about |x|
+    for target in fastbce._core.supported_targets():
+        previous = fastbce._core.active_target()
+        fastbce._core.set_target(target)
+        try:
+            libm.feclearexcept(fe_all)
+            fastbce.evaluate(y, x, from_logits=True, threads=1)
+            assert not libm.fetestexcept(fe_underflow), target
+        finally:
+            fastbce._core.set_target(previous)
