@@ -8,6 +8,7 @@
 #include <cfenv>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "fastbce/fastbce.hpp"
 #include "fastbce/auc.hpp"
@@ -256,39 +257,136 @@ uint64_t read_floor_py(const std::vector<py::array>& arrays, int threads) {
     return read_floor(buffers, threads);
 }
 
-// Arrow string offsets (int32, or int64 for large_string) and data, as NumPy views.
+// An Arrow string array (offsets: int32, or int64 for large_string; bytes; validity bitmap or None
+// from bit `bit_offset`), as NumPy views, to f(TextColumn<Offset>).
 template <class F>
-void with_text(const py::array& offsets, const py::array& data, F f) {
-    auto contiguous = [](const py::array& a) { return (a.flags() & py::array::c_style) != 0; };
-    require(contiguous(offsets) && contiguous(data) && data.itemsize() == 1, "text buffers must be contiguous");
-    const char* chars = static_cast<const char*>(data.data());
-    if (dtype_of(offsets, "offsets") == DType::i32)
-        f(static_cast<const int32_t*>(offsets.data()), chars);
-    else if (dtype_of(offsets, "offsets") == DType::i64)
-        f(static_cast<const int64_t*>(offsets.data()), chars);
-    else
-        throw std::invalid_argument("offsets must be int32 or int64");
-}
-
-py::array_t<int64_t> key_lookup(const KeyCodes& table, const py::array& offsets, const py::array& data) {
+void with_text(const py::array& offsets, const py::array& data, const py::object& valid, int64_t bit_offset, F f) {
+    require(contiguous(offsets) && contiguous(data) && data.itemsize() == 1 && offsets.ndim() == 1 &&
+                offsets.size() >= 1 && bit_offset >= 0,
+            "text buffers must be contiguous, n + 1 offsets");
     const int64_t n = int64_t(offsets.size()) - 1;
-    require(n >= 0, "offsets must hold n + 1 values");
-    py::array_t<int64_t> codes(n);
-    int64_t* out = codes.mutable_data();
-    with_text(offsets, data, [&](auto* off, const char* chars) {
-        py::gil_scoped_release release;
-        table.lookup(off, chars, n, out);
-    });
-    return codes;
+    const uint8_t* bits = nullptr;
+    if (!valid.is_none()) {
+        auto v = valid.cast<py::array>();
+        require(contiguous(v) && v.itemsize() == 1 && int64_t(v.size()) * 8 >= bit_offset + n, "validity bitmap");
+        bits = static_cast<const uint8_t*>(v.data());
+    }
+    const char* chars = static_cast<const char*>(data.data());
+    const DType kind = dtype_of(offsets, "offsets");
+    if (kind == DType::i32) {
+        const auto* off = static_cast<const int32_t*>(offsets.data());
+        require(off[n] <= int64_t(data.size()), "offsets beyond the bytes");
+        f(TextColumn<int32_t>{off, chars, bits, bit_offset, n});
+    } else if (kind == DType::i64) {
+        const auto* off = static_cast<const int64_t*>(offsets.data());
+        require(off[n] <= int64_t(data.size()), "offsets beyond the bytes");
+        f(TextColumn<int64_t>{off, chars, bits, bit_offset, n});
+    } else {
+        throw std::invalid_argument("offsets must be int32 or int64");
+    }
 }
 
-void key_insert(KeyCodes& table, const py::array& offsets, const py::array& data, const py::array_t<int64_t>& positions,
-                const py::array_t<int64_t>& codes) {
-    const int64_t n = int64_t(positions.size());
-    require(int64_t(codes.size()) == n && positions.ndim() == 1 && codes.ndim() == 1, "one code per position");
-    const int64_t* pos = positions.data();
-    for (int64_t i = 0; i < n; ++i) require(pos[i] >= 0 && pos[i] + 1 < int64_t(offsets.size()), "position out of range");
-    with_text(offsets, data, [&](auto* off, const char* chars) { table.insert(off, chars, pos, codes.data(), n); });
+int64_t* codes_out(py::array& codes, int64_t n) {
+    require(dtype_of(codes, "codes") == DType::i64 && contiguous(codes) && codes.writeable() &&
+                int64_t(codes.size()) == n,
+            "codes: writable contiguous int64, one per row");
+    return static_cast<int64_t*>(codes.mutable_data());
+}
+
+// codes[i] = the code of row i, -1 if not seen (the GIL released: threads may look up together).
+void key_lookup(const KeyCodes& table, const py::array& offsets, const py::array& data, const py::object& valid,
+                int64_t bit_offset, py::array codes) {
+    with_text(offsets, data, valid, bit_offset, [&](const auto& col) {
+        int64_t* out = codes_out(codes, col.n);
+        py::gil_scoped_release release;
+        table.lookup(col, 0, col.n, out);
+    });
+}
+
+void key_add_unknown(KeyCodes& table, const py::array& offsets, const py::array& data, const py::object& valid,
+                     int64_t bit_offset, py::array codes) {
+    with_text(offsets, data, valid, bit_offset, [&](const auto& col) {
+        int64_t* out = codes_out(codes, col.n);
+        table.add_unknown(col, out);
+    });
+}
+
+// The keys of some codes as Python objects: str, None for the missing key.
+py::list key_list(const KeyCodes& table, const py::array_t<int64_t>& codes) {
+    py::list out(codes.size());
+    const int64_t* c = codes.data();
+    for (py::ssize_t i = 0; i < codes.size(); ++i) {
+        require(c[i] >= 0 && c[i] < table.size(), "key code out of range");
+        if (table.is_null(c[i])) {
+            out[size_t(i)] = py::none();
+        } else {
+            const std::string_view k = table.key(c[i]);
+            out[size_t(i)] = py::reinterpret_steal<py::object>(
+                PyUnicode_DecodeUTF8(k.data(), py::ssize_t(k.size()), "surrogateescape"));
+        }
+    }
+    return out;
+}
+
+// The codes in `into` of the keys of `from` (added if new), in from's code order: merging.
+py::array_t<int64_t> key_absorb(KeyCodes& into, const KeyCodes& from) {
+    py::array_t<int64_t> out(from.size());
+    int64_t* o = out.mutable_data();
+    for (int64_t e = 0; e < from.size(); ++e) o[e] = from.is_null(e) ? into.null_code() : into.code(from.key(e));
+    return out;
+}
+
+// Integers (bool, int8..int64, uint8..uint32) to f(const T*, n).
+template <class F>
+void with_ints(const py::array& values, F f) {
+    require(contiguous(values) && values.ndim() == 1 && values.size() > 0, "integers: 1-D, contiguous, not empty");
+    const void* p = values.data();
+    const int64_t n = int64_t(values.size());
+    switch (dtype_of(values, "integers")) {
+        case DType::u8: return f(static_cast<const uint8_t*>(p), n);
+        case DType::i8: return f(static_cast<const int8_t*>(p), n);
+        case DType::u16: return f(static_cast<const uint16_t*>(p), n);
+        case DType::i16: return f(static_cast<const int16_t*>(p), n);
+        case DType::u32: return f(static_cast<const uint32_t*>(p), n);
+        case DType::i32: return f(static_cast<const int32_t*>(p), n);
+        case DType::i64: return f(static_cast<const int64_t*>(p), n);
+        default: throw std::invalid_argument("integers: unsupported dtype");
+    }
+}
+
+// (lo, hi) of the values.
+py::tuple int_range_py(const py::array& values) {
+    int64_t lo = 0, hi = 0;
+    with_ints(values, [&](const auto* v, int64_t n) {
+        py::gil_scoped_release release;
+        if constexpr (std::is_same_v<std::remove_cv_t<std::remove_pointer_t<decltype(v)>>, int64_t>)
+            int64_range(v, n, lo, hi);
+        else
+            int_range(v, n, lo, hi);
+    });
+    return py::make_tuple(lo, hi);
+}
+
+// marks[v - base] = 1 for the values in [base, base + len(marks)) (stops once all are marked).
+void mark_ints_py(const py::array& values, int64_t base, py::array marks) {
+    require(contiguous(marks) && marks.itemsize() == 1 && marks.writeable(), "marks: writable bytes");
+    auto* m = static_cast<uint8_t*>(marks.mutable_data());
+    const int64_t size = int64_t(marks.size());
+    with_ints(values, [&](const auto* v, int64_t n) {
+        py::gil_scoped_release release;
+        mark_ints(v, n, base, m, size);
+    });
+}
+
+// out[i] = table[values[i] - base]; every value in the table's range (int_range said so).
+void gather_codes_py(const py::array& values, int64_t base, const py::array_t<int64_t>& table, py::array out) {
+    with_ints(values, [&](const auto* v, int64_t n) {
+        int64_t* o = codes_out(out, n);
+        require(table.ndim() == 1, "table: 1-D");
+        const int64_t* t = table.data();
+        py::gil_scoped_release release;
+        gather_codes(v, n, base, t, o);
+    });
 }
 
 // into[rows[i]] += from[i]: into (groups, ...) and from (n, ...) float64 with the same row size.
@@ -434,13 +532,36 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "(auc, auc_bound) per row of rows, of the AUC histograms hist[rows] (n, 2).");
     m.def("add_rows", &add_rows_py, py::arg("into"), py::arg("rows"), py::arg("from"),
           "into[rows[i]] += from[i] (rows distinct): a batch's per-group sums into the running ones.");
-    py::class_<KeyCodes>(m, "KeyCodes", "Text keys and their int64 codes, kept across batches (group labels).")
+    py::class_<KeyCodes>(m, "KeyCodes", "Text keys in the order of their int64 codes (group labels), and the null key.")
         .def(py::init<>())
-        .def("lookup", &key_lookup, py::arg("offsets"), py::arg("data"),
-             "The code of each string of an Arrow string array (offsets, data); -1 if unknown.")
-        .def("insert", &key_insert, py::arg("offsets"), py::arg("data"), py::arg("positions"), py::arg("codes"))
+        .def("lookup", &key_lookup, py::arg("offsets"), py::arg("data"), py::arg("valid"), py::arg("bit_offset"),
+             py::arg("codes"), "codes[i] = the code of string i of an Arrow string array, -1 if not seen.")
+        .def("add_unknown", &key_add_unknown, py::arg("offsets"), py::arg("data"), py::arg("valid"),
+             py::arg("bit_offset"), py::arg("codes"), "Rows whose code is < 0 get theirs (new keys added).")
+        .def("code", [](KeyCodes& t, std::string_view k) { return t.code(k); }, py::arg("key"))
+        .def("find", [](const KeyCodes& t, std::string_view k) { return t.find(k); }, py::arg("key"))
+        .def("null_code", &KeyCodes::null_code)
+        .def("find_null", &KeyCodes::find_null)
         .def("forget", &KeyCodes::forget, py::arg("mark"), "Forgets the keys with a code >= mark.")
-        .def("__len__", &KeyCodes::size);
+        .def("order", [](const KeyCodes& t) { return py::array_t<int64_t>(py::cast(t.order())); },
+             "The codes sorted by key (the null last).")
+        .def("keys", &key_list, py::arg("codes"), "The keys of the codes (str, or None).")
+        .def("absorb", &key_absorb, py::arg("other"), "The codes of other's keys here (added if new).")
+        .def("__len__", &KeyCodes::size)
+        .def(py::pickle(
+            [](const KeyCodes& t) {
+                return py::make_tuple(py::bytes(t.chars()), py::cast(t.starts()), t.find_null());
+            },
+            [](const py::tuple& s) {
+                KeyCodes t;
+                t.restore(s[0].cast<std::string>(), s[1].cast<std::vector<int64_t>>(), s[2].cast<int64_t>());
+                return t;
+            }));
+    m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");
+    m.def("mark_ints", &mark_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
+          "marks[v - base] = 1 for the values in range (stops once all are marked).");
+    m.def("gather_codes", &gather_codes_py, py::arg("values"), py::arg("base"), py::arg("table"), py::arg("out"),
+          "out[i] = table[values[i] - base] (values in the table's range).");
 
     py::enum_<HessianMode>(m, "HessianMode")
         .value("exact", HessianMode::exact)

@@ -4,14 +4,19 @@ A ``GroupIndex`` holds the distinct labels seen so far (in the order first seen)
 batch of labels into int64 codes into them, which the kernel uses to add every row to its group's
 sums in the same pass as the loss. The work per row is vectorised and never a Python loop:
 
-- Arrow dictionary arrays (a parquet column read as a dictionary) keep their indices; only the
-  dictionary (one entry per distinct value) is mapped to codes, by Arrow's hashing (``index_in``)
-  against the values already seen. Other Arrow arrays, and NumPy strings or objects when pyarrow
-  is installed, are dictionary-encoded by Arrow (a hash table in C++) first.
-- Integers (and booleans) in a compact range index a dense table of codes directly; integers
-  spread wider are hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
+- Text keys (Arrow strings, or NumPy strings and objects through Arrow) are kept only in a C++
+  table (``_core.KeyCodes``: their bytes, code order), never as Python strings too: every row is
+  looked up there (on a few threads for a large input), and new keys are added in C++. Arrow
+  dictionary arrays (a parquet column read as a dictionary) keep their indices; only the
+  dictionary (one entry per distinct value) is looked up.
+- Integers (and booleans) in a compact range index a dense table of codes directly: a vectorised
+  C++ pass finds their range, a second finds the labels present only while some label of the
+  range is new (and stops once all are found: a few rows for a few labels), and labels 0, 1, 2,
+  ... that are their own codes are not even copied. Integers spread wider are
+  hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
 - pandas objects are factorised by pandas; anything else (floats, mixed objects) by ``np.unique``.
 
+Keys of other kinds (or text mixed with them) are kept as Python objects in a list and a dict.
 Python loops only over labels never seen before (each once) or, in the fallbacks, over the
 distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
 """
@@ -20,13 +25,15 @@ from __future__ import annotations
 
 import collections
 import math
+import operator
 import os
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
+from . import _core
 from ._arrow import to_numpy
 from ._labels import is_missing
 
@@ -37,48 +44,95 @@ DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
 class GroupIndex:
     """The keys seen so far and their codes; ``encode`` gives the codes of a batch and adds its
     new keys, ``rollback(mark)`` forgets the keys added after ``len(keys)`` was ``mark`` (so a
-    batch that fails leaves the index as it was)."""
+    batch that fails leaves the index as it was). While every key is text (or None) the keys
+    are only in ``_text`` (C++); otherwise in ``_keys`` and ``_index``."""
 
     def __init__(self, keys: list[Hashable] | None = None) -> None:
-        self.keys: list[Hashable] = []
+        self._keys: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
         self._arrow: dict[str, tuple[Any, np.ndarray]] = {}  # type -> (values seen, codes)
         self._dense = np.empty(0, dtype=np.int64)  # value - _offset -> code, -1 if unseen
         self._offset = 0
         self._identity = 0  # _dense[:_identity] == arange(_identity) (with _offset 0)
-        self._text: Any = None  # _core.KeyCodes: the text keys seen in Arrow dictionaries
+        self._text: Any = None  # _core.KeyCodes: every key, while they are all text (or None)
         for key in keys or []:
             self.code(key)
+
+    @property
+    def keys(self) -> Sequence[Hashable]:
+        """The keys in the order of their codes."""
+        return _TextKeys(self._text) if self._text is not None else self._keys
+
+    def __len__(self) -> int:
+        return len(self._text) if self._text is not None else len(self._keys)
+
+    def keys_at(self, codes: np.ndarray) -> list[Hashable]:
+        """The keys of some codes, as a list."""
+        if self._text is not None:
+            return list(self._text.keys(np.ascontiguousarray(codes, dtype=np.int64)))
+        return [self._keys[i] for i in np.asarray(codes).tolist()]
 
     def code(self, key: Hashable) -> int:
         """The code of one key, added if it is new (NaN is the missing key None)."""
         if isinstance(key, float) and math.isnan(key):
             key = None
+        if self._text is None and not self._keys and (key is None or isinstance(key, str)):
+            self._text = _new_text_keys()  # (the first key: text mode while keys are text)
+        if self._text is not None:
+            if key is None:
+                return int(self._text.null_code())
+            if isinstance(key, str) and _is_utf8(key):
+                return int(self._text.code(key))
+            self._to_objects()  # (a key of another kind: every key becomes a Python object)
         code = self._index.get(key)
         if code is None:
-            code = self._index[key] = len(self.keys)
-            self.keys.append(key)
+            code = self._index[key] = len(self._keys)
+            self._keys.append(key)
         return code
 
     def find(self, key: Hashable) -> int | None:
         """The code of a key seen, else None (nothing is added)."""
+        if self._text is not None:
+            if key is None:
+                code = int(self._text.find_null())
+            elif isinstance(key, str) and _is_utf8(key):
+                code = int(self._text.find(key))
+            else:
+                return None
+            return code if code >= 0 else None
         return self._index.get(key)
 
+    def codes_of(self, other: GroupIndex) -> np.ndarray:
+        """The code here of each of other's keys, in other's code order (new ones added)."""
+        if other._text is not None and (self._text is not None or len(self) == 0):
+            if self._text is None:
+                self._text = _new_text_keys()
+            return np.asarray(self._text.absorb(other._text), dtype=np.int64)
+        keys = other.keys
+        return np.fromiter((self.code(k) for k in keys), np.int64, count=len(keys))
+
     def rollback(self, mark: int) -> None:
-        if mark == len(self.keys):
+        if mark == len(self):
             return
-        for key in self.keys[mark:]:
-            del self._index[key]
-        del self.keys[mark:]
-        self._dense[self._dense >= mark] = -1
-        self._identity = _identity_prefix(self._dense, self._offset)
         self._arrow.clear()  # (a cache: the keys kept are found again through _index)
         if self._text is not None:
             self._text.forget(mark)
+            return
+        for key in self._keys[mark:]:
+            del self._index[key]
+        del self._keys[mark:]
+        self._dense[self._dense >= mark] = -1
+        self._identity = _identity_prefix(self._dense, self._offset)
+
+    def _to_objects(self) -> None:
+        """Text mode ends: the keys become Python objects (a key of another kind came)."""
+        text, self._text = self._text, None
+        self._keys = list(text.keys(np.arange(len(text), dtype=np.int64)))
+        self._index = {k: i for i, k in enumerate(self._keys)}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_arrow"], state["_text"] = {}, None  # (caches; the C++ table does not pickle)
+        state["_arrow"] = {}  # (a cache of Arrow arrays)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -96,7 +150,7 @@ class GroupIndex:
             local = self._arrow_local(groups)
             if local is not None:
                 return local
-        return compact(self.encode(groups), len(self.keys))
+        return compact(self.encode(groups), len(self))
 
     def encode_batch(self, groups: Any, rows: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         """encode_local of the group labels of a batch of ``rows`` rows (the slicing ``name``,
@@ -110,46 +164,22 @@ class GroupIndex:
         return codes, table
 
     def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """encode_local of one Arrow chunk (a dictionary, or short enough to be encoded on
-        one thread); None otherwise."""
+        """encode_local of one Arrow dictionary chunk (its indices are the codes); None
+        otherwise."""
         import pyarrow as pa
 
         chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
-        if len(chunks) != 1:
+        if len(chunks) != 1 or not pa.types.is_dictionary(chunks[0].type):
             return None
         chunk = chunks[0]
-        if not pa.types.is_dictionary(chunk.type):
-            if self._text is not None and _is_string(chunk.type):  # (keys seen before: no hashing
-                return self._text_rows(chunk)  # into a dictionary first)
-            if len(chunk) > ENCODE_PIECE:  # (encode() splits it over threads)
-                return None
-            chunk = chunk.dictionary_encode()
         table = self._dictionary_codes(chunk.dictionary)
         indices = chunk.indices
         if indices.null_count:  # a null label is the key None
             table = np.append(table, self.code(None))
             indices = indices.fill_null(len(table) - 1)
-        if not _distinct(table, len(self.keys)):  # (a dictionary with repeated or null values)
+        if not _distinct(table, len(self)):  # (a dictionary with repeated or null values)
             return None
         return to_numpy(indices).astype(np.int64), table
-
-    def _text_rows(self, chunk: Any) -> tuple[np.ndarray, np.ndarray]:
-        """encode_local of an Arrow string array, once text keys are known: every row looked up
-        in the table of text keys (C++); only the rows of new keys are dictionary-encoded."""
-        assert self._text is not None
-        offsets, data = _text_buffers(chunk)
-        codes = self._text.lookup(offsets, data)
-        unknown = codes < 0
-        if chunk.null_count:  # (a null's slot reads as an empty string)
-            null = ~to_numpy(chunk.is_valid())
-            codes[null] = self.code(None)
-            unknown &= ~null
-        if unknown.any():
-            rows = np.flatnonzero(unknown)
-            new = _take(chunk, rows).dictionary_encode()
-            table = self._text_codes(new.dictionary)
-            codes[rows] = table[to_numpy(new.indices)]
-        return compact(codes, len(self.keys))
 
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D)."""
@@ -210,8 +240,11 @@ class GroupIndex:
     def _encode_integers(self, arr: np.ndarray) -> np.ndarray:
         if arr.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
-        values = arr.view(np.uint8) if arr.dtype.kind == "b" else arr
-        lo, hi = int(values.min()), int(values.max())
+        values = np.ascontiguousarray(arr.view(np.uint8) if arr.dtype.kind == "b" else arr)
+        if values.dtype == np.uint64:  # (beyond the C++ scan: NumPy's min and max)
+            lo, hi = int(values.min()), int(values.max())
+        else:  # (one vectorised C++ pass)
+            lo, hi = _core.int_range(values)
         if self._dense.size:  # the table covers the values of earlier batches too
             lo_all = min(lo, self._offset)
             hi_all = max(hi, self._offset + self._dense.size - 1)
@@ -229,19 +262,19 @@ class GroupIndex:
             self._dense, self._offset = dense, lo_all
             self._identity = _identity_prefix(self._dense, self._offset)
         # (int64 arithmetic: labels beyond +-2**62 never get here)
-        index = values.astype(np.int64, copy=False)
-        if self._offset:
-            index = index - self._offset
-        if (self._dense[lo - self._offset : hi - self._offset + 1] < 0).any():
-            seen = np.zeros(self._dense.size, dtype=bool)  # which labels of the batch are new
-            seen[index] = True
-            new = np.flatnonzero(seen & (self._dense < 0))
-            keys = (new + self._offset).astype(arr.dtype).tolist()
-            self._dense[new] = [self.code(k) for k in keys]
+        window = self._dense[lo - self._offset : hi - self._offset + 1]  # (a view)
+        if (window < 0).any():  # which labels of [lo, hi] the batch has (C++, stops early)
+            marks = np.zeros(window.size, dtype=np.uint8)
+            _core.mark_ints(_as_signed(values), lo, marks)
+            new = np.flatnonzero(marks.view(bool) & (window < 0))
+            keys = (new + lo).astype(arr.dtype).tolist()
+            window[new] = [self.code(k) for k in keys]
             self._identity = _identity_prefix(self._dense, self._offset)
-        if hi - self._offset < self._identity:  # the labels are their codes (0, 1, 2, ...)
-            return np.ascontiguousarray(index)
-        return self._dense[index]
+        if hi - self._offset < self._identity and values.dtype == np.int64:
+            return values  # the labels are their codes (0, 1, 2, ...): no copy
+        out = np.empty(values.shape[0], dtype=np.int64)
+        _core.gather_codes(_as_signed(values), self._offset, self._dense, out)
+        return out
 
     # ------------------------------------------------------------------ arrow
 
@@ -249,6 +282,11 @@ class GroupIndex:
         import pyarrow as pa
 
         chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
+        # (a batch of one piece: each row looked up in C++; a larger input is dictionary-encoded
+        # by Arrow on a few threads first, which measured faster than the lookup of every row)
+        one_piece = len(chunks) == 1 and len(groups) <= ENCODE_PIECE
+        if one_piece and _is_string(chunks[0].type) and self._text_mode():
+            return self._text_rows(chunks, len(groups))
         out = np.empty(len(groups), dtype=np.int64)
         start = 0
         for chunk in _dictionary_encoded(chunks):
@@ -266,17 +304,49 @@ class GroupIndex:
             start = stop
         return out
 
+    def _text_mode(self) -> bool:
+        """Whether the keys are all text (or there are none yet: text mode starts)."""
+        if self._text is None and len(self._keys) == 0:
+            self._text = _new_text_keys()
+        return self._text is not None
+
+    def _text_rows(self, chunks: list[Any], rows: int) -> np.ndarray:
+        """The codes of Arrow string arrays, each row looked up in the text keys (C++); the
+        rows of keys never seen are added in row order. A large input is looked up in pieces on
+        a few threads (C++ without the GIL) once its first piece has added its keys; the adding
+        comes after, on this thread (no lookup runs while the table changes)."""
+        out = np.empty(rows, dtype=np.int64)
+        pieces, start = [], 0
+        for chunk in chunks:
+            for i in range(0, len(chunk), ENCODE_PIECE):
+                piece = chunk.slice(i, ENCODE_PIECE)
+                pieces.append((_text_buffers(piece), out[start : start + len(piece)]))
+                start += len(piece)
+        text = self._text
+        threads = min(os.cpu_count() or 1, 8, len(pieces) - 1)
+        if threads < 2:
+            for buffers, codes in pieces:
+                text.lookup(*buffers, codes)
+                text.add_unknown(*buffers, codes)
+            return out
+        text.lookup(*pieces[0][0], pieces[0][1])  # (the first piece adds most new keys)
+        text.add_unknown(*pieces[0][0], pieces[0][1])
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda p: text.lookup(*p[0], p[1]), pieces[1:]))
+        for buffers, codes in pieces[1:]:
+            text.add_unknown(*buffers, codes)
+        return out
+
     def _dictionary_codes(self, dictionary: Any) -> np.ndarray:
-        """The code of each value of an Arrow dictionary: Arrow looks them up among the values
-        seen before (a hash table in C++); Python only adds the ones never seen. (Not pa.array or
-        Arrow's to_numpy here: both import pandas, a quarter of a second.)"""
+        """The code of each value of an Arrow dictionary: text is looked up in the text keys;
+        other values by Arrow (a hash table in C++) among the values seen before, and Python
+        adds the ones never seen. (Not pa.array or Arrow's to_numpy here: both import pandas, a
+        quarter of a second.)"""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if dictionary.null_count == 0 and (
-            pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
-        ):
-            return self._text_codes(dictionary)
+        if _is_string(dictionary.type) and self._text_mode():
+            return self._text_rows([dictionary], len(dictionary))
         kind = str(dictionary.type)
         seen = self._arrow.get(kind)
         if seen is None:
@@ -301,41 +371,61 @@ class GroupIndex:
         )
         return codes
 
-    def _text_codes(self, dictionary: Any) -> np.ndarray:
-        """The codes of the strings of an Arrow dictionary (no nulls), looked up in a table of
-        the text keys that lasts across batches (hashes the dictionary once, not the keys seen
-        before); Python adds the keys never seen, in one step when they are all new."""
-        from . import _core
 
-        if self._text is None:
-            self._text = _core.KeyCodes()
-        offsets, data = _text_buffers(dictionary)
-        codes = self._text.lookup(offsets, data)
-        missing = np.flatnonzero(codes < 0)
-        if missing.size == 0:
-            return codes
-        keys = _take(dictionary, missing).to_pylist()
-        first = len(self.keys)
-        fast = self._index.keys().isdisjoint(keys)  # (the usual case: all new; no set of them)
-        if fast:
-            self._index.update(zip(keys, range(first, first + len(keys)), strict=True))
-            fast = len(self._index) == first + len(keys)
-            if not fast:  # a dictionary repeated a value: undo, each is coded in turn
-                for k in keys:
-                    self._index.pop(k, None)
-        if fast:
-            self.keys += keys
-            codes[missing] = np.arange(first, first + len(keys))
-        else:
-            codes[missing] = [self.code(k) for k in keys]
-        self._text.insert(offsets, data, missing, codes[missing])
-        return codes
+class _TextKeys(Sequence[Hashable]):
+    """The keys of a text index as a sequence (made as Python strings when asked for)."""
+
+    def __init__(self, text: Any) -> None:
+        self._text = text
+
+    def __len__(self) -> int:
+        return len(self._text)
+
+    @overload
+    def __getitem__(self, i: int) -> Hashable: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Hashable]: ...
+    def __getitem__(self, i: Any) -> Any:
+        n = len(self._text)
+        if isinstance(i, slice):
+            return list(self._text.keys(np.arange(n, dtype=np.int64)[i]))
+        j = operator.index(i)
+        if not -n <= j < n:
+            raise IndexError("key index out of range")
+        return self._text.keys(np.array([j % n], dtype=np.int64))[0]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        n = len(self._text)
+        for start in range(0, n, 1 << 16):
+            yield from self._text.keys(np.arange(start, min(n, start + (1 << 16)), dtype=np.int64))
 
 
-def key_order(index: GroupIndex) -> list[int]:
+def _new_text_keys() -> Any:
+    return _core.KeyCodes()
+
+
+def _is_utf8(key: str) -> bool:
+    """Whether a str is text C++ can hold (no lone surrogates)."""
+    if key.isascii():
+        return True
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_signed(values: np.ndarray) -> np.ndarray:
+    """Integers as the C++ scans take them (uint64 below 2**62, as all in a table, as int64)."""
+    return values.view(np.int64) if values.dtype == np.uint64 else values
+
+
+def key_order(index: GroupIndex) -> np.ndarray:
     """The codes of an index's keys sorted by key (None, the only missing key, last), or in the
     order first seen when the keys cannot be ordered (mixed types): the order of the groups in
     results."""
+    if index._text is not None:  # (sorted in C++: UTF-8 bytes sort as the code points)
+        return np.asarray(index._text.order(), dtype=np.int64)
     keys = index.keys
     missing = index.find(None)
     order = list(range(len(keys)))
@@ -344,8 +434,8 @@ def key_order(index: GroupIndex) -> list[int]:
     try:
         order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
     except TypeError:  # keys of mixed types: keep the order first seen
-        return list(range(len(keys)))
-    return order if missing is None else [*order, missing]
+        return np.arange(len(keys), dtype=np.int64)
+    return np.asarray(order if missing is None else [*order, missing], dtype=np.int64)
 
 
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -383,24 +473,24 @@ def _identity_prefix(dense: np.ndarray, offset: int) -> int:
     return int(differ[0]) if differ.size else dense.size
 
 
-def _text_buffers(array: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The offsets (n + 1) and the bytes of an Arrow string array, as NumPy views."""
+def _text_buffers(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """(offsets (n + 1), bytes, validity bitmap or None, its first bit) of an Arrow string
+    array, as NumPy views: what ``KeyCodes.lookup`` takes."""
     import pyarrow as pa
 
     width = np.int64 if pa.types.is_large_string(array.type) else np.int32
     buffers = array.buffers()
     offsets = np.frombuffer(buffers[1], dtype=width, count=array.offset + len(array) + 1)
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else None
-    return offsets[array.offset :], data if data is not None else np.empty(0, dtype=np.uint8)
-
-
-def _take(array: Any, positions: np.ndarray) -> Any:
-    """array.take(positions) without pa.array (it imports pandas, a quarter of a second)."""
-    import pyarrow as pa
-
-    positions = np.ascontiguousarray(positions, dtype=np.int64)
-    index = pa.Array.from_buffers(pa.int64(), positions.size, [None, pa.py_buffer(positions)])
-    return array.take(index)
+    valid = None
+    if array.null_count and buffers[0] is not None:
+        valid = np.frombuffer(buffers[0], dtype=np.uint8)
+    return (
+        offsets[array.offset :],
+        data if data is not None else np.empty(0, dtype=np.uint8),
+        valid,
+        array.offset,
+    )
 
 
 ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time

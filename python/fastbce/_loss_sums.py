@@ -12,7 +12,7 @@ are those of the report with the same names, from the same sums.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ class _Groups:
         self.sums = np.zeros((0, 3))
 
     @property
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> Sequence[Hashable]:
         return self.index.keys
 
     def add(self, table: np.ndarray, sums: np.ndarray) -> None:
@@ -53,14 +53,14 @@ class _Groups:
 
     def merge(self, other: _Groups) -> None:
         n = len(other.keys)
-        table = np.fromiter((self.index.code(k) for k in other.keys), np.int64, count=n)
+        table = self.index.codes_of(other.index)
         self.add(table, np.ascontiguousarray(other.sums[:n]))
 
     def blocks(self) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
         order = key_order(self.index)
         for start in range(0, len(order), _BLOCK):
             block = order[start : start + _BLOCK]
-            yield [self.keys[i] for i in block], _columns(self.sums[np.asarray(block, np.intp)])
+            yield self.index.keys_at(block), _columns(self.sums[np.asarray(block, np.intp)])
 
     def __getstate__(self) -> dict[str, Any]:
         n = len(self.keys)  # (without the spare capacity)

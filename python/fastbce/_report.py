@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,7 +208,7 @@ class _Slicing:
         self.bits: int | None = MAX_BITS
 
     @property
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> Sequence[Hashable]:
         return self.index.keys
 
     @property
@@ -273,12 +273,12 @@ class _Slicing:
 
     def merge(self, other: _Slicing) -> None:
         n = len(other.keys)
-        table = np.fromiter((self.index.code(k) for k in other.keys), np.int64, count=n)
+        table = self.index.codes_of(other.index)
         self.prepare()  # (at least as many keys as other: its layout or a coarser one)
         hist = None if other.hist is None else other.hist[:n]
         self.add(table, other.sums[:n], hist, other.bits)
 
-    def ordered(self) -> list[int]:
+    def ordered(self) -> np.ndarray:
         """Group indices in result()'s order (``_groups.key_order``)."""
         return key_order(self.index)
 
@@ -470,7 +470,7 @@ def group_blocks(s: _Slicing) -> Iterator[tuple[list[Hashable], dict[str, np.nda
     for start in range(0, len(order), _BLOCK):
         block = order[start : start + _BLOCK]
         rows = np.asarray(block, dtype=np.int64)
-        yield [s.keys[i] for i in block], _scope_columns(s.sums[rows], s.hist, rows)
+        yield s.index.keys_at(block), _scope_columns(s.sums[rows], s.hist, rows)
 
 
 def _scope_columns(

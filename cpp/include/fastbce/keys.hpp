@@ -1,92 +1,208 @@
-// A table of text keys and their int64 codes that lasts across batches: group labels arrive a
-// batch (a parquet row group's dictionary) at a time, and each batch's values are hashed once
-// against the table, never the keys seen before (Arrow's index_in rebuilt a hash table of every
-// key seen for each batch: a million keys cost 0.4 s per row group).
+// Group keys and their int64 codes, kept across batches: group labels arrive a batch (a parquet
+// row group, or its dictionary) at a time and each row is hashed once against the keys seen, never
+// the keys seen before (Arrow's index_in rebuilt a hash table of every key seen for each batch: a
+// million keys cost 0.4 s per row group). The text keys live only here (their bytes, one after
+// another), not as Python strings too: a million keys take ~40 MB instead of ~190 MB.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
+#include <cstring>
+#include <numeric>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace fastbce {
 
+// One Arrow string (or large_string) array: offsets (n + 1), bytes, and the validity bitmap (null:
+// every row valid) starting at bit `bit_offset`.
+template <class Offset>
+struct TextColumn {
+    const Offset* offsets;
+    const char* data;
+    const uint8_t* valid;
+    int64_t bit_offset;
+    int64_t n;
+
+    bool is_null(int64_t i) const {
+        if (valid == nullptr) return false;
+        const int64_t b = bit_offset + i;
+        return ((valid[b >> 3] >> (b & 7)) & 1) == 0;
+    }
+    std::string_view at(int64_t i) const { return {data + offsets[i], size_t(offsets[i + 1] - offsets[i])}; }
+};
+
+// Text keys in the order of their codes (key e has code e), and at most one missing key (null),
+// which has a code but no text and is never found by text.
 class KeyCodes {
 public:
-    // codes[i] = the code of key i of an Arrow string array (offsets, data), or -1 if unknown.
+    // codes[i] = the code of row i in [begin, end), -1 if not seen (reads only: threads may share).
     template <class Offset>
-    void lookup(const Offset* offsets, const char* data, int64_t n, int64_t* codes) const {
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t entry = find(view(offsets, data, i));
-            codes[i] = entry < 0 ? -1 : codes_[size_t(entry)];
-        }
+    void lookup(const TextColumn<Offset>& col, int64_t begin, int64_t end, int64_t* codes) const {
+        for (int64_t i = begin; i < end; ++i) codes[i] = col.is_null(i) ? null_ : find(col.at(i));
     }
 
-    // Adds key positions[i] of the array with code codes[i] (a key already there is kept).
+    // Each row whose code is < 0 gets its code, its key added if new (in row order).
     template <class Offset>
-    void insert(const Offset* offsets, const char* data, const int64_t* positions, const int64_t* codes,
-                int64_t n) {
-        for (int64_t i = 0; i < n; ++i) add(view(offsets, data, positions[i]), codes[i]);
+    void add_unknown(const TextColumn<Offset>& col, int64_t* codes) {
+        for (int64_t i = 0; i < col.n; ++i)
+            if (codes[i] < 0) codes[i] = col.is_null(i) ? null_code() : code(col.at(i));
     }
-
-    // Forgets the keys whose code is >= mark (a batch that failed).
-    void forget(int64_t mark) {
-        KeyCodes kept;
-        for (size_t e = 0; e < codes_.size(); ++e)
-            if (codes_[e] < mark) kept.add(key(int64_t(e)), codes_[e]);
-        *this = std::move(kept);
-    }
-
-    int64_t size() const { return int64_t(codes_.size()); }
-
-private:
-    std::string chars_;                // the keys' bytes, one after another
-    std::vector<int64_t> starts_{0};   // key e is chars_[starts_[e], starts_[e + 1])
-    std::vector<int64_t> codes_;       // the code of key e
-    std::vector<int64_t> slots_;       // open addressing: key index + 1, or 0 for empty
-
-    template <class Offset>
-    static std::string_view view(const Offset* offsets, const char* data, int64_t i) {
-        return {data + offsets[i], size_t(offsets[i + 1] - offsets[i])};
-    }
-    std::string_view key(int64_t e) const {
-        return {chars_.data() + starts_[size_t(e)], size_t(starts_[size_t(e) + 1] - starts_[size_t(e)])};
-    }
-    static size_t hash(std::string_view k) { return std::hash<std::string_view>{}(k); }
 
     int64_t find(std::string_view k) const {
         if (slots_.empty()) return -1;
+        const uint64_t h = hash(k);
         const size_t mask = slots_.size() - 1;
-        for (size_t s = hash(k) & mask;; s = (s + 1) & mask) {
+        for (size_t s = size_t(h) & mask;; s = (s + 1) & mask) {
             const int64_t e = slots_[s] - 1;
             if (e < 0) return -1;
-            if (key(e) == k) return e;
+            if (hashes_[size_t(e)] == h && key(e) == k) return e;
         }
     }
 
-    void add(std::string_view k, int64_t code) {
-        if (find(k) >= 0) return;
-        if (2 * (codes_.size() + 1) > slots_.size()) grow();
+    int64_t code(std::string_view k) {  // the code of a key, added if new
+        const int64_t e = find(k);
+        if (e >= 0) return e;
+        if (2 * (hashes_.size() + 1) > slots_.size()) grow();
         chars_.append(k);
         starts_.push_back(int64_t(chars_.size()));
-        codes_.push_back(code);
-        place(int64_t(codes_.size()) - 1);
+        hashes_.push_back(hash(k));
+        place(size() - 1);
+        return size() - 1;
+    }
+
+    int64_t null_code() {  // the code of the missing key, added if new
+        if (null_ < 0) {
+            null_ = size();
+            starts_.push_back(int64_t(chars_.size()));
+            hashes_.push_back(0);
+        }
+        return null_;
+    }
+    int64_t find_null() const { return null_; }
+
+    // Forgets the keys whose code is >= mark (a batch that failed).
+    void forget(int64_t mark) {
+        if (mark >= size()) return;
+        chars_.resize(size_t(starts_[size_t(mark)]));
+        starts_.resize(size_t(mark) + 1);
+        hashes_.resize(size_t(mark));
+        if (null_ >= mark) null_ = -1;
+        rehash(slots_.size());
+    }
+
+    int64_t size() const { return int64_t(hashes_.size()); }
+    bool is_null(int64_t e) const { return e == null_; }
+    std::string_view key(int64_t e) const {
+        return {chars_.data() + starts_[size_t(e)], size_t(starts_[size_t(e) + 1] - starts_[size_t(e)])};
+    }
+
+    // The codes sorted by key (bytewise: the order of the code points for UTF-8), the null last.
+    std::vector<int64_t> order() const {
+        std::vector<int64_t> out;
+        out.reserve(size_t(size()));
+        for (int64_t e = 0; e < size(); ++e)
+            if (e != null_) out.push_back(e);
+        std::sort(out.begin(), out.end(), [this](int64_t a, int64_t b) { return key(a) < key(b); });
+        if (null_ >= 0) out.push_back(null_);
+        return out;
+    }
+
+    // Everything as (bytes, starts, null code) and back (pickling).
+    const std::string& chars() const { return chars_; }
+    const std::vector<int64_t>& starts() const { return starts_; }
+    void restore(std::string chars, std::vector<int64_t> starts, int64_t null) {
+        chars_ = std::move(chars);
+        starts_ = std::move(starts);
+        null_ = null;
+        hashes_.resize(starts_.size() - 1);
+        for (int64_t e = 0; e < size(); ++e) hashes_[size_t(e)] = e == null_ ? 0 : hash(key(e));
+        size_t slots = 16;
+        while (slots < 2 * size_t(size())) slots *= 2;
+        rehash(slots);
+    }
+
+private:
+    std::string chars_;               // the keys' bytes, one after another
+    std::vector<int64_t> starts_{0};  // key e is chars_[starts_[e], starts_[e + 1])
+    std::vector<uint64_t> hashes_;    // the hash of key e (compared before its bytes)
+    std::vector<int64_t> slots_;      // open addressing: key + 1, or 0 for empty
+    int64_t null_ = -1;               // the code of the missing key, -1 if none
+
+    // A multiply-xorshift hash of 8-byte words (the keys are short: a country, an id).
+    static uint64_t hash(std::string_view k) {
+        uint64_t h = 0x9E3779B97F4A7C15ull ^ k.size();
+        size_t i = 0;
+        for (; i + 8 <= k.size(); i += 8) {
+            uint64_t w;
+            std::memcpy(&w, k.data() + i, 8);
+            h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+            h ^= h >> 32;
+        }
+        if (i < k.size()) {
+            uint64_t w = 0;
+            std::memcpy(&w, k.data() + i, k.size() - i);
+            h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        }
+        h ^= h >> 33;
+        h *= 0xC4CEB9FE1A85EC53ull;
+        return h ^ (h >> 29);
     }
 
     void place(int64_t e) {
         const size_t mask = slots_.size() - 1;
-        size_t s = hash(key(e)) & mask;
+        size_t s = size_t(hashes_[size_t(e)]) & mask;
         while (slots_[s] != 0) s = (s + 1) & mask;
         slots_[s] = e + 1;
     }
 
-    void grow() {  // at most half full: short probes
-        slots_.assign(std::max<size_t>(16, 2 * slots_.size()), 0);
-        for (int64_t e = 0; e < int64_t(codes_.size()); ++e) place(e);
+    void rehash(size_t slots) {
+        slots_.assign(std::max<size_t>(16, slots), 0);
+        for (int64_t e = 0; e < size(); ++e)
+            if (e != null_) place(e);
     }
+
+    void grow() { rehash(2 * slots_.size()); }  // at most half full: short probes
 };
+
+// The range of n > 0 integers (vectorised; int64, the usual codes, on the CPU's widest vectors).
+template <class T>
+void int_range(const T* v, int64_t n, int64_t& lo, int64_t& hi) {
+    T a = v[0], b = v[0];
+    for (int64_t i = 0; i < n; ++i) {
+        a = v[i] < a ? v[i] : a;
+        b = v[i] > b ? v[i] : b;
+    }
+    lo = int64_t(a), hi = int64_t(b);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+inline void int64_range(const int64_t* v, int64_t n, int64_t& lo, int64_t& hi) {
+    int_range(v, n, lo, hi);
+}
+
+// marks[v - base] = 1 for each value v in [base, base + size), stopping once all are marked: with
+// few labels, every one turns up within the first rows and the rest is never read.
+template <class T>
+void mark_ints(const T* v, int64_t n, int64_t base, uint8_t* marks, int64_t size) {
+    int64_t left = size;
+    for (int64_t i = 0; i < n && left > 0; ++i) {
+        const uint64_t at = uint64_t(int64_t(v[i])) - uint64_t(base);
+        if (at < uint64_t(size) && marks[at] == 0) {
+            marks[at] = 1;
+            --left;
+        }
+    }
+}
+
+// out[i] = table[v[i] - base] (every value in the table's range).
+template <class T>
+void gather_codes(const T* v, int64_t n, int64_t base, const int64_t* table, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = table[uint64_t(int64_t(v[i])) - uint64_t(base)];
+}
 
 // into[rows[i]] += from[i] for n rows of `width` float64 values each (rows distinct): a batch's
 // per-group sums added to the groups' running sums, in one pass over memory.
