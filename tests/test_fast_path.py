@@ -322,3 +322,18 @@ def test_bfloat16(simd_target, rng, fast_calls):
         for reduction in REDUCTIONS:
             both(fastbce.binary_crossentropy, y, x, from_logits=from_logits, reduction=reduction)
     assert fast_calls and all(r is not None for r in fast_calls)
+
+
+def test_a_scalar_weight_is_cached_by_its_bits(rng):
+    """-0.0 == 0.0 in Python: the fast path's cache keys a float by its bits, so each zero gives
+    what the general path gives (a NumPy scalar takes that path), bit for bit, in either order."""
+    y, x = inputs(rng, "float32", "float32", (5,), True)
+    for first, second in ((0.0, -0.0), (-0.0, 0.0)):
+        for weight in (first, second):
+            got = fastbce.binary_crossentropy(
+                y, x, from_logits=True, sample_weight=weight, reduction="none"
+            )
+            want = fastbce.binary_crossentropy(
+                y, x, from_logits=True, sample_weight=np.float64(weight), reduction="none"
+            )
+            assert got.tobytes() == want.tobytes(), (weight, got, want)

@@ -209,3 +209,25 @@ def test_slicings_with_and_without_group_cells(simd_target, rng):
     ones = np.ones(n, np.float32)
     rowwise = fastbce.evaluate(y, x, sample_weight=ones, from_logits=True, groups=a)
     _same_up_to_rounding(both["a"], rowwise["groups"])
+
+
+def test_a_failed_first_batch_of_many_groups_keeps_the_layout(rng):
+    """A slicing with no keys yet takes the layout of a batch's many groups (fewer histogram bits,
+    or no histograms past 65536 groups) before its pass; a batch that fails gives the old layout
+    back, so the next batch's report equals a fresh accumulator's."""
+    y, x = _inputs(rng, 200_000, False)
+    small = rng.integers(0, 20, y.size)
+    for many in (rng.integers(0, 5000, y.size), np.arange(y.size)):
+        bad = y.copy()
+        bad[-1] = 3.0
+        acc = fastbce.LossAccumulator(from_logits=True)
+        acc.update(np.zeros(0), np.zeros(0, np.float32), groups=np.zeros(0, np.int64))
+        before = acc._state.slicings["groups"]
+        bits, width = before.bits, before.width
+        with pytest.raises(ValueError, match="y_true"):
+            acc.update(bad, x, groups=many)
+        assert (before.bits, before.width) == (bits, width)
+        acc.update(y, x, groups=small)
+        want = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=small)
+        np.testing.assert_array_equal(_group_hist(acc), _group_hist(want))
+        assert repr(acc.result()) == repr(want.result())

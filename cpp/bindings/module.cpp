@@ -410,7 +410,8 @@ void add_rows_py(py::array into, const py::array_t<int64_t>& rows, const py::arr
 }
 
 // (auc, auc_bound) of the AUC histograms hist[rows[i]] (hist: (capacity, bins, 2) float64).
-py::array_t<double> hist_auc_py(const py::array& hist, const py::array_t<int64_t>& rows) {
+py::array_t<double> hist_auc_py(const py::array& hist,
+                                const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows) {
     require(dtype_of(hist, "hist") == DType::f64 && contiguous(hist) && hist.ndim() == 3 && hist.shape(2) == 2 &&
                 rows.ndim() == 1,
             "hist_auc: hist (n, bins, 2) contiguous float64 and rows 1-D int64");

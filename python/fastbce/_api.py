@@ -376,7 +376,9 @@ def _weight_key(weight: Any, arrays: bool) -> Any:
     if weight is None:
         return None
     kind = type(weight)
-    if kind is float or kind is int:
+    if kind is float:  # (by its bits: -0.0 == 0.0, and each NaN is another key)
+        return (kind, weight.hex())
+    if kind is int:
         return (kind, weight)
     if arrays and kind is np.ndarray and weight.ndim:
         return (weight.dtype, weight.shape)

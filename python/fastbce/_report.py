@@ -119,8 +119,9 @@ class ReportPass:
     N_SUMS_NO_ECE without ECE bins) and its histograms' bits (None: no histograms), as
     ``ReportState`` says; direct: None, or (histograms, rows) when the kernel adds straight into
     the slicing's own histograms, group i into row rows[i] (a pass of at most
-    HIST_AFTER_CHECK elements: the kernel adds nothing unless every row passed its checks, and
-    sets ``written`` when it did; a fresh 26 MB array per batch and its sum into the slicing's
+    HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row passed its checks,
+    or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the kernel sets
+    ``written`` when it added; a fresh 26 MB array per batch and its sum into the slicing's
     cost more than the whole pass's other group work).
     """
 
@@ -407,6 +408,9 @@ class Batch:
         self.slices: list[tuple[_Slicing, np.ndarray, np.ndarray]] = []
         self.marks: list[tuple[_Slicing, int]] = []
         self.created: list[str] = []
+        # (slicing, its sums, hist and bits) before a direct pass of a slicing with no keys
+        # changed its layout for the batch's keys: undo puts them back (a layout never grows)
+        self.layouts: list[tuple[_Slicing, tuple[np.ndarray, np.ndarray | None, int | None]]] = []
 
     def new_pass(self, size: int, *, direct: bool = True) -> ReportPass:
         """The pass of this batch; direct: its histograms may go straight into the slicings'
@@ -414,6 +418,8 @@ class Batch:
         follows)."""
         slicings = []
         for (s, codes, table), (_, mark) in zip(self.slices, self.marks, strict=True):
+            if direct and mark == 0:
+                self.layouts.append((s, (s.sums, s.hist, s.bits)))
             hist = s.direct_hist(size, mark == 0) if direct else None
             into = None if hist is None else (hist, table)
             slicings.append((codes, table.size, *s.layout(), into))
@@ -424,6 +430,8 @@ class Batch:
             if slicing.hist is not None:  # (a direct pass that failed may have added to them)
                 slicing.hist[mark : len(slicing.keys)] = 0.0
             slicing.index.rollback(mark)
+        for slicing, (sums, hist, bits) in self.layouts:
+            slicing.sums, slicing.hist, slicing.bits = sums, hist, bits
         for name in self.created:
             del self.state.slicings[name]
 

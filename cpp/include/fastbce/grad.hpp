@@ -677,7 +677,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
         if (fault != Fault::none) {
             out.fault = fault;
             out.fault_index = i0 + first;
-            return;
+            break;  // (the deferred redo and the fence below still run for the tiles written)
         }
 
         if (!fused && !computed_first) {
