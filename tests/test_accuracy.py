@@ -375,10 +375,7 @@ def test_float32_edge_bands_within_budget(options, weighted):
     # (the options as the kernel takes them: in the working precision)
     taken = {key: float(np.float32(value)) for key, value in options.items()}
     exact = np.array(
-        [
-            _deep_exact(float(a), float(b), float(c), taken)
-            for a, b, c in zip(y, x, w, strict=True)
-        ]
+        [_deep_exact(float(a), float(b), float(c), taken) for a, b, c in zip(y, x, w, strict=True)]
     )
     err = ulp_error(got, exact, np.float32)
     budget = FOCAL_ULP_BUDGET if "gamma" in options else LOSS_ULP_BUDGET

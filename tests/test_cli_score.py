@@ -163,7 +163,9 @@ def test_csv_empty_fields_are_missing_values(tmp_path):
     same(
         got, expected(y, p, None, np.array(["a", "b", "a", None], dtype=object), nan_policy="omit")
     )
-    group_b = {k: got["groups"]["b"][k] for k in ("rows", "sum", "mean", "weighted_mean", "omitted")}
+    group_b = {
+        k: got["groups"]["b"][k] for k in ("rows", "sum", "mean", "weighted_mean", "omitted")
+    }
     assert group_b == {"rows": 0, "sum": 0.0, "mean": None, "weighted_mean": None, "omitted": 1}
     assert got["groups"]["null"]["rows"] == 1  # an empty group field is a missing group
 
@@ -513,8 +515,10 @@ MEASURE = (
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FASTBCE_SANITIZED") == "1",
-                    reason="RSS is meaningless under AddressSanitizer (quarantine, shadow memory)")
+@pytest.mark.skipif(
+    os.environ.get("FASTBCE_SANITIZED") == "1",
+    reason="RSS is meaningless under AddressSanitizer (quarantine, shadow memory)",
+)
 def test_streaming_keeps_memory_bounded(tmp_path):
     """Scores (and writes the per-row loss of) an input larger than the memory bound: 40 million
     rows, 343 MiB of columns (float64 predictions, uint8 labels; a 321 MiB file) and 305 MiB of

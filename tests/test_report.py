@@ -64,7 +64,11 @@ def reference(
         y, xo, from_logits=from_logits, reduction="none", validate=False, **opts
     ).astype(np.float64)
     bce = fastbce.binary_crossentropy(
-        y, xo, from_logits=from_logits, epsilon=opts.get("epsilon", 1e-7), reduction="none",
+        y,
+        xo,
+        from_logits=from_logits,
+        epsilon=opts.get("epsilon", 1e-7),
+        reduction="none",
         validate=False,
     ).astype(np.float64)
     # "sum" adds the elementwise loss of reduction="none" with the weights (w * l as rounded there)
@@ -85,9 +89,7 @@ def reference(
         h = -b * math.log(b) - (1 - b) * math.log1p(-b) if 0 < b < 1 else 0.0
         se = math.sqrt((wk**2 * (ell - m) ** 2).sum()) / W if W else math.nan
         bins = np.minimum(np.floor(p * 10), 9).clip(0).astype(int)
-        ece = sum(
-            abs((wk * p)[bins == k].sum() - (wk * yd)[bins == k].sum()) for k in range(10)
-        )
+        ece = sum(abs((wk * p)[bins == k].sum() - (wk * yd)[bins == k].sum()) for k in range(10))
         return {
             "rows": int(keep.sum()),
             "omitted": int(omitted.sum()),
@@ -418,7 +420,11 @@ def test_merge_equals_one_pass(cuts, seed, weighted):
     parts = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         sw = None if w is None else w[a:b]
-        parts.append(pickle.loads(pickle.dumps(fastbce.LossAccumulator(**opts).update(y[a:b], x[a:b], sw, g[a:b]))))
+        parts.append(
+            pickle.loads(
+                pickle.dumps(fastbce.LossAccumulator(**opts).update(y[a:b], x[a:b], sw, g[a:b]))
+            )
+        )
     merged = fastbce.LossAccumulator(**opts)
     for p in parts:
         merged.merge(p)

@@ -1,6 +1,7 @@
 """Groups kept across batches: one key index per slicing for every batch (a parquet dictionary is
 looked up once per batch, its indices used as the codes), per-group sums that grow in place, many
-groups (no histograms or ECE bins past 65536), and merging and pickling that still equal one pass."""
+groups (no histograms or ECE bins past 65536), and merging and pickling that still equal one
+pass."""
 
 from __future__ import annotations
 

@@ -17,17 +17,22 @@ import pytest
 
 from fastbce import _core
 
-LOGIT_MAGNITUDES = [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)] + [
-    float(m)
-    for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 141 145 190 196 200 230 236 240 "
-    "248 300 360 500 700 707.5 708 709 710 730 745 746 800 1e3 1e4 1e10 1e30".split()
-] + [
-    # float32: the ends of the fast exp's range (87.33) and of exp's nonzero results (103.975),
-    # where sample weights are multiplied in double (80), and just below the focal bands of
-    # kernel.hpp's FocalBand for the modes below (where a correct prediction's loss is still normal)
-    *(80.5, 83.3, 87.2, 87.3, 87.33, 87.34, 103.97, 103.98),
-    *(17.4, 23.5, 28.6, 28.63, 29.09, 57.2, 83.3),
-]
+LOGIT_MAGNITUDES = (
+    [0.0, 1e-20, 1e-6, 0.1, 0.5, *range(1, 13)]
+    + [
+        float(m)
+        for m in "16 22 26 30 36 44 50 64 80 86 87 88 90 100 104 120 141 145 190 196 200 230 236 "
+        "240 248 300 360 500 700 707.5 708 709 710 730 745 746 800 1e3 1e4 1e10 1e30".split()
+    ]
+    + [
+        # float32: the ends of the fast exp's range (87.33) and of exp's nonzero results
+        # (103.975), where sample weights are multiplied in double (80), and just below the focal
+        # bands of kernel.hpp's FocalBand for the modes below (where a correct prediction's loss
+        # is still normal)
+        *(80.5, 83.3, 87.2, 87.3, 87.33, 87.34, 103.97, 103.98),
+        *(17.4, 23.5, 28.6, 28.63, 29.09, 57.2, 83.3),
+    ]
+)
 LABELS = [0.0, 1.0, 0.3, 0.9, 1e-3]
 MODES = {
     # name: Call fields, per-element weights
