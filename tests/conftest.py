@@ -33,3 +33,24 @@ def simd_target(request: pytest.FixtureRequest):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)
+
+
+@pytest.fixture
+def raises_underflow():
+    """raises_underflow(fn): whether fn() raised this thread's floating-point underflow flag
+    (glibc's feclearexcept/fetestexcept, x86 flag values). A subnormal intermediate raises it on
+    every CPU, also where it costs no microcode assist."""
+    import ctypes
+
+    try:
+        libm = ctypes.CDLL("libm.so.6")
+    except OSError:
+        pytest.skip("needs glibc's fetestexcept")
+    fe_underflow, fe_all = 0x10, 0x3D
+
+    def raised(fn) -> bool:
+        libm.feclearexcept(fe_all)
+        fn()
+        return bool(libm.fetestexcept(fe_underflow))
+
+    return raised
