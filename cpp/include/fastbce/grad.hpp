@@ -680,7 +680,7 @@ void grad_block(const Call& c, const GradOut& go, int64_t begin, int64_t end, Bl
             break;  // (the deferred redo and the fence below still run for the tiles written)
         }
 
-        if (!fused && !computed_first) {
+        if (!computed_first) {  // (fused calls computed first too)
             exp_neg_abs(x, z_buf, len);
             if constexpr (Focal) focal_factor<T>(y, x, z_buf, f_buf, len, k);
             grad_loop<T, O, Focal, Clip>(y, x, z_buf, w, q, f_buf, g_buf, h_buf, len, k, redo.get());

@@ -525,14 +525,15 @@ constexpr int kCell = 8;                                    // values of a (grou
 constexpr int64_t kCellValues = 2 * kCell + 4 * kEceBins;  // a group's values
 constexpr int64_t kCellGroups = 4096;                       // at most this many groups
 constexpr int64_t kRowsPerCellGroup = 64;                   // and at least this many chunk rows a group
+constexpr int64_t kCellSlicings = 8;                        // slicings that may have cells (the first)
 
 struct GroupCells {
-    double* cells[8] = {};  // per slicing (the first 8), or null: its rows go by add_row
+    double* cells[kCellSlicings] = {};  // per slicing (the first ones), or null: its rows go by add_row
     bool any = false;       // some slicing has cells
 
     GroupCells(const ReportSpec& s, int64_t rows) {
-        thread_local std::vector<double> kept[8];
-        for (int64_t i = 0; i < std::min<int64_t>(s.n_slicings, 8); ++i) {
+        thread_local std::vector<double> kept[kCellSlicings];
+        for (int64_t i = 0; i < std::min(s.n_slicings, kCellSlicings); ++i) {
             const ReportSlicing& g = s.slicings[i];
             if (g.stride != rs_size || g.n_groups > kCellGroups || g.n_groups * kRowsPerCellGroup > rows) continue;
             const size_t size = size_t(g.n_groups * kCellValues);
@@ -544,7 +545,7 @@ struct GroupCells {
     }
     bool all(const ReportSpec& s) const {
         for (int64_t i = 0; i < s.n_slicings; ++i)
-            if (i >= 8 || cells[i] == nullptr) return false;
+            if (i >= kCellSlicings || cells[i] == nullptr) return false;
         return true;
     }
     // the (group, label) cells of a slicing, then its (group, ECE bin, label) pairs
@@ -555,7 +556,7 @@ struct GroupCells {
 
     // Adds every group's cells into its sums (group by group, cells in order).
     void fold(const ReportSpec& s, const ReportPart& out) const {
-        for (int64_t i = 0; i < std::min<int64_t>(s.n_slicings, 8); ++i) {
+        for (int64_t i = 0; i < std::min(s.n_slicings, kCellSlicings); ++i) {
             if (cells[i] == nullptr) continue;
             const int64_t groups = s.slicings[i].n_groups;
             for (int64_t q = 0; q < groups; ++q) {
@@ -650,20 +651,21 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         const bool ece = g.stride == rs_size;
         const HeldAdds* held = out.held != nullptr && out.held[sl].cursor != nullptr ? out.held + sl : nullptr;
         double* direct = g.hist != nullptr && held == nullptr ? out.slice_hist[sl] : nullptr;
-        double* cell = counted && sl < 8 ? cells.cells[sl] : nullptr;
+        double* cell = counted && sl < kCellSlicings ? cells.cells[sl] : nullptr;
+        // the row of a group's histogram in direct
+        auto hist_row = [&](int64_t q) { return g.hist_rows != nullptr ? g.hist_rows[q] : q; };
         if (cell != nullptr) {
             add_cells(t, bce, code, cell, g.n_groups, len);
         } else {
             for (int64_t j = 0; j < len; ++j) {
                 double* h = nullptr;
-                if (direct != nullptr) h = direct + 2 * bins * (g.hist_rows != nullptr ? g.hist_rows[code[j]] : code[j]);
+                if (direct != nullptr) h = direct + 2 * bins * hist_row(code[j]);
                 add_row(sums + g.stride * code[j], h, t, j, ece);
             }
         }
         if (cell != nullptr && direct != nullptr) {  // (add_row adds the bins of the others)
             for (int64_t j = 0; j < len; ++j) {
-                const int64_t q = g.hist_rows != nullptr ? g.hist_rows[code[j]] : code[j];
-                direct[2 * bins * q + 2 * t.bin[j] + int64_t(t.y[j] == 0.0)] += 1.0;
+                direct[2 * bins * hist_row(code[j]) + 2 * t.bin[j] + int64_t(t.y[j] == 0.0)] += 1.0;
             }
         }
         if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
