@@ -148,11 +148,11 @@ inline void touch_lines(const View& v, int64_t begin, int64_t len) {
 // way. Touches alone left memory idle during a tile's arithmetic: each tile waited for its lines,
 // then computed (two threads at 1e8: 0.45 ns an element, with 0.26 of arithmetic and 0.27 to read
 // the bytes). Every address is one of the elements' own bytes, never past the range (a prefetch
-// does not fault anyway). Measured on the Sapphire Rapids VM, 1e8 float32 logits, two threads,
-// A/B interleaved on a shared machine: the next tile into L2 gained 6-9% (logits, uint8 labels)
-// and 3% (focal); into L1 (prefetcht0) less, two tiles ahead or from after the loss loops
-// nothing or a loss, prefetches in place of the touches 10-30% slower than touches alone.
-// (Inline assembly on x86: GCC dropped a loop of __builtin_prefetch alone as having no effect.)
+// does not fault anyway). Sapphire Rapids VM, 1e8 elements, two threads, A/B alternated on a
+// shared machine: 4-9% less time for float32 logits, 1-6% focal, 7-12% uint8 labels; into L1
+// (prefetcht0), two tiles ahead, or issued after the loss loops: less or a loss; prefetches in
+// place of the touches: 5-50% slower (docs/benchmarks.md). (Inline assembly on x86: GCC 12
+// turned __builtin_prefetch here into no instruction at all.)
 inline void prefetch_lines(const View& v, int64_t begin, int64_t len) {
     if (v.stride != 1 || len <= 0) return;
     const int64_t bytes = len * dtype_bytes(v.dtype);
