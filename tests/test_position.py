@@ -229,10 +229,12 @@ def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, 
     y = (rng.random(n) < 0.5).astype(np.float32 if labels == "float32" else np.uint8)
     guarded: list = []
     try:
-        gx, gy = _before_guard_page(guarded, n, np.float32), _before_guard_page(guarded, n, y.dtype.type)
+        gx = _before_guard_page(guarded, n, np.float32)
+        gy = _before_guard_page(guarded, n, y.dtype.type)
         gx[:], gy[:] = x, y
         for gamma in (0.0, 2.0):
-            opts = dict(from_logits=True, gamma=gamma, alpha=0.25 if gamma else None, threads=threads)
+            alpha = 0.25 if gamma else None
+            opts = dict(from_logits=True, gamma=gamma, alpha=alpha, threads=threads)
             want = fastbce.binary_focal_crossentropy(y, x, reduction="none", **opts)
             got = fastbce.binary_focal_crossentropy(gy, gx, reduction="none", **opts)
             np.testing.assert_array_equal(got, want)
@@ -240,5 +242,5 @@ def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, 
                 fastbce.binary_focal_crossentropy(y, x, **opts)
             )
     finally:
-        for libc, guard, page in guarded:
-            libc.mprotect(guard, ctypes.c_size_t(page), 3)  # readable again (PROT_READ | PROT_WRITE)
+        for libc, guard, page in guarded:  # readable again (PROT_READ | PROT_WRITE)
+            libc.mprotect(guard, ctypes.c_size_t(page), 3)
