@@ -149,7 +149,7 @@ inline void touch_lines(const View& v, int64_t begin, int64_t len) {
 // then computed (two threads at 1e8: 0.45 ns an element, with 0.26 of arithmetic and 0.27 to read
 // the bytes). Every address is one of the elements' own bytes, never past the range (a prefetch
 // does not fault anyway). Sapphire Rapids VM, 1e8 elements, two threads, A/B alternated on a
-// shared machine: 4-9% less time for float32 logits, 1-6% focal, 7-12% uint8 labels; into L1
+// shared machine: 4-12% less time for float32 logits, 1-6% focal, 7-12% uint8 labels; into L1
 // (prefetcht0), two tiles ahead, or issued after the loss loops: less or a loss; prefetches in
 // place of the touches: 5-50% slower (docs/benchmarks.md). (Inline assembly on x86: GCC 12
 // turned __builtin_prefetch here into no instruction at all.)
