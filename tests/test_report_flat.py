@@ -61,3 +61,31 @@ def test_no_subnormal_intermediates(simd_target, raises_underflow):
     x = np.linspace(-700, 700, 20_001).astype(np.float32)
     y = (x < 0).astype(np.float32)  # every prediction wrong: loss about |x|
     assert not raises_underflow(lambda: fastbce.evaluate(y, x, from_logits=True, threads=1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_common_tiles_with_zero_and_infinite_losses(simd_target, rng, threads):
+    """The common tile adds l to the positives' or the negatives' sum by the label and l * l to
+    sum l^2 (no products with the weight): the same keys bit for bit as with sample weights of 1
+    when losses are 0 (a saturated right prediction) or infinite (a wrong one at an infinite
+    logit), and the finite case against NumPy."""
+    n = 512 * 6 + 33
+    y = (rng.random(n) < 0.4).astype(np.float32)
+    x = rng.normal(scale=4.0, size=n).astype(np.float32)
+    sat = slice(512, 1024)  # a tile of right predictions at logits where the loss is 0
+    x[sat] = np.where(y[sat] == 1, 200.0, -200.0).astype(np.float32)
+    r = fastbce.evaluate(y, x, from_logits=True, threads=threads)
+    check_scope(r, reference(y, x, from_logits=True))
+    ones = fastbce.evaluate(y, x, from_logits=True, threads=threads, sample_weight=np.ones(n))
+    assert repr(r) == repr(ones)
+    for label in (0.0, 1.0):  # one infinite loss among the positives, then the negatives
+        x_inf = x.copy()
+        x_inf[np.flatnonzero(y == label)[3]] = np.inf if label == 0.0 else -np.inf
+        r = fastbce.evaluate(y, x_inf, from_logits=True, threads=threads)
+        ones = fastbce.evaluate(
+            y, x_inf, from_logits=True, threads=threads, sample_weight=np.ones(n)
+        )
+        assert repr(r) == repr(ones)
+        key = "loss_positive" if label == 1.0 else "loss_negative"
+        other = "loss_negative" if label == 1.0 else "loss_positive"
+        assert r[key] == np.inf and np.isfinite(r[other])
