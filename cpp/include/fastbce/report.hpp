@@ -35,7 +35,7 @@ namespace FASTBCE_TIER {
 // p >= 1/2 mirrored above: fine where p is near 0 or 1, as the logit would be. A coarser m is
 // the finer bin shifted right (hist_bins(m) = 64 << m), so histograms of different m merge.
 template <bool FromLogits, class T>
-inline int32_t bin_of(T x, int m) {
+[[gnu::always_inline]] inline int32_t bin_of(T x, int m) {  // (inlined: its loops vectorise)
     const int shift = 23 - m;
     const int32_t half = int32_t(32) << m;
     if constexpr (FromLogits) {
@@ -55,7 +55,7 @@ inline int32_t bin_of(T x, int m) {
 
 // ECE bin of p: min(floor(10 p), 9); NaN and p < 0 in bin 0 (clamped before the conversion:
 // an unvalidated probability can be anything). A plain loop of it vectorises.
-inline int32_t ece_bin(double p) {
+[[gnu::always_inline]] inline int32_t ece_bin(double p) {
     double t = p * 10.0;
     t = t > 0.0 ? t : 0.0;
     t = t < double(kEceBins - 1) ? t : double(kEceBins - 1);
@@ -85,6 +85,7 @@ constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
     alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride];
     alignas(64) double p[kTileStride], kept[kTileStride];
+    alignas(64) double z[kTileStride];  // exp(-|x|) (logits)
     // the bins' addends, indexed by ReportSum: only rs_wy, rs_wn and rs_wp are filled
     alignas(64) double terms[rs_w2l2 + 1][kTileStride];
     alignas(64) double rec[kTile][kRecord];  // a row's addends of rs_count .. rs_ignored
@@ -237,7 +238,7 @@ inline __m512d exp_neg_wide(__m512d a) {
 }
 #endif
 
-// exp(-|x|) in float64 for the fused pass (z: t.p): exp_neg_wide where it applies and every
+// exp(-|x|) in float64 for the fused pass (z: t.z): exp_neg_wide where it applies and every
 // |x| <= 700 (no NaN), kernel.hpp's exp_neg_abs otherwise.
 template <class T>
 inline void exp_neg_abs_wide(const T* __restrict x, double* __restrict z, int64_t len) {
@@ -296,17 +297,48 @@ inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
     }
 }
 
+// The scattered adds of counted rows (weight 1, labels 0 or 1; add_bins' Counted path): a byte
+// count in the AUC histogram (a wrap to 0 adds 256 to the float64 entry) and (1, p) into the
+// row's ECE bin (EceCopies::hard). A common tile's adds wait (`held` rows of the tile's slots)
+// until the next tile's add_tile, whose loop adds them a block of rows at a time before it
+// overwrites their p: these scalar adds then run beside that loop's vector operations, where a
+// pass of their own waited on them. The rows are added in the same order, so with the same bits.
+struct CountedAdds {
+    uint8_t* count = nullptr;
+    double* hist = nullptr;
+    double* ece = nullptr;
+    const ReportTile* tile = nullptr;
+    int64_t held = 0;  // rows [0, held) of the tile's slots (t.hslot, t.eslot, t.p) wait
+
+    [[gnu::always_inline]] void add(int64_t from, int64_t to) const {
+        const ReportTile& t = *tile;
+        for (int64_t j = from; j < to; ++j) {
+            if (++count[t.hslot[j]] == 0) [[unlikely]]
+                hist[t.hslot[j]] += 256.0;
+            double* b = ece + t.eslot[j];
+            b[0] += 1.0;
+            b[1] += t.p[j];  // (w p = p)
+        }
+    }
+    void finish() {
+        add(0, held);
+        held = 0;
+    }
+};
+
 // The fused pass of one padded tile: each row's float64 values (weight, label, loss, p; zero
 // where the row does not count) formed once in vector lanes and added to the chunk's lane
 // sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
 // the groups. `l` is the loss without the sample weight, `ce` the elementwise loss of
-// reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits t.p holds
-// exp(-|x|) on entry (exp_neg_abs) and p on exit. Lean (the common tile: Unit, labels 0 or 1,
-// no Rows, ce and bce the same array as l): l is loaded once and only p is stored (add_bins'
-// counted path needs no other per-row value); every sum gets the same addends as without it.
+// reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits
+// t.z holds exp(-|x|) (exp_neg_abs) and t.p gets p. Lean (the common tile: Unit, labels 0 or
+// 1, no Rows, ce and bce the same array as l): l is loaded once and only p is stored (add_bins'
+// counted path needs no other per-row value), and the previous tile's held counted adds are
+// added on the way (`held`); every sum gets the same addends as without it.
 template <bool FromLogits, bool Rows, bool Unit, bool Lean, class T>
 inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
-                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records) {
+                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records,
+                     CountedAdds* held = nullptr) {
     constexpr int L = kSumLanes;
     using V = F64;
     auto load = [](const auto* from) { return widen(from); };
@@ -317,10 +349,11 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
     auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
     F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
     std::memcpy(acc, s.acc, sizeof acc);
+    const int64_t held_rows = Lean ? held->held : 0;
     for (int64_t j = 0; j < padded_len; j += L) {
         const V kept = Unit ? one : load(f.kept + j), xd = load(x + j);
         const auto keep = kept != zero;
-        V p = FromLogits ? sigmoid_from_exp(xd, load(t.p + j)) : xd;
+        V p = FromLogits ? sigmoid_from_exp(xd, load(t.z + j)) : xd;
         // selects, not products with the mask: a NaN of a row left out must not get in
         const V wv = Unit ? one : (keep ? load(w + j) : zero);
         const V yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
@@ -357,6 +390,9 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             acc[rs_omitted] += load(f.omitted + j);
             acc[rs_ignored] += load(f.ignored + j);
         }
+        if constexpr (Lean) {  // (before the store of p: the held rows' p is read)
+            if (held_rows > j) held->add(j, std::min(j + L, held_rows));
+        }
         store(t.p + j, p);
         if constexpr (!Lean) {
             store(t.w + j, wv);
@@ -375,6 +411,10 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             store(t.l + j, lv);
             store(t.kept + j, kept);
         }
+    }
+    if constexpr (Lean) {
+        if (held_rows > padded_len) held->add(padded_len, held_rows);
+        held->held = 0;
     }
     if constexpr (Unit) {
         const V rows = zero + double(padded_len / L);
@@ -443,10 +483,11 @@ struct HistCounts {
 // `counts`) and one (w, wp) pair into its ECE bin. The histogram's range that the tile touched
 // widens out.hist_begin and out.hist_end. The bins of x (m mantissa bits) and of t.p are formed
 // in the loop that forms the slots (one vectorised pass, where three passes through t.bin and
-// t.ece cost about 0.3 ns a row more); Keep also stores them there, for the groups.
-template <bool FromLogits, bool Hard, bool Counted = false, class T>
+// t.ece cost about 0.3 ns a row more); Keep also stores them there, for the groups. Counted rows
+// are added by `adds` (CountedAdds), now or, if Hold, by the next tile's add_tile.
+template <bool FromLogits, bool Hard, bool Counted = false, bool Hold = false, class T>
 inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, int64_t len, ReportPart& out,
-                     EceCopies& ece, HistCounts* counts = nullptr) {
+                     EceCopies& ece, HistCounts* counts = nullptr, CountedAdds* adds = nullptr) {
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
     int32_t lo = INT32_MAX, hi = 0;
     auto slots = [&](auto store_bins) {
@@ -466,15 +507,10 @@ inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, in
     if constexpr (Counted) {
         counts->begin = std::min(counts->begin, int64_t(lo));
         counts->end = std::max(counts->end, int64_t(hi) + 1);
-        uint8_t* count = counts->count;
-        double* e = &ece.hard[0][0][0];
-        for (int64_t j = 0; j < len; ++j) {
-            if (++count[t.hslot[j]] == 0) [[unlikely]]
-                hist[t.hslot[j]] += 256.0;
-            double* b = e + t.eslot[j];
-            b[0] += 1.0;
-            b[1] += t.p[j];  // (w p = p)
-        }
+        if constexpr (Hold)
+            adds->held = len;
+        else
+            adds->add(0, len);
     } else if constexpr (Hard) {
         double* e = &ece.hard[0][0][0];
         for (int64_t j = 0; j < len; ++j) {
@@ -742,6 +778,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     HistCounts counts(2 * hist_bins(s.mantissa_bits));
+    CountedAdds counted_adds{counts.count, out.hist, &ece_copies->hard[0][0][0], &t};
     const GroupCells cells(s, end - begin);
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
     const bool groups = s.n_slicings > 0;                // (and groups each row's record)
@@ -800,27 +837,32 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             bce = bce_buf;
         }
         flags.fill(y, x, w, skip, omit, !omit && !s.has_ignore, weighted || rows, len, padded_len);
-        if constexpr (FromLogits) exp_neg_abs_wide(x, t.p, padded_len);  // (in float64)
+        if constexpr (FromLogits) exp_neg_abs_wide(x, t.z, padded_len);  // (in float64)
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
         // (the groups' records: none when every slicing adds this tile's rows to its cells)
         const bool records = groups && !(flags.hard && unit && cells.all(s));
+        const bool lean = !rows && unit && flags.hard && bce_is_loss;  // (unit: ce is l_buf too)
+        if (!lean) counted_adds.finish();  // (the previous tile's held adds, before t.p changes)
         if (rows)
             unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                            padded_len, records)
                  : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                             padded_len, records);
-        else if (unit && flags.hard && bce_is_loss)  // (unit: ce is l_buf too)
+        else if (lean)
             add_tile<FromLogits, false, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
-                                                    groups);
+                                                    groups, &counted_adds);
         else
             unit ? add_tile<FromLogits, false, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                             padded_len, groups)
                  : add_tile<FromLogits, false, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                              padded_len, groups);
         const int m = s.mantissa_bits;
-        if (flags.hard && unit)
-            add_bins<FromLogits, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts);
+        if (lean)
+            add_bins<FromLogits, true, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts,
+                                                   &counted_adds);
+        else if (flags.hard && unit)
+            add_bins<FromLogits, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts, &counted_adds);
         else if (flags.hard)
             add_bins<FromLogits, true>(t, x, y, m, groups, len, out, *ece_copies);
         else
@@ -843,6 +885,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             }
         }
     }
+    counted_adds.finish();
     counts.flush(out.hist);
     cells.fold(s, out);
     lane_sums.add_to(out.sums);
