@@ -54,10 +54,13 @@ template <bool FromLogits, class T>
 }
 
 // ECE bin of p: min(floor(10 p), 9); NaN and p < 0 in bin 0 (clamped before the conversion:
-// an unvalidated probability can be anything). A plain loop of it vectorises.
+// an unvalidated probability can be anything; p from logits is in [0, 1] or NaN, so only NaN
+// needs the clamp before it). A plain loop of it vectorises.
+template <bool FromLogits = false>
 [[gnu::always_inline]] inline int32_t ece_bin(double p) {
     double t = p * 10.0;
     t = t > 0.0 ? t : 0.0;
+    if constexpr (FromLogits) return std::min(int32_t(t), kEceBins - 1);
     t = t < double(kEceBins - 1) ? t : double(kEceBins - 1);
     return int32_t(t);
 }
@@ -99,7 +102,8 @@ struct ReportTile {
 // Lane vectors of the tier's width for the report's float64 sums: F64 holds kSumLanes doubles,
 // F32 as many floats. widen() converts kSumLanes values of the working type to F64, and
 // reciprocal() is 1/d (d in [1, 2]) to about 2^-46: a float division refined by one Newton step
-// in float64 (the sums need 1e-12; a float64 division took 2 cycles an element on AVX-512). On
+// in float64 (the sums need 1e-12; a float64 division took 2 cycles an element on AVX-512), or
+// on AVX-512 to about 2^-52 from its 14-bit estimate (below). On
 // x86 they are spelled with intrinsics: GCC splits __builtin_convertvector between 32-byte float
 // and 64-byte double vectors into halves with extracts and inserts.
 using F64 = LaneVec<double, kSumLanes>::type;
@@ -129,11 +133,16 @@ inline F64 widen(const float* from) {
 }
 
 inline F64 reciprocal(F64 d) {
-    const F64 one = F64{} + 1.0;
 #if defined(__AVX512F__)
-    const __m256 rf = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm512_maskz_cvtpd_ps(0xff, __m512d(d)));
-    const F64 r0 = F64(_mm512_maskz_cvtps_pd(0xff, rf));
-#elif defined(__AVX__)
+    // (AVX-512: a 2^-14 estimate and two Newton steps of two FMAs each, to about 2^-52: 6 vector
+    // operations where the float division, its two conversions and one step took 9)
+    const __m512d dv = __m512d(d), one = _mm512_set1_pd(1.0);
+    __m512d r = _mm512_rcp14_pd(dv);
+    r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(dv, r, one), r);
+    return F64(_mm512_fmadd_pd(r, _mm512_fnmadd_pd(dv, r, one), r));
+#else
+    const F64 one = F64{} + 1.0;
+#if defined(__AVX__)
     const F64 r0 = F64(_mm256_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm256_cvtpd_ps(__m256d(d)))));
 #elif defined(__SSE2__)
     const F64 r0 = F64(_mm_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm_cvtpd_ps(__m128d(d)))));
@@ -141,6 +150,7 @@ inline F64 reciprocal(F64 d) {
     const F64 r0 = __builtin_convertvector(1.0f / __builtin_convertvector(d, F32), F64);
 #endif
     return r0 + r0 * (one - d * r0);
+#endif
 }
 
 // The sums rs_count .. rs_ignored of one chunk in vector lanes of the tier's width, added to
@@ -492,10 +502,11 @@ inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, in
     int32_t lo = INT32_MAX, hi = 0;
     auto slots = [&](auto store_bins) {
         for (int32_t j = 0; j < int32_t(len); ++j) {
-            const int32_t b = bin_of<FromLogits>(x[j], m), e = ece_bin(t.p[j]);
+            const int32_t b = bin_of<FromLogits>(x[j], m), e = ece_bin<FromLogits>(t.p[j]);
+            const int32_t label = Hard ? int32_t(y[j]) : 0;  // (0 or 1)
             if constexpr (decltype(store_bins)::value) t.bin[j] = b, t.ece[j] = e;
-            t.hslot[j] = 2 * b + (Hard ? int32_t(T(1) - y[j]) : 0);
-            t.eslot[j] = 4 * kEceBins * (j & (kEceCopies - 1)) + 4 * e + (Hard ? 2 * int32_t(y[j]) : 0);
+            t.hslot[j] = 2 * b + (Hard ? 1 - label : 0);
+            t.eslot[j] = 4 * kEceBins * (j & (kEceCopies - 1)) + 4 * e + 2 * label;
             lo = std::min(lo, t.hslot[j]);
             hi = std::max(hi, t.hslot[j]);
         }
