@@ -321,13 +321,19 @@ struct CountedAdds {
     int64_t held = 0;  // rows [0, held) of the tile's slots (t.hslot, t.eslot, t.p) wait
 
     [[gnu::always_inline]] void add(int64_t from, int64_t to) const {
-        const ReportTile& t = *tile;
+        // (locals: the byte stores may alias anything, members would be loaded again each row)
+        uint8_t* const c = count;
+        double* const h = hist;
+        double* const e = ece;
+        const int32_t* const hslot = tile->hslot;
+        const int32_t* const eslot = tile->eslot;
+        const double* const p = tile->p;
         for (int64_t j = from; j < to; ++j) {
-            if (++count[t.hslot[j]] == 0) [[unlikely]]
-                hist[t.hslot[j]] += 256.0;
-            double* b = ece + t.eslot[j];
+            if (++c[hslot[j]] == 0) [[unlikely]]
+                h[hslot[j]] += 256.0;
+            double* b = e + eslot[j];
             b[0] += 1.0;
-            b[1] += t.p[j];  // (w p = p)
+            b[1] += p[j];  // (w p = p)
         }
     }
     void finish() {
@@ -501,15 +507,17 @@ inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, in
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
     int32_t lo = INT32_MAX, hi = 0;
     auto slots = [&](auto store_bins) {
+        int32_t low = INT32_MAX, high = 0;  // (locals: the loop's min and max then vectorise)
         for (int32_t j = 0; j < int32_t(len); ++j) {
             const int32_t b = bin_of<FromLogits>(x[j], m), e = ece_bin<FromLogits>(t.p[j]);
             const int32_t label = Hard ? int32_t(y[j]) : 0;  // (0 or 1)
             if constexpr (decltype(store_bins)::value) t.bin[j] = b, t.ece[j] = e;
             t.hslot[j] = 2 * b + (Hard ? 1 - label : 0);
             t.eslot[j] = 4 * kEceBins * (j & (kEceCopies - 1)) + 4 * e + 2 * label;
-            lo = std::min(lo, t.hslot[j]);
-            hi = std::max(hi, t.hslot[j]);
+            low = std::min(low, t.hslot[j]);
+            high = std::max(high, t.hslot[j]);
         }
+        lo = low, hi = high;
     };
     keep ? slots(std::true_type()) : slots(std::false_type());
     out.hist_begin = std::min(out.hist_begin, int64_t(lo));
