@@ -89,3 +89,47 @@ def test_common_tiles_with_zero_and_infinite_losses(simd_target, rng, threads):
         key = "loss_positive" if label == 1.0 else "loss_negative"
         other = "loss_negative" if label == 1.0 else "loss_positive"
         assert r[key] == np.inf and np.isfinite(r[other])
+
+
+def _logit_bins(x: np.ndarray, bits: int = 11) -> np.ndarray:
+    """The AUC histogram's bin of each float32 logit (cpp/include/fastbce/report.hpp, bin_of)."""
+    a = np.abs(x.astype(np.float32)).view(np.uint32)
+    lo, hi = np.uint32((127 - 16) << 23), np.uint32(((127 + 16) << 23) - 1)
+    idx = ((np.clip(a, lo, hi) - lo) >> np.uint32(23 - bits)).astype(np.int64)
+    half = 32 << bits
+    return np.where(x < 0, half - 1 - idx, half + idx)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_held_counted_adds_match_numpy(simd_target, rng, threads):
+    """The common tiles' byte counts and ECE adds, held until the next tile's loop of the sums
+    (and added first by a tile of another kind and at each chunk's end): the AUC histogram equals
+    a NumPy count of each row's bin by label, and every ECE bin's weight, positives and mean p
+    match NumPy, with logits next to the ECE edges (p = k/10) on both sides, several chunks, a
+    partial last tile and tiles of another kind (soft labels, a NaN row) in between."""
+    n = 1_000_003
+    y = (rng.random(n) < 0.35).astype(np.float32)
+    x = rng.normal(scale=2.0, size=n).astype(np.float32)
+    edges = np.log(np.arange(1, 10) / (10 - np.arange(1, 10)))  # logit(k / 10)
+    near = (edges[:, None] * (1 + np.array([-1e-5, -1e-6, 1e-6, 1e-5]))).ravel()
+    x[: 512 * 40] = rng.choice(near, 512 * 40).astype(np.float32)  # rows at the ECE edges
+    y[512 * 7 + 3] = 0.5  # a tile of soft labels
+    x[512 * 901 + 9] = np.nan  # a tile with a NaN (propagated: still counted, not common)
+    acc = fastbce.LossAccumulator(from_logits=True, threads=threads).update(y, x)
+    hard = (y == 0) | (y == 1)
+    want = np.zeros_like(acc._state.hist)
+    np.add.at(want, (_logit_bins(x[hard]), (y[hard] == 0).astype(np.int64)), 1.0)
+    want[_logit_bins(x[~hard])] += 0.5  # (y = 0.5: half a row in each class)
+    np.testing.assert_array_equal(acc._state.hist, want)
+    assert want.max() > 255  # (byte counts that wrapped)
+
+    r = fastbce.evaluate(y, x, from_logits=True, threads=threads)
+    p = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    ece = np.minimum(np.floor(np.nan_to_num(p) * 10), 9).astype(int)  # (NaN p: bin 0)
+    for k, b in enumerate(r["reliability"]):
+        m = ece == k
+        assert b["weight"] == m.sum()
+        assert b["base_rate"] == pytest.approx(y[m].astype(np.float64).mean(), rel=1e-12)
+        if not np.isnan(p[m]).any():
+            assert b["mean_prediction"] == pytest.approx(p[m].mean(), rel=1e-12)
+    assert repr(r) == repr(fastbce.evaluate(y, x, from_logits=True, threads=1))
