@@ -27,8 +27,8 @@ def _sigmoid(x: float) -> float:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_p_of_one_row_against_mpmath(simd_target, rng, dtype):
     """mean_prediction of a one-row input is p itself: within 1e-13 of the exact sigmoid (the
-    reciprocal's 2^-46 dominates; exp(-|x|) alone is within 3.1e-16 of exp over every float32
-    |x| <= 700)."""
+    reciprocal's 2^-46, 2^-52 on AVX-512, dominates; exp(-|x|) alone is within 3.1e-16 of exp
+    over every float32 |x| <= 700)."""
     values = [s * m for m in MAGNITUDES for s in (1.0, -1.0)]
     values += list(rng.normal(scale=8.0, size=40)) + list(rng.uniform(-700, 700, size=40))
     for v in np.array(values, dtype=dtype):
@@ -61,3 +61,75 @@ def test_no_subnormal_intermediates(simd_target, raises_underflow):
     x = np.linspace(-700, 700, 20_001).astype(np.float32)
     y = (x < 0).astype(np.float32)  # every prediction wrong: loss about |x|
     assert not raises_underflow(lambda: fastbce.evaluate(y, x, from_logits=True, threads=1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_common_tiles_with_zero_and_infinite_losses(simd_target, rng, threads):
+    """The common tile adds l to the positives' or the negatives' sum by the label and l * l to
+    sum l^2 (no products with the weight): the same keys bit for bit as with sample weights of 1
+    when losses are 0 (a saturated right prediction) or infinite (a wrong one at an infinite
+    logit), and the finite case against NumPy."""
+    n = 512 * 6 + 33
+    y = (rng.random(n) < 0.4).astype(np.float32)
+    x = rng.normal(scale=4.0, size=n).astype(np.float32)
+    sat = slice(512, 1024)  # a tile of right predictions at logits where the loss is 0
+    x[sat] = np.where(y[sat] == 1, 200.0, -200.0).astype(np.float32)
+    r = fastbce.evaluate(y, x, from_logits=True, threads=threads)
+    check_scope(r, reference(y, x, from_logits=True))
+    ones = fastbce.evaluate(y, x, from_logits=True, threads=threads, sample_weight=np.ones(n))
+    assert repr(r) == repr(ones)
+    for label in (0.0, 1.0):  # one infinite loss among the positives, then the negatives
+        x_inf = x.copy()
+        x_inf[np.flatnonzero(y == label)[3]] = np.inf if label == 0.0 else -np.inf
+        r = fastbce.evaluate(y, x_inf, from_logits=True, threads=threads)
+        ones = fastbce.evaluate(
+            y, x_inf, from_logits=True, threads=threads, sample_weight=np.ones(n)
+        )
+        assert repr(r) == repr(ones)
+        key = "loss_positive" if label == 1.0 else "loss_negative"
+        other = "loss_negative" if label == 1.0 else "loss_positive"
+        assert r[key] == np.inf and np.isfinite(r[other])
+
+
+def _logit_bins(x: np.ndarray, bits: int = 11) -> np.ndarray:
+    """The AUC histogram's bin of each float32 logit (cpp/include/fastbce/report.hpp, bin_of)."""
+    a = np.abs(x.astype(np.float32)).view(np.uint32)
+    lo, hi = np.uint32((127 - 16) << 23), np.uint32(((127 + 16) << 23) - 1)
+    idx = ((np.clip(a, lo, hi) - lo) >> np.uint32(23 - bits)).astype(np.int64)
+    half = 32 << bits
+    return np.where(x < 0, half - 1 - idx, half + idx)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_held_counted_adds_match_numpy(simd_target, rng, threads):
+    """The common tiles' byte counts and ECE adds, held until the next tile's loop of the sums
+    (and added first by a tile of another kind and at each chunk's end): the AUC histogram equals
+    a NumPy count of each row's bin by label, and every ECE bin's weight, positives and mean p
+    match NumPy, with logits next to the ECE edges (p = k/10) on both sides, several chunks, a
+    partial last tile and tiles of another kind (soft labels, a NaN row) in between."""
+    n = 1_000_003
+    y = (rng.random(n) < 0.35).astype(np.float32)
+    x = rng.normal(scale=2.0, size=n).astype(np.float32)
+    edges = np.log(np.arange(1, 10) / (10 - np.arange(1, 10)))  # logit(k / 10)
+    near = (edges[:, None] * (1 + np.array([-1e-5, -1e-6, 1e-6, 1e-5]))).ravel()
+    x[: 512 * 40] = rng.choice(near, 512 * 40).astype(np.float32)  # rows at the ECE edges
+    y[512 * 7 + 3] = 0.5  # a tile of soft labels
+    x[512 * 901 + 9] = np.nan  # a tile with a NaN (propagated: still counted, not common)
+    acc = fastbce.LossAccumulator(from_logits=True, threads=threads).update(y, x)
+    hard = (y == 0) | (y == 1)
+    want = np.zeros_like(acc._state.hist)
+    np.add.at(want, (_logit_bins(x[hard]), (y[hard] == 0).astype(np.int64)), 1.0)
+    want[_logit_bins(x[~hard])] += 0.5  # (y = 0.5: half a row in each class)
+    np.testing.assert_array_equal(acc._state.hist, want)
+    assert want.max() > 255  # (byte counts that wrapped)
+
+    r = fastbce.evaluate(y, x, from_logits=True, threads=threads)
+    p = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    ece = np.minimum(np.floor(np.nan_to_num(p) * 10), 9).astype(int)  # (NaN p: bin 0)
+    for k, b in enumerate(r["reliability"]):
+        m = ece == k
+        assert b["weight"] == m.sum()
+        assert b["base_rate"] == pytest.approx(y[m].astype(np.float64).mean(), rel=1e-12)
+        if not np.isnan(p[m]).any():
+            assert b["mean_prediction"] == pytest.approx(p[m].mean(), rel=1e-12)
+    assert repr(r) == repr(fastbce.evaluate(y, x, from_logits=True, threads=1))

@@ -4,7 +4,7 @@
 // loss_tile with no options (or the same numbers when the call has none), then in one loop over
 // float64 vector lanes p = sigmoid(x) and every float64 sum (add_tile), and one scattered add
 // per row into the AUC histogram and the ECE bins (add_bins); groups and the largest losses
-// take the rows one by one.
+// take the rows one by one. Its float64 lane arithmetic is in report_lanes.hpp.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fastbce/kernel.hpp"
+#include "fastbce/report_lanes.hpp"
 #include "fastbce/report_types.hpp"
 
 #if defined(__SSE2__)
@@ -35,7 +36,7 @@ namespace FASTBCE_TIER {
 // p >= 1/2 mirrored above: fine where p is near 0 or 1, as the logit would be. A coarser m is
 // the finer bin shifted right (hist_bins(m) = 64 << m), so histograms of different m merge.
 template <bool FromLogits, class T>
-inline int32_t bin_of(T x, int m) {
+[[gnu::always_inline]] inline int32_t bin_of(T x, int m) {  // (inlined: its loops vectorise)
     const int shift = 23 - m;
     const int32_t half = int32_t(32) << m;
     if constexpr (FromLogits) {
@@ -54,10 +55,13 @@ inline int32_t bin_of(T x, int m) {
 }
 
 // ECE bin of p: min(floor(10 p), 9); NaN and p < 0 in bin 0 (clamped before the conversion:
-// an unvalidated probability can be anything). A plain loop of it vectorises.
-inline int32_t ece_bin(double p) {
+// an unvalidated probability can be anything; p from logits is in [0, 1] or NaN, so only NaN
+// needs the clamp before it). A plain loop of it vectorises.
+template <bool FromLogits = false>
+[[gnu::always_inline]] inline int32_t ece_bin(double p) {
     double t = p * 10.0;
     t = t > 0.0 ? t : 0.0;
+    if constexpr (FromLogits) return std::min(int32_t(t), kEceBins - 1);
     t = t < double(kEceBins - 1) ? t : double(kEceBins - 1);
     return int32_t(t);
 }
@@ -85,6 +89,7 @@ constexpr int kRecord = 16;  // rs_count .. rs_ignored, then one unused value
 struct ReportTile {
     alignas(64) double w[kTileStride], y[kTileStride], l[kTileStride];
     alignas(64) double p[kTileStride], kept[kTileStride];
+    alignas(64) double z[kTileStride];  // exp(-|x|) (logits)
     // the bins' addends, indexed by ReportSum: only rs_wy, rs_wn and rs_wp are filled
     alignas(64) double terms[rs_w2l2 + 1][kTileStride];
     alignas(64) double rec[kTile][kRecord];  // a row's addends of rs_count .. rs_ignored
@@ -93,67 +98,6 @@ struct ReportTile {
     alignas(64) int32_t hslot[kTile];  // where add_bins adds the row in the histogram
     alignas(64) int32_t eslot[kTile];  // and in EceCopies
     alignas(64) int64_t code[kTile];
-};
-
-// Lane vectors of the tier's width for the report's float64 sums: F64 holds kSumLanes doubles,
-// F32 as many floats. widen() converts kSumLanes values of the working type to F64, and
-// reciprocal() is 1/d (d in [1, 2]) to about 2^-46: a float division refined by one Newton step
-// in float64 (the sums need 1e-12; a float64 division took 2 cycles an element on AVX-512). On
-// x86 they are spelled with intrinsics: GCC splits __builtin_convertvector between 32-byte float
-// and 64-byte double vectors into halves with extracts and inserts.
-using F64 = LaneVec<double, kSumLanes>::type;
-using F32 = LaneVec<float, kSumLanes>::type;
-
-inline F64 widen(const double* from) {
-    F64 v;
-    std::memcpy(&v, from, sizeof v);
-    return v;
-}
-
-inline F64 widen(const float* from) {
-#if defined(__AVX512F__)
-    // (the maskz forms: GCC 12 warns that the plain ones use an uninitialised value)
-    return F64(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(from)));
-#elif defined(__AVX__)
-    return F64(_mm256_cvtps_pd(_mm_loadu_ps(from)));
-#elif defined(__SSE2__)
-    __m128 v = _mm_setzero_ps();
-    std::memcpy(&v, from, 2 * sizeof(float));
-    return F64(_mm_cvtps_pd(v));
-#else
-    F32 v;
-    std::memcpy(&v, from, sizeof v);
-    return __builtin_convertvector(v, F64);
-#endif
-}
-
-inline F64 reciprocal(F64 d) {
-    const F64 one = F64{} + 1.0;
-#if defined(__AVX512F__)
-    const __m256 rf = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm512_maskz_cvtpd_ps(0xff, __m512d(d)));
-    const F64 r0 = F64(_mm512_maskz_cvtps_pd(0xff, rf));
-#elif defined(__AVX__)
-    const F64 r0 = F64(_mm256_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm256_cvtpd_ps(__m256d(d)))));
-#elif defined(__SSE2__)
-    const F64 r0 = F64(_mm_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm_cvtpd_ps(__m128d(d)))));
-#else
-    const F64 r0 = __builtin_convertvector(1.0f / __builtin_convertvector(d, F32), F64);
-#endif
-    return r0 + r0 * (one - d * r0);
-}
-
-// The sums rs_count .. rs_ignored of one chunk in vector lanes of the tier's width, added to
-// the scope's sums lanes in order when the chunk ends (the same order for any thread count).
-struct LaneSums {
-    F64 acc[rs_ignored + 1] = {};
-
-    void add_to(double* sums) const {
-        for (int r = 0; r <= rs_ignored; ++r) {
-            double lanes[kSumLanes];
-            std::memcpy(lanes, &acc[r], sizeof lanes);
-            for (int k = 0; k < kSumLanes; ++k) sums[r] += lanes[k];
-        }
-    }
 };
 
 // The row flags of one padded tile in the working type (one vector width): kept, omitted
@@ -197,95 +141,6 @@ struct RowFlags {
     }
 };
 
-// sigmoid(x) in float64 from z = exp(-|x|): 1/(1+z) for x >= 0, z/(1+z) below.
-inline F64 sigmoid_from_exp(F64 x, F64 z) {
-    const F64 zero = {};
-    const F64 one = zero + 1.0;
-    return (x >= zero ? one : z) * reciprocal(one + z);
-}
-
-// exp(-|x|) in float64 for a tile of float32 logits (AVX-512; the other tiers and float64
-// logits take kernel.hpp's exp_neg_abs). |x| has 24 significant bits, so a shorter reduction
-// than a general exp's suffices: k = round(16 |x| / ln2), r = |x| - k ln2/16 (|r| <= ln2/32;
-// k ln2_hi/16 is a multiple of 2^-45 and so is |x| wherever k > 0, so the first step is exact),
-// exp(-|x|) = 2^(-k/16) exp(-r) with 2^(i/16) from a 16-entry table held in two registers
-// (i = -k mod 16) and a scalef by floor(-k/16). exp(-r) = 1 - r + r^2 Q(r), Q degree 4 (near
-// minimax on [-ln2/32, ln2/32]: 1.2e-17 relative). Relative error at most 3.1e-16 over every
-// float32 |x| <= 700 (checked against long double); results stay normal (>= 2^-1010).
-#if defined(__AVX512F__)
-inline __m512d exp_neg_wide(__m512d a) {
-    const __m512d magic = _mm512_set1_pd(0x1.8p52);
-    const __m512d t = _mm512_fmadd_pd(a, _mm512_set1_pd(-0x1.71547652b82fep+4), magic);
-    const __m512d kn = _mm512_sub_pd(t, magic);  // -k; the low bits of t hold -k mod 16
-    __m512d r = _mm512_fmadd_pd(kn, _mm512_set1_pd(0x1.62e42fefa3p-5), a);
-    r = _mm512_fmadd_pd(kn, _mm512_set1_pd(0x1.3de6af278ece6p-46), r);
-    __m512d q = _mm512_set1_pd(0x1.6c14c7f81abc1p-10);
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-0x1.11123b4ff51dep-7));
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0x1.55555558fd7ffp-5));
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-0x1.555555548eae8p-3));
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0x1.fffffffffffb9p-2));
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0));
-    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0));
-    const __m512d lo = _mm512_setr_pd(0x1p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0,
-                                      0x1.2387a6e756238p+0, 0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
-                                      0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0);
-    const __m512d hi = _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0,
-                                      0x1.9c49182a3f09p+0, 0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
-                                      0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
-    const __m512d two_i16 = _mm512_permutex2var_pd(lo, _mm512_castpd_si512(t), hi);
-    return _mm512_maskz_scalef_pd(0xff, _mm512_mul_pd(two_i16, q), _mm512_mul_pd(kn, _mm512_set1_pd(0.0625)));
-}
-#endif
-
-// exp(-|x|) in float64 for the fused pass (z: t.p): exp_neg_wide where it applies and every
-// |x| <= 700 (no NaN), kernel.hpp's exp_neg_abs otherwise.
-template <class T>
-inline void exp_neg_abs_wide(const T* __restrict x, double* __restrict z, int64_t len) {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-        static_assert(kSumLanes == 8);
-        __m256i top = _mm256_setzero_si256();  // the largest |x| as bits (NaN above inf)
-        const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
-        for (int64_t j = 0; j < len; j += 8) {  // (len: a multiple of the float vector)
-            const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + j));
-            const __m256i a = _mm256_and_si256(bits, abs_mask);
-            top = _mm256_max_epu32(top, a);
-            _mm512_storeu_pd(z + j, exp_neg_wide(_mm512_maskz_cvtps_pd(0xff, _mm256_castsi256_ps(a))));
-        }
-        alignas(32) uint32_t lanes[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), top);
-        uint32_t m = 0;
-        for (uint32_t v : lanes) m = std::max(m, v);
-        if (m <= std::bit_cast<uint32_t>(700.0f)) return;
-    }
-#endif
-    exp_neg_abs(x, z, len);
-}
-
-// Transposes L vectors of L lanes in place (v[i][k] becomes v[k][i]): log2(L) stages, each
-// swapping the off-diagonal blocks of h lanes between rows i and i + h (exact: moves only).
-using I64 = int64_t __attribute__((vector_size(8 * kSumLanes)));
-template <int H, size_t... K>
-constexpr I64 block_mask(bool first, std::index_sequence<K...>) {
-    constexpr int64_t L = kSumLanes;  // (index L + k: lane k of the second vector)
-    return first ? I64{((K & H) == 0 ? int64_t(K) : L + int64_t(K) - H)...}
-                 : I64{((K & H) == 0 ? int64_t(K) + H : L + int64_t(K))...};
-}
-template <int H = 1>
-inline void transpose(F64* v) {
-    if constexpr (H < kSumLanes) {
-        constexpr auto lanes = std::make_index_sequence<kSumLanes>();
-        constexpr I64 first = block_mask<H>(true, lanes), second = block_mask<H>(false, lanes);
-        for (int i = 0; i < kSumLanes; ++i) {
-            if ((i & H) != 0) continue;
-            const F64 a = v[i], b = v[i + H];
-            v[i] = __builtin_shuffle(a, b, first);
-            v[i + H] = __builtin_shuffle(a, b, second);
-        }
-        transpose<2 * H>(v);
-    }
-}
-
 // Row j's addends of rs_count .. rs_ignored side by side in t.rec[j] (for the groups' sums):
 // the 15 vectors of kSumLanes rows (and one of zeros) transposed in blocks.
 inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
@@ -296,17 +151,54 @@ inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
     }
 }
 
+// The scattered adds of counted rows (weight 1, labels 0 or 1; add_bins' Counted path): a byte
+// count in the AUC histogram (a wrap to 0 adds 256 to the float64 entry) and (1, p) into the
+// row's ECE bin (EceCopies::hard). A common tile's adds wait (`held` rows of the tile's slots)
+// until the next tile's add_tile, whose loop adds them a block of rows at a time before it
+// overwrites their p: these scalar adds then run beside that loop's vector operations, where a
+// pass of their own waited on them. The rows are added in the same order, so with the same bits.
+struct CountedAdds {
+    uint8_t* count = nullptr;
+    double* hist = nullptr;
+    double* ece = nullptr;
+    const ReportTile* tile = nullptr;
+    int64_t held = 0;  // rows [0, held) of the tile's slots (t.hslot, t.eslot, t.p) wait
+
+    [[gnu::always_inline]] void add(int64_t from, int64_t to) const {
+        // (locals: the byte stores may alias anything, members would be loaded again each row)
+        uint8_t* const c = count;
+        double* const h = hist;
+        double* const e = ece;
+        const int32_t* const hslot = tile->hslot;
+        const int32_t* const eslot = tile->eslot;
+        const double* const p = tile->p;
+        for (int64_t j = from; j < to; ++j) {
+            if (++c[hslot[j]] == 0) [[unlikely]]
+                h[hslot[j]] += 256.0;
+            double* b = e + eslot[j];
+            b[0] += 1.0;
+            b[1] += p[j];  // (w p = p)
+        }
+    }
+    void finish() {
+        add(0, held);
+        held = 0;
+    }
+};
+
 // The fused pass of one padded tile: each row's float64 values (weight, label, loss, p; zero
 // where the row does not count) formed once in vector lanes and added to the chunk's lane
 // sums; the addends of the bins (and, with Rows, every per-row value) stored for add_bins and
 // the groups. `l` is the loss without the sample weight, `ce` the elementwise loss of
-// reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits t.p holds
-// exp(-|x|) on entry (exp_neg_abs) and p on exit. Lean (the common tile: Unit, labels 0 or 1,
-// no Rows, ce and bce the same array as l): l is loaded once and only p is stored (add_bins'
-// counted path needs no other per-row value); every sum gets the same addends as without it.
+// reduction="none" (its sum is "sum"), `bce` the plain cross-entropy; for logits
+// t.z holds exp(-|x|) (exp_neg_abs) and t.p gets p. Lean (the common tile: Unit, labels 0 or
+// 1, no Rows, ce and bce the same array as l): l is loaded once and only p is stored (add_bins'
+// counted path needs no other per-row value), and the previous tile's held counted adds are
+// added on the way (`held`); every sum gets the same addends as without it.
 template <bool FromLogits, bool Rows, bool Unit, bool Lean, class T>
 inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
-                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records) {
+                     const T* l, const T* ce, const T* bce, int64_t padded_len, bool records,
+                     CountedAdds* held = nullptr) {
     constexpr int L = kSumLanes;
     using V = F64;
     auto load = [](const auto* from) { return widen(from); };
@@ -317,10 +209,11 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
     auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
     F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
     std::memcpy(acc, s.acc, sizeof acc);
+    const int64_t held_rows = Lean ? held->held : 0;
     for (int64_t j = 0; j < padded_len; j += L) {
         const V kept = Unit ? one : load(f.kept + j), xd = load(x + j);
         const auto keep = kept != zero;
-        V p = FromLogits ? sigmoid_from_exp(xd, load(t.p + j)) : xd;
+        V p = FromLogits ? sigmoid_from_exp(xd, load(t.z + j)) : xd;
         // selects, not products with the mask: a NaN of a row left out must not get in
         const V wv = Unit ? one : (keep ? load(w + j) : zero);
         const V yv = keep ? load(y + j) : zero, lv = keep ? load(l + j) : zero;
@@ -340,13 +233,25 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         acc[rs_wn] += wn;
         acc[rs_wp] += wp;
         acc[rs_wsq] += wv * d * d;
-        acc[rs_wyl] += tw(wy, lv);
-        acc[rs_wnl] += tw(wn, lv);
-        acc[rs_w2l] += w2l;
-        acc[rs_w2l2] += tw(w2l, lv);
+        if constexpr (Lean) {
+            // (labels 0 or 1, weight 1: the same addends, fewer operations; l * l is 0 where l is)
+            const auto positive = yv != zero;
+            acc[rs_wyl] = positive ? acc[rs_wyl] + lv : acc[rs_wyl];
+            acc[rs_wnl] = positive ? acc[rs_wnl] : acc[rs_wnl] + lv;
+            acc[rs_w2l] += lv;
+            acc[rs_w2l2] += lv * lv;
+        } else {
+            acc[rs_wyl] += tw(wy, lv);
+            acc[rs_wnl] += tw(wn, lv);
+            acc[rs_w2l] += w2l;
+            acc[rs_w2l2] += tw(w2l, lv);
+        }
         if constexpr (!Unit) {
             acc[rs_omitted] += load(f.omitted + j);
             acc[rs_ignored] += load(f.ignored + j);
+        }
+        if constexpr (Lean) {  // (before the store of p: the held rows' p is read)
+            if (held_rows > j) held->add(j, std::min(j + L, held_rows));
         }
         store(t.p + j, p);
         if constexpr (!Lean) {
@@ -367,6 +272,10 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             store(t.kept + j, kept);
         }
     }
+    if constexpr (Lean) {
+        if (held_rows > padded_len) held->add(padded_len, held_rows);
+        held->held = 0;
+    }
     if constexpr (Unit) {
         const V rows = zero + double(padded_len / L);
         acc[rs_count] += rows;
@@ -380,12 +289,13 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
 // runs of rows in one bin do not wait on each other's stores), added to the scope's bins in a
 // fixed order when the chunk ends. Tiles whose labels are all 0 or 1 add (w, wp) per bin and
 // class (their w*y is w or 0); the others add (w, wp, wy) per bin.
+constexpr int kEceCopies = 4;
 struct EceCopies {
-    alignas(64) double hard[4][kEceBins][4] = {};
-    alignas(64) double soft[4][kEceBins][4] = {};
+    alignas(64) double hard[kEceCopies][kEceBins][4] = {};
+    alignas(64) double soft[kEceCopies][kEceBins][4] = {};
 
     void add_to(double* e) const {
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < kEceCopies; ++k) {
             for (int b = 0; b < kEceBins; ++b) {
                 const double* h = hard[k][b];
                 const double* o = soft[k][b];
@@ -431,33 +341,39 @@ struct HistCounts {
 // add into each (the slots: hslot and eslot). With hard labels a row is a positive or a
 // negative of weight w, one add into its histogram bin (Counted: every w is 1, a count in
 // `counts`) and one (w, wp) pair into its ECE bin. The histogram's range that the tile touched
-// widens out.hist_begin and out.hist_end.
-template <bool Hard, bool Counted = false, class T>
-inline void add_bins(ReportTile& t, const T* y, int64_t len, ReportPart& out, EceCopies& ece,
-                     HistCounts* counts = nullptr) {
+// widens out.hist_begin and out.hist_end. The bins of x (m mantissa bits) and of t.p are formed
+// in the loop that forms the slots (one vectorised pass, where three passes through t.bin and
+// t.ece cost about 0.3 ns a row more); Keep also stores them there, for the groups. Counted rows
+// are added by `adds` (CountedAdds), now or, if Hold, by the next tile's add_tile.
+template <bool FromLogits, bool Hard, bool Counted = false, bool Hold = false, class T>
+inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, int64_t len, ReportPart& out,
+                     EceCopies& ece, HistCounts* counts = nullptr, CountedAdds* adds = nullptr) {
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
     int32_t lo = INT32_MAX, hi = 0;
-    for (int32_t j = 0; j < int32_t(len); ++j) {
-        t.hslot[j] = 2 * t.bin[j] + (Hard ? int32_t(T(1) - y[j]) : 0);
-        t.eslot[j] = 4 * kEceBins * (j & 3) + 4 * t.ece[j] + (Hard ? 2 * int32_t(y[j]) : 0);
-        lo = std::min(lo, t.hslot[j]);
-        hi = std::max(hi, t.hslot[j]);
-    }
+    auto slots = [&](auto store_bins) {
+        int32_t low = INT32_MAX, high = 0;  // (locals: the loop's min and max then vectorise)
+        for (int32_t j = 0; j < int32_t(len); ++j) {
+            const int32_t b = bin_of<FromLogits>(x[j], m), e = ece_bin<FromLogits>(t.p[j]);
+            const int32_t label = Hard ? int32_t(y[j]) : 0;  // (0 or 1)
+            if constexpr (decltype(store_bins)::value) t.bin[j] = b, t.ece[j] = e;
+            t.hslot[j] = 2 * b + (Hard ? 1 - label : 0);
+            t.eslot[j] = 4 * kEceBins * (j & (kEceCopies - 1)) + 4 * e + 2 * label;
+            low = std::min(low, t.hslot[j]);
+            high = std::max(high, t.hslot[j]);
+        }
+        lo = low, hi = high;
+    };
+    keep ? slots(std::true_type()) : slots(std::false_type());
     out.hist_begin = std::min(out.hist_begin, int64_t(lo));
     out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
     double* hist = out.hist;
     if constexpr (Counted) {
         counts->begin = std::min(counts->begin, int64_t(lo));
         counts->end = std::max(counts->end, int64_t(hi) + 1);
-        uint8_t* count = counts->count;
-        double* e = &ece.hard[0][0][0];
-        for (int64_t j = 0; j < len; ++j) {
-            if (++count[t.hslot[j]] == 0) [[unlikely]]
-                hist[t.hslot[j]] += 256.0;
-            double* b = e + t.eslot[j];
-            b[0] += 1.0;
-            b[1] += t.p[j];  // (w p = p)
-        }
+        if constexpr (Hold)
+            adds->held = len;
+        else
+            adds->add(0, len);
     } else if constexpr (Hard) {
         double* e = &ece.hard[0][0][0];
         for (int64_t j = 0; j < len; ++j) {
@@ -725,6 +641,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
     HistCounts counts(2 * hist_bins(s.mantissa_bits));
+    CountedAdds counted_adds{counts.count, out.hist, &ece_copies->hard[0][0][0], &t};
     const GroupCells cells(s, end - begin);
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
     const bool groups = s.n_slicings > 0;                // (and groups each row's record)
@@ -783,32 +700,36 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             bce = bce_buf;
         }
         flags.fill(y, x, w, skip, omit, !omit && !s.has_ignore, weighted || rows, len, padded_len);
-        if constexpr (FromLogits) exp_neg_abs_wide(x, t.p, padded_len);  // (in float64)
+        if constexpr (FromLogits) exp_neg_abs_wide(x, t.z, padded_len);  // (in float64)
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
         // (the groups' records: none when every slicing adds this tile's rows to its cells)
         const bool records = groups && !(flags.hard && unit && cells.all(s));
+        const bool lean = !rows && unit && flags.hard && bce_is_loss;  // (unit: ce is l_buf too)
+        if (!lean) counted_adds.finish();  // (the previous tile's held adds, before t.p changes)
         if (rows)
             unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                            padded_len, records)
                  : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                             padded_len, records);
-        else if (unit && flags.hard && bce_is_loss)  // (unit: ce is l_buf too)
+        else if (lean)
             add_tile<FromLogits, false, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
-                                                    groups);
+                                                    groups, &counted_adds);
         else
             unit ? add_tile<FromLogits, false, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                             padded_len, groups)
                  : add_tile<FromLogits, false, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                              padded_len, groups);
-        for (int64_t j = 0; j < len; ++j) t.bin[j] = bin_of<FromLogits>(x[j], s.mantissa_bits);
-        for (int64_t j = 0; j < len; ++j) t.ece[j] = ece_bin(t.p[j]);
-        if (flags.hard && unit)
-            add_bins<true, true>(t, y, len, out, *ece_copies, &counts);
+        const int m = s.mantissa_bits;
+        if (lean)
+            add_bins<FromLogits, true, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts,
+                                                   &counted_adds);
+        else if (flags.hard && unit)
+            add_bins<FromLogits, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts, &counted_adds);
         else if (flags.hard)
-            add_bins<true>(t, y, len, out, *ece_copies);
+            add_bins<FromLogits, true>(t, x, y, m, groups, len, out, *ece_copies);
         else
-            add_bins<false>(t, y, len, out, *ece_copies);
+            add_bins<FromLogits, false>(t, x, y, m, groups, len, out, *ece_copies);
 
         if (groups) add_groups<FromLogits>(c, s, t, x, bce, i0, len, flags.hard && unit, cells, out);
 
@@ -827,6 +748,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             }
         }
     }
+    counted_adds.finish();
     counts.flush(out.hist);
     cells.fold(s, out);
     lane_sums.add_to(out.sums);
