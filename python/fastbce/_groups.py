@@ -41,6 +41,7 @@ from ._labels import is_missing
 
 DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
 DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
+LOCAL_KEYS = 1 << 16  # past this many keys a batch's codes are renumbered to its own labels
 
 
 class GroupIndex:
@@ -145,7 +146,7 @@ class GroupIndex:
             self._text.forget(mark)
             return
         if self._ints is not None:
-            self._ints = self._ints[:mark].copy()
+            self._ints = self._ints[:mark].copy() if mark else None  # (none: no mode yet)
         for key in self._keys[mark:]:
             del self._index[key]
         del self._keys[mark:]
@@ -188,11 +189,22 @@ class GroupIndex:
         """encode_local of the group labels of a batch of ``rows`` rows (the slicing ``name``,
         "groups" for the single one): ValueError unless there is one label per row."""
         codes, table = self.encode_local(groups)
-        if codes.shape[0] != rows:
-            where = "groups" if name == "groups" else f"groups[{name!r}]"
-            raise ValueError(
-                f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
-            )
+        _check_rows(codes, rows, name)
+        return codes, table
+
+    def encode_in_place(
+        self, groups: Any, rows: int, name: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
+        table is None: for a caller that adds to every key's sums in place (a batch's own
+        codes and sums would be copies)."""
+        local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
+        codes, table = (self.encode(groups), None) if local is None else local
+        if len(self) > LOCAL_KEYS:
+            codes, table = (codes if table is None else table[codes]), None
+        elif table is None:
+            codes, table = compact(codes, len(self))
+        _check_rows(codes, rows, name)
         return codes, table
 
     def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -509,7 +521,7 @@ def key_order(index: GroupIndex) -> np.ndarray:
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes, table) as ``encode_local`` gives them, from codes into n_keys keys: the codes
     themselves while the keys are few, else renumbered to the batch's own (vectorised)."""
-    if n_keys <= 1 << 16:
+    if n_keys <= LOCAL_KEYS:
         return codes, np.arange(n_keys, dtype=np.int64)
     used = np.zeros(n_keys, dtype=bool)
     used[codes] = True
@@ -517,6 +529,14 @@ def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     renumber = np.empty(n_keys, dtype=np.int64)
     renumber[table] = np.arange(table.size)
     return renumber[codes], table.astype(np.int64)
+
+
+def _check_rows(codes: np.ndarray, rows: int, name: str) -> None:
+    if codes.shape[0] != rows:
+        where = "groups" if name == "groups" else f"groups[{name!r}]"
+        raise ValueError(
+            f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+        )
 
 
 def _is_integer(arrow_type: Any) -> bool:

@@ -7,8 +7,11 @@ while the kernel (which releases the GIL too) scores the batch in hand. Text col
 ``dictionary`` are read as Arrow dictionaries (the parquet dictionary indices, not strings).
 
 Memory stays bounded: the row groups waiting or being decoded together never exceed
-``budget_bytes`` of decoded columns (estimated from the footer), and a row group larger than
-that alone is streamed in batches on this thread, as pyarrow's batch reader does.
+``budget_bytes`` of decoded columns (estimated from the footer), less what the consumer says it
+holds (``reserved``: the sums of a million groups); when that leaves no room, one row group at
+a time is decoded (on a pool thread, while the consumer waits: no read-ahead). A row group
+larger than the budget alone is streamed in batches on this thread, as pyarrow's batch reader
+does.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class RowGroupReader:
         self.budget = budget_bytes
         self.done_rows = 0
         self.row_groups = row_groups
+        self.reserved = 0  # bytes the consumer holds, counted against the budget
 
     def _units(self, batch_rows: int) -> list[_Unit]:
         """The row groups wanted, in order, joined into runs of at most `batch_rows` rows (a
@@ -111,7 +115,7 @@ class RowGroupReader:
                     todo < len(units)
                     and len(pending) <= self.threads
                     and units[todo].nbytes <= self.budget
-                    and (not pending or waiting + units[todo].nbytes <= self.budget)
+                    and (not pending or waiting + units[todo].nbytes <= self.budget - self.reserved)
                 ):
                     unit = units[todo]
                     pending.append((unit, pool.submit(self._read, unit)))

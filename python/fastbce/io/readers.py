@@ -236,6 +236,11 @@ class ParquetSource:
             if close is not None:
                 close()
 
+    def reserve(self, nbytes: int) -> None:
+        """Memory the consumer holds (the groups' sums): the read-ahead makes room for it."""
+        if self._reader is not None:
+            self._reader.reserved = nbytes
+
     def fraction(self) -> float | None:
         done = self._reader.done_rows if self._reader is not None else 0
         return done / self.total_rows if self.total_rows else None
