@@ -111,6 +111,12 @@ class ReportOptions:
 # --------------------------------------------------------------------------- one pass
 
 
+# (codes, n_groups, width, bits, direct, own) of a slicing in a pass (ReportPass)
+_PassSlicing = tuple[
+    np.ndarray, int, int, int | None, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None
+]
+
+
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
@@ -132,16 +138,7 @@ class ReportPass:
     def __init__(
         self,
         options: ReportOptions,
-        slicings: list[
-            tuple[
-                np.ndarray,
-                int,
-                int,
-                int | None,
-                tuple[np.ndarray, np.ndarray] | None,
-                np.ndarray | None,
-            ]
-        ],
+        slicings: list[_PassSlicing],
         rows: int,
     ) -> None:
         self.options = options
@@ -386,7 +383,7 @@ class ReportState:
             batch.slices, p.slices, p.direct, p.own, strict=True
         ):
             slicing.prepare()
-            if not own:  # (else the kernel added them in place)
+            if not own and table is not None:  # (else the kernel added them in place)
                 slicing.add(table, sums, None if direct is not None else hist, bits)
         first = batch.slices[0] if len(batch.slices) == 1 else None
         new = []
@@ -471,7 +468,7 @@ class Batch:
         A slicing of more than _MAX_HISTOGRAM_GROUPS keys (no histograms) always has its sums
         added in place (ReportPass's own). Either way a pass that ran must be added,
         ``ReportPass.written``, even if an exception follows."""
-        slicings = []
+        slicings: list[_PassSlicing] = []
         for i, ((s, codes, table), (_, mark)) in enumerate(
             zip(self.slices, self.marks, strict=True)
         ):
