@@ -95,7 +95,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _return_freed_pages()
     from .job import Job
 
     job = Job(args)
@@ -120,16 +119,6 @@ def run(args: argparse.Namespace) -> int:
     return report.EXIT_FAILED_CONDITION if failed else 0
 
 
-def _return_freed_pages() -> None:
-    """Has pyarrow's allocator (mimalloc) give freed pages back to the OS at once rather than
-    after a delay: each row group's decode buffers are freed and made again, and the pages kept
-    meanwhile were 50 MB of the peak resident memory (docs/scoring.md, "Memory"). Only before
-    pyarrow is loaded, and never over the user's own setting."""
-    import os
-
-    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-
-
 def run_locally(job: Job) -> Any:
     from ..io import open_output
     from .columns import Labels, new_accumulator, score_batches
@@ -148,6 +137,10 @@ def run_locally(job: Job) -> Any:
     batches = source.batches(job.args.batch_rows)
     reserve = getattr(source, "reserve", None)  # (parquet: its read-ahead gives way to groups)
     held = getattr(acc, "_nbytes", None)
+    if reserve is not None:
+        from ..io.prefetch import use_jemalloc
+
+        use_jemalloc()  # (this process's pyarrow allocator: a command may choose it)
 
     def tick() -> None:
         progress.update(source.fraction())
@@ -155,7 +148,7 @@ def run_locally(job: Job) -> Any:
             reserve(held() if held is not None else 0)
 
     if reserve is not None:  # (no read-ahead until the first batch says what the groups hold)
-        reserve(1 << 62)
+        reserve(None)
 
     committed = False
     try:
