@@ -226,6 +226,10 @@ class LossAccumulator:
 
     # ------------------------------------------------------------------ for the CLI and dask
 
+    def _nbytes(self) -> int:
+        """The size of the groups' sums and histograms (what grows with the groups)."""
+        return self._state.nbytes()
+
     def _summary(self) -> dict[str, Any]:
         """result() without the groups."""
         return self._state.result(grouped_as=None, with_groups=False)

@@ -12,11 +12,13 @@ sums in the same pass as the loss. The work per row is vectorised and never a Py
 - Integers (and booleans) in a compact range index a dense table of codes directly: a vectorised
   C++ pass finds their range, a second finds the labels present only while some label of the
   range is new (and stops once all are found: a few rows for a few labels), and labels 0, 1, 2,
-  ... that are their own codes are not even copied. Integers spread wider are
-  hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
+  ... that are their own codes are not even copied. While every key is such an integer the keys
+  are one int64 array (``_ints``), not Python objects (a million of those took 105 MB). Integers
+  spread wider are hashed by Arrow, or sorted by ``np.unique`` without pyarrow.
 - pandas objects are factorised by pandas; anything else (floats, mixed objects) by ``np.unique``.
 
-Keys of other kinds (or text mixed with them) are kept as Python objects in a list and a dict.
+Keys of other kinds (or text or integers mixed with others) are kept as Python objects in a list
+and a dict.
 Python loops only over labels never seen before (each once) or, in the fallbacks, over the
 distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
 """
@@ -39,13 +41,15 @@ from ._labels import is_missing
 
 DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
 DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
+LOCAL_KEYS = 1 << 16  # past this many keys a batch's codes are renumbered to its own labels
 
 
 class GroupIndex:
     """The keys seen so far and their codes; ``encode`` gives the codes of a batch and adds its
     new keys, ``rollback(mark)`` forgets the keys added after ``len(keys)`` was ``mark`` (so a
     batch that fails leaves the index as it was). While every key is text (or None) the keys
-    are only in ``_text`` (C++); otherwise in ``_keys`` and ``_index``."""
+    are only in ``_text`` (C++); while every key is an integer of the dense table, only in
+    ``_ints``; otherwise in ``_keys`` and ``_index``."""
 
     def __init__(self, keys: list[Hashable] | None = None) -> None:
         self._keys: list[Hashable] = []
@@ -55,28 +59,35 @@ class GroupIndex:
         self._offset = 0
         self._identity = 0  # _dense[:_identity] == arange(_identity) (with _offset 0)
         self._text: Any = None  # _core.KeyCodes: every key, while they are all text (or None)
+        self._ints: np.ndarray | None = None  # every key by code, while all are dense integers
         for key in keys or []:
             self.code(key)
 
     @property
     def keys(self) -> Sequence[Hashable]:
         """The keys in the order of their codes."""
+        if self._ints is not None:
+            return _IntKeys(self._ints)
         return _TextKeys(self._text) if self._text is not None else self._keys
 
     def __len__(self) -> int:
+        if self._ints is not None:
+            return int(self._ints.size)
         return len(self._text) if self._text is not None else len(self._keys)
 
     def keys_at(self, codes: np.ndarray) -> list[Hashable]:
         """The keys of some codes, as a list."""
         if self._text is not None:
             return list(self._text.keys(np.ascontiguousarray(codes, dtype=np.int64)))
+        if self._ints is not None:
+            return list(self._ints[codes].tolist())
         return [self._keys[i] for i in np.asarray(codes).tolist()]
 
     def code(self, key: Hashable) -> int:
         """The code of one key, added if it is new (NaN is the missing key None)."""
         if isinstance(key, float) and math.isnan(key):
             key = None
-        if self._text is None and not self._keys and (key is None or isinstance(key, str)):
+        if self._text is None and len(self) == 0 and (key is None or isinstance(key, str)):
             self._text = _new_text_keys()  # (the first key: text mode while keys are text)
         if self._text is not None:
             if key is None:
@@ -84,6 +95,11 @@ class GroupIndex:
             if isinstance(key, str) and _is_utf8(key):
                 return int(self._text.code(key))
             self._to_objects()  # (a key of another kind: every key becomes a Python object)
+        if self._ints is not None:
+            found = self._dense_code(key)
+            if found is not None:
+                return found
+            self._to_objects()
         code = self._index.get(key)
         if code is None:
             code = self._index[key] = len(self._keys)
@@ -100,7 +116,16 @@ class GroupIndex:
             else:
                 return None
             return code if code >= 0 else None
+        if self._ints is not None:
+            return self._dense_code(key)
         return self._index.get(key)
+
+    def _dense_code(self, key: Hashable) -> int | None:
+        """The code of an integer key in the dense table, else None."""
+        if type(key) is not int or not 0 <= key - self._offset < self._dense.size:
+            return None
+        code = int(self._dense[key - self._offset])
+        return code if code >= 0 else None
 
     def codes_of(self, other: GroupIndex) -> np.ndarray:
         """The code here of each of other's keys, in other's code order (new ones added)."""
@@ -108,6 +133,8 @@ class GroupIndex:
             if self._text is None:
                 self._text = _new_text_keys()
             return np.asarray(self._text.absorb(other._text), dtype=np.int64)
+        if other._ints is not None and (self._ints is not None or len(self) == 0):
+            return self._encode_integers(other._ints)  # (integer mode stays: no Python keys)
         keys = other.keys
         return np.fromiter((self.code(k) for k in keys), np.int64, count=len(keys))
 
@@ -118,6 +145,8 @@ class GroupIndex:
         if self._text is not None:
             self._text.forget(mark)
             return
+        if self._ints is not None:
+            self._ints = self._ints[:mark].copy() if mark else None  # (none: no mode yet)
         for key in self._keys[mark:]:
             del self._index[key]
         del self._keys[mark:]
@@ -125,9 +154,13 @@ class GroupIndex:
         self._identity = _identity_prefix(self._dense, self._offset)
 
     def _to_objects(self) -> None:
-        """Text mode ends: the keys become Python objects (a key of another kind came)."""
-        text, self._text = self._text, None
-        self._keys = list(text.keys(np.arange(len(text), dtype=np.int64)))
+        """Text or integer mode ends: the keys become Python objects (a key of another kind
+        came)."""
+        if self._ints is not None:
+            self._keys, self._ints = self._ints.tolist(), None
+        else:
+            text, self._text = self._text, None
+            self._keys = list(text.keys(np.arange(len(text), dtype=np.int64)))
         self._index = {k: i for i, k in enumerate(self._keys)}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -156,11 +189,22 @@ class GroupIndex:
         """encode_local of the group labels of a batch of ``rows`` rows (the slicing ``name``,
         "groups" for the single one): ValueError unless there is one label per row."""
         codes, table = self.encode_local(groups)
-        if codes.shape[0] != rows:
-            where = "groups" if name == "groups" else f"groups[{name!r}]"
-            raise ValueError(
-                f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
-            )
+        _check_rows(codes, rows, name)
+        return codes, table
+
+    def encode_in_place(
+        self, groups: Any, rows: int, name: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
+        table is None: for a caller that adds to every key's sums in place (a batch's own
+        codes and sums would be copies)."""
+        local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
+        codes, table = (self.encode(groups), None) if local is None else local
+        if len(self) > LOCAL_KEYS:
+            codes, table = (codes if table is None else table[codes]), None
+        elif table is None:
+            codes, table = compact(codes, len(self))
+        _check_rows(codes, rows, name)
         return codes, table
 
     def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -184,6 +228,8 @@ class GroupIndex:
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D)."""
         if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
+            if _is_integer(groups.type) and not groups.null_count:  # (a dense table, no hashing)
+                return self._encode_integers(to_numpy(groups))
             return self._encode_arrow(groups)
         if hasattr(groups, "factorize") and hasattr(groups, "to_numpy"):  # pandas
             codes, uniques = groups.factorize(use_na_sentinel=True)
@@ -267,8 +313,14 @@ class GroupIndex:
             marks = np.zeros(window.size, dtype=np.uint8)
             _core.mark_ints(_as_signed(values), lo, marks)
             new = np.flatnonzero(marks.view(bool) & (window < 0))
-            keys = (new + lo).astype(arr.dtype).tolist()
-            window[new] = [self.code(k) for k in keys]
+            if arr.dtype.kind in "iu" and (self._ints is not None or len(self) == 0):
+                start = len(self)  # (integer mode: the keys stay one array)
+                self._text = None  # (no keys: not text mode either)
+                self._ints = np.concatenate([self._ints if start else _NO_INTS, new + lo])
+                window[new] = np.arange(start, start + new.size)
+            else:
+                keys = (new + lo).astype(arr.dtype).tolist()
+                window[new] = [self.code(k) for k in keys]
             self._identity = _identity_prefix(self._dense, self._offset)
         if hi - self._offset < self._identity and values.dtype == np.int64:
             return values  # the labels are their codes (0, 1, 2, ...): no copy
@@ -306,7 +358,7 @@ class GroupIndex:
 
     def _text_mode(self) -> bool:
         """Whether the keys are all text (or there are none yet: text mode starts)."""
-        if self._text is None and len(self._keys) == 0:
+        if self._text is None and len(self) == 0:
             self._text = _new_text_keys()
         return self._text is not None
 
@@ -372,6 +424,32 @@ class GroupIndex:
         return codes
 
 
+_NO_INTS = np.empty(0, dtype=np.int64)
+
+
+class _IntKeys(Sequence[Hashable]):
+    """The keys of an integer index as a sequence (Python ints when asked for)."""
+
+    def __init__(self, ints: np.ndarray) -> None:
+        self._ints = ints
+
+    def __len__(self) -> int:
+        return int(self._ints.size)
+
+    @overload
+    def __getitem__(self, i: int) -> Hashable: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Hashable]: ...
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return list(self._ints[i].tolist())
+        return int(self._ints[operator.index(i)])
+
+    def __iter__(self) -> Iterator[Hashable]:
+        for start in range(0, self._ints.size, 1 << 16):
+            yield from self._ints[start : start + (1 << 16)].tolist()
+
+
 class _TextKeys(Sequence[Hashable]):
     """The keys of a text index as a sequence (made as Python strings when asked for)."""
 
@@ -426,6 +504,8 @@ def key_order(index: GroupIndex) -> np.ndarray:
     results."""
     if index._text is not None:  # (sorted in C++: UTF-8 bytes sort as the code points)
         return np.asarray(index._text.order(), dtype=np.int64)
+    if index._ints is not None:  # (distinct integers)
+        return np.argsort(index._ints, kind="stable").astype(np.int64)
     keys = index.keys
     missing = index.find(None)
     order = list(range(len(keys)))
@@ -441,7 +521,7 @@ def key_order(index: GroupIndex) -> np.ndarray:
 def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes, table) as ``encode_local`` gives them, from codes into n_keys keys: the codes
     themselves while the keys are few, else renumbered to the batch's own (vectorised)."""
-    if n_keys <= 1 << 16:
+    if n_keys <= LOCAL_KEYS:
         return codes, np.arange(n_keys, dtype=np.int64)
     used = np.zeros(n_keys, dtype=bool)
     used[codes] = True
@@ -449,6 +529,20 @@ def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     renumber = np.empty(n_keys, dtype=np.int64)
     renumber[table] = np.arange(table.size)
     return renumber[codes], table.astype(np.int64)
+
+
+def _check_rows(codes: np.ndarray, rows: int, name: str) -> None:
+    if codes.shape[0] != rows:
+        where = "groups" if name == "groups" else f"groups[{name!r}]"
+        raise ValueError(
+            f"{where} must have one label per row of y_pred ({rows}); got {codes.shape[0]}"
+        )
+
+
+def _is_integer(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(arrow_type))
 
 
 def _is_string(arrow_type: Any) -> bool:

@@ -111,13 +111,23 @@ class ReportOptions:
 # --------------------------------------------------------------------------- one pass
 
 
+# (codes, n_groups, width, bits, direct, own) of a slicing in a pass (ReportPass)
+_PassSlicing = tuple[
+    np.ndarray, int, int, int | None, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None
+]
+
+
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
-    ``slicings`` holds (codes, n_groups, width, bits, direct) per slicing: int64 codes into the
-    batch's own n_groups groups, one per row; the width of a group's sums (N_SUMS, or
+    ``slicings`` holds (codes, n_groups, width, bits, direct, own) per slicing: int64 codes into
+    the batch's own n_groups groups, one per row; the width of a group's sums (N_SUMS, or
     N_SUMS_NO_ECE without ECE bins) and its histograms' bits (None: no histograms), as
-    ``ReportState`` says; direct: None, or (histograms, rows) when the kernel adds straight into
+    ``ReportState`` says; own: None, or the slicing's own sums (its first n_groups rows, the
+    codes being the slicing's) for the kernel to add to straight away, as for a slicing of very
+    many groups (a batch's copy of a million groups' sums was 76 MB): ``run`` then checks every
+    row first, in a pass without groups, so that nothing is added unless the pass succeeds;
+    direct: None, or (histograms, rows) when the kernel adds straight into
     the slicing's own histograms, group i into row rows[i] (a pass of at most
     HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row passed its checks,
     or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the kernel sets
@@ -128,9 +138,7 @@ class ReportPass:
     def __init__(
         self,
         options: ReportOptions,
-        slicings: list[
-            tuple[np.ndarray, int, int, int | None, tuple[np.ndarray, np.ndarray] | None]
-        ],
+        slicings: list[_PassSlicing],
         rows: int,
     ) -> None:
         self.options = options
@@ -139,14 +147,16 @@ class ReportPass:
         self.hist = np.zeros((_bins(MAX_BITS), 2))
         self.slices: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]] = []
         self.direct: list[np.ndarray | None] = []  # per slicing: the hist_rows, or None
-        for codes, n_groups, width, bits, direct in slicings:
+        self.own = [own is not None for *_, own in slicings]  # per slicing: sums added in place
+        for codes, n_groups, width, bits, direct, own in slicings:
             hist: np.ndarray | None = None
             hist_rows: np.ndarray | None = None
             if direct is not None:
                 hist, hist_rows = direct
             elif bits is not None:
                 hist = np.zeros((n_groups, _bins(bits), 2))
-            self.slices.append((codes, np.zeros((n_groups, width)), hist, bits))
+            sums = own if own is not None else np.zeros((n_groups, width))
+            self.slices.append((codes, sums, hist, bits))
             self.direct.append(hist_rows)
         self.written = np.zeros(1, dtype=np.int64)  # set by the kernel when direct adds are in
         self.rows = rows
@@ -172,6 +182,29 @@ class ReportPass:
         ]
         if self.rows == 0:  # (the kernel has no rows to index)
             slicings = []
+        elif any(self.own):  # every row checked before any adds to a slicing's own sums
+            check = _core.report(
+                call,
+                y_true,
+                y_true_stride,
+                y_pred,
+                y_pred_stride,
+                weight,
+                weight_stride,
+                pos_weight,
+                float(opts.logit_offset),
+                None if opts.ignore_label is None else float(opts.ignore_label),
+                self.sums,
+                self.hist,
+                self.bits,
+                [],
+                0,
+                None,
+            )
+            if check[3]:  # (a fault: the same one the grouped pass would stop at)
+                return check[0], check[1], check[2], check[3], check[4]
+            self.sums[:] = 0.0
+            self.hist[:] = 0.0
         out = _core.report(
             call,
             y_true,
@@ -237,8 +270,8 @@ class _Slicing:
         elif bits != self.bits:
             self.hist, self.bits = coarsen(self.hist, self.bits, bits), bits
         n, capacity = len(self.keys), self.sums.shape[0]
-        if n > capacity:
-            capacity = max(n, 2 * capacity, 16)
+        if n > capacity:  # (by an eighth or more: the sums grow in place, see _grown)
+            capacity = max(n + n // 32, capacity + capacity // 8, 16)
             self.sums = _grown(self.sums, capacity)
             if self.hist is not None:
                 self.hist = _grown(self.hist, capacity)
@@ -293,6 +326,13 @@ class _Slicing:
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:
+    """a with `rows` rows, the new ones zero. In place when a owns its buffer (a reallocation:
+    the pages of a large array are remapped, not copied, so that a million groups' 120 MB of
+    sums are never in memory twice); nothing else holds a view of a slicing's arrays when they
+    grow (``_Slicing.prepare``, before or after a pass)."""
+    if a.flags.owndata and a.flags.c_contiguous and a.base is None and a.size:
+        a.resize((rows, *a.shape[1:]), refcheck=False)  # (numpy zeroes the new rows)
+        return a
     out = np.zeros((rows, *a.shape[1:]))
     out[: a.shape[0]] = a
     return out
@@ -311,6 +351,13 @@ class ReportState:
         self.top: list[tuple[float, int, float, float, float, Hashable]] = []
         self.rows_seen = 0  # elements given so far, counted or not: the next row's index
 
+    def nbytes(self) -> int:
+        """The size of the slicings' sums and histograms."""
+        sizes = [
+            s.sums.nbytes + (0 if s.hist is None else s.hist.nbytes) for s in self.slicings.values()
+        ]
+        return sum(sizes)
+
     def encode(self, names: list[str], labels: list[Any], rows: int) -> Batch:
         """Codes of one batch's labels per slicing (new keys are added: ``Batch.undo`` forgets
         them if the batch fails). A slicing whose labels are not one per row raises ValueError."""
@@ -322,7 +369,7 @@ class ReportState:
                     slicing = self.slicings[name] = _Slicing()
                     batch.created.append(name)
                 batch.marks.append((slicing, len(slicing.keys)))
-                codes, table = slicing.index.encode_batch(group_labels, rows, name)
+                codes, table = slicing.index.encode_in_place(group_labels, rows, name)
                 batch.slices.append((slicing, codes, table))
         except BaseException:
             batch.undo()
@@ -332,17 +379,20 @@ class ReportState:
     def add_pass(self, p: ReportPass, batch: Batch) -> None:
         self.sums += p.sums
         self.hist += p.hist
-        for (slicing, _codes, table), (_c, sums, hist, bits), direct in zip(
-            batch.slices, p.slices, p.direct, strict=True
+        for (slicing, _codes, table), (_c, sums, hist, bits), direct, own in zip(
+            batch.slices, p.slices, p.direct, p.own, strict=True
         ):
             slicing.prepare()
-            slicing.add(table, sums, None if direct is not None else hist, bits)
+            if not own and table is not None:  # (else the kernel added them in place)
+                slicing.add(table, sums, None if direct is not None else hist, bits)
         first = batch.slices[0] if len(batch.slices) == 1 else None
         new = []
         for (loss, weight, y_true, y_pred), (row, code) in zip(
             p.top_values.tolist(), p.top_index.tolist(), strict=True
         ):
-            key = first[0].keys[int(first[2][code])] if first is not None and code >= 0 else None
+            key = None
+            if first is not None and code >= 0:
+                key = first[0].keys[code if first[2] is None else int(first[2][code])]
             new.append((loss, self.rows_seen + row, weight, y_true, y_pred, key))
         self._add_top(new)
         self.rows_seen += p.rows
@@ -401,11 +451,12 @@ class ReportState:
 
 class Batch:
     """One batch's codes per slicing: (slicing, codes into the batch's groups, their codes in
-    the slicing), and what ``undo`` needs to forget the keys it added."""
+    the slicing; None once the codes are the slicing's), and what ``undo`` needs to forget the
+    keys it added."""
 
     def __init__(self, state: ReportState) -> None:
         self.state = state
-        self.slices: list[tuple[_Slicing, np.ndarray, np.ndarray]] = []
+        self.slices: list[tuple[_Slicing, np.ndarray, np.ndarray | None]] = []
         self.marks: list[tuple[_Slicing, int]] = []
         self.created: list[str] = []
         # (slicing, its sums, hist and bits) before a direct pass of a slicing with no keys
@@ -413,16 +464,29 @@ class Batch:
         self.layouts: list[tuple[_Slicing, tuple[np.ndarray, np.ndarray | None, int | None]]] = []
 
     def new_pass(self, size: int, *, direct: bool = True) -> ReportPass:
-        """The pass of this batch; direct: its histograms may go straight into the slicings'
-        (then a pass that ran must be added, ``ReportPass.written``, even if an exception
-        follows)."""
-        slicings = []
-        for (s, codes, table), (_, mark) in zip(self.slices, self.marks, strict=True):
-            if direct and mark == 0:
-                self.layouts.append((s, (s.sums, s.hist, s.bits)))
+        """The pass of this batch; direct: its histograms may go straight into the slicings'.
+        A slicing of more than _MAX_HISTOGRAM_GROUPS keys (no histograms) always has its sums
+        added in place (ReportPass's own). Either way a pass that ran must be added,
+        ``ReportPass.written``, even if an exception follows."""
+        slicings: list[_PassSlicing] = []
+        for i, ((s, codes, table), (_, mark)) in enumerate(
+            zip(self.slices, self.marks, strict=True)
+        ):
+            many = table is None or len(s.keys) > _MAX_HISTOGRAM_GROUPS
+            if (direct or many) and (mark == 0 or s.layout() != (s.width, s.bits)):
+                self.layouts.append((s, (s.sums, s.hist, s.bits)))  # (undo puts them back)
+            if many:
+                s.prepare()  # (room for the new keys: zero rows, harmless if the pass fails)
+                if table is not None:
+                    codes = table[codes]  # (the slicing's codes)
+                    self.slices[i] = (s, codes, None)
+                n = len(s.keys)
+                slicings.append((codes, n, *s.layout(), None, s.sums[:n]))
+                continue
+            assert table is not None
             hist = s.direct_hist(size, mark == 0) if direct else None
             into = None if hist is None else (hist, table)
-            slicings.append((codes, table.size, *s.layout(), into))
+            slicings.append((codes, table.size, *s.layout(), into, None))
         return ReportPass(self.state.options, slicings, size)
 
     def undo(self) -> None:
@@ -440,7 +504,7 @@ def _slicing_keys(s: _Slicing) -> dict[Hashable, dict[str, Any]]:
     return dict(_group_scopes(s))
 
 
-_BLOCK = 1 << 16  # groups whose keys are computed at once (bounded memory)
+_BLOCK = 1 << 13  # groups whose keys are computed (and printed) at once: bounded memory
 
 
 def _group_scopes(s: _Slicing) -> Iterator[tuple[Hashable, dict[str, Any]]]:

@@ -135,6 +135,21 @@ def run_locally(job: Job) -> Any:
     progress = Progress(enabled=job.args.format != "json")
     labels = Labels(job.roles["y_true"], job.positive)
     batches = source.batches(job.args.batch_rows)
+    reserve = getattr(source, "reserve", None)  # (parquet: its read-ahead gives way to groups)
+    held = getattr(acc, "_nbytes", None)
+    if reserve is not None:
+        from ..io.prefetch import use_jemalloc
+
+        use_jemalloc()  # (this process's pyarrow allocator: a command may choose it)
+
+    def tick() -> None:
+        progress.update(source.fraction())
+        if reserve is not None:
+            reserve(held() if held is not None else 0)
+
+    if reserve is not None:  # (no read-ahead until the first batch says what the groups hold)
+        reserve(None)
+
     committed = False
     try:
         score_batches(
@@ -143,7 +158,7 @@ def run_locally(job: Job) -> Any:
             acc,
             labels,
             write=output.write if output is not None else None,
-            tick=lambda: progress.update(source.fraction()),
+            tick=tick,
         )
         labels.check_found(job.spec)
         if output is not None:

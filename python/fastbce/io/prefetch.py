@@ -7,8 +7,11 @@ while the kernel (which releases the GIL too) scores the batch in hand. Text col
 ``dictionary`` are read as Arrow dictionaries (the parquet dictionary indices, not strings).
 
 Memory stays bounded: the row groups waiting or being decoded together never exceed
-``budget_bytes`` of decoded columns (estimated from the footer), and a row group larger than
-that alone is streamed in batches on this thread, as pyarrow's batch reader does.
+``budget_bytes`` of decoded columns (estimated from the footer), less what the consumer says it
+holds (``reserved``: the sums of a million groups); when that leaves no room, one row group at
+a time is decoded (on a pool thread, while the consumer waits: no read-ahead). A row group
+larger than the budget alone is streamed in batches on this thread, as pyarrow's batch reader
+does.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from .._errors import DataError
 from .formats import first_line
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "RowGroupReader", "read_threads"]
+__all__ = ["DEFAULT_BUDGET_BYTES", "RowGroupReader", "read_threads", "use_jemalloc"]
 
 DEFAULT_BUDGET_BYTES = 96 << 20
 
@@ -68,6 +71,17 @@ class RowGroupReader:
         self.budget = budget_bytes
         self.done_rows = 0
         self.row_groups = row_groups
+        self.reserved = 0  # bytes the consumer holds, counted against the budget (reserve())
+        self._returning = False  # (freed pages go back at once)
+
+    def reserve(self, nbytes: int | None) -> None:
+        """Memory the consumer holds (None: not known yet, so no read-ahead): the read-ahead
+        makes room for it; once it is the whole budget, the freed decode buffers go back to the
+        OS at once (``_return_freed_pages``)."""
+        if nbytes is not None and nbytes >= self.budget and not self._returning:
+            _return_freed_pages()
+            self._returning = True
+        self.reserved = self.budget if nbytes is None else nbytes
 
     def _units(self, batch_rows: int) -> list[_Unit]:
         """The row groups wanted, in order, joined into runs of at most `batch_rows` rows (a
@@ -111,7 +125,7 @@ class RowGroupReader:
                     todo < len(units)
                     and len(pending) <= self.threads
                     and units[todo].nbytes <= self.budget
-                    and (not pending or waiting + units[todo].nbytes <= self.budget)
+                    and (not pending or waiting + units[todo].nbytes <= self.budget - self.reserved)
                 ):
                     unit = units[todo]
                     pending.append((unit, pool.submit(self._read, unit)))
@@ -174,6 +188,31 @@ class RowGroupReader:
 
     def _error(self, unit: _Unit, e: BaseException) -> DataError:
         return DataError(f"{self.files[unit.file]}: cannot read it as parquet ({first_line(e)})")
+
+
+def use_jemalloc() -> None:
+    """pyarrow's jemalloc as its default allocator, when pyarrow has it and the user chose none
+    (ARROW_DEFAULT_MEMORY_POOL): on the benchmark's file it held 30-45 MB less than mimalloc for
+    the same speed, and it can be told to return freed pages at once (docs/scoring.md,
+    "Memory")."""
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # (a build without jemalloc)
+        pass
+
+
+def _return_freed_pages() -> None:
+    """jemalloc returns freed pages at once rather than after a delay (each row group's decode
+    buffers are freed and made again): with a million groups the pages kept meanwhile were
+    40-60 MB of the peak, but at once costs 10-15% of the time of a fast run, so only then."""
+    import pyarrow as pa
+
+    if pa.default_memory_pool().backend_name == "jemalloc":
+        pa.jemalloc_set_decay_ms(0)
 
 
 def _decoded_bytes(group: Any, columns: list[str], dictionary: list[str]) -> int:

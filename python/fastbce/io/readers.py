@@ -236,6 +236,12 @@ class ParquetSource:
             if close is not None:
                 close()
 
+    def reserve(self, nbytes: int | None) -> None:
+        """Memory the consumer holds (the groups' sums; None: not known yet): the read-ahead
+        makes room for it (``RowGroupReader.reserve``)."""
+        if self._reader is not None:
+            self._reader.reserve(nbytes)
+
     def fraction(self) -> float | None:
         done = self._reader.done_rows if self._reader is not None else 0
         return done / self.total_rows if self.total_rows else None
