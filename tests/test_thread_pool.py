@@ -18,7 +18,7 @@ from fastbce import _core
 
 BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
 SPLIT = 1 << 13  # from this many elements a call is two blocks (or more)
-DEFAULT_PARALLEL = 1 << 15  # unasked, a call takes two threads from this many elements on
+DEFAULT_PARALLEL = SPLIT  # unasked, a call takes two threads from this many elements on
 
 
 @pytest.mark.parametrize(

@@ -41,12 +41,12 @@ constexpr int64_t kHalfAlign = 1 << 9;           // of 2 blocks, multiples of it
 constexpr int64_t kSplitFrom = 1 << 13;
 // With a thread count asked for, at least this many elements a thread.
 constexpr int64_t kMinPerThread = kSplitFrom / 2;
-// Without a thread count asked for, a call takes the pool's threads from this many elements on.
-// A pool thread watching for work (parallel.hpp) joins within ~1 µs: a hand-off of two 5 µs
-// tasks took 6.7 µs instead of 10 (2-vCPU KVM guest, Xeon, v4). On that guest, shared with other
-// work, two threads at 1e4 elements (~5 µs of kernel) lost (7.6 µs against 6.3, best of a loop),
-// and at 1e5 gained a little (47 against 50), so 1e4 stays on one thread.
-constexpr int64_t kDefaultParallelFrom = 1 << 15;
+// Without a thread count asked for, a call takes the pool's threads from this many elements on:
+// from the first split. A pool thread watching for work (parallel.hpp) starts its block ~0.2-0.35
+// µs after the call and the caller sees it done ~0.3 µs after it ends, against ~1.6 µs of kernel
+// for each 4096-element half (2-vCPU KVM guest, Xeon, v4). When no CPU is free the caller runs
+// both blocks itself, for ~0.1 µs more than one thread.
+constexpr int64_t kDefaultParallelFrom = kSplitFrom;
 // Below this many elements, an unasked call does not wake pool threads that sleep, unless the
 // calls come in a loop: on that guest a sleeping thread ran 40-50 µs after its wake-up, when the
 // caller had done most of the work (1e5 elements: 51 µs on one thread, 96 on two; 3e5: 169, 128).
