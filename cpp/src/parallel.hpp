@@ -160,7 +160,7 @@ public:
                                                    std::memory_order_relaxed))
                 offers[n_offers++] = &s;
         }
-        const bool queued = helpers > n_offers && queue(job, helpers - n_offers, wake);
+        const bool queued = helpers > n_offers && queue(job, helpers, n_offers, wake);
         // (a task does not throw: the kernel reports bad values as a fault, not an exception)
         job.work();
         int64_t taken = 0;  // offers a thread took: wait until they have left the job
@@ -189,15 +189,16 @@ private:
         return current;
     }
 
-    // Queues job for `seats` helpers (starting threads up to the cap); returns whether it did.
-    bool queue(Job& job, int64_t seats, bool wake) {
+    // Queues job for the helpers its n_offers offers do not cover (starting threads until
+    // `helpers` run, within the cap); returns whether it did.
+    bool queue(Job& job, int64_t helpers, int64_t n_offers, bool wake) {
         const auto now = std::chrono::steady_clock::now().time_since_epoch();
         wake = wake || now - std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed)) < kSpinFor;
         int64_t to_wake = 0;
         {
             std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
             lock_soon(lock);
-            seats = std::min(seats, grow(seats));
+            const int64_t seats = std::min(helpers, grow(helpers)) - n_offers;
             if (seats <= 0) return false;
             job.seats = seats;
             pending_.push_back(&job);
