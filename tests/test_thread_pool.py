@@ -18,7 +18,7 @@ from fastbce import _core
 
 BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
 SPLIT = 1 << 13  # from this many elements a call is two blocks (or more)
-DEFAULT_PARALLEL = 1 << 15  # unasked, a call takes two threads from this many elements on
+DEFAULT_PARALLEL = SPLIT  # unasked, a call takes two threads from this many elements on
 
 
 @pytest.mark.parametrize(
@@ -127,3 +127,32 @@ def test_callers_sharing_the_pool(rng):
         w.join(timeout=300)
     for i, (_, _, want) in enumerate(problems):
         assert results[i] == [want] * 10
+
+
+def test_mid_size_calls_in_a_loop_from_several_callers(rng):
+    """Mid-size calls hand their second block to a pool thread watching for work (an offer in its
+    slot, taken or taken back); callers racing for the same watching thread, or finding it gone
+    to sleep, still get the one-thread result every time."""
+    problems = []
+    for n in (SPLIT, 10_000, 20_000, BLOCK + 1):
+        x = rng.normal(0, 3, n).astype(np.float32)
+        y = (rng.random(n) < 0.5).astype(np.float32)
+        problems.append((y, x, fastbce.binary_crossentropy(y, x, from_logits=True, threads=1)))
+    wrong: list[tuple[int, int]] = []
+
+    def work(k):
+        for i in range(400):
+            y, x, want = problems[(i + k) % len(problems)]
+            threads = (None, 2, 3)[i % 3]
+            if fastbce.binary_crossentropy(y, x, from_logits=True, threads=threads) != want:
+                wrong.append((k, i))
+            if i % 100 == 99:
+                time.sleep(0.001)  # (pool threads may stop watching: the queue path)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for w in workers:
+        w.start()
+    work(4)
+    for w in workers:
+        w.join(timeout=300)
+    assert wrong == []

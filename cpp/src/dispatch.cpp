@@ -2,6 +2,7 @@
 // threads. Compiled for the baseline architecture: nothing here may use a newer instruction.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -41,12 +42,12 @@ constexpr int64_t kHalfAlign = 1 << 9;           // of 2 blocks, multiples of it
 constexpr int64_t kSplitFrom = 1 << 13;
 // With a thread count asked for, at least this many elements a thread.
 constexpr int64_t kMinPerThread = kSplitFrom / 2;
-// Without a thread count asked for, a call takes the pool's threads from this many elements on.
-// A pool thread watching for work (parallel.hpp) joins within ~1 µs: a hand-off of two 5 µs
-// tasks took 6.7 µs instead of 10 (2-vCPU KVM guest, Xeon, v4). On that guest, shared with other
-// work, two threads at 1e4 elements (~5 µs of kernel) lost (7.6 µs against 6.3, best of a loop),
-// and at 1e5 gained a little (47 against 50), so 1e4 stays on one thread.
-constexpr int64_t kDefaultParallelFrom = 1 << 15;
+// Without a thread count asked for, a call takes the pool's threads from this many elements on:
+// from the first split. A pool thread watching for work (parallel.hpp) starts its block ~0.2-0.35
+// µs after the call and the caller sees it done ~0.3 µs after it ends, against ~1.6 µs of kernel
+// for each 4096-element half (2-vCPU KVM guest, Xeon, v4). When no CPU is free the caller runs
+// both blocks itself, for ~0.1 µs more than one thread.
+constexpr int64_t kDefaultParallelFrom = kSplitFrom;
 // Below this many elements, an unasked call does not wake pool threads that sleep, unless the
 // calls come in a loop: on that guest a sleeping thread ran 40-50 µs after its wake-up, when the
 // caller had done most of the work (1e5 elements: 51 µs on one thread, 96 on two; 3e5: 169, 128).
@@ -220,11 +221,25 @@ std::string active_target() { return active().load()->name; }
 void set_target(const std::string& name) { active().store(checked_tier(name)); }
 
 int default_threads() {
+    // Read again at most every kRecount: the system call takes ~0.3 µs on a KVM guest (a tenth
+    // of a 1e4-element call), and a changed mask only changes how fast calls run, not results.
+    constexpr auto kRecount = std::chrono::milliseconds(50);
+    static std::atomic<int> cached{0};
+    static std::atomic<int64_t> counted_at{0};
+    const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const int known = cached.load(std::memory_order_relaxed);
+    if (known > 0 && now - counted_at.load(std::memory_order_relaxed) <
+                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(kRecount).count())
+        return known;
+    int count = 0;
 #if defined(__linux__)
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) count = std::max(1, CPU_COUNT(&set));
 #endif
-    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (count == 0) count = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    cached.store(count, std::memory_order_relaxed);
+    counted_at.store(now, std::memory_order_relaxed);
+    return count;
 }
 
 int threads_for(int64_t n, int requested) {

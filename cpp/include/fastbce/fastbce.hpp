@@ -36,8 +36,8 @@ void set_target(const std::string& name);
 int default_threads();
 
 // Threads a call on n elements runs on, given threads= (0: the library default). Small inputs
-// run on the calling thread alone: a thread of the pool takes whole blocks of 2^16 elements, and
-// below 2^15 elements per thread waking one costs more than it saves.
+// run on the calling thread alone: a thread of the pool takes whole blocks (at most 2^16
+// elements), and a call is one block below 2^13 elements.
 int threads_for(int64_t n, int requested);
 
 // Reads every byte of the buffers with the same threads a call would use and returns a checksum:
