@@ -560,14 +560,14 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
                 const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
                 const double fd = factor(select(wide, t_d, double(t_f)));
                 const T ff = T(fd);
-                wide_v = focal_element<O, FromLogits, false>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
+                wide_v = focal_element<O, FromLogits, true>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
                                                              [fd](double) { return fd; }, as_double);
                 const T v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, [ff](T) { return ff; }, as_is);
                 ce[j] = select(wide, T(wide_v), v);
                 continue;
             } else if constexpr (Mixed) {
                 wide = FocalBand::wide(x, z, k.focal_band);
-                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
+                wide_v = focal_element<O, FromLogits, true>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
                 using vm::detail::select;
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
             }
@@ -678,6 +678,22 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
     }
 }
 
+// loss_loop's range check: the larger of acc and v's bit pattern (a value in [+0, 1] has bits <=
+// those of 1; negative, -0, > 1 and NaN more), which the caller compares with bits(1). SSE2 has no
+// 64-bit integer compare, and GCC does not vectorise a 64-bit max there: the float64 loss loop ran
+// scalar on baseline, its ternaries as branches on the sign of x. There the sign bits of
+// (bits(1) - b) | b, which is negative exactly where b > bits(1) (unsigned), are ORed instead:
+// subtract, or, and, as SSE2 has them; the caller's test reads the same.
+template <class T, class Bits>
+FASTBCE_VM_INLINE Bits range_max(Bits acc, T v) {
+    const Bits b = std::bit_cast<Bits>(v);
+    if constexpr (FASTBCE_VM_SSE2_ONLY && sizeof(T) == 8) {
+        constexpr Bits sign = Bits(1) << 63;
+        return acc | (((std::bit_cast<Bits>(T(1)) - b) | b) & sign);
+    }
+    return std::max(acc, b);
+}
+
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
 // Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band).
@@ -705,8 +721,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
     using Bits = typename vm::detail::traits<T>::uint;
     Bits max_bits = 0;
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        max_bits = std::max(max_bits, std::bit_cast<Bits>(y[j]));
-        if constexpr (!FromLogits) max_bits = std::max(max_bits, std::bit_cast<Bits>(pred[j]));
+        max_bits = range_max(max_bits, y[j]);
+        if constexpr (!FromLogits) max_bits = range_max(max_bits, pred[j]);
         // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
         // smoothing would otherwise round 1 - y' to 0)
         T ys = y[j], ys_c = T(1) - y[j];
