@@ -276,6 +276,18 @@ struct FocalBand {
         return std::max(0.0, (126.0 * 0.6931471805599453 - 0.05 + std::log(std::min(b, 1.0))) / (1.0 + gamma));
     }
     static bool wide(float x, float z, float band) { return (std::abs(x) > band) & (z > 0.0f); }
+
+    // The float64 counterpart (LossParams::scaled_band, focal_element's Scaled): where a correct
+    // prediction's focal loss, b exp(-(1 + gamma)|x|), reaches 2^-1022 e^0.05; below it every
+    // intermediate of the double formulas is at least that loss, so normal. A zero balance keeps
+    // the older bound, 660 / (1 + gamma). (That bound, for every alpha above e^-48, sent normal
+    // losses to the scaled loop: gamma 2, alpha 1/4 at |x| = 230 ran 1.25x (v4) to 2x (baseline)
+    // the time of |x| = 200.)
+    static double scaled(double gamma, bool has_alpha, double alpha) {
+        const double b = has_alpha ? std::min(alpha, 1.0 - alpha) : 1.0;
+        if (!(b > 0.0)) return 660.0 / (1.0 + gamma);
+        return std::max(0.0, (1022.0 * 0.6931471805599453 - 0.05 + std::log(std::min(b, 1.0))) / (1.0 + gamma));
+    }
 };
 
 // Per-call constants in the working type.
@@ -322,8 +334,7 @@ struct LossParams {
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)),
           focal_band(T(FocalBand::bound(double(gamma), c.has_alpha, c.alpha))),
-          // (660: a correct prediction's loss is normal below it unless alpha < e^-48)
-          scaled_band(T(660.0 / (1.0 + double(gamma)))),
+          scaled_band(T(FocalBand::scaled(double(gamma), c.has_alpha, c.alpha))),
           // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
           t_min(std::is_same_v<T, double> && 1088.0 / (1.0 + double(gamma)) <= 1022.0
                     ? T(std::exp2(-1088.0 / (1.0 + double(gamma))))
