@@ -563,14 +563,16 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             auto as_is = [](T v) { return v; };
             if constexpr (Mixed && std::is_same_v<Factor, PowFactor>) {
                 // (exp and log in double: one evaluation, on the 1 - p_t the element needs; the
-                // float formula's factor is that rounded to float, as PowFactor gives it)
+                // float formula's factor is that rounded to float, as PowFactor gives it, and 1
+                // in the band's lanes: there it can be subnormal, and the float formula's
+                // multiply by it took a microcode assist although its result is not used)
                 using vm::detail::select;
                 wide = FocalBand::wide(x, z, k.focal_band);
                 const double t_d = one_minus_pt<FromLogits>(double(ys), double(ys_c), double(x), double(z));
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
                 const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
                 const double fd = factor(select(wide, t_d, double(t_f)));
-                const T ff = T(fd);
+                const T ff = T(select(wide, 1.0, fd));
                 wide_v = focal_element<O, FromLogits, true>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
                                                              [fd](double) { return fd; }, as_double);
                 const T v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, [ff](T) { return ff; }, as_is);
