@@ -6,8 +6,9 @@ that band many times slower (AMD cores pay far less, which hides it there). Each
 call on n elements that all have the same |x|, with random signs and random 0/1 labels (for
 probabilities, p = sigmoid(+-|x|)); the time is the best of the repeats, on one thread unless
 asked otherwise. Where a correct prediction's loss (about exp(-(1 + gamma)|x|), times its sample
-weight and class balance) is not a normal number while exp(-|x|) is not 0 yet, the kernel works on subnormal values, so those magnitudes
-("*") are summarised apart from the others (docs/vecmath.md says what they cost).
+weight and class balance) is not a normal number while exp(-|x|) is not 0 yet, the kernel works
+on subnormal values, so those magnitudes ("*") are summarised apart from the others
+(docs/vecmath.md says what they cost).
 
 The same functions serve ``benchmarks/magnitude_sweep.py`` (every tier at once).
 """
