@@ -8,6 +8,10 @@ elements moves every element to another lane, tile offset and tile: the loss mus
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import sys
+
 import numpy as np
 import pytest
 
@@ -195,3 +199,48 @@ def test_large_call_reads_as_small_ones(simd_target, labels, rng):
         sample_weight=None if w is None else np.repeat(w, 2)[::2], reduction="sum", **opts,
     )  # fmt: skip
     assert total == strided  # (a strided input is not touched; the same blocks and sums)
+
+
+def _before_guard_page(stack: list, n: int, dtype: type) -> np.ndarray:
+    """An n-element array that ends where a page the process may not read begins (mprotect
+    PROT_NONE): a read past its end faults. Its mapping goes on `stack`, for _release."""
+    page = mmap.PAGESIZE
+    nbytes = n * np.dtype(dtype).itemsize
+    body = (nbytes + page - 1) // page * page
+    buf = mmap.mmap(-1, body + page)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    guard = ctypes.c_void_p(address + body)
+    assert libc.mprotect(guard, ctypes.c_size_t(page), 0) == 0, ctypes.get_errno()  # PROT_NONE
+    stack.append((libc, guard, page))
+    return np.frombuffer(buf, dtype=dtype, count=n, offset=body - nbytes)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through libc (Linux)")
+@pytest.mark.parametrize("labels", ["float32", "uint8"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, rng):
+    """From 16 MiB of input each tile touches its own cache lines and prefetches the next
+    tile's (kernel.hpp, touch_lines and prefetch_lines): inputs that end right before an
+    unreadable page give the results of copies, whatever the threads. A touch past the end would
+    fault; the prefetches stay within the inputs too (a prefetch would not fault)."""
+    n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
+    x = rng.normal(0.0, 4.0, n).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32 if labels == "float32" else np.uint8)
+    guarded: list = []
+    try:
+        gx = _before_guard_page(guarded, n, np.float32)
+        gy = _before_guard_page(guarded, n, y.dtype.type)
+        gx[:], gy[:] = x, y
+        for gamma in (0.0, 2.0):
+            alpha = 0.25 if gamma else None
+            opts = dict(from_logits=True, gamma=gamma, alpha=alpha, threads=threads)
+            want = fastbce.binary_focal_crossentropy(y, x, reduction="none", **opts)
+            got = fastbce.binary_focal_crossentropy(gy, gx, reduction="none", **opts)
+            np.testing.assert_array_equal(got, want)
+            assert fastbce.binary_focal_crossentropy(gy, gx, **opts) == (
+                fastbce.binary_focal_crossentropy(y, x, **opts)
+            )
+    finally:
+        for libc, guard, page in guarded:  # readable again (PROT_READ | PROT_WRITE)
+            libc.mprotect(guard, ctypes.c_size_t(page), 3)
