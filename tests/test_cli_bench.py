@@ -281,6 +281,23 @@ def test_sweep(tmp_path, capsys):
         assert subnormal == expected[s["mode"], s["dtype"]]
 
 
+def test_sweep_band_counts_the_weights_and_balance():
+    # float32 e^-87 is normal (above 2^-126 = e^-87.34), but half of it, the smallest sample
+    # weight of the sweep, is not: weighted |x| = 87 has subnormal results, logits |x| = 87 none
+    from fastbce.cli.bench import sweep
+
+    def band(mode: str, magnitude: float, dtype: str = "float32") -> bool:
+        m = sweep.MODES[mode]
+        factor = sweep.smallest_factor(m)
+        return sweep.subnormal_band(dtype, magnitude, m.gamma, m.from_logits, factor)
+
+    assert band("weighted", 87) and not band("logits", 87)
+    assert not band("weighted", 86) and band("logits", 90)
+    # focal gamma 2, alpha 0.25: 0.25 e^-(3 * 28.7) < 2^-126 < e^-(3 * 28.7)
+    assert band("focal", 28.7) and not band("focal2.7", 87.3 / 3.7 - 0.01)
+    assert not band("probs", 90) and not band("weighted", 110)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

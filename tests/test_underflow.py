@@ -143,3 +143,27 @@ def test_float32_focal_losses_below_the_band_are_normal(simd_target, mode):
         raised, loss = _core._underflow_raised(call, y, x, w)
         assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
         assert not raised, f"{mode} |x| = {magnitude}: underflow"
+
+
+def _scaled_band(gamma: float, alpha: float | None) -> float:
+    """kernel.hpp's FocalBand::scaled: below it float64 focal losses take the plain products."""
+    b = 1.0 if alpha is None else min(alpha, 1.0 - alpha)
+    return (1022.0 * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
+
+
+@pytest.mark.parametrize("mode", ["focal2", "focal2.7", "focal0.5", "focal2_weighted",
+                                  "focal4_weighted", "focal0.03"])  # fmt: skip
+def test_float64_focal_losses_below_the_scaled_band_are_normal(simd_target, mode):
+    # The plain float64 focal products run below the bound, the scaled ones (at up to 2x the
+    # time) above it: just below it every hard label's loss must still be normal and no
+    # operation underflow (the bound was 660 / (1 + gamma), far below this for such alphas)
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    band = _scaled_band(fields["gamma"], fields["alpha"] if fields.get("has_alpha") else None)
+    for magnitude in (band * (1 - 1e-5), band * 0.999, band * 0.99):
+        x = np.tile(np.float64([magnitude, -magnitude]), 64)
+        y = np.tile(np.float64([1.0, 0.0, 0.0, 1.0]), 32)  # correct and wrong predictions
+        w = np.linspace(1.0, 2.0, y.size) if weighted else None
+        raised, loss = _core._underflow_raised(call, y, x, w)
+        assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
+        assert not raised, f"{mode} |x| = {magnitude}: underflow"

@@ -302,6 +302,18 @@ struct FocalBand {
         return std::max(0.0, (126.0 * 0.6931471805599453 - 0.05 + std::log(std::min(b, 1.0))) / (1.0 + gamma));
     }
     static bool wide(float x, float z, float band) { return (std::abs(x) > band) & (z > 0.0f); }
+
+    // The float64 counterpart (LossParams::scaled_band, focal_element's Scaled): where a correct
+    // prediction's focal loss, b exp(-(1 + gamma)|x|), reaches 2^-1022 e^0.05; below it every
+    // intermediate of the double formulas is at least that loss, so normal. A zero balance keeps
+    // the older bound, 660 / (1 + gamma). (That bound, for every alpha above e^-48, sent normal
+    // losses to the scaled loop: gamma 2, alpha 1/4 at |x| = 230 ran 1.25x (v4) to 2x (baseline)
+    // the time of |x| = 200.)
+    static double scaled(double gamma, bool has_alpha, double alpha) {
+        const double b = has_alpha ? std::min(alpha, 1.0 - alpha) : 1.0;
+        if (!(b > 0.0)) return 660.0 / (1.0 + gamma);
+        return std::max(0.0, (1022.0 * 0.6931471805599453 - 0.05 + std::log(std::min(b, 1.0))) / (1.0 + gamma));
+    }
 };
 
 // Per-call constants in the working type.
@@ -348,8 +360,7 @@ struct LossParams {
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)),
           focal_band(T(FocalBand::bound(double(gamma), c.has_alpha, c.alpha))),
-          // (660: a correct prediction's loss is normal below it unless alpha < e^-48)
-          scaled_band(T(660.0 / (1.0 + double(gamma)))),
+          scaled_band(T(FocalBand::scaled(double(gamma), c.has_alpha, c.alpha))),
           // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
           t_min(std::is_same_v<T, double> && 1088.0 / (1.0 + double(gamma)) <= 1022.0
                     ? T(std::exp2(-1088.0 / (1.0 + double(gamma))))
@@ -578,22 +589,24 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
             auto as_is = [](T v) { return v; };
             if constexpr (Mixed && std::is_same_v<Factor, PowFactor>) {
                 // (exp and log in double: one evaluation, on the 1 - p_t the element needs; the
-                // float formula's factor is that rounded to float, as PowFactor gives it)
+                // float formula's factor is that rounded to float, as PowFactor gives it, and 1
+                // in the band's lanes: there it can be subnormal, and the float formula's
+                // multiply by it took a microcode assist although its result is not used)
                 using vm::detail::select;
                 wide = FocalBand::wide(x, z, k.focal_band);
                 const double t_d = one_minus_pt<FromLogits>(double(ys), double(ys_c), double(x), double(z));
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
                 const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
                 const double fd = factor(select(wide, t_d, double(t_f)));
-                const T ff = T(fd);
-                wide_v = focal_element<O, FromLogits, false>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
+                const T ff = T(select(wide, 1.0, fd));
+                wide_v = focal_element<O, FromLogits, true>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
                                                              [fd](double) { return fd; }, as_double);
                 const T v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, [ff](T) { return ff; }, as_is);
                 ce[j] = select(wide, T(wide_v), v);
                 continue;
             } else if constexpr (Mixed) {
                 wide = FocalBand::wide(x, z, k.focal_band);
-                wide_v = focal_element<O, FromLogits, false>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
+                wide_v = focal_element<O, FromLogits, true>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_double);
                 using vm::detail::select;
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
             }
@@ -704,6 +717,22 @@ inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
     }
 }
 
+// loss_loop's range check: the larger of acc and v's bit pattern (a value in [+0, 1] has bits <=
+// those of 1; negative, -0, > 1 and NaN more), which the caller compares with bits(1). SSE2 has no
+// 64-bit integer compare, and GCC does not vectorise a 64-bit max there: the float64 loss loop ran
+// scalar on baseline, its ternaries as branches on the sign of x. There the sign bits of
+// (bits(1) - b) | b, which is negative exactly where b > bits(1) (unsigned), are ORed instead:
+// subtract, or, and, as SSE2 has them; the caller's test reads the same.
+template <class T, class Bits>
+FASTBCE_VM_INLINE Bits range_max(Bits acc, T v) {
+    const Bits b = std::bit_cast<Bits>(v);
+    if constexpr (FASTBCE_VM_SSE2_ONLY && sizeof(T) == 8) {
+        constexpr Bits sign = Bits(1) << 63;
+        return acc | (((std::bit_cast<Bits>(T(1)) - b) | b) & sign);
+    }
+    return std::max(acc, b);
+}
+
 // Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
 // not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
 // Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band).
@@ -731,8 +760,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
     using Bits = typename vm::detail::traits<T>::uint;
     Bits max_bits = 0;
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        max_bits = std::max(max_bits, std::bit_cast<Bits>(y[j]));
-        if constexpr (!FromLogits) max_bits = std::max(max_bits, std::bit_cast<Bits>(pred[j]));
+        max_bits = range_max(max_bits, y[j]);
+        if constexpr (!FromLogits) max_bits = range_max(max_bits, pred[j]);
         // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
         // smoothing would otherwise round 1 - y' to 0)
         T ys = y[j], ys_c = T(1) - y[j];

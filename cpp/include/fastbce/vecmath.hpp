@@ -131,16 +131,41 @@ struct traits<double> {
         0x1.55a1e88e3e66cp-4, 0x1.5c876a6890977p-3};
 };
 
+// Whether this tier is x86-64 without SSE4.2 (baseline: SSE2). SSE2 has no 64-bit integer compare,
+// and GCC 12 vectorises no select of 64-bit integers there (it turns `U(0) - U(c)` into one):
+// a float64 loop with a select or a 64-bit max stayed scalar, and its ternaries became branches
+// on the data (the mixed focal loop and the float64 loss loop ran 2-4x slower than on v2).
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__SSE4_2__)
+#define FASTBCE_VM_SSE2_ONLY 1
+#else
+#define FASTBCE_VM_SSE2_ONLY 0
+#endif
+
 // c ? a : b, as a bitwise blend rather than a ternary.  With a ternary GCC sinks the work that
 // only one arm needs into a conditional block (or threads a constant through it), and then, under
 // its default -ftrapping-math, refuses to if-convert that block back because FP operations "could
 // trap": "not vectorized: control flow in loop" on SSE4.2/AVX2 (AVX-512 masks hide the problem).
 // The blend uses both operands unconditionally, so the loop body stays one basic block.
+// (SSE2, float64: the mask is a select of doubles, which SSE2 blends, and GCC sees a select: a
+// clamp before a computation whose result is selected away may then be left out, as GCC may with
+// a ternary; below_mask makes such a clamp where it matters, see log1p_small_impl.)
 template <class T>
 FASTBCE_VM_INLINE T select(bool c, T a, T b) {
     using U = typename traits<T>::uint;
+#if FASTBCE_VM_SSE2_ONLY
+    const U m = sizeof(T) == 8 ? std::bit_cast<U>(c ? std::bit_cast<T>(~U(0)) : T(0)) : U(0) - U(c);
+#else
     const U m = U(0) - U(c);
+#endif
     return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+}
+
+// All ones where ua < ub as unsigned integers, else 0, from the borrow out of ua - ub: integer
+// subtracts and bit operations only, which SSE2 has at 64 bits, and no compare that GCC could
+// read as a condition.
+template <class U>
+FASTBCE_VM_INLINE U below_mask(U ua, U ub) {
+    return U(0) - (((~ua & ub) | (~(ua ^ ub) & (ua - ub))) >> (8 * sizeof(U) - 1));
 }
 
 // The larger of a and b by their bit patterns as unsigned integers: max(a, b) for a, b >= +0 (and
@@ -152,6 +177,10 @@ template <class T>
 FASTBCE_VM_INLINE T max_by_bits(T a, T b) {
     using U = typename traits<T>::uint;
     const U ua = std::bit_cast<U>(a), ub = std::bit_cast<U>(b);
+    if constexpr (FASTBCE_VM_SSE2_ONLY && sizeof(U) == 8) {
+        const U m = below_mask(ub, ua);  // (SSE2: no 64-bit max)
+        return std::bit_cast<T>((ua & m) | (ub & ~m));
+    }
     return std::bit_cast<T>(ua > ub ? ua : ub);
 }
 
@@ -402,8 +431,17 @@ FASTBCE_VM_INLINE T log1p_small_impl(T x0) {
     // (the clamps are integer maxima where they can be, one instruction on the critical path)
     const bool tiny = (NonNegative ? x0 : std::abs(x0)) < Tr::log1p_tiny;
     T x;
-    if constexpr (NonNegative) x = max_by_bits(x0, Tr::log1p_tiny);
-    else x = select(tiny, T(0), x0);
+    if constexpr (NonNegative) {
+        x = max_by_bits(x0, Tr::log1p_tiny);
+    } else if constexpr (FASTBCE_VM_SSE2_ONLY && sizeof(T) == 8) {
+        // (SSE2: select's mask is a select GCC reads, and seeing x unused where tiny it divided
+        // x0 itself, a subnormal quotient; this mask it cannot read)
+        using U = typename Tr::uint;
+        const U bits = std::bit_cast<U>(x0);
+        x = std::bit_cast<T>(bits & ~below_mask(bits & (~U(0) >> 1), std::bit_cast<U>(Tr::log1p_tiny)));
+    } else {
+        x = select(tiny, T(0), x0);
+    }
     const T t = T(2) + x;
     const T e = (T(2) - t) + x;
     const T s0 = x / t;

@@ -5,9 +5,10 @@ microcode assist of ~100 cycles, so an intermediate that underflows for some ban
 that band many times slower (AMD cores pay far less, which hides it there). Each point is one
 call on n elements that all have the same |x|, with random signs and random 0/1 labels (for
 probabilities, p = sigmoid(+-|x|)); the time is the best of the repeats, on one thread unless
-asked otherwise. Where a correct prediction's loss (about exp(-(1 + gamma)|x|)) is not a normal
-number while exp(-|x|) is not 0 yet, the kernel works on subnormal values, so those magnitudes
-("*") are summarised apart from the others (docs/vecmath.md says what they cost).
+asked otherwise. Where a correct prediction's loss (about exp(-(1 + gamma)|x|), times its sample
+weight and class balance) is not a normal number while exp(-|x|) is not 0 yet, the kernel works
+on subnormal values, so those magnitudes ("*") are summarised apart from the others
+(docs/vecmath.md says what they cost).
 
 The same functions serve ``benchmarks/magnitude_sweep.py`` (every tier at once).
 """
@@ -25,7 +26,7 @@ from .timing import machine_line, measure
 
 MAGNITUDES = (
     *(0, 0.5, 1, 2, 3, 4, 6, 8, 10, 11, 12, 16, 22, 26, 30, 36, 50, 70),
-    *(87, 90, 100, 104, 200, 500, 710, 745, 1e3, 1e10, 1e30),
+    *(87, 90, 100, 104, 200, 230, 500, 710, 745, 1e3, 1e10, 1e30),
 )
 DTYPES = ("float32", "float64")
 
@@ -62,15 +63,33 @@ class Point:
     subnormal: bool  # a correct prediction's loss is subnormal at this magnitude
 
 
-def subnormal_band(dtype: Any, magnitude: float, gamma: float, from_logits: bool) -> bool:
-    """Whether a correct prediction's loss, about exp(-(1 + gamma)|x|), is not a normal number
-    (subnormal, or 0 by underflow) while exp(-|x|) is not 0 yet: the kernel then works on
-    subnormal values. (Probabilities are clipped to [epsilon, 1 - epsilon]: never.)"""
+# the sweep's sample weights (weighted mode) are drawn uniformly from this range
+WEIGHT_RANGE = (0.5, 2.0)
+
+
+def subnormal_band(
+    dtype: Any, magnitude: float, gamma: float, from_logits: bool, factor: float = 1.0
+) -> bool:
+    """Whether a correct prediction's loss, about factor * exp(-(1 + gamma)|x|) with factor the
+    smallest weight times class balance it is multiplied by, is not a normal number (subnormal, or
+    0 by underflow) while exp(-|x|) is not 0 yet: the kernel then works on subnormal values.
+    (Probabilities are clipped to [epsilon, 1 - epsilon]: never.)"""
     if not from_logits:
         return False
     info = np.finfo(dtype)
     lowest = math.log(float(info.smallest_subnormal)) - math.log(2.0)  # rounds to 0 below
-    return -(1.0 + gamma) * magnitude < math.log(float(info.tiny)) and -magnitude > lowest
+    log_loss = math.log(factor) - (1.0 + gamma) * magnitude
+    return log_loss < math.log(float(info.tiny)) and -magnitude > lowest
+
+
+def smallest_factor(mode: Mode) -> float:
+    """The smallest factor a correct prediction's loss is multiplied by in the sweep: its sample
+    weight (weighted: at |x| = 87 a float32 loss e^-87 is normal, but one in 14 weights makes
+    the weighted loss subnormal) times the smaller class balance (alpha or 1 - alpha)."""
+    factor = WEIGHT_RANGE[0] if mode.weighted else 1.0
+    if mode.alpha is not None:
+        factor *= min(mode.alpha, 1.0 - mode.alpha)
+    return factor
 
 
 def sweep(
@@ -90,7 +109,7 @@ def sweep(
     rng = np.random.default_rng([seed, n])
     signs = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     y = rng.integers(0, 2, n).astype(dtype)
-    weight = rng.uniform(0.5, 2.0, n).astype(dtype) if mode.weighted else None
+    weight = rng.uniform(*WEIGHT_RANGE, n).astype(dtype) if mode.weighted else None
     points = []
     for magnitude in magnitudes:
         if magnitude > float(np.finfo(dtype).max):
@@ -115,7 +134,7 @@ def sweep(
 
         call()  # warm-up
         best = min(measure(call, repeats, min_time))
-        band = subnormal_band(dtype, magnitude, mode.gamma, mode.from_logits)
+        band = subnormal_band(dtype, magnitude, mode.gamma, mode.from_logits, smallest_factor(mode))
         points.append(Point(float(magnitude), best * 1e9 / n, band))
     return points
 
