@@ -59,7 +59,9 @@ inline F64 reciprocal(F64 d) {
     // (AVX-512: a 2^-14 estimate and two Newton steps of two FMAs each, to about 2^-52: 6 vector
     // operations where the float division, its two conversions and one step took 9)
     const __m512d dv = __m512d(d), one = _mm512_set1_pd(1.0);
-    __m512d r = _mm512_rcp14_pd(dv);
+    // (maskz with every lane set: the plain intrinsic's _mm512_undefined_pd source trips GCC 12's
+    // -Wmaybe-uninitialized, an error under -Werror; same instruction, same result)
+    __m512d r = _mm512_maskz_rcp14_pd(__mmask8(0xFF), dv);
     r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(dv, r, one), r);
     return F64(_mm512_fmadd_pd(r, _mm512_fnmadd_pd(dv, r, one), r));
 #else
