@@ -160,7 +160,17 @@ public:
                                                    std::memory_order_relaxed))
                 offers[n_offers++] = &s;
         }
-        const bool queued = helpers > n_offers && queue(job, helpers, n_offers, wake);
+        bool queued = false;
+        if (helpers > n_offers) {
+            try {
+                queued = queue(job, helpers, n_offers, wake);
+            } catch (...) {
+                // (a mutex error or bad_alloc, after offers went out: the job must not leave this
+                // frame while their threads may be in it, and it needs no queued seat, since the
+                // caller and the offers' threads take its tasks until none is left)
+                job.seats = 0;
+            }
+        }
         // (a task does not throw: the kernel reports bad values as a fault, not an exception)
         job.work();
         int64_t taken = 0;  // offers a thread took: wait until they have left the job

@@ -169,6 +169,7 @@ class GroupIndex:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_ints", None)  # (pickled before integer keys were one array)
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ batches

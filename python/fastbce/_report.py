@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._groups import GroupIndex, key_order
+from ._groups import LOCAL_KEYS, GroupIndex, key_order
 from ._options import real_number, whole_number
 
 __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
@@ -54,7 +54,9 @@ _Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 # groups a slicing has no histograms (its groups' auc is NaN).
 MAX_BITS = 11
 _GROUP_BIN_BUDGET = 1 << 21
-_MAX_HISTOGRAM_GROUPS = 1 << 16
+# (the same bound as the keys' local renumbering: ReportState.new_pass adds a slicing past it in
+# place, where a pass has no histograms)
+_MAX_HISTOGRAM_GROUPS = LOCAL_KEYS
 
 
 def histogram_bits(n_groups: int) -> int | None:
@@ -232,7 +234,7 @@ class ReportPass:
 
 class _Slicing:
     """The groups of one slicing: their keys (one ``GroupIndex`` for every batch, so a label is
-    hashed once) and their sums and histograms, in arrays that grow in place (capacity doubles),
+    hashed once) and their sums and histograms, in arrays that grow in place (by an eighth or more),
     row i for the key of code i."""
 
     def __init__(self) -> None:
@@ -261,7 +263,7 @@ class _Slicing:
         return self.width, min(self.bits, histogram_bits(n) or 0)
 
     def prepare(self) -> None:
-        """The layout of ``layout`` and room for every key so far (capacity doubles)."""
+        """The layout of ``layout`` and room for every key so far (growing by an eighth or more)."""
         width, bits = self.layout()
         if width != self.width:
             self.sums = np.ascontiguousarray(self.sums[:, :width])

@@ -158,7 +158,7 @@ inline void prefetch_lines(const View& v, int64_t begin, int64_t len) {
     const int64_t bytes = len * dtype_bytes(v.dtype);
     const auto* first = static_cast<const unsigned char*>(v.data) + begin * dtype_bytes(v.dtype);
     auto prefetch = [](const unsigned char* at) {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE__))
         asm volatile("prefetcht2 %0" : : "m"(*at));
 #else
         __builtin_prefetch(at, 0, 1);

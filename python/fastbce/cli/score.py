@@ -137,10 +137,11 @@ def run_locally(job: Job) -> Any:
     batches = source.batches(job.args.batch_rows)
     reserve = getattr(source, "reserve", None)  # (parquet: its read-ahead gives way to groups)
     held = getattr(acc, "_nbytes", None)
+    restore_allocator = None
     if reserve is not None:
         from ..io.prefetch import use_jemalloc
 
-        use_jemalloc()  # (this process's pyarrow allocator: a command may choose it)
+        restore_allocator = use_jemalloc()  # (pyarrow's, for this command only)
 
     def tick() -> None:
         progress.update(source.fraction())
@@ -170,6 +171,8 @@ def run_locally(job: Job) -> Any:
         progress.close()
         if output is not None and not committed:
             output.abort()
+        if restore_allocator is not None:
+            restore_allocator()
     return acc
 
 
