@@ -182,10 +182,10 @@ class ReportPass:
             (c, s, h, 0 if b is None else b, r)
             for (c, s, h, b), r in zip(self.slices, self.direct, strict=True)
         ]
-        if self.rows == 0:  # (the kernel has no rows to index)
-            slicings = []
-        elif any(self.own):  # every row checked before any adds to a slicing's own sums
-            check = _core.report(
+
+        def kernel_pass(groups: list[Any], top_losses: int, written: Any) -> tuple[Any, ...]:
+            # (this batch's one kernel pass; with no slicings, the check before in-place adds)
+            return _core.report(
                 call,
                 y_true,
                 y_true_stride,
@@ -199,32 +199,20 @@ class ReportPass:
                 self.sums,
                 self.hist,
                 self.bits,
-                [],
-                0,
-                None,
+                groups,
+                top_losses,
+                written,
             )
+
+        if self.rows == 0:  # (the kernel has no rows to index)
+            slicings = []
+        elif any(self.own):  # every row checked before any adds to a slicing's own sums
+            check = kernel_pass([], 0, None)
             if check[3]:  # (a fault: the same one the grouped pass would stop at)
                 return check[0], check[1], check[2], check[3], check[4]
             self.sums[:] = 0.0
             self.hist[:] = 0.0
-        out = _core.report(
-            call,
-            y_true,
-            y_true_stride,
-            y_pred,
-            y_pred_stride,
-            weight,
-            weight_stride,
-            pos_weight,
-            float(opts.logit_offset),
-            None if opts.ignore_label is None else float(opts.ignore_label),
-            self.sums,
-            self.hist,
-            self.bits,
-            slicings,
-            operator.index(opts.top_losses),
-            self.written,
-        )
+        out = kernel_pass(slicings, operator.index(opts.top_losses), self.written)
         loss, wsum, count, fault, index, self.top_values, self.top_index = out
         return loss, wsum, count, fault, index
 
@@ -234,8 +222,8 @@ class ReportPass:
 
 class _Slicing:
     """The groups of one slicing: their keys (one ``GroupIndex`` for every batch, so a label is
-    hashed once) and their sums and histograms, in arrays that grow in place (by an eighth or more),
-    row i for the key of code i."""
+    hashed once) and their sums and histograms, in arrays that grow in place (by an eighth or
+    more), row i for the key of code i."""
 
     def __init__(self) -> None:
         self.index = GroupIndex()
