@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -171,7 +172,7 @@ public:
                 job.seats = 0;
             }
         }
-        // (a task does not throw: the kernel reports bad values as a fault, not an exception)
+        // (work() does not throw: parallel_for's tasks catch their exceptions)
         job.work();
         int64_t taken = 0;  // offers a thread took: wait until they have left the job
         for (int64_t k = 0; k < n_offers; ++k) {
@@ -365,19 +366,37 @@ inline Pool& Pool::get() {
 // Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
 // Tasks are handed out in index order, one at a time. wake=false: pool threads asleep are woken
 // only when calls come in a loop (Pool::run).
+// A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
+// lets the job leave the caller's frame while others run it: the first exception is kept, tasks
+// not yet handed out are skipped, and it is rethrown here once every thread has left the job.
 template <class Task>
 void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
     using Fn = std::remove_reference_t<Task>;
+    struct Guarded {
+        Fn* task;
+        pool_detail::Job* job;
+        std::exception_ptr error;
+        std::atomic<bool> failed{false};
+    };
     pool_detail::Job job;
-    job.run = [](void* ctx, int64_t i) { (*static_cast<Fn*>(ctx))(i); };
-    job.ctx = const_cast<void*>(static_cast<const void*>(&task));
+    Guarded guarded{&task, &job, nullptr};
+    job.run = [](void* ctx, int64_t i) {
+        auto& g = *static_cast<Guarded*>(ctx);
+        try {
+            (*g.task)(i);
+        } catch (...) {
+            if (!g.failed.exchange(true, std::memory_order_acq_rel)) g.error = std::current_exception();
+            g.job->next.store(g.job->n_tasks, std::memory_order_relaxed);
+        }
+    };
+    job.ctx = &guarded;
     job.n_tasks = n_tasks;
     const int64_t helpers = std::min(threads, n_tasks) - 1;
-    if (helpers <= 0) {
+    if (helpers <= 0)
         job.work();
-        return;
-    }
-    pool_detail::Pool::get().run(job, helpers, wake);
+    else
+        pool_detail::Pool::get().run(job, helpers, wake);
+    if (guarded.error) std::rethrow_exception(guarded.error);
 }
 
 }  // namespace fastbce
