@@ -121,10 +121,26 @@ def test_no_underflow_for_normal_probability_losses(simd_target, dtype, mode, ep
         _check(call, y, pred, w, f"{mode} {dtype.__name__} eps={epsilon} p = {p!r}")
 
 
-def _focal_band(gamma: float, alpha: float | None) -> float:
-    """kernel.hpp's FocalBand::bound: below it float32 focal losses use float formulas."""
+def _band_bound(exponent: int, gamma: float, alpha: float | None) -> float:
+    """kernel.hpp's FocalBand bounds: exponent 126 gives `bound` (below it float32 focal losses
+    use float formulas), 1022 gives `scaled` (below it float64 ones take the plain products)."""
     b = 1.0 if alpha is None else min(alpha, 1.0 - alpha)
-    return (126.0 * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
+    return (exponent * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
+
+
+def _check_normal_just_below(mode: str, dtype: type, exponent: int) -> None:
+    """Just below the bound every hard label's loss is normal and no operation underflows."""
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    alpha = fields["alpha"] if fields.get("has_alpha") else None
+    band = _band_bound(exponent, fields["gamma"], alpha)
+    for magnitude in (band * (1 - 1e-5), band * 0.999, band * 0.99):
+        x = np.tile(dtype([magnitude, -magnitude]), 64)
+        y = np.tile(dtype([1.0, 0.0, 0.0, 1.0]), 32)  # correct and wrong predictions
+        w = np.linspace(1.0, 2.0, y.size).astype(dtype) if weighted else None
+        raised, loss = _core._underflow_raised(call, y, x, w)
+        assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
+        assert not raised, f"{mode} |x| = {magnitude}: underflow"
 
 
 @pytest.mark.parametrize("mode", ["focal2", "focal2.7", "focal0.5", "focal2_weighted",
@@ -133,22 +149,7 @@ def test_float32_focal_losses_below_the_band_are_normal(simd_target, mode):
     # The float focal formulas run below the band, the double ones (at up to 2.5x the time) above
     # it: just below it every hard label's loss must still be normal and no operation underflow,
     # so that no magnitude with normal losses pays for the band (and none in it is missed).
-    fields, weighted = MODES[mode]
-    call = _call(fields, from_logits=True, epsilon=1e-7)
-    band = _focal_band(fields["gamma"], fields["alpha"] if fields.get("has_alpha") else None)
-    for magnitude in (band * (1 - 1e-5), band * 0.999, band * 0.99):
-        x = np.tile(np.float32([magnitude, -magnitude]), 64)
-        y = np.tile(np.float32([1.0, 0.0, 0.0, 1.0]), 32)  # correct and wrong predictions
-        w = np.linspace(1.0, 2.0, y.size).astype(np.float32) if weighted else None
-        raised, loss = _core._underflow_raised(call, y, x, w)
-        assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
-        assert not raised, f"{mode} |x| = {magnitude}: underflow"
-
-
-def _scaled_band(gamma: float, alpha: float | None) -> float:
-    """kernel.hpp's FocalBand::scaled: below it float64 focal losses take the plain products."""
-    b = 1.0 if alpha is None else min(alpha, 1.0 - alpha)
-    return (1022.0 * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
+    _check_normal_just_below(mode, np.float32, 126)
 
 
 @pytest.mark.parametrize("mode", ["focal2", "focal2.7", "focal0.5", "focal2_weighted",
@@ -157,13 +158,4 @@ def test_float64_focal_losses_below_the_scaled_band_are_normal(simd_target, mode
     # The plain float64 focal products run below the bound, the scaled ones (at up to 2x the
     # time) above it: just below it every hard label's loss must still be normal and no
     # operation underflow (the bound was 660 / (1 + gamma), far below this for such alphas)
-    fields, weighted = MODES[mode]
-    call = _call(fields, from_logits=True, epsilon=1e-7)
-    band = _scaled_band(fields["gamma"], fields["alpha"] if fields.get("has_alpha") else None)
-    for magnitude in (band * (1 - 1e-5), band * 0.999, band * 0.99):
-        x = np.tile(np.float64([magnitude, -magnitude]), 64)
-        y = np.tile(np.float64([1.0, 0.0, 0.0, 1.0]), 32)  # correct and wrong predictions
-        w = np.linspace(1.0, 2.0, y.size) if weighted else None
-        raised, loss = _core._underflow_raised(call, y, x, w)
-        assert _normal(loss).all(), f"{mode} |x| = {magnitude}: {loss.min()!r}"
-        assert not raised, f"{mode} |x| = {magnitude}: underflow"
+    _check_normal_just_below(mode, np.float64, 1022)
