@@ -303,8 +303,8 @@ class CsvSource:
         import pyarrow.csv as pacsv
 
         types = {c: (pa.float64() if c in self.floats else pa.string()) for c in self.columns}
-        # use_threads=False: the serial reader has no read-ahead thread, which could outlive an
-        # error here (an abort at exit under AddressSanitizer: a joinable thread destroyed)
+        # use_threads=False: no parse threads, which could outlive an error here (an abort at
+        # exit under AddressSanitizer: a joinable thread destroyed)
         read = pacsv.ReadOptions(
             block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)), use_threads=False
         )
@@ -313,7 +313,11 @@ class CsvSource:
         )
         for path, size in zip(self.files, self._sizes, strict=True):
             start = 0
-            with open(path, "rb") as f:
+            # An Arrow file, not a Python one: Arrow reads the next block on its IO thread even
+            # with use_threads=False, and a read through a Python object there takes the GIL; one
+            # still pending when an error ends the process met interpreter shutdown and aborted
+            # it ("terminate called without an active exception", exit -6 instead of 1).
+            with pa.OSFile(path, "rb") as f:
                 self._file = f
                 reader = None
                 try:
