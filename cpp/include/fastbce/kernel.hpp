@@ -485,12 +485,14 @@ struct Deep {
 };
 
 // SigmoidZ (kSigmoidZ): z is sigmoid(-|x|) instead, the smaller of p and 1 - p, and the larger is
-// 1 - z (exact for z < 2^-24, else one rounding of a value >= 1/2): no division.
-template <bool FromLogits, bool SigmoidZ = false, class T>
+// 1 - z (exact for z < 2^-24, else one rounding of a value >= 1/2): no division. The side is
+// x > 0, as the cross-entropy's (at x = 0, z = 1 - z = 1/2 and both sides give the same).
+// NoTiny: the caller knows z >= TinyTerm's z_max (|x| < 59), where the guard keeps z anyway.
+template <bool FromLogits, bool SigmoidZ = false, bool NoTiny = false, class T>
 FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits && SigmoidZ) {
-        const bool pos = x >= T(0);
-        const T zk = TinyTerm<T>::keep(z, pos ? ys_c : ys);
+        const bool pos = x > T(0);
+        const T zk = NoTiny ? z : TinyTerm<T>::keep(z, pos ? ys_c : ys);
         const T zc = T(1) - z;
         return vm::detail::mul_add(ys, pos ? zk : zc, ys_c * (pos ? zc : zk));
     } else if constexpr (FromLogits) {
@@ -543,12 +545,13 @@ FASTBCE_VM_INLINE bool in_scaled_band(T x, T band) {
 // t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
 // most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0 (t_min is 0, no clamp,
 // where that power of 2 would not be normal: gamma < 0.065).
-template <Options O, bool FromLogits, bool Clean, bool Scaled = false, class T, class Factor, class Widen>
+// NoTiny: see one_minus_pt (focal_table_loop).
+template <Options O, bool FromLogits, bool Clean, bool Scaled = false, bool NoTiny = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
     const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
-    const W t = one_minus_pt<FromLogits, kSigmoidZ<T, FromLogits, O>>(widen(ys), widen(ys_c), widen(x), widen(z));
+    const W t = one_minus_pt<FromLogits, kSigmoidZ<T, FromLogits, O>, NoTiny>(widen(ys), widen(ys_c), widen(x), widen(z));
     W focal;
     if constexpr (Scaled) {
         static_assert(std::is_same_v<W, double>);
@@ -919,7 +922,7 @@ inline uint32_t focal_table_loop(const float* __restrict y, const float* __restr
         max_bits = range_max(max_bits, y[j]);
         const float ys = y[j], ys_c = 1.0f - y[j], x = pred[j];
         const float loss = vm::detail::mul_add(x > 0.0f ? ys_c : -ys, x, soft[j]);  // (as loss_loop)
-        ce[j] = focal_element<O, true, true>(loss, ys, ys_c, x, ce[j], w[j], k, factor, [](float v) { return v; });
+        ce[j] = focal_element<O, true, true, false, true>(loss, ys, ys_c, x, ce[j], w[j], k, factor, [](float v) { return v; });
     }
     return max_bits;
 }
