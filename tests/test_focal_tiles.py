@@ -50,7 +50,5 @@ def test_small_logit_tiles_match_the_general_loops(dtype, gamma, alpha, weighted
         np.testing.assert_array_equal(got[kept], alone[kept], err_msg=f"planted x = {value}")
     y2 = y.copy()
     y2[planted] = dtype(1.5)  # not clean: the tile takes the general loops again
-    got = fastbce.binary_focal_crossentropy(
-        y2, x, sample_weight=weights, validate=False, **options
-    )
+    got = fastbce.binary_focal_crossentropy(y2, x, sample_weight=weights, validate=False, **options)
     np.testing.assert_array_equal(got[kept], alone[kept], err_msg="planted y = 1.5")

@@ -10,6 +10,7 @@ Usage:  python3 tools/derive_sigmoid_table.py      (needs mpmath only; ~10 s)
 from __future__ import annotations
 
 import mpmath as mp
+
 from derive_softplus_table import print_table
 
 
