@@ -926,6 +926,23 @@ inline uint32_t focal_table_loop(const float* __restrict y, const float* __restr
     }
     return max_bits;
 }
+
+// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
+// band (for realistic logits, nearly every tile) takes both tables in one pass and
+// focal_table_loop. Returns false for any other tile, and for one with a label outside [0, 1]
+// (NaN, -0), which the caller then computes by its table block and the usual focal loops.
+template <Options O>
+inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                             float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
+    const uint32_t max_abs_bits = vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
+    if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
+        return false;
+    uint32_t labels = 0;
+    auto fused = [&](auto factor) { labels = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, factor); };
+    auto by_products = [&](auto h) { fused([](auto t) { return half_power<decltype(h)::value>(t); }); };
+    if (!with_half_gamma(k.half_gamma, by_products)) fused(PowFactor{double(k.gamma)});
+    return labels <= std::bit_cast<uint32_t>(1.0f);
+}
 #endif
 
 // The elementwise loss of docs/reference.md, steps 1-6, for one tile, in stages that are
@@ -966,18 +983,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
         constexpr Bits table_max = std::bit_cast<Bits>(vm::softplus_table_max);
         if constexpr (TableFocal) {
-            // a tile whose every |x| is below table_max and within the focal band (for realistic
-            // logits, nearly every tile): both tables in one pass, then focal_table_loop
-            if (!general_exp) {
-                max_abs_bits = vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
-                if (max_abs_bits < table_max && max_abs_bits <= std::bit_cast<Bits>(k.focal_band)) {
-                    Bits labels = 0;
-                    auto fused = [&](auto factor) { labels = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, factor); };
-                    auto by_products = [&](auto h) { fused([](auto t) { return half_power<decltype(h)::value>(t); }); };
-                    if (!with_half_gamma(k.half_gamma, by_products)) fused(PowFactor{double(k.gamma)});
-                    if (labels <= std::bit_cast<Bits>(T(1))) return false;
-                }
-            }
+            if (!general_exp && focal_table_tile<O>(y, pred, w, ce, scratch, len, k)) return false;
         }
         // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
         auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
