@@ -248,6 +248,22 @@ void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>
     top.insert(top.end(), p.top.begin(), p.top.begin() + p.part.top_size);
 }
 
+// count[q] += the codes equal to q. Few groups: into 4 copies (row j into copy j mod 4), so that
+// runs of one group do not wait on each other's increments (a chain through memory).
+void count_codes(const int64_t* codes, int64_t n, int64_t groups, int64_t* count) {
+    constexpr int64_t kCopies = 4;
+    if (groups > 1024) {
+        for (int64_t e = 0; e < n; ++e) ++count[codes[e]];
+        return;
+    }
+    int64_t copies[kCopies][1024] = {};
+    int64_t e = 0;
+    for (; e + kCopies <= n; e += kCopies)
+        for (int64_t k = 0; k < kCopies; ++k) ++copies[k][codes[e + k]];
+    for (; e < n; ++e) ++count[codes[e]];
+    for (int64_t q = 0; q < groups; ++q) count[q] += copies[0][q] + copies[1][q] + copies[2][q] + copies[3][q];
+}
+
 // The group histograms' adds of one round of chunks, held back sorted by chunk, then group, then
 // row (a stable counting sort on the codes), and added a group at a time straight into the
 // spec's histograms: a group's histogram (512 KiB for 50 groups) stays in cache while its rows
@@ -300,7 +316,7 @@ public:
             int64_t* count = cursors_[size_t(i)].data() + k * g.n_groups;  // (counts, then cursors)
             std::fill_n(count, g.n_groups, 0);
             if (c_.row_size == 1)
-                for (int64_t e = begin; e < end; ++e) ++count[g.codes[e]];
+                count_codes(g.codes + begin, end - begin, g.n_groups, count);
             else
                 for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
                     const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
