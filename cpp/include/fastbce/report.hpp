@@ -428,9 +428,12 @@ struct GroupCells {
             const ReportSlicing& g = s.slicings[i];
             if (g.stride != rs_size || g.n_groups > kCellGroups || g.n_groups * kRowsPerCellGroup > rows) continue;
             const size_t size = size_t(g.n_groups * kCellValues);
-            if (kept[i].size() < size) kept[i].resize(size);
-            std::fill_n(kept[i].data(), size, 0.0);
-            cells[i] = kept[i].data();
+            if (kept[i].size() < size + 8) kept[i].resize(size + 8);
+            // a (group, label) cell on one cache line (a vector's data is 16-byte aligned: its
+            // 64-byte load and store per row each touched two lines)
+            const uintptr_t at = reinterpret_cast<uintptr_t>(kept[i].data());
+            cells[i] = kept[i].data() + ((64 - at % 64) % 64) / sizeof(double);
+            std::fill_n(cells[i], size, 0.0);
             any = true;
         }
     }
