@@ -129,9 +129,9 @@ class ReportPass:
     codes being the slicing's) for the kernel to add to straight away, as for a slicing of very
     many groups (a batch's copy of a million groups' sums was 76 MB): ``run`` then checks every
     row first, in a pass without groups, so that nothing is added unless the pass succeeds;
-    hist: the state's histogram of the whole input, added to in place (``hist_in_place``) when
-    no check pass comes first; direct: None, or (histograms, rows) when the kernel adds straight
-    into the slicing's own histograms, group i into row rows[i] (a pass of at most
+    state_hist: the state's histogram of the whole input, added to in place (``hist_in_place``)
+    when no check pass comes first; direct: None, or (histograms, rows) when the kernel adds
+    straight into the slicing's own histograms, group i into row rows[i] (a pass of at most
     HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row passed its checks,
     or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the kernel sets
     ``written`` when it added; a fresh 26 MB array per batch and its sum into the slicing's
@@ -143,23 +143,24 @@ class ReportPass:
         options: ReportOptions,
         slicings: list[_PassSlicing],
         rows: int,
-        hist: np.ndarray | None = None,
+        state_hist: np.ndarray | None = None,
     ) -> None:
         self.options = options
         self.sums = np.zeros(N_SUMS)
         self.bits = MAX_BITS
         self.own = [own is not None for *_, own in slicings]  # per slicing: sums added in place
-        # the whole input's histogram: the state's own (`hist`), which the kernel adds to only
+        # the whole input's histogram: the state's own (state_hist), which the kernel adds to only
         # once the call has succeeded (a fresh 2 MiB array per batch and its sum into the
         # state's cost as much as the report's other per-batch work), except with a check pass
         # first (own sums), which would add to it too
         self.hist_in_place = (
-            hist is not None
+            state_hist is not None
             and not any(self.own)
-            and hist.flags.c_contiguous
-            and hist.flags.writeable
+            and state_hist.flags.c_contiguous
+            and state_hist.flags.writeable
         )
-        self.hist = hist if self.hist_in_place else np.zeros((_bins(MAX_BITS), 2))
+        in_place = state_hist if self.hist_in_place else None
+        self.hist: np.ndarray = np.zeros((_bins(MAX_BITS), 2)) if in_place is None else in_place
         self.slices: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]] = []
         self.direct: list[np.ndarray | None] = []  # per slicing: the hist_rows, or None
         for codes, n_groups, width, bits, direct, own in slicings:
