@@ -153,7 +153,8 @@ public:
     void run(Job& job, int64_t helpers, bool wake) {
         job.modes.capture();
         const auto start = std::chrono::steady_clock::now().time_since_epoch();
-        const bool in_loop = start - std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed)) < kSpinFor;
+        const auto last = std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed));
+        const bool in_loop = start - last < kSpinFor;
         Slot* offers[kMaxOffers];
         int64_t n_offers = 0;
         const int64_t started = started_.load(std::memory_order_acquire);
@@ -231,8 +232,8 @@ private:
     // woken for it and has not run yet (a wake-up each call: a system call each, for nothing).
     // Best effort: a failure to start a thread leaves the calls on the caller's thread.
     void beckon(int64_t helpers) {
-        if (spinning_.load(std::memory_order_relaxed) > 0 || beckoned_.exchange(true, std::memory_order_relaxed))
-            return;
+        if (spinning_.load(std::memory_order_relaxed) > 0) return;
+        if (beckoned_.exchange(true, std::memory_order_relaxed)) return;
         bool notify = false;
         try {
             std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
