@@ -5,6 +5,11 @@ installed), with the ratios to fastbce's time; then a call with per-element samp
 smallest size above 4 elements; then the breakdown of a 4-element fastbce call.
 
     python benchmarks/small_calls.py [--sizes 4,1000,10000,100000,1000000] [--repeats 15]
+                                     [--per-call 4000]
+
+--per-call K adds, for each size, quartiles of K single fastbce calls timed one by one (loops of
+back-to-back calls, as above): where some calls find the pool thread watching and others not,
+the quartiles show the two populations that a loop's mean mixes.
 
 Run it on a quiet machine: the figures of other processes' load are the noise here.
 """
@@ -35,6 +40,21 @@ def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) 
     number, _ = timer.autorange()  # >= 0.2 s; scale it down to min_time
     number = max(1, int(number * min_time / 0.2))
     return statistics.median(timer.repeat(repeats, number)) / number * 1e6
+
+
+def per_call_quartiles(call: Callable[[], object], k: int) -> tuple[float, float, float]:
+    """Quartiles (µs) of k calls, each timed alone, in loops of 100 back-to-back calls."""
+    times = []
+    clock = time.perf_counter_ns
+    while len(times) < k:
+        for _ in range(10):
+            call()
+        for _ in range(100):
+            start = clock()
+            call()
+            times.append((clock() - start) / 1e3)
+    q = statistics.quantiles(times, n=4)
+    return q[0], q[1], q[2]
 
 
 def numpy_loss(y: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> float:
@@ -101,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="4,1000,10000,100000,1000000")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--per-call", type=int, default=0, metavar="K")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     torch_prepare = torch_loss()
@@ -126,6 +147,16 @@ def main() -> None:
             line += f" {peer:>9.2f} {peer / fast:>14.2f}"
         print(line + f" {_core.threads_for(n, 0):>16}")
     weighted(rng, min([n for n in sizes if n > 4], default=1000), args.repeats)
+    if args.per_call:
+        print(f"\nsingle fastbce calls, {args.per_call} per size, µs: q25 / median / q75")
+        for n in sizes:
+            x = rng.normal(size=n).astype(np.float32)
+            y = (rng.random(n) < 0.5).astype(np.float32)
+            q = per_call_quartiles(
+                lambda y=y, x=x: fastbce.binary_crossentropy(y, x, from_logits=True),
+                args.per_call,
+            )
+            print(f"{n:>8} {q[0]:9.2f} {q[1]:9.2f} {q[2]:9.2f}")
     print("\nbreakdown of a 4-element call (median µs, each piece timed alone):")
     for name, us in breakdown(args.repeats):
         print(f"  {name:<38} {us:7.2f}")

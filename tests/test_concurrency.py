@@ -229,3 +229,35 @@ def test_multiprocessing_fork_pool_after_threaded_use():
         result = pool.map_async(_pool_task, seeds)
         got = result.get(timeout=300)
     assert [repr(g) for g in got] == [repr(w) for w in want]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_other_threads_report():
+    # The report's histogram buffers come from a process-wide pool behind a mutex; a child forked
+    # while another thread held it must start a pool of its own, not wait on the parent's lock.
+    # (The lock is held for a few ns per call, so this exercises the path; it cannot force it.)
+    y, p, _ = _problem(5, BIG // 4)
+    want = fastbce.evaluate(y, p, threads=2)["auc"]
+    stop = threading.Event()
+
+    def report_in_a_loop():
+        while not stop.is_set():
+            fastbce.evaluate(y, p, threads=2)
+
+    workers = [threading.Thread(target=report_in_a_loop) for _ in range(2)]
+    for t in workers:
+        t.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # the child: never return into pytest
+                try:
+                    same = fastbce.evaluate(y, p, threads=2)["auc"] == want
+                    os._exit(0 if same else 3)
+                except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+                    os._exit(5)
+            assert _wait(pid, 120) == 0
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()

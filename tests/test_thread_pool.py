@@ -156,3 +156,20 @@ def test_mid_size_calls_in_a_loop_from_several_callers(rng):
     for w in workers:
         w.join(timeout=300)
     assert wrong == []
+
+
+def test_a_loop_of_mid_size_calls_leaves_no_thread_spinning(rng):
+    """Unasked mid-size calls take only a pool thread that watches for work; in a loop they have
+    one started or woken after the caller's work, to watch for the next call. Once the calls
+    stop, that thread too goes to sleep, and every result is the one-thread result."""
+    x = rng.normal(size=10_000).astype(np.float32)
+    y = (rng.random(10_000) < 0.5).astype(np.float32)
+    want = fastbce.binary_crossentropy(y, x, from_logits=True, threads=1)
+    for i in range(2_000):
+        assert fastbce.binary_crossentropy(y, x, from_logits=True) == want
+        if i % 500 == 499:
+            time.sleep(0.002)  # (the pool thread goes to sleep: woken again by the loop)
+    time.sleep(0.05)
+    before = time.process_time()
+    time.sleep(0.5)
+    assert time.process_time() - before < 0.05

@@ -6,11 +6,13 @@
 //   cmake -S . -B /tmp/fb -G Ninja -DCMAKE_BUILD_TYPE=Release && ninja -C /tmp/fb fastbce_lib
 //   g++ -O2 -std=c++20 -I cpp/include tools/time_kernel.cpp /tmp/fb/libfastbce_lib.a
 //       -lpthread -o /tmp/time_kernel
-//   /tmp/time_kernel [tier] [variant] [repeats] [n]
+//   /tmp/time_kernel [tier] [variant] [repeats] [n] [scale] [threads]
 // tier: x86-64-v4 (default), x86-64-v3, x86-64-v2, baseline. variant: logits (default), probs,
 // focal2 (gamma 2), focal2a (gamma 2, alpha 0.25), focal15a (gamma 1.5, alpha 0.25), focal27a
-// (gamma 2.7, alpha 0.25), weighted (per-element weights). Prints the best of `repeats` calls
-// (default 3000) over n elements (default 65536: 512 KiB of float32 inputs) in ns per element.
+// (gamma 2.7, alpha 0.25), weighted (per-element weights), uint8 (logits, uint8 labels). Prints
+// the best of `repeats` calls (default 3000) over n elements (default 65536: 512 KiB of float32
+// inputs) in ns per element. Logits are N(0, scale^2) (default 3; 4 is the benchmarks' normal4);
+// threads: default 1 (several, with an n beyond the caches, time the memory-bound case).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,22 +28,26 @@ int main(int argc, char** argv) {
     const std::string variant = argc > 2 ? argv[2] : "logits";
     const int repeats = argc > 3 ? std::atoi(argv[3]) : 3000;
     const int64_t n = argc > 4 ? std::atoll(argv[4]) : 65536;
+    const float scale = argc > 5 ? std::strtof(argv[5], nullptr) : 3.0f;
+    const int threads = argc > 6 ? std::atoi(argv[6]) : 1;
 
     std::vector<float> logit(static_cast<size_t>(n)), prob(logit.size()), label(logit.size());
+    std::vector<uint8_t> label_u8(logit.size());
     std::mt19937 gen(1);
     std::normal_distribution<float> normal;
     std::uniform_real_distribution<float> uniform;
     for (size_t i = 0; i < size_t(n); ++i) {
-        logit[i] = 3 * normal(gen);
+        logit[i] = scale * normal(gen);
         prob[i] = uniform(gen);
         label[i] = uniform(gen) < 0.5f ? 1.0f : 0.0f;
+        label_u8[i] = uint8_t(label[i]);
     }
     set_target(tier);
 
     Call c;
     c.n = n;
-    c.threads = 1;
-    c.y_true = {label.data(), 1, DType::f32};
+    c.threads = threads;
+    c.y_true = variant == "uint8" ? View{label_u8.data(), 1, DType::u8} : View{label.data(), 1, DType::f32};
     c.y_pred = {variant == "probs" ? prob.data() : logit.data(), 1, DType::f32};
     c.from_logits = variant != "probs";
     if (variant == "weighted") {
@@ -51,7 +57,7 @@ int main(int argc, char** argv) {
         c.gamma = variant == "focal15a" ? 1.5 : variant == "focal27a" ? 2.7 : 2.0;
         c.has_alpha = variant != "focal2";
         c.alpha = 0.25;
-    } else if (variant != "logits" && variant != "probs") {
+    } else if (variant != "logits" && variant != "probs" && variant != "uint8") {
         std::fprintf(stderr, "unknown variant %s\n", variant.c_str());
         return 2;
     }

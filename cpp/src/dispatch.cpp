@@ -48,9 +48,10 @@ constexpr int64_t kMinPerThread = kSplitFrom / 2;
 // for each 4096-element half (2-vCPU KVM guest, Xeon, v4). When no CPU is free the caller runs
 // both blocks itself, for ~0.1 µs more than one thread.
 constexpr int64_t kDefaultParallelFrom = kSplitFrom;
-// Below this many elements, an unasked call does not wake pool threads that sleep, unless the
-// calls come in a loop: on that guest a sleeping thread ran 40-50 µs after its wake-up, when the
-// caller had done most of the work (1e5 elements: 51 µs on one thread, 96 on two; 3e5: 169, 128).
+// Below this many elements, an unasked call takes only pool threads watching for work, never
+// waking one that sleeps (in a loop of calls it has one woken after its work, to watch for the
+// next): on that guest a sleeping thread ran 40-50 µs after its wake-up, when the caller had done
+// most of the work (1e5 elements: 51 µs on one thread, 96 on two; 3e5: 169, 128).
 constexpr int64_t kWakeFrom = 1 << 18;
 
 // Elements per block of an n-element call: n in ceil(n / kBlock) blocks of (about) equal size, at

@@ -145,12 +145,16 @@ public:
     static Pool& get();
 
     // Runs job on the caller and up to `helpers` pool threads; returns when every task ran.
-    // Threads that watch their slot are offered the job there; the seats left are queued for
-    // the others. Threads asleep are woken only if `wake` or the pool ran a job within kSpinFor
-    // (calls in a loop, which keep the woken threads watching): a mid-size call alone does not
-    // pay a wake-up.
+    // Threads that watch their slot are offered the job there. With `wake`, the seats left are
+    // queued for the others, waking those asleep. Without it (a mid-size call) the caller runs
+    // what no watching thread takes: a thread woken for it ran 40-50 µs later on a KVM guest, when
+    // the call was over. If calls come in a loop (the pool ran a job within kSpinFor), the caller
+    // then, after its work, starts or wakes a thread to watch for the next call.
     void run(Job& job, int64_t helpers, bool wake) {
         job.modes.capture();
+        const auto start = std::chrono::steady_clock::now().time_since_epoch();
+        const auto last = std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed));
+        const bool in_loop = start - last < kSpinFor;
         Slot* offers[kMaxOffers];
         int64_t n_offers = 0;
         const int64_t started = started_.load(std::memory_order_acquire);
@@ -162,9 +166,9 @@ public:
                 offers[n_offers++] = &s;
         }
         bool queued = false;
-        if (helpers > n_offers) {
+        if (wake && helpers > n_offers) {
             try {
-                queued = queue(job, helpers, n_offers, wake);
+                queued = queue(job, helpers, n_offers);
             } catch (...) {
                 // (a mutex error or bad_alloc, after offers went out: the job must not leave this
                 // frame while their threads may be in it, and it needs no queued seat, since the
@@ -182,6 +186,7 @@ public:
         }
         if (taken > 0) wait_finished(job, taken);
         if (queued) leave_queue(job);
+        if (!wake && in_loop && n_offers < helpers) beckon(helpers);
         const auto end = std::chrono::steady_clock::now().time_since_epoch();
         last_run_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(end).count(),
                         std::memory_order_relaxed);
@@ -202,9 +207,7 @@ private:
 
     // Queues job for the helpers its n_offers offers do not cover (starting threads until
     // `helpers` run, within the cap); returns whether it did.
-    bool queue(Job& job, int64_t helpers, int64_t n_offers, bool wake) {
-        const auto now = std::chrono::steady_clock::now().time_since_epoch();
-        wake = wake || now - std::chrono::nanoseconds(last_run_.load(std::memory_order_relaxed)) < kSpinFor;
+    bool queue(Job& job, int64_t helpers, int64_t n_offers) {
         int64_t to_wake = 0;
         {
             std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
@@ -215,13 +218,37 @@ private:
             pending_.push_back(&job);
             pending_count_.store(int64_t(pending_.size()), std::memory_order_release);
             // threads watching for work take it without a wake-up (a system call)
-            if (wake) to_wake = std::min(sleeping_, seats - spinning_.load(std::memory_order_relaxed));
+            to_wake = std::min(sleeping_, seats - spinning_.load(std::memory_order_relaxed));
+            wakes_ += to_wake > 0;
         }
         if (to_wake > 1)
             wake_.notify_all();
         else if (to_wake == 1)
             wake_.notify_one();
         return true;
+    }
+
+    // Has a thread watch for the next of a loop of mid-size calls, unless one does or one was
+    // woken for it and has not run yet (a wake-up each call: a system call each, for nothing).
+    // Best effort: a failure to start a thread leaves the calls on the caller's thread.
+    void beckon(int64_t helpers) {
+        if (spinning_.load(std::memory_order_relaxed) > 0) return;
+        if (beckoned_.exchange(true, std::memory_order_relaxed)) return;
+        bool notify = false;
+        try {
+            std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+            lock_soon(lock);
+            // (a started thread watches first; sleeping_ counts the others)
+            const int64_t before = int64_t(threads_.size());
+            const bool started = grow(helpers) > before;
+            notify = !started && sleeping_ > 0;
+            wakes_ += notify;
+            if (!notify) beckoned_.store(false, std::memory_order_relaxed);
+        } catch (...) {
+            beckoned_.store(false, std::memory_order_relaxed);
+            return;
+        }
+        if (notify) wake_.notify_one();
     }
 
     // After the caller's work() on a queued job: no more seats, and no helper left inside.
@@ -288,8 +315,14 @@ private:
             }
             if (pending_.empty()) {
                 ++sleeping_;
-                wake_.wait(lock, [&] { return !pending_.empty(); });
+                const int64_t seen = wakes_;
+                wake_.wait(lock, [&] { return !pending_.empty() || wakes_ != seen; });
                 --sleeping_;
+                beckoned_.store(false, std::memory_order_relaxed);
+                // Woken for a job whose caller ran it alone before this thread ran (often, on a
+                // busy machine), or beckoned: calls come in a loop, so watch for the next one
+                // rather than sleep (and be woken for nothing at each call).
+                if (pending_.empty()) continue;
             }
             Job* job = pending_.front();
             if (--job->seats == 0) {
@@ -338,6 +371,8 @@ private:
     std::deque<Job*> pending_;  // queued jobs with seats left for helpers, oldest first
     std::vector<std::thread> threads_;
     int64_t sleeping_ = 0;                   // threads waiting on wake_ (under the mutex)
+    int64_t wakes_ = 0;                      // wake-ups sent to wake_ (under the mutex)
+    std::atomic<bool> beckoned_{false};      // a thread was woken to watch and has not woken yet
     std::atomic<int64_t> spinning_{0};       // threads watching pending_count_
     std::atomic<int64_t> pending_count_{0};  // pending_.size(), for the watching threads
     std::atomic<int64_t> last_run_{0};       // when a job last ended (steady clock, ns)
@@ -364,8 +399,8 @@ inline Pool& Pool::get() {
 }  // namespace pool_detail
 
 // Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
-// Tasks are handed out in index order, one at a time. wake=false: pool threads asleep are woken
-// only when calls come in a loop (Pool::run).
+// Tasks are handed out in index order, one at a time. wake=false (a mid-size call): only pool
+// threads watching for work join; in a loop of calls one is kept watching (Pool::run).
 // A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
 // lets the job leave the caller's frame while others run it: the first exception is kept, tasks
 // not yet handed out are skipped, and it is rethrown here once every thread has left the job.

@@ -1,6 +1,7 @@
 // Splits a report call (docs/report.md) into chunks, runs them over threads on the active tier and
 // merges their partial sums, histograms and largest losses in chunk order.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -56,8 +57,23 @@ private:
         std::mutex mutex;
         std::vector<Buffer*> free;  // (a few per thread, at most as many as ever ran at once)
     };
+    // Never destroyed (pool threads may outlive statics). A forked child starts a new one: the
+    // parent's mutex may have been held by a thread the child does not have.
+    static std::atomic<Shared*>& slot() {
+        static std::atomic<Shared*> current{nullptr};
+        return current;
+    }
     static Shared& shared() {
-        static Shared* p = new Shared;  // (never destroyed: pool threads may outlive statics)
+#if defined(__unix__) || defined(__APPLE__)
+        static const bool forget_after_fork =
+            pthread_atfork(nullptr, nullptr, [] { slot().store(nullptr); }) == 0;
+        static_cast<void>(forget_after_fork);
+#endif
+        Shared* p = slot().load(std::memory_order_acquire);
+        if (p != nullptr) return *p;
+        auto* fresh = new Shared;
+        if (slot().compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
+        delete fresh;  // another thread's came first
         return *p;
     }
 };

@@ -104,7 +104,8 @@ inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restr
     // a below 2^-30 is taken as 2^-30: softplus(-a) then rounds to ln2 as at 0, and the
     // polynomial's h stays normal (a subnormal operand would take a microcode assist on Intel).
     const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30
-    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);  // a + it leaves round(a) in the low bits
+    // (to nearest, and no flag raised: an a beyond 2^31, or NaN, would raise invalid in k)
+    constexpr int nearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     __m512 lo[8], hi[8];
     for (int i = 0; i < 8; ++i) {
         lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
@@ -118,9 +119,14 @@ inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restr
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
         max_bits = max_u32(max_bits, a_bits);
         const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
-        const __m512 t = _mm512_add_ps(a, round_magic);
-        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
-        const __m512i k = _mm512_castps_si512(t);  // vpermt2ps reads the low 5 bits
+        // k = round(a) picks the interval (vpermt2ps reads its low 5 bits), and vreduceps gives
+        // h = a - k, exact; both round to nearest whatever MXCSR says, so that they agree. Two
+        // instructions where a + 1.5 2^23 for k, then h = a - (that - 1.5 2^23), took three for
+        // the same bits: 6% less time for float32 logits, 8% for uint8 labels (N(0, 4^2), 1e8
+        // elements, one thread, CPU time, runs alternated on a shared machine). (The masked
+        // forms: the plain ones pass GCC 12 an "undefined" vector, as above.)
+        const __m512i k = _mm512_maskz_cvt_roundps_epi32(__mmask16(0xffff), a, nearest);
+        const __m512 h = _mm512_maskz_reduce_ps(__mmask16(0xffff), a, nearest);
         __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
         for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
         _mm512_storeu_ps(out + j, p);
