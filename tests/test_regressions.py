@@ -201,7 +201,10 @@ def test_float32_products_do_not_overflow_early(simd_target, y, x, options):
 def test_option_levels_agree(simd_target, rng, dtype, options):
     """The kernel has one instantiation per options level (types.hpp, Options): neutral values of
     an option take a heavier one and must give the same losses: hard labels exactly (every
-    product is exact or the same rounding), soft labels to a float64 product's rounding."""
+    product is exact or the same rounding), soft labels to a float64 product's rounding. (On
+    AVX-512 float32 focal losses of the plain and weighted levels take 1 - p_t from the sigmoid
+    table, the general level from exp and a division: each within 1.5 ulp, on either side, and
+    the factor's exponent gamma multiplies that: 3 gamma float32 ulps more.)"""
     n = 5000
     x = rng.normal(0, 4, n).astype(dtype)
     x[:4] = [np.inf, -np.inf, 0.0, 60.0]
@@ -214,5 +217,6 @@ def test_option_levels_agree(simd_target, rng, dtype, options):
             y, x, from_logits=True, reduction="none", pos_weight=np.ones(n, dtype), **options
         )
         np.testing.assert_array_equal(weighted, plain)
-        rtol = 4 * np.finfo(dtype).eps
+        focal_ulps = 3 * options.get("gamma", 0.0) if dtype == np.float32 else 0.0
+        rtol = (4 + focal_ulps) * np.finfo(dtype).eps
         np.testing.assert_allclose(general, plain, rtol=rtol, atol=0)

@@ -41,13 +41,13 @@ def f(a):
     return mp.log1p(mp.exp(-a))
 
 
-def fit(k: int) -> list[float]:
+def fit(k: int, func=f) -> list[float]:
     lo, hi = (mp.mpf(0), mp.mpf("0.5")) if k == 0 else (mp.mpf("-0.5"), mp.mpf("0.5"))
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     nodes = [mid + half * mp.cos(mp.pi * (2 * i + 1) / (2 * NODES)) for i in range(NODES)]
-    values = [f(k + h) for h in nodes]
+    values = [func(k + h) for h in nodes]
     points = list(zip(nodes, values, strict=True))
-    coeffs = [to_float(f(k))]
+    coeffs = [to_float(func(k))]
     # After c0..c_{i-1} are rounded: c_i..c_7 fitted (least relative squares) to what is left.
     for i in range(1, DEGREE + 1):
         rows = [[h ** (i + j) / v for j in range(DEGREE + 1 - i)] for h, v in points]
@@ -57,7 +57,7 @@ def fit(k: int) -> list[float]:
     return coeffs
 
 
-def max_rel_error(k: int, coeffs: list[float]) -> float:
+def max_rel_error(k: int, coeffs: list[float], func=f) -> float:
     lo, hi = (0.0, 0.5) if k == 0 else (-0.5, 0.5)
     worst = mp.mpf(0)
     for i in range(2001):
@@ -65,17 +65,18 @@ def max_rel_error(k: int, coeffs: list[float]) -> float:
         if h == 0:
             h = mp.mpf("1e-9")
         p = mp.polyval(list(reversed([mp.mpf(c) for c in coeffs])), h)
-        worst = max(worst, abs(p / f(k + h) - 1))
+        worst = max(worst, abs(p / func(k + h) - 1))
     return float(worst)
 
 
-def main() -> None:
-    table = [fit(k) for k in range(INTERVALS)]
-    worst = max(max_rel_error(k, c) for k, c in enumerate(table))
+def print_table(func, name: str) -> None:
+    """Fits func on every interval and prints the table as the C++ array `name`."""
+    table = [fit(k, func) for k in range(INTERVALS)]
+    worst = max(max_rel_error(k, c, func) for k, c in enumerate(table))
     print(
         f"// max relative error of the rounded polynomials {worst:.3g} ({worst / 2**-24:.3f} ulp)"
     )
-    print("alignas(64) inline constexpr float kSoftplusTable[8][32] = {")
+    print(f"alignas(64) inline constexpr float {name}[8][32] = {{")
     for j in range(DEGREE + 1):
         row = [hex_float(table[k][j]) for k in range(INTERVALS)]
         print(
@@ -84,6 +85,10 @@ def main() -> None:
             + "},"
         )
     print("};")
+
+
+def main() -> None:
+    print_table(f, "kSoftplusTable")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
 #endif
 
 #include "fastbce/types.hpp"
+#include "fastbce/sigmoid_table.hpp"
 #include "fastbce/softplus_table.hpp"
 #include "fastbce/vecmath.hpp"
 
@@ -483,9 +484,18 @@ struct Deep {
     }
 };
 
-template <bool FromLogits, class T>
+// SigmoidZ (kSigmoidZ): z is sigmoid(-|x|) instead, the smaller of p and 1 - p, and the larger is
+// 1 - z (exact for z < 2^-24, else one rounding of a value >= 1/2): no division. The side is
+// x > 0, as the cross-entropy's (at x = 0, z = 1 - z = 1/2 and both sides give the same).
+// NoTiny: the caller knows z >= TinyTerm's z_max (|x| < 59), where the guard keeps z anyway.
+template <bool FromLogits, bool SigmoidZ = false, bool NoTiny = false, class T>
 FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
-    if constexpr (FromLogits) {
+    if constexpr (FromLogits && SigmoidZ) {
+        const bool pos = x > T(0);
+        const T zk = NoTiny ? z : TinyTerm<T>::keep(z, pos ? ys_c : ys);
+        const T zc = T(1) - z;
+        return vm::detail::mul_add(ys, pos ? zk : zc, ys_c * (pos ? zc : zk));
+    } else if constexpr (FromLogits) {
         // (this arrangement, as before the guard: with the two terms reordered by side, the
         // double gamma = 2.7 focal loop ran 60% slower on v4)
         const bool pos = x >= T(0);
@@ -496,6 +506,16 @@ FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
         return vm::detail::mul_add(ys, T(1) - xk, ys_c * xk);
     }
 }
+
+// Float focal losses of logits on AVX-512 (plain and weighted levels): softplus(-|x|) and
+// sigmoid(-|x|) from tables (softplus_table.hpp, sigmoid_table.hpp), and the focal loops' z is
+// sigmoid(-|x|) rather than exp(-|x|) (one_minus_pt's SigmoidZ), in every tile of such a call.
+template <class T, bool FromLogits, Options O>
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+constexpr bool kSigmoidZ = FromLogits && O != Options::general && std::is_same_v<T, float>;
+#else
+constexpr bool kSigmoidZ = false;
+#endif
 
 // (1 - p_t)^gamma as exp(gamma log t), in double also for float (see loss_tile)
 struct PowFactor {
@@ -525,12 +545,13 @@ FASTBCE_VM_INLINE bool in_scaled_band(T x, T band) {
 // t_min = 2^(-1088 / (1 + gamma)), where every power of it stays normal; below it the loss, at
 // most 2(|x| + 1) t times t^gamma < 2^11 t_min^(1 + gamma), rounds to 0 (t_min is 0, no clamp,
 // where that power of 2 would not be normal: gamma < 0.065).
-template <Options O, bool FromLogits, bool Clean, bool Scaled = false, class T, class Factor, class Widen>
+// NoTiny: see one_minus_pt (focal_table_loop).
+template <Options O, bool FromLogits, bool Clean, bool Scaled = false, bool NoTiny = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
     const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
-    const W t = one_minus_pt<FromLogits>(widen(ys), widen(ys_c), widen(x), widen(z));
+    const W t = one_minus_pt<FromLogits, kSigmoidZ<T, FromLogits, O>, NoTiny>(widen(ys), widen(ys_c), widen(x), widen(z));
     W focal;
     if constexpr (Scaled) {
         static_assert(std::is_same_v<W, double>);
@@ -594,9 +615,10 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
                 // multiply by it took a microcode assist although its result is not used)
                 using vm::detail::select;
                 wide = FocalBand::wide(x, z, k.focal_band);
-                const double t_d = one_minus_pt<FromLogits>(double(ys), double(ys_c), double(x), double(z));
+                constexpr bool sig = kSigmoidZ<T, FromLogits, O>;
+                const double t_d = one_minus_pt<FromLogits, sig>(double(ys), double(ys_c), double(x), double(z));
                 ce_j = select(wide, T(1), ce_j), x = select(wide, T(0), x), z = select(wide, T(1), z);
-                const T t_f = one_minus_pt<FromLogits>(ys, ys_c, x, z);
+                const T t_f = one_minus_pt<FromLogits, sig>(ys, ys_c, x, z);
                 const double fd = factor(select(wide, t_d, double(t_f)));
                 const T ff = T(select(wide, 1.0, fd));
                 wide_v = focal_element<O, FromLogits, true>(ce[j], ys, ys_c, pred[j], t[j], w[j], k,
@@ -883,6 +905,46 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
     return max_bits;
 }
 
+// TableFocal's loop (loss_tile) for a tile whose every |x| is below the tables' end (31.5) and at
+// most the focal band: steps 1-6 in one loop, from softplus(-|x|) in `soft` and sigmoid(-|x|) in
+// `ce` (overwritten). The operations of loss_loop (Finite, SoftGiven) followed by apply_focal
+// (Clean), so their bits, without the round trip through `ce` in between (the two loops, and a
+// pass of their own for each table, took 1.3x this time). Returns the largest bit pattern of the
+// labels: a tile with one outside [0, 1] (or NaN, -0) is not clean, and the caller computes it
+// again by those loops.
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+template <Options O, class Factor>
+inline uint32_t focal_table_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict soft,
+                                 const float* __restrict w, float* __restrict ce, int64_t len,
+                                 const LossParams<float>& k, Factor factor) {
+    uint32_t max_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
+        max_bits = range_max(max_bits, y[j]);
+        const float ys = y[j], ys_c = 1.0f - y[j], x = pred[j];
+        const float loss = vm::detail::mul_add(x > 0.0f ? ys_c : -ys, x, soft[j]);  // (as loss_loop)
+        ce[j] = focal_element<O, true, true, false, true>(loss, ys, ys_c, x, ce[j], w[j], k, factor, [](float v) { return v; });
+    }
+    return max_bits;
+}
+
+// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
+// band (for realistic logits, nearly every tile) takes both tables in one pass and
+// focal_table_loop. Returns false for any other tile, and for one with a label outside [0, 1]
+// (NaN, -0), which the caller then computes by its table block and the usual focal loops.
+template <Options O>
+inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                             float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
+    const uint32_t max_abs_bits = vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
+    if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
+        return false;
+    uint32_t labels = 0;
+    auto fused = [&](auto factor) { labels = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, factor); };
+    auto by_products = [&](auto h) { fused([](auto t) { return half_power<decltype(h)::value>(t); }); };
+    if (!with_half_gamma(k.half_gamma, by_products)) fused(PowFactor{double(k.gamma)});
+    return labels <= std::bit_cast<uint32_t>(1.0f);
+}
+#endif
+
 // The elementwise loss of docs/reference.md, steps 1-6, for one tile, in stages that are
 // each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
 // loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
@@ -907,6 +969,10 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
     [[maybe_unused]] Bits max_abs_bits = 0;  // (logits) of the largest |x|
     [[maybe_unused]] Bits min_abs_bits = std::numeric_limits<Bits>::max();  // (logits) of the smallest
+    // Focal calls of kSigmoidZ: the table block below also takes their loss loop (its range
+    // check in table_max_bits) and leaves sigmoid(-|x|) in `scratch` for the focal step.
+    constexpr bool TableFocal = Focal && kSigmoidZ<T, FromLogits, O>;
+    [[maybe_unused]] Bits table_max_bits = 0;
 #if defined(FASTBCE_SOFTPLUS_TABLE)
     // Plain and weighted float logits on AVX-512: softplus(-|x|) from the table (a third of the
     // instructions of exp and log1p_small), and from exp for |x| >= 31.5 (where log1p(z) rounds
@@ -914,8 +980,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     // |x| computes both; `general_exp` here says the previous tile had no |x| within the table,
     // and this one then starts with exp (and takes the table only if it has such an |x|), so that
     // runs of large logits do not pay for both (1.8x the time per element otherwise).
-    if constexpr (FromLogits && !Focal && O != Options::general && std::is_same_v<T, float>) {
+    if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
         constexpr Bits table_max = std::bit_cast<Bits>(vm::softplus_table_max);
+        if constexpr (TableFocal) {
+            if (!general_exp && focal_table_tile<O>(y, pred, w, ce, scratch, len, k)) return false;
+        }
         // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
         auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
         min_abs_bits = 0;
@@ -978,15 +1047,19 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // (WideWeight matters to weighted calls only; a tile beyond the fast exp's range has it)
         Bits max_bits;
         if (!finite)
-            max_bits = loss_loop<T, true, false, O, false, true, O == Options::weighted>(y, pred, q, w, ce, scratch, wide_loss, len, k);
-        else if (O == Options::weighted && wide_weight(max_abs_bits, min_abs_bits))
+            max_bits = loss_loop<T, true, Focal, O, false, true, O == Options::weighted>(y, pred, q, w, ce, scratch, wide_loss, len, k);
+        else if (O == Options::weighted && !Focal && wide_weight(max_abs_bits, min_abs_bits))
             max_bits = loss_loop<T, true, false, O, true, true, O == Options::weighted>(y, pred, q, w, ce, scratch, wide_loss, len, k);
         else
-            max_bits = loss_loop<T, true, false, O, true, true>(y, pred, q, w, ce, scratch, wide_loss, len, k);
-        return max_bits > std::bit_cast<Bits>(T(1));
+            max_bits = loss_loop<T, true, Focal, O, true, true>(y, pred, q, w, ce, scratch, wide_loss, len, k);
+        if constexpr (!Focal) return max_bits > std::bit_cast<Bits>(T(1));
+        // (focal: softplus becomes sigmoid(-|x|) where |x| < 31.5, and stays exp(-|x|) beyond,
+        // which is both; the focal step below follows)
+        vm::sigmoid_neg_abs_table(pred, scratch, len);
+        table_max_bits = max_bits;
     }
 #endif
-    if constexpr (FromLogits) {
+    if constexpr (FromLogits && !TableFocal) {
         // exp(-|x|) with the cheaper exp of a normal result; a tile with any |x| beyond its
         // range (or NaN, whose bits are larger still) takes the general exp_nonpositive again.
         // `general_exp` (the previous tile needed it) starts with the general one instead, so
@@ -1018,10 +1091,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
             for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // FASTBCE_VEC_LOOP
         }
     }
-    Bits max_bits;
+    Bits max_bits = table_max_bits;
     // (general calls use it only for float64, in the deep band: Deep; WideWeight: weighted float
     // logits in a tile beyond the fast exp's range or with an |x| above wide_weight_abs)
-    if constexpr (FromLogits && (O != Options::general || std::is_same_v<T, double>)) {
+    if constexpr (TableFocal) {
+        // (taken in the table block)
+    } else if constexpr (FromLogits && (O != Options::general || std::is_same_v<T, double>)) {
         if (!finite)
             max_bits = loss_loop<T, FromLogits, Focal, O, false, false, O == Options::weighted>(y, pred, q, w, ce, scratch, wide_loss, len, k);
         else if (O == Options::weighted && wide_weight(max_abs_bits, min_abs_bits))

@@ -1,0 +1,161 @@
+#pragma once
+// sigmoid(-a) = 1 / (1 + exp(a)) for float a = |x| < 31.5 on AVX-512, by table, as
+// softplus_table.hpp computes softplus(-a): 32 polynomials of degree 7 on the same intervals
+// [k - 1/2, k + 1/2), in h = a - k, their coefficients picked per lane with vpermt2ps. The float
+// focal loss of logits needs 1 - p_t besides the cross-entropy: from this table and the softplus
+// table it takes neither exp, nor log1p_small, nor the division of 1 - p_t = z / (1 + z) (each
+// element by its own value: for |x| >= 31.5 exp(-|x|) instead, see sigmoid_neg_abs_table).
+// The coefficients are ours: tools/derive_sigmoid_table.py derives them and prints the table
+// below; regenerate it there, never edit it by hand. Accuracy: docs/vecmath.md.
+#include <bit>
+#include <cstdint>
+
+#include "fastbce/softplus_table.hpp"
+
+namespace fastbce { namespace FASTBCE_TIER { namespace vm {
+
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+
+namespace detail {
+// kSigmoidTable[i][k]: the coefficient of h^i on interval k
+// (as the script printed it: max relative error of the rounded polynomials 4.57e-08 (0.766 ulp))
+alignas(64) inline constexpr float kSigmoidTable[8][32] = {
+    {0x1p-1f, 0x1.136562p-2f, 0x1.e84152p-4f, 0x1.848344p-5f,
+     0x1.26afa2p-6f, 0x1.b69f68p-8f, 0x1.441778p-9f, 0x1.dda738p-11f,
+     0x1.5fa3dep-12f, 0x1.02c6f6p-13f, 0x1.7cd32ep-15f, 0x1.18341p-16f,
+     0x1.9c541ep-18f, 0x1.2f6026p-19f, 0x1.be6c58p-21f, 0x1.4875c4p-22f,
+     0x1.e355b8p-24f, 0x1.639e3p-25f, 0x1.05a628p-26f, 0x1.81057p-28f,
+     0x1.1b4866p-29f, 0x1.a0db0ep-31f, 0x1.32b48cp-32f, 0x1.c3527ep-34f,
+     0x1.4c1078p-35f, 0x1.e8a37ap-37f, 0x1.67852ap-38f, 0x1.08852ap-39f,
+     0x1.853f02p-41f, 0x1.1e642cp-42f, 0x1.a56e0cp-44f, 0x1.36121ep-45f},
+    {-0x1p-2f, -0x1.92a948p-3f, -0x1.ae0dcp-4f, -0x1.721652p-5f,
+     -0x1.2162c2p-6f, -0x1.b3afe2p-8f, -0x1.434a54p-9f, -0x1.dd37dp-11f,
+     -0x1.5f85aep-12f, -0x1.02becap-13f, -0x1.7ccecp-15f, -0x1.1832dep-16f,
+     -0x1.9c5378p-18f, -0x1.2f5ff8p-19f, -0x1.be6c4p-21f, -0x1.4875bep-22f,
+     -0x1.e355b4p-24f, -0x1.639e2ep-25f, -0x1.05a628p-26f, -0x1.81057p-28f,
+     -0x1.1b4866p-29f, -0x1.a0db0ep-31f, -0x1.32b48cp-32f, -0x1.c3527ep-34f,
+     -0x1.4c1078p-35f, -0x1.e8a37ap-37f, -0x1.67852ap-38f, -0x1.08852ap-39f,
+     -0x1.853f02p-41f, -0x1.1e642cp-42f, -0x1.a56e0cp-44f, -0x1.36121ep-45f},
+    {0x1.28a396p-26f, 0x1.74266ap-5f, 0x1.478706p-5f, 0x1.4efbc6p-6f,
+     0x1.16f9c6p-7f, 0x1.addad8p-9f, 0x1.41b0d4p-10f, 0x1.dc5968p-12f,
+     0x1.5f4932p-13f, 0x1.02ae4ap-14f, 0x1.7cc5fcp-16f, 0x1.18305ap-17f,
+     0x1.9c521ap-19f, 0x1.2f5fd6p-20f, 0x1.be6bf4p-22f, 0x1.487594p-23f,
+     0x1.e355bap-25f, 0x1.639e52p-26f, 0x1.05a64cp-27f, 0x1.810566p-29f,
+     0x1.1b483cp-30f, 0x1.a0dadp-32f, 0x1.32b48ap-33f, 0x1.c35294p-35f,
+     0x1.4c10bep-36f, 0x1.e8a39p-38f, 0x1.67854ap-39f, 0x1.08850cp-40f,
+     0x1.853efap-42f, 0x1.1e641ap-43f, 0x1.a56e1cp-45f, 0x1.36122ap-46f},
+    {0x1.55537cp-6f, 0x1.81df14p-8f, -0x1.a85ef4p-8f, -0x1.67b258p-8f,
+     -0x1.58f54p-9f, -0x1.16df36p-10f, -0x1.a8aa66p-12f, -0x1.3c6928p-13f,
+     -0x1.d3c012p-15f, -0x1.58bbbcp-16f, -0x1.fb9bfp-18f, -0x1.758e7p-19f,
+     -0x1.12df7ep-20f, -0x1.948042p-22f, -0x1.299cb2p-23f, -0x1.b5f112p-25f,
+     -0x1.42394cp-26f, -0x1.da299p-28f, -0x1.5cddf4p-29f, -0x1.00ae1ap-30f,
+     -0x1.79b4fep-32f, -0x1.15e6bcp-33f, -0x1.98f09ap-35f, -0x1.2ce1cep-36f,
+     -0x1.bac1d4p-38f, -0x1.45c274p-39f, -0x1.df5cb6p-41f, -0x1.60b0ecp-42f,
+     -0x1.037f36p-43f, -0x1.7dda8p-45f, -0x1.18f42p-46f, -0x1.9d6dap-48f},
+    {0x1.190c4ep-18f, -0x1.50fecap-8f, -0x1.c6e46ap-11f, 0x1.9923c6p-11f,
+     0x1.252ca8p-11f, 0x1.07b9dep-12f, 0x1.a0548ap-14f, 0x1.3a0ab2p-15f,
+     0x1.d28d18p-17f, 0x1.5876c6p-18f, 0x1.fb5d9ap-20f, 0x1.758f4ep-21f,
+     0x1.12deccp-22f, 0x1.945e6ep-24f, 0x1.29a13cp-25f, 0x1.b5fd2ep-27f,
+     0x1.423384p-28f, 0x1.da1234p-30f, 0x1.5cc89ap-31f, 0x1.00aee6p-32f,
+     0x1.79c834p-34f, 0x1.15f514p-35f, 0x1.98eef6p-37f, 0x1.2cd9f6p-38f,
+     0x1.ba9a4p-40f, 0x1.45ba94p-41f, 0x1.df48e6p-43f, 0x1.60be54p-44f,
+     0x1.037f9cp-45f, 0x1.7de11ap-47f, 0x1.18edecp-48f, 0x1.9d64a8p-50f},
+    {-0x1.1395c2p-9f, 0x1.ba65aep-12f, 0x1.7bd9a4p-11f, 0x1.5df9acp-15f,
+     -0x1.392b92p-14f, -0x1.76990ep-15f, -0x1.40acd2p-16f, -0x1.ee763p-18f,
+     -0x1.73a124p-19f, -0x1.139958p-20f, -0x1.952f4p-22f, -0x1.2b481ep-23f,
+     -0x1.b7f97p-25f, -0x1.42c1f4p-26f, -0x1.dc998ep-28f, -0x1.5edf7ap-29f,
+     -0x1.01ae12p-30f, -0x1.7aafdep-32f, -0x1.16d7ecp-33f, -0x1.9ae172p-35f,
+     -0x1.2ea28cp-36f, -0x1.bd55d4p-38f, -0x1.473976p-39f, -0x1.e1415cp-41f,
+     -0x1.618d6cp-42f, -0x1.04896ep-43f, -0x1.7f3a04p-45f, -0x1.1a8p-46f,
+     -0x1.9f56bap-48f, -0x1.31b1e6p-49f, -0x1.c16be2p-51f, -0x1.4aac32p-52f},
+    {0x1.740b66p-15f, 0x1.8dd7ccp-12f, -0x1.2527e4p-13f, -0x1.da8302p-15f,
+     0x1.9cda3ap-21f, 0x1.74f15p-18f, 0x1.80281ep-19f, 0x1.45ee1p-20f,
+     0x1.e82bd8p-22f, 0x1.6a52bp-23f, 0x1.119c4p-24f, 0x1.8cb688p-26f,
+     0x1.2609p-27f, 0x1.ba9b2ap-29f, 0x1.3deb94p-30f, 0x1.d279aep-32f,
+     0x1.5b4168p-33f, 0x1.018344p-34f, 0x1.7c4ce6p-36f, 0x1.132c58p-37f,
+     0x1.8fe12ap-39f, 0x1.2621b8p-40f, 0x1.b72e98p-42f, 0x1.4501d4p-43f,
+     0x1.e616f4p-45f, 0x1.5faf82p-46f, 0x1.03e74ap-47f, 0x1.769eb4p-49f,
+     0x1.164824p-50f, 0x1.97db86p-52f, 0x1.2f2d98p-53f, 0x1.be0b42p-55f},
+    {0x1.5db5e8p-13f, -0x1.a13d2cp-14f, -0x1.a7c9ccp-17f, 0x1.fa668p-17f,
+     0x1.53500cp-19f, -0x1.25cf1ap-22f, -0x1.a4b96p-23f, -0x1.8c9f42p-23f,
+     -0x1.e2a42ap-25f, -0x1.448714p-26f, -0x1.547b78p-27f, -0x1.78195ep-29f,
+     -0x1.3dc0ecp-30f, -0x1.325618p-31f, -0x1.4c9b1p-33f, -0x1.cbf922p-35f,
+     -0x1.97b1dcp-36f, -0x1.4f61aap-37f, -0x1.d27dacp-39f, -0x1.2bd838p-40f,
+     -0x1.8717c6p-42f, -0x1.1f3898p-43f, -0x1.e90e42p-45f, -0x1.7bfd16p-46f,
+     -0x1.407ab8p-47f, -0x1.991f6p-49f, -0x1.39129ep-50f, -0x1.7a6a8ap-52f,
+     -0x1.326114p-53f, -0x1.b32b1ep-55f, -0x1.5fc81p-56f, -0x1.0216eap-57f},
+};
+}  // namespace detail
+
+// soft[j] = softplus(-|x[j]|) and sig[j] = sigmoid(-|x[j]|) for the j with |x[j]| <
+// softplus_table_max (other lanes, NaN included, get garbage), from one k and h: the operations
+// of softplus_neg_abs_table and sigmoid_neg_abs_table, so the same bits. n a multiple of 16.
+// Returns the largest bit pattern of |x[j]|.
+inline uint32_t softplus_sigmoid_neg_abs_table(const float* __restrict x, float* __restrict soft,
+                                               float* __restrict sig, int64_t n) {
+    using detail::kSigmoidTable;
+    using detail::kSoftplusTable;
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
+    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);
+    __m512 lo[8], hi[8], slo[8], shi[8];
+    for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
+        hi[i] = _mm512_load_ps(&kSoftplusTable[i][16]);
+        slo[i] = _mm512_load_ps(&kSigmoidTable[i][0]);
+        shi[i] = _mm512_load_ps(&kSigmoidTable[i][16]);
+    }
+    auto max_u32 = [](__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); };
+    __m512i max_bits = _mm512_setzero_si512();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
+        max_bits = max_u32(max_bits, a_bits);
+        const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
+        const __m512 t = _mm512_add_ps(a, round_magic);
+        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
+        const __m512i k = _mm512_castps_si512(t);
+        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
+        __m512 q = _mm512_permutex2var_ps(slo[7], k, shi[7]);
+        for (int i = 6; i >= 0; --i) {
+            p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
+            q = _mm512_fmadd_ps(q, h, _mm512_permutex2var_ps(slo[i], k, shi[i]));
+        }
+        _mm512_storeu_ps(soft + j, p);
+        _mm512_storeu_ps(sig + j, q);
+    }
+    alignas(64) uint32_t lanes[16];
+    _mm512_store_si512(lanes, max_bits);
+    uint32_t m = 0;
+    for (uint32_t v : lanes) m = v > m ? v : m;
+    return m;
+}
+
+// z[j] = sigmoid(-|x[j]|) for the j with |x[j]| < softplus_table_max; the other lanes (NaN
+// included) keep z[j], which the caller has made exp(-|x[j]|) there: sigmoid(-a) = e / (1 + e)
+// with e = exp(-a) < 2^-45 rounds to e, as softplus(-a) = log1p(e) does. n a multiple of 16.
+inline void sigmoid_neg_abs_table(const float* __restrict x, float* __restrict z, int64_t n) {
+    using detail::kSigmoidTable;
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
+    const __m512i a_max = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(softplus_table_max)));
+    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);
+    __m512 lo[8], hi[8];
+    for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm512_load_ps(&kSigmoidTable[i][0]);
+        hi[i] = _mm512_load_ps(&kSigmoidTable[i][16]);
+    }
+    for (int64_t j = 0; j < n; j += 16) {
+        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
+        const __mmask16 in_table = _mm512_cmplt_epu32_mask(a_bits, a_max);
+        const __m512 a = _mm512_castsi512_ps(_mm512_mask_max_epu32(a_bits, __mmask16(0xffff), a_bits, a_min));
+        const __m512 t = _mm512_add_ps(a, round_magic);
+        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
+        const __m512i k = _mm512_castps_si512(t);
+        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
+        for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
+        _mm512_mask_storeu_ps(z + j, in_table, p);
+    }
+}
+#endif
+
+}}}  // namespace fastbce::FASTBCE_TIER::vm
