@@ -20,6 +20,7 @@ import numpy as np
 from . import _core
 from ._accumulator import _offset
 from ._api import _compute
+from ._group_arrays import grown
 from ._groups import GroupIndex, key_order
 from ._options import LossOptions
 
@@ -43,11 +44,8 @@ class _Groups:
 
     def add(self, table: np.ndarray, sums: np.ndarray) -> None:
         n = len(self.keys)
-        if n > self.sums.shape[0]:
-            # (a fresh zeroed array: its rows beyond the copy stay untouched, not resident)
-            grown = np.zeros((max(n, 2 * self.sums.shape[0], 16), 3))
-            grown[: self.sums.shape[0]] = self.sums
-            self.sums = grown
+        if n > self.sums.shape[0]:  # (in place: _group_arrays.grown)
+            self.sums = grown(self.sums, max(n, 2 * self.sums.shape[0], 16))
         if table.size:
             _core.add_rows(self.sums, table, sums)
 
