@@ -562,13 +562,14 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
                 py::array_t<int64_t> starts(t.size() + 1);
                 int64_t* out = starts.mutable_data();
                 for (int64_t e = 0; e <= t.size(); ++e) out[e] = int64_t(t.start(e));
-                return py::make_tuple(py::bytes(t.chars()), starts, t.find_null());
+                const std::string_view chars = t.chars();
+                return py::make_tuple(py::bytes(chars.data(), chars.size()), starts, t.find_null());
             },
             [](const py::tuple& s) {  // (starts: an int64 array, or a list as pickled before)
                 require(s.size() == 3, "KeyCodes: a pickled state of 3 items");
                 const auto starts = s[1].cast<py::array_t<int64_t, py::array::c_style | py::array::forcecast>>();
                 KeyCodes t;
-                t.restore(s[0].cast<std::string>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
+                t.restore(s[0].cast<std::string_view>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
                 return t;
             }));
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");

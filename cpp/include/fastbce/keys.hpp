@@ -2,7 +2,7 @@
 // row group, or its dictionary) at a time and each row is hashed once against the keys seen, never
 // the keys seen before (Arrow's index_in rebuilt a hash table of every key seen for each batch: a
 // million keys cost 0.4 s per row group). The text keys live only here (their bytes, one after
-// another), not as Python strings too: a million keys of 8 bytes take ~21 MB instead of ~190 MB.
+// another), not as Python strings too: a million keys of 8 bytes take ~23 MB instead of ~190 MB.
 #pragma once
 
 #include <algorithm>
@@ -35,17 +35,19 @@ struct TextColumn {
 };
 
 // Text keys in the order of their codes (key e has code e), and at most one missing key (null),
-// which has a code but no text and is never found by text. 4 bytes a slot and 4 a key offset (plus
-// the bytes): a million keys of 8 bytes take about 21 MB (8-byte slots, offsets and stored hashes
-// took 45 MB). The offsets widen to 8 bytes once the bytes pass `narrow_limit` (4 GiB by default;
-// tests set a small one). The hash is not stored: a probe compares the key's bytes (most probes
-// find their key at once, and its bytes are read then anyway), and a rehash hashes the keys again.
+// which has a code but no text and is never found by text. 4 bytes a slot and 4 a key offset,
+// plus the bytes, growing by an eighth: a million keys of 8 bytes take about 23 MB (8-byte slots
+// and offsets, stored hashes and doubling took 45 MB). The offsets widen to 8 bytes once the
+// bytes pass `narrow_limit` (4 GiB; tests set a small one). The hash is not stored: a probe
+// compares the key's bytes (most probes find their key at once, whose bytes are read then
+// anyway), and a rehash hashes the keys again.
 class KeyCodes {
 public:
     static constexpr uint64_t kNarrowLimit = UINT32_MAX;
     static constexpr int64_t kMaxKeys = int64_t(UINT32_MAX) - 1;  // a slot holds key + 1
 
-    explicit KeyCodes(uint64_t narrow_limit = kNarrowLimit) : narrow_limit_(std::min(narrow_limit, kNarrowLimit)) {}
+    explicit KeyCodes(uint64_t narrow_limit = kNarrowLimit)
+        : narrow_limit_(std::min(narrow_limit, kNarrowLimit)) {}
 
     // codes[i] = the code of row i in [begin, end), -1 if not seen (reads only: threads may share).
     template <class Offset>
@@ -75,7 +77,8 @@ public:
         if (e >= 0) return e;
         if (size() >= kMaxKeys) throw std::length_error("more than 2^32 - 2 distinct group keys");
         if (2 * (size_t(size()) + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
-        chars_.append(k);
+        room_for(chars_, k.size());
+        chars_.insert(chars_.end(), k.begin(), k.end());
         push_end();
         place(size() - 1, k);
         return size() - 1;
@@ -127,14 +130,14 @@ public:
     }
 
     // Everything as (bytes, starts, null code) and back (pickling).
-    const std::string& chars() const { return chars_; }
-    void restore(std::string chars, const int64_t* starts, int64_t n_starts, int64_t null) {
+    std::string_view chars() const { return {chars_.data(), chars_.size()}; }
+    void restore(std::string_view chars, const int64_t* starts, int64_t n_starts, int64_t null) {
         if (n_starts < 1 || starts[0] != 0 || uint64_t(starts[n_starts - 1]) != chars.size() ||
             n_starts - 1 > kMaxKeys || null < -1 || null >= n_starts - 1)
             throw std::invalid_argument("KeyCodes: inconsistent state");
         for (int64_t e = 0; e + 1 < n_starts; ++e)
             if (starts[e + 1] < starts[e]) throw std::invalid_argument("KeyCodes: inconsistent state");
-        chars_ = std::move(chars);
+        chars_.assign(chars.begin(), chars.end());
         starts32_.clear();
         starts64_.clear();
         if (chars_.size() > narrow_limit_) {
@@ -150,7 +153,7 @@ public:
     }
 
 private:
-    std::string chars_;                  // the keys' bytes, one after another
+    std::vector<char> chars_;            // the keys' bytes, one after another
     std::vector<uint32_t> starts32_{0};  // key e is chars_[starts[e], starts[e + 1]) (narrow)
     std::vector<uint64_t> starts64_;     // the same once wide (then starts32_ is empty)
     std::vector<uint32_t> slots_;        // open addressing: key + 1, or 0 for empty
@@ -165,8 +168,16 @@ private:
             starts32_.clear();
             starts32_.shrink_to_fit();
         }
-        if (wide()) starts64_.push_back(end);
-        else starts32_.push_back(uint32_t(end));
+        if (wide()) room_for(starts64_, 1), starts64_.push_back(end);
+        else room_for(starts32_, 1), starts32_.push_back(uint32_t(end));
+    }
+
+    // Room for `more` elements, growing by an eighth (not doubling: a table of a million keys
+    // keeps little spare room; the copies add up to a few times its size, a few milliseconds).
+    template <class V>
+    static void room_for(V& v, size_t more) {
+        if (v.size() + more > v.capacity())
+            v.reserve(std::max(v.size() + more, v.capacity() + v.capacity() / 8 + 64));
     }
 
     // A multiply-xorshift hash of 8-byte words (the keys are short: a country, an id).
