@@ -1,4 +1,4 @@
-"""Per-group arrays that grow in place: the sums of a slicing's groups (``_report``, ``_loss_sums``).
+"""Per-group arrays that grow in place: the groups' sums (``_report``, ``_loss_sums``).
 
 A million groups' report sums are 120 MB, so they must never be in memory twice while they grow:
 an array is resized in place, a ``realloc`` that Linux does by moving the pages (``mremap``), not
@@ -29,7 +29,7 @@ def _hugepage_switch() -> Callable[[bool], bool] | None:
             continue
         switch: Any = getattr(module, "_set_madvise_hugepage", None)
         if switch is not None:
-            return switch  # type: ignore[no-any-return]
+            return switch
     return None
 
 
