@@ -50,6 +50,9 @@ MODES = {
     "pos_weight_weighted": ({"pos_weight_scalar": 2.5}, True),
     "focal4_weighted": ({"gamma": 4.0, "has_alpha": True, "alpha": 0.25}, True),
     "focal0.03": ({"gamma": 0.03, "has_alpha": True, "alpha": 0.25}, False),
+    # (gamma log(1 - p_t) is tiny but not 0 here, down to 1e-46: exp's guard of a tiny reduced
+    # argument, whose powers would underflow; on baseline float64 it is a compare of its own)
+    "focal1e-30": ({"gamma": 1e-30}, False),
 }
 
 
