@@ -93,3 +93,16 @@ def test_sums_of_many_groups_are_15_float64_each() -> None:
     groups = len(acc._state.slicings["groups"].keys)
     assert groups == n
     assert 15 * 8 * n <= acc._nbytes() <= 15 * 8 * (n + n // 8 + 16)
+
+
+def test_loss_only_sums_are_3_float64_each() -> None:
+    from fastbce._loss_sums import LossSums
+
+    n = 200_000
+    sums = LossSums(from_logits=True)
+    rng = np.random.default_rng(1)
+    for codes in (rng.permutation(n)[:150_000], rng.permutation(n)):
+        sums.update(codes % 2, rng.standard_normal(codes.size).astype(np.float32), groups=codes)
+    groups = sums._slicings["groups"]
+    assert len(groups.keys) == n
+    assert 3 * 8 * n <= groups.sums.nbytes <= 3 * 8 * (n + n // 8 + 16)
