@@ -231,3 +231,30 @@ def test_a_failed_first_batch_of_many_groups_keeps_the_layout(rng):
         want = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=small)
         np.testing.assert_array_equal(_group_hist(acc), _group_hist(want))
         assert repr(acc.result()) == repr(want.result())
+
+
+@pytest.mark.parametrize("n", [1_000, 3 * ROUND // 2])
+@pytest.mark.parametrize("kind", ["counted", "weighted", "soft"])
+def test_the_whole_inputs_histogram_is_added_only_when_a_batch_succeeds(simd_target, rng, n, kind):
+    """The accumulator's own histogram of the whole input goes to the kernel, which adds a call's
+    rows to it (byte counts of the common tiles, float64 partials of the others) only once the
+    call has succeeded: a batch whose last row fails leaves it as it was, and the count buffers
+    it dirtied are clean for the next call (the same histogram as without the failed batch)."""
+    y, x = _inputs(rng, n, kind == "soft")
+    w = rng.uniform(0.5, 1.5, n).astype(np.float32) if kind == "weighted" else None
+    acc = fastbce.LossAccumulator(from_logits=True).update(y, x, w)
+    before = acc._state.hist.copy()
+    bad = y.copy()
+    bad[-1] = 3.0
+    with pytest.raises(ValueError, match="y_true"):
+        acc.update(bad, x, w)
+    np.testing.assert_array_equal(acc._state.hist, before)
+    acc.update(y, x, w)
+    want = fastbce.LossAccumulator(from_logits=True).update(y, x, w).update(y, x, w)
+    np.testing.assert_array_equal(acc._state.hist, want._state.hist)
+    fresh = fastbce.LossAccumulator(from_logits=True).update(y, x, w)
+    twice = fresh._state.hist + fresh._state.hist  # (a fresh histogram added to the state's)
+    if kind == "counted":  # (whole numbers: the same bits)
+        np.testing.assert_array_equal(acc._state.hist, twice)
+    else:
+        np.testing.assert_allclose(acc._state.hist, twice, rtol=1e-12)

@@ -107,7 +107,8 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
     return py::make_tuple(r.total.loss, r.total.weight, r.total.count, int(r.fault), r.fault_index);
 }
 
-// ---- the evaluation report (docs/report.md): outputs are float64 arrays zeroed by _report.py
+// ---- the evaluation report (docs/report.md): outputs are float64 arrays zeroed by _report.py,
+// but for the whole input's histogram, which the call adds to once it has succeeded
 
 double* f64_out(const py::object& a, int64_t size, const char* what) {
     auto arr = a.cast<py::array>();

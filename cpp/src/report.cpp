@@ -1,6 +1,7 @@
 // Splits a report call (docs/report.md) into chunks, runs them over threads on the active tier and
 // merges their partial sums, histograms and largest losses in chunk order.
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,10 +24,85 @@ constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chu
 constexpr int64_t kHeldChunk = int64_t(1) << 19;
 constexpr int64_t kRoundElements = kHistAfterCheck;
 
+// Buffers of the whole input's histogram (2 * hist_bins(kMaxMantissaBits) float64), all zero
+// when free, kept for the process and shared by the calls of every thread: a chunk's partial and
+// a call's adds (CallHist) take one each, call after call, without a 2 MiB allocation and its
+// zeroing or page faults each time; only the entries used are zeroed when one is given back.
+constexpr int64_t kHistEntries = 2 * hist_bins(kMaxMantissaBits);
+
+template <class Buffer>
+class BufferPool {
+public:
+    static Buffer* take() {
+        Shared& p = shared();
+        {
+            std::lock_guard<std::mutex> lock(p.mutex);
+            if (!p.free.empty()) {
+                Buffer* b = p.free.back();
+                p.free.pop_back();
+                return b;
+            }
+        }
+        return new Buffer;
+    }
+    static void give(Buffer* b) {  // (all zero again)
+        Shared& p = shared();
+        std::lock_guard<std::mutex> lock(p.mutex);
+        p.free.push_back(b);
+    }
+
+private:
+    struct Shared {
+        std::mutex mutex;
+        std::vector<Buffer*> free;  // (a few per thread, at most as many as ever ran at once)
+    };
+    static Shared& shared() {
+        static Shared* p = new Shared;  // (never destroyed: pool threads may outlive statics)
+        return *p;
+    }
+};
+
+struct HistBuffer {
+    std::vector<double> values = std::vector<double>(size_t(kHistEntries));
+};
+struct CountBuffer {
+    std::vector<uint8_t> count = std::vector<uint8_t>(size_t(kHistEntries));
+    std::vector<double> overflow = std::vector<double>(size_t(kHistEntries));
+    HistCountBuffer view{count.data(), overflow.data()};
+};
+
+// A pool buffer held by one owner: given back, entries [begin, end) zeroed, at the end.
+class PooledHist {
+public:
+    PooledHist() : b_(BufferPool<HistBuffer>::take()) {}
+    ~PooledHist() {
+        clear();
+        BufferPool<HistBuffer>::give(b_);
+    }
+    PooledHist(const PooledHist&) = delete;
+    PooledHist& operator=(const PooledHist&) = delete;
+    double* get() { return b_->values.data(); }
+    const double* get() const { return b_->values.data(); }
+    void touched(int64_t begin, int64_t end) {
+        begin_ = std::min(begin_, begin);
+        end_ = std::max(end_, end);
+    }
+    void clear() {
+        if (begin_ < end_) std::fill(get() + begin_, get() + end_, 0.0);
+        begin_ = INT64_MAX;
+        end_ = 0;
+    }
+
+private:
+    HistBuffer* b_;
+    int64_t begin_ = INT64_MAX, end_ = 0;
+};
+
 // One chunk's partial outputs, zeroed, in the layout of ReportSpec; the group histograms have
 // none (their adds are held back, HeldRound), so part.slice_hist is null.
 struct Partial {
-    std::vector<double> sums, hist;
+    std::vector<double> sums;
+    PooledHist hist;
     std::vector<std::vector<double>> slice_sums;
     std::vector<double*> slice_sums_ptr;
     std::vector<TopLoss> top;
@@ -34,8 +110,8 @@ struct Partial {
 
     void clear() {
         std::fill(sums.begin(), sums.end(), 0.0);
-        if (part.hist_begin < part.hist_end)  // (only what rows touched: the rest stayed 0)
-            std::fill(hist.begin() + part.hist_begin, hist.begin() + part.hist_end, 0.0);
+        hist.touched(part.hist_begin, part.hist_end);  // (only what rows touched: the rest stayed 0)
+        hist.clear();
         part.hist_begin = INT64_MAX;
         part.hist_end = 0;
         for (auto& v : slice_sums) std::fill(v.begin(), v.end(), 0.0);
@@ -44,15 +120,19 @@ struct Partial {
         part.fault_index = -1;
     }
 
+    ~Partial() { hist.touched(part.hist_begin, part.hist_end); }  // (zeroed when given back)
+    Partial(const Partial&) = delete;
+    Partial& operator=(const Partial&) = delete;
+
     explicit Partial(const ReportSpec& s)
-        : sums(rs_size), hist(size_t(2 * hist_bins(s.mantissa_bits))), top(size_t(s.top_k)) {
+        : sums(rs_size), top(size_t(s.top_k)) {
         for (int64_t i = 0; i < s.n_slicings; ++i) {
             const ReportSlicing& g = s.slicings[i];
             slice_sums.emplace_back(size_t(g.n_groups * g.stride));
         }
         for (auto& v : slice_sums) slice_sums_ptr.push_back(v.data());
         part.sums = sums.data();
-        part.hist = hist.data();
+        part.hist = hist.get();
         part.slice_sums = slice_sums_ptr.data();
         part.top = top.data();
     }
@@ -62,15 +142,126 @@ void add_into(double* into, const double* from, size_t n) {
     for (size_t i = 0; i < n; ++i) into[i] += from[i];
 }
 
-// Adds a chunk's partial to the spec's outputs (called in chunk order).
-void merge(ReportSpec& s, const Partial& p, std::vector<TopLoss>& top) {
+// The whole input's histogram adds of one call, kept apart from the spec's histogram until the
+// call has succeeded, so that a call that fails leaves it as it was (_report.py passes the
+// accumulator's own histogram, not a fresh 2 MiB one per batch): the chunks' float64 partials,
+// added in chunk order into `floats`, and the counts of counted rows in the buffers the chunks
+// took (HistCountBuffer). finish adds floats, then the counts' sum over the buffers (an integer,
+// exact), to the histogram: the same bits as the partials and counts added into a zeroed
+// histogram and that added to it, whenever a call's rows are all counted or none is.
+class CallHist {
+public:
+    CallHist() = default;
+    ~CallHist() {
+        floats_.touched(begin_, end_);
+        for (CountBuffer* b : all_) {
+            clear(b->view);
+            BufferPool<CountBuffer>::give(b);
+        }
+    }
+    CallHist(const CallHist&) = delete;
+    CallHist& operator=(const CallHist&) = delete;
+
+    double* floats() { return floats_.get(); }
+
+    // A buffer for one chunk (any free one: the counts are the same whichever it is).
+    HistCountBuffer* take() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!idle_.empty()) {
+            HistCountBuffer* b = idle_.back();
+            idle_.pop_back();
+            return b;
+        }
+        all_.reserve(all_.size() + 1);
+        CountBuffer* b = BufferPool<CountBuffer>::take();
+        all_.push_back(b);
+        return &b->view;
+    }
+    void give(HistCountBuffer* b) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        idle_.push_back(b);
+    }
+
+    // Adds a chunk's float64 partial (entries [begin, end)); in chunk order.
+    void add(const double* from, int64_t begin, int64_t end) {
+        if (begin >= end) return;
+        add_into(floats_.get() + begin, from + begin, size_t(end - begin));
+        widen(begin, end);
+    }
+    void widen(int64_t begin, int64_t end) {
+        begin_ = std::min(begin_, begin);
+        end_ = std::max(end_, end);
+    }
+
+    // hist += the call's adds, the buffers' counts zeroed on the way.
+    void finish(double* hist) {
+        if (begin_ < end_) add_into(hist + begin_, floats_.get() + begin_, size_t(end_ - begin_));
+        int64_t begin = INT64_MAX, end = 0;
+        for (const CountBuffer* b : all_) begin = std::min(begin, b->view.begin), end = std::max(end, b->view.end);
+        for (int64_t i = begin & ~int64_t(7); i < end; i += 8) {  // (8 entries a word)
+            uint64_t any = 0;
+            for (const CountBuffer* b : all_) {
+                uint64_t word;
+                std::memcpy(&word, b->count.data() + i, sizeof word);
+                any |= word;
+            }
+            if (any == 0) continue;
+            for (int64_t k = i; k < i + 8; ++k) {
+                double total = 0.0;  // (integers: exact in any order)
+                for (CountBuffer* b : all_) {
+                    total += double(b->count[size_t(k)]) + (b->view.overflowed ? b->overflow[size_t(k)] : 0.0);
+                    b->count[size_t(k)] = 0;
+                }
+                if (total != 0.0) hist[k] += total;
+            }
+        }
+        for (CountBuffer* b : all_) clear(b->view);
+    }
+
+private:
+    // All zero again (the counts of a call that failed, or the overflow of one that wrapped).
+    static void clear(HistCountBuffer& b) {
+        if (b.begin < b.end) {
+            const int64_t begin = b.begin & ~int64_t(7);
+            std::memset(b.count + begin, 0, size_t(b.end - begin));
+            if (b.overflowed) std::fill(b.overflow + begin, b.overflow + b.end, 0.0);
+        }
+        b.begin = INT64_MAX;
+        b.end = 0;
+        b.overflowed = false;
+    }
+
+    PooledHist floats_;
+    int64_t begin_ = INT64_MAX, end_ = 0;  // the entries of floats_ added to
+    std::mutex mutex_;
+    std::vector<CountBuffer*> all_;        // the buffers taken (back to the pool at the end)
+    std::vector<HistCountBuffer*> idle_;   // those no chunk is using
+};
+
+// Adds a chunk's partial to the spec's outputs (called in chunk order); its histogram to the
+// call's (CallHist).
+void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>& top) {
     add_into(s.sums, p.sums.data(), p.sums.size());
-    if (p.part.hist_begin < p.part.hist_end)
-        add_into(s.hist + p.part.hist_begin, p.hist.data() + p.part.hist_begin,
-                 size_t(p.part.hist_end - p.part.hist_begin));
+    hist.add(p.hist.get(), p.part.hist_begin, p.part.hist_end);
     for (int64_t i = 0; i < s.n_slicings; ++i)
         add_into(s.slicings[i].sums, p.slice_sums[size_t(i)].data(), p.slice_sums[size_t(i)].size());
     top.insert(top.end(), p.top.begin(), p.top.begin() + p.part.top_size);
+}
+
+// count[q] += the codes equal to q. Few groups: into 4 copies (row j into copy j mod 4), so that
+// runs of one group do not wait on each other's increments (a chain through memory).
+void count_codes(const int64_t* codes, int64_t n, int64_t groups, int64_t* count) {
+    constexpr int64_t kCopies = 4;
+    if (groups > 1024) {
+        for (int64_t e = 0; e < n; ++e) ++count[codes[e]];
+        return;
+    }
+    int64_t copies[kCopies][1024] = {};
+    int64_t e = 0;
+    for (; e + kCopies <= n; e += kCopies)
+        for (int64_t k = 0; k < kCopies; ++k) ++copies[k][codes[e + k]];
+    for (; e < n; ++e) ++count[codes[e]];
+    for (int64_t q = 0; q < groups; ++q) count[q] += copies[0][q] + copies[1][q] + copies[2][q] + copies[3][q];
 }
 
 // The group histograms' adds of one round of chunks, held back sorted by chunk, then group, then
@@ -125,7 +316,7 @@ public:
             int64_t* count = cursors_[size_t(i)].data() + k * g.n_groups;  // (counts, then cursors)
             std::fill_n(count, g.n_groups, 0);
             if (c_.row_size == 1)
-                for (int64_t e = begin; e < end; ++e) ++count[g.codes[e]];
+                count_codes(g.codes + begin, end - begin, g.n_groups, count);
             else
                 for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
                     const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
@@ -202,6 +393,7 @@ bool general_options(const Call& c, bool is_double, bool focal) {
 // One chunk written straight into the spec's outputs, which the caller zeroed: the same sums as a
 // partial merged into them (0 + x is x), without the partial's copy of every group's sums.
 Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn, HeldRound* held) {
+    CallHist call_hist;
     std::vector<double*> slice_sums, slice_hist;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
         slice_sums.push_back(s.slicings[i].sums);
@@ -210,18 +402,26 @@ Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn, HeldRound* held) 
     std::vector<TopLoss> top(size_t(s.top_k));
     ReportPart part;
     part.sums = s.sums;
-    part.hist = s.hist;
+    part.hist = call_hist.floats();
     part.slice_sums = slice_sums.data();
     part.slice_hist = slice_hist.data();
     part.top = top.data();
+    part.counts = call_hist.take();
     if (held != nullptr) held->start(0, 1), held->prepare_chunk(0, part);
-    if (c.n > 0) fn(c, s, 0, c.n, part);
+    try {
+        if (c.n > 0) fn(c, s, 0, c.n, part);
+    } catch (...) {
+        call_hist.widen(part.hist_begin, part.hist_end);  // (zeroed when given back)
+        throw;
+    }
+    call_hist.widen(part.hist_begin, part.hist_end);  // (what it wrote: zeroed at the end)
     Result result;
     if (part.fault != Fault::none) {
         result.fault = part.fault;
         result.fault_index = part.fault_index;
         return result;
     }
+    call_hist.finish(s.hist);
     if (held != nullptr) held->add(threads_for(c.n, c.threads));
     top.resize(size_t(part.top_size));
     std::sort(top.begin(), top.end(), ranks_before);
@@ -280,6 +480,7 @@ Result run_report(const Call& c, ReportSpec& s) {
     Result result;
     std::optional<HeldRound> held;
     if (group_hists) held.emplace(c, s, chunk);
+    CallHist call_hist;
     const int64_t per_round = held ? held->chunks_per_round() : n_chunks;
     for (int64_t first = 0; first < n_chunks && result.fault == Fault::none; first += per_round) {
         const int64_t count = std::min(per_round, n_chunks - first);
@@ -295,7 +496,9 @@ Result run_report(const Call& c, ReportSpec& s) {
             if (partial) partial->clear();
             else partial = std::make_unique<Partial>(s);
             if (held) held->prepare_chunk(k, partial->part);
+            partial->part.counts = call_hist.take();
             fn(c, s, begin, end, partial->part);
+            call_hist.give(partial->part.counts);
             std::lock_guard<std::mutex> lock(mutex);
             done[size_t(i)] = std::move(partial);
             for (; next < n_chunks && done[size_t(next)]; ++next) {
@@ -304,13 +507,14 @@ Result run_report(const Call& c, ReportSpec& s) {
                     result.fault = p.part.fault;
                     result.fault_index = p.part.fault_index;
                 }
-                if (result.fault == Fault::none) merge(s, p, top);
+                if (result.fault == Fault::none) merge(s, p, call_hist, top);
                 spare.push_back(std::move(done[size_t(next)]));
             }
         });
         if (held && result.fault == Fault::none) held->add(threads);
     }
     if (result.fault != Fault::none) return result;
+    call_hist.finish(s.hist);
     std::sort(top.begin(), top.end(), ranks_before);
     s.top_found = std::min<int64_t>(s.top_k, int64_t(top.size()));
     std::copy_n(top.begin(), s.top_found, s.top);

@@ -130,8 +130,9 @@ class ReportPass:
     codes being the slicing's) for the kernel to add to straight away, as for a slicing of very
     many groups (a batch's copy of a million groups' sums was 76 MB): ``run`` then checks every
     row first, in a pass without groups, so that nothing is added unless the pass succeeds;
-    direct: None, or (histograms, rows) when the kernel adds straight into
-    the slicing's own histograms, group i into row rows[i] (a pass of at most
+    state_hist: the state's histogram of the whole input, added to in place (``hist_in_place``)
+    when no check pass comes first; direct: None, or (histograms, rows) when the kernel adds
+    straight into the slicing's own histograms, group i into row rows[i] (a pass of at most
     HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row passed its checks,
     or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the kernel sets
     ``written`` when it added; a fresh 26 MB array per batch and its sum into the slicing's
@@ -143,14 +144,26 @@ class ReportPass:
         options: ReportOptions,
         slicings: list[_PassSlicing],
         rows: int,
+        state_hist: np.ndarray | None = None,
     ) -> None:
         self.options = options
         self.sums = np.zeros(N_SUMS)
         self.bits = MAX_BITS
-        self.hist = np.zeros((_bins(MAX_BITS), 2))
+        self.own = [own is not None for *_, own in slicings]  # per slicing: sums added in place
+        # the whole input's histogram: the state's own (state_hist), which the kernel adds to only
+        # once the call has succeeded (a fresh 2 MiB array per batch and its sum into the
+        # state's cost as much as the report's other per-batch work), except with a check pass
+        # first (own sums), which would add to it too
+        self.hist_in_place = (
+            state_hist is not None
+            and not any(self.own)
+            and state_hist.flags.c_contiguous
+            and state_hist.flags.writeable
+        )
+        in_place = state_hist if self.hist_in_place else None
+        self.hist: np.ndarray = np.zeros((_bins(MAX_BITS), 2)) if in_place is None else in_place
         self.slices: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]] = []
         self.direct: list[np.ndarray | None] = []  # per slicing: the hist_rows, or None
-        self.own = [own is not None for *_, own in slicings]  # per slicing: sums added in place
         for codes, n_groups, width, bits, direct, own in slicings:
             hist: np.ndarray | None = None
             hist_rows: np.ndarray | None = None
@@ -356,7 +369,8 @@ class ReportState:
 
     def add_pass(self, p: ReportPass, batch: Batch) -> None:
         self.sums += p.sums
-        self.hist += p.hist
+        if not p.hist_in_place:  # (else the kernel added it when the pass succeeded)
+            self.hist += p.hist
         for (slicing, _codes, table), (_c, sums, hist, bits), direct, own in zip(
             batch.slices, p.slices, p.direct, p.own, strict=True
         ):
@@ -465,7 +479,7 @@ class Batch:
             hist = s.direct_hist(size, mark == 0) if direct else None
             into = None if hist is None else (hist, table)
             slicings.append((codes, table.size, *s.layout(), into, None))
-        return ReportPass(self.state.options, slicings, size)
+        return ReportPass(self.state.options, slicings, size, self.state.hist)
 
     def undo(self) -> None:
         for slicing, mark in self.marks:

@@ -18,7 +18,8 @@ namespace fastbce {
 Result run(const Call& c, Sums* group_sums);
 
 // The evaluation report of one call (docs/report.md) on the active SIMD tier: fills spec's outputs
-// (zeroed by the caller) and spec.top_found. The input is cut into at most 16 chunks, fixed by n
+// (zeroed by the caller, except spec.hist: the call adds to it, only if it succeeds) and
+// spec.top_found. The input is cut into at most 16 chunks, fixed by n
 // and the histogram sizes, whose partial sums are merged in chunk order: the report is the same
 // bit for bit whatever the number of threads. Returns the first failed check, if any; never throws
 // (except std::bad_alloc).

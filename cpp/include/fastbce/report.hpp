@@ -159,7 +159,8 @@ inline void store_records(ReportTile& t, int64_t j, F64 (&col)[kRecord]) {
 // pass of their own waited on them. The rows are added in the same order, so with the same bits.
 struct CountedAdds {
     uint8_t* count = nullptr;
-    double* hist = nullptr;
+    double* hist = nullptr;  // where a count's wrap to 0 adds 256 (HistCountBuffer::overflow)
+    bool* wrapped = nullptr;
     double* ece = nullptr;
     const ReportTile* tile = nullptr;
     int64_t held = 0;  // rows [0, held) of the tile's slots (t.hslot, t.eslot, t.p) wait
@@ -173,8 +174,10 @@ struct CountedAdds {
         const int32_t* const eslot = tile->eslot;
         const double* const p = tile->p;
         for (int64_t j = from; j < to; ++j) {
-            if (++c[hslot[j]] == 0) [[unlikely]]
+            if (++c[hslot[j]] == 0) [[unlikely]] {
                 h[hslot[j]] += 256.0;
+                *wrapped = true;
+            }
             double* b = e + eslot[j];
             b[0] += 1.0;
             b[1] += p[j];  // (w p = p)
@@ -307,47 +310,17 @@ struct EceCopies {
     }
 };
 
-// Rows of weight 1 with hard labels counted in the whole input's AUC histogram: one byte an
-// entry (256 KiB, not the float64 histogram's 2 MiB, so that the scattered adds stay in L1 and
-// L2), each wrap to 0 adding 256 to the float64 entry, and the bytes left added when the chunk
-// ends (flush). Every value added is an integer, so a histogram of such rows holds the same
-// bits as one float64 add a row. The buffer is the thread's, all zero between chunks.
-struct HistCounts {
-    uint8_t* count = nullptr;
-    int64_t begin = INT64_MAX, end = 0;  // the entries touched
-
-    explicit HistCounts(int64_t entries) {
-        thread_local std::vector<uint8_t> kept;
-        if (kept.size() < size_t(entries)) kept.resize(size_t(entries));  // (new bytes are 0)
-        count = kept.data();
-    }
-    // Adds the counts into hist (null: drops them) and zeroes them, 8 entries at a time.
-    void flush(double* hist) {
-        for (int64_t i = begin & ~int64_t(7); i < end; i += 8) {
-            uint64_t any;
-            std::memcpy(&any, count + i, sizeof any);
-            if (any == 0) continue;
-            if (hist != nullptr)  // (+0.0 to an entry changes no bits: none is -0.0)
-                for (int64_t k = i; k < i + 8; ++k) hist[k] += double(count[k]);
-            std::memset(count + i, 0, 8);
-        }
-        begin = INT64_MAX;
-        end = 0;
-    }
-    ~HistCounts() { flush(nullptr); }  // (a chunk that stops at a fault)
-};
-
 // The rows of a tile into the whole input's AUC histogram and ECE bins: per row one scattered
 // add into each (the slots: hslot and eslot). With hard labels a row is a positive or a
 // negative of weight w, one add into its histogram bin (Counted: every w is 1, a count in
-// `counts`) and one (w, wp) pair into its ECE bin. The histogram's range that the tile touched
-// widens out.hist_begin and out.hist_end. The bins of x (m mantissa bits) and of t.p are formed
+// `counts`, HistCountBuffer) and one (w, wp) pair into its ECE bin. The histogram's range that
+// the tile touched widens out.hist_begin and out.hist_end (counts->begin and end if Counted). The bins of x (m mantissa bits) and of t.p are formed
 // in the loop that forms the slots (one vectorised pass, where three passes through t.bin and
 // t.ece cost about 0.3 ns a row more); Keep also stores them there, for the groups. Counted rows
 // are added by `adds` (CountedAdds), now or, if Hold, by the next tile's add_tile.
 template <bool FromLogits, bool Hard, bool Counted = false, bool Hold = false, class T>
 inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, int64_t len, ReportPart& out,
-                     EceCopies& ece, HistCounts* counts = nullptr, CountedAdds* adds = nullptr) {
+                     EceCopies& ece, HistCountBuffer* counts = nullptr, CountedAdds* adds = nullptr) {
     // (written with conversions of 0 and 1, which vectorise; compares into int32 did not)
     int32_t lo = INT32_MAX, hi = 0;
     auto slots = [&](auto store_bins) {
@@ -364,8 +337,10 @@ inline void add_bins(ReportTile& t, const T* x, const T* y, int m, bool keep, in
         lo = low, hi = high;
     };
     keep ? slots(std::true_type()) : slots(std::false_type());
-    out.hist_begin = std::min(out.hist_begin, int64_t(lo));
-    out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
+    if constexpr (!Counted) {
+        out.hist_begin = std::min(out.hist_begin, int64_t(lo));
+        out.hist_end = std::max(out.hist_end, (int64_t(hi) | 1) + 1);  // (the end of its bin pair)
+    }
     double* hist = out.hist;
     if constexpr (Counted) {
         counts->begin = std::min(counts->begin, int64_t(lo));
@@ -453,9 +428,12 @@ struct GroupCells {
             const ReportSlicing& g = s.slicings[i];
             if (g.stride != rs_size || g.n_groups > kCellGroups || g.n_groups * kRowsPerCellGroup > rows) continue;
             const size_t size = size_t(g.n_groups * kCellValues);
-            if (kept[i].size() < size) kept[i].resize(size);
-            std::fill_n(kept[i].data(), size, 0.0);
-            cells[i] = kept[i].data();
+            if (kept[i].size() < size + 8) kept[i].resize(size + 8);
+            // a (group, label) cell on one cache line (a vector's data is 16-byte aligned: its
+            // 64-byte load and store per row each touched two lines)
+            const uintptr_t at = reinterpret_cast<uintptr_t>(kept[i].data());
+            cells[i] = kept[i].data() + ((64 - at % 64) % 64) / sizeof(double);
+            std::fill_n(cells[i], size, 0.0);
             any = true;
         }
     }
@@ -640,8 +618,8 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     RowFlags<T>& flags = *row_flags;
     LaneSums lane_sums;
     const auto ece_copies = std::make_unique<EceCopies>();
-    HistCounts counts(2 * hist_bins(s.mantissa_bits));
-    CountedAdds counted_adds{counts.count, out.hist, &ece_copies->hard[0][0][0], &t};
+    HistCountBuffer& counts = *out.counts;  // (the call's: report.cpp adds them when it succeeds)
+    CountedAdds counted_adds{counts.count, counts.overflow, &counts.overflowed, &ece_copies->hard[0][0][0], &t};
     const GroupCells cells(s, end - begin);
     const bool rows = s.n_slicings > 0 || s.top_k > 0;  // (groups and top_losses need the rows)
     const bool groups = s.n_slicings > 0;                // (and groups each row's record)
@@ -749,7 +727,6 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         }
     }
     counted_adds.finish();
-    counts.flush(out.hist);
     cells.fold(s, out);
     lane_sums.add_to(out.sums);
     ece_copies->add_to(out.sums + rs_ece);

@@ -72,6 +72,19 @@ struct HeldAdds {
     int64_t value_base = 0;
 };
 
+// The whole input's histogram counts of the rows of weight 1 with labels 0 or 1 (report.hpp's
+// CountedAdds): one byte an entry (256 KiB, not the float64 histogram's 2 MiB: the scattered adds
+// stay in L1 and L2), a wrap to 0 adding 256 to the entry of `overflow`. A buffer serves one chunk
+// at a time and keeps its counts from chunk to chunk of a call; report.cpp adds them to the
+// spec's histogram once the call has succeeded and gives the buffer back all zero. Every value
+// is an integer, so the sums are the same bits whichever chunks a buffer served.
+struct HistCountBuffer {
+    uint8_t* count = nullptr;            // 2 * hist_bins(kMaxMantissaBits) entries
+    double* overflow = nullptr;          // the same entries: 256 per wrap
+    int64_t begin = INT64_MAX, end = 0;  // the entries touched
+    bool overflowed = false;             // some entry of overflow is not 0
+};
+
 // One of the rows of largest loss.
 struct TopLoss {
     double loss = 0.0;    // l, the loss without the sample weight (the ranking key)
@@ -107,13 +120,14 @@ struct ReportSpec {
 // The output of one chunk (or the merged total): the same layout as ReportSpec's outputs.
 struct ReportPart {
     double* sums = nullptr;
-    double* hist = nullptr;
+    double* hist = nullptr;          // the float64 adds of rows not counted in `counts`
     int64_t hist_begin = INT64_MAX;  // the entries of hist that rows touched: [begin, end)
     int64_t hist_end = 0;
     double** slice_sums = nullptr;  // per slicing
     double** slice_hist = nullptr;  // per slicing (entries may be null): rows add to it directly;
                                     // null when every slicing's adds are held
     HeldAdds* held = nullptr;       // per slicing, or null: where rows' histogram adds are held
+    HistCountBuffer* counts = nullptr;  // the whole input's counted rows (never null)
     TopLoss* top = nullptr;         // a heap of at most top_k entries (worst on top)
     int64_t top_size = 0;
     Fault fault = Fault::none;
