@@ -535,7 +535,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("add_rows", &add_rows_py, py::arg("into"), py::arg("rows"), py::arg("from"),
           "into[rows[i]] += from[i] (rows distinct): a batch's per-group sums into the running ones.");
     py::class_<KeyCodes>(m, "KeyCodes", "Text keys in the order of their int64 codes (group labels), and the null key.")
-        .def(py::init<>())
+        .def(py::init<uint64_t>(), py::arg("narrow_limit") = KeyCodes::kNarrowLimit,
+             "narrow_limit: the key bytes past which the offsets are 8 bytes, not 4 (tests set a small one).")
         .def("lookup", &key_lookup, py::arg("offsets"), py::arg("data"), py::arg("valid"), py::arg("bit_offset"),
              py::arg("codes"), "codes[i] = the code of string i of an Arrow string array, -1 if not seen.")
         .def("add_unknown", &key_add_unknown, py::arg("offsets"), py::arg("data"), py::arg("valid"),
@@ -545,18 +546,31 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         .def("null_code", &KeyCodes::null_code)
         .def("find_null", &KeyCodes::find_null)
         .def("forget", &KeyCodes::forget, py::arg("mark"), "Forgets the keys with a code >= mark.")
-        .def("order", [](const KeyCodes& t) { return py::array_t<int64_t>(py::cast(t.order())); },
+        .def("order",
+             [](const KeyCodes& t) {
+                 py::array_t<int64_t> out(t.size());  // (filled in place: no list of a million ints)
+                 t.order(out.mutable_data());
+                 return out;
+             },
              "The codes sorted by key (the null last).")
+        .def_property_readonly("nbytes", &KeyCodes::nbytes, "The bytes the table holds (its allocations).")
+        .def_property_readonly("wide", &KeyCodes::wide, "Whether the key offsets are 8 bytes.")
         .def("keys", &key_list, py::arg("codes"), "The keys of the codes (str, or None).")
         .def("absorb", &key_absorb, py::arg("other"), "The codes of other's keys here (added if new).")
         .def("__len__", &KeyCodes::size)
         .def(py::pickle(
             [](const KeyCodes& t) {
-                return py::make_tuple(py::bytes(t.chars()), py::cast(t.starts()), t.find_null());
+                py::array_t<int64_t> starts(t.size() + 1);
+                int64_t* out = starts.mutable_data();
+                for (int64_t e = 0; e <= t.size(); ++e) out[e] = int64_t(t.start(e));
+                const std::string_view chars = t.chars();
+                return py::make_tuple(py::bytes(chars.data(), chars.size()), starts, t.find_null());
             },
-            [](const py::tuple& s) {
+            [](const py::tuple& s) {  // (starts: an int64 array, or a list as pickled before)
+                require(s.size() == 3, "KeyCodes: a pickled state of 3 items");
+                const auto starts = s[1].cast<py::array_t<int64_t, py::array::c_style | py::array::forcecast>>();
                 KeyCodes t;
-                t.restore(s[0].cast<std::string>(), s[1].cast<std::vector<int64_t>>(), s[2].cast<int64_t>());
+                t.restore(s[0].cast<std::string_view>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
                 return t;
             }));
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");

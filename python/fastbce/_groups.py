@@ -183,7 +183,7 @@ class GroupIndex:
         if hasattr(groups, "dictionary_encode"):
             local = self._arrow_local(groups)
             if local is not None:
-                return local
+                return local[0].astype(np.int64), local[1]
         return compact(self.encode(groups), len(self))
 
     def encode_batch(self, groups: Any, rows: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -200,17 +200,21 @@ class GroupIndex:
         table is None: for a caller that adds to every key's sums in place (a batch's own
         codes and sums would be copies)."""
         local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
-        codes, table = (self.encode(groups), None) if local is None else local
+        if local is None:
+            codes, table = self.encode(groups), None
+        else:  # (the dictionary's positions, int32: one int64 array made of them, not two)
+            positions, table = local
+            codes = table[positions] if len(self) > LOCAL_KEYS else positions.astype(np.int64)
         if len(self) > LOCAL_KEYS:
-            codes, table = (codes if table is None else table[codes]), None
+            table = None
         elif table is None:
             codes, table = compact(codes, len(self))
         _check_rows(codes, rows, name)
         return codes, table
 
     def _arrow_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """encode_local of one Arrow dictionary chunk (its indices are the codes); None
-        otherwise."""
+        """encode_local of one Arrow dictionary chunk, except that the codes are its indices as
+        they are (int32, a view of Arrow's buffer when there are no nulls); None otherwise."""
         import pyarrow as pa
 
         chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
@@ -224,7 +228,7 @@ class GroupIndex:
             indices = indices.fill_null(len(table) - 1)
         if not _distinct(table, len(self)):  # (a dictionary with repeated or null values)
             return None
-        return to_numpy(indices).astype(np.int64), table
+        return to_numpy(indices), table
 
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D)."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._group_arrays import grown, narrowed
 from ._groups import LOCAL_KEYS, GroupIndex, key_order
 from ._options import real_number, whole_number
 
@@ -267,17 +268,17 @@ class _Slicing:
         """The layout of ``layout`` and room for every key so far (growing by an eighth or more)."""
         width, bits = self.layout()
         if width != self.width:
-            self.sums = np.ascontiguousarray(self.sums[:, :width])
+            self.sums = narrowed(self.sums, width)
         if bits is None or self.hist is None or self.bits is None:
             self.hist, self.bits = None, None
         elif bits != self.bits:
             self.hist, self.bits = coarsen(self.hist, self.bits, bits), bits
         n, capacity = len(self.keys), self.sums.shape[0]
-        if n > capacity:  # (by an eighth or more: the sums grow in place, see _grown)
+        if n > capacity:  # (by an eighth or more: in place, _group_arrays.grown)
             capacity = max(n + n // 32, capacity + capacity // 8, 16)
-            self.sums = _grown(self.sums, capacity)
+            self.sums = grown(self.sums, capacity)
             if self.hist is not None:
-                self.hist = _grown(self.hist, capacity)
+                self.hist = grown(self.hist, capacity)
 
     def direct_hist(self, size: int, fresh: bool) -> np.ndarray | None:
         """The slicing's own histograms, for a pass of `size` elements to add to straight away
@@ -326,19 +327,6 @@ class _Slicing:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-def _grown(a: np.ndarray, rows: int) -> np.ndarray:
-    """a with `rows` rows, the new ones zero. In place when a owns its buffer (a reallocation:
-    the pages of a large array are remapped, not copied, so that a million groups' 120 MB of
-    sums are never in memory twice); nothing else holds a view of a slicing's arrays when they
-    grow (``_Slicing.prepare``, before or after a pass)."""
-    if a.flags.owndata and a.flags.c_contiguous and a.base is None and a.size:
-        a.resize((rows, *a.shape[1:]), refcheck=False)  # (numpy zeroes the new rows)
-        return a
-    out = np.zeros((rows, *a.shape[1:]))
-    out[: a.shape[0]] = a
-    return out
 
 
 class ReportState:

@@ -2,13 +2,14 @@
 // row group, or its dictionary) at a time and each row is hashed once against the keys seen, never
 // the keys seen before (Arrow's index_in rebuilt a hash table of every key seen for each batch: a
 // million keys cost 0.4 s per row group). The text keys live only here (their bytes, one after
-// another), not as Python strings too: a million keys take ~40 MB instead of ~190 MB.
+// another), not as Python strings too: a million keys of 8 bytes take ~23 MB instead of ~190 MB.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,9 +35,20 @@ struct TextColumn {
 };
 
 // Text keys in the order of their codes (key e has code e), and at most one missing key (null),
-// which has a code but no text and is never found by text.
+// which has a code but no text and is never found by text. 4 bytes a slot and 4 a key offset,
+// plus the bytes, growing by an eighth: a million keys of 8 bytes take about 23 MB (8-byte slots
+// and offsets, stored hashes and doubling took 45 MB). The offsets widen to 8 bytes once the
+// bytes pass `narrow_limit` (4 GiB; tests set a small one). The hash is not stored: a probe
+// compares the key's bytes (most probes find their key at once, whose bytes are read then
+// anyway), and a rehash hashes the keys again.
 class KeyCodes {
 public:
+    static constexpr uint64_t kNarrowLimit = UINT32_MAX;
+    static constexpr int64_t kMaxKeys = int64_t(UINT32_MAX) - 1;  // a slot holds key + 1
+
+    explicit KeyCodes(uint64_t narrow_limit = kNarrowLimit)
+        : narrow_limit_(std::min(narrow_limit, kNarrowLimit)) {}
+
     // codes[i] = the code of row i in [begin, end), -1 if not seen (reads only: threads may share).
     template <class Offset>
     void lookup(const TextColumn<Offset>& col, int64_t begin, int64_t end, int64_t* codes) const {
@@ -52,31 +64,31 @@ public:
 
     int64_t find(std::string_view k) const {
         if (slots_.empty()) return -1;
-        const uint64_t h = hash(k);
         const size_t mask = slots_.size() - 1;
-        for (size_t s = size_t(h) & mask;; s = (s + 1) & mask) {
-            const int64_t e = slots_[s] - 1;
-            if (e < 0) return -1;
-            if (hashes_[size_t(e)] == h && key(e) == k) return e;
+        for (size_t s = size_t(hash(k)) & mask;; s = (s + 1) & mask) {
+            const uint32_t slot = slots_[s];
+            if (slot == 0) return -1;
+            if (key(int64_t(slot) - 1) == k) return int64_t(slot) - 1;
         }
     }
 
     int64_t code(std::string_view k) {  // the code of a key, added if new
         const int64_t e = find(k);
         if (e >= 0) return e;
-        if (2 * (hashes_.size() + 1) > slots_.size()) grow();
-        chars_.append(k);
-        starts_.push_back(int64_t(chars_.size()));
-        hashes_.push_back(hash(k));
-        place(size() - 1);
+        if (size() >= kMaxKeys) throw std::length_error("more than 2^32 - 2 distinct group keys");
+        if (2 * (size_t(size()) + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
+        room_for(chars_, k.size());
+        chars_.insert(chars_.end(), k.begin(), k.end());
+        push_end();
+        place(size() - 1, k);
         return size() - 1;
     }
 
     int64_t null_code() {  // the code of the missing key, added if new
         if (null_ < 0) {
+            if (size() >= kMaxKeys) throw std::length_error("more than 2^32 - 2 distinct group keys");
             null_ = size();
-            starts_.push_back(int64_t(chars_.size()));
-            hashes_.push_back(0);
+            push_end();
         }
         return null_;
     }
@@ -85,50 +97,88 @@ public:
     // Forgets the keys whose code is >= mark (a batch that failed).
     void forget(int64_t mark) {
         if (mark >= size()) return;
-        chars_.resize(size_t(starts_[size_t(mark)]));
-        starts_.resize(size_t(mark) + 1);
-        hashes_.resize(size_t(mark));
+        chars_.resize(size_t(start(mark)));
+        if (wide()) starts64_.resize(size_t(mark) + 1);
+        else starts32_.resize(size_t(mark) + 1);
         if (null_ >= mark) null_ = -1;
         rehash(slots_.size());
     }
 
-    int64_t size() const { return int64_t(hashes_.size()); }
+    int64_t size() const { return int64_t(wide() ? starts64_.size() : starts32_.size()) - 1; }
     bool is_null(int64_t e) const { return e == null_; }
     std::string_view key(int64_t e) const {
-        return {chars_.data() + starts_[size_t(e)], size_t(starts_[size_t(e) + 1] - starts_[size_t(e)])};
+        const uint64_t a = start(e), b = start(e + 1);
+        return {chars_.data() + a, size_t(b - a)};
+    }
+    uint64_t start(int64_t e) const { return wide() ? starts64_[size_t(e)] : starts32_[size_t(e)]; }
+    bool wide() const { return !starts64_.empty(); }
+
+    // The bytes held (capacities: what the allocations take).
+    int64_t nbytes() const {
+        return int64_t(chars_.capacity() + starts32_.capacity() * sizeof(uint32_t) +
+                       starts64_.capacity() * sizeof(uint64_t) + slots_.capacity() * sizeof(uint32_t));
     }
 
-    // The codes sorted by key (bytewise: the order of the code points for UTF-8), the null last.
-    std::vector<int64_t> order() const {
-        std::vector<int64_t> out;
-        out.reserve(size_t(size()));
+    // The codes sorted by key (bytewise: the order of the code points for UTF-8), the null last,
+    // into out (size() of them).
+    void order(int64_t* out) const {
+        int64_t n = 0;
         for (int64_t e = 0; e < size(); ++e)
-            if (e != null_) out.push_back(e);
-        std::sort(out.begin(), out.end(), [this](int64_t a, int64_t b) { return key(a) < key(b); });
-        if (null_ >= 0) out.push_back(null_);
-        return out;
+            if (e != null_) out[n++] = e;
+        std::sort(out, out + n, [this](int64_t a, int64_t b) { return key(a) < key(b); });
+        if (null_ >= 0) out[n] = null_;
     }
 
     // Everything as (bytes, starts, null code) and back (pickling).
-    const std::string& chars() const { return chars_; }
-    const std::vector<int64_t>& starts() const { return starts_; }
-    void restore(std::string chars, std::vector<int64_t> starts, int64_t null) {
-        chars_ = std::move(chars);
-        starts_ = std::move(starts);
+    std::string_view chars() const { return {chars_.data(), chars_.size()}; }
+    void restore(std::string_view chars, const int64_t* starts, int64_t n_starts, int64_t null) {
+        if (n_starts < 1 || starts[0] != 0 || uint64_t(starts[n_starts - 1]) != chars.size() ||
+            n_starts - 1 > kMaxKeys || null < -1 || null >= n_starts - 1)
+            throw std::invalid_argument("KeyCodes: inconsistent state");
+        for (int64_t e = 0; e + 1 < n_starts; ++e)
+            if (starts[e + 1] < starts[e]) throw std::invalid_argument("KeyCodes: inconsistent state");
+        chars_.assign(chars.begin(), chars.end());
+        starts32_.clear();
+        starts64_.clear();
+        if (chars_.size() > narrow_limit_) {
+            starts32_.shrink_to_fit();
+            starts64_.assign(starts, starts + n_starts);
+        } else {
+            starts32_.assign(starts, starts + n_starts);
+        }
         null_ = null;
-        hashes_.resize(starts_.size() - 1);
-        for (int64_t e = 0; e < size(); ++e) hashes_[size_t(e)] = e == null_ ? 0 : hash(key(e));
         size_t slots = 16;
         while (slots < 2 * size_t(size())) slots *= 2;
         rehash(slots);
     }
 
 private:
-    std::string chars_;               // the keys' bytes, one after another
-    std::vector<int64_t> starts_{0};  // key e is chars_[starts_[e], starts_[e + 1])
-    std::vector<uint64_t> hashes_;    // the hash of key e (compared before its bytes)
-    std::vector<int64_t> slots_;      // open addressing: key + 1, or 0 for empty
-    int64_t null_ = -1;               // the code of the missing key, -1 if none
+    std::vector<char> chars_;            // the keys' bytes, one after another
+    std::vector<uint32_t> starts32_{0};  // key e is chars_[starts[e], starts[e + 1]) (narrow)
+    std::vector<uint64_t> starts64_;     // the same once wide (then starts32_ is empty)
+    std::vector<uint32_t> slots_;        // open addressing: key + 1, or 0 for empty
+    int64_t null_ = -1;                  // the code of the missing key, -1 if none
+    uint64_t narrow_limit_;              // the offsets widen when the bytes pass this
+
+    // The end of the last key, just appended to chars_ (the offsets widened if it needs it).
+    void push_end() {
+        const uint64_t end = chars_.size();
+        if (!wide() && end > narrow_limit_) {
+            starts64_.assign(starts32_.begin(), starts32_.end());
+            starts32_.clear();
+            starts32_.shrink_to_fit();
+        }
+        if (wide()) room_for(starts64_, 1), starts64_.push_back(end);
+        else room_for(starts32_, 1), starts32_.push_back(uint32_t(end));
+    }
+
+    // Room for `more` elements, growing by an eighth (not doubling: a table of a million keys
+    // keeps little spare room; the copies add up to a few times its size, a few milliseconds).
+    template <class V>
+    static void room_for(V& v, size_t more) {
+        if (v.size() + more > v.capacity())
+            v.reserve(std::max(v.size() + more, v.capacity() + v.capacity() / 8 + 64));
+    }
 
     // A multiply-xorshift hash of 8-byte words (the keys are short: a country, an id).
     static uint64_t hash(std::string_view k) {
@@ -150,20 +200,21 @@ private:
         return h ^ (h >> 29);
     }
 
-    void place(int64_t e) {
+    void place(int64_t e, std::string_view k) {
         const size_t mask = slots_.size() - 1;
-        size_t s = size_t(hashes_[size_t(e)]) & mask;
+        size_t s = size_t(hash(k)) & mask;
         while (slots_[s] != 0) s = (s + 1) & mask;
-        slots_[s] = e + 1;
+        slots_[s] = uint32_t(e + 1);
     }
 
+    // A table of `slots` slots (a power of two, at least twice the keys: short probes), the
+    // keys hashed again. The old table goes first: the two are never held at once.
     void rehash(size_t slots) {
+        std::vector<uint32_t>().swap(slots_);
         slots_.assign(std::max<size_t>(16, slots), 0);
         for (int64_t e = 0; e < size(); ++e)
-            if (e != null_) place(e);
+            if (e != null_) place(e, key(e));
     }
-
-    void grow() { rehash(2 * slots_.size()); }  // at most half full: short probes
 };
 
 // The range of n > 0 integers (vectorised; int64, the usual codes, on the CPU's widest vectors).

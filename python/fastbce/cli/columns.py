@@ -50,6 +50,7 @@ def score_batches(
         if spec.slicings:
             labels_of = {name: slicing_labels(batch, cols) for name, cols in spec.slicings}
             groups = next(iter(labels_of.values())) if len(labels_of) == 1 else labels_of
+            del labels_of
         try:
             loss = acc._update(y_true, y_pred, weight, groups, want_elementwise=write is not None)
         except (ValueError, TypeError) as e:
@@ -57,6 +58,9 @@ def score_batches(
         if write is not None:
             assert loss is not None
             write(loss)
+        # (the batch's columns and arrays go before the next is read: with a million groups
+        # the reader decodes one row group at a time, while this one would still be held)
+        del batch, y_true, y_pred, weight, groups, loss
         if tick is not None:
             tick()
 

@@ -1,0 +1,108 @@
+"""What the group state of a million groups holds: the text key table's bytes (4-byte slots and
+offsets, growing by an eighth), its 8-byte offsets past the narrow limit, and the per-group sums
+growing in place (docs/scoring.md, "Memory"). Sizes of the structures, not resident memory."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import fastbce
+from fastbce import _core, _group_arrays
+from fastbce._groups import _text_buffers
+
+pa = pytest.importorskip("pyarrow")
+
+
+def _table(keys: list[str | None], narrow_limit: int | None = None) -> tuple[object, np.ndarray]:
+    table = _core.KeyCodes() if narrow_limit is None else _core.KeyCodes(narrow_limit)
+    codes = np.full(len(keys), -1, dtype=np.int64)
+    table.add_unknown(*_text_buffers(pa.array(keys, pa.string())), codes)
+    return table, codes
+
+
+def test_key_table_of_a_million_keys_is_about_23_mb() -> None:
+    n = 1_000_000
+    keys = [f"g{i:07d}" for i in range(n)]
+    table, codes = _table(keys)
+    np.testing.assert_array_equal(codes, np.arange(n))
+    # slots: 2^21 of 4 bytes; offsets: 4 bytes a key; the bytes: 8 a key; an eighth spare at most
+    floor = 4 * (1 << 21) + 4 * (n + 1) + 8 * n
+    assert floor <= table.nbytes <= floor + (12 * n) // 8 + 4096
+    assert table.nbytes < 24_000_000  # (the former table: 45 MB)
+    assert not table.wide
+
+
+def test_offsets_widen_past_the_narrow_limit() -> None:
+    keys = [f"key-{i}" * (1 + i % 3) for i in range(200)] + [None, "é", ""]
+    narrow, codes = _table(keys)
+    wide, wide_codes = _table(keys, narrow_limit=64)  # (the bytes pass 64 after a few keys)
+    assert wide.wide and not narrow.wide
+    np.testing.assert_array_equal(wide_codes, codes)
+    assert len(wide) == len(narrow) == 203
+    np.testing.assert_array_equal(wide.order(), narrow.order())
+    everything = np.arange(len(narrow), dtype=np.int64)
+    assert wide.keys(everything) == narrow.keys(everything)
+    assert [wide.find(k) for k in ("key-7key-7", "é", "", "absent")] == [7, 201, 202, -1]
+    assert wide.find_null() == 200
+    again = pickle.loads(pickle.dumps(wide))  # (the default limit again: narrow)
+    assert again.keys(everything) == narrow.keys(everything) and again.find("é") == 201
+    wide.forget(100)  # (stays wide; the keys from 100 on are gone)
+    assert len(wide) == 100 and wide.find("key-100") == -1 and wide.find_null() == -1
+    assert wide.code("key-100") == 100
+
+
+def test_key_table_pickles_and_reads_the_former_state() -> None:
+    table, _ = _table(["b", None, "a"])
+    chars, starts, null = table.__getstate__()
+    assert starts.dtype == np.int64 and list(starts) == [0, 1, 1, 2] and null == 1
+    former = _core.KeyCodes.__new__(_core.KeyCodes)
+    former.__setstate__((chars, [0, 1, 1, 2], 1))  # (starts as a list: pickles before this)
+    assert former.keys(np.arange(3, dtype=np.int64)) == ["b", None, "a"]
+    assert former.order().dtype == np.int64 and list(former.order()) == [2, 0, 1]
+    broken = _core.KeyCodes.__new__(_core.KeyCodes)
+    with pytest.raises(ValueError, match="inconsistent"):
+        broken.__setstate__((b"ab", [0, 3], -1))
+
+
+def test_sums_grow_in_place_without_huge_pages() -> None:
+    a = _group_arrays.grown(np.zeros((0, 15)), 1000)
+    a[:] = 1.0
+    address = a.__array_interface__["data"][0]
+    b = _group_arrays.grown(a, 1125)
+    assert b is a and b.shape == (1125, 15)
+    assert (b[:1000] == 1.0).all() and (b[1000:] == 0.0).all()
+    assert address != 0
+    if _group_arrays._SWITCH is not None:  # (NumPy's own setting is left as it was)
+        before = _group_arrays._SWITCH(True)
+        _group_arrays.grown(b, 2000)
+        assert _group_arrays._SWITCH(before) is True
+    view = np.zeros((10, 15))[:5]  # (not owning its buffer: a copy)
+    assert _group_arrays.grown(view, 8).shape == (8, 15)
+
+
+def test_sums_of_many_groups_are_15_float64_each() -> None:
+    n = 200_000  # (more than 65536 groups: no histograms, no ECE bins)
+    acc = fastbce.LossAccumulator(from_logits=True)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        codes = rng.permutation(n)[:150_000] if not acc._nbytes() else rng.permutation(n)
+        acc.update(codes % 2, rng.standard_normal(codes.size).astype(np.float32), groups=codes)
+    groups = len(acc._state.slicings["groups"].keys)
+    assert groups == n
+    assert 15 * 8 * n <= acc._nbytes() <= 15 * 8 * (n + n // 8 + 16)
+
+
+def test_loss_only_sums_are_3_float64_each() -> None:
+    from fastbce._loss_sums import LossSums
+
+    n = 200_000
+    sums = LossSums(from_logits=True)
+    rng = np.random.default_rng(1)
+    for codes in (rng.permutation(n)[:150_000], rng.permutation(n)):
+        sums.update(codes % 2, rng.standard_normal(codes.size).astype(np.float32), groups=codes)
+    groups = sums._slicings["groups"]
+    assert len(groups.keys) == n
+    assert 3 * 8 * n <= groups.sums.nbytes <= 3 * 8 * (n + n // 8 + 16)
