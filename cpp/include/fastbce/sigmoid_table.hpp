@@ -97,7 +97,6 @@ inline uint32_t softplus_sigmoid_neg_abs_table(const float* __restrict x, float*
     using detail::kSoftplusTable;
     const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
     const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
-    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);
     __m512 lo[8], hi[8], slo[8], shi[8];
     for (int i = 0; i < 8; ++i) {
         lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
@@ -111,9 +110,9 @@ inline uint32_t softplus_sigmoid_neg_abs_table(const float* __restrict x, float*
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
         max_bits = max_u32(max_bits, a_bits);
         const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
-        const __m512 t = _mm512_add_ps(a, round_magic);
-        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
-        const __m512i k = _mm512_castps_si512(t);
+        __m512i k;
+        __m512 h;
+        table_interval(a, k, h);
         __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
         __m512 q = _mm512_permutex2var_ps(slo[7], k, shi[7]);
         for (int i = 6; i >= 0; --i) {
@@ -138,7 +137,6 @@ inline void sigmoid_neg_abs_table(const float* __restrict x, float* __restrict z
     const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
     const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
     const __m512i a_max = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(softplus_table_max)));
-    const __m512 round_magic = _mm512_set1_ps(0x1.8p23f);
     __m512 lo[8], hi[8];
     for (int i = 0; i < 8; ++i) {
         lo[i] = _mm512_load_ps(&kSigmoidTable[i][0]);
@@ -148,9 +146,9 @@ inline void sigmoid_neg_abs_table(const float* __restrict x, float* __restrict z
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
         const __mmask16 in_table = _mm512_cmplt_epu32_mask(a_bits, a_max);
         const __m512 a = _mm512_castsi512_ps(_mm512_mask_max_epu32(a_bits, __mmask16(0xffff), a_bits, a_min));
-        const __m512 t = _mm512_add_ps(a, round_magic);
-        const __m512 h = _mm512_sub_ps(a, _mm512_sub_ps(t, round_magic));
-        const __m512i k = _mm512_castps_si512(t);
+        __m512i k;
+        __m512 h;
+        table_interval(a, k, h);
         __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
         for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
         _mm512_mask_storeu_ps(z + j, in_table, p);
