@@ -3,6 +3,7 @@
     python benchmarks/score_memory.py                          # 5e7 rows, 1e6 text groups
     python benchmarks/score_memory.py --rows 1e7 --groups 50 --dir /tmp/e2e --limit-mb 300
     python benchmarks/score_memory.py --integers               # the groups as int64 codes
+    python benchmarks/score_memory.py --loss-only              # fastbce score --loss-only
 
 The table is the one of ``fastbce bench --e2e`` (``country`` holds --groups text values;
 with --integers it is rewritten with the codes as int64). Each run is a fresh process; its peak
@@ -66,6 +67,7 @@ def main() -> int:
     parser.add_argument("--rows", type=float, default=5e7)
     parser.add_argument("--groups", type=int, default=1_000_000)
     parser.add_argument("--integers", action="store_true", help="int64 group codes")
+    parser.add_argument("--loss-only", action="store_true", help="score with --loss-only")
     parser.add_argument("--dir", help="keep the data here (reused) instead of a temporary dir")
     parser.add_argument("--limit-mb", type=int, help="exit 1 when a peak is over this")
     args = parser.parse_args()
@@ -79,6 +81,8 @@ def main() -> int:
             integer_copy(path, ints)
         path = ints
     score = [sys.executable, "-m", "fastbce", "score", path, *SCORE_ARGS]
+    if args.loss_only:
+        score.append("--loss-only")
     worst = 0
     for label, extra in (("no groups", []), ("--group-by country", ["--group-by", "country"])):
         wall, cpu, mb = peak(score + extra)

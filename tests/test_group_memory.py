@@ -106,3 +106,5 @@ def test_loss_only_sums_are_3_float64_each() -> None:
     groups = sums._slicings["groups"]
     assert len(groups.keys) == n
     assert 3 * 8 * n <= groups.sums.nbytes <= 3 * 8 * (n + n // 8 + 16)
+    # what `fastbce score --loss-only` tells the parquet read-ahead to give way to
+    assert sums._nbytes() == groups.sums.nbytes
