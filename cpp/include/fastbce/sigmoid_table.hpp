@@ -93,65 +93,32 @@ alignas(64) inline constexpr float kSigmoidTable[8][32] = {
 // Returns the largest bit pattern of |x[j]|.
 inline uint32_t softplus_sigmoid_neg_abs_table(const float* __restrict x, float* __restrict soft,
                                                float* __restrict sig, int64_t n) {
-    using detail::kSigmoidTable;
-    using detail::kSoftplusTable;
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
-    __m512 lo[8], hi[8], slo[8], shi[8];
-    for (int i = 0; i < 8; ++i) {
-        lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
-        hi[i] = _mm512_load_ps(&kSoftplusTable[i][16]);
-        slo[i] = _mm512_load_ps(&kSigmoidTable[i][0]);
-        shi[i] = _mm512_load_ps(&kSigmoidTable[i][16]);
-    }
-    auto max_u32 = [](__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); };
+    const TablePolys softplus(detail::kSoftplusTable), sigmoid(detail::kSigmoidTable);
     __m512i max_bits = _mm512_setzero_si512();
     for (int64_t j = 0; j < n; j += 16) {
-        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
+        const __m512i a_bits = abs_bits(x + j);
         max_bits = max_u32(max_bits, a_bits);
-        const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
         __m512i k;
         __m512 h;
-        table_interval(a, k, h);
-        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
-        __m512 q = _mm512_permutex2var_ps(slo[7], k, shi[7]);
-        for (int i = 6; i >= 0; --i) {
-            p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
-            q = _mm512_fmadd_ps(q, h, _mm512_permutex2var_ps(slo[i], k, shi[i]));
-        }
-        _mm512_storeu_ps(soft + j, p);
-        _mm512_storeu_ps(sig + j, q);
+        table_interval(table_arg(a_bits), k, h);
+        _mm512_storeu_ps(soft + j, softplus(k, h));
+        _mm512_storeu_ps(sig + j, sigmoid(k, h));
     }
-    alignas(64) uint32_t lanes[16];
-    _mm512_store_si512(lanes, max_bits);
-    uint32_t m = 0;
-    for (uint32_t v : lanes) m = v > m ? v : m;
-    return m;
+    return max_lane(max_bits);
 }
 
 // z[j] = sigmoid(-|x[j]|) for the j with |x[j]| < softplus_table_max; the other lanes (NaN
 // included) keep z[j], which the caller has made exp(-|x[j]|) there: sigmoid(-a) = e / (1 + e)
 // with e = exp(-a) < 2^-45 rounds to e, as softplus(-a) = log1p(e) does. n a multiple of 16.
 inline void sigmoid_neg_abs_table(const float* __restrict x, float* __restrict z, int64_t n) {
-    using detail::kSigmoidTable;
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30, as softplus_neg_abs_table
+    const TablePolys sigmoid(detail::kSigmoidTable);
     const __m512i a_max = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(softplus_table_max)));
-    __m512 lo[8], hi[8];
-    for (int i = 0; i < 8; ++i) {
-        lo[i] = _mm512_load_ps(&kSigmoidTable[i][0]);
-        hi[i] = _mm512_load_ps(&kSigmoidTable[i][16]);
-    }
     for (int64_t j = 0; j < n; j += 16) {
-        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
-        const __mmask16 in_table = _mm512_cmplt_epu32_mask(a_bits, a_max);
-        const __m512 a = _mm512_castsi512_ps(_mm512_mask_max_epu32(a_bits, __mmask16(0xffff), a_bits, a_min));
+        const __m512i a_bits = abs_bits(x + j);
         __m512i k;
         __m512 h;
-        table_interval(a, k, h);
-        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
-        for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
-        _mm512_mask_storeu_ps(z + j, in_table, p);
+        table_interval(table_arg(a_bits), k, h);
+        _mm512_mask_storeu_ps(z + j, _mm512_cmplt_epu32_mask(a_bits, a_max), sigmoid(k, h));
     }
 }
 #endif

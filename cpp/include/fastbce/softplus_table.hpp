@@ -108,40 +108,65 @@ FASTBCE_VM_INLINE void table_interval(__m512 a, __m512i& k, __m512& h) {
     h = _mm512_maskz_reduce_ps(__mmask16(0xffff), a, nearest);
 }
 
+// The pieces every loop over these tables shares (softplus here, sigmoid in sigmoid_table.hpp).
+// (The masked forms: GCC 12's plain _mm512_max_epu32 and reductions pass an "undefined" vector
+// that -Wmaybe-uninitialized reports.)
+FASTBCE_VM_INLINE __m512i max_u32(__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); }
+
+// The bits of |x| of 16 floats (ordered as the magnitudes, NaN above every number).
+FASTBCE_VM_INLINE __m512i abs_bits(const float* x) {
+    return _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x)), _mm512_set1_epi32(0x7fffffff));
+}
+
+// The tables' argument a from |x|'s bits: a below 2^-30 is taken as 2^-30, where softplus(-a)
+// rounds to ln2 and sigmoid(-a) to 1/2 as at 0, and the polynomial's h stays normal (a subnormal
+// operand would take a microcode assist on Intel).
+FASTBCE_VM_INLINE __m512 table_arg(__m512i a_bits) {
+    return _mm512_castsi512_ps(max_u32(a_bits, _mm512_set1_epi32(0x30800000)));
+}
+
+// A table's 32 polynomials held in registers (each coefficient's 32 values in two), and their
+// value at (k, h) of table_interval: Horner's rule, the coefficients picked per lane.
+struct TablePolys {
+    __m512 lo[8], hi[8];
+
+    explicit TablePolys(const float (&table)[8][32]) {
+        for (int i = 0; i < 8; ++i) {
+            lo[i] = _mm512_load_ps(&table[i][0]);
+            hi[i] = _mm512_load_ps(&table[i][16]);
+        }
+    }
+    FASTBCE_VM_INLINE __m512 operator()(__m512i k, __m512 h) const {
+        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
+        for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
+        return p;
+    }
+};
+
+// The largest of 16 unsigned lanes.
+FASTBCE_VM_INLINE uint32_t max_lane(__m512i v) {
+    alignas(64) uint32_t lanes[16];
+    _mm512_store_si512(lanes, v);
+    uint32_t m = 0;
+    for (uint32_t u : lanes) m = u > m ? u : m;
+    return m;
+}
+
 // out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
 // included, get garbage for the caller to replace); n a multiple of 16.
 // Returns the largest bit pattern of |x[j]| (the caller's range checks).
 inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restrict out, int64_t n) {
-    using detail::kSoftplusTable;
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-    // a below 2^-30 is taken as 2^-30: softplus(-a) then rounds to ln2 as at 0, and the
-    // polynomial's h stays normal (a subnormal operand would take a microcode assist on Intel).
-    const __m512i a_min = _mm512_set1_epi32(0x30800000);  // 2^-30
-    __m512 lo[8], hi[8];
-    for (int i = 0; i < 8; ++i) {
-        lo[i] = _mm512_load_ps(&kSoftplusTable[i][0]);
-        hi[i] = _mm512_load_ps(&kSoftplusTable[i][16]);
-    }
-    // (the masked max: GCC 12's _mm512_max_epu32 and reductions pass an "undefined" vector that
-    // -Wmaybe-uninitialized reports)
-    auto max_u32 = [](__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); };
+    const TablePolys softplus(detail::kSoftplusTable);
     __m512i max_bits = _mm512_setzero_si512();
     for (int64_t j = 0; j < n; j += 16) {
-        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x + j)), abs_mask);
+        const __m512i a_bits = abs_bits(x + j);
         max_bits = max_u32(max_bits, a_bits);
-        const __m512 a = _mm512_castsi512_ps(max_u32(a_bits, a_min));
         __m512i k;
         __m512 h;
-        table_interval(a, k, h);
-        __m512 p = _mm512_permutex2var_ps(lo[7], k, hi[7]);
-        for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, h, _mm512_permutex2var_ps(lo[i], k, hi[i]));
-        _mm512_storeu_ps(out + j, p);
+        table_interval(table_arg(a_bits), k, h);
+        _mm512_storeu_ps(out + j, softplus(k, h));
     }
-    alignas(64) uint32_t lanes[16];
-    _mm512_store_si512(lanes, max_bits);
-    uint32_t m = 0;
-    for (uint32_t v : lanes) m = v > m ? v : m;
-    return m;
+    return max_lane(max_bits);
 }
 #endif
 
