@@ -36,14 +36,17 @@ def by_softplus() -> list[float]:
     for i in range(Q_DEGREE + 1):
         # 1 + s (c_0 + ... + c_{i-1} s^{i-1} + s^i (c_i + ...)): c_i.. fitted to what is left
         rows = [[s ** (1 + i + j) / v for j in range(Q_DEGREE + 1 - i)] for s, v in points]
-        rest = [(v - 1 - sum(c * s ** (1 + j) for j, c in enumerate(coeffs))) / v for s, v in points]
+        rest = [
+            (v - 1 - sum(c * s ** (1 + j) for j, c in enumerate(coeffs))) / v for s, v in points
+        ]
         solution, _ = mp.qr_solve(mp.matrix(rows), mp.matrix(rest))
         coeffs.append(to_float(solution[0]))
     worst = max(
         abs((1 + s * sum(c * s**j for j, c in enumerate(coeffs))) / (-mp.expm1(-s) / s) - 1)
         for s in (mp.log(2) * i / 2000 + mp.mpf("1e-9") for i in range(2001))
     )
-    print(f"// max relative error of 1 + s Q(s) {float(worst):.3g} ({float(worst) / 2**-24:.3f} ulp)")
+    ulp = float(worst) / 2**-24
+    print(f"// max relative error of 1 + s Q(s) {float(worst):.3g} ({ulp:.3f} ulp)")
     print(
         "inline constexpr float kSigmoidBySoftplus[5] = {"
         + ", ".join(hex_float(c) for c in coeffs)
