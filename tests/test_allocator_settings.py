@@ -15,6 +15,7 @@ from importlib import metadata
 import pytest
 
 import fastbce.cli
+from fastbce import _process
 from fastbce.io import prefetch
 
 LINUX_GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
@@ -26,10 +27,11 @@ LINUX_GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSI
 PROBE = textwrap.dedent(
     """
     import ctypes, sys
+    import fastbce._process
     from fastbce.io import prefetch
 
     if sys.argv[1] == "owned":
-        prefetch.own_the_process()
+        fastbce._process.own()
     reader = prefetch.RowGroupReader([], [], [], [], threads=1, budget_bytes=1 << 20)
     reader.reserve(1 << 30)
 
@@ -105,7 +107,7 @@ def test_which_environments_set_the_thresholds(environ, user_set):
 def test_jemalloc_decay_only_in_the_command_process(monkeypatch, owned):
     pa = pytest.importorskip("pyarrow")
     calls: list[object] = []
-    monkeypatch.setitem(prefetch._process, "owned", owned)
+    monkeypatch.setattr(_process, "_command", owned)
     monkeypatch.setattr(prefetch, "_map_large_blocks", lambda: calls.append("mallopt"))
     monkeypatch.setattr(pa, "jemalloc_set_decay_ms", lambda ms: calls.append(ms))
 
@@ -122,8 +124,8 @@ def test_every_way_to_run_the_command_owns_its_process():
     assert [e.value for e in scripts if e.name == "fastbce"] == ["fastbce.cli:entry_point"]
     # the modules run by `python -m fastbce` and `python -m fastbce.cli`, with main replaced
     probe = (
-        "import runpy, sys, fastbce.cli as cli; from fastbce.io import prefetch; "
-        "cli.main = lambda: print(prefetch._process['owned']) or 0; "
+        "import runpy, sys, fastbce.cli as cli, fastbce._process as p; "
+        "cli.main = lambda: print(p.is_command()) or 0; "
         "runpy.run_module(sys.argv[1], run_name='__main__')"
     )
     for module in ("fastbce", "fastbce.cli"):
@@ -135,4 +137,4 @@ def test_every_way_to_run_the_command_owns_its_process():
 
 def test_main_inside_a_program_does_not_own_it():
     assert fastbce.cli.main(["info"]) == 0
-    assert prefetch._process["owned"] is False
+    assert _process.is_command() is False

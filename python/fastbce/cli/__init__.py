@@ -93,7 +93,7 @@ def entry_point() -> int:
     """The ``fastbce`` command (and ``python -m fastbce``): ``main`` in a process that ends with
     it, which may therefore tune process-wide allocator settings for a run (docs/scoring.md,
     "Memory"); ``main`` called inside another program leaves them as they were."""
-    from ..io.prefetch import own_the_process
+    from .. import _process
 
-    own_the_process()
+    _process.own()
     return main()

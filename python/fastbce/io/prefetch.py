@@ -24,32 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _process
 from .._errors import DataError
 from .formats import first_line
 
-__all__ = [
-    "DEFAULT_BUDGET_BYTES",
-    "RowGroupReader",
-    "own_the_process",
-    "read_threads",
-    "use_jemalloc",
-]
+__all__ = ["DEFAULT_BUDGET_BYTES", "RowGroupReader", "read_threads", "use_jemalloc"]
 
 DEFAULT_BUDGET_BYTES = 96 << 20
-
-# Whether this process is the ``fastbce`` command's own (own_the_process): only then are
-# allocator settings that cannot be read back, and so not restored, changed for a run.
-_process = {"owned": False}
-
-
-def own_the_process() -> None:
-    """Called by the command's entry point (``fastbce``, ``python -m fastbce``): the process
-    ends with the command, so a run with a million groups may tune process-wide allocator
-    settings for itself (``_return_freed_pages``). ``fastbce.cli.main`` called inside another
-    program (a notebook, a test) leaves them as they were: glibc has no getter for its malloc
-    thresholds (and fixing them, even to its defaults, turns off their adjustment for good), nor
-    pyarrow for jemalloc's decay."""
-    _process["owned"] = True
 
 
 def read_threads(threads: int | None) -> int:
@@ -234,8 +215,8 @@ def _return_freed_pages() -> None:
     buffers are freed and made again): with a million groups the pages kept meanwhile were
     40-60 MB of the peak, but at once costs 10-15% of the time of a fast run, so only then.
     The same for glibc's malloc (NumPy's arrays, the key table), ``_map_large_blocks``. Both
-    settings last for the process, so only in the command's own (``own_the_process``)."""
-    if not _process["owned"]:
+    settings last for the process, so only in the command's own (``fastbce._process``)."""
+    if not _process.is_command():
         return
     import pyarrow as pa
 
