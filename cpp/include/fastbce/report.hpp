@@ -500,6 +500,9 @@ inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, do
     static_assert(kCell % kSumLanes == 0);
     const F64 zero = {};
     const F64 one = zero + 1.0;
+    // (locals: the stores below may alias anything, held's members would be loaded each row)
+    uint32_t* const add = held != nullptr ? held->add : nullptr;
+    int64_t* const cursor = held != nullptr ? held->cursor : nullptr;
     for (int64_t j = 0; j < len; j += kSumLanes) {
         const F64 l = widen(t.l + j), p = widen(t.p + j), d = p - widen(t.y + j);
         F64 col[kCell] = {one, l, l == zero ? zero : l * l, p, d * d, widen(bce + j), zero, zero};
@@ -516,8 +519,8 @@ inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, do
             double* e = GroupCells::ece_of(cells, groups, q, t.ece[r], label);
             e[0] += 1.0;
             e[1] += t.p[r];
-            if (held != nullptr) {
-                uint32_t* at = held->add + held->cursor[q]++;
+            if (add != nullptr) {
+                uint32_t* at = add + cursor[q]++;
                 __builtin_prefetch(at + 16, 1);  // (the group's stream a few rows on: not in cache)
                 *at = uint32_t(2 * t.bin[r] + int32_t(1 - label));
             }
@@ -696,9 +699,15 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         const bool unit = !weighted && flags.all_kept;
         // (the groups' records: none when every slicing adds this tile's rows to its cells)
         const bool records = groups && !(flags.hard && unit && cells.all(s));
-        const bool lean = !rows && unit && flags.hard && bce_is_loss;  // (unit: ce is l_buf too)
+        // (unit: ce is l_buf too). With groups whose cells take every row (no records) and no
+        // largest losses, the groups need only t.l and t.y besides p and the bins: the lean
+        // pass stores them (Rows), where the full one stored every per-row value
+        const bool lean = unit && flags.hard && bce_is_loss && (!rows || (!records && s.top_k == 0));
         if (!lean) counted_adds.finish();  // (the previous tile's held adds, before t.p changes)
-        if (rows)
+        if (lean && rows)
+            add_tile<FromLogits, true, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                   false, &counted_adds);
+        else if (rows)
             unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                            padded_len, records)
                  : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
