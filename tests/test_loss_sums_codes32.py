@@ -1,13 +1,15 @@
 """Loss-only group sums (LossSums, what ``fastbce score --loss-only --group-by`` uses) from int32
 codes: an Arrow dictionary's indices and NumPy int32 labels reach the kernel as they are (no int64
 copy per batch) and give the same sums, bit for bit, as int64 codes and text labels, on every
-tier, with 1 and 2 threads."""
+tier, with 1 and 2 threads. Codes out of range (an unchecked Arrow dictionary) raise
+ValueError."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import fastbce
 from fastbce._groups import GroupIndex
 from fastbce._loss_sums import LossSums
 
@@ -48,7 +50,7 @@ def _group_sums(kind: str, batches: list[tuple], threads: int, nan_policy: str) 
     for y, x, w, codes in batches:
         sums.update(y, x, w, groups=_labels(kind, codes))
     result = sums.result()
-    groups = {str(NAMES[k]) if not isinstance(k, str) else k: v for k, v in result["groups"].items()}
+    groups = {k if isinstance(k, str) else str(NAMES[k]): v for k, v in result["groups"].items()}
     del result["groups"]
     return {"all": result, **groups}
 
@@ -88,13 +90,15 @@ def test_codes_out_of_range_are_refused(simd_target, dtype, row_size):
         codes[row] = bad
         for threads in (1, 2):
             opts = LossOptions(from_logits=True, threads=threads)
-            with pytest.raises(ValueError, match=rf"groups: code {bad} at row {row} is outside \[0, 3\)"):
+            message = rf"groups: code {bad} at row {row} is outside \[0, 3\)"
+            with pytest.raises(ValueError, match=message):
                 _compute(opts, y, y, None, groups=codes, group_sums=np.zeros((3, 3)))
 
 
 @pytest.mark.parametrize("index_type", ["int32", "int64"])
-def test_an_arrow_dictionary_with_indices_out_of_range_is_refused(index_type):
-    sums = LossSums(from_logits=True)
+@pytest.mark.parametrize("kind", [LossSums, fastbce.LossAccumulator])
+def test_an_arrow_dictionary_with_indices_out_of_range_is_refused(kind, index_type):
+    sums = kind(from_logits=True)
     y = np.zeros(8, np.float32)
     sums.update(y, y, groups=np.array(list("abcabcab")))
     before = sums.result()

@@ -1,8 +1,9 @@
 """Group labels to the codes of the per-group sums: ``GroupIndex``.
 
 A ``GroupIndex`` holds the distinct labels seen so far (in the order first seen) and turns each
-batch of labels into int64 (or int32) codes into them, which the kernel uses to add every row to its group's
-sums in the same pass as the loss. The work per row is vectorised and never a Python loop:
+batch of labels into int64 (or int32) codes into them, which the kernel uses to add every row to
+its group's sums in the same pass as the loss. The work per row is vectorised and never a Python
+loop:
 
 - Text keys (Arrow strings, or NumPy strings and objects through Arrow) are kept only in a C++
   table (``_core.KeyCodes``: their bytes, code order), never as Python strings too: every row is
