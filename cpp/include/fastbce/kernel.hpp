@@ -954,6 +954,16 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
     return labels <= std::bit_cast<uint32_t>(1.0f);
 }
 
+// Keeps a loaded vector in its register: GCC 12 otherwise folds its one load into each
+// instruction that uses it, and loaded x three times and y three times a vector in
+// plain_table_loop. Inputs as NumPy allocates them are 16-byte aligned, so each such 64-byte load
+// spans two cache lines: one load each took 9% less time (float labels; uint8 3%; one thread, L2,
+// medians of alternated runs).
+template <class V>
+FASTBCE_VM_INLINE void in_register(V& v) {
+    asm("" : "+v"(v));
+}
+
 // Plain float32 logits on AVX-512: the softplus table and the loss in one loop (the table's pass
 // and loss_loop's, as two loops: 8% more time with float labels, one thread, L2; see
 // plain_table_loop_u8 for uint8 labels). The loss is loss_loop's (Finite, SoftGiven, plain), by
@@ -968,7 +978,8 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        const __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
+        __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
+        in_register(x), in_register(yv);
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
         max_abs = vm::max_u32(max_abs, a_bits);
         max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
@@ -1002,7 +1013,8 @@ inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __
         max_y = _mm512_mask_max_epu8(max_y, ~__mmask64(0), max_y, labels);  // (masked: see max_u32)
         const __mmask64 ones = _mm512_test_epi8_mask(labels, labels);
         for (int q = 0; q < 4; ++q) {
-            const __m512i x_bits = _mm512_castps_si512(_mm512_loadu_ps(pred + j + 16 * q));
+            __m512i x_bits = _mm512_castps_si512(_mm512_loadu_ps(pred + j + 16 * q));
+            in_register(x_bits);
             const __m512i a_bits = _mm512_and_si512(x_bits, abs_mask);
             max_abs = vm::max_u32(max_abs, a_bits);
             const __m512 s = vm::softplus_neg_abs(softplus, a_bits);
