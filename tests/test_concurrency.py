@@ -261,3 +261,31 @@ def test_fork_while_other_threads_report():
         stop.set()
         for t in workers:
             t.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_grandchild_of_a_forked_child_computes():
+    # Each process makes its own thread pool and report buffers after a fork (per_process.hpp):
+    # a child that made them forks again, and its child must make them anew in turn (the
+    # handlers registered once, when the library loaded, run in every generation).
+    y, p, _ = _problem(5, BIG // 4)
+    want = fastbce.binary_crossentropy(y, p, threads=1)
+    want_auc = fastbce.evaluate(y, p, threads=2)["auc"]
+
+    def uses_both() -> bool:
+        loss = fastbce.binary_crossentropy(y, p, threads=2)
+        return loss == want and fastbce.evaluate(y, p, threads=2)["auc"] == want_auc
+
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            if not uses_both():
+                os._exit(3)
+            grandchild = os.fork()
+            if grandchild == 0:
+                os._exit(0 if uses_both() else 4)
+            code = _wait(grandchild, 60)  # (kills it and fails, so exits 5, if it hangs)
+            os._exit(code if code != 0 else (0 if uses_both() else 6))
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            os._exit(5)
+    assert _wait(pid, 120) == 0

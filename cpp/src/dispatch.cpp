@@ -24,6 +24,7 @@
     namespace fastbce::ns {               \
     const Kernels& kernels();             \
     const ReportKernels& report_kernels(); \
+    const GradKernels& grad_kernels();    \
     }
 FASTBCE_DECLARE_TIER(tier_baseline)
 #if FASTBCE_X86_TIERS
@@ -71,6 +72,7 @@ struct Tier {
     bool (*supported)();
     const Kernels& (*kernels)();
     const ReportKernels& (*report_kernels)();
+    const GradKernels& (*grad_kernels)();
 };
 
 bool always() { return true; }
@@ -107,11 +109,11 @@ bool cpu_v4() {
 
 const Tier kTiers[] = {
 #if FASTBCE_X86_TIERS
-    {"x86-64-v4", cpu_v4, tier_v4::kernels, tier_v4::report_kernels},
-    {"x86-64-v3", cpu_v3, tier_v3::kernels, tier_v3::report_kernels},
-    {"x86-64-v2", cpu_v2, tier_v2::kernels, tier_v2::report_kernels},
+    {"x86-64-v4", cpu_v4, tier_v4::kernels, tier_v4::report_kernels, tier_v4::grad_kernels},
+    {"x86-64-v3", cpu_v3, tier_v3::kernels, tier_v3::report_kernels, tier_v3::grad_kernels},
+    {"x86-64-v2", cpu_v2, tier_v2::kernels, tier_v2::report_kernels, tier_v2::grad_kernels},
 #endif
-    {"baseline", always, tier_baseline::kernels, tier_baseline::report_kernels},
+    {"baseline", always, tier_baseline::kernels, tier_baseline::report_kernels, tier_baseline::grad_kernels},
 };
 
 const Tier* find_tier(const std::string& name) {
@@ -157,6 +159,10 @@ void add(Sums& into, const Sums& s) {
     into.weight += s.weight;
     into.count += s.count;
 }
+
+// Whether a call has the focal term. Options take the working precision first (as Keras casts
+// them to the tensor's dtype): a gamma that rounds to 0 in float32 is no focal term there.
+bool focal_of(const Call& c, bool is_double) { return is_double ? c.gamma > 0.0 : float(c.gamma) > 0.0f; }
 
 // Options level of a call (types.hpp). Values are taken in the working precision first, as the
 // kernel uses them: a label smoothing of 1e-50 is none in float32.
@@ -257,9 +263,7 @@ void apply_math(MathFn fn, bool is_double, const void* x, void* y, int64_t n) {
 Result run(const Call& c, Sums* group_sums) {
     const Kernels& kernels = active().load()->kernels();
     const bool is_double = c.y_pred.dtype == DType::f64;
-    // Options take the working precision first (as Keras casts them to the tensor's dtype): a
-    // gamma that rounds to 0 in float32 is no focal term there.
-    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    const bool focal = focal_of(c, is_double);
     const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal][int(options_of(c, is_double, focal))];
     const int64_t n = c.n;
     const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
@@ -329,35 +333,18 @@ uint64_t read_floor(const std::vector<std::pair<const void*, size_t>>& buffers, 
 
 // ---- derivatives for training (grad.hpp): the same tiers, blocks and threads as run() ----
 
-#define FASTBCE_DECLARE_GRAD_TIER(ns)    \
-    namespace fastbce::ns {               \
-    const GradKernels& grad_kernels();    \
-    }
-FASTBCE_DECLARE_GRAD_TIER(tier_baseline)
-#if FASTBCE_X86_TIERS
-FASTBCE_DECLARE_GRAD_TIER(tier_v2)
-FASTBCE_DECLARE_GRAD_TIER(tier_v3)
-FASTBCE_DECLARE_GRAD_TIER(tier_v4)
-#endif
-
 namespace fastbce {
 
 static_assert(int(GradLevel::plain) == int(Options::plain) && int(GradLevel::weighted) == int(Options::weighted) &&
               int(GradLevel::general) == int(Options::general));
 
 Result run_grad(const Call& c, const GradOut& g) {
-    const std::string tier = active().load()->name;
-    const GradKernels& (*table)() = tier_baseline::grad_kernels;
-#if FASTBCE_X86_TIERS
-    if (tier == "x86-64-v4") table = tier_v4::grad_kernels;
-    if (tier == "x86-64-v3") table = tier_v3::grad_kernels;
-    if (tier == "x86-64-v2") table = tier_v2::grad_kernels;
-#endif
+    const GradKernels& kernels = active().load()->grad_kernels();
     const bool is_double = c.y_pred.dtype == DType::f64;
-    const bool focal = is_double ? c.gamma > 0.0 : static_cast<float>(c.gamma) > 0.0f;
+    const bool focal = focal_of(c, is_double);
     GradLevel level = GradLevel(int(options_of(c, is_double, focal)));
     if (focal) level = g.hessian == HessianMode::clipped ? GradLevel::focal_clipped : GradLevel::focal;
-    const GradBlockFn block_fn = table().block[is_double][int(level)];
+    const GradBlockFn block_fn = kernels.block[is_double][int(level)];
 
     const int64_t n = c.n;
     const int64_t block = block_size(n);

@@ -8,8 +8,8 @@
 //
 // The pool starts at the first call that wants a second thread and grows to the most threads
 // asked for (capped). fork(): the child has none of the parent's threads, and the pool's mutex may
-// have been held by one of them; a handler registered with pthread_atfork makes the child forget
-// the parent's pool (left as it is, never touched) and start its own at its first parallel call.
+// have been held by one of them; the pool is per_process (per_process.hpp): the child forgets the
+// parent's pool (left as it is, never touched) and starts its own at its first parallel call.
 #pragma once
 
 #include <algorithm>
@@ -28,10 +28,8 @@
 #include <vector>
 
 #include "fastbce/fastbce.hpp"  // default_threads()
+#include "per_process.hpp"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -142,7 +140,7 @@ class Pool {
 public:
     // The pool of this process (of the child, after a fork). Never destroyed: its threads wait
     // for work until the process exits.
-    static Pool& get();
+    static Pool& get() { return per_process<Pool>(); }
 
     // Runs job on the caller and up to `helpers` pool threads; returns when every task ran.
     // Threads that watch their slot are offered the job there. With `wake`, the seats left are
@@ -192,18 +190,11 @@ public:
                         std::memory_order_relaxed);
     }
 
-    // Makes a forked child forget the parent's pool (registered once, when the library loads).
-    static void forget_after_fork() { slot().store(nullptr, std::memory_order_relaxed); }
-
 private:
     static constexpr int64_t kMaxOffers = 16;  // more helpers than this take queued seats
 
+    friend Pool& fastbce::per_process<Pool>();  // (starts no thread: a racing caller's is deleted)
     Pool() : cap_(std::max<int64_t>(8, 2 * int64_t(default_threads())) - 1), slots_(new Slot[size_t(cap_)]) {}
-
-    static std::atomic<Pool*>& slot() {
-        static std::atomic<Pool*> current{nullptr};
-        return current;
-    }
 
     // Queues job for the helpers its n_offers offers do not cover (starting threads until
     // `helpers` run, within the cap); returns whether it did.
@@ -377,24 +368,6 @@ private:
     std::atomic<int64_t> pending_count_{0};  // pending_.size(), for the watching threads
     std::atomic<int64_t> last_run_{0};       // when a job last ended (steady clock, ns)
 };
-
-#if defined(__unix__) || defined(__APPLE__)
-// Registered when the library loads, before any thread of ours exists.
-inline const bool fork_handler_registered =
-    pthread_atfork(nullptr, nullptr, [] { Pool::forget_after_fork(); }) == 0;
-#endif
-
-inline Pool& Pool::get() {
-#if defined(__unix__) || defined(__APPLE__)
-    static_cast<void>(fork_handler_registered);
-#endif
-    Pool* p = slot().load(std::memory_order_acquire);
-    if (p != nullptr) return *p;
-    auto* fresh = new Pool();
-    if (slot().compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
-    delete fresh;  // another caller's came first (no thread was started in this one)
-    return *p;
-}
 
 }  // namespace pool_detail
 

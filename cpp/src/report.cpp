@@ -11,6 +11,7 @@
 
 #include "fastbce/fastbce.hpp"
 #include "parallel.hpp"
+#include "per_process.hpp"
 
 namespace fastbce {
 namespace {
@@ -35,7 +36,7 @@ template <class Buffer>
 class BufferPool {
 public:
     static Buffer* take() {
-        Shared& p = shared();
+        Shared& p = per_process<Shared>();
         {
             std::lock_guard<std::mutex> lock(p.mutex);
             if (!p.free.empty()) {
@@ -47,7 +48,7 @@ public:
         return new Buffer;
     }
     static void give(Buffer* b) {  // (all zero again)
-        Shared& p = shared();
+        Shared& p = per_process<Shared>();
         std::lock_guard<std::mutex> lock(p.mutex);
         p.free.push_back(b);
     }
@@ -57,25 +58,8 @@ private:
         std::mutex mutex;
         std::vector<Buffer*> free;  // (a few per thread, at most as many as ever ran at once)
     };
-    // Never destroyed (pool threads may outlive statics). A forked child starts a new one: the
-    // parent's mutex may have been held by a thread the child does not have.
-    static std::atomic<Shared*>& slot() {
-        static std::atomic<Shared*> current{nullptr};
-        return current;
-    }
-    static Shared& shared() {
-#if defined(__unix__) || defined(__APPLE__)
-        static const bool forget_after_fork =
-            pthread_atfork(nullptr, nullptr, [] { slot().store(nullptr); }) == 0;
-        static_cast<void>(forget_after_fork);
-#endif
-        Shared* p = slot().load(std::memory_order_acquire);
-        if (p != nullptr) return *p;
-        auto* fresh = new Shared;
-        if (slot().compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
-        delete fresh;  // another thread's came first
-        return *p;
-    }
+    // (per_process: never destroyed, as pool threads may outlive statics; a forked child makes
+    // its own, as the parent's mutex may have been held by a thread the child does not have)
 };
 
 struct HistBuffer {

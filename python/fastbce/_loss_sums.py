@@ -11,7 +11,6 @@ are those of the report with the same names, from the same sums.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from ._api import _compute
 from ._group_arrays import grown
 from ._groups import GroupIndex, key_order
 from ._options import LossOptions
+from ._report import _as_list, _divs
 
 __all__ = ["LossSums"]
 
@@ -71,23 +71,11 @@ class _Groups:
 
 def _columns(sums: np.ndarray) -> dict[str, np.ndarray]:
     """rows, sum, mean and weighted_mean of many scopes (a row of sums each); NaN where the
-    divisor is 0, as the report's keys of the same names."""
+    divisor is 0, as the report's keys of the same names (its division, ``_divs``)."""
     loss, weight, count = sums[:, _LOSS], sums[:, _WEIGHT], sums[:, _COUNT]
     with np.errstate(all="ignore"):
-        mean = np.divide(loss, count)
-        weighted = np.divide(loss, weight)
-    mean[count == 0.0] = math.nan
-    weighted[weight == 0.0] = math.nan
+        mean, weighted = _divs(loss, count), _divs(loss, weight)
     return {"rows": count.astype(np.int64), "sum": loss, "mean": mean, "weighted_mean": weighted}
-
-
-def _as_list(column: np.ndarray) -> list[Any]:
-    """column.tolist() with math.nan for each NaN (results then compare equal)."""
-    out: list[Any] = column.tolist()
-    if column.dtype.kind == "f":
-        for i in np.flatnonzero(np.isnan(column)).tolist():
-            out[i] = math.nan
-    return out
 
 
 def _scope(sums: np.ndarray) -> dict[str, Any]:

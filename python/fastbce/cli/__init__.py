@@ -17,7 +17,7 @@ from typing import Any
 from .._errors import DataError, UsageError
 from .._version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry_point", "main"]
 
 COMMANDS = {
     "score": "score a table of labels and predictions",
@@ -87,3 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastbce {args.command}: {what}", file=sys.stderr)
         return 128 + signum
     return 0
+
+
+def entry_point() -> int:
+    """The ``fastbce`` command (and ``python -m fastbce``): ``main`` in a process that ends with
+    it, which may therefore tune process-wide allocator settings for a run (docs/scoring.md,
+    "Memory"); ``main`` called inside another program leaves them as they were."""
+    from .. import _process
+
+    _process.own()
+    return main()

@@ -19,11 +19,12 @@ from __future__ import annotations
 import collections
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _process
 from .._errors import DataError
 from .formats import first_line
 
@@ -213,7 +214,10 @@ def _return_freed_pages() -> None:
     """jemalloc returns freed pages at once rather than after a delay (each row group's decode
     buffers are freed and made again): with a million groups the pages kept meanwhile were
     40-60 MB of the peak, but at once costs 10-15% of the time of a fast run, so only then.
-    The same for glibc's malloc (NumPy's arrays, the key table), ``_map_large_blocks``."""
+    The same for glibc's malloc (NumPy's arrays, the key table), ``_map_large_blocks``. Both
+    settings last for the process, so only in the command's own (``fastbce._process``)."""
+    if not _process.is_command():
+        return
     import pyarrow as pa
 
     if pa.default_memory_pool().backend_name == "jemalloc":
@@ -231,8 +235,8 @@ def _map_large_blocks() -> None:
     are freed the next ones come from the heap, whose holes stay resident: with a million groups
     20-40 MB of the peak. Fixing them (mallopt) stops that, and the holes made so far are given
     back (malloc_trim); the cost, fresh pages for each batch's arrays, is a few milliseconds a
-    batch."""
-    if not sys.platform.startswith("linux"):
+    batch. Not when the user set either threshold (glibc's environment variables or tunables)."""
+    if not sys.platform.startswith("linux") or _user_set_malloc_thresholds(os.environ):
         return
     import ctypes
 
@@ -246,6 +250,14 @@ def _map_large_blocks() -> None:
     mallopt(-3, GLIBC_MMAP_THRESHOLD)  # (M_MMAP_THRESHOLD)
     mallopt(-1, GLIBC_MMAP_THRESHOLD)  # (M_TRIM_THRESHOLD)
     trim(0)
+
+
+def _user_set_malloc_thresholds(environ: Mapping[str, str]) -> bool:
+    """Whether glibc's mmap or trim threshold was set for this process by its environment."""
+    if "MALLOC_MMAP_THRESHOLD_" in environ or "MALLOC_TRIM_THRESHOLD_" in environ:
+        return True
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    return "malloc.mmap_threshold" in tunables or "malloc.trim_threshold" in tunables
 
 
 def _decoded_bytes(group: Any, columns: list[str], dictionary: list[str]) -> int:
