@@ -965,7 +965,7 @@ FASTBCE_VM_INLINE void in_register(V& v) {
 }
 
 // Plain float32 logits on AVX-512: the softplus table and the loss in one loop (the table's pass
-// and loss_loop's, as two loops: 8% more time with float labels, one thread, L2; see
+// and loss_loop's, as two loops: 10% more time with float labels, one thread, L2; see
 // plain_table_loop_u8 for uint8 labels). The loss is loss_loop's (Finite, SoftGiven, plain), by
 // the same operations: (x > 0 ? 1 - y : -y) x + softplus(-|x|), one FMA. Every lane is computed;
 // only a tile whose returned largest |x| bits are below softplus_table_max may use `ce` (loss_tile
@@ -999,7 +999,8 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 // elsewhere: the value, and the one rounding, of loss_loop's (x > 0 ? 1 - y : -y) x + softplus,
 // whose factor is then +-1 or +-0, so the same bits in every rounding mode. |x| there is x with
 // its sign flipped where y = 1, and that is <= 0 on the other lanes: max(that, 0) added. One
-// thread, L2, N(0, 4^2): 24% less time than the conversion pass, the table's pass and loss_loop.
+// thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
+// (time_kernel, medians of alternated runs; 8% with in_register).
 // Returns the largest |x| bits (ce holds the losses only if they are below softplus_table_max)
 // and, in `max_label`, the largest label (only 0 and 1 give these losses).
 inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
