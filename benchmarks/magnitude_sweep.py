@@ -6,7 +6,7 @@ active tier): one thread, n elements, every |x| the same with random signs and r
 per mode and dtype, the time per element at each magnitude relative to the fastest, and the
 slowest/fastest ratio over the magnitudes where the kernel works on normal numbers and over those
 marked "*" (a correct prediction's loss is not normal while exp(-|x|) is not 0 yet). Timings are
-the best of --repeat runs.
+the process's CPU time, the best of --repeat rounds over every magnitude.
 
     python benchmarks/magnitude_sweep.py [--n 1000000] [--repeat 5] [--tiers x86-64-v4 ...]
 """

@@ -198,13 +198,19 @@ class GroupIndex:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
         table is None: for a caller that adds to every key's sums in place (a batch's own
-        codes and sums would be copies)."""
+        codes and sums would be copies). The codes are int64, or an Arrow dictionary's int32
+        indices as they are (the report's kernel takes either: no int64 copy per batch)."""
         local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
         if local is None:
             codes, table = self.encode(groups), None
-        else:  # (the dictionary's positions, int32: one int64 array made of them, not two)
+        else:  # (the dictionary's positions: int32 as read, or one int64 array made of them)
             positions, table = local
-            codes = table[positions] if len(self) > LOCAL_KEYS else positions.astype(np.int64)
+            if len(self) > LOCAL_KEYS:
+                codes = table[positions]
+            elif positions.dtype == np.int32 and positions.flags.c_contiguous:
+                codes = positions
+            else:
+                codes = positions.astype(np.int64)
         if len(self) > LOCAL_KEYS:
             table = None
         elif table is None:

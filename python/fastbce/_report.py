@@ -123,9 +123,10 @@ _PassSlicing = tuple[
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
-    ``slicings`` holds (codes, n_groups, width, bits, direct, own) per slicing: int64 codes into
-    the batch's own n_groups groups, one per row; the width of a group's sums (N_SUMS, or
-    N_SUMS_NO_ECE without ECE bins) and its histograms' bits (None: no histograms), as
+    ``slicings`` holds (codes, n_groups, width, bits, direct, own) per slicing: int64 (or an
+    Arrow dictionary's int32) codes into the batch's own n_groups groups, one per row; the
+    width of a group's sums (N_SUMS, or N_SUMS_NO_ECE without ECE bins) and its histograms'
+    bits (None: no histograms), as
     ``ReportState`` says; own: None, or the slicing's own sums (its first n_groups rows, the
     codes being the slicing's) for the kernel to add to straight away, as for a slicing of very
     many groups (a batch's copy of a million groups' sums was 76 MB): ``run`` then checks every

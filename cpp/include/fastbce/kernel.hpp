@@ -343,6 +343,8 @@ struct LossParams {
     T balance_off;
     T alpha;
     T one_minus_alpha;
+    T balance_alpha;    // alpha with alpha given, else 0 (balance_factor's one-FMA form)
+    T balance_alpha_c;  // 1 - alpha with alpha given, else 0
     T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
     T scaled_band;  // (double logits) |x| beyond it: the focal loss may be scaled (focal_element)
     T t_min;        // (double logits) 2^(-1088 / (1 + gamma)), the same's floor for 1 - p_t
@@ -370,6 +372,8 @@ struct LossParams {
           balance_off(c.has_alpha ? T(0) : T(1)),
           alpha(T(c.alpha)),
           one_minus_alpha(T(1) - T(c.alpha)),
+          balance_alpha(c.has_alpha ? alpha : T(0)),
+          balance_alpha_c(c.has_alpha ? one_minus_alpha : T(0)),
           focal_band(T(FocalBand::bound(double(gamma), c.has_alpha, c.alpha))),
           scaled_band(T(FocalBand::scaled(double(gamma), c.has_alpha, c.alpha))),
           // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
@@ -398,11 +402,18 @@ FASTBCE_VM_INLINE T times_weight(T a, T b) {
 }
 
 // Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
-// a small alpha), or exactly 1 without alpha.
-template <class T>
+// a small alpha), or exactly 1 without alpha: alpha y' + ((1 - alpha)(1 - y') + off) in two FMAs,
+// with (alpha, 1 - alpha, off) = (0, 0, 1) without alpha (the on/off multiply-add and the sum
+// took four operations; one rounding fewer, so soft labels may differ by an ulp from before).
+// Finite: y' and 1 - y' are finite (labels in [0, 1], the focal loops' clean tiles), where a zero
+// factor needs no test (times_weight) to give the same bits.
+template <bool Finite = false, class T>
 FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
-    const T balance = times_weight(k.alpha, ys) + times_weight(k.one_minus_alpha, ys_c);
-    return vm::detail::mul_add(k.balance_on, balance, k.balance_off);
+    using vm::detail::mul_add;
+    if constexpr (Finite) return mul_add(k.balance_alpha, ys, mul_add(k.balance_alpha_c, ys_c, k.balance_off));
+    using vm::detail::select;
+    const T rest = select(k.balance_alpha_c == T(0), k.balance_off, mul_add(k.balance_alpha_c, ys_c, k.balance_off));
+    return select(k.balance_alpha == T(0), rest, mul_add(k.balance_alpha, ys, rest));
 }
 
 // t^(H/2), the focal factor (1 - p_t)^gamma for gamma = H/2 in {1/2, 1, ..., 4}: products and
@@ -494,17 +505,20 @@ struct Deep {
     }
 };
 
-// SigmoidZ (kSigmoidZ): z is sigmoid(-|x|) instead, the smaller of p and 1 - p, and the larger is
-// 1 - z (exact for z < 2^-24, else one rounding of a value >= 1/2): no division. The side is
-// x > 0, as the cross-entropy's (at x = 0, z = 1 - z = 1/2 and both sides give the same).
-// NoTiny: the caller knows z >= TinyTerm's z_max (|x| < 59), where the guard keeps z anyway.
+// SigmoidZ (kSigmoidZ): z is sigmoid(-|x|) instead, the smaller of p and 1 - p (at most 1/2), and
+// 1 - p_t = z + v (1 - 2z) with v the label weight of the unlikely side (1 - y' for x > 0, else
+// y'): two non-negative terms, two FMAs, no division. 1 - 2z is exact for z >= 1/4 and within
+// half an ulp of [1/2, 1] below; no product has two small factors, so nothing underflows where
+// the result is normal (no TinyTerm guard). The y' z + (1 - y')(1 - z) it replaces took five
+// operations. The side is x > 0, as the cross-entropy's (at x = 0, z = 1/2 and both sides give
+// 1/2).
+// NoTiny: the caller knows z >= TinyTerm's z_max (|x| < 59): no guard either way (kept for the
+// callers' sake).
 template <bool FromLogits, bool SigmoidZ = false, bool NoTiny = false, class T>
 FASTBCE_VM_INLINE T one_minus_pt(T ys, T ys_c, T x, [[maybe_unused]] T z) {
     if constexpr (FromLogits && SigmoidZ) {
-        const bool pos = x > T(0);
-        const T zk = NoTiny ? z : TinyTerm<T>::keep(z, pos ? ys_c : ys);
-        const T zc = T(1) - z;
-        return vm::detail::mul_add(ys, pos ? zk : zc, ys_c * (pos ? zc : zk));
+        const T v = x > T(0) ? ys_c : ys;
+        return vm::detail::mul_add(v, vm::detail::mul_add(T(-2), z, T(1)), z);
     } else if constexpr (FromLogits) {
         // (this arrangement, as before the guard: with the two terms reordered by side, the
         // double gamma = 2.7 focal loop ran 60% slower on v4)
@@ -559,7 +573,7 @@ FASTBCE_VM_INLINE bool in_scaled_band(T x, T band) {
 template <Options O, bool FromLogits, bool Clean, bool Scaled = false, bool NoTiny = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
-    const W balance = widen(balance_factor(k, ys, ys_c));  // step 5
+    const W balance = widen(balance_factor<Clean>(k, ys, ys_c));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
     const W t = one_minus_pt<FromLogits, kSigmoidZ<T, FromLogits, O>, NoTiny>(widen(ys), widen(ys_c), widen(x), widen(z));
     W focal;
@@ -915,6 +929,15 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
     return max_bits;
 }
 
+// Whether a TableFocal call (loss_tile) takes sigmoid(-|x|) from softplus(-|x|)
+// (vm::sigmoid_by_softplus, 1.97 ulp, a sixth less time for gamma 2) or from its table (1.16
+// ulp): by gamma, for the whole call, so that an element's bits never depend on its tile. The
+// focal factor's error is about gamma times z's; up to gamma 2 the cheaper one keeps the loss
+// well within the focal budget.
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+inline bool sigmoid_by_softplus(const LossParams<float>& k) { return k.gamma <= 2.0f; }
+#endif
+
 // TableFocal's loop (loss_tile) for a tile whose every |x| is below the tables' end (31.5) and at
 // most the focal band: steps 1-6 in one loop, from softplus(-|x|) in `soft` and sigmoid(-|x|) in
 // `ce` (overwritten). The operations of loss_loop (Finite, SoftGiven) followed by apply_focal
@@ -944,7 +967,8 @@ inline uint32_t focal_table_loop(const float* __restrict y, const float* __restr
 template <Options O>
 inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                              float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
-    const uint32_t max_abs_bits = vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
+    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true>(pred, scratch, ce, len)
+                                                         : vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
     if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
         return false;
     uint32_t labels = 0;
@@ -1158,7 +1182,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         if constexpr (!Focal) return max_bits > std::bit_cast<Bits>(T(1));
         // (focal: softplus becomes sigmoid(-|x|) where |x| < 31.5, and stays exp(-|x|) beyond,
         // which is both; the focal step below follows)
-        vm::sigmoid_neg_abs_table(pred, scratch, len);
+        if (sigmoid_by_softplus(k)) vm::sigmoid_by_softplus_table(pred, scratch, len);
+        else vm::sigmoid_neg_abs_table(pred, scratch, len);
         table_max_bits = max_bits;
     }
 #endif
