@@ -90,12 +90,17 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
     if (!groups.is_none()) {
         auto g = groups.cast<py::array>();
         auto s = group_sums.cast<py::array>();
-        require(dtype_of(g, "groups") == DType::i64 && contiguous(g) && g.size() == call.n / call.row_size,
-                "groups must be contiguous int64, one code per row");
+        const DType code_type = dtype_of(g, "groups");
+        require((code_type == DType::i64 || code_type == DType::i32) && contiguous(g) &&
+                    g.size() == call.n / call.row_size,
+                "groups must be contiguous int64 or int32, one code per row");
         require(dtype_of(s, "group_sums") == DType::f64 && contiguous(s) && s.writeable() &&
                     s.size() == 3 * call.n_groups,
                 "group_sums must be contiguous float64, 3 per group");
-        call.groups = static_cast<const int64_t*>(g.data());
+        if (code_type == DType::i64)
+            call.groups = static_cast<const int64_t*>(g.data());
+        else
+            call.groups32 = static_cast<const int32_t*>(g.data());
         sums_out = static_cast<Sums*>(s.mutable_data());
     }
 

@@ -1369,26 +1369,32 @@ inline void mask_omitted(const T* y, const T* p, const T* w, T* ce, T* w_kept, T
 // Per-group sums (codes[j] is the group of element j), added element by element in order: the
 // same additions, in the same order, on every tier and thread count. The losses come vectorised
 // from the tile; this is one scalar scatter per element, with the NaN test of "omit" hoisted out
-// of the plain loop.
-template <class T>
-inline void accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const int64_t* codes,
-                              int64_t len, bool omit, Sums* groups) {
+// of the plain loop. Code is int64_t, or int32_t (an Arrow dictionary's indices as read: no
+// int64 copy of them per batch). Returns the first element whose code is outside
+// [0, n_groups) (an untrusted dictionary's index: never written through), or -1.
+template <class T, class Code>
+inline int64_t accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const Code* codes,
+                                 int64_t len, bool omit, int64_t n_groups, Sums* groups) {
+    const auto in_range = [n_groups](Code code) { return uint64_t(int64_t(code)) < uint64_t(n_groups); };
     if (!omit) {
         for (int64_t j = 0; j < len; ++j) {
+            if (!in_range(codes[j])) return j;
             Sums& g = groups[codes[j]];
             g.loss += double(ce[j]);
             g.weight += double(w[j]);
             g.count += 1.0;
         }
-        return;
+        return -1;
     }
     for (int64_t j = 0; j < len; ++j) {
+        if (!in_range(codes[j])) return j;
         if (!(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
         Sums& g = groups[codes[j]];
         g.loss += double(ce[j]);
         g.weight += double(w[j]);
         g.count += 1.0;
     }
+    return -1;
 }
 
 // ---------------------------------------------------------------- one block
@@ -1499,12 +1505,20 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         if (out.groups != nullptr) {
             // One row per element (the usual case): the codes as given, no copy. A copy row by
             // row was a third of a grouped call.
-            const int64_t* codes = c.groups + i0;
+            int64_t bad = -1;
             if (c.row_size != 1) {
-                fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.groups[r]; });
-                codes = code_buf;
+                fill_by_row(i0, len, c.row_size, code_buf, [&](int64_t r) { return c.group_at(r); });
+                bad = accumulate_groups(y, p, w, ce_buf, code_buf, len, omit, c.n_groups, out.groups);
+            } else if (c.groups != nullptr) {
+                bad = accumulate_groups(y, p, w, ce_buf, c.groups + i0, len, omit, c.n_groups, out.groups);
+            } else {
+                bad = accumulate_groups(y, p, w, ce_buf, c.groups32 + i0, len, omit, c.n_groups, out.groups);
             }
-            accumulate_groups(y, p, w, ce_buf, codes, len, omit, out.groups);
+            if (bad >= 0) {
+                out.fault = Fault::group_code;
+                out.fault_index = i0 + bad;
+                return;
+            }
         }
         double count = double(len);
         const T* w_sum = w;  // the weights that count
