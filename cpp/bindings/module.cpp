@@ -90,12 +90,17 @@ py::tuple compute(Call call, const py::array& y_true, int64_t y_true_stride, con
     if (!groups.is_none()) {
         auto g = groups.cast<py::array>();
         auto s = group_sums.cast<py::array>();
-        require(dtype_of(g, "groups") == DType::i64 && contiguous(g) && g.size() == call.n / call.row_size,
-                "groups must be contiguous int64, one code per row");
+        const DType code_type = dtype_of(g, "groups");
+        require((code_type == DType::i64 || code_type == DType::i32) && contiguous(g) &&
+                    g.size() == call.n / call.row_size,
+                "groups must be contiguous int64 or int32, one code per row");
         require(dtype_of(s, "group_sums") == DType::f64 && contiguous(s) && s.writeable() &&
                     s.size() == 3 * call.n_groups,
                 "group_sums must be contiguous float64, 3 per group");
-        call.groups = static_cast<const int64_t*>(g.data());
+        if (code_type == DType::i64)
+            call.groups = static_cast<const int64_t*>(g.data());
+        else
+            call.groups32 = static_cast<const int32_t*>(g.data());
         sums_out = static_cast<Sums*>(s.mutable_data());
     }
 
@@ -116,9 +121,10 @@ double* f64_out(const py::object& a, int64_t size, const char* what) {
     return static_cast<double*>(arr.mutable_data());
 }
 
-// slicings: a list of (codes, sums, hist or None, mantissa_bits[, hist_rows]), one per slicing;
-// with hist_rows, group q adds to row hist_rows[q] of hist, which may hold sums already (a call
-// of more than REPORT_HIST_AFTER_CHECK elements that faults may have added some of its rows).
+// slicings: a list of (codes (int64 or int32), sums, hist or None, mantissa_bits[, hist_rows]), one
+// per slicing; with hist_rows, group q adds to row hist_rows[q] of hist, which may hold sums
+// already (a call of more than REPORT_HIST_AFTER_CHECK elements that faults may have added some
+// of its rows).
 py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& y_pred,
                  int64_t y_pred_stride, const py::object& weight, int64_t weight_stride,
                  const py::object& pos_weight, double logit_offset, const py::object& ignore_label,
@@ -137,9 +143,14 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
     for (const py::tuple& t : slicings) {
         ReportSlicing g;
         auto codes = t[0].cast<py::array>();
-        require(dtype_of(codes, "codes") == DType::i64 && contiguous(codes) && codes.size() == call.n / call.row_size,
-                "group codes must be contiguous int64, one per row");
-        g.codes = static_cast<const int64_t*>(codes.data());
+        const DType code_type = dtype_of(codes, "codes");
+        require((code_type == DType::i64 || code_type == DType::i32) && contiguous(codes) &&
+                    codes.size() == call.n / call.row_size,
+                "group codes must be contiguous int64 or int32, one per row");
+        if (code_type == DType::i64)
+            g.codes = static_cast<const int64_t*>(codes.data());
+        else
+            g.codes32 = static_cast<const int32_t*>(codes.data());
         g.mantissa_bits = t[3].cast<int>();
         require(g.mantissa_bits >= 0 && g.mantissa_bits <= kMaxMantissaBits, "group mantissa bits");
         auto group_sums = t[1].cast<py::array>();  // (n_groups, rs_size or rs_ece: no ECE bins)

@@ -266,7 +266,7 @@ Result run(const Call& c, Sums* group_sums) {
     const bool focal = focal_of(c, is_double);
     const BlockFn block_fn = kernels.block[is_double][c.from_logits][focal][int(options_of(c, is_double, focal))];
     const int64_t n = c.n;
-    const int64_t n_groups = c.groups != nullptr ? c.n_groups : 0;
+    const int64_t n_groups = c.grouped() ? c.n_groups : 0;
 
     // Block size depends on n and the number of groups only, never on the threads. (Grouped
     // calls keep whole kBlock blocks: their per-block partials are n_groups sums each.)

@@ -250,7 +250,8 @@ void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>
 
 // count[q] += the codes equal to q. Few groups: into 4 copies (row j into copy j mod 4), so that
 // runs of one group do not wait on each other's increments (a chain through memory).
-void count_codes(const int64_t* codes, int64_t n, int64_t groups, int64_t* count) {
+template <class Code>
+void count_codes(const Code* codes, int64_t n, int64_t groups, int64_t* count) {
     constexpr int64_t kCopies = 4;
     if (groups > 1024) {
         for (int64_t e = 0; e < n; ++e) ++count[codes[e]];
@@ -315,12 +316,14 @@ public:
             if (g.hist == nullptr) continue;
             int64_t* count = cursors_[size_t(i)].data() + k * g.n_groups;  // (counts, then cursors)
             std::fill_n(count, g.n_groups, 0);
-            if (c_.row_size == 1)
+            if (c_.row_size == 1 && g.codes != nullptr)
                 count_codes(g.codes + begin, end - begin, g.n_groups, count);
+            else if (c_.row_size == 1)
+                count_codes(g.codes32 + begin, end - begin, g.n_groups, count);
             else
                 for (int64_t e = begin; e < end;) {  // (runs of row_size elements share a code)
                     const int64_t row = e / c_.row_size, stop = std::min(end, (row + 1) * c_.row_size);
-                    count[g.codes[row]] += stop - e;
+                    count[g.code_at(row)] += stop - e;
                     e = stop;
                 }
             for (int64_t q = 0, next = at; q < g.n_groups; ++q) next += std::exchange(count[q], next);

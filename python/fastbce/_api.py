@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._groups import code_error
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
 
-_FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
+_FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN, _FAULT_GROUP = 1, 2, 3, 4, 5
 
 
 # --------------------------------------------------------------------------- arrays
@@ -133,7 +134,7 @@ def _compute(
     report: Any = None,
 ) -> tuple[Sums, np.ndarray | None]:
     """Checks the arrays and runs the kernel once. Returns the sums and, when asked for, the
-    elementwise loss (in `out` or a new array). `groups` (int64 codes, one per row) with
+    elementwise loss (in `out` or a new array). `groups` (int64 or int32 codes, one per row) with
     `group_sums` (float64, shape (n_groups, 3)) collect per-group sums in the same pass.
     `report` (a ``_report.ReportPass``) runs the evaluation report's pass instead, with the
     same checked arrays; it keeps its outputs, and the elementwise loss is not available."""
@@ -146,6 +147,10 @@ def _compute(
         call.n_groups = group_sums.shape[0]
     run = _core.compute if report is None else report.run
     loss, wsum, count, fault, index = run(call, *arrays, out_arr, out_stride, groups, group_sums)
+    if fault == _FAULT_GROUP:  # (an untrusted code: an Arrow dictionary's index)
+        assert groups is not None
+        row = index // call.row_size
+        raise code_error(int(groups[row]), row, call.n_groups)
     if fault:
         raise _fault_error(fault, index, yt, yp, weight_arr, call, opts)
     _copy_back(result, out_arr)

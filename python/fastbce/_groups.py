@@ -1,8 +1,9 @@
 """Group labels to the codes of the per-group sums: ``GroupIndex``.
 
 A ``GroupIndex`` holds the distinct labels seen so far (in the order first seen) and turns each
-batch of labels into int64 codes into them, which the kernel uses to add every row to its group's
-sums in the same pass as the loss. The work per row is vectorised and never a Python loop:
+batch of labels into int64 (or int32) codes into them, which the kernel uses to add every row to
+its group's sums in the same pass as the loss. The work per row is vectorised and never a Python
+loop:
 
 - Text keys (Arrow strings, or NumPy strings and objects through Arrow) are kept only in a C++
   table (``_core.KeyCodes``: their bytes, code order), never as Python strings too: every row is
@@ -175,15 +176,16 @@ class GroupIndex:
     # ------------------------------------------------------------------ batches
 
     def encode_local(self, groups: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, table): int64 codes into the batch's own labels, one per row, and the code
-        in ``keys`` of each of those labels (all distinct), so a batch has as many per-group sums
-        as it has labels, whatever the number of keys so far. An Arrow dictionary array (a parquet
-        column read as a dictionary) keeps its indices as the codes: only its dictionary is
-        looked up, once per batch."""
+        """(codes, table): int64 or int32 codes into the batch's own labels, one per row, and
+        the code in ``keys`` of each of those labels (all distinct), so a batch has as many
+        per-group sums as it has labels, whatever the number of keys so far. An Arrow dictionary
+        array (a parquet column read as a dictionary) keeps its indices as the codes: only its
+        dictionary is looked up, once per batch (int32 indices as they are: the kernel takes
+        them, no int64 copy per batch)."""
         if hasattr(groups, "dictionary_encode"):
             local = self._arrow_local(groups)
             if local is not None:
-                return local[0].astype(np.int64), local[1]
+                return kernel_codes(local[0]), local[1]
         return compact(self.encode(groups), len(self))
 
     def encode_batch(self, groups: Any, rows: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -198,13 +200,18 @@ class GroupIndex:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
         table is None: for a caller that adds to every key's sums in place (a batch's own
-        codes and sums would be copies)."""
+        codes and sums would be copies). The codes are int64, or an Arrow dictionary's int32
+        indices as they are (the report's kernel takes either: no int64 copy per batch)."""
         local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
         if local is None:
             codes, table = self.encode(groups), None
-        else:  # (the dictionary's positions, int32: one int64 array made of them, not two)
+        else:  # (the dictionary's positions: int32 as read, or one int64 array made of them)
             positions, table = local
-            codes = table[positions] if len(self) > LOCAL_KEYS else positions.astype(np.int64)
+            _check_positions(positions, table.size)  # (the report's kernel trusts its codes)
+            if len(self) > LOCAL_KEYS:
+                codes = table[positions]
+            else:
+                codes = kernel_codes(positions)
         if len(self) > LOCAL_KEYS:
             table = None
         elif table is None:
@@ -231,7 +238,8 @@ class GroupIndex:
         return to_numpy(indices), table
 
     def encode(self, groups: Any) -> np.ndarray:
-        """int64 codes into ``keys``, one per label (1-D)."""
+        """int64 codes into ``keys``, one per label (1-D); int32 labels that are their own codes
+        come back as they are (int32)."""
         if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
             if _is_integer(groups.type) and not groups.null_count:  # (a dense table, no hashing)
                 return self._encode_integers(to_numpy(groups))
@@ -327,8 +335,9 @@ class GroupIndex:
                 keys = (new + lo).astype(arr.dtype).tolist()
                 window[new] = [self.code(k) for k in keys]
             self._identity = _identity_prefix(self._dense, self._offset)
-        if hi - self._offset < self._identity and values.dtype == np.int64:
-            return values  # the labels are their codes (0, 1, 2, ...): no copy
+        if hi - self._offset < self._identity and values.dtype in (np.int64, np.int32):
+            return values  # the labels are their codes (0, 1, 2, ...): no copy (the kernels
+            # take int32 codes too)
         out = np.empty(values.shape[0], dtype=np.int64)
         _core.gather_codes(_as_signed(values), self._offset, self._dense, out)
         return out
@@ -534,6 +543,33 @@ def compact(codes: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     renumber = np.empty(n_keys, dtype=np.int64)
     renumber[table] = np.arange(table.size)
     return renumber[codes], table.astype(np.int64)
+
+
+def kernel_codes(codes: np.ndarray) -> np.ndarray:
+    """Codes as the kernels take them: int32 (contiguous) as they are, else an int64 copy."""
+    if codes.dtype == np.int32 and codes.flags.c_contiguous:
+        return codes
+    return np.ascontiguousarray(codes, dtype=np.int64)
+
+
+def _check_positions(positions: np.ndarray, n_values: int) -> None:
+    """ValueError unless an Arrow dictionary's indices are in [0, n_values) (pyarrow builds
+    unchecked ones with ``safe=False``), worded as the loss kernel's check of its codes."""
+    if positions.size == 0:
+        return
+    lo, hi = _core.int_range(positions)
+    if lo < 0 or hi >= n_values:
+        row = int(np.flatnonzero((positions < 0) | (positions >= n_values))[0])
+        raise code_error(int(positions[row]), row, n_values)
+
+
+def code_error(code: int, row: int, n_groups: int) -> ValueError:
+    """The error of a group code outside [0, n_groups) (from an untrusted Arrow dictionary's
+    indices: the codes made here are in range)."""
+    return ValueError(
+        f"groups: code {code} at row {row} is outside [0, {n_groups}) "
+        "(an Arrow dictionary array whose indices exceed its dictionary?)"
+    )
 
 
 def _check_rows(codes: np.ndarray, rows: int, name: str) -> None:

@@ -20,7 +20,7 @@ from . import _core
 from ._accumulator import _offset
 from ._api import _compute
 from ._group_arrays import grown
-from ._groups import GroupIndex, key_order
+from ._groups import GroupIndex, kernel_codes, key_order
 from ._options import LossOptions
 from ._report import _as_list, _divs
 
@@ -148,7 +148,7 @@ class LossSums:
                 slicing = self._slicings[name]
                 marks.append((slicing, len(slicing.keys)))
                 codes, table = slicing.index.encode_batch(labels, rows, name)
-                encoded.append((slicing, np.ascontiguousarray(codes, np.int64), table))
+                encoded.append((slicing, kernel_codes(codes), table))
             # (codes, the batch's groups' sums) of each pass: one per slicing, or one plain
             passes: list[tuple[np.ndarray | None, np.ndarray | None]] = [
                 (codes, np.zeros((table.size, 3))) for _, codes, table in encoded

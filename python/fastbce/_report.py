@@ -123,20 +123,20 @@ _PassSlicing = tuple[
 class ReportPass:
     """The outputs of one report pass; ``run`` is what ``_api._compute`` calls for the kernel.
 
-    ``slicings`` holds (codes, n_groups, width, bits, direct, own) per slicing: int64 codes into
-    the batch's own n_groups groups, one per row; the width of a group's sums (N_SUMS, or
-    N_SUMS_NO_ECE without ECE bins) and its histograms' bits (None: no histograms), as
-    ``ReportState`` says; own: None, or the slicing's own sums (its first n_groups rows, the
-    codes being the slicing's) for the kernel to add to straight away, as for a slicing of very
-    many groups (a batch's copy of a million groups' sums was 76 MB): ``run`` then checks every
-    row first, in a pass without groups, so that nothing is added unless the pass succeeds;
-    state_hist: the state's histogram of the whole input, added to in place (``hist_in_place``)
-    when no check pass comes first; direct: None, or (histograms, rows) when the kernel adds
-    straight into the slicing's own histograms, group i into row rows[i] (a pass of at most
-    HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row passed its checks,
-    or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the kernel sets
-    ``written`` when it added; a fresh 26 MB array per batch and its sum into the slicing's
-    cost more than the whole pass's other group work).
+    ``slicings`` holds (codes, n_groups, width, bits, direct, own) per slicing: int64 (or int32: an
+    Arrow dictionary's indices, int32 labels that are their codes) codes into the batch's own
+    n_groups groups, one per row; the width of a group's sums (N_SUMS, or N_SUMS_NO_ECE without ECE
+    bins) and its histograms' bits (None: no histograms), as ``ReportState`` says; own: None, or the
+    slicing's own sums (its first n_groups rows, the codes being the slicing's) for the kernel to
+    add to straight away, as for a slicing of very many groups (a batch's copy of a million groups'
+    sums was 76 MB): ``run`` then checks every row first, in a pass without groups, so that nothing
+    is added unless the pass succeeds; state_hist: the state's histogram of the whole input, added
+    to in place (``hist_in_place``) when no check pass comes first; direct: None, or (histograms,
+    rows) when the kernel adds straight into the slicing's own histograms, group i into row rows[i]
+    (a pass of at most HIST_AFTER_CHECK elements, where the kernel adds nothing unless every row
+    passed its checks, or a slicing's first pass of any size, whose rows ``Batch.undo`` clears; the
+    kernel sets ``written`` when it added; a fresh 26 MB array per batch and its sum into the
+    slicing's cost more than the whole pass's other group work).
     """
 
     def __init__(

@@ -14,7 +14,7 @@ namespace fastbce {
 // Computes one call over all its elements on the active SIMD tier. The input is cut into
 // fixed-size blocks whose float64 partial sums are combined in block order, so the result is the
 // same bit for bit whatever the number of threads. `group_sums` receives c.n_groups entries when
-// c.groups is set (it is overwritten), and is ignored otherwise. Never throws.
+// c.groups or c.groups32 is set (it is overwritten), and is ignored otherwise. Never throws.
 Result run(const Call& c, Sums* group_sums);
 
 // The evaluation report of one call (docs/report.md) on the active SIMD tier: fills spec's outputs

@@ -491,13 +491,18 @@ struct GroupCells {
 // length) to a slicing's cells: each row's cell values formed in vector lanes from the tile's
 // columns (add_tile with Rows filled t.l, t.p and t.y) and the plain cross-entropy, transposed
 // kSumLanes rows at a time, each row's added to its cell in one vector add. They are the values
-// add_tile's records hold for such a row (w = 1: every product by w is exact).
+// add_tile's records hold for such a row (w = 1: every product by w is exact). With `held`, the
+// same loop holds each row's histogram add back (its entry 2 t.bin + (1 - y), add_groups' counted
+// records): a second pass over the rows read their codes, labels and bins again.
 template <class T>
 inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, double* cells, int64_t groups,
-                      int64_t len) {
+                      int64_t len, const HeldAdds* held = nullptr) {
     static_assert(kCell % kSumLanes == 0);
     const F64 zero = {};
     const F64 one = zero + 1.0;
+    // (locals: the stores below may alias anything, held's members would be loaded each row)
+    uint32_t* const add = held != nullptr ? held->add : nullptr;
+    int64_t* const cursor = held != nullptr ? held->cursor : nullptr;
     for (int64_t j = 0; j < len; j += kSumLanes) {
         const F64 l = widen(t.l + j), p = widen(t.p + j), d = p - widen(t.y + j);
         F64 col[kCell] = {one, l, l == zero ? zero : l * l, p, d * d, widen(bce + j), zero, zero};
@@ -514,6 +519,11 @@ inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, do
             double* e = GroupCells::ece_of(cells, groups, q, t.ece[r], label);
             e[0] += 1.0;
             e[1] += t.p[r];
+            if (add != nullptr) {
+                uint32_t* at = add + cursor[q]++;
+                __builtin_prefetch(at + 16, 1);  // (the group's stream a few rows on: not in cache)
+                *at = uint32_t(2 * t.bin[r] + int32_t(1 - label));
+            }
         }
     }
 }
@@ -531,10 +541,13 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
     int bits = s.mantissa_bits;  // the bits of the bins t.bin holds
     for (int64_t sl = 0; sl < s.n_slicings; ++sl) {
         const ReportSlicing& g = s.slicings[sl];
-        const int64_t* code = g.codes + i0;  // (one element a row: the codes as given)
+        const int64_t* code = t.code;
         if (c.row_size != 1) {
-            fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.codes[r]; });
-            code = t.code;
+            fill_by_row(i0, len, c.row_size, t.code, [&](int64_t r) { return g.code_at(r); });
+        } else if (g.codes != nullptr) {
+            code = g.codes + i0;  // (one element a row: the codes as given)
+        } else {
+            for (int64_t j = 0; j < len; ++j) t.code[j] = g.codes32[i0 + j];
         }
         const int64_t bins = hist_bins(g.mantissa_bits);
         if (g.hist != nullptr && g.mantissa_bits != bits) {
@@ -548,8 +561,11 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         double* cell = counted && sl < kCellSlicings ? cells.cells[sl] : nullptr;
         // the row of a group's histogram in direct
         auto hist_row = [&](int64_t q) { return g.hist_rows != nullptr ? g.hist_rows[q] : q; };
+        // (a common tile's held records: written by add_cells, in the loop that has each row's
+        // code, label and bin at hand)
+        const bool held_in_cells = cell != nullptr && held != nullptr;  // (cells: a counted tile)
         if (cell != nullptr) {
-            add_cells(t, bce, code, cell, g.n_groups, len);
+            add_cells(t, bce, code, cell, g.n_groups, len, held_in_cells ? held : nullptr);
         } else {
             for (int64_t j = 0; j < len; ++j) {
                 double* h = nullptr;
@@ -562,13 +578,13 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
                 direct[2 * bins * hist_row(code[j]) + 2 * t.bin[j] + int64_t(t.y[j] == 0.0)] += 1.0;
             }
         }
-        if (held != nullptr && counted) {  // (every row: weight 1, label 0 or 1)
+        if (held != nullptr && counted && !held_in_cells) {  // (every row: weight 1, label 0 or 1)
             for (int64_t j = 0; j < len; ++j) {
                 uint32_t* to = held->add + held->cursor[code[j]]++;
                 __builtin_prefetch(to + 16, 1);  // (the group's stream a few rows on: not in cache)
                 *to = uint32_t(2 * t.bin[j] + int32_t(t.y[j] == 0.0));
             }
-        } else if (held != nullptr) {
+        } else if (held != nullptr && !counted) {
             const int64_t position = i0 + held->value_base;
             for (int64_t j = 0; j < len; ++j) {
                 uint32_t* to = held->add + held->cursor[code[j]]++;
@@ -683,9 +699,15 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         const bool unit = !weighted && flags.all_kept;
         // (the groups' records: none when every slicing adds this tile's rows to its cells)
         const bool records = groups && !(flags.hard && unit && cells.all(s));
-        const bool lean = !rows && unit && flags.hard && bce_is_loss;  // (unit: ce is l_buf too)
+        // (unit: ce is l_buf too). With groups whose cells take every row (no records) and no
+        // largest losses, the groups need only t.l and t.y besides p and the bins: the lean
+        // pass stores them (Rows), where the full one stored every per-row value
+        const bool lean = unit && flags.hard && bce_is_loss && (!rows || (!records && s.top_k == 0));
         if (!lean) counted_adds.finish();  // (the previous tile's held adds, before t.p changes)
-        if (rows)
+        if (lean && rows)
+            add_tile<FromLogits, true, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
+                                                   false, &counted_adds);
+        else if (rows)
             unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
                                                            padded_len, records)
                  : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
@@ -721,7 +743,7 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             for (int64_t j = 0; j < len; ++j) {
                 if (t.kept[j] == 0.0 || t.l[j] != t.l[j]) continue;  // (a NaN loss ranks nowhere)
                 const int64_t row = i0 + j;
-                const int64_t code = s.n_slicings > 0 ? s.slicings[0].codes[row / c.row_size] : -1;
+                const int64_t code = s.n_slicings > 0 ? s.slicings[0].code_at(row / c.row_size) : -1;
                 offer_top(out, s.top_k, TopLoss{t.l[j], row, t.w[j], t.y[j], double(pred[j]), code});
             }
         }

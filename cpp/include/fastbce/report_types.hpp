@@ -38,6 +38,9 @@ constexpr int64_t hist_bins(int mantissa_bits) { return int64_t(64) << mantissa_
 // One slicing: a group code per row and the per-group outputs (zeroed by the caller).
 struct ReportSlicing {
     const int64_t* codes = nullptr;  // one code in [0, n_groups) per row
+    // or, with codes null, int32 codes (an Arrow dictionary's indices as read: no int64 copy of
+    // them per batch, and half the bytes for the passes that read them)
+    const int32_t* codes32 = nullptr;
     int64_t n_groups = 0;
     double* sums = nullptr;          // n_groups * stride
     int64_t stride = rs_size;        // rs_size, or rs_ece: no ECE bins (slicings of many groups)
@@ -48,6 +51,8 @@ struct ReportSlicing {
     // every row passed the checks; a longer call that fails may have added its first rounds
     // (for rows of hist that the caller clears then)
     const int64_t* hist_rows = nullptr;
+
+    int64_t code_at(int64_t row) const { return codes != nullptr ? codes[row] : int64_t(codes32[row]); }
 };
 // Calls of at most this many elements add to the group histograms only after checking every
 // row (their adds are held back in one round): report.cpp's kRoundElements.

@@ -152,6 +152,15 @@ FASTBCE_VM_INLINE uint32_t max_lane(__m512i v) {
     return m;
 }
 
+// softplus(-|x|) of 16 floats from the bits of |x| (abs_bits), for |x| < softplus_table_max
+// (other lanes get garbage): the table's one formula, for every loop that takes it.
+FASTBCE_VM_INLINE __m512 softplus_neg_abs(const TablePolys& softplus, __m512i a_bits) {
+    __m512i k;
+    __m512 h;
+    table_interval(table_arg(a_bits), k, h);
+    return softplus(k, h);
+}
+
 // out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
 // included, get garbage for the caller to replace); n a multiple of 16.
 // Returns the largest bit pattern of |x[j]| (the caller's range checks).
@@ -161,10 +170,7 @@ inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restr
     for (int64_t j = 0; j < n; j += 16) {
         const __m512i a_bits = abs_bits(x + j);
         max_bits = max_u32(max_bits, a_bits);
-        __m512i k;
-        __m512 h;
-        table_interval(table_arg(a_bits), k, h);
-        _mm512_storeu_ps(out + j, softplus(k, h));
+        _mm512_storeu_ps(out + j, softplus_neg_abs(softplus, a_bits));
     }
     return max_lane(max_bits);
 }

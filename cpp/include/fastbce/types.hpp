@@ -33,7 +33,8 @@ enum class WeightKind : int32_t { none = 0, scalar, per_row, per_element };
 enum class NanPolicy : int32_t { propagate = 0, omit, raise };
 
 // Which check failed first; values are stable (the Python layer maps them to messages).
-enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan };
+// (group_code: a group code outside [0, n_groups), which only the plain kernel's groups check)
+enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan, group_code };
 
 // Everything one call needs. The Python layer fills it once, after validating every option.
 struct Call {
@@ -58,8 +59,12 @@ struct Call {
     int64_t out_stride = 1;
 
     const int64_t* groups = nullptr;  // one code in [0, n_groups) per row, or null
+    // or, with groups null, int32 codes (an Arrow dictionary's indices as read: no int64 copy)
+    const int32_t* groups32 = nullptr;
     int64_t n_groups = 0;
     // (the per-group sums go to an array of n_groups Sums that the caller passes to run())
+    bool grouped() const { return groups != nullptr || groups32 != nullptr; }
+    int64_t group_at(int64_t row) const { return groups != nullptr ? groups[row] : int64_t(groups32[row]); }
 
     bool from_logits = false;
     double epsilon = 1e-7;
