@@ -3,8 +3,8 @@
 A change that stops GCC from vectorising a loss loop (a select on a loop-invariant bool did,
 once) costs 5-10x in speed and no numeric test notices. This compiles cpp/src/kernel_tier.cpp with
 each tier's flags from CMakeLists.txt and checks GCC's -fopt-info report for every loop marked
-FASTBCE_VEC_LOOP in kernel.hpp: no instantiation may be reported missed, and each loop must be
-vectorised at the tier's full width.
+FASTBCE_VEC_LOOP in kernel.hpp and its parts: no instantiation may be reported missed, and each
+loop must be vectorised at the tier's full width.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL = ROOT / "cpp" / "include" / "fastbce" / "kernel.hpp"
+INCLUDE = ROOT / "cpp" / "include" / "fastbce"
+# kernel.hpp and the headers it is split into, which hold the marked loops
+KERNEL_PARTS = ["kernel.hpp", "loss_focal.hpp", "loss_loop.hpp"]
 CMAKE = ROOT / "CMakeLists.txt"
 COMPILER = os.environ.get("CXX", "g++")
 
@@ -38,13 +40,14 @@ def tier_flags() -> dict[str, list[str]]:
     return {tier: value.replace('""', "").split() for tier, value in flags.items()}
 
 
-def marked_loop_lines() -> list[int]:
+def marked_loop_lines() -> list[tuple[str, int]]:
     lines = [
-        number
-        for number, line in enumerate(KERNEL.read_text().splitlines(), start=1)
+        (name, number)
+        for name in KERNEL_PARTS
+        for number, line in enumerate((INCLUDE / name).read_text().splitlines(), start=1)
         if "FASTBCE_VEC_LOOP" in line
     ]
-    assert len(lines) >= 3, "kernel.hpp has lost its FASTBCE_VEC_LOOP markers"
+    assert len(lines) >= 3, "the kernel's headers have lost their FASTBCE_VEC_LOOP markers"
     return lines
 
 
@@ -76,11 +79,11 @@ def test_loss_loop_is_vectorised(tier, tmp_path):
     # float/double x logits/probabilities x focal x general options) must vectorise at the tier's
     # full width; an epilogue may add narrower reports
     full = {"v2": "16", "v3": "32", "v4": "64"}[tier]
-    for line in lines:
-        at_loop = rf"kernel\.hpp:{line}:\d+: "
+    for name, line in lines:
+        at_loop = rf"{re.escape(name)}:{line}:\d+: "
         missed = re.findall(at_loop + r"missed: couldn't vectorize loop", report)
         widths = re.findall(
             at_loop + r"optimized: loop vectorized using (\d+) byte vectors", report
         )
-        assert not missed, f"the loop at kernel.hpp:{line} did not vectorise on {tier}:\n{report}"
-        assert full in widths, f"the loop at kernel.hpp:{line} is not vectorised at {full} bytes"
+        assert not missed, f"the loop at {name}:{line} did not vectorise on {tier}:\n{report}"
+        assert full in widths, f"the loop at {name}:{line} is not vectorised at {full} bytes"

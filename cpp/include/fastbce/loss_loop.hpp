@@ -1,0 +1,404 @@
+// The loss loops over one tile: loss_loop (steps 1-3), the weight and range helpers it uses,
+// and the table loops of float32 logits (focal_table_loop, plain_table_loop).
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "fastbce/loss_focal.hpp"
+#include "fastbce/sigmoid_table.hpp"
+#include "fastbce/softplus_table.hpp"
+#include "fastbce/types.hpp"
+#include "fastbce/vecmath.hpp"
+
+namespace fastbce {
+namespace FASTBCE_TIER {
+
+// Float64 logits with sample weights in a tile with an |x| outside the fast exp's range: the loss
+// can be subnormal (|x| > 708.4) or near it, and w times it is formed by loss_tile (weight_tile).
+template <class T, bool FromLogits, bool Finite>
+constexpr bool WeightLater = FromLogits && !Finite && std::is_same_v<T, double>;
+
+// Float logits with sample weights: in a tile beyond the fast exp's range, or with an |x| above
+// wide_weight_abs (a loss can be below 2^-115 there, down to 2^-126 at 87.33), w times a loss can
+// be subnormal, and a float multiply producing it takes a microcode assist on Intel cores (~100
+// cycles). Such tiles form it as float(double(w) * double(loss)) in the loss loop (WideWeight):
+// the product of two floats is exact in double and rounded once, the float product's bits
+// (gradual underflow included), and the conversions take no assist, not even from or to a
+// subnormal (measured on every tier). (Before, a pass over the tile after the loss loop scanned
+// for tiny losses and multiplied: weighted float32 at |x| = 87 ran 1.4x the fastest magnitude.)
+template <class T>
+constexpr T wide_weight_abs = std::is_same_v<T, float> ? T(80) : std::numeric_limits<T>::infinity();
+
+// Whether a finite tile with these largest and smallest |x| (bit patterns) takes WideWeight: an
+// |x| above wide_weight_abs, unless every |x| is at least zero_exp_min (every loss is then 0 or
+// at least |x|).
+template <class Bits, class T = std::conditional_t<sizeof(Bits) == 4, float, double>>
+FASTBCE_VM_INLINE bool wide_weight(Bits max_abs_bits, Bits min_abs_bits) {
+    return (max_abs_bits > std::bit_cast<Bits>(wide_weight_abs<T>)) & (min_abs_bits < std::bit_cast<Bits>(vm::zero_exp_min<T>));
+}
+
+// ce *= w (step 6), float64: a loss below 2^-1020 (only beyond |x| = 708, never in a tile within
+// the fast exp's range) times a weight below 2^900 is formed as w (loss 2^1074) and rounded once (Deep::up,
+// Deep::down): no operation sees a subnormal. The product's rounding makes this a double
+// rounding (within one subnormal ulp of w * loss), so it depends on the element alone.
+inline void weight_tile(double* __restrict ce, const double* __restrict w, int64_t len) {
+    int tiny = 0;
+    for (int64_t j = 0; j < len; ++j) tiny |= int(Deep::in(ce[j]));
+    if (!tiny) {
+        for (int64_t j = 0; j < len; ++j) ce[j] = times_weight(w[j], ce[j]);  // FASTBCE_VEC_LOOP
+        return;
+    }
+    using vm::detail::select;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const double loss = ce[j], wj = w[j];
+        const bool scaled = Deep::in(loss) & (wj < 0x1p900);
+        const double ls = select(scaled, loss, 0x1p-1021);  // (other lanes: harmless values)
+        const double v = Deep::down(select(scaled, wj, 1.0) * Deep::up(ls));
+        ce[j] = select(scaled, v, times_weight(wj, select(scaled, 1.0, loss)));
+    }
+}
+
+// A tile of logits beyond the fast exp's range whose every |x| is within it or at least
+// zero_exp_min (745.134 for double, 103.975 for float: exp(-|x|) rounds to 0 there, in the general
+// exp too; a bound of 746 / 104 sent |x| = 104 to the general loops, 1.5x slower) and finite:
+// puts those zeros into z (the fast exp's values elsewhere are the general one's bits) and returns
+// true, and the tile takes the loops of a finite one, which give the same bits for its elements.
+// Whole vectors of |x| >= 1000 took the general exp and loops: 1.3-1.6x slower.
+template <class T>
+inline bool saturate_tile(const T* __restrict x, T* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<T>::uint;
+    constexpr Bits lo = std::bit_cast<Bits>(vm::normal_exp_max<T>);
+    constexpr Bits hi = std::bit_cast<Bits>(vm::zero_exp_min<T>);
+    constexpr Bits inf_bits = std::bit_cast<Bits>(inf<T>);
+    int general = 0;  // an |x| in (lo, hi), or infinite or NaN
+    for (int64_t j = 0; j < len; ++j) {
+        const Bits a = std::bit_cast<Bits>(std::abs(x[j]));
+        general |= int((a - lo - 1u < hi - lo - 1u) | (a >= inf_bits));
+    }
+    if (general) return false;
+    for (int64_t j = 0; j < len; ++j) z[j] = vm::detail::select(std::abs(x[j]) > vm::normal_exp_max<T>, T(0), z[j]);  // FASTBCE_VEC_LOOP
+    return true;
+}
+
+// exp(-|x|) for a tile, in Z (the working type, or double for the report's p): the cheaper exp
+// of a normal result, and the general one again for a tile with any |x| beyond its range (or a
+// NaN), as loss_tile does.
+template <class T, class Z = T>
+inline void exp_neg_abs(const T* __restrict x, Z* __restrict z, int64_t len) {
+    using Bits = typename vm::detail::traits<Z>::uint;
+    Bits max_abs_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        const Z a = std::abs(Z(x[j]));
+        max_abs_bits = std::max(max_abs_bits, std::bit_cast<Bits>(a));
+        z[j] = vm::exp_nonpositive_normal(-a);
+    }
+    if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<Z>)) {
+        for (int64_t j = 0; j < len; ++j) z[j] = vm::exp_nonpositive(-std::abs(Z(x[j])));  // FASTBCE_VEC_LOOP
+    }
+}
+
+// loss_loop's range check: the larger of acc and v's bit pattern (a value in [+0, 1] has bits <=
+// those of 1; negative, -0, > 1 and NaN more), which the caller compares with bits(1). SSE2 has no
+// 64-bit integer compare, and GCC does not vectorise a 64-bit max there: the float64 loss loop ran
+// scalar on baseline, its ternaries as branches on the sign of x. There the sign bits of
+// (bits(1) - b) | b, which is negative exactly where b > bits(1) (unsigned), are ORed instead:
+// subtract, or, and, as SSE2 has them; the caller's test reads the same.
+template <class T, class Bits>
+FASTBCE_VM_INLINE Bits range_max(Bits acc, T v) {
+    const Bits b = std::bit_cast<Bits>(v);
+    if constexpr (FASTBCE_VM_SSE2_ONLY && sizeof(T) == 8) {
+        constexpr Bits sign = Bits(1) << 63;
+        return acc | (((std::bit_cast<Bits>(T(1)) - b) | b) & sign);
+    }
+    return std::max(acc, b);
+}
+
+// Steps 1-3 of the elementwise loss for one tile, and those of steps 5-6 that apply_focal does
+// not take: the main loop of loss_tile below, where the formulas are explained. For logits `scratch` holds exp(-|x|);
+// Finite: every logit is known to be finite and its exp(-|x|) normal or 0 (no deep band).
+// SoftGiven: `scratch` holds softplus(-|x|) itself (the AVX-512 float table, softplus_table.hpp)
+// rather than exp(-|x|). Returns the largest bit pattern of the labels (and probabilities) for
+// the range check.
+// TinyS: the call's smoothing is tiny (LossParams::half_s_up), a loop of its own (general only).
+template <class T, bool FromLogits, bool Focal, Options O, bool Finite, bool SoftGiven = false, bool WideWeight = false,
+          bool TinyS = false>
+inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, const T* __restrict pred,
+                                                     const T* __restrict q, const T* __restrict w,
+                                                     T* __restrict ce, T* __restrict scratch,
+                                                     double* __restrict wide_loss, int64_t len,
+                                                     const LossParams<T>& k) {
+    if constexpr (O == Options::general && !TinyS) {
+        if (k.half_s_up != 0.0)
+            return loss_loop<T, FromLogits, Focal, O, Finite, SoftGiven, WideWeight, true>(y, pred, q, w, ce, scratch,
+                                                                                           wide_loss, len, k);
+    }
+    // The range check as a maximum of bit patterns: a value in [+0, 1] has bits <= those of 1,
+    // anything else (negative, > 1, NaN, -0) more. NaN and -0 are no range error, so a tile with
+    // any of them only takes the exact check (first_outside_unit), which finds nothing: one
+    // integer max an element instead of two compares and an or.
+    constexpr bool General = O == Options::general;
+    using Bits = typename vm::detail::traits<T>::uint;
+    Bits max_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
+        max_bits = range_max(max_bits, y[j]);
+        if constexpr (!FromLogits) max_bits = range_max(max_bits, pred[j]);
+        // step 1: y' and 1 - y', each from y directly so that neither cancels (a tiny label
+        // smoothing would otherwise round 1 - y' to 0)
+        T ys = y[j], ys_c = T(1) - y[j];
+        if constexpr (General) {
+            ys = vm::detail::mul_add(y[j], k.keep, k.shift);
+            ys_c = vm::detail::mul_add(T(1) - y[j], k.keep, k.shift);
+        }
+        const T x = pred[j];
+        T neg_log_p, neg_log_1mp;  // step 2: -log p and -log(1-p), both >= 0
+        [[maybe_unused]] T soft = T(0);
+        [[maybe_unused]] bool deep = false;  // (general float64 logits: the loss is scaled, Deep)
+        if constexpr (FromLogits) {
+            const T z = scratch[j];  // exp(-|x|), in [0, 1] (or softplus(-|x|), SoftGiven)
+            if constexpr (SoftGiven) soft = z;
+            else soft = vm::log1p_small_nonnegative(z);
+            if constexpr (General) {  // (the other levels use soft directly, below)
+                // (double: a tiny soft, |x| > 315, is left out of the likely side's term, where
+                // it is below half an ulp of |x|, and out of the unlikely side's where the other
+                // term is there, as in one_minus_pt; in the deep band, a correct hard prediction's
+                // loss is formed on z 2^1074 and rounded once below (Deep). Float products are
+                // made in double.)
+                T soft_p = soft, soft_1mp = soft;
+                if constexpr (std::is_same_v<T, double>) {
+                    const bool tiny = soft < TinyTerm<T>::z_max;
+                    using vm::detail::select;
+                    soft_p = select(tiny & ((x < T(0)) | (ys_c >= TinyTerm<T>::other_min)), T(0), soft);
+                    soft_1mp = select(tiny & ((x > T(0)) | (ys >= TinyTerm<T>::other_min)), T(0), soft);
+                    if constexpr (!Focal && !Finite && !TinyS) {  // (TinyS: no Deep, rare calls)
+                        // (factors below 2^200, so that the scaled product stays finite)
+                        const Bits factors = std::max(std::max(std::bit_cast<Bits>(ys), std::bit_cast<Bits>(ys_c)),
+                                                      std::max(std::bit_cast<Bits>(q[j]), std::bit_cast<Bits>(w[j])));
+                        const T z = scratch[j];
+                        deep = Deep::in(z) & ((x > T(0) ? ys_c : ys) == T(0)) & (factors < std::bit_cast<Bits>(0x1p200));
+                        const T big_z = Deep::up(select(deep, z, T(0x1p-1021)));  // (others: harmless)
+                        soft_p = select(deep & (x > T(0)), big_z, soft_p);
+                        soft_1mp = select(deep & (x < T(0)), big_z, soft_1mp);
+                    }
+                }
+                neg_log_p = (x < T(0) ? -x : T(0)) + soft_p;
+                neg_log_1mp = (x > T(0) ? x : T(0)) + soft_1mp;
+            }
+        } else {
+            T pc = x < k.clip_lo ? k.clip_lo : x;  // written so that NaN stays NaN
+            pc = pc > k.clip_hi ? k.clip_hi : pc;
+            // One general log and one log1p_small: with q = min(p, 1 - p) (1 - p is exact for
+            // p >= 1/2), {log p, log(1 - p)} = {log q, log1p(-q)} and -q is in [-1/2, 0].
+            const bool low = pc < T(0.5);
+            const T qp = low ? pc : T(1) - pc;
+            const T log_q = vm::log(qp);
+            const T log_1mq = vm::log1p_small(-qp);
+            // (-log1p(-q) ~ q is left out where the other term is there, as in one_minus_pt)
+            const T small = TinyTerm<T>::keep(-log_1mq, low ? ys : ys_c);
+            neg_log_p = low ? -log_q : small;
+            neg_log_1mp = low ? small : -log_q;
+        }
+        // steps 3, 5 and 6. With the general options the loss is a product of up to five factors
+        // (y', q, -log p, balance, w), and a float intermediate could overflow or underflow where
+        // the result does not: for float input they are multiplied in double (exact enough, and
+        // no float-range product leaves double's range), then rounded once.
+        T loss;
+        if constexpr (General) {
+            using W = double;
+            const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
+            W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
+            if constexpr (TinyS) {  // + d (q (-log p) - log(1 - p)), formed on D = d 2^600
+                // (D q 2^-300 is within 2^+-302, so that no product overflows early)
+                const W dq = q[j] == T(0) ? W(0) : (k.half_s_up * W(q[j])) * 0x1p-300;
+                wide += times_weight(dq, W(neg_log_p)) * 0x1p-300 +
+                        times_weight(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
+            }
+            const W plain_wide = wide;
+            wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
+            if constexpr (TinyS)  // the balance's own d: alpha d + (1 - alpha) d
+                wide += times_weight(W(k.balance_on) * k.half_s_up, plain_wide) * 0x1p-600;
+            if constexpr (Focal) {
+                wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
+            } else {
+                wide = times_weight(W(w[j]), wide);  // step 6
+                if constexpr (std::is_same_v<T, double> && FromLogits && !Finite)
+                    wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
+            }
+            loss = T(wide);
+        } else {
+            if constexpr (FromLogits) {
+                // q = 1: softplus(-|x|) + (x > 0 ? (1 - y') x : -y' x), two non-negative terms
+                // and one product (12% faster than the two-term form below, and as exact).
+                // A zero label factor means no label term, also for an infinite x (0 * inf
+                // would be NaN); with a finite x the multiply-add gives exactly that by itself,
+                // and the test is left out (4% of a plain call). Both paths round the same
+                // multiply-add (one FMA where the tier has it), so they give the same bits.
+                // Outside the fast exp's range soft can be subnormal (|x| > 87.3 / 708.4): it is
+                // the loss where the label factor is 0 and below half an ulp of the label term
+                // elsewhere, so it enters no arithmetic (an operation on it takes a microcode
+                // assist on Intel, even one with an exact result).
+                const T label_factor = x > T(0) ? ys_c : -ys;
+                if constexpr (Finite) {
+                    loss = vm::detail::mul_add(label_factor, x, soft);
+                } else {
+                    const T soft_k = vm::detail::select(soft < std::numeric_limits<T>::min(), T(0), soft);
+                    loss = vm::detail::select(label_factor == T(0), soft, vm::detail::mul_add(label_factor, x, soft_k));
+                }
+            } else {
+                loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
+            }
+            // (focal calls take steps 4-6 in apply_focal, alpha included)
+            // step 6: one rounded product, which overflows only with w * loss
+            // (float64 logits outside the fast exp's range: loss_tile multiplies, see WeightLater;
+            // WideWeight: in double, see wide_weight_abs)
+            if constexpr (O == Options::weighted && !Focal && !WeightLater<T, FromLogits, Finite>) {
+                if constexpr (WideWeight) loss = T(times_weight(Wide<T>(w[j]), Wide<T>(loss)));
+                else loss = times_weight(w[j], loss);
+            }
+        }
+        ce[j] = loss;
+        // (general focal calls keep 1 - p_t for apply_focal; z is read before it is overwritten)
+        if constexpr (Focal && General)
+            scratch[j] = one_minus_pt<FromLogits>(ys, ys_c, x, FromLogits ? scratch[j] : T(0));
+    }
+    return max_bits;
+}
+
+// Whether a TableFocal call (loss_tile) takes sigmoid(-|x|) from softplus(-|x|)
+// (vm::sigmoid_by_softplus, 1.97 ulp, a sixth less time for gamma 2) or from its table (1.16
+// ulp): by gamma, for the whole call, so that an element's bits never depend on its tile. The
+// focal factor's error is about gamma times z's; up to gamma 2 the cheaper one keeps the loss
+// well within the focal budget.
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+inline bool sigmoid_by_softplus(const LossParams<float>& k) { return k.gamma <= 2.0f; }
+#endif
+
+// TableFocal's loop (loss_tile) for a tile whose every |x| is below the tables' end (31.5) and at
+// most the focal band: steps 1-6 in one loop, from softplus(-|x|) in `soft` and sigmoid(-|x|) in
+// `ce` (overwritten). The operations of loss_loop (Finite, SoftGiven) followed by apply_focal
+// (Clean), so their bits, without the round trip through `ce` in between (the two loops, and a
+// pass of their own for each table, took 1.3x this time). Returns the largest bit pattern of the
+// labels: a tile with one outside [0, 1] (or NaN, -0) is not clean, and the caller computes it
+// again by those loops.
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+template <Options O, class Factor>
+inline uint32_t focal_table_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict soft,
+                                 const float* __restrict w, float* __restrict ce, int64_t len,
+                                 const LossParams<float>& k, Factor factor) {
+    uint32_t max_bits = 0;
+    for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
+        max_bits = range_max(max_bits, y[j]);
+        const float ys = y[j], ys_c = 1.0f - y[j], x = pred[j];
+        const float loss = vm::detail::mul_add(x > 0.0f ? ys_c : -ys, x, soft[j]);  // (as loss_loop)
+        ce[j] = focal_element<O, true, true, false, true>(loss, ys, ys_c, x, ce[j], w[j], k, factor, [](float v) { return v; });
+    }
+    return max_bits;
+}
+
+// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
+// band (for realistic logits, nearly every tile) takes both tables in one pass and
+// focal_table_loop. Returns false for any other tile, and for one with a label outside [0, 1]
+// (NaN, -0), which the caller then computes by its table block and the usual focal loops.
+template <Options O>
+inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                             float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
+    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true>(pred, scratch, ce, len)
+                                                         : vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
+    if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
+        return false;
+    uint32_t labels = 0;
+    auto fused = [&](auto factor) { labels = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, factor); };
+    auto by_products = [&](auto h) { fused([](auto t) { return half_power<decltype(h)::value>(t); }); };
+    if (!with_half_gamma(k.half_gamma, by_products)) fused(PowFactor{double(k.gamma)});
+    return labels <= std::bit_cast<uint32_t>(1.0f);
+}
+
+// Keeps a loaded vector in its register: GCC 12 otherwise folds its one load into each
+// instruction that uses it, and loaded x three times and y three times a vector in
+// plain_table_loop. Inputs as NumPy allocates them are 16-byte aligned, so each such 64-byte load
+// spans two cache lines: one load each took 9% less time (float labels; uint8 3%; one thread, L2,
+// medians of alternated runs).
+template <class V>
+FASTBCE_VM_INLINE void in_register(V& v) {
+    asm("" : "+v"(v));
+}
+
+// Plain float32 logits on AVX-512: the softplus table and the loss in one loop (the table's pass
+// and loss_loop's, as two loops: 10% more time with float labels, one thread, L2; see
+// plain_table_loop_u8 for uint8 labels). The loss is loss_loop's (Finite, SoftGiven, plain), by
+// the same operations: (x > 0 ? 1 - y : -y) x + softplus(-|x|), one FMA. Every lane is computed;
+// only a tile whose returned largest |x| bits are below softplus_table_max may use `ce` (loss_tile
+// then goes on from `soft`, softplus(-|x|) where |x| is below it, as after the table's own pass).
+// `label_bits`: the largest bit pattern of the labels (loss_loop's range check).
+inline uint32_t plain_table_loop(const float* __restrict y, const float* __restrict pred, float* __restrict soft,
+                                 float* __restrict ce, int64_t len, uint32_t& label_bits) {
+    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    for (int64_t j = 0; j < len; j += 16) {
+        __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
+        in_register(x), in_register(yv);
+        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
+        max_abs = vm::max_u32(max_abs, a_bits);
+        max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
+        const __m512 s = vm::softplus_neg_abs(softplus, a_bits);
+        _mm512_storeu_ps(soft + j, s);
+        const __m512 minus_y = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(yv), sign));
+        const __m512 factor = _mm512_mask_sub_ps(minus_y, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, yv);
+        _mm512_storeu_ps(ce + j, _mm512_fmadd_ps(factor, x, s));
+    }
+    label_bits = vm::max_lane(max_y);
+    return vm::max_lane(max_abs);
+}
+
+// plain_table_loop for uint8 labels as they are (process_block: no pass converting them to
+// float, 64 a vector): with a label of 0 or 1 the loss is softplus(-|x|) + |x| where the label
+// is on the other side of x from its logit (y = 1, x <= 0 or y = 0, x > 0), softplus(-|x|)
+// elsewhere: the value, and the one rounding, of loss_loop's (x > 0 ? 1 - y : -y) x + softplus,
+// whose factor is then +-1 or +-0, so the same bits in every rounding mode. |x| there is x with
+// its sign flipped where y = 1, and that is <= 0 on the other lanes: max(that, 0) added. One
+// thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
+// (time_kernel, medians of alternated runs; 8% with in_register).
+// Returns the largest |x| bits (ce holds the losses only if they are below softplus_table_max)
+// and, in `max_label`, the largest label (only 0 and 1 give these losses).
+inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
+                                    int64_t len, uint32_t& max_label) {
+    static_assert(kPad % 64 == 0);
+    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
+    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    for (int64_t j = 0; j < len; j += 64) {
+        const __m512i labels = _mm512_loadu_si512(y + j);
+        max_y = _mm512_mask_max_epu8(max_y, ~__mmask64(0), max_y, labels);  // (masked: see max_u32)
+        const __mmask64 ones = _mm512_test_epi8_mask(labels, labels);
+        for (int q = 0; q < 4; ++q) {
+            __m512i x_bits = _mm512_castps_si512(_mm512_loadu_ps(pred + j + 16 * q));
+            in_register(x_bits);
+            const __m512i a_bits = _mm512_and_si512(x_bits, abs_mask);
+            max_abs = vm::max_u32(max_abs, a_bits);
+            const __m512 s = vm::softplus_neg_abs(softplus, a_bits);
+            const __mmask16 one_lanes = __mmask16(ones >> (16 * q));
+            const __m512 t = _mm512_castsi512_ps(_mm512_mask_xor_epi32(x_bits, one_lanes, x_bits, sign));
+            _mm512_storeu_ps(ce + j + 16 * q, _mm512_add_ps(s, _mm512_maskz_max_ps(__mmask16(0xffff), t, _mm512_setzero_ps())));
+        }
+    }
+    alignas(64) uint8_t bytes[64];
+    _mm512_store_si512(bytes, max_y);
+    max_label = 0;
+    for (uint8_t b : bytes) max_label = b > max_label ? b : max_label;
+    return vm::max_lane(max_abs);
+}
+#endif
+
+}  // namespace FASTBCE_TIER
+}  // namespace fastbce
