@@ -1,5 +1,5 @@
 """uint8 labels of float32 logits: on AVX-512 a plain call reads them as they are, in one loop
-with the softplus table, rather than converting them to float (cpp/include/fastbce/kernel.hpp,
+with the softplus table, rather than converting them to float (cpp/include/fastbce/loss_loop.hpp,
 plain_table_loop_u8). An element's loss must be the one the same labels as float32 give, bit for
 bit, whatever its tile holds: logits beyond the table, NaN and inf, labels other than 0 and 1."""
 
