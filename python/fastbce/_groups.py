@@ -201,8 +201,8 @@ class GroupIndex:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
         table is None: for a caller that adds to every key's sums in place (a batch's own
-        codes and sums would be copies). The codes are int64, or an Arrow dictionary's int32
-        indices as they are (the report's kernel takes either: no int64 copy per batch)."""
+        codes and sums would be copies). The codes are int64, or int32 as ``encode`` gives
+        them or an Arrow dictionary's indices as they are (the report's kernel takes either)."""
         local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
         if local is None:
             codes, table = self.encode(groups), None
