@@ -221,7 +221,7 @@ def _before_guard_page(stack: list, n: int, dtype: type) -> np.ndarray:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, rng):
     """From 16 MiB of input each tile touches its own cache lines and prefetches the next
-    tile's (kernel.hpp, touch_lines and prefetch_lines): inputs that end right before an
+    tile's (tile_inputs.hpp, touch_lines and prefetch_lines): inputs that end right before an
     unreadable page give the results of copies, whatever the threads. A touch past the end would
     fault; the prefetches stay within the inputs too (a prefetch would not fault)."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
