@@ -224,7 +224,7 @@ def _before_guard_page(stack: list, n: int, dtype: type) -> np.ndarray:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, rng):
     """From 16 MiB of input each tile touches its own cache lines and prefetches the next
-    tile's (kernel.hpp, touch_lines and prefetch_lines), or the table loops prefetch it
+    tile's (tile_inputs.hpp, touch_lines and prefetch_lines), or the table loops prefetch it
     (prefetch_ahead): inputs that end right before an unreadable page give the results of
     copies, whatever the threads. A touch past the end would fault; a prefetch does not (the
     table loops' last tile asks for lines past the end)."""
