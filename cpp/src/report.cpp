@@ -248,6 +248,34 @@ void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>
     top.insert(top.end(), p.top.begin(), p.top.begin() + p.part.top_size);
 }
 
+// Whether codes[0, n) has one outside [0, groups): a branch-free sweep (the caller looks for
+// the row only when it has). Unsigned, so that a negative code is as large as can be.
+template <class Code>
+bool any_code_outside(const Code* codes, int64_t n, int64_t groups) {
+    bool outside = false;
+    for (int64_t e = 0; e < n; ++e) outside |= uint64_t(int64_t(codes[e])) >= uint64_t(groups);
+    return outside;
+}
+
+// The first element of [begin, end) whose row has a group code outside [0, n_groups) in some
+// slicing, or -1. Checked per chunk before its codes index anything (an Arrow dictionary's
+// indices are not checked by Arrow when built with safe=False): fault group_code, as the loss
+// pass gives, at the same element of the same row.
+int64_t first_code_outside(const Call& c, const ReportSpec& s, int64_t begin, int64_t end) {
+    if (begin >= end) return -1;
+    const int64_t first_row = begin / c.row_size, rows = (end - 1) / c.row_size + 1 - first_row;
+    int64_t bad_row = INT64_MAX;
+    for (int64_t i = 0; i < s.n_slicings; ++i) {
+        const ReportSlicing& g = s.slicings[i];
+        const bool outside = g.codes != nullptr ? any_code_outside(g.codes + first_row, rows, g.n_groups)
+                                                : any_code_outside(g.codes32 + first_row, rows, g.n_groups);
+        if (!outside) continue;
+        for (int64_t r = first_row; r < first_row + rows && r < bad_row; ++r)
+            if (uint64_t(g.code_at(r)) >= uint64_t(g.n_groups)) bad_row = r;
+    }
+    return bad_row == INT64_MAX ? -1 : std::max(begin, bad_row * c.row_size);
+}
+
 // count[q] += the codes equal to q. Few groups: into 4 copies (row j into copy j mod 4), so that
 // runs of one group do not wait on each other's increments (a chain through memory).
 template <class Code>
@@ -396,6 +424,12 @@ bool general_options(const Call& c, bool is_double, bool focal) {
 // One chunk written straight into the spec's outputs, which the caller zeroed: the same sums as a
 // partial merged into them (0 + x is x), without the partial's copy of every group's sums.
 Result run_in_place(const Call& c, ReportSpec& s, ReportFn fn, HeldRound* held) {
+    if (const int64_t bad = first_code_outside(c, s, 0, c.n); bad >= 0) {
+        Result result;
+        result.fault = Fault::group_code;
+        result.fault_index = bad;
+        return result;
+    }
     CallHist call_hist;
     std::vector<double*> slice_sums, slice_hist;
     for (int64_t i = 0; i < s.n_slicings; ++i) {
@@ -498,10 +532,15 @@ Result run_report(const Call& c, ReportSpec& s) {
             }
             if (partial) partial->clear();
             else partial = std::make_unique<Partial>(s);
-            if (held) held->prepare_chunk(k, partial->part);
-            partial->part.counts = call_hist.take();
-            fn(c, s, begin, end, partial->part);
-            call_hist.give(partial->part.counts);
+            if (const int64_t bad = first_code_outside(c, s, begin, end); bad >= 0) {
+                partial->part.fault = Fault::group_code;  // (before the codes index the cursors)
+                partial->part.fault_index = bad;
+            } else {
+                if (held) held->prepare_chunk(k, partial->part);
+                partial->part.counts = call_hist.take();
+                fn(c, s, begin, end, partial->part);
+                call_hist.give(partial->part.counts);
+            }
             std::lock_guard<std::mutex> lock(mutex);
             done[size_t(i)] = std::move(partial);
             for (; next < n_chunks && done[size_t(next)]; ++next) {
