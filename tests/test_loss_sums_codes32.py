@@ -129,7 +129,9 @@ def test_the_report_kernel_refuses_indices_out_of_range(simd_target, threads, ro
     for bad_row, bad in ((250_007, 3), (5, -1), (rows - 1, 10**6)):
         indices = np.arange(rows, dtype=np.int32) % 3
         indices[bad_row] = bad
-        labels = pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list("abc")), safe=False)
+        labels = pa.DictionaryArray.from_arrays(
+            pa.array(indices), pa.array(list("abc")), safe=False
+        )
         with pytest.raises(
             ValueError, match=rf"groups: code {bad} at row {bad_row} is outside \[0, 3\)"
         ):
