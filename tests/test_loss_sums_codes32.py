@@ -108,3 +108,32 @@ def test_an_arrow_dictionary_with_indices_out_of_range_is_refused(kind, index_ty
         with pytest.raises(ValueError, match=rf"groups: code {bad} at row 3 is outside \[0, 3\)"):
             sums.update(y, y, groups=labels)
     assert sums.result() == before
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("row_size", [1, 3])
+def test_the_report_kernel_refuses_indices_out_of_range(simd_target, threads, row_size):
+    # (the report's own check, per chunk, before the codes index anything: a long batch of
+    # several chunks, the bad row late in it, a second slicing; the state is left as it was)
+    rng = np.random.default_rng(7)
+    rows = 300_001
+    shape = (rows,) if row_size == 1 else (rows, row_size)
+    y = (rng.random(shape) < 0.3).astype(np.float32)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    good = pa.DictionaryArray.from_arrays(
+        pa.array(np.arange(rows, dtype=np.int32) % 3), pa.array(list("abc"))
+    )
+    acc = fastbce.LossAccumulator(from_logits=True, threads=threads)
+    acc.update(y[:1000], x[:1000], groups={"g": good[:1000], "h": good[:1000]})
+    before = acc.result()
+    for bad_row, bad in ((250_007, 3), (5, -1), (rows - 1, 10**6)):
+        indices = np.arange(rows, dtype=np.int32) % 3
+        indices[bad_row] = bad
+        labels = pa.DictionaryArray.from_arrays(
+            pa.array(indices), pa.array(list("abc")), safe=False
+        )
+        with pytest.raises(
+            ValueError, match=rf"groups: code {bad} at row {bad_row} is outside \[0, 3\)"
+        ):
+            acc.update(y, x, groups={"g": good, "h": labels})
+    assert acc.result() == before

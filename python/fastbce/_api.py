@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._groups import code_error
+from ._groups import GROUP_CODE_FAULT, code_error
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
 
-_FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN, _FAULT_GROUP = 1, 2, 3, 4, 5
+_FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
 
 
 # --------------------------------------------------------------------------- arrays
@@ -147,7 +147,7 @@ def _compute(
         call.n_groups = group_sums.shape[0]
     run = _core.compute if report is None else report.run
     loss, wsum, count, fault, index = run(call, *arrays, out_arr, out_stride, groups, group_sums)
-    if fault == _FAULT_GROUP:  # (an untrusted code: an Arrow dictionary's index)
+    if fault == GROUP_CODE_FAULT:  # (an untrusted code: an Arrow dictionary's index)
         assert groups is not None
         row = index // call.row_size
         raise code_error(int(groups[row]), row, call.n_groups)

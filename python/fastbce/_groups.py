@@ -207,9 +207,9 @@ class GroupIndex:
         if local is None:
             codes, table = self.encode(groups), None
         else:  # (the dictionary's positions: int32 as read, or one int64 array made of them)
-            positions, table = local
-            _check_positions(positions, table.size)  # (the report's kernel trusts its codes)
+            positions, table = local  # (the report's kernel checks the positions as codes)
             if len(self) > LOCAL_KEYS:
+                _check_positions(positions, table.size)  # (they index the table here)
                 codes = table[positions]
             else:
                 codes = kernel_codes(positions)
@@ -566,6 +566,9 @@ def _check_positions(positions: np.ndarray, n_values: int) -> None:
     if lo < 0 or hi >= n_values:
         row = int(np.flatnonzero((positions < 0) | (positions >= n_values))[0])
         raise code_error(int(positions[row]), row, n_values)
+
+
+GROUP_CODE_FAULT = 5  # the kernel's Fault::group_code: a code outside [0, n_groups)
 
 
 def code_error(code: int, row: int, n_groups: int) -> ValueError:

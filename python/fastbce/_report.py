@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _core
 from ._group_arrays import grown, narrowed
-from ._groups import LOCAL_KEYS, GroupIndex, key_order
+from ._groups import GROUP_CODE_FAULT, LOCAL_KEYS, GroupIndex, code_error, key_order
 from ._options import real_number, whole_number
 
 __all__ = ["Batch", "ReportOptions", "ReportPass", "ReportState", "histogram_bits"]
@@ -228,6 +228,11 @@ class ReportPass:
             self.hist[:] = 0.0
         out = kernel_pass(slicings, operator.index(opts.top_losses), self.written)
         loss, wsum, count, fault, index, self.top_values, self.top_index = out
+        if fault == GROUP_CODE_FAULT:  # (an Arrow dictionary's index outside its dictionary)
+            row = index // call.row_size
+            for codes, sums, _hist, _bits in self.slices:  # (the first slicing it is outside)
+                if not 0 <= int(codes[row]) < sums.shape[0]:
+                    raise code_error(int(codes[row]), row, sums.shape[0])
         return loss, wsum, count, fault, index
 
 

@@ -33,7 +33,7 @@ enum class WeightKind : int32_t { none = 0, scalar, per_row, per_element };
 enum class NanPolicy : int32_t { propagate = 0, omit, raise };
 
 // Which check failed first; values are stable (the Python layer maps them to messages).
-// (group_code: a group code outside [0, n_groups), which only the plain kernel's groups check)
+// (group_code: a group code outside [0, n_groups), from the loss pass's groups or a report slicing)
 enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan, group_code };
 
 // Everything one call needs. The Python layer fills it once, after validating every option.
