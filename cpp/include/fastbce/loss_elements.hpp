@@ -150,18 +150,28 @@ FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
 // a correctly rounded sqrt, as accurate as the inputs allow and equal to what pow() gives (NaN for
 // a negative base and a half-odd gamma; a negative base comes only from unvalidated probabilities
 // outside [0, 1]).
+// T: float, double, or (AVX-512) 16 floats, for focal_fused_loop.
 template <int H, class T>
 FASTBCE_VM_INLINE T half_power(T t) {
     static_assert(H >= 1 && H <= 8);
-    [[maybe_unused]] const T t2 = t * t;
-    T whole;
-    if constexpr (H / 2 == 0) whole = T(1);
-    else if constexpr (H / 2 == 1) whole = t;
-    else if constexpr (H / 2 == 2) whole = t2;
-    else if constexpr (H / 2 == 3) whole = t2 * t;
-    else whole = t2 * t2;
-    if constexpr (H % 2 == 1) return whole * std::sqrt(t);
-    else return whole;
+    auto root = [](T v) {
+        if constexpr (std::is_floating_point_v<T>) return std::sqrt(v);
+#if defined(__AVX512F__)
+        else return _mm512_maskz_sqrt_ps(__mmask16(0xffff), v);  // (masked: see vm::max_u32)
+#endif
+    };
+    if constexpr (H == 1) {
+        return root(t);  // (1 * sqrt(t): the same bits)
+    } else {
+        [[maybe_unused]] const T t2 = t * t;
+        T whole;
+        if constexpr (H / 2 == 1) whole = t;
+        else if constexpr (H / 2 == 2) whole = t2;
+        else if constexpr (H / 2 == 3) whole = t2 * t;
+        else whole = t2 * t2;
+        if constexpr (H % 2 == 1) return whole * root(t);
+        else return whole;
+    }
 }
 
 // Calls by_products(std::integral_constant<int, H>{}) for half_gamma = H in 1..8 (gamma = H/2 in

@@ -288,7 +288,8 @@ inline bool sigmoid_by_softplus(const LossParams<float>& k) { return k.gamma <= 
 // (Clean), so their bits, without the round trip through `ce` in between (the two loops, and a
 // pass of their own for each table, took 1.3x this time). Returns the largest bit pattern of the
 // labels: a tile with one outside [0, 1] (or NaN, -0) is not clean, and the caller computes it
-// again by those loops.
+// again by those loops. (Since gamma in {1/2, ..., 4} takes focal_fused_loop, only other gammas
+// come here.)
 #if defined(FASTBCE_SOFTPLUS_TABLE)
 template <Options O, class Factor>
 inline uint32_t focal_table_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict soft,
@@ -304,25 +305,6 @@ inline uint32_t focal_table_loop(const float* __restrict y, const float* __restr
     return max_bits;
 }
 
-// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
-// band (for realistic logits, nearly every tile) takes both tables in one pass and
-// focal_table_loop. Returns false for any other tile, and for one with a label outside [0, 1]
-// (NaN, -0), which the caller then computes by its table block and the usual focal loops.
-// Ahead: the table's pass prefetches the next tile (vm::prefetch_ahead).
-template <Options O, bool Ahead = false>
-inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
-                             float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
-    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true, Ahead>(pred, scratch, ce, len, y)
-                                                         : vm::softplus_sigmoid_neg_abs_table<false, Ahead>(pred, scratch, ce, len, y);
-    if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
-        return false;
-    uint32_t labels = 0;
-    auto fused = [&](auto factor) { labels = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, factor); };
-    auto by_products = [&](auto h) { fused([](auto t) { return half_power<decltype(h)::value>(t); }); };
-    if (!with_half_gamma(k.half_gamma, by_products)) fused(PowFactor{double(k.gamma)});
-    return labels <= std::bit_cast<uint32_t>(1.0f);
-}
-
 // Keeps a loaded vector in its register: GCC 12 otherwise folds its one load into each
 // instruction that uses it, and loaded x three times and y three times a vector in
 // plain_table_loop. Inputs as NumPy allocates them are 16-byte aligned, so each such 64-byte load
@@ -331,6 +313,89 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
 template <class V>
 FASTBCE_VM_INLINE void in_register(V& v) {
     asm("" : "+v"(v));
+}
+
+// focal_table_loop for gamma = H/2 in {1/2, ..., 4} with the tables' pass in the same loop: the
+// same operations in the same order (softplus_sigmoid_neg_abs_table's, then focal_element's,
+// Clean), so the same bits, without storing softplus and sigmoid and loading them back. The
+// loss's label term (x > 0 ? 1 - y : -y) x is written v |x|, v = (x > 0 ? 1 - y : y) the label
+// weight that 1 - p_t takes too: the same exact product, so the same FMA result, and one select
+// for both. Without alpha the class balance is exactly 1 and is left out (Alpha false: the same
+// bits; 7% less time). BySoftplus: sigmoid_by_softplus(k), which is gamma <= 2, so H <= 4.
+// Every lane is computed before the tile's range is known: lanes with |x| beyond the focal band
+// or the tables (the tile is then computed again) take the table at that bound, where nothing is
+// subnormal (a multiply producing a subnormal takes a microcode assist on Intel cores: |x| = 30
+// ran 3x slower; the clamp costs 3% elsewhere).
+// Returns the largest |x| bits, and the labels' in `label_bits` (focal_table_tile). Ahead:
+// prefetches the next tile (vm::prefetch_ahead).
+template <Options O, int H, bool Alpha, bool Ahead = false, bool BySoftplus = H <= 4>
+inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                                 float* __restrict ce, int64_t len, const LossParams<float>& k, uint32_t& label_bits) {
+    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
+    const uint32_t limit = std::min(std::bit_cast<uint32_t>(k.focal_band), std::bit_cast<uint32_t>(vm::softplus_table_max) - 1u);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), band = _mm512_set1_epi32(int(limit));
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
+    const __m512 alpha = _mm512_set1_ps(k.balance_alpha), alpha_c = _mm512_set1_ps(k.balance_alpha_c),
+                 off = _mm512_set1_ps(k.balance_off);
+    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    for (int64_t j = 0; j < len; j += 16) {
+        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
+        __m512 x = _mm512_loadu_ps(pred + j), ys = _mm512_loadu_ps(y + j);
+        in_register(x), in_register(ys);
+        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
+        max_abs = vm::max_u32(max_abs, a_bits);
+        max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
+        __m512i kk;
+        __m512 h;
+        const __m512i a_in = _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, band);  // (see above)
+        vm::table_interval(vm::table_arg(a_in), kk, h);
+        const __m512 s = softplus(kk, h);
+        const __m512 z = BySoftplus ? vm::sigmoid_by_softplus(s) : sigmoid(kk, h);
+        const __m512 ys_c = _mm512_sub_ps(one, ys);
+        const __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), ys, ys_c);
+        const __m512 loss = _mm512_fmadd_ps(v, _mm512_castsi512_ps(a_bits), s);
+        const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(alpha_c, ys_c, off));  // balance_factor
+        const __m512 t = _mm512_fmadd_ps(v, _mm512_fnmadd_ps(two, z, one), z);                    // one_minus_pt
+        __m512 focal = _mm512_mul_ps(Alpha ? _mm512_mul_ps(balance, loss) : loss, half_power<H>(t));
+        if constexpr (O == Options::weighted) {  // times_weight: w == 0 gives +0
+            const __m512 wv = _mm512_loadu_ps(w + j);
+            focal = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(wv, zero, _CMP_NEQ_UQ), wv, focal);
+        }
+        _mm512_storeu_ps(ce + j, focal);
+    }
+    label_bits = vm::max_lane(max_y);
+    return vm::max_lane(max_abs);
+}
+
+// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
+// band (for realistic logits, nearly every tile) takes focal_fused_loop (gamma in {1/2, ..., 4})
+// or both tables in one pass and focal_table_loop. Returns false for any other tile, and for one
+// with a label outside [0, 1] (NaN, -0), which the caller then computes by its table block and
+// the usual focal loops (the same bits for the elements both compute). Ahead: the loops
+// prefetch the next tile (vm::prefetch_ahead).
+template <Options O, bool Ahead = false>
+inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                             float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
+    auto in_tables = [&](uint32_t max_abs_bits) {
+        return max_abs_bits < std::bit_cast<uint32_t>(vm::softplus_table_max) && max_abs_bits <= std::bit_cast<uint32_t>(k.focal_band);
+    };
+    // (a tile whose first |x| is beyond them is not tried: runs of such tiles, |x| in (28.6,
+    // 31.5) for gamma 2, took 9% longer with focal_fused_loop's work before the other loops)
+    if (!in_tables(std::bit_cast<uint32_t>(std::abs(pred[0])))) return false;
+    uint32_t label_bits = 0;
+    auto one_loop = [&](auto h) {
+        constexpr int H = decltype(h)::value;
+        const uint32_t max_abs_bits = k.balance_off == 0.0f ? focal_fused_loop<O, H, true, Ahead>(y, pred, w, ce, len, k, label_bits)
+                                                             : focal_fused_loop<O, H, false, Ahead>(y, pred, w, ce, len, k, label_bits);
+        label_bits = in_tables(max_abs_bits) ? label_bits : ~0u;
+    };
+    if (with_half_gamma(k.half_gamma, one_loop)) return label_bits <= std::bit_cast<uint32_t>(1.0f);
+    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true, Ahead>(pred, scratch, ce, len, y)
+                                                         : vm::softplus_sigmoid_neg_abs_table<false, Ahead>(pred, scratch, ce, len, y);
+    if (!in_tables(max_abs_bits)) return false;
+    label_bits = focal_table_loop<O>(y, pred, scratch, w, ce, len, k, PowFactor{double(k.gamma)});
+    return label_bits <= std::bit_cast<uint32_t>(1.0f);
 }
 
 // Plain float32 logits on AVX-512: the softplus table and the loss in one loop (the table's pass
