@@ -292,7 +292,8 @@ def test_float32_reductions_within_1e8_of_float64(rng, options):
 
 
 # float64 logits where a correct prediction's loss is subnormal or tiny: the kernel forms it on
-# exp(-|x|) 2^1074 or (loss 2^1074) * factor and rounds it once (kernel.hpp, Deep and Scaled)
+# exp(-|x|) 2^1074 or (loss 2^1074) * factor and rounds it once (Deep in loss_elements.hpp,
+# Scaled in loss_focal.hpp)
 DEEP_LOGITS = [
     *(230.0, 236.0, 240.0, 248.0, 300.0, 360.0, 470.0, 500.0),  # focal bands (gamma 2)
     *(141.0, 145.0, 190.0, 196.0, 200.0),  # focal bands of gamma 4 and 2.7
@@ -349,8 +350,8 @@ def test_float64_subnormal_bands_within_budget(options, weighted):
 
 # float32 logits at the edges of the kernel's paths: the fast exp's range (87.33) and exp's
 # nonzero results (103.975), where weights are multiplied in double (80), the softplus table's
-# range (31.5, AVX-512), and around the focal bands (FocalBand in kernel.hpp) of the options below;
-# and inside the band where a correct prediction's loss is subnormal
+# range (31.5, AVX-512), and around the focal bands (FocalBand in loss_elements.hpp) of the
+# options below; and inside the band where a correct prediction's loss is subnormal
 EDGE_LOGITS_F32 = [
     *(31.4, 31.6, 79.9, 80.1, 86.0, 86.5, 87.0, 87.3, 87.33, 87.34, 87.5, 95.0),
     *(103.9, 103.97, 103.975, 103.98, 104.0, 110.0),

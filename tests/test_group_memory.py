@@ -108,3 +108,67 @@ def test_loss_only_sums_are_3_float64_each() -> None:
     assert 3 * 8 * n <= groups.sums.nbytes <= 3 * 8 * (n + n // 8 + 16)
     # what `fastbce score --loss-only` tells the parquet read-ahead to give way to
     assert sums._nbytes() == groups.sums.nbytes
+
+
+def _hugepage_flags(a: np.ndarray) -> str | None:
+    """The VmFlags of the mapping that holds the middle of a's buffer (Linux), else None (NumPy
+    madvises from the first whole page on: the first bytes are in another mapping)."""
+    try:
+        with open("/proc/self/smaps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    address, inside = a.__array_interface__["data"][0] + a.nbytes // 2, False
+    for line in lines:
+        head = line.split()[0] if line else ""
+        if "-" in head and ":" not in head:  # a mapping's first line: start-end perms ...
+            start, end = (int(part, 16) for part in head.split("-"))
+            inside = start <= address < end
+        elif inside and line.startswith("VmFlags:"):
+            return line
+    return None
+
+
+def test_large_fresh_arrays_are_not_asked_for_huge_pages() -> None:
+    """_group_arrays.empty: a 64 MiB array is not madvised for huge pages (NumPy's own arrays
+    are), and NumPy's switch is left as it was."""
+    a = _group_arrays.empty(1 << 24, np.int32)
+    assert a.shape == (1 << 24,) and a.dtype == np.int32 and a.flags.writeable
+    flags = _hugepage_flags(a)
+    if flags is None or _group_arrays._SWITCH is None:
+        pytest.skip("no /proc/self/smaps or no NumPy huge-page switch")
+    assert " hg" not in flags
+    if _group_arrays._SWITCH(True):  # (the switch works here: NumPy's arrays ask for them)
+        assert " hg" in (_hugepage_flags(np.empty(1 << 24, np.int32)) or "")
+    before = _group_arrays._SWITCH(False)
+    _group_arrays.empty(10, np.int64)
+    assert _group_arrays._SWITCH(before) is False
+
+
+def test_arrow_text_codes_are_int32_and_match_the_keys() -> None:
+    """Multi-chunk Arrow text (the dictionary-encoded path) gives int32 codes into the keys, the
+    same groups as the labels given as a list; a later batch with a new key and nulls too."""
+    from fastbce._groups import GroupIndex
+
+    rng = np.random.default_rng(3)
+    names = np.array(["b", "a", "é", "c"])
+    labels = names[rng.integers(0, 4, 300_000)].tolist()
+    chunked = pa.chunked_array([labels[:100_000], labels[100_000:]], pa.string())
+    index = GroupIndex()
+    codes = index.encode(chunked)
+    assert codes.dtype == np.int32 and codes.shape == (300_000,)
+    assert [index.keys[c] for c in codes[:1000].tolist()] == labels[:1000]
+    keys = list(index.keys)
+    np.testing.assert_array_equal(codes, [keys.index(k) for k in labels])
+    more = ["d", None, *labels[:10]]
+    codes2 = index.encode(pa.chunked_array([more[:2], more[2:]], pa.string()))
+    assert codes2.dtype == np.int32
+    assert [index.keys[c] for c in codes2.tolist()] == more
+    x = rng.standard_normal(300_000).astype(np.float32)
+    y = rng.integers(0, 2, 300_000)
+    got = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=chunked).result()
+    want = fastbce.LossAccumulator(from_logits=True).update(y, x, groups=labels).result()
+    assert got["groups"].keys() == want["groups"].keys()
+    for key, group in want["groups"].items():
+        assert got["groups"][key]["mean"] == group["mean"]
+        assert got["groups"][key]["rows"] == group["rows"]

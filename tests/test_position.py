@@ -171,16 +171,19 @@ def test_tile_kind_does_not_change_an_element(simd_target, dtype):
                 )
 
 
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
 @pytest.mark.parametrize("labels", ["float32", "uint8", "weighted"])
-def test_large_call_reads_as_small_ones(simd_target, labels, rng):
-    """From 16 MiB of input a call reads every cache line of a tile before its loops (the
-    memory-streaming path): the elementwise losses, and the sum, equal those of calls too small
-    to take it, bit for bit."""
+def test_large_call_reads_as_small_ones(simd_target, labels, gamma, rng):
+    """From 16 MiB of input a call reads every cache line of a tile before its loops, or has the
+    previous tile's table loop prefetch them (the memory-streaming path): the elementwise losses,
+    and the sum, equal those of calls too small to take it, bit for bit. A run of logits beyond
+    the softplus table (tiles of the general exp, touched again) sits among the others."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
     x = rng.normal(0.0, 4.0, n).astype(np.float32)
+    x[1_000_003:1_030_000] = np.where(rng.random(29_997) < 0.5, -40.0, 40.0)
     y = (rng.random(n) < 0.5).astype(np.float32 if labels != "uint8" else np.uint8)
     w = rng.uniform(0.0, 2.0, n).astype(np.float32) if labels == "weighted" else None
-    opts = dict(from_logits=True, gamma=2.0)
+    opts = dict(from_logits=True, gamma=gamma)
     whole = fastbce.binary_focal_crossentropy(y, x, sample_weight=w, reduction="none", **opts)
     parts = [
         fastbce.binary_focal_crossentropy(
@@ -221,9 +224,10 @@ def _before_guard_page(stack: list, n: int, dtype: type) -> np.ndarray:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, rng):
     """From 16 MiB of input each tile touches its own cache lines and prefetches the next
-    tile's (kernel.hpp, touch_lines and prefetch_lines): inputs that end right before an
-    unreadable page give the results of copies, whatever the threads. A touch past the end would
-    fault; the prefetches stay within the inputs too (a prefetch would not fault)."""
+    tile's (tile_inputs.hpp, touch_lines and prefetch_lines), or the table loops prefetch it
+    (prefetch_ahead): inputs that end right before an unreadable page give the results of
+    copies, whatever the threads. A touch past the end would fault; a prefetch does not (the
+    table loops' last tile asks for lines past the end)."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
     x = rng.normal(0.0, 4.0, n).astype(np.float32)
     y = (rng.random(n) < 0.5).astype(np.float32 if labels == "float32" else np.uint8)

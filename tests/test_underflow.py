@@ -27,8 +27,8 @@ LOGIT_MAGNITUDES = (
     + [
         # float32: the ends of the fast exp's range (87.33) and of exp's nonzero results
         # (103.975), where sample weights are multiplied in double (80), and just below the focal
-        # bands of kernel.hpp's FocalBand for the modes below (where a correct prediction's loss
-        # is still normal)
+        # bands of FocalBand (loss_elements.hpp) for the modes below (where a correct
+        # prediction's loss is still normal)
         *(80.5, 83.3, 87.2, 87.3, 87.33, 87.34, 103.97, 103.98),
         # the end of the float32 softplus table (31.5), beyond which the table loop takes exp
         *(31.4999, 31.5, 31.500002, 31.6),
@@ -47,8 +47,8 @@ MODES = {
     "focal2.7": ({"gamma": 2.7}, False),
     "focal0.5": ({"gamma": 0.5, "has_alpha": True, "alpha": 0.25}, False),
     "focal2_general": ({"gamma": 2.0, "pos_weight_scalar": 2.0}, False),
-    # (float64: the deep and scaled bands of kernel.hpp, with weights and a gamma whose loss in
-    # the deep band can be a nonzero subnormal)
+    # (float64: the deep and scaled bands of loss_elements.hpp, with weights and a gamma whose
+    # loss in the deep band can be a nonzero subnormal)
     "pos_weight_weighted": ({"pos_weight_scalar": 2.5}, True),
     "focal4_weighted": ({"gamma": 4.0, "has_alpha": True, "alpha": 0.25}, True),
     "focal0.03": ({"gamma": 0.03, "has_alpha": True, "alpha": 0.25}, False),
@@ -145,8 +145,9 @@ def test_no_underflow_for_normal_probability_losses(simd_target, dtype, mode, ep
 
 
 def _band_bound(exponent: int, gamma: float, alpha: float | None) -> float:
-    """kernel.hpp's FocalBand bounds: exponent 126 gives `bound` (below it float32 focal losses
-    use float formulas), 1022 gives `scaled` (below it float64 ones take the plain products)."""
+    """FocalBand's bounds (loss_elements.hpp): exponent 126 gives `bound` (below it float32
+    focal losses use float formulas), 1022 gives `scaled` (below it float64 ones take the plain
+    products)."""
     b = 1.0 if alpha is None else min(alpha, 1.0 - alpha)
     return (exponent * np.log(2.0) - 0.05 + np.log(b)) / (1.0 + gamma)
 

@@ -198,7 +198,9 @@ public:
         if (begin_ < end_) add_into(hist + begin_, floats_.get() + begin_, size_t(end_ - begin_));
         int64_t begin = INT64_MAX, end = 0;
         for (const CountBuffer* b : all_) begin = std::min(begin, b->view.begin), end = std::max(end, b->view.end);
-        for (int64_t i = begin & ~int64_t(7); i < end; i += 8) {  // (8 entries a word)
+        // (8 entries a word; without branches or stores per entry: the counts are zeroed by
+        // clear below, and an entry with no count keeps its bits, as with no add)
+        for (int64_t i = begin & ~int64_t(7); i < end; i += 8) {
             uint64_t any = 0;
             for (const CountBuffer* b : all_) {
                 uint64_t word;
@@ -206,14 +208,14 @@ public:
                 any |= word;
             }
             if (any == 0) continue;
-            for (int64_t k = i; k < i + 8; ++k) {
-                double total = 0.0;  // (integers: exact in any order)
-                for (CountBuffer* b : all_) {
-                    total += double(b->count[size_t(k)]) + (b->view.overflowed ? b->overflow[size_t(k)] : 0.0);
-                    b->count[size_t(k)] = 0;
-                }
-                if (total != 0.0) hist[k] += total;
+            double total[8] = {};  // (integers: exact in any order)
+            for (const CountBuffer* b : all_) {
+                const uint8_t* count = b->count.data() + i;
+                for (int k = 0; k < 8; ++k) total[k] += double(count[k]);
+                if (b->view.overflowed)
+                    for (int k = 0; k < 8; ++k) total[k] += b->overflow[size_t(i + k)];
             }
+            for (int k = 0; k < 8; ++k) hist[i + k] = total[k] != 0.0 ? hist[i + k] + total[k] : hist[i + k];
         }
         for (CountBuffer* b : all_) clear(b->view);
     }

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _core
 from ._arrow import to_numpy
+from ._group_arrays import empty
 from ._labels import is_missing
 
 DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
@@ -200,8 +201,8 @@ class GroupIndex:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """encode_batch, except that past LOCAL_KEYS keys the codes are into ``keys`` and the
         table is None: for a caller that adds to every key's sums in place (a batch's own
-        codes and sums would be copies). The codes are int64, or an Arrow dictionary's int32
-        indices as they are (the report's kernel takes either: no int64 copy per batch)."""
+        codes and sums would be copies). The codes are int64, or int32 as ``encode`` gives
+        them or an Arrow dictionary's indices as they are (the report's kernel takes either)."""
         local = self._arrow_local(groups) if hasattr(groups, "dictionary_encode") else None
         if local is None:
             codes, table = self.encode(groups), None
@@ -239,7 +240,8 @@ class GroupIndex:
 
     def encode(self, groups: Any) -> np.ndarray:
         """int64 codes into ``keys``, one per label (1-D); int32 labels that are their own codes
-        come back as they are (int32)."""
+        come back as they are, and labels that Arrow hashes (text) as int32 codes while the keys
+        fit (half the memory of int64; the kernels take either)."""
         if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
             if _is_integer(groups.type) and not groups.null_count:  # (a dense table, no hashing)
                 return self._encode_integers(to_numpy(groups))
@@ -353,7 +355,9 @@ class GroupIndex:
         one_piece = len(chunks) == 1 and len(groups) <= ENCODE_PIECE
         if one_piece and _is_string(chunks[0].type) and self._text_mode():
             return self._text_rows(chunks, len(groups))
-        out = np.empty(len(groups), dtype=np.int64)
+        # (int32 codes while the keys fit, of small pages: _group_arrays.empty)
+        wide = len(self) + len(groups) > np.iinfo(np.int32).max
+        out = empty(len(groups), np.int64 if wide else np.int32)
         start = 0
         for chunk in _dictionary_encoded(chunks):
             table = self._dictionary_codes(chunk.dictionary)
@@ -364,6 +368,7 @@ class GroupIndex:
             stop = start + len(chunk)
             positions = to_numpy(indices)  # (no nulls: a view of Arrow's buffer)
             if table.size == 0 or not np.array_equal(table, np.arange(table.size)):
+                table = table.astype(out.dtype)  # (the codes fit: the keys do)
                 np.take(table, positions, out=out[start:stop], mode="clip")  # (in range)
             else:  # the dictionary is in the order of the keys (as the first batch's)
                 out[start:stop] = positions

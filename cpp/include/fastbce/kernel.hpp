@@ -43,6 +43,17 @@ constexpr bool kU8Table = FromLogits && !Focal && O == Options::plain && std::is
 constexpr bool kU8Table = false;
 #endif
 
+// Calls whose loss_tile starts a tile (unless the previous one needed the general exp) with a
+// table loop that can prefetch the next tile (`ahead`): plain float32 logits and the focal ones
+// of kSigmoidZ (focal_table_tile).
+template <class T, bool FromLogits, bool Focal, Options O>
+#if defined(FASTBCE_SOFTPLUS_TABLE)
+constexpr bool kTableAhead = FromLogits && std::is_same_v<T, float> &&
+                             ((O == Options::plain && !Focal) || (Focal && kSigmoidZ<T, FromLogits, O>));
+#else
+constexpr bool kTableAhead = false;
+#endif
+
 // The elementwise loss of docs/reference.md, steps 1-6, for one tile, in stages that are
 // each a plain vector loop over the tile (`scratch` holds kTile values between them). One fused
 // loop was bound by its dependency chain (exp -> log1p -> loss): the out-of-order core could not
@@ -58,11 +69,13 @@ constexpr bool kU8Table = false;
 // Options (types.hpp): plain drops label smoothing, q, w and (without focal) alpha, which are
 // then the identity; weighted adds w only; general computes them all (and gives the same value
 // for neutral ones, up to the rounding of its float64 products).
+// `ahead`: y and pred are the inputs themselves, and the table loops (kTableAhead) prefetch the
+// next tile's lines (vm::prefetch_ahead).
 template <class T, bool FromLogits, bool Focal, Options O>
 inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* __restrict q,
                       const T* __restrict w, T* __restrict ce, T* __restrict scratch,
                       double* __restrict wide_loss, int64_t len, const LossParams<T> k,
-                      [[maybe_unused]] bool& general_exp) {
+                      [[maybe_unused]] bool& general_exp, [[maybe_unused]] bool ahead = false) {
     using Bits = typename vm::detail::traits<T>::uint;
     [[maybe_unused]] bool finite = false;  // (logits) every |x| within the fast exp's range
     [[maybe_unused]] Bits max_abs_bits = 0;  // (logits) of the largest |x|
@@ -81,7 +94,9 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
     if constexpr (FromLogits && O != Options::general && std::is_same_v<T, float>) {
         constexpr Bits table_max = std::bit_cast<Bits>(vm::softplus_table_max);
         if constexpr (TableFocal) {
-            if (!general_exp && focal_table_tile<O>(y, pred, w, ce, scratch, len, k)) return false;
+            if (!general_exp && (ahead ? focal_table_tile<O, true>(y, pred, w, ce, scratch, len, k)
+                                       : focal_table_tile<O>(y, pred, w, ce, scratch, len, k)))
+                return false;
         }
         // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
         auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
@@ -102,7 +117,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 // (the table and the loss in one loop; a tile with an |x| beyond the table goes on
                 // from its softplus values below, and loss_loop computes its loss again)
                 uint32_t label_bits;
-                max_abs_bits = plain_table_loop(y, pred, scratch, ce, len, label_bits);
+                max_abs_bits = ahead ? plain_table_loop<true>(y, pred, scratch, ce, len, label_bits)
+                                     : plain_table_loop(y, pred, scratch, ce, len, label_bits);
                 if (max_abs_bits < table_max) return label_bits > std::bit_cast<Bits>(T(1));
                 if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
                     bool done;
@@ -328,6 +344,15 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     [[maybe_unused]] alignas(64) uint8_t label_pad[kU8Table<T, FromLogits, Focal, O> ? kTile : 1];
     const bool u8_table = kU8Table<T, FromLogits, Focal, O> && c.y_true.dtype == DType::u8 && c.y_true.stride == 1 &&
                           c.nan_policy == NanPolicy::propagate;
+    const int64_t bytes_per_element = dtype_bytes(c.y_true.dtype) + dtype_bytes(c.y_pred.dtype) +
+                                      (c.weight_kind == WeightKind::per_element ? dtype_bytes(c.weight.dtype) : 0);
+    const bool touch = c.n >= kTouchFrom / bytes_per_element;  // (touch_lines)
+    // Large calls whose labels and predictions the table loops read in place (float32 logits, and
+    // float32 or uint8 labels, contiguous; no weights to read): those loops prefetch the next
+    // tile as they go (vm::prefetch_ahead), and a tile after one of them is not touched.
+    const bool in_place = std::is_same_v<T, float> && c.y_pred.dtype == DType::f32 && c.y_pred.stride == 1 &&
+                          c.y_true.stride == 1 && (c.y_true.dtype == DType::f32 || u8_table);
+    const bool ahead = touch && in_place && c.weight_kind != WeightKind::per_element;
     auto u8_table_tile = [&](int64_t i0, int64_t len) {
 #if defined(FASTBCE_SOFTPLUS_TABLE)
         if constexpr (kU8Table<T, FromLogits, Focal, O>) {
@@ -339,19 +364,18 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                 labels = label_pad;
             }
             uint32_t max_label;
-            const uint32_t max_abs_bits = plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
+            const uint32_t max_abs_bits = ahead ? plain_table_loop_u8<true>(labels, in.p, ce_buf, padded_len, max_label)
+                                                : plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
             return max_abs_bits < std::bit_cast<uint32_t>(vm::softplus_table_max) && max_label <= 1;
         }
 #endif
         static_cast<void>(i0), static_cast<void>(len);
         return false;
     };
-    const int64_t bytes_per_element = dtype_bytes(c.y_true.dtype) + dtype_bytes(c.y_pred.dtype) +
-                                      (c.weight_kind == WeightKind::per_element ? dtype_bytes(c.weight.dtype) : 0);
-    const bool touch = c.n >= kTouchFrom / bytes_per_element;  // (touch_lines)
+    bool fetched = false;  // (this tile's lines were prefetched by the previous tile's table loop)
     for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t len = std::min(kTile, end - i0);
-        if (touch) {
+        if (touch && !fetched) {
             touch_lines(c.y_true, i0, len);
             touch_lines(c.y_pred, i0, len);
             if (c.weight_kind == WeightKind::per_element) touch_lines(c.weight, i0, len);
@@ -366,13 +390,15 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         // float32 logits call on v4). Nothing leaves this tile before the checks below.
         bool out_of_unit = false;
         const bool u8_try = u8_table && u8_wait == 0 && !general_exp;
+        // (a table loop runs where the tile starts with one: loss_tile's, unless general_exp)
+        fetched = ahead && (u8_try || (kTableAhead<T, FromLogits, Focal, O> && !general_exp && !u8_table));
         if (u8_try && u8_table_tile(i0, len)) {
             // (done; no check below reads the labels: none is outside [0, 1] or NaN)
         } else {
             if (u8_table) u8_wait = u8_try ? kU8Wait : std::max(u8_wait - 1, 0);  // (see u8_table)
             const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
             out_of_unit = loss_tile<T, FromLogits, Focal, O>(in.y, in.p, in.q, in.w, ce_buf, scratch_buf, wide_buf,
-                                                             padded_len, k, general_exp);
+                                                             padded_len, k, general_exp, ahead && !u8_table);
         }
         const T *y = in.y, *p = in.p, *w = in.w;
 

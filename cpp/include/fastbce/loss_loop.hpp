@@ -308,11 +308,12 @@ inline uint32_t focal_table_loop(const float* __restrict y, const float* __restr
 // band (for realistic logits, nearly every tile) takes both tables in one pass and
 // focal_table_loop. Returns false for any other tile, and for one with a label outside [0, 1]
 // (NaN, -0), which the caller then computes by its table block and the usual focal loops.
-template <Options O>
+// Ahead: the table's pass prefetches the next tile (vm::prefetch_ahead).
+template <Options O, bool Ahead = false>
 inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                              float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
-    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true>(pred, scratch, ce, len)
-                                                         : vm::softplus_sigmoid_neg_abs_table(pred, scratch, ce, len);
+    const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true, Ahead>(pred, scratch, ce, len, y)
+                                                         : vm::softplus_sigmoid_neg_abs_table<false, Ahead>(pred, scratch, ce, len, y);
     if (max_abs_bits >= std::bit_cast<uint32_t>(vm::softplus_table_max) || max_abs_bits > std::bit_cast<uint32_t>(k.focal_band))
         return false;
     uint32_t labels = 0;
@@ -338,7 +339,9 @@ FASTBCE_VM_INLINE void in_register(V& v) {
 // the same operations: (x > 0 ? 1 - y : -y) x + softplus(-|x|), one FMA. Every lane is computed;
 // only a tile whose returned largest |x| bits are below softplus_table_max may use `ce` (loss_tile
 // then goes on from `soft`, softplus(-|x|) where |x| is below it, as after the table's own pass).
-// `label_bits`: the largest bit pattern of the labels (loss_loop's range check).
+// `label_bits`: the largest bit pattern of the labels (loss_loop's range check). Ahead: prefetches
+// the next tile (vm::prefetch_ahead).
+template <bool Ahead = false>
 inline uint32_t plain_table_loop(const float* __restrict y, const float* __restrict pred, float* __restrict soft,
                                  float* __restrict ce, int64_t len, uint32_t& label_bits) {
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
@@ -346,6 +349,7 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
+        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
         __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
         in_register(x), in_register(yv);
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
@@ -370,7 +374,9 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 // thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
 // (time_kernel, medians of alternated runs; 8% with in_register).
 // Returns the largest |x| bits (ce holds the losses only if they are below softplus_table_max)
-// and, in `max_label`, the largest label (only 0 and 1 give these losses).
+// and, in `max_label`, the largest label (only 0 and 1 give these losses). Ahead: prefetches the
+// next tile (vm::prefetch_ahead).
+template <bool Ahead = false>
 inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
                                     int64_t len, uint32_t& max_label) {
     static_assert(kPad % 64 == 0);
@@ -378,6 +384,10 @@ inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __
     const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 64) {
+        if constexpr (Ahead) {
+            vm::prefetch_ahead(y + j + vm::kAhead);
+            for (int q = 0; q < 4; ++q) vm::prefetch_ahead(pred + j + vm::kAhead + 16 * q);
+        }
         const __m512i labels = _mm512_loadu_si512(y + j);
         max_y = _mm512_mask_max_epu8(max_y, ~__mmask64(0), max_y, labels);  // (masked: see max_u32)
         const __mmask64 ones = _mm512_test_epi8_mask(labels, labels);

@@ -183,6 +183,25 @@ struct CountedAdds {
             b[1] += p[j];  // (w p = p)
         }
     }
+    // rows [from, from + N): the same adds as add(from, from + N), unrolled
+    template <int N>
+    [[gnu::always_inline]] void add_block(int64_t from) const {
+        uint8_t* const c = count;
+        double* const e = ece;
+        const int32_t* const hslot = tile->hslot + from;
+        const int32_t* const eslot = tile->eslot + from;
+        const double* const p = tile->p + from;
+#pragma GCC unroll 16
+        for (int i = 0; i < N; ++i) {
+            if (++c[hslot[i]] == 0) [[unlikely]] {
+                hist[hslot[i]] += 256.0;
+                *wrapped = true;
+            }
+            double* b = e + eslot[i];
+            b[0] += 1.0;
+            b[1] += p[i];
+        }
+    }
     void finish() {
         add(0, held);
         held = 0;
@@ -212,7 +231,11 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
     auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
     F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
     std::memcpy(acc, s.acc, sizeof acc);
+    F64 lean_l = s.lean_l;
     const int64_t held_rows = Lean ? held->held : 0;
+    // (a local copy of the held adds' pointers: their byte stores may alias any memory, so the
+    // members would be loaded again after each)
+    const CountedAdds adds = Lean ? *held : CountedAdds{};
     for (int64_t j = 0; j < padded_len; j += L) {
         const V kept = Unit ? one : load(f.kept + j), xd = load(x + j);
         const auto keep = kept != zero;
@@ -230,20 +253,27 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             acc[rs_w] += wv;
             acc[rs_w2] += w2;
         }
-        acc[rs_wl] += cev;
-        acc[rs_wbce] += tw(wv, bv);
-        acc[rs_wy] += wy;
-        acc[rs_wn] += wn;
-        acc[rs_wp] += wp;
-        acc[rs_wsq] += wv * d * d;
         if constexpr (Lean) {
-            // (labels 0 or 1, weight 1: the same addends, fewer operations; l * l is 0 where l is)
+            // (labels 0 or 1, weight 1: the same addends, fewer operations: w y and w (1 - y)
+            // are 1 or 0, p - y is p - 1 or p, l * l is 0 where l is; w l, w bce and w^2 l are
+            // l, summed once in lean_l)
             const auto positive = yv != zero;
+            const V dl = positive ? p - one : p;
+            lean_l += lv;
+            acc[rs_wy] = positive ? acc[rs_wy] + one : acc[rs_wy];
+            acc[rs_wn] = positive ? acc[rs_wn] : acc[rs_wn] + one;
+            acc[rs_wp] += p;
+            acc[rs_wsq] += dl * dl;
             acc[rs_wyl] = positive ? acc[rs_wyl] + lv : acc[rs_wyl];
             acc[rs_wnl] = positive ? acc[rs_wnl] : acc[rs_wnl] + lv;
-            acc[rs_w2l] += lv;
             acc[rs_w2l2] += lv * lv;
         } else {
+            acc[rs_wl] += cev;
+            acc[rs_wbce] += tw(wv, bv);
+            acc[rs_wy] += wy;
+            acc[rs_wn] += wn;
+            acc[rs_wp] += wp;
+            acc[rs_wsq] += wv * d * d;
             acc[rs_wyl] += tw(wy, lv);
             acc[rs_wnl] += tw(wn, lv);
             acc[rs_w2l] += w2l;
@@ -254,7 +284,10 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
             acc[rs_ignored] += load(f.ignored + j);
         }
         if constexpr (Lean) {  // (before the store of p: the held rows' p is read)
-            if (held_rows > j) held->add(j, std::min(j + L, held_rows));
+            if (held_rows >= j + L)
+                adds.add_block<L>(j);
+            else if (held_rows > j)
+                adds.add(j, held_rows);
         }
         store(t.p + j, p);
         if constexpr (!Lean) {
@@ -276,7 +309,7 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         }
     }
     if constexpr (Lean) {
-        if (held_rows > padded_len) held->add(padded_len, held_rows);
+        if (held_rows > padded_len) adds.add(padded_len, held_rows);
         held->held = 0;
     }
     if constexpr (Unit) {
@@ -286,6 +319,7 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
         acc[rs_w2] += rows;
     }
     std::memcpy(s.acc, acc, sizeof acc);
+    s.lean_l = lean_l;
 }
 
 // The whole input's ECE bins over one chunk, in 4 copies (row j into copy j mod 4, so that

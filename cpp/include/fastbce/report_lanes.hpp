@@ -79,13 +79,19 @@ inline F64 reciprocal(F64 d) {
 
 // The sums rs_count .. rs_ignored of one chunk in vector lanes of the tier's width, added to
 // the scope's sums lanes in order when the chunk ends (the same order for any thread count).
+// The lean tiles' sum of l, which rs_wl, rs_wbce and rs_w2l all get (weights of 1, no options),
+// is summed once, in lean_l, and added to the three lane by lane at the end (a chunk of lean
+// tiles only: the bits of three separate sums, as 0 + s is s).
 struct LaneSums {
     F64 acc[rs_ignored + 1] = {};
+    F64 lean_l = {};
 
     void add_to(double* sums) const {
         for (int r = 0; r <= rs_ignored; ++r) {
+            const bool lean = r == rs_wl || r == rs_wbce || r == rs_w2l;
+            const F64 v = lean ? acc[r] + lean_l : acc[r];
             double lanes[kSumLanes];
-            std::memcpy(lanes, &acc[r], sizeof lanes);
+            std::memcpy(lanes, &v, sizeof lanes);
             for (int k = 0; k < kSumLanes; ++k) sums[r] += lanes[k];
         }
     }
