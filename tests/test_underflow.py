@@ -30,6 +30,8 @@ LOGIT_MAGNITUDES = (
         # bands of FocalBand (loss_elements.hpp) for the modes below (where a correct
         # prediction's loss is still normal)
         *(80.5, 83.3, 87.2, 87.3, 87.33, 87.34, 103.97, 103.98),
+        # the end of the float32 softplus table (31.5), beyond which the table loop takes exp
+        *(31.4999, 31.5, 31.500002, 31.6),
         *(17.4, 23.5, 28.6, 28.63, 29.09, 57.2, 83.3),
     ]
 )
@@ -106,6 +108,24 @@ def test_no_underflow_for_normal_logit_losses(simd_target, dtype, mode):
         y, x = _labelled(np.array([magnitude, -magnitude]), dtype)
         w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
         _check(call, y, x, w, f"{mode} {dtype.__name__} |x| = {magnitude}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("top", [87.33, np.inf], ids=["normal_exp", "all"])
+def test_no_underflow_for_mixed_logit_magnitudes(simd_target, dtype, mode, top):
+    # The magnitudes above shuffled into one call, so that vectors mix lanes of every path: the
+    # float32 softplus table's, its loop's exp beyond the table (|x| up to 87.33, "normal_exp":
+    # tiles that stay in that loop), and the general loops' ("all")
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    big = float(np.finfo(dtype).max)
+    magnitudes = np.array([m for m in LOGIT_MAGNITUDES if m <= min(top, big)])
+    y, x = _labelled(np.concatenate([magnitudes, -magnitudes]), dtype)
+    order = np.random.default_rng(11).permutation(y.size)
+    y, x = y[order], x[order]
+    w = np.linspace(0.5, 2.0, y.size).astype(dtype) if weighted else None
+    _check(call, y, x, w, f"{mode} {dtype.__name__} mixed |x| <= {top}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

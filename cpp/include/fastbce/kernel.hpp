@@ -101,6 +101,17 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
         auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
         min_abs_bits = 0;
+        // Plain: a tile with an |x| beyond the table whose every |x| is within the normal exp's
+        // range takes plain_exp_loop, and so does, first, a tile after such a one (or one beyond
+        // the table) whose first |x| is within that range; `general_exp` then says whether every
+        // |x| was beyond the table. (Any other tile goes on below, its loss by loss_loop.)
+        [[maybe_unused]] auto exp_loop = [&](bool& done) {
+            uint32_t label_bits, min_bits;
+            const uint32_t max_bits = plain_exp_loop(y, pred, scratch, ce, len, label_bits, min_bits);
+            done = max_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
+            if (done) general_exp = min_bits >= table_max;
+            return label_bits > std::bit_cast<Bits>(T(1));
+        };
         if (!general_exp) {
             if constexpr (O == Options::plain && !Focal) {
                 // (the table and the loss in one loop; a tile with an |x| beyond the table goes on
@@ -109,6 +120,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 max_abs_bits = ahead ? plain_table_loop<true>(y, pred, scratch, ce, len, label_bits)
                                      : plain_table_loop(y, pred, scratch, ce, len, label_bits);
                 if (max_abs_bits < table_max) return label_bits > std::bit_cast<Bits>(T(1));
+                if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+                    bool done;
+                    const bool outside = exp_loop(done);
+                    if (done) return outside;
+                }
             } else {
                 max_abs_bits = vm::softplus_neg_abs_table(pred, scratch, len);
             }
@@ -121,6 +137,13 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 }
             }
         } else {
+            if constexpr (O == Options::plain && !Focal) {
+                if (std::bit_cast<Bits>(std::abs(pred[0])) <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+                    bool done;
+                    const bool outside = exp_loop(done);
+                    if (done) return outside;
+                }
+            }
             // the cheapest exp that gives every element's bits: that of a normal result, or none
             // at all where every exp(-|x|) is +0 (|x| >= zero_exp_min; NaN gives -|x|, as
             // exp_nonpositive does). The range of |x| is taken in the loop of the normal exp,

@@ -8,6 +8,7 @@
 // the caller's exp, by its own value alone: its loss never depends on its tile or position.
 // The coefficients are ours: tools/derive_softplus_table.py derives them and prints the table
 // below; regenerate it there, never edit it by hand. Accuracy: docs/vecmath.md.
+#include <bit>
 #include <cstdint>
 
 #if defined(__AVX512F__)
@@ -171,6 +172,19 @@ FASTBCE_VM_INLINE __m512 softplus_neg_abs(const TablePolys& softplus, __m512i a_
     __m512 h;
     table_interval(table_arg(a_bits), k, h);
     return softplus(k, h);
+}
+
+// exp(-a) of 16 floats from the bits of a = |x|, with a clamped to normal_exp_max (87.33; NaN
+// too) so that every lane's result is a normal number and no lane raises a flag: for |x| in
+// [softplus_table_max, normal_exp_max], where softplus(-|x|) = log1p(exp(-|x|)) rounds to
+// exp(-|x|) in float, the bits of exp_nonpositive_normal (its one formula, on 16 lanes; the
+// library is compiled without FMA contraction, so the vector loop rounds as every other caller).
+FASTBCE_VM_INLINE __m512 exp_neg_abs_normal(__m512i a_bits) {
+    const __m512i top = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(normal_exp_max<float>)));
+    alignas(64) float lanes[16];
+    _mm512_store_si512(lanes, _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, top));
+    for (int i = 0; i < 16; ++i) lanes[i] = exp_nonpositive_normal(-lanes[i]);
+    return _mm512_load_ps(lanes);
 }
 
 // out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
