@@ -315,6 +315,20 @@ FASTBCE_VM_INLINE void in_register(V& v) {
     asm("" : "+v"(v));
 }
 
+// Loads vector j of a float-label table loop (focal_fused_loop, plain_table_loop): x and y once
+// each (in_register), |x| as bits, and the running largest |x| and label bit patterns (the loops'
+// range checks). Ahead: prefetches both inputs' lines a tile ahead (vm::prefetch_ahead).
+template <bool Ahead>
+FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float* __restrict pred, int64_t j, __m512& x,
+                                         __m512& yv, __m512i& a_bits, __m512i& max_abs, __m512i& max_y) {
+    if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
+    x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
+    in_register(x), in_register(yv);
+    a_bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+    max_abs = vm::max_u32(max_abs, a_bits);
+    max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
+}
+
 // focal_table_loop for gamma = H/2 in {1/2, ..., 4} with the tables' pass in the same loop: the
 // same operations in the same order (softplus_sigmoid_neg_abs_table's, then focal_element's,
 // Clean), so the same bits, without storing softplus and sigmoid and loading them back. The
@@ -334,18 +348,15 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
     const uint32_t limit = std::min(std::bit_cast<uint32_t>(k.focal_band), std::bit_cast<uint32_t>(vm::softplus_table_max) - 1u);
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), band = _mm512_set1_epi32(int(limit));
+    const __m512i band = _mm512_set1_epi32(int(limit));
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
     const __m512 alpha = _mm512_set1_ps(k.balance_alpha), alpha_c = _mm512_set1_ps(k.balance_alpha_c),
                  off = _mm512_set1_ps(k.balance_off);
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
-        __m512 x = _mm512_loadu_ps(pred + j), ys = _mm512_loadu_ps(y + j);
-        in_register(x), in_register(ys);
-        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
-        max_abs = vm::max_u32(max_abs, a_bits);
-        max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
+        __m512 x, ys;
+        __m512i a_bits;
+        load_table_vector<Ahead>(y, pred, j, x, ys, a_bits, max_abs, max_y);
         __m512i kk;
         __m512 h;
         const __m512i a_in = _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, band);  // (see above)
@@ -410,16 +421,13 @@ template <bool Ahead = false>
 inline uint32_t plain_table_loop(const float* __restrict y, const float* __restrict pred, float* __restrict soft,
                                  float* __restrict ce, int64_t len, uint32_t& label_bits) {
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
+    const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
-        __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
-        in_register(x), in_register(yv);
-        const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
-        max_abs = vm::max_u32(max_abs, a_bits);
-        max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
+        __m512 x, yv;
+        __m512i a_bits;
+        load_table_vector<Ahead>(y, pred, j, x, yv, a_bits, max_abs, max_y);
         const __m512 s = vm::softplus_neg_abs(softplus, a_bits);
         _mm512_storeu_ps(soft + j, s);
         const __m512 minus_y = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(yv), sign));
