@@ -68,12 +68,6 @@ inline void weight_tile(double* __restrict ce, const double* __restrict w, int64
     }
 }
 
-// A tile of logits beyond the fast exp's range whose every |x| is within it or at least
-// zero_exp_min (745.134 for double, 103.975 for float: exp(-|x|) rounds to 0 there, in the general
-// exp too; a bound of 746 / 104 sent |x| = 104 to the general loops, 1.5x slower) and finite:
-// puts those zeros into z (the fast exp's values elsewhere are the general one's bits) and returns
-// true, and the tile takes the loops of a finite one, which give the same bits for its elements.
-// Whole vectors of |x| >= 1000 took the general exp and loops: 1.3-1.6x slower.
 // Whether |x| (its bits) is in (normal_exp_max, zero_exp_min), where exp(-|x|) needs the general
 // exp: a tile with such an |x| is not saturated. Where the tile's smallest |x| is one, loss_tile
 // knows it without saturate_tile's pass (every tile of |x| in 87.34-103.97, float32, took that
@@ -85,6 +79,12 @@ FASTBCE_VM_INLINE bool in_exp_gap(Bits a) {
     return a - lo - 1u < hi - lo - 1u;
 }
 
+// A tile of logits beyond the fast exp's range whose every |x| is within it or at least
+// zero_exp_min (745.134 for double, 103.975 for float: exp(-|x|) rounds to 0 there, in the general
+// exp too; a bound of 746 / 104 sent |x| = 104 to the general loops, 1.5x slower) and finite:
+// puts those zeros into z (the fast exp's values elsewhere are the general one's bits) and returns
+// true, and the tile takes the loops of a finite one, which give the same bits for its elements.
+// Whole vectors of |x| >= 1000 took the general exp and loops: 1.3-1.6x slower.
 template <class T>
 inline bool saturate_tile(const T* __restrict x, T* __restrict z, int64_t len) {
     using Bits = typename vm::detail::traits<T>::uint;
