@@ -183,3 +183,38 @@ def test_float64_focal_losses_below_the_scaled_band_are_normal(simd_target, mode
     # time) above it: just below it every hard label's loss must still be normal and no
     # operation underflow (the bound was 660 / (1 + gamma), far below this for such alphas)
     _check_normal_just_below(mode, np.float64, 1022)
+
+
+# Tiles whose every |x| lies in one band, so that loss_tile (kernel.hpp) decides from the tile's
+# smallest or first |x| without a pass of its own: where exp(-|x|) needs the general exp
+# (in_exp_gap: float32 87.34-103.97, float64 700-745.13), also with a first |x| beyond that
+# (a tile that scans first), and, for float64 focal calls, the scaled band (smallest |x| >= 746:
+# nothing in it; smallest |x| inside it: one; below it: the scan).
+BAND_TILES = {
+    np.float32: [(87.34, 103.97), (87.34, 120.0), (88.0, 1e4), (30.0, 103.9)],
+    np.float64: [(700.01, 745.13), (700.01, 800.0), (240.0, 2000.0), (746.0, 1e10), (100.0, 800.0)],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_tiles_within_one_band(simd_target, dtype, mode):
+    fields, weighted = MODES[mode]
+    call = _call(fields, from_logits=True, epsilon=1e-7)
+    rng = np.random.default_rng(5)
+    n = 4 * 512  # whole tiles: no padding with |x| = 0
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    for lo, hi in BAND_TILES[dtype]:
+        x = np.exp(rng.uniform(np.log(lo), np.log(hi), n)) * rng.choice([-1.0, 1.0], n)
+        x[512] = hi  # (a tile whose first |x| is the largest)
+        x = x.astype(dtype)
+        y = rng.choice([0.0, 1.0, 0.3], n).astype(dtype)
+        w = rng.uniform(0.5, 2.0, n).astype(dtype) if weighted else None
+        what = f"{mode} {dtype.__name__} |x| in [{lo}, {hi}]"
+        _check(call, y, x, w, what)
+        # each element's loss is the one it has alone (a padded tile, other paths)
+        _, loss = _core._underflow_raised(call, y, x, w)
+        for j in [*range(0, n, 37), 512]:
+            one = slice(j, j + 1)
+            _, alone = _core._underflow_raised(call, y[one], x[one], None if w is None else w[one])
+            assert alone.view(uint)[0] == loss.view(uint)[j], f"{what}: x = {x[j]!r}, y = {y[j]!r}"

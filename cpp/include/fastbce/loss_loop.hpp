@@ -68,6 +68,17 @@ inline void weight_tile(double* __restrict ce, const double* __restrict w, int64
     }
 }
 
+// Whether |x| (its bits) is in (normal_exp_max, zero_exp_min), where exp(-|x|) needs the general
+// exp: a tile with such an |x| is not saturated. Where the tile's smallest |x| is one, loss_tile
+// knows it without saturate_tile's pass (every tile of |x| in 87.34-103.97, float32, took that
+// pass: 0.16 of 3.7 cycles an element on v4, focal gamma 2).
+template <class T, class Bits = typename vm::detail::traits<T>::uint>
+FASTBCE_VM_INLINE bool in_exp_gap(Bits a) {
+    constexpr Bits lo = std::bit_cast<Bits>(vm::normal_exp_max<T>);
+    constexpr Bits hi = std::bit_cast<Bits>(vm::zero_exp_min<T>);
+    return a - lo - 1u < hi - lo - 1u;
+}
+
 // A tile of logits beyond the fast exp's range whose every |x| is within it or at least
 // zero_exp_min (745.134 for double, 103.975 for float: exp(-|x|) rounds to 0 there, in the general
 // exp too; a bound of 746 / 104 sent |x| = 104 to the general loops, 1.5x slower) and finite:
@@ -77,13 +88,11 @@ inline void weight_tile(double* __restrict ce, const double* __restrict w, int64
 template <class T>
 inline bool saturate_tile(const T* __restrict x, T* __restrict z, int64_t len) {
     using Bits = typename vm::detail::traits<T>::uint;
-    constexpr Bits lo = std::bit_cast<Bits>(vm::normal_exp_max<T>);
-    constexpr Bits hi = std::bit_cast<Bits>(vm::zero_exp_min<T>);
     constexpr Bits inf_bits = std::bit_cast<Bits>(inf<T>);
-    int general = 0;  // an |x| in (lo, hi), or infinite or NaN
+    int general = 0;  // an |x| in the gap (in_exp_gap), or infinite or NaN
     for (int64_t j = 0; j < len; ++j) {
         const Bits a = std::bit_cast<Bits>(std::abs(x[j]));
-        general |= int((a - lo - 1u < hi - lo - 1u) | (a >= inf_bits));
+        general |= int(in_exp_gap<T>(a) | (a >= inf_bits));
     }
     if (general) return false;
     for (int64_t j = 0; j < len; ++j) z[j] = vm::detail::select(std::abs(x[j]) > vm::normal_exp_max<T>, T(0), z[j]);  // FASTBCE_VEC_LOOP

@@ -96,6 +96,17 @@ def smallest_factor(mode: Mode) -> float:
     return factor
 
 
+# Untimed calls before each point's timing. On the Sapphire Rapids VM, once the process has
+# spent 10-20 ms or more on anything else (generating the next magnitude's inputs, sleeping,
+# NumPy), the next two passes over 8 MB of inputs run up to 2.5x slower (a NumPy sum of them
+# too) and the third 1.1-1.3x; from the fourth on they take their usual time. The point's
+# single timed call used to be the second after the inputs were made, and making them takes
+# 6 ms for most magnitudes but 65-85 ms at |x| = 710 and 745 (NumPy's float64 exp with
+# subnormal results) and 13-21 ms from 1000 on: those rows read up to 1.5x for inputs that
+# are bit for bit those of |x| = 104.
+WARM_UP_CALLS = 3
+
+
 def cpu_seconds(call: Callable[[], Any], min_time: float) -> float:
     """The process's CPU seconds per call of `call`, over as many calls as last min_time seconds
     of CPU (at least one)."""
@@ -126,7 +137,8 @@ def sweep(
     each time every magnitude once, in turn forwards and backwards, so that what other work
     still costs (caches, memory) falls on every magnitude alike. (Timed in wall time, one
     magnitude after another, a v3 float64 row read 1.32-1.73x on a loaded machine where CPU
-    times of the same build read 1.02-1.11x.)"""
+    times of the same build read 1.02-1.11x.) Each point is timed after WARM_UP_CALLS calls on
+    its inputs."""
     import fastbce
 
     rng = np.random.default_rng([seed, n])
@@ -155,10 +167,12 @@ def sweep(
         )
 
     best = dict.fromkeys(swept, math.inf)
+    pred = np.empty(n, dtype)  # (every magnitude's inputs in one array: the same addresses)
     for round_ in range(max(1, repeats)):
         for magnitude in swept if round_ % 2 == 0 else swept[::-1]:
-            pred = inputs(magnitude)
-            call(pred)  # warm-up (the array was just written: in the caches as for every row)
+            np.copyto(pred, inputs(magnitude))
+            for _ in range(WARM_UP_CALLS):
+                call(pred)
             seconds = cpu_seconds(functools.partial(call, pred), min_time)
             best[magnitude] = min(best[magnitude], seconds)
     return [
