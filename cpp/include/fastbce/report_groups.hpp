@@ -46,19 +46,21 @@ inline void add_row(double* s, double* hist, const ReportTile& t, int64_t j, boo
 }
 
 // A slicing's group sums over the common tiles (weight 1, labels 0 or 1, every row counts) in
-// cells: per (group, label) 8 float64 (count, sum l, sum l^2, sum p, sum (p - y)^2, sum bce, 0,
-// 0), one vector add a row instead of 15 sums, and per (group, ECE bin, label) (count, sum p).
-// Every sum of the group follows when the chunk ends (fold): w = w^2 = count, w l = w^2 l = sum
-// l, w y and w (1 - y) the counts of each label, w y l and w (1 - y) l the sum l of each, an ECE
-// bin's w y the count of label 1. 448 bytes a group: 50 groups stay in L1 (a cell a (group, ECE
-// bin, label) of 8 values, 64 KiB, did not). The cells are the thread's, zeroed per chunk and
-// folded in a fixed order, so the sums do not depend on the threads. Only for slicings with ECE
-// bins and few groups for the chunk's rows (zeroing and folding must stay small next to them).
-constexpr int kCell = 8;                                    // values of a (group, label) cell
-constexpr int64_t kCellValues = 2 * kCell + 4 * kEceBins;  // a group's values
-constexpr int64_t kCellGroups = 4096;                       // at most this many groups
-constexpr int64_t kRowsPerCellGroup = 64;                   // and at least this many chunk rows a group
-constexpr int64_t kCellSlicings = 8;                        // slicings that may have cells (the first)
+// cells: per (group, ECE bin) 8 float64 (count, sum y, sum y l, sum (1 - y) l, sum l^2, sum p,
+// sum (p - y)^2, sum bce), one vector add a row instead of 15 sums and the ECE bin's 3. Every sum
+// of the group follows when the chunk ends (fold): an ECE bin's (w, w p, w y) is its cell's
+// count, sum p and sum y; the group's sums are its cells' added in bin order (w = w^2 = count,
+// w l = w^2 l = sum y l + sum (1 - y) l, w (1 - y) = count - sum y: whole numbers, exact). A row
+// touches one line (the cells per (group, label) with the ECE bin's pair apart took a second
+// read-modify-write and the label in the address). 640 bytes a group: 50 groups are 32 KiB, in
+// L1. The cells are the thread's, zeroed per chunk and folded in a fixed order, so the sums do
+// not depend on the threads. Only for slicings with ECE bins and few groups for the chunk's rows
+// (zeroing and folding must stay small next to them).
+constexpr int kCell = 8;                                     // values of a (group, ECE bin) cell
+constexpr int64_t kCellValues = int64_t(kCell) * kEceBins;  // a group's values
+constexpr int64_t kCellGroups = 4096;                        // at most this many groups
+constexpr int64_t kRowsPerCellGroup = 64;                    // and at least this many chunk rows a group
+constexpr int64_t kCellSlicings = 8;                         // slicings that may have cells (the first)
 
 struct GroupCells {
     double* cells[kCellSlicings] = {};  // per slicing (the first ones), or null: its rows go by add_row
@@ -71,8 +73,8 @@ struct GroupCells {
             if (g.stride != rs_size || g.n_groups > kCellGroups || g.n_groups * kRowsPerCellGroup > rows) continue;
             const size_t size = size_t(g.n_groups * kCellValues);
             if (kept[i].size() < size + 8) kept[i].resize(size + 8);
-            // a (group, label) cell on one cache line (a vector's data is 16-byte aligned: its
-            // 64-byte load and store per row each touched two lines)
+            // a cell on one cache line (a vector's data is 16-byte aligned: its 64-byte load and
+            // store per row each touched two lines)
             const uintptr_t at = reinterpret_cast<uintptr_t>(kept[i].data());
             cells[i] = kept[i].data() + ((64 - at % 64) % 64) / sizeof(double);
             std::fill_n(cells[i], size, 0.0);
@@ -84,61 +86,57 @@ struct GroupCells {
             if (i >= kCellSlicings || cells[i] == nullptr) return false;
         return true;
     }
-    // the (group, label) cells of a slicing, then its (group, ECE bin, label) pairs
-    static double* main_of(double* c, int64_t q, int64_t label) { return c + kCell * (2 * q + label); }
-    static double* ece_of(double* c, int64_t groups, int64_t q, int64_t bin, int64_t label) {
-        return c + 2 * kCell * groups + 2 * (2 * (kEceBins * q + bin) + label);
-    }
+    // the cell of (group q, ECE bin) in a slicing's cells
+    static double* cell_of(double* c, int64_t q, int64_t bin) { return c + kCell * (kEceBins * q + bin); }
 
     // Adds every group's cells into its sums (group by group, cells in order).
     void fold(const ReportSpec& s, const ReportPart& out) const {
         for (int64_t i = 0; i < std::min(s.n_slicings, kCellSlicings); ++i) {
             if (cells[i] == nullptr) continue;
-            const int64_t groups = s.slicings[i].n_groups;
-            for (int64_t q = 0; q < groups; ++q) {
-                const double* neg = main_of(cells[i], q, 0);
-                const double* pos = main_of(cells[i], q, 1);
-                if (neg[0] + pos[0] == 0.0) continue;  // (no row: every value is 0)
-                fold_group(neg, pos, ece_of(cells[i], groups, q, 0, 0), out.slice_sums[i] + rs_size * q);
-            }
+            for (int64_t q = 0; q < s.slicings[i].n_groups; ++q)
+                fold_group(cell_of(cells[i], q, 0), out.slice_sums[i] + rs_size * q);
         }
     }
 
-    static void fold_group(const double* neg, const double* pos, const double* ece, double* s) {
-        const double rows = neg[0] + pos[0], l = neg[1] + pos[1];
+    static void fold_group(const double* c, double* s) {
+        double t[kCell] = {};  // (the group's totals, bin after bin)
+        for (int e = 0; e < kEceBins; ++e)
+            for (int k = 0; k < kCell; ++k) t[k] += c[kCell * e + k];
+        if (t[0] == 0.0) return;  // (no row: every value is 0)
+        for (int e = 0; e < kEceBins; ++e) {
+            const double* v = c + kCell * e;
+            double* b = s + rs_ece + 3 * e;
+            b[0] += v[0];
+            b[1] += v[5];
+            b[2] += v[1];
+        }
+        const double rows = t[0], l = t[2] + t[3];
         s[rs_count] += rows;
         s[rs_w] += rows;
         s[rs_w2] += rows;
         s[rs_wl] += l;
         s[rs_w2l] += l;
-        s[rs_w2l2] += neg[2] + pos[2];
-        s[rs_wbce] += neg[5] + pos[5];
-        s[rs_wy] += pos[0];
-        s[rs_wn] += neg[0];
-        s[rs_wp] += neg[3] + pos[3];
-        s[rs_wsq] += neg[4] + pos[4];
-        s[rs_wyl] += pos[1];
-        s[rs_wnl] += neg[1];
-        for (int e = 0; e < kEceBins; ++e) {
-            const double* v = ece + 4 * e;  // (label 0: count, sum p; then label 1)
-            double* b = s + rs_ece + 3 * e;
-            b[0] += v[0] + v[2];
-            b[1] += v[1] + v[3];
-            b[2] += v[2];
-        }
+        s[rs_w2l2] += t[4];
+        s[rs_wbce] += t[7];
+        s[rs_wy] += t[1];
+        s[rs_wn] += rows - t[1];
+        s[rs_wp] += t[5];
+        s[rs_wsq] += t[6];
+        s[rs_wyl] += t[2];
+        s[rs_wnl] += t[3];
     }
 };
 
 // Adds the rows of a common tile (as GroupCells says; every row counts, so len is the padded
 // length) to a slicing's cells: each row's cell values formed in vector lanes from the tile's
 // columns (add_tile with Rows filled t.l, t.p and t.y) and the plain cross-entropy, transposed
-// kSumLanes rows at a time, each row's added to its cell in one vector add. They are the values
-// add_tile's records hold for such a row (w = 1: every product by w is exact). With `held`, the
-// same loop holds each row's histogram add back (its entry 2 t.bin + (1 - y), add_groups' counted
-// records): a second pass over the rows read their codes, labels and bins again.
+// kSumLanes rows at a time, each row's added to its (group, ECE bin) cell in one vector add. They
+// are the values add_tile's records hold for such a row (w = 1: every product by w is exact).
+// With `held`, the same loop holds each row's histogram add back (its entry 2 t.bin + (1 - y),
+// add_groups' counted records): a second pass over the rows read their codes, labels and bins again.
 template <class T>
-inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, double* cells, int64_t groups,
-                      int64_t len, const HeldAdds* held = nullptr) {
+inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, double* cells, int64_t len,
+                      const HeldAdds* held = nullptr) {
     static_assert(kCell % kSumLanes == 0);
     const F64 zero = {};
     const F64 one = zero + 1.0;
@@ -146,25 +144,23 @@ inline void add_cells(const ReportTile& t, const T* bce, const int64_t* code, do
     uint32_t* const add = held != nullptr ? held->add : nullptr;
     int64_t* const cursor = held != nullptr ? held->cursor : nullptr;
     for (int64_t j = 0; j < len; j += kSumLanes) {
-        const F64 l = widen(t.l + j), p = widen(t.p + j), d = p - widen(t.y + j);
-        F64 col[kCell] = {one, l, l == zero ? zero : l * l, p, d * d, widen(bce + j), zero, zero};
+        const F64 l = widen(t.l + j), p = widen(t.p + j), y = widen(t.y + j), d = p - y;
+        const F64 yl = y == zero ? zero : l, nl = y == zero ? l : zero;  // (y is 0 or 1)
+        F64 col[kCell] = {one, y, yl, nl, l == zero ? zero : l * l, p, d * d, widen(bce + j)};
         for (int b = 0; b < kCell; b += kSumLanes) transpose(col + b);
         for (int i = 0; i < kSumLanes; ++i) {
-            const int64_t r = j + i, q = code[r], label = int64_t(t.y[r]);  // (0 or 1)
-            double* to = GroupCells::main_of(cells, q, label);
+            const int64_t r = j + i, q = code[r];
+            double* to = GroupCells::cell_of(cells, q, t.ece[r]);
             for (int b = 0; b < kCell; b += kSumLanes) {
                 F64 a;
                 std::memcpy(&a, to + b, sizeof a);
                 a += col[b + i];
                 std::memcpy(to + b, &a, sizeof a);
             }
-            double* e = GroupCells::ece_of(cells, groups, q, t.ece[r], label);
-            e[0] += 1.0;
-            e[1] += t.p[r];
             if (add != nullptr) {
                 uint32_t* at = add + cursor[q]++;
                 __builtin_prefetch(at + 16, 1);  // (the group's stream a few rows on: not in cache)
-                *at = uint32_t(2 * t.bin[r] + int32_t(1 - label));
+                *at = uint32_t(2 * t.bin[r] + int32_t(t.y[r] == 0.0));
             }
         }
     }
@@ -207,7 +203,7 @@ inline void add_groups(const Call& c, const ReportSpec& s, ReportTile& t, const 
         // code, label and bin at hand)
         const bool held_in_cells = cell != nullptr && held != nullptr;  // (cells: a counted tile)
         if (cell != nullptr) {
-            add_cells(t, bce, code, cell, g.n_groups, len, held_in_cells ? held : nullptr);
+            add_cells(t, bce, code, cell, len, held_in_cells ? held : nullptr);
         } else {
             for (int64_t j = 0; j < len; ++j) {
                 double* h = nullptr;
