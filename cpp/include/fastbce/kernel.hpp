@@ -106,10 +106,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // the table) whose first |x| is within that range; `general_exp` then says whether every
         // |x| was beyond the table. (Any other tile goes on below, its loss by loss_loop.)
         [[maybe_unused]] auto exp_loop = [&](bool& done) {
-            uint32_t label_bits, min_bits;
-            const uint32_t max_bits = plain_exp_loop(y, pred, scratch, ce, len, label_bits, min_bits);
+            uint32_t label_bits;
+            bool none_within;
+            const uint32_t max_bits = plain_exp_loop(y, pred, scratch, ce, len, label_bits, none_within);
             done = max_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
-            if (done) general_exp = min_bits >= table_max;
+            if (done) general_exp = none_within;
             return label_bits > std::bit_cast<Bits>(T(1));
         };
         if (!general_exp) {
@@ -361,7 +362,6 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     auto u8_table_tile = [&](int64_t i0, int64_t len) {
 #if defined(FASTBCE_SOFTPLUS_TABLE)
         if constexpr (kU8Table<T, FromLogits, Focal, O>) {
-            constexpr uint32_t table_max = std::bit_cast<uint32_t>(vm::softplus_table_max);
             constexpr uint32_t exp_max = std::bit_cast<uint32_t>(vm::normal_exp_max<float>);
             const int64_t padded_len = in.load_pred(c, i0, len, T(0));
             const uint8_t* labels = static_cast<const uint8_t*>(c.y_true.data) + i0;
@@ -370,7 +370,8 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                 std::memset(label_pad + len, 0, size_t(padded_len - len));
                 labels = label_pad;
             }
-            uint32_t max_label, min_abs_bits;
+            uint32_t max_label;
+            bool none_within;
             if (!u8_exp_first) {
                 const bool within = ahead ? plain_table_loop_u8<true>(labels, in.p, ce_buf, padded_len, max_label)
                                           : plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
@@ -378,9 +379,9 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
             } else if (std::bit_cast<uint32_t>(std::abs(in.p[0])) > exp_max) {
                 return false;
             }
-            const uint32_t max_abs_bits = plain_exp_loop(labels, in.p, nullptr, ce_buf, padded_len, max_label, min_abs_bits);
+            const uint32_t max_abs_bits = plain_exp_loop(labels, in.p, nullptr, ce_buf, padded_len, max_label, none_within);
             const bool done = max_abs_bits <= exp_max;
-            u8_exp_first = done && min_abs_bits >= table_max;
+            u8_exp_first = done && none_within;
             return done && max_label <= 1;
         }
 #endif

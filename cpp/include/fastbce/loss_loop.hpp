@@ -517,20 +517,23 @@ inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __rest
 // loss_loop for such |x|, which took a pass each: float32 logits at |x| = 36-87 ran 1.34x the
 // time of |x| = 2 (v4, one thread). A loop of its own, so that plain_table_loop keeps its
 // registers for the table. `ce` holds the losses only if the returned largest |x| bits are at
-// most normal_exp_max's; `min_abs`: the smallest |x| bits, `label_bits` as plain_table_loop.
+// most normal_exp_max's; `none_within`: no |x| was within the table (told by the branch that
+// takes the table, where a minimum of |x| per vector cost one operation more);
+// `label_bits` as plain_table_loop.
 // Label uint8_t: the labels as they are, 16 bytes a vector, and the loss of plain_table_loop_u8
 // (process_block; `label_bits` is then the largest label): uint8 labels at |x| = 36-87 took the
 // conversion pass and this loop on floats, 1.1x the time of float32 labels.
 template <class Label>
 inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restrict pred, [[maybe_unused]] float* __restrict soft,
-                               float* __restrict ce, int64_t len, uint32_t& label_bits, uint32_t& min_abs) {
+                               float* __restrict ce, int64_t len, uint32_t& label_bits, bool& none_within) {
     constexpr bool U8 = std::is_same_v<Label, uint8_t>;
     static_assert(U8 || std::is_same_v<Label, float>);
     const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
     [[maybe_unused]] const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
     const __m512i table_end = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::softplus_table_max)));
     [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    __m512i max_abs = _mm512_setzero_si512(), min_a = _mm512_set1_epi32(-1);
+    __m512i max_abs = _mm512_setzero_si512();
+    bool any_within = false;
     [[maybe_unused]] __m512i max_y = _mm512_setzero_si512();
     [[maybe_unused]] __m128i max_u8 = _mm_setzero_si128();
     for (int64_t j = 0; j < len; j += 16) {
@@ -548,10 +551,10 @@ inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restric
         }
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
         max_abs = vm::max_u32(max_abs, a_bits);
-        min_a = _mm512_mask_min_epu32(min_a, __mmask16(0xffff), min_a, a_bits);
         __m512 s = vm::exp_neg_abs_normal(a_bits);
         const __mmask16 within = _mm512_cmplt_epu32_mask(a_bits, table_end);
         if (within != 0) [[unlikely]] {
+            any_within = true;
             const vm::TablePolys softplus(vm::detail::kSoftplusTable);
             s = _mm512_mask_mov_ps(s, within, vm::softplus_neg_abs(softplus, a_bits));
         }
@@ -572,10 +575,7 @@ inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restric
     } else {
         label_bits = vm::max_lane(max_y);
     }
-    alignas(64) uint32_t lanes[16];
-    _mm512_store_si512(lanes, min_a);
-    min_abs = lanes[0];
-    for (uint32_t u : lanes) min_abs = u < min_abs ? u : min_abs;
+    none_within = !any_within;
     return vm::max_lane(max_abs);
 }
 #endif
