@@ -302,7 +302,7 @@ def test_sweep_band_counts_the_weights_and_balance():
     "args, message",
     [
         (["--dist", "normal,cauchy"], "unknown distribution 'cauchy'"),
-        (["--sweep", "--variants", "uint8"], "unknown sweep mode 'uint8'"),
+        (["--sweep", "--variants", "int4"], "unknown sweep mode 'int4'"),
         (["--sweep", "--sizes", "1e3,1e4"], "--sweep takes one size"),
         (["--sweep", "--dist", "normal"], "--sweep times fastbce alone"),
     ],

@@ -59,6 +59,40 @@ def test_tiles_beyond_the_table_give_each_elements_own_loss(rng):
     np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
+@pytest.mark.parametrize("magnitude", [31.5, 36.0, 50.0, 87.33])
+def test_runs_of_large_logits_give_each_elements_own_loss(rng, magnitude):
+    """Runs of tiles whose |x| is beyond the table (31.5) but within the normal exp's range
+    (87.33) take plain_exp_loop on the labels as they are, and the tile after one with no |x|
+    within the table starts with it: tiles of small, large and mixed logits in turn, one with an
+    |x| beyond 87.33 and one with a label 2 among them, give every element the float32 labels'
+    bits, and the same sums."""
+    n = 24 * 512 + 301
+    x = rng.uniform(magnitude, 87.33, n).astype(np.float32) * np.where(rng.random(n) < 0.5, -1, 1)
+    small = _logits(rng, n)
+    for tile in (0, 5, 6, 11, 17, 23):  # tiles of small logits between the runs
+        x[tile * 512 : (tile + 1) * 512] = small[tile * 512 : (tile + 1) * 512]
+    x[8 * 512 + 3] = small[8 * 512 + 3]  # a tile of the run with one |x| within the table
+    x[13 * 512 + 7] = np.float32(95.0)  # one beyond the normal exp's range
+    x[-1] = np.float32(magnitude)
+    y = (rng.random(n) < 0.5).astype(np.uint8)
+    y32 = y.astype(np.float32)
+    got = bce_none(y, x)
+    np.testing.assert_array_equal(_bits(got), _bits(bce_none(y32, x)))
+    alone = np.concatenate([bce_none(y[i : i + 1], x[i : i + 1]) for i in range(0, n, 89)])
+    np.testing.assert_array_equal(_bits(got[::89]), _bits(alone))
+    for reduction in ("sum", "mean"):
+        got_r = fastbce.binary_crossentropy(y, x, from_logits=True, reduction=reduction)
+        assert got_r == fastbce.binary_crossentropy(y32, x, from_logits=True, reduction=reduction)
+    y[19 * 512 + 11] = 2  # (in a run of large logits)
+    with pytest.raises(ValueError, match=str(19 * 512 + 11)):
+        fastbce.binary_crossentropy(y, x, from_logits=True)
+    got = fastbce.binary_crossentropy(y, x, from_logits=True, validate=False, reduction="none")
+    want = fastbce.binary_crossentropy(
+        y.astype(np.float32), x, from_logits=True, validate=False, reduction="none"
+    )
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
 def test_label_out_of_range_is_found_in_any_tile(rng):
     n = 3000
     x = _logits(rng, n)

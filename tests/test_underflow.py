@@ -128,6 +128,23 @@ def test_no_underflow_for_mixed_logit_magnitudes(simd_target, dtype, mode, top):
     _check(call, y, x, w, f"{mode} {dtype.__name__} mixed |x| <= {top}")
 
 
+@pytest.mark.parametrize("top", [87.33, np.inf], ids=["normal_exp", "all"])
+def test_no_underflow_for_uint8_labels(simd_target, top):
+    # Float32 logits with uint8 labels read as they are (AVX-512: plain_table_loop_u8, and
+    # plain_exp_loop for |x| in [31.5, 87.33]): each magnitude in tiles of its own (so that runs
+    # of large logits start with the exp loop), then all of them shuffled into one call
+    call = _call({}, from_logits=True, epsilon=1e-7)
+    magnitudes = np.array([m for m in LOGIT_MAGNITUDES if m <= min(top, 1e30)])
+    for magnitude in magnitudes:
+        x = np.tile(np.array([magnitude, -magnitude], np.float32), 1100)
+        y = np.tile(np.array([0, 0, 1, 1], np.uint8), 550)
+        _check(call, y, x, None, f"uint8 labels |x| = {magnitude}")
+    x = np.repeat(np.concatenate([magnitudes, -magnitudes]).astype(np.float32), 6)
+    y = np.tile(np.array([0, 1], np.uint8), x.size // 2)
+    order = np.random.default_rng(12).permutation(x.size)
+    _check(call, y[order], x[order], None, f"uint8 labels mixed |x| <= {top}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("epsilon", [1e-7, 0.0])

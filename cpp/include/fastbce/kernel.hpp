@@ -106,10 +106,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         // the table) whose first |x| is within that range; `general_exp` then says whether every
         // |x| was beyond the table. (Any other tile goes on below, its loss by loss_loop.)
         [[maybe_unused]] auto exp_loop = [&](bool& done) {
-            uint32_t label_bits, min_bits;
-            const uint32_t max_bits = plain_exp_loop(y, pred, scratch, ce, len, label_bits, min_bits);
+            uint32_t label_bits;
+            bool none_within;
+            const uint32_t max_bits = plain_exp_loop(y, pred, scratch, ce, len, label_bits, none_within);
             done = max_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>);
-            if (done) general_exp = min_bits >= table_max;
+            if (done) general_exp = none_within;
             return label_bits > std::bit_cast<Bits>(T(1));
         };
         if (!general_exp) {
@@ -358,12 +359,17 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     bool general_exp = false;  // (loss_tile: the previous tile needed the general exp)
     // Plain float32 logits with contiguous uint8 labels on AVX-512 (kU8Table): a tile whose every
     // |x| is within the softplus table and every label 0 or 1 takes plain_table_loop_u8 on the
-    // labels as they are, with loss_tile's bits; any other tile converts them and takes
-    // loss_tile. After such a miss the next kU8Wait tiles go to loss_tile directly, so that a
-    // call with large logits in most tiles does not pay for both (an element's loss is the same
-    // either way). Under nan_policy "propagate" only: the other policies read the labels as T.
+    // labels as they are, with loss_tile's bits; one with an |x| beyond the table but none beyond
+    // the normal exp's range (87.33) then takes plain_exp_loop on them (as float labels do in
+    // loss_tile), and so does, first, the tile after one with no |x| within the table
+    // (`u8_exp_first`), so that runs of large logits do not pay for both. Any other tile
+    // converts the labels and takes loss_tile. After such a miss the next kU8Wait tiles go to
+    // loss_tile directly, so that a call with |x| > 87.33 in most tiles does not pay for both
+    // (an element's loss is the same either way). Under nan_policy "propagate" only: the other
+    // policies read the labels as T.
     constexpr int kU8Wait = 32;
     int u8_wait = 0;
+    bool u8_exp_first = false;
     [[maybe_unused]] alignas(64) uint8_t label_pad[kU8Table<T, FromLogits, Focal, O> ? kTile : 1];
     const bool u8_table = kU8Table<T, FromLogits, Focal, O> && c.y_true.dtype == DType::u8 && c.y_true.stride == 1 &&
                           c.nan_policy == NanPolicy::propagate;
@@ -379,6 +385,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
     auto u8_table_tile = [&](int64_t i0, int64_t len) {
 #if defined(FASTBCE_SOFTPLUS_TABLE)
         if constexpr (kU8Table<T, FromLogits, Focal, O>) {
+            constexpr uint32_t exp_max = std::bit_cast<uint32_t>(vm::normal_exp_max<float>);
             const int64_t padded_len = in.load_pred(c, i0, len, T(0));
             const uint8_t* labels = static_cast<const uint8_t*>(c.y_true.data) + i0;
             if (padded_len != len) {  // (label 0 in the padding, as TileInputs::load)
@@ -387,9 +394,18 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                 labels = label_pad;
             }
             uint32_t max_label;
-            const uint32_t max_abs_bits = ahead ? plain_table_loop_u8<true>(labels, in.p, ce_buf, padded_len, max_label)
-                                                : plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
-            return max_abs_bits < std::bit_cast<uint32_t>(vm::softplus_table_max) && max_label <= 1;
+            bool none_within;
+            if (!u8_exp_first) {
+                const bool within = ahead ? plain_table_loop_u8<true>(labels, in.p, ce_buf, padded_len, max_label)
+                                          : plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
+                if (within) return max_label <= 1;
+            } else if (std::bit_cast<uint32_t>(std::abs(in.p[0])) > exp_max) {
+                return false;
+            }
+            const uint32_t max_abs_bits = plain_exp_loop(labels, in.p, nullptr, ce_buf, padded_len, max_label, none_within);
+            const bool done = max_abs_bits <= exp_max;
+            u8_exp_first = done && none_within;
+            return done && max_label <= 1;
         }
 #endif
         static_cast<void>(i0), static_cast<void>(len);
@@ -414,7 +430,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
         bool out_of_unit = false;
         const bool u8_try = u8_table && u8_wait == 0 && !general_exp;
         // (a table loop runs where the tile starts with one: loss_tile's, unless general_exp)
-        fetched = ahead && (u8_try || (kTableAhead<T, FromLogits, Focal, O> && !general_exp && !u8_table));
+        fetched = ahead && ((u8_try && !u8_exp_first) || (kTableAhead<T, FromLogits, Focal, O> && !general_exp && !u8_table));
         if (u8_try && u8_table_tile(i0, len)) {
             // (done; no check below reads the labels: none is outside [0, 1] or NaN)
         } else {

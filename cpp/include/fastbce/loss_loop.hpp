@@ -324,6 +324,24 @@ FASTBCE_VM_INLINE void in_register(V& v) {
     asm("" : "+v"(v));
 }
 
+// The uint8-label loops' label term (plain_table_loop_u8, plain_exp_loop): max(x', 0), x' being x
+// with its sign flipped on the lanes of label 1 (`ones`), which is |x| where the label is on the
+// other side of x from its logit and <= 0 elsewhere.
+FASTBCE_VM_INLINE __m512 u8_label_term(__m512 x, __mmask16 ones) {
+    const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
+    const __m512 t = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(x), ones, _mm512_castps_si512(x), sign));
+    return _mm512_maskz_max_ps(__mmask16(0xffff), t, _mm512_setzero_ps());
+}
+
+// vm::table_arg(|x| bits) in one instruction: vrangeps's largest magnitude of x and 2^-30 with a
+// cleared sign, max(|x|, 2^-30) (the same value for every number; NaN stays NaN, above the
+// table as its bits). A compare, not arithmetic: no underflow, and subnormal logits (N(0,
+// 1e-40^2)) took no longer than normal ones.
+FASTBCE_VM_INLINE __m512 u8_table_arg(__m512 x) {
+    constexpr int max_abs_clear_sign = 0b1011;  // imm8[1:0] = 11 max |.|, imm8[3:2] = 10 sign 0
+    return _mm512_maskz_range_ps(__mmask16(0xffff), x, _mm512_set1_ps(0x1p-30f), max_abs_clear_sign);
+}
+
 // Loads vector j of a float-label table loop (focal_fused_loop, plain_table_loop): x and y once
 // each (in_register), |x| as bits, and the running largest |x| and label bit patterns (the loops'
 // range checks). Ahead: prefetches both inputs' lines a tile ahead (vm::prefetch_ahead).
@@ -452,19 +470,26 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 // is on the other side of x from its logit (y = 1, x <= 0 or y = 0, x > 0), softplus(-|x|)
 // elsewhere: the value, and the one rounding, of loss_loop's (x > 0 ? 1 - y : -y) x + softplus,
 // whose factor is then +-1 or +-0, so the same bits in every rounding mode. |x| there is x with
-// its sign flipped where y = 1, and that is <= 0 on the other lanes: max(that, 0) added. One
-// thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
-// (time_kernel, medians of alternated runs; 8% with in_register).
-// Returns the largest |x| bits (ce holds the losses only if they are below softplus_table_max)
-// and, in `max_label`, the largest label (only 0 and 1 give these losses). Ahead: prefetches the
-// next tile (vm::prefetch_ahead).
+// its sign flipped where y = 1 (u8_label_term), and that is <= 0 on the other lanes: max(that,
+// 0) added. One thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass
+// and loss_loop (time_kernel, medians of alternated runs; 8% with in_register).
+// The loop is bound by its vector operations (ports 0 and 5 with 512-bit vectors; with the
+// float64 sum about 26 per 16 elements), so it saves two of them: the table's argument
+// max(|x|, 2^-30) comes from one vrangeps (u8_table_arg) instead of an and and an integer
+// maximum, and the range check ORs the intervals k (0-31 exactly where |x| < 31.5; 32 and more
+// beyond, 2^31 for NaN, inf and |x| >= 2^31), two vectors in one vpternlogd, instead of a
+// maximum of |x| per vector. L2, one thread, N(0, 4^2), three alternated runs: 0.291 ->
+// 0.280-0.284 ns per element (tools/time_kernel.cpp); at 1e8, two threads, within the noise.
+// Returns whether every |x| is below softplus_table_max (only then does ce hold the losses) and,
+// in `max_label`, the largest label (only 0 and 1 give these losses). Ahead: prefetches the next
+// tile (vm::prefetch_ahead).
 template <bool Ahead = false>
-inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
-                                    int64_t len, uint32_t& max_label) {
+inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
+                                int64_t len, uint32_t& max_label) {
     static_assert(kPad % 64 == 0);
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
-    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    constexpr int any_of_three = 0xfe;  // vpternlogd: A | B | C
+    __m512i k_or = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 64) {
         if constexpr (Ahead) {
             vm::prefetch_ahead(y + j + vm::kAhead);
@@ -473,22 +498,24 @@ inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __
         const __m512i labels = _mm512_loadu_si512(y + j);
         max_y = _mm512_mask_max_epu8(max_y, ~__mmask64(0), max_y, labels);  // (masked: see max_u32)
         const __mmask64 ones = _mm512_test_epi8_mask(labels, labels);
+        __m512i k_even = _mm512_setzero_si512();
         for (int q = 0; q < 4; ++q) {
-            __m512i x_bits = _mm512_castps_si512(_mm512_loadu_ps(pred + j + 16 * q));
-            in_register(x_bits);
-            const __m512i a_bits = _mm512_and_si512(x_bits, abs_mask);
-            max_abs = vm::max_u32(max_abs, a_bits);
-            const __m512 s = vm::softplus_neg_abs(softplus, a_bits);
-            const __mmask16 one_lanes = __mmask16(ones >> (16 * q));
-            const __m512 t = _mm512_castsi512_ps(_mm512_mask_xor_epi32(x_bits, one_lanes, x_bits, sign));
-            _mm512_storeu_ps(ce + j + 16 * q, _mm512_add_ps(s, _mm512_maskz_max_ps(__mmask16(0xffff), t, _mm512_setzero_ps())));
+            __m512 x = _mm512_loadu_ps(pred + j + 16 * q);
+            in_register(x);
+            __m512i k;
+            __m512 h;
+            vm::table_interval(u8_table_arg(x), k, h);
+            if (q % 2 == 0) k_even = k;
+            else k_or = _mm512_ternarylogic_epi32(k_or, k_even, k, any_of_three);
+            const __m512 s = softplus(k, h);
+            _mm512_storeu_ps(ce + j + 16 * q, _mm512_add_ps(s, u8_label_term(x, __mmask16(ones >> (16 * q)))));
         }
     }
     alignas(64) uint8_t bytes[64];
     _mm512_store_si512(bytes, max_y);
     max_label = 0;
     for (uint8_t b : bytes) max_label = b > max_label ? b : max_label;
-    return vm::max_lane(max_abs);
+    return _mm512_test_epi32_mask(k_or, _mm512_set1_epi32(~31)) == 0;
 }
 
 // plain_table_loop's sibling for tiles of large logits: where |x| is at or beyond the table's
@@ -499,36 +526,65 @@ inline uint32_t plain_table_loop_u8(const uint8_t* __restrict y, const float* __
 // loss_loop for such |x|, which took a pass each: float32 logits at |x| = 36-87 ran 1.34x the
 // time of |x| = 2 (v4, one thread). A loop of its own, so that plain_table_loop keeps its
 // registers for the table. `ce` holds the losses only if the returned largest |x| bits are at
-// most normal_exp_max's; `min_abs`: the smallest |x| bits, `label_bits` as plain_table_loop.
-inline uint32_t plain_exp_loop(const float* __restrict y, const float* __restrict pred, float* __restrict soft,
-                               float* __restrict ce, int64_t len, uint32_t& label_bits, uint32_t& min_abs) {
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
+// most normal_exp_max's; `none_within`: no |x| was within the table (told by the branch that
+// takes the table, where a minimum of |x| per vector cost one operation more);
+// `label_bits` as plain_table_loop.
+// Label uint8_t: the labels as they are, 16 bytes a vector, and the loss of plain_table_loop_u8
+// (process_block; `label_bits` is then the largest label): uint8 labels at |x| = 36-87 took the
+// conversion pass and this loop on floats, 1.1x the time of float32 labels.
+template <class Label>
+inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restrict pred, [[maybe_unused]] float* __restrict soft,
+                               float* __restrict ce, int64_t len, uint32_t& label_bits, bool& none_within) {
+    constexpr bool U8 = std::is_same_v<Label, uint8_t>;
+    static_assert(U8 || std::is_same_v<Label, float>);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    [[maybe_unused]] const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
     const __m512i table_end = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::softplus_table_max)));
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    __m512i max_abs = _mm512_setzero_si512(), min_a = _mm512_set1_epi32(-1), max_y = _mm512_setzero_si512();
+    [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    __m512i max_abs = _mm512_setzero_si512();
+    bool any_within = false;
+    [[maybe_unused]] __m512i max_y = _mm512_setzero_si512();
+    [[maybe_unused]] __m128i max_u8 = _mm_setzero_si128();
     for (int64_t j = 0; j < len; j += 16) {
-        __m512 x = _mm512_loadu_ps(pred + j), yv = _mm512_loadu_ps(y + j);
-        in_register(x), in_register(yv);
+        __m512 x = _mm512_loadu_ps(pred + j);
+        [[maybe_unused]] __m512 yv;
+        [[maybe_unused]] __m128i labels;
+        if constexpr (U8) {
+            labels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y + j));
+            max_u8 = _mm_max_epu8(max_u8, labels);
+            in_register(x);
+        } else {
+            yv = _mm512_loadu_ps(y + j);
+            in_register(x), in_register(yv);
+            max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
+        }
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
         max_abs = vm::max_u32(max_abs, a_bits);
-        min_a = _mm512_mask_min_epu32(min_a, __mmask16(0xffff), min_a, a_bits);
-        max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
         __m512 s = vm::exp_neg_abs_normal(a_bits);
         const __mmask16 within = _mm512_cmplt_epu32_mask(a_bits, table_end);
         if (within != 0) [[unlikely]] {
+            any_within = true;
             const vm::TablePolys softplus(vm::detail::kSoftplusTable);
             s = _mm512_mask_mov_ps(s, within, vm::softplus_neg_abs(softplus, a_bits));
         }
-        _mm512_storeu_ps(soft + j, s);
-        const __m512 minus_y = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(yv), sign));
-        const __m512 factor = _mm512_mask_sub_ps(minus_y, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, yv);
-        _mm512_storeu_ps(ce + j, _mm512_fmadd_ps(factor, x, s));
+        if constexpr (U8) {
+            _mm512_storeu_ps(ce + j, _mm512_add_ps(s, u8_label_term(x, _mm_test_epi8_mask(labels, labels))));
+        } else {
+            _mm512_storeu_ps(soft + j, s);
+            const __m512 minus_y = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(yv), sign));
+            const __m512 factor = _mm512_mask_sub_ps(minus_y, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, yv);
+            _mm512_storeu_ps(ce + j, _mm512_fmadd_ps(factor, x, s));
+        }
     }
-    label_bits = vm::max_lane(max_y);
-    alignas(64) uint32_t lanes[16];
-    _mm512_store_si512(lanes, min_a);
-    min_abs = lanes[0];
-    for (uint32_t u : lanes) min_abs = u < min_abs ? u : min_abs;
+    if constexpr (U8) {
+        alignas(16) uint8_t bytes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), max_u8);
+        label_bits = 0;
+        for (uint8_t b : bytes) label_bits = b > label_bits ? b : label_bits;
+    } else {
+        label_bits = vm::max_lane(max_y);
+    }
+    none_within = !any_within;
     return vm::max_lane(max_abs);
 }
 #endif

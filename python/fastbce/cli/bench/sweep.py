@@ -45,6 +45,7 @@ class Mode:
     alpha: float | None = None
     weighted: bool = False
     pos_weight: float | None = None
+    label_dtype: str | None = None  # the labels' dtype (default: the predictions')
 
 
 MODES: dict[str, Mode] = {
@@ -56,6 +57,7 @@ MODES: dict[str, Mode] = {
         Mode("focal2.7", gamma=2.7),
         Mode("weighted", weighted=True),
         Mode("pos_weight", pos_weight=2.0),
+        Mode("uint8", label_dtype="uint8"),
     )
 }
 
@@ -143,7 +145,7 @@ def sweep(
 
     rng = np.random.default_rng([seed, n])
     signs = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    y = rng.integers(0, 2, n).astype(dtype)
+    y = rng.integers(0, 2, n).astype(mode.label_dtype or dtype)
     weight = rng.uniform(*WEIGHT_RANGE, n).astype(dtype) if mode.weighted else None
     swept = [m for m in magnitudes if m <= float(np.finfo(dtype).max)]
 
