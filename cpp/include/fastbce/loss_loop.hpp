@@ -223,7 +223,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                         times_weight(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
             }
             const W plain_wide = wide;
-            wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
+            wide = times_weight(W(balance_factor(k, ys)), wide);  // step 5
             if constexpr (TinyS)  // the balance's own d: alpha d + (1 - alpha) d
                 wide += times_weight(W(k.balance_on) * k.half_s_up, plain_wide) * 0x1p-600;
             if constexpr (Focal) {
@@ -315,7 +315,7 @@ FASTBCE_VM_INLINE void in_register(V& v) {
     asm("" : "+v"(v));
 }
 
-// Loads vector j of a float-label table loop (focal_fused_loop, plain_table_loop): x and y once
+// Loads vector j of a float-label table loop (plain_table_loop): x and y once
 // each (in_register), |x| as bits, and the running largest |x| and label bit patterns (the loops'
 // range checks). Ahead: prefetches both inputs' lines a tile ahead (vm::prefetch_ahead).
 template <bool Ahead>
@@ -336,10 +336,15 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 // weight that 1 - p_t takes too: the same exact product, so the same FMA result, and one select
 // for both. Without alpha the class balance is exactly 1 and is left out (Alpha false: the same
 // bits; 7% less time). BySoftplus: sigmoid_by_softplus(k), which is gamma <= 2, so H <= 4.
-// Every lane is computed before the tile's range is known: lanes with |x| beyond the focal band
-// or the tables (the tile is then computed again) take the table at that bound, where nothing is
-// subnormal (a multiply producing a subnormal takes a microcode assist on Intel cores: |x| = 30
-// ran 3x slower; the clamp costs 3% elsewhere).
+// a = max(|x|, 2^-30) in one vrangeps is the tables' argument (vm::table_arg's bound: no
+// subnormal h) and the label term's |x| too: below 2^-30, v a adds less than half an ulp to
+// softplus = ln 2 either way, so the same bits (rounding to nearest); a subnormal x takes no
+// microcode assist (it did in the label term's FMA: 8x the time). Every lane is computed before
+// the tile's range is known, and lanes beyond the focal band or the tables (the tile is then
+// computed again, by the loops that handle them) are not clamped: a correct prediction's product
+// there can be subnormal (an assist on Intel cores, only for such elements, whose own loss is
+// subnormal or 0); clamping them at the band's bound cost 4% of this loop's time on every tile,
+// and a tile whose first |x| is beyond the band (runs of large logits) is not tried at all.
 // Returns the largest |x| bits, and the labels' in `label_bits` (focal_table_tile). Ahead:
 // prefetches the next tile (vm::prefetch_ahead).
 template <Options O, int H, bool Alpha, bool Ahead = false, bool BySoftplus = H <= 4>
@@ -347,26 +352,26 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
                                  float* __restrict ce, int64_t len, const LossParams<float>& k, uint32_t& label_bits) {
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
-    const uint32_t limit = std::min(std::bit_cast<uint32_t>(k.focal_band), std::bit_cast<uint32_t>(vm::softplus_table_max) - 1u);
-    const __m512i band = _mm512_set1_epi32(int(limit));
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
-    const __m512 alpha = _mm512_set1_ps(k.balance_alpha), alpha_c = _mm512_set1_ps(k.balance_alpha_c),
-                 off = _mm512_set1_ps(k.balance_off);
-    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    const __m512 alpha = _mm512_set1_ps(k.balance_alpha), neg_alpha_c = _mm512_set1_ps(k.balance_neg_alpha_c),
+                 base = _mm512_set1_ps(k.balance_base);
+    __m512 max_abs = _mm512_setzero_ps();
+    __m512i max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        __m512 x, ys;
-        __m512i a_bits;
-        load_table_vector<Ahead>(y, pred, j, x, ys, a_bits, max_abs, max_y);
+        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
+        __m512 x = _mm512_loadu_ps(pred + j), ys = _mm512_loadu_ps(y + j);
+        in_register(x), in_register(ys);
+        max_abs = vm::max_abs_of(max_abs, x);
+        max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
+        const __m512 a = vm::table_arg_of(x);  // (see above)
         __m512i kk;
         __m512 h;
-        const __m512i a_in = _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, band);  // (see above)
-        vm::table_interval(vm::table_arg(a_in), kk, h);
+        vm::table_interval(a, kk, h);
         const __m512 s = softplus(kk, h);
         const __m512 z = BySoftplus ? vm::sigmoid_by_softplus(s) : sigmoid(kk, h);
-        const __m512 ys_c = _mm512_sub_ps(one, ys);
-        const __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), ys, ys_c);
-        const __m512 loss = _mm512_fmadd_ps(v, _mm512_castsi512_ps(a_bits), s);
-        const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(alpha_c, ys_c, off));  // balance_factor
+        const __m512 v = _mm512_mask_sub_ps(ys, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, ys);  // 1 - y where x > 0
+        const __m512 loss = _mm512_fmadd_ps(v, a, s);
+        const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(neg_alpha_c, ys, base));  // balance_factor
         const __m512 t = _mm512_fmadd_ps(v, _mm512_fnmadd_ps(two, z, one), z);                    // one_minus_pt
         __m512 focal = _mm512_mul_ps(Alpha ? _mm512_mul_ps(balance, loss) : loss, half_power<H>(t));
         if constexpr (O == Options::weighted) {  // times_weight: w == 0 gives +0
@@ -376,7 +381,7 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
         _mm512_storeu_ps(ce + j, focal);
     }
     label_bits = vm::max_lane(max_y);
-    return vm::max_lane(max_abs);
+    return vm::max_lane(_mm512_castps_si512(max_abs));
 }
 
 // TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
