@@ -73,8 +73,10 @@ struct LossParams {
     T balance_off;
     T alpha;
     T one_minus_alpha;
-    T balance_alpha;    // alpha with alpha given, else 0 (balance_factor's one-FMA form)
-    T balance_alpha_c;  // 1 - alpha with alpha given, else 0
+    T balance_alpha;        // alpha with alpha given, else 0 (balance_factor's two-FMA forms)
+    T balance_alpha_c;      // 1 - alpha with alpha given, else 0
+    T balance_neg_alpha_c;  // -(1 - alpha) with alpha given, else -0
+    T balance_base;         // 1 - alpha with alpha given, else 1 (exactly (1 - alpha) + off)
     T focal_band;  // (float logits) |x| beyond it: the focal factor is formed in double (FocalBand)
     T scaled_band;  // (double logits) |x| beyond it: the focal loss may be scaled (focal_element)
     T t_min;        // (double logits) 2^(-1088 / (1 + gamma)), the same's floor for 1 - p_t
@@ -104,6 +106,8 @@ struct LossParams {
           one_minus_alpha(T(1) - T(c.alpha)),
           balance_alpha(c.has_alpha ? alpha : T(0)),
           balance_alpha_c(c.has_alpha ? one_minus_alpha : T(0)),
+          balance_neg_alpha_c(c.has_alpha ? -one_minus_alpha : -T(0)),
+          balance_base(c.has_alpha ? one_minus_alpha : T(1)),
           focal_band(T(FocalBand::bound(double(gamma), c.has_alpha, c.alpha))),
           scaled_band(T(FocalBand::scaled(double(gamma), c.has_alpha, c.alpha))),
           // (0, no floor, where that power of 2 is not normal: gamma < 0.065, or float)
@@ -132,17 +136,30 @@ FASTBCE_VM_INLINE T times_weight(T a, T b) {
 }
 
 // Step 5's factor: alpha y' + (1 - alpha)(1 - y') as two non-negative terms (no cancellation for
-// a small alpha), or exactly 1 without alpha: alpha y' + ((1 - alpha)(1 - y') + off) in two FMAs,
-// with (alpha, 1 - alpha, off) = (0, 0, 1) without alpha (the on/off multiply-add and the sum
-// took four operations; one rounding fewer, so soft labels may differ by an ulp from before).
-// Finite: y' and 1 - y' are finite (labels in [0, 1], the focal loops' clean tiles), where a zero
-// factor needs no test (times_weight) to give the same bits.
-template <bool Finite = false, class T>
+// a small alpha), or exactly 1 without alpha, in two FMAs. Calls with label smoothing (general)
+// take alpha y' + ((1 - alpha)(1 - y') + off) with 1 - y' given (balance_factor: formed as
+// (1 - y)(1 - s) + s/2, where 1 - y' itself would cancel y''s rounding error for y near 1), with
+// (alpha, 1 - alpha, off) = (0, 0, 1) without alpha. The others, where 1 - y' is 1 - y rounded,
+// take alpha y' + ((1 - alpha) - (1 - alpha) y') (balance_factor_plain, base 1 without alpha):
+// the inner FMA rounds (1 - alpha)(1 - y') once, and 1 - y' is not needed, so that
+// focal_fused_loop forms its label weight by one masked subtract (until 2026-12-02 these took the
+// general form: soft labels may differ by an ulp; hard labels give alpha and 1 - alpha exactly).
+// Finite: y' is finite (labels in [0, 1], the focal loops' clean tiles), where a zero factor
+// needs no test (times_weight) to give the same bits.
+template <class T>
 FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
     using vm::detail::mul_add;
-    if constexpr (Finite) return mul_add(k.balance_alpha, ys, mul_add(k.balance_alpha_c, ys_c, k.balance_off));
     using vm::detail::select;
     const T rest = select(k.balance_alpha_c == T(0), k.balance_off, mul_add(k.balance_alpha_c, ys_c, k.balance_off));
+    return select(k.balance_alpha == T(0), rest, mul_add(k.balance_alpha, ys, rest));
+}
+
+template <bool Finite = false, class T>
+FASTBCE_VM_INLINE T balance_factor_plain(const LossParams<T>& k, T ys) {
+    using vm::detail::mul_add;
+    if constexpr (Finite) return mul_add(k.balance_alpha, ys, mul_add(k.balance_neg_alpha_c, ys, k.balance_base));
+    using vm::detail::select;
+    const T rest = select(k.balance_neg_alpha_c == T(0), k.balance_base, mul_add(k.balance_neg_alpha_c, ys, k.balance_base));
     return select(k.balance_alpha == T(0), rest, mul_add(k.balance_alpha, ys, rest));
 }
 

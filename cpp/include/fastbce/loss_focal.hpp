@@ -37,7 +37,7 @@ namespace FASTBCE_TIER {
 template <Options O, bool FromLogits, bool Clean, bool Scaled = false, bool NoTiny = false, class T, class Factor, class Widen>
 FASTBCE_VM_INLINE auto focal_element(T ce, T ys, T ys_c, T x, T z, T w, const LossParams<T>& k, Factor factor, Widen widen) {
     using W = decltype(widen(T(0)));
-    const W balance = widen(balance_factor<Clean>(k, ys, ys_c));  // step 5
+    const W balance = widen(balance_factor_plain<Clean>(k, ys));  // step 5
     const W loss = Clean ? balance * widen(ce) : times_weight(balance, widen(ce));
     const W t = one_minus_pt<FromLogits, kSigmoidZ<T, FromLogits, O>, NoTiny>(widen(ys), widen(ys_c), widen(x), widen(z));
     W focal;
@@ -129,7 +129,7 @@ inline void apply_focal(T* __restrict ce, const double* __restrict wide_loss, co
                 [[maybe_unused]] const T z_deep = select(deep, z, T(0x1p-1021));  // (others: harmless)
                 ce_j = select(deep, T(0), ce_j), z = select(deep, T(0), z);
                 if constexpr (std::is_same_v<Factor, PowFactor>) {
-                    T d = Deep::pow_loss(z_deep, balance_factor(k, ys, ys_c), factor.g);
+                    T d = Deep::pow_loss(z_deep, balance_factor_plain(k, ys), factor.g);
                     if constexpr (O == Options::weighted) d = times_weight(w[j], d);
                     const T v = focal_element<O, FromLogits, Clean, Scaled>(ce_j, ys, ys_c, x, z, w[j], k, factor, as_is);
                     ce[j] = select(deep, d, v);

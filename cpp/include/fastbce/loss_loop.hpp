@@ -333,16 +333,7 @@ FASTBCE_VM_INLINE __m512 u8_label_term(__m512 x, __mmask16 ones) {
     return _mm512_maskz_max_ps(__mmask16(0xffff), t, _mm512_setzero_ps());
 }
 
-// vm::table_arg(|x| bits) in one instruction: vrangeps's largest magnitude of x and 2^-30 with a
-// cleared sign, max(|x|, 2^-30) (the same value for every number; NaN stays NaN, above the
-// table as its bits). A compare, not arithmetic: no underflow, and subnormal logits (N(0,
-// 1e-40^2)) took no longer than normal ones.
-FASTBCE_VM_INLINE __m512 u8_table_arg(__m512 x) {
-    constexpr int max_abs_clear_sign = 0b1011;  // imm8[1:0] = 11 max |.|, imm8[3:2] = 10 sign 0
-    return _mm512_maskz_range_ps(__mmask16(0xffff), x, _mm512_set1_ps(0x1p-30f), max_abs_clear_sign);
-}
-
-// Loads vector j of a float-label table loop (focal_fused_loop, plain_table_loop): x and y once
+// Loads vector j of a float-label table loop (plain_table_loop): x and y once
 // each (in_register), |x| as bits, and the running largest |x| and label bit patterns (the loops'
 // range checks). Ahead: prefetches both inputs' lines a tile ahead (vm::prefetch_ahead).
 template <bool Ahead>
@@ -363,10 +354,15 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 // weight that 1 - p_t takes too: the same exact product, so the same FMA result, and one select
 // for both. Without alpha the class balance is exactly 1 and is left out (Alpha false: the same
 // bits; 7% less time). BySoftplus: sigmoid_by_softplus(k), which is gamma <= 2, so H <= 4.
-// Every lane is computed before the tile's range is known: lanes with |x| beyond the focal band
-// or the tables (the tile is then computed again) take the table at that bound, where nothing is
-// subnormal (a multiply producing a subnormal takes a microcode assist on Intel cores: |x| = 30
-// ran 3x slower; the clamp costs 3% elsewhere).
+// a = max(|x|, 2^-30) in one vrangeps is the tables' argument (vm::table_arg's bound: no
+// subnormal h) and the label term's |x| too: below 2^-30, v a adds less than half an ulp to
+// softplus = ln 2 either way, so the same bits (rounding to nearest); a subnormal x takes no
+// microcode assist (it did in the label term's FMA: 8x the time). Every lane is computed before
+// the tile's range is known, and lanes beyond the focal band or the tables (the tile is then
+// computed again, by the loops that handle them) are not clamped: a correct prediction's product
+// there can be subnormal (an assist on Intel cores, only for such elements, whose own loss is
+// subnormal or 0); clamping them at the band's bound cost 4% of this loop's time on every tile,
+// and a tile whose first |x| is beyond the band (runs of large logits) is not tried at all.
 // Returns the largest |x| bits, and the labels' in `label_bits` (focal_table_tile). Ahead:
 // prefetches the next tile (vm::prefetch_ahead).
 template <Options O, int H, bool Alpha, bool Ahead = false, bool BySoftplus = H <= 4>
@@ -374,26 +370,26 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
                                  float* __restrict ce, int64_t len, const LossParams<float>& k, uint32_t& label_bits) {
     const vm::TablePolys softplus(vm::detail::kSoftplusTable);
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
-    const uint32_t limit = std::min(std::bit_cast<uint32_t>(k.focal_band), std::bit_cast<uint32_t>(vm::softplus_table_max) - 1u);
-    const __m512i band = _mm512_set1_epi32(int(limit));
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
-    const __m512 alpha = _mm512_set1_ps(k.balance_alpha), alpha_c = _mm512_set1_ps(k.balance_alpha_c),
-                 off = _mm512_set1_ps(k.balance_off);
-    __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
+    const __m512 alpha = _mm512_set1_ps(k.balance_alpha), neg_alpha_c = _mm512_set1_ps(k.balance_neg_alpha_c),
+                 base = _mm512_set1_ps(k.balance_base);
+    __m512 max_abs = _mm512_setzero_ps();
+    __m512i max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        __m512 x, ys;
-        __m512i a_bits;
-        load_table_vector<Ahead>(y, pred, j, x, ys, a_bits, max_abs, max_y);
+        if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
+        __m512 x = _mm512_loadu_ps(pred + j), ys = _mm512_loadu_ps(y + j);
+        in_register(x), in_register(ys);
+        max_abs = vm::max_abs_of(max_abs, x);
+        max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
+        const __m512 a = vm::table_arg_of(x);  // (see above)
         __m512i kk;
         __m512 h;
-        const __m512i a_in = _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, band);  // (see above)
-        vm::table_interval(vm::table_arg(a_in), kk, h);
+        vm::table_interval(a, kk, h);
         const __m512 s = softplus(kk, h);
         const __m512 z = BySoftplus ? vm::sigmoid_by_softplus(s) : sigmoid(kk, h);
-        const __m512 ys_c = _mm512_sub_ps(one, ys);
-        const __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), ys, ys_c);
-        const __m512 loss = _mm512_fmadd_ps(v, _mm512_castsi512_ps(a_bits), s);
-        const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(alpha_c, ys_c, off));  // balance_factor
+        const __m512 v = _mm512_mask_sub_ps(ys, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, ys);  // 1 - y where x > 0
+        const __m512 loss = _mm512_fmadd_ps(v, a, s);
+        const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(neg_alpha_c, ys, base));  // balance_factor_plain
         const __m512 t = _mm512_fmadd_ps(v, _mm512_fnmadd_ps(two, z, one), z);                    // one_minus_pt
         __m512 focal = _mm512_mul_ps(Alpha ? _mm512_mul_ps(balance, loss) : loss, half_power<H>(t));
         if constexpr (O == Options::weighted) {  // times_weight: w == 0 gives +0
@@ -403,7 +399,7 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
         _mm512_storeu_ps(ce + j, focal);
     }
     label_bits = vm::max_lane(max_y);
-    return vm::max_lane(max_abs);
+    return vm::max_lane(_mm512_castps_si512(max_abs));
 }
 
 // TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
@@ -418,9 +414,11 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
     auto in_tables = [&](uint32_t max_abs_bits) {
         return max_abs_bits < std::bit_cast<uint32_t>(vm::softplus_table_max) && max_abs_bits <= std::bit_cast<uint32_t>(k.focal_band);
     };
-    // (a tile whose first |x| is beyond them is not tried: runs of such tiles, |x| in (28.6,
-    // 31.5) for gamma 2, took 9% longer with focal_fused_loop's work before the other loops)
-    if (!in_tables(std::bit_cast<uint32_t>(std::abs(pred[0])))) return false;
+    // (a tile with an |x| beyond them among its first 16 is not tried: runs of such tiles, |x|
+    // in (28.6, 31.5) for gamma 2, took 9% longer with focal_fused_loop's work before the other
+    // loops, and on logits N(0, 20^2), where nearly every tile has such an |x|, focal_fused_loop's
+    // unclamped lanes beyond the band took 1.35x the time when only the first one was looked at)
+    if (!in_tables(vm::max_lane(vm::abs_bits(pred)))) return false;
     uint32_t label_bits = 0;
     auto one_loop = [&](auto h) {
         constexpr int H = decltype(h)::value;
@@ -475,7 +473,7 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 // and loss_loop (time_kernel, medians of alternated runs; 8% with in_register).
 // The loop is bound by its vector operations (ports 0 and 5 with 512-bit vectors; with the
 // float64 sum about 26 per 16 elements), so it saves two of them: the table's argument
-// max(|x|, 2^-30) comes from one vrangeps (u8_table_arg) instead of an and and an integer
+// max(|x|, 2^-30) comes from one vrangeps (vm::table_arg_of) instead of an and and an integer
 // maximum, and the range check ORs the intervals k (0-31 exactly where |x| < 31.5; 32 and more
 // beyond, 2^31 for NaN, inf and |x| >= 2^31), two vectors in one vpternlogd, instead of a
 // maximum of |x| per vector. L2, one thread, N(0, 4^2), three alternated runs: 0.291 ->
@@ -504,7 +502,7 @@ inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __rest
             in_register(x);
             __m512i k;
             __m512 h;
-            vm::table_interval(u8_table_arg(x), k, h);
+            vm::table_interval(vm::table_arg_of(x), k, h);
             if (q % 2 == 0) k_even = k;
             else k_or = _mm512_ternarylogic_epi32(k_or, k_even, k, any_of_three);
             const __m512 s = softplus(k, h);

@@ -114,6 +114,10 @@ FASTBCE_VM_INLINE void table_interval(__m512 a, __m512i& k, __m512& h) {
 // that -Wmaybe-uninitialized reports.)
 FASTBCE_VM_INLINE __m512i max_u32(__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); }
 
+// max(|m|, |x|) of 16 floats in one vrangeps, sign cleared: the running largest |x| (m >= +0; a
+// NaN x, or m, gives NaN, whose bits are above every magnitude's as max_lane reads them).
+FASTBCE_VM_INLINE __m512 max_abs_of(__m512 m, __m512 x) { return _mm512_maskz_range_ps(__mmask16(0xffff), m, x, 0xb); }
+
 // Large calls (process_block's `ahead`): the table loops ask for the line kAhead elements ahead
 // of each input stream into L1 (prefetcht0), one line a stream per 64 bytes they read: the next
 // tile's lines, requested at the pace the loop consumes them, while it computes. The touches and
@@ -136,6 +140,13 @@ FASTBCE_VM_INLINE __m512i abs_bits(const float* x) {
 // operand would take a microcode assist on Intel).
 FASTBCE_VM_INLINE __m512 table_arg(__m512i a_bits) {
     return _mm512_castsi512_ps(max_u32(a_bits, _mm512_set1_epi32(0x30800000)));
+}
+
+// table_arg's value from x itself: max(|x|, 2^-30) in one vrangeps (sign cleared; NaN stays NaN,
+// above the table as its bits). A compare, not arithmetic: no underflow, and subnormal logits
+// take no microcode assist.
+FASTBCE_VM_INLINE __m512 table_arg_of(__m512 x) {
+    return _mm512_maskz_range_ps(__mmask16(0xffff), x, _mm512_set1_ps(0x1p-30f), 0xb);
 }
 
 // A table's 32 polynomials held in registers (each coefficient's 32 values in two), and their
