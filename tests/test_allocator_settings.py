@@ -184,3 +184,39 @@ def test_a_blas_thread_count_the_user_set_is_kept():
     assert (inside, after) == ("None", "None")
     _, inside, after = _blas_probe("owned", OPENBLAS_NUM_THREADS="3")
     assert (inside, after) == ("3", "3")
+
+
+# In a fresh process: output left in the buffers and an atexit function, then _process.end.
+END_PROBE = textwrap.dedent(
+    """
+    import atexit, sys, threading
+    import fastbce._process as p
+
+    if sys.argv[1] != "inside":
+        p.own()
+    if sys.argv[1] == "thread":  # (a live thread: the ordinary exit, which joins it)
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, args=(0.5,)).start()
+        atexit.register(stop.set)
+    atexit.register(lambda: print("atexit", file=sys.stderr))
+    print("result")
+    status = p.end(3)
+    print("returned", status)
+    sys.exit(status)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "mode, out",
+    [
+        ("owned", "result\n"),
+        ("inside", "result\nreturned 3\n"),
+        ("thread", "result\nreturned 3\n"),
+    ],
+)
+def test_the_command_process_ends_without_teardown_after_its_output(mode, out):
+    done = subprocess.run(
+        [sys.executable, "-c", END_PROBE, mode], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, out, "atexit\n")
