@@ -138,3 +138,85 @@ def test_every_way_to_run_the_command_owns_its_process():
 def test_main_inside_a_program_does_not_own_it():
     assert fastbce.cli.main(["info"]) == 0
     assert _process.is_command() is False
+
+
+# In a fresh process: NumPy imported inside one_blas_thread; the threads of the process after
+# it (OpenBLAS starts its own when NumPy loads it), the variable inside and after.
+BLAS_PROBE = textwrap.dedent(
+    """
+    import os, sys
+    import fastbce._process as p
+
+    if sys.argv[1] == "owned":
+        p.own()
+    with p.one_blas_thread():
+        inside = os.environ.get("OPENBLAS_NUM_THREADS")
+        import numpy
+    threads = len(os.listdir("/proc/self/task"))
+    print(threads, inside, os.environ.get("OPENBLAS_NUM_THREADS"))
+    """
+)
+
+
+def _blas_probe(mode: str, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in _process._BLAS_THREADS}
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, mode],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="threads listed in /proc")
+def test_the_command_process_loads_numpy_without_blas_threads():
+    threads, inside, after = _blas_probe("owned")
+    assert (threads, inside, after) == ("1", "1", "None")  # (not left for child processes)
+    _, inside, after = _blas_probe("inside")  # (fastbce.cli.main inside a program: untouched)
+    assert (inside, after) == ("None", "None")
+
+
+def test_a_blas_thread_count_the_user_set_is_kept():
+    _, inside, after = _blas_probe("owned", OMP_NUM_THREADS="2")
+    assert (inside, after) == ("None", "None")
+    _, inside, after = _blas_probe("owned", OPENBLAS_NUM_THREADS="3")
+    assert (inside, after) == ("3", "3")
+
+
+# In a fresh process: output left in the buffers and an atexit function, then _process.end.
+END_PROBE = textwrap.dedent(
+    """
+    import atexit, sys, threading
+    import fastbce._process as p
+
+    if sys.argv[1] != "inside":
+        p.own()
+    if sys.argv[1] == "thread":  # (a live thread: the ordinary exit, which joins it)
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, args=(0.5,)).start()
+        atexit.register(stop.set)
+    atexit.register(lambda: print("atexit", file=sys.stderr))
+    print("result")
+    status = p.end(3)
+    print("returned", status)
+    sys.exit(status)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "mode, out",
+    [
+        ("owned", "result\n"),
+        ("inside", "result\nreturned 3\n"),
+        ("thread", "result\nreturned 3\n"),
+    ],
+)
+def test_the_command_process_ends_without_teardown_after_its_output(mode, out):
+    done = subprocess.run(
+        [sys.executable, "-c", END_PROBE, mode], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, out, "atexit\n")

@@ -96,4 +96,4 @@ def entry_point() -> int:
     from .. import _process
 
     _process.own()
-    return main()
+    return _process.end(main())  # (without the interpreter's teardown: 20-30 ms)

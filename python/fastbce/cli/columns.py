@@ -175,14 +175,15 @@ class Labels:
         return encoded
 
     def _arrow(self, arr: Any, name: str) -> np.ndarray:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        import pyarrow as pa  # (pyarrow.compute only where it is needed: its import is 25 ms)
 
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
         kind = arr.type
         if self.positive is None:
             if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                import pyarrow.compute as pc
+
                 try:  # (csv labels are read as text: numbers, "true"/"false")
                     arr = pc.cast(arr, pa.float64())
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -199,6 +200,8 @@ class Labels:
             ):
                 raise DataError(f"{name} has type {kind}, which cannot be a label")
             return to_numpy(arr, null=math.nan)  # nulls become NaN (see --nan-policy)
+        import pyarrow.compute as pc
+
         positive = _coerce_arrow(self.positive, kind, name)
         if self.sample is None:
             self.sample = arr.slice(0, 100_000)
@@ -294,7 +297,6 @@ def _floats(values: Any, name: str, ints: bool) -> np.ndarray:
     what = "weights" if ints else "predictions (probabilities or logits)"
     if _is_arrow(values):
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         if pa.types.is_dictionary(values.type):
             values = values.dictionary_decode()
@@ -302,6 +304,8 @@ def _floats(values: Any, name: str, ints: bool) -> np.ndarray:
         if pa.types.is_floating(kind):
             return to_numpy(values, null=math.nan)
         if ints and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            import pyarrow.compute as pc
+
             return to_numpy(pc.cast(values, pa.float64()), null=math.nan)
         raise DataError(f"{name} has type {kind}; {what} must be floats")
     if values.dtype.kind == "f" or (ints and values.dtype.kind in "biu"):

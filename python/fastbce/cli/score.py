@@ -95,7 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .job import Job
+    from .. import _process
+
+    with _process.one_blas_thread():  # (NumPy's OpenBLAS threads would spin 0.1 s of CPU)
+        from .job import Job  # (NumPy)
 
     job = Job(args)
     job.options.update(report.options(args))  # (the accumulator takes the report's options)
@@ -148,8 +151,8 @@ def run_locally(job: Job) -> Any:
         if reserve is not None:
             reserve(held() if held is not None else 0)
 
-    if reserve is not None:  # (no read-ahead until the first batch says what the groups hold)
-        reserve(None)
+    if reserve is not None and job.slicings:  # (no read-ahead until the first batch says
+        reserve(None)  # what the groups hold; without groups they hold nothing: at once)
 
     committed = False
     try:
