@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--limit-mb", type=int, help="exit 1 when a peak is over this")
     args = parser.parse_args()
     workdir = args.dir or tempfile.mkdtemp(prefix="fastbce-mem-")
+    os.makedirs(workdir, exist_ok=True)  # (a --dir that does not exist yet)
     rows = int(args.rows)
     path = os.path.join(workdir, f"clicks-{rows}-{args.groups}.parquet")
     generate(path, rows, 1_000_000, args.groups)
