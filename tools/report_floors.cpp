@@ -12,11 +12,11 @@
 //   read     the read floor: every byte once into independent vector accumulators (5 B a row)
 //   loss     the kernel's own mean loss (process_block, float32 logits, uint8 labels)
 //   p        p = sigmoid(x) in float64 (report_lanes.hpp's exp and reciprocal) and its sum, the
-//            logits of each tile first copied to a 64-byte boundary (aligned_tile)
+//            logits of each tile first copied to a 64-byte boundary (aligned_tile; so are
+//            the other parts' below, but for the fused loops and the report)
 //   p-split  the same on the logits where they are (16 bytes past a 64-byte boundary)
 //   sums     p and the lean tile's float64 sums (rows of label 1, sum p, (p - y)^2, l, y l,
-//            (1 - y) l, l^2), with l a stand-in load (the loss's float32 output, here x);
-//            aligned tiles
+//            (1 - y) l, l^2), with l a stand-in load (the loss's float32 output, here x)
 //   hist11   the AUC histogram only: bin_of at 11 mantissa bits (2^17 bins a class, as the
 //            report has), one byte count a row (the report's CountedAdds, wraps included)
 //   hist9    the same at 9 bits (2^15 bins a class)
@@ -203,8 +203,8 @@ void v_sums(int64_t b, int64_t e, Scratch& s) {
 template <int M>
 void v_hist(int64_t b, int64_t e, Scratch& s) {
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        for (int64_t j = 0; j < kTile; j += 16)
-            _mm512_store_si512(s.hslot + j, hslots16<M>(g_x + i0 + j, g_y + i0 + j));
+        const float* x = aligned_tile(s, i0);
+        for (int64_t j = 0; j < kTile; j += 16) _mm512_store_si512(s.hslot + j, hslots16<M>(x + j, g_y + i0 + j));
         for (int64_t j = 0; j < kTile; ++j) count_add(s, s.hslot[j]);
     }
 }
@@ -227,8 +227,9 @@ inline void ece_add(Scratch& s, int64_t j) {
 
 void v_ece(int64_t b, int64_t e, Scratch& s) {
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
+        const float* x = aligned_tile(s, i0);
         for (int64_t j = 0; j < kTile; j += 8) {
-            const __m512d p = p_of(widen8(g_x + i0 + j));
+            const __m512d p = p_of(widen8(x + j));
             _mm512_store_pd(s.p + j, p);
             _mm256_store_si256(reinterpret_cast<__m256i*>(s.eslot + j), eslots8(p, g_y + i0 + j));
         }
@@ -239,13 +240,16 @@ void v_ece(int64_t b, int64_t e, Scratch& s) {
 void v_ecevec(int64_t b, int64_t e, Scratch& s) {
     __m512d acc[kEceBins];
     for (auto& a : acc) a = _mm512_setzero_pd();
-    for (int64_t j = b; j < e; j += 8) {
-        const __m512d p = p_of(widen8(g_x + j));
-        const __m256i bin = _mm256_min_epi32(_mm512_maskz_cvttpd_epi32(0xff, _mm512_mul_pd(p, _mm512_set1_pd(10.0))),
-                                             _mm256_set1_epi32(kEceBins - 1));
-        for (int k = 0; k < kEceBins; ++k) {
-            const __mmask8 in = _mm256_cmpeq_epi32_mask(bin, _mm256_set1_epi32(k));
-            acc[k] = _mm512_mask_add_pd(acc[k], in, acc[k], p);
+    for (int64_t i0 = b; i0 < e; i0 += kTile) {
+        const float* x = aligned_tile(s, i0);
+        for (int64_t j = 0; j < kTile; j += 8) {
+            const __m512d p = p_of(widen8(x + j));
+            const __m256i bin = _mm256_min_epi32(
+                _mm512_maskz_cvttpd_epi32(0xff, _mm512_mul_pd(p, _mm512_set1_pd(10.0))), _mm256_set1_epi32(kEceBins - 1));
+            for (int k = 0; k < kEceBins; ++k) {
+                const __mmask8 in = _mm256_cmpeq_epi32_mask(bin, _mm256_set1_epi32(k));
+                acc[k] = _mm512_mask_add_pd(acc[k], in, acc[k], p);
+            }
         }
     }
     for (auto& a : acc) s.sink += hsum(a);
