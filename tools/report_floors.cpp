@@ -28,6 +28,7 @@
 //   fused-h  fused without the histogram's byte counts (what they cost inside the loop)
 //   fused-e  fused without the ECE adds
 //   fused-c  fused without the ECE count adds (only sum p scattered: counts from elsewhere)
+//   fused-he fused without any scattered add (its vector work alone)
 //   report   the report's own pass (report_chunk, lean tiles), without the final merge
 #include <algorithm>
 #include <atomic>
@@ -385,6 +386,7 @@ int main(int argc, char** argv) {
         {"fused-h", v_fused<true, false, true>, {}},
         {"fused-e", v_fused<true, true, false>, {}},
         {"fused-c", v_fused<true, true, true, false>, {}},
+        {"fused-he", v_fused<true, false, false>, {}},
         {"report", v_report, {}},
     };
     for (int r = 0; r <= rounds; ++r) {  // (round 0: warm-up, not counted)
