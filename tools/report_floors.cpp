@@ -167,8 +167,9 @@ void v_p(int64_t b, int64_t e, Scratch& s) {
     s.sink += hsum(acc);
 }
 
+// The rows of label 1 among 8 (the bytes past them load as 0).
 inline __mmask8 positive8(const uint8_t* y) {
-    return _mm_test_epi8_mask(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(y)), _mm_set1_epi8(-1));
+    return __mmask8(_mm_test_epi8_mask(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(y)), _mm_set1_epi8(-1)) & 0xff);
 }
 // The lean tile's sums of 8 rows (add_tile<..., Lean>'s addends, l given).
 struct Lean {
