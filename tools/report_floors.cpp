@@ -12,9 +12,9 @@
 //   read     the read floor: every byte once into independent vector accumulators (5 B a row)
 //   loss     the kernel's own mean loss (process_block, float32 logits, uint8 labels)
 //   p        p = sigmoid(x) in float64 (report_lanes.hpp's exp and reciprocal) and its sum, the
-//            logits of each tile first copied to a 64-byte boundary (aligned_tile; so are
-//            the other parts' below, but for the fused loops and the report)
-//   p-split  the same on the logits where they are (16 bytes past a 64-byte boundary)
+//            logits of each tile first copied into a small buffer (tile_copy; so are the other
+//            parts' below, but for the fused loops and the report)
+//   p-direct the same on the logits where they are
 //   sums     p and the lean tile's float64 sums (rows of label 1, sum p, (p - y)^2, l, y l,
 //            (1 - y) l, l^2), with l a stand-in load (the loss's float32 output, here x)
 //   hist11   the AUC histogram only: bin_of at 11 mantissa bits (2^17 bins a class, as the
@@ -149,10 +149,12 @@ void v_loss(int64_t b, int64_t e, Scratch& s) {
     s.sink += out.sums.loss;
 }
 
-// The logits of a tile copied to a 64-byte boundary: NumPy's large arrays (and this harness's)
-// start 16 bytes past one, so that every other 32-byte load of 8 logits spans two cache lines,
-// which the tight loops of p below paid for (about 1.7x the time), where the fused loop did not.
-inline const float* aligned_tile(Scratch& s, int64_t i0) {
+// The logits of a tile copied into a buffer that stays in L1. A tight loop of p on the logits
+// where they are took 2x the time: behind p's long chain of operations per vector, few of its
+// loads are in flight at a time and each waits on memory, where the copy's loads stream (a copy
+// 16 bytes past a 64-byte boundary was as fast as an aligned one: not the split loads). The
+// fused loop and the report do not need it: the loss's loop before them brings the tile in.
+inline const float* tile_copy(Scratch& s, int64_t i0) {
     std::memcpy(s.x, g_x + i0, sizeof s.x);
     return s.x;
 }
@@ -161,7 +163,7 @@ template <bool Copy>
 void v_p(int64_t b, int64_t e, Scratch& s) {
     __m512d acc = _mm512_setzero_pd();
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        const float* x = Copy ? aligned_tile(s, i0) : g_x + i0;
+        const float* x = Copy ? tile_copy(s, i0) : g_x + i0;
         for (int64_t j = 0; j < kTile; j += 8) acc = _mm512_add_pd(acc, p_of(widen8(x + j)));
     }
     s.sink += hsum(acc);
@@ -193,7 +195,7 @@ struct Lean {
 void v_sums(int64_t b, int64_t e, Scratch& s) {
     Lean acc;
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        const float* x = aligned_tile(s, i0);
+        const float* x = tile_copy(s, i0);
         for (int64_t j = 0; j < kTile; j += 8) {
             const __m512d xd = widen8(x + j);
             acc.add(p_of(xd), widen8(x + j), positive8(g_y + i0 + j));
@@ -205,7 +207,7 @@ void v_sums(int64_t b, int64_t e, Scratch& s) {
 template <int M>
 void v_hist(int64_t b, int64_t e, Scratch& s) {
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        const float* x = aligned_tile(s, i0);
+        const float* x = tile_copy(s, i0);
         for (int64_t j = 0; j < kTile; j += 16) _mm512_store_si512(s.hslot + j, hslots16<M>(x + j, g_y + i0 + j));
         for (int64_t j = 0; j < kTile; ++j) count_add(s, s.hslot[j]);
     }
@@ -229,7 +231,7 @@ inline void ece_add(Scratch& s, int64_t j) {
 
 void v_ece(int64_t b, int64_t e, Scratch& s) {
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        const float* x = aligned_tile(s, i0);
+        const float* x = tile_copy(s, i0);
         for (int64_t j = 0; j < kTile; j += 8) {
             const __m512d p = p_of(widen8(x + j));
             _mm512_store_pd(s.p + j, p);
@@ -243,7 +245,7 @@ void v_ecevec(int64_t b, int64_t e, Scratch& s) {
     __m512d acc[kEceBins];
     for (auto& a : acc) a = _mm512_setzero_pd();
     for (int64_t i0 = b; i0 < e; i0 += kTile) {
-        const float* x = aligned_tile(s, i0);
+        const float* x = tile_copy(s, i0);
         for (int64_t j = 0; j < kTile; j += 8) {
             const __m512d p = p_of(widen8(x + j));
             const __m256i bin = _mm256_min_epi32(
@@ -376,7 +378,7 @@ int main(int argc, char** argv) {
         {"read", v_read, {}},
         {"loss", v_loss, {}},
         {"p", v_p<true>, {}},
-        {"p-split", v_p<false>, {}},
+        {"p-direct", v_p<false>, {}},
         {"sums", v_sums, {}},
         {"hist11", v_hist<11>, {}},
         {"hist9", v_hist<9>, {}},
