@@ -3,12 +3,13 @@
 // One translation unit on the headers (no library, no pip build); AVX-512 only (tier x86-64-v4):
 //   g++ -O3 -std=c++20 -march=x86-64-v4 -mprefer-vector-width=512 -ffp-contract=off -pthread
 //       -DFASTBCE_TIER=tier_v4 -I cpp/include tools/report_floors.cpp -o /tmp/report_floors
-//   /tmp/report_floors [n] [threads] [rounds]
+//   /tmp/report_floors [n] [threads] [rounds] [parts]
 // n float32 logits N(0, 1) (default 1e8, rounded down to whole tiles of 512) and uint8 labels
 // (1 with probability 0.3), as benchmarks/report_cost.py makes them; threads (default 2) take
 // chunks of the input as report.cpp cuts them (16 chunks of a multiple of 65536 rows). Each
 // round times every variant once, in turn (so that load from other work falls on all of them);
-// prints the best and the median of `rounds` (default 9) in ms and as a ratio to the mean loss:
+// prints the best and the median of `rounds` (default 9) in ms and as a ratio to the mean loss;
+// parts: a comma-separated list of the names below to time only those (and the loss):
 //   read     the read floor: every byte once into independent vector accumulators (5 B a row)
 //   loss     the kernel's own mean loss (process_block, float32 logits, uint8 labels)
 //   p        p = sigmoid(x) in float64 (report_lanes.hpp's exp and reciprocal) and its sum, the
@@ -355,6 +356,8 @@ int main(int argc, char** argv) {
     const int64_t n = (argc > 1 ? int64_t(std::atof(argv[1])) : int64_t(100000000)) / kTile * kTile;
     const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
     const int rounds = argc > 3 ? std::atoi(argv[3]) : 9;
+    std::string only;  // ",name,name,"
+    if (argc > 4) only.append(",").append(argv[4]).append(",");
     std::vector<float> x(size_t(n + kTile));
     std::vector<uint8_t> y(size_t(n + kTile));
     std::mt19937_64 gen(0);
@@ -392,6 +395,13 @@ int main(int argc, char** argv) {
         {"fused-he", v_fused<true, false, false>, {}},
         {"report", v_report, {}},
     };
+    if (!only.empty()) {  // (the loss always: the ratios are to it)
+        std::erase_if(variants, [&](const Variant& v) {
+            std::string name(",");
+            name.append(v.name).append(",");
+            return name != ",loss," && only.find(name) == std::string::npos;
+        });
+    }
     for (int r = 0; r <= rounds; ++r) {  // (round 0: warm-up, not counted)
         for (Variant& v : variants) {
             for (Scratch& s : scratch) {  // (the counts zeroed as CallHist leaves them)
