@@ -151,10 +151,10 @@ void v_loss(int64_t b, int64_t e, Scratch& s) {
 }
 
 // The logits of a tile copied into a buffer that stays in L1. A tight loop of p on the logits
-// where they are took 2x the time: behind p's long chain of operations per vector, few of its
-// loads are in flight at a time and each waits on memory, where the copy's loads stream (a copy
-// 16 bytes past a 64-byte boundary was as fast as an aligned one: not the split loads). The
-// fused loop and the report do not need it: the loss's loop before them brings the tile in.
+// where they are took 2x the time, and a copy 16 bytes past a 64-byte boundary was as fast as an
+// aligned one (so not split loads): likely, behind p's long chain of operations per vector, few
+// of its loads are in flight and each waits on memory, where the copy's loads stream. The fused
+// loop and the report do not gain from it (the loss's loop reads the tile before them).
 inline const float* tile_copy(Scratch& s, int64_t i0) {
     std::memcpy(s.x, g_x + i0, sizeof s.x);
     return s.x;
