@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,27 @@ def test_no_reference_outside_the_repository():
         or "no reference to shared/ in " + ", ".join(map(str, NO_OUTSIDE_REFERENCES))
     )
     assert not found, "say docs/reference.md instead:\n" + "\n".join(found)
+
+
+# The C++ harnesses in tools/ are built by hand (their first lines give the command), so nothing
+# else would notice a header change that breaks them; a syntax-only compile with the flags of
+# those commands (no link, no AVX-512 CPU needed) does.
+TOOL_HARNESSES = {
+    "time_kernel.cpp": ["-I", "cpp/include"],
+    "trace_pool.cpp": ["-I", "cpp/include", "-I", "cpp/src"],
+    "report_floors.cpp": ["-march=x86-64-v4", "-DFASTBCE_TIER=tier_v4", "-I", "cpp/include"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_HARNESSES))
+def test_tool_harness_compiles(name):
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("g++ is not installed: the harnesses are built with it by hand")
+    cmd = [compiler, "-std=c++20", "-fsyntax-only", "-Wall", *TOOL_HARNESSES[name], f"tools/{name}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_every_tool_harness_is_compiled():
+    assert sorted(p.name for p in (ROOT / "tools").glob("*.cpp")) == sorted(TOOL_HARNESSES)
