@@ -478,7 +478,7 @@ def report(
         lines.append(f"  output   .parquet / .npy time {'':<20} {pqt / npy:6.2f}  (<= 1.5)")
     polars_group = find.get(("group", "Polars"))
     acc = find.get(("accumulator", "LossAccumulator.update, string groups"), math.nan)
-    if polars_group:
+    if polars_group and not math.isnan(acc):  # (not with --skip accumulator)
         lines.append(
             f"  in-process accumulator (strings) / Polars by group {acc / polars_group:6.2f}"
             "  (<= 1)"
