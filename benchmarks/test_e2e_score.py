@@ -14,4 +14,12 @@ def test_e2e_benchmark_small(tmp_path, capsys):
     assert {"fastbce score", "fastbce score --output .parquet"} <= tools
     assert all(t.times for t in tasks)
     report = capsys.readouterr().out
-    assert "fastbce / floor" in report and "CPU:" in report
+    assert "x floor (<= 1.2)" in report and "CPU:" in report
+    floors = {t.tool for t in tasks if t.section == "overall" and "start +" in t.tool}
+    assert floors == {
+        "start + imports only",
+        "start + pyarrow read: table",
+        "start + pyarrow read: stream",
+        "start + pyarrow read: row groups",
+    }
+    assert "floor (fastest pyarrow read) = " in report

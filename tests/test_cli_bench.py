@@ -425,8 +425,20 @@ def test_e2e_table_and_json(tmp_path):
         assert task["error"] is None, task
         assert len(task["times"]) == 1 and task["times"][0] > 0
         assert task["rel_error"] <= 1e-5
-    for line in ("group    fastbce / Polars", "group    fastbce / DuckDB"):
-        assert line in result.stdout
+    for section in ("overall", "group"):  # (issue 12: x Polars, x DuckDB, x the fastest read)
+        for tool in ("fastbce score", "fastbce score --loss-only"):
+            assert re.search(
+                rf"^  {section} +{tool} +\d+\.\d\dx Polars \(<= 0.7\), \d+\.\d\dx DuckDB "
+                r"\(<= 0.5\), \d+\.\d\dx floor \(<= 1.2\)$",
+                result.stdout,
+                re.M,
+            )
+        assert re.search(
+            rf"^  {section} +floor \(fastest pyarrow read\) = (table|stream|row groups), ",
+            result.stdout,
+            re.M,
+        )
+        assert (section, "start + imports only") in tools
     for section in ("overall", "group"):  # (issue 13: the report's cost, as a ratio)
         assert re.search(
             rf"^  {section} +with the report / without \(--loss-only\) +\d+\.\d\d  \(<= 1.15\)$",
