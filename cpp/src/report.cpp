@@ -252,11 +252,17 @@ void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>
 
 // Whether codes[0, n) has one outside [0, groups): a branch-free sweep (the caller looks for
 // the row only when it has). Unsigned, so that a negative code is as large as can be.
+// (an or of bits, which vectorises even in the baseline build, where the bool or of compares
+// ran one code at a time and cost 8% of a grouped report: a code v in [0, groups) is one whose
+// v - groups is negative and v is not; groups > 0 and both below 2^63)
 template <class Code>
 bool any_code_outside(const Code* codes, int64_t n, int64_t groups) {
-    bool outside = false;
-    for (int64_t e = 0; e < n; ++e) outside |= uint64_t(int64_t(codes[e])) >= uint64_t(groups);
-    return outside;
+    uint64_t bad = 0;
+    for (int64_t e = 0; e < n; ++e) {
+        const uint64_t v = uint64_t(int64_t(codes[e]));
+        bad |= v | ~(v - uint64_t(groups));
+    }
+    return (bad >> 63) != 0;
 }
 
 // The first element of [begin, end) whose row has a group code outside [0, n_groups) in a
@@ -399,7 +405,10 @@ public:
             for (int64_t k = 0; k < count_; ++k) {
                 const int64_t at = k * g.n_groups + q;
                 const int64_t end = cursor[at], begin = q == 0 ? k * chunk_ : cursor[at - 1];
-                constexpr int64_t ahead = 16;  // (the bins are known: their lines are fetched early)
+                // (the bins are known: their lines are fetched early, far enough ahead for a line
+                // from memory: 16 rows ahead, the held adds took 1.8 ns a row in perf samples,
+                // 128 ahead 1.1)
+                constexpr int64_t ahead = 128;
                 for (int64_t r = begin; r < end; ++r) {
                     if (r + ahead < end && (adds[r + ahead] & kHeldValue) == 0)
                         __builtin_prefetch(hist + adds[r + ahead], 1);
