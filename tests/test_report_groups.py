@@ -186,3 +186,16 @@ def test_histograms_coarsen_as_groups_grow(rng):
     for key in list(one["groups"])[:50]:
         a, b = merged["groups"][key]["auc"], one["groups"][key]["auc"]
         assert a == b or (math.isnan(a) and math.isnan(b))
+
+
+@pytest.mark.parametrize("code", [3, 7, -1, -(2**31)])
+@pytest.mark.parametrize(("n", "at"), [(5000, 4321), (3_000_000, 5), (3_000_000, 2_900_001)])
+def test_a_dictionary_index_outside_its_dictionary(simd_target, code, n, at):
+    """An index past the dictionary or negative (Arrow builds such arrays with safe=False) is
+    reported with its row, in one round and past it, whatever its place in the kernel's blocks."""
+    indices = np.zeros(n, np.int32)
+    indices[at] = code
+    batch = pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(["a", "b", "c"]), safe=False)
+    x = np.zeros(n, np.float32)
+    with pytest.raises(ValueError, match=f"code {code} at row {at} is outside"):
+        fastbce.evaluate(np.zeros(n, np.uint8), x, from_logits=True, groups=batch)
