@@ -368,7 +368,7 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 template <Options O, int H, bool Alpha, bool Ahead = false, bool BySoftplus = H <= 4>
 inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                                  float* __restrict ce, int64_t len, const LossParams<float>& k, uint32_t& label_bits) {
-    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    const vm::TablePolys softplus(vm::softplus_table<BySoftplus>());
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
     const __m512 alpha = _mm512_set1_ps(k.balance_alpha), neg_alpha_c = _mm512_set1_ps(k.balance_neg_alpha_c),
