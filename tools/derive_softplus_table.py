@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Derive the table of cpp/include/fastbce/softplus_table.hpp: softplus(-a) = log1p(exp(-a)) for
-0 <= a < 31.5 as 32 polynomials of degree 7, one per interval [k - 1/2, k + 1/2) (k = 0..31),
-in h = a - k.
+"""Derive the tables of cpp/include/fastbce/softplus_table.hpp: softplus(-a) = log1p(exp(-a)) for
+0 <= a < 31.5 as 32 polynomials of degree 7 (kSoftplusTable), one per interval [k - 1/2, k + 1/2)
+(k = 0..31), in h = a - k, and of degree 6 (kSoftplusTable6, focal losses with gamma <= 2).
 
-Usage:  python3 tools/derive_softplus_table.py      (needs mpmath only; ~10 s)
+Usage:  python3 tools/derive_softplus_table.py      (needs mpmath only; ~20 s)
 
 Method, per interval, in mpmath at 40 digits: c0 is f(k) rounded to float; the other
 coefficients are a least-squares fit of the relative error at 40 Chebyshev nodes of the interval
@@ -41,7 +41,7 @@ def f(a):
     return mp.log1p(mp.exp(-a))
 
 
-def fit(k: int, func=f) -> list[float]:
+def fit(k: int, func=f, degree: int = DEGREE) -> list[float]:
     lo, hi = (mp.mpf(0), mp.mpf("0.5")) if k == 0 else (mp.mpf("-0.5"), mp.mpf("0.5"))
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     nodes = [mid + half * mp.cos(mp.pi * (2 * i + 1) / (2 * NODES)) for i in range(NODES)]
@@ -49,8 +49,8 @@ def fit(k: int, func=f) -> list[float]:
     points = list(zip(nodes, values, strict=True))
     coeffs = [to_float(func(k))]
     # After c0..c_{i-1} are rounded: c_i..c_7 fitted (least relative squares) to what is left.
-    for i in range(1, DEGREE + 1):
-        rows = [[h ** (i + j) / v for j in range(DEGREE + 1 - i)] for h, v in points]
+    for i in range(1, degree + 1):
+        rows = [[h ** (i + j) / v for j in range(degree + 1 - i)] for h, v in points]
         rest = [(v - sum(c * h**j for j, c in enumerate(coeffs))) / v for h, v in points]
         solution, _ = mp.qr_solve(mp.matrix(rows), mp.matrix(rest))
         coeffs.append(to_float(solution[0]))
@@ -69,15 +69,15 @@ def max_rel_error(k: int, coeffs: list[float], func=f) -> float:
     return float(worst)
 
 
-def print_table(func, name: str) -> None:
+def print_table(func, name: str, degree: int = DEGREE) -> None:
     """Fits func on every interval and prints the table as the C++ array `name`."""
-    table = [fit(k, func) for k in range(INTERVALS)]
+    table = [fit(k, func, degree) for k in range(INTERVALS)]
     worst = max(max_rel_error(k, c, func) for k, c in enumerate(table))
     print(
         f"// max relative error of the rounded polynomials {worst:.3g} ({worst / 2**-24:.3f} ulp)"
     )
-    print(f"alignas(64) inline constexpr float {name}[8][32] = {{")
-    for j in range(DEGREE + 1):
+    print(f"alignas(64) inline constexpr float {name}[{degree + 1}][32] = {{")
+    for j in range(degree + 1):
         row = [hex_float(table[k][j]) for k in range(INTERVALS)]
         print(
             "    {"
@@ -89,6 +89,7 @@ def print_table(func, name: str) -> None:
 
 def main() -> None:
     print_table(f, "kSoftplusTable")
+    print_table(f, "kSoftplusTable6", 6)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     if (done) return outside;
                 }
             } else {
-                max_abs_bits = vm::softplus_neg_abs_table(pred, scratch, len);
+                max_abs_bits = Focal && sigmoid_by_softplus(k) ? vm::softplus_neg_abs_table<Focal>(pred, scratch, len)
+                                                               : vm::softplus_neg_abs_table(pred, scratch, len);
             }
             if (max_abs_bits >= table_max) {
                 min_abs_bits = table_max;
@@ -192,7 +193,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // (as above)
             }
             if (min_abs_bits < table_max) {
-                vm::softplus_neg_abs_table(pred, ce, len);  // (ce: free until loss_loop below)
+                if (Focal && sigmoid_by_softplus(k)) vm::softplus_neg_abs_table<Focal>(pred, ce, len);  // (ce: free until
+                else vm::softplus_neg_abs_table(pred, ce, len);                                    // loss_loop below)
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::detail::select(beyond(j), scratch[j], ce[j]);  // (as above)
             }
         }

@@ -108,13 +108,14 @@ FASTBCE_VM_INLINE __m512 sigmoid_by_softplus(__m512 s) {
 // soft[j] = softplus(-|x[j]|) and sig[j] = sigmoid(-|x[j]|) for the j with |x[j]| <
 // softplus_table_max (other lanes, NaN included, get garbage), from one k and h: the operations
 // of softplus_neg_abs_table and sigmoid_neg_abs_table (BySoftplus: sigmoid_by_softplus), so the
-// same bits. n a multiple of 16. Returns the largest bit pattern of |x[j]|. Ahead: prefetches
+// same bits (BySoftplus: from kSoftplusTable6, as focal_fused_loop). n a multiple of 16. Returns
+// the largest bit pattern of |x[j]|. Ahead: prefetches
 // x's and the labels' (y) lines kAhead elements ahead (prefetch_ahead).
 template <bool BySoftplus = false, bool Ahead = false>
 inline uint32_t softplus_sigmoid_neg_abs_table(const float* __restrict x, float* __restrict soft,
                                                float* __restrict sig, int64_t n,
                                                [[maybe_unused]] const float* y = nullptr) {
-    const TablePolys softplus(detail::kSoftplusTable), sigmoid(detail::kSigmoidTable);
+    const TablePolys softplus(softplus_table<BySoftplus>()), sigmoid(detail::kSigmoidTable);
     __m512i max_bits = _mm512_setzero_si512();
     for (int64_t j = 0; j < n; j += 16) {
         if constexpr (Ahead) prefetch_ahead(x + j + kAhead), prefetch_ahead(y + j + kAhead);
