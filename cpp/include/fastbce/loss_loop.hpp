@@ -367,7 +367,9 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 // subnormal or 0); clamping them at the band's bound cost 4% of this loop's time on every tile,
 // and a tile whose first |x| is beyond the band (runs of large logits) is not tried at all.
 // Returns the largest |x| bits, and the labels' in `label_bits` (focal_table_tile). Ahead:
-// prefetches the next tile (vm::prefetch_ahead).
+// prefetches the next tile (vm::prefetch_ahead). (The loop is bound by its vector ports, not by
+// latency: sum_f64's adds folded into it, in sum_f64's order so the same bits, took 1.09x the time
+// for gamma 2 (one thread, L2) and 1.05x at 1e8 with two threads, medians of alternated runs.)
 template <Options O, int H, bool Alpha, bool Ahead = false, bool BySoftplus = H <= 4>
 inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                                  float* __restrict ce, int64_t len, const LossParams<float>& k, uint32_t& label_bits) {
