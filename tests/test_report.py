@@ -476,6 +476,25 @@ def test_counted_histogram_equals_float_adds(simd_target, rng, threads):
     assert repr(counted.result()) == repr(added.result())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [256, 512, 256 * 255])
+def test_counted_bins_of_whole_multiples_of_256(simd_target, threads, rows):
+    """A bin whose byte count wrapped to exactly 0 (256, 512, ... rows of one class, with the
+    neighbouring bins empty) still has its rows in the histogram: they were once lost (an AUC of
+    0 for a perfect ranking)."""
+    x = np.repeat(np.array([1.0, -1.0, 0.5, -0.5], dtype=np.float32), [rows, rows, 1, 1])
+    y = np.repeat(np.array([1, 0, 0, 1], dtype=np.uint8), [rows, rows, 1, 1])
+    counted = fastbce.LossAccumulator(from_logits=True, threads=threads).update(y, x)
+    added = fastbce.LossAccumulator(from_logits=True, threads=threads).update(
+        y, x, np.ones(y.size, dtype=np.float32)
+    )
+    np.testing.assert_array_equal(counted._state.hist, added._state.hist)
+    assert counted._state.hist.sum() == y.size
+    result = counted.result()
+    assert close(result["auc"], 1.0 - 1.0 / (rows + 1) ** 2, rel=1e-12)
+    assert repr(result) == repr(added.result())
+
+
 def test_accumulator_pickles_with_the_report(rng):
     y, x = data(rng, n=1000)
     acc = fastbce.LossAccumulator(from_logits=True, top_losses=3, ignore_label=0.5)

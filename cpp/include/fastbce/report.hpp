@@ -195,6 +195,7 @@ inline ReportKernels make_report_kernels() {
     ReportKernels k{};
     fill_report<float>(k.fn[0]);
     fill_report<double>(k.fn[1]);
+    k.add_counts = &add_counts;
     return k;
 }
 

@@ -140,8 +140,13 @@ struct ReportPart {
 };
 
 using ReportFn = void (*)(const Call&, const ReportSpec&, int64_t begin, int64_t end, ReportPart&);
+// hist += the counts of `buffers` (their sum, an integer: the same bits in any order) over
+// entries [begin, end); entries with no count keep their bits (as with no add).
+using AddCountsFn = void (*)(double* hist, const HistCountBuffer* const* buffers, int64_t n_buffers,
+                             int64_t begin, int64_t end);
 struct ReportKernels {
     ReportFn fn[2][2][2][2];  // [double working type][from_logits][focal][general options]
+    AddCountsFn add_counts;   // (report.cpp's CallHist::finish, once a call has succeeded)
 };
 
 }  // namespace fastbce
