@@ -272,6 +272,18 @@ void merge(ReportSpec& s, const Partial& p, CallHist& hist, std::vector<TopLoss>
 // v - groups is negative and v is not; groups > 0 and both below 2^63)
 template <class Code>
 bool any_code_outside(const Code* codes, int64_t n, int64_t groups) {
+    if constexpr (sizeof(Code) == 4) {
+        // int32 codes (an Arrow dictionary's indices) in 32-bit lanes, twice as many a vector
+        // and no widening (the same test with groups and v below 2^31)
+        if (groups <= INT32_MAX) {
+            uint32_t bad = 0;
+            for (int64_t e = 0; e < n; ++e) {
+                const uint32_t v = uint32_t(codes[e]);
+                bad |= v | ~(v - uint32_t(groups));
+            }
+            return (bad >> 31) != 0;
+        }
+    }
     uint64_t bad = 0;
     for (int64_t e = 0; e < n; ++e) {
         const uint64_t v = uint64_t(int64_t(codes[e]));
