@@ -100,6 +100,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         }
         // (by bits: NaN, whose bits are larger still, takes exp too and stays NaN)
         auto beyond = [&](int64_t j) { return std::bit_cast<Bits>(std::abs(pred[j])) >= table_max; };
+        // (the degree-6 table, vm::softplus_table: every call but focal ones with gamma > 2)
+        const bool table_six = !Focal || sigmoid_by_softplus(k);
         min_abs_bits = 0;
         // Plain: a tile with an |x| beyond the table whose every |x| is within the normal exp's
         // range takes plain_exp_loop, and so does, first, a tile after such a one (or one beyond
@@ -127,8 +129,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     if (done) return outside;
                 }
             } else {
-                max_abs_bits = Focal && sigmoid_by_softplus(k) ? vm::softplus_neg_abs_table<Focal>(pred, scratch, len)
-                                                               : vm::softplus_neg_abs_table(pred, scratch, len);
+                max_abs_bits = table_six ? vm::softplus_neg_abs_table<true>(pred, scratch, len)
+                                         : vm::softplus_neg_abs_table<false>(pred, scratch, len);
             }
             if (max_abs_bits >= table_max) {
                 min_abs_bits = table_max;
@@ -193,8 +195,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // (as above)
             }
             if (min_abs_bits < table_max) {
-                if (Focal && sigmoid_by_softplus(k)) vm::softplus_neg_abs_table<Focal>(pred, ce, len);  // (ce: free until
-                else vm::softplus_neg_abs_table(pred, ce, len);                                    // loss_loop below)
+                if (table_six) vm::softplus_neg_abs_table<true>(pred, ce, len);  // (ce: free until
+                else vm::softplus_neg_abs_table<false>(pred, ce, len);      // loss_loop below)
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::detail::select(beyond(j), scratch[j], ce[j]);  // (as above)
             }
         }

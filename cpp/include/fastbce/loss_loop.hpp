@@ -288,7 +288,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
 // focal factor's error is about gamma times z's; up to gamma 2 the cheaper one keeps the loss
 // well within the focal budget. The same calls take softplus itself from the degree-6 table
 // (vm::kSoftplusTable6, 1.74 ulp against 1.21: two operations fewer per 16 elements), in every
-// loop that computes their softplus.
+// loop that computes their softplus, as plain calls do; gamma > 2 keeps the degree-7 table.
 #if defined(FASTBCE_SOFTPLUS_TABLE)
 inline bool sigmoid_by_softplus(const LossParams<float>& k) { return k.gamma <= 2.0f; }
 #endif
@@ -450,7 +450,7 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
 template <bool Ahead = false>
 inline uint32_t plain_table_loop(const float* __restrict y, const float* __restrict pred, float* __restrict soft,
                                  float* __restrict ce, int64_t len, uint32_t& label_bits) {
-    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    const vm::TablePolys softplus(vm::detail::kSoftplusTable6);
     const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     __m512i max_abs = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
@@ -468,29 +468,28 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
     return vm::max_lane(max_abs);
 }
 
-// plain_table_loop for uint8 labels as they are (process_block: no pass converting them to
-// float, 64 a vector): with a label of 0 or 1 the loss is softplus(-|x|) + |x| where the label
-// is on the other side of x from its logit (y = 1, x <= 0 or y = 0, x > 0), softplus(-|x|)
-// elsewhere: the value, and the one rounding, of loss_loop's (x > 0 ? 1 - y : -y) x + softplus,
-// whose factor is then +-1 or +-0, so the same bits in every rounding mode. |x| there is x with
-// its sign flipped where y = 1 (u8_label_term), and that is <= 0 on the other lanes: max(that,
-// 0) added. One thread, L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass
-// and loss_loop (time_kernel, medians of alternated runs; 8% with in_register).
-// The loop is bound by its vector operations (ports 0 and 5 with 512-bit vectors; with the
-// float64 sum about 26 per 16 elements), so it saves two of them: the table's argument
-// max(|x|, 2^-30) comes from one vrangeps (vm::table_arg_of) instead of an and and an integer
-// maximum, and the range check ORs the intervals k (0-31 exactly where |x| < 31.5; 32 and more
-// beyond, 2^31 for NaN, inf and |x| >= 2^31), two vectors in one vpternlogd, instead of a
-// maximum of |x| per vector. L2, one thread, N(0, 4^2), three alternated runs: 0.291 ->
-// 0.280-0.284 ns per element (tools/time_kernel.cpp); at 1e8, two threads, within the noise.
-// Returns whether every |x| is below softplus_table_max (only then does ce hold the losses) and,
-// in `max_label`, the largest label (only 0 and 1 give these losses). Ahead: prefetches the next
-// tile (vm::prefetch_ahead).
+// plain_table_loop for uint8 labels as they are (process_block: no pass converting them to float,
+// 64 a vector): with a label of 0 or 1 the loss is softplus(-|x|) + |x| where the label is on the
+// other side of x from its logit (y = 1, x <= 0 or y = 0, x > 0), softplus(-|x|) elsewhere: the
+// value, and the one rounding, of loss_loop's (x > 0 ? 1 - y : -y) x + softplus, whose factor is
+// then +-1 or +-0, so the same bits in every rounding mode. |x| there is x with its sign flipped
+// where y = 1 (u8_label_term), and that is <= 0 on the other lanes: max(that, 0) added. One thread,
+// L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
+// (time_kernel, medians of alternated runs; 8% with in_register). The loop is bound by its vector
+// operations (ports 0 and 5 with 512-bit vectors; with the float64 sum about 26 per 16 elements, 24
+// since the degree-6 table), so it saves two of them: the table's argument max(|x|, 2^-30) comes
+// from one vrangeps (vm::table_arg_of) instead of an and and an integer maximum, and the range
+// check ORs the intervals k (0-31 exactly where |x| < 31.5; 32 and more beyond, 2^31 for NaN, inf
+// and |x| >= 2^31), two vectors in one vpternlogd, instead of a maximum of |x| per vector. L2, one
+// thread, N(0, 4^2), three alternated runs: 0.291 -> 0.280-0.284 ns per element
+// (tools/time_kernel.cpp); at 1e8, two threads, within the noise. Returns whether every |x| is
+// below softplus_table_max (only then does ce hold the losses) and, in `max_label`, the largest
+// label (only 0 and 1 give these losses). Ahead: prefetches the next tile (vm::prefetch_ahead).
 template <bool Ahead = false>
 inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __restrict pred, float* __restrict ce,
                                 int64_t len, uint32_t& max_label) {
     static_assert(kPad % 64 == 0);
-    const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+    const vm::TablePolys softplus(vm::detail::kSoftplusTable6);
     constexpr int any_of_three = 0xfe;  // vpternlogd: A | B | C
     __m512i k_or = _mm512_setzero_si512(), max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 64) {
@@ -567,7 +566,7 @@ inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restric
         const __mmask16 within = _mm512_cmplt_epu32_mask(a_bits, table_end);
         if (within != 0) [[unlikely]] {
             any_within = true;
-            const vm::TablePolys softplus(vm::detail::kSoftplusTable);
+            const vm::TablePolys softplus(vm::detail::kSoftplusTable6);
             s = _mm512_mask_mov_ps(s, within, vm::softplus_neg_abs(softplus, a_bits));
         }
         if constexpr (U8) {

@@ -1,13 +1,14 @@
 #pragma once
 // softplus(-a) = log1p(exp(-a)) for float a = |x| < 31.5 on AVX-512, by table: 32 polynomials of
-// degree 7, one per interval [k - 1/2, k + 1/2), in h = a - k (exact), their coefficients picked
-// per lane with vpermt2ps (a 32-entry table in two registers, one instruction). No exp, no log, no
-// division: the float32 logits loss's exp and log1p_small cost ~60 vector instructions per 16
-// elements, this ~20. Only where the tier has AVX-512 (AVX2's vpermps holds 8 entries); the other
-// tiers keep exp and log1p_small. An element takes this formula or, for |x| >= 31.5 (and NaN),
-// the caller's exp, by its own value alone: its loss never depends on its tile or position.
-// The coefficients are ours: tools/derive_softplus_table.py derives them and prints the table
-// below; regenerate it there, never edit it by hand. Accuracy: docs/vecmath.md.
+// degree 6 (degree 7 for focal losses with gamma > 2: softplus_table), one per interval
+// [k - 1/2, k + 1/2), in h = a - k (exact), their coefficients picked per lane with vpermt2ps (a
+// 32-entry table in two registers, one instruction). No exp, no log, no division: the float32 logits loss's exp
+// and log1p_small cost ~60 vector instructions per 16 elements, this ~20. Only where the tier has
+// AVX-512 (AVX2's vpermps holds 8 entries); the other tiers keep exp and log1p_small. An element
+// takes this formula or, for |x| >= 31.5 (and NaN), the caller's exp, by its own value alone: its
+// loss never depends on its tile or position. The coefficients are ours:
+// tools/derive_softplus_table.py derives them and prints the table below; regenerate it there,
+// never edit it by hand. Accuracy: docs/vecmath.md.
 #include <bit>
 #include <cstdint>
 
@@ -94,10 +95,12 @@ alignas(64) inline constexpr float kSoftplusTable[8][32] = {
      -0x1.407472p-47f, -0x1.99130cp-49f, -0x1.3912dp-50f, -0x1.7a6aa4p-52f,
      -0x1.326114p-53f, -0x1.b32b1ep-55f, -0x1.5fc81p-56f, -0x1.0216eap-57f},
 };
-// kSoftplusTable6: the same on the same intervals with polynomials of degree 6, for the focal
-// loss with gamma <= 2 (sigmoid_by_softplus): one vpermt2ps and one FMA fewer per 16 elements;
-// evaluated, within 1.74 ulp of softplus where kSoftplusTable is within 1.21 (every float a in
-// [2^-30, 31.5); docs/vecmath.md). Plain cross-entropy keeps kSoftplusTable.
+// kSoftplusTable6: the same on the same intervals with polynomials of degree 6, for plain and
+// weighted cross-entropy and the focal loss with gamma <= 2 (sigmoid_by_softplus): one vpermt2ps
+// and one FMA fewer per 16 elements; evaluated, within 1.74 ulp of softplus where kSoftplusTable
+// is within 1.21 (every float a in [2^-30, 31.5); docs/vecmath.md). Only focal losses with
+// gamma > 2 keep kSoftplusTable (their factor takes the sigmoid table, whose errors and
+// softplus's add up: 9.9 of the 12-ulp focal budget at gamma 4 with degree 7).
 // (max relative error of the rounded polynomials 6.91e-08 (1.159 ulp))
 alignas(64) inline constexpr float kSoftplusTable6[7][32] = {
     {0x1.62e43p-1f, 0x1.40c7acp-2f, 0x1.03f2d6p-3f, 0x1.8e071p-5f,
@@ -232,11 +235,11 @@ struct TablePolys {
     }
 };
 
-// The softplus table of a call: kSoftplusTable6 for Focal6 (focal losses with gamma <= 2, see
-// there), else kSoftplusTable.
-template <bool Focal6>
+// The softplus table of a call: kSoftplusTable6 for Six (every call but focal losses with
+// gamma > 2, see there), else kSoftplusTable.
+template <bool Six>
 FASTBCE_VM_INLINE const auto& softplus_table() {
-    if constexpr (Focal6) return detail::kSoftplusTable6;
+    if constexpr (Six) return detail::kSoftplusTable6;
     else return detail::kSoftplusTable;
 }
 
@@ -274,10 +277,10 @@ FASTBCE_VM_INLINE __m512 exp_neg_abs_normal(__m512i a_bits) {
 
 // out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
 // included, get garbage for the caller to replace); n a multiple of 16.
-// Returns the largest bit pattern of |x[j]| (the caller's range checks). Focal6: softplus_table.
-template <bool Focal6 = false>
+// Returns the largest bit pattern of |x[j]| (the caller's range checks). Six: softplus_table.
+template <bool Six>
 inline uint32_t softplus_neg_abs_table(const float* __restrict x, float* __restrict out, int64_t n) {
-    const TablePolys softplus(softplus_table<Focal6>());
+    const TablePolys softplus(softplus_table<Six>());
     __m512i max_bits = _mm512_setzero_si512();
     for (int64_t j = 0; j < n; j += 16) {
         const __m512i a_bits = abs_bits(x + j);
