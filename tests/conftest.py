@@ -30,6 +30,16 @@ def simd_target(request: pytest.FixtureRequest):
     _core.set_target(previous)
 
 
+@pytest.fixture(params=["touch", "hardware"])
+def line_fetch(request: pytest.FixtureRequest):
+    """Makes one way of fetching a large call's cache lines active for the test (touches and
+    prefetches, or the CPU's prefetchers alone), then restores the one that was active."""
+    previous = _core.line_fetch()
+    _core.set_line_fetch(request.param)
+    yield request.param
+    _core.set_line_fetch(previous)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)

@@ -215,6 +215,7 @@ def test_distributions_each_get_a_table(tmp_path, capsys):
     out = capsys.readouterr().out
     first = out.splitlines()[0]
     assert first.startswith("CPU: ") and f"SIMD tier {_core.active_target()}" in first
+    assert f"line fetch {_core.line_fetch()}" in first
     assert "logits: float32 logits, float32 labels; logits ~ N(0, 1)" in out
     assert "probs: float32 probabilities, float32 labels; logits: 70% |x| ~ U(5, 30)" in out
     rows = table_rows(out)
@@ -405,17 +406,22 @@ E2E_TOOLS = {"fastbce score", "fastbce score --loss-only", "Polars", "DuckDB"}
 
 def test_e2e_table_and_json(tmp_path):
     """A tiny end-to-end run: every task runs, agrees with the float64 reference, and the table
-    names the CPU and the tier (Polars and DuckDB come with the test extra)."""
+    names the CPU, the tier and the line fetch (Polars and DuckDB come with the test extra)."""
     out = tmp_path / "e2e.json"
     result = bench(
         "--e2e", "--rows", "20k", "--groups", "7", "--repeats", "1", "--json", str(out), "-q"
     )
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^CPU: .+, \d+ cores; fastbce \S+ on tier \S+;", result.stdout, re.M)
+    assert re.search(
+        r"^CPU: .+, \d+ cores; fastbce \S+ on tier \S+, line fetch (touch|hardware);",
+        result.stdout,
+        re.M,
+    )
     assert "20,000 rows" in result.stdout
     report = json.loads(out.read_text())
     assert report["rows"] == 20_000 and report["groups"] == 7 and report["repeat"] == 1
     assert report["machine"]["tier"] not in ("", "?")
+    assert report["machine"]["line_fetch"] in ("touch", "hardware")
     tools = {(t["section"], t["tool"]) for t in report["tasks"]}
     for section in ("overall", "group"):
         assert {(section, tool) for tool in E2E_TOOLS} <= tools

@@ -173,11 +173,12 @@ def test_tile_kind_does_not_change_an_element(simd_target, dtype):
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 @pytest.mark.parametrize("labels", ["float32", "uint8", "weighted"])
-def test_large_call_reads_as_small_ones(simd_target, labels, gamma, rng):
+def test_large_call_reads_as_small_ones(simd_target, line_fetch, labels, gamma, rng):
     """From 16 MiB of input a call reads every cache line of a tile before its loops, or has the
-    previous tile's table loop prefetch them (the memory-streaming path): the elementwise losses,
-    and the sum, equal those of calls too small to take it, bit for bit. A run of logits beyond
-    the softplus table (tiles of the general exp, touched again) sits among the others."""
+    previous tile's table loop prefetch them (the memory-streaming path; line fetch "touch"), or
+    leaves it to the CPU ("hardware"): either way the elementwise losses, and the sum, equal those
+    of calls too small to take it, bit for bit. A run of logits beyond the softplus table (tiles
+    of the general exp, touched again) sits among the others."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
     x = rng.normal(0.0, 4.0, n).astype(np.float32)
     x[1_000_003:1_030_000] = np.where(rng.random(29_997) < 0.5, -40.0, 40.0)
@@ -222,11 +223,11 @@ def _before_guard_page(stack: list, n: int, dtype: type) -> np.ndarray:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through libc (Linux)")
 @pytest.mark.parametrize("labels", ["float32", "uint8"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_large_call_reads_nothing_past_its_inputs(simd_target, labels, threads, rng):
+def test_large_call_reads_nothing_past_its_inputs(simd_target, line_fetch, labels, threads, rng):
     """From 16 MiB of input each tile touches its own cache lines and prefetches the next
     tile's (tile_inputs.hpp, touch_lines and prefetch_lines), or the table loops prefetch it
-    (prefetch_ahead): inputs that end right before an unreadable page give the results of
-    copies, whatever the threads. A touch past the end would fault; a prefetch does not (the
+    (prefetch_ahead), or (line fetch "hardware") none of that: inputs that end right before an
+    unreadable page give the results of copies, whatever the threads. A touch past the end would fault; a prefetch does not (the
     table loops' last tile asks for lines past the end)."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
     x = rng.normal(0.0, 4.0, n).astype(np.float32)

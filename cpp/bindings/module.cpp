@@ -530,6 +530,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("supported_targets", &supported_targets);
     m.def("active_target", &active_target);
     m.def("set_target", &set_target, py::arg("name"));
+    m.def("line_fetch", &line_fetch);
+    m.def("set_line_fetch", &set_line_fetch, py::arg("name"));
     m.def("default_threads", &default_threads);
     m.def("threads_for", &threads_for, py::arg("n"), py::arg("requested") = 0,
           "Threads a call on n elements runs on, given threads= (0: the library default).");
@@ -600,10 +602,16 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           py::arg("hess_stride"), py::arg("hessian"),
           "Writes the gradient and Hessian w.r.t. the logits; returns (fault kind, fault flat index).");
 
-    // FASTBCE_FORCE_TARGET is checked at import, so a bad value fails loudly and at once.
+    // FASTBCE_FORCE_TARGET and FASTBCE_LINE_FETCH are checked at import, so a bad value fails
+    // loudly and at once.
     try {
         (void)active_target();
     } catch (const std::invalid_argument& e) {
         throw py::import_error(std::string("FASTBCE_FORCE_TARGET: ") + e.what());
+    }
+    try {
+        (void)line_fetch();
+    } catch (const std::invalid_argument& e) {
+        throw py::import_error(std::string("FASTBCE_LINE_FETCH: ") + e.what());
     }
 }

@@ -154,6 +154,41 @@ std::atomic<const Tier*>& active() {
     return tier;
 }
 
+LineFetch checked_line_fetch(const std::string& name) {
+    if (name == "touch") return LineFetch::touch;
+    if (name == "hardware") return LineFetch::hardware;
+    throw std::invalid_argument("unknown line fetch '" + name + "' (known: touch, hardware)");
+}
+
+// Whether the CPU's vendor string (CPUID leaf 0) is AMD's.
+bool cpu_is_amd() {
+#if FASTBCE_X86_TIERS
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    char vendor[12];
+    std::memcpy(vendor, &ebx, 4), std::memcpy(vendor + 4, &edx, 4), std::memcpy(vendor + 8, &ecx, 4);
+    return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+#else
+    return false;
+#endif
+}
+
+// The touches and prefetches of a tile (LineFetch::touch) made one thread read 1e8 float32 logits
+// in 0.55x the time on a Sapphire Rapids VM, where the hardware prefetcher alone fell behind
+// (tile_inputs.hpp). On a Zen 3 VM calls took 0.84-0.94x the time without them (medians of
+// paired runs, 1e7 and 1e8 elements, one thread and two, logits, focal, uint8 labels, weights,
+// probabilities: docs/benchmarks.md): its prefetchers keep ahead by themselves, and a tile's
+// touches only hold the core up. No CPU-independent signal tells the two apart, hence the vendor
+// (Zen 5 and Intel's AVX2-only CPUs unmeasured), and the variable to override it.
+std::atomic<LineFetch>& active_line_fetch() {
+    static std::atomic<LineFetch> fetch{[] {
+        const char* named = std::getenv("FASTBCE_LINE_FETCH");
+        if (named != nullptr && *named != '\0') return checked_line_fetch(named);
+        return cpu_is_amd() ? LineFetch::hardware : LineFetch::touch;
+    }()};
+    return fetch;
+}
+
 void add(Sums& into, const Sums& s) {
     into.loss += s.loss;
     into.weight += s.weight;
@@ -227,6 +262,10 @@ std::string active_target() { return active().load()->name; }
 
 void set_target(const std::string& name) { active().store(checked_tier(name)); }
 
+std::string line_fetch() { return active_line_fetch().load() == LineFetch::touch ? "touch" : "hardware"; }
+
+void set_line_fetch(const std::string& name) { active_line_fetch().store(checked_line_fetch(name)); }
+
 int default_threads() {
     // Read again at most every kRecount: the system call takes ~0.3 µs on a KVM guest (a tenth
     // of a 1e4-element call), and a changed mask only changes how fast calls run, not results.
@@ -283,8 +322,10 @@ Result run(const Call& c, Sums* group_sums) {
     for (int64_t b = 0; b < n_blocks; ++b)
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
-    const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(c, begin, end, part); };
-    Result result = run_blocks(parts, c, block, fill);
+    Call fetched = c;  // (the process's line fetch: a field for the tiers' block functions)
+    fetched.line_fetch = active_line_fetch().load(std::memory_order_relaxed);
+    const auto fill = [&](int64_t begin, int64_t end, BlockOut& part) { block_fn(fetched, begin, end, part); };
+    Result result = run_blocks(parts, fetched, block, fill);
     if (result.fault != Fault::none) return result;
     for (const BlockOut& part : parts) add(result.total, part.sums);
     if (n_groups > 0) {

@@ -17,8 +17,12 @@ def build_info() -> dict[str, Any]:
     dict
         ``version``; ``targets_compiled``, the SIMD tiers in this build; ``targets_supported``,
         those this CPU can run; ``target``, the one in use (the best supported, or the one named
-        by the environment variable FASTBCE_FORCE_TARGET); ``default_threads``, the threads a
-        large call uses; ``machine`` and ``python``.
+        by the environment variable FASTBCE_FORCE_TARGET); ``line_fetch``, how calls of 16 MiB
+        of input or more fetch it from memory (``"touch"``: each tile reads its cache lines first
+        and prefetches the next tile's; ``"hardware"``: the CPU's prefetchers alone; by default
+        ``"hardware"`` on AMD CPUs and ``"touch"`` elsewhere, or as the environment variable
+        FASTBCE_LINE_FETCH says; results are the same either way); ``default_threads``, the
+        threads a large call uses; ``machine`` and ``python``.
 
     Examples
     --------
@@ -29,14 +33,15 @@ def build_info() -> dict[str, Any]:
     >>> info["target"] in info["targets_supported"]
     True
     >>> sorted(info)  # doctest: +NORMALIZE_WHITESPACE
-    ['default_threads', 'machine', 'python', 'target', 'targets_compiled', 'targets_supported',
-     'version']
+    ['default_threads', 'line_fetch', 'machine', 'python', 'target', 'targets_compiled',
+     'targets_supported', 'version']
     """
     return {
         "version": __version__,
         "targets_compiled": list(_core.compiled_targets()),
         "targets_supported": list(_core.supported_targets()),
         "target": _core.active_target(),
+        "line_fetch": _core.line_fetch(),
         "default_threads": _core.default_threads(),
         "machine": platform.machine(),
         "python": platform.python_version(),

@@ -33,6 +33,14 @@ std::string active_target();
 // Makes `name` the active tier; throws std::invalid_argument if it is unknown or unsupported.
 void set_target(const std::string& name);
 
+// How large calls fetch their input's cache lines (types.hpp, LineFetch): "touch" or "hardware".
+// The default is the one measured faster on the CPU's vendor, "hardware" on AMD and "touch"
+// elsewhere (dispatch.cpp has the figures), unless the environment variable FASTBCE_LINE_FETCH
+// names one (read once, at the first call).
+std::string line_fetch();
+// Makes `name` the line fetch of later calls; throws std::invalid_argument if it is neither.
+void set_line_fetch(const std::string& name);
+
 // Threads a call uses by default: the CPUs this process may run on (its affinity mask).
 int default_threads();
 

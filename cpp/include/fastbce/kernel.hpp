@@ -379,7 +379,7 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                           c.nan_policy == NanPolicy::propagate;
     const int64_t bytes_per_element = dtype_bytes(c.y_true.dtype) + dtype_bytes(c.y_pred.dtype) +
                                       (c.weight_kind == WeightKind::per_element ? dtype_bytes(c.weight.dtype) : 0);
-    const bool touch = c.n >= kTouchFrom / bytes_per_element;  // (touch_lines)
+    const bool touch = c.line_fetch == LineFetch::touch && c.n >= kTouchFrom / bytes_per_element;  // (touch_lines)
     // Large calls whose labels and predictions the table loops read in place (float32 logits, and
     // float32 or uint8 labels, contiguous; no weights to read): those loops prefetch the next
     // tile as they go (vm::prefetch_ahead), and a tile after one of them is not touched.

@@ -37,6 +37,13 @@ enum class NanPolicy : int32_t { propagate = 0, omit, raise };
 enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan, group_code };
 
 // Everything one call needs. The Python layer fills it once, after validating every option.
+// How a large call (tile_inputs.hpp, kTouchFrom) gets its input's cache lines from memory:
+// `touch`: each tile reads one byte of each of its lines before its loops and prefetches the next
+// tile's (touch_lines, prefetch_lines), and the AVX-512 table loops prefetch ahead as they go;
+// `hardware`: none of that, the CPU's own prefetchers alone. Only the speed differs: every
+// result is the same bit for bit. Which one is faster depends on the CPU (docs/benchmarks.md).
+enum class LineFetch : int32_t { touch = 0, hardware };
+
 struct Call {
     // shape: n elements in C order; a "row" is one index of the first axis (row_size elements),
     // a "class" is one index of the last axis (n_classes of them). 0-d and 1-D inputs have
@@ -75,6 +82,8 @@ struct Call {
     NanPolicy nan_policy = NanPolicy::propagate;
     bool validate = true;  // range checks of labels and probabilities
     int threads = 0;       // 0: library default
+    // How a large call has its input's cache lines fetched (set by run(), from line_fetch()).
+    LineFetch line_fetch = LineFetch::touch;
 };
 
 // Partial sums of one block (or of a whole call): float64 whatever the working type.

@@ -281,6 +281,7 @@ def _machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
+        "line_fetch": _core.line_fetch(),
         "python": platform.python_version(),
     }
 

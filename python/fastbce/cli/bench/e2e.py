@@ -396,6 +396,7 @@ def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "tier": build.get("target", "?"),
+        "line_fetch": build.get("line_fetch", "?"),
         "fastbce": build.get("version", "?"),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan,
     }
@@ -422,7 +423,8 @@ def report(
         f"fastbce score end to end: {rows:,} rows, {groups:,} countries, "
         f"{size / 1e6:.0f} MB of parquet; best of {repeat}, each a fresh process",
         f"CPU: {info['cpu']}, {info['cores']} cores; fastbce {info['fastbce']} on tier "
-        f"{info['tier']}; load average {info['load_average']:.1f} at the start",
+        f"{info['tier']}, line fetch {info['line_fetch']}; load average "
+        f"{info['load_average']:.1f} at the start",
         "",
         f"{'task':<12} {'tool':<42} {'best s':>7} {'runs (s)':<20} {'cpu s':>6} {'peak MB':>8} "
         f"{'rel err':>8}  note",

@@ -34,7 +34,7 @@ def machine_line() -> str:
     """The CPU and what fastbce runs on it: the table's first line."""
     return (
         f"CPU: {cpu_model()}; SIMD tier {_core.active_target()}; "
-        f"{_core.default_threads()} threads available"
+        f"line fetch {_core.line_fetch()}; {_core.default_threads()} threads available"
     )
 
 
