@@ -62,3 +62,25 @@ def test_set_line_fetch_rejects_an_unknown_name_and_keeps_the_active_one():
     with pytest.raises(ValueError, match="unknown line fetch 'fast'"):
         _core.set_line_fetch("fast")
     assert _core.line_fetch() == before == fastbce.build_info()["line_fetch"]
+
+
+def test_benchmark_script_runs_both_ways_with_the_same_results():
+    """benchmarks/line_fetch.py (the README's figures): a short run above 16 MiB of input."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "line_fetch.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--n", "3e6", "--rounds", "2", "--variants", "logits,uint8"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["logits", "uint8"]
+    assert all(row[-1] == "yes" for row in rows), done.stdout
+    bad = subprocess.run(
+        [sys.executable, str(script), "--n", "1e3", "--variants", "logits,fast"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--variants: unknown fast" in bad.stderr

@@ -175,10 +175,10 @@ bool cpu_is_amd() {
 
 // The touches and prefetches of a tile (LineFetch::touch) made one thread read 1e8 float32 logits
 // in 0.55x the time on a Sapphire Rapids VM, where the hardware prefetcher alone fell behind
-// (tile_inputs.hpp). On a Zen 3 VM calls took 0.84-0.94x the time without them (medians of
-// paired runs, 1e7 and 1e8 elements, one thread and two, logits, focal, uint8 labels, weights,
-// probabilities: docs/benchmarks.md): its prefetchers keep ahead by themselves, and a tile's
-// touches only hold the core up. No CPU-independent signal tells the two apart, hence the vendor
+// (tile_inputs.hpp). On a Zen 3 VM calls took 0.82-0.99x the time without them (medians of
+// paired ratios, benchmarks/line_fetch.py: 1e7 and 1e8 elements, one thread and two, logits,
+// focal, uint8 labels, weights, probabilities; docs/benchmarks.md): its prefetchers keep ahead
+// by themselves, and a tile's touches only hold the core up. No CPU-independent signal tells the two apart, hence the vendor
 // (Zen 5 and Intel's AVX2-only CPUs unmeasured), and the variable to override it.
 std::atomic<LineFetch>& active_line_fetch() {
     static std::atomic<LineFetch> fetch{[] {
