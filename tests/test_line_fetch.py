@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,8 +67,6 @@ def test_set_line_fetch_rejects_an_unknown_name_and_keeps_the_active_one():
 
 def test_benchmark_script_runs_both_ways_with_the_same_results():
     """benchmarks/line_fetch.py (the README's figures): a short run above 16 MiB of input."""
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "line_fetch.py"
     done = subprocess.run(
         [sys.executable, str(script), "--n", "3e6", "--rounds", "2", "--variants", "logits,uint8"],

@@ -227,8 +227,8 @@ def test_large_call_reads_nothing_past_its_inputs(simd_target, line_fetch, label
     """From 16 MiB of input each tile touches its own cache lines and prefetches the next
     tile's (tile_inputs.hpp, touch_lines and prefetch_lines), or the table loops prefetch it
     (prefetch_ahead), or (line fetch "hardware") none of that: inputs that end right before an
-    unreadable page give the results of copies, whatever the threads. A touch past the end would fault; a prefetch does not (the
-    table loops' last tile asks for lines past the end)."""
+    unreadable page give the results of copies, whatever the threads. A touch past the end would
+    fault; a prefetch does not (the table loops' last tile asks for lines past the end)."""
     n = (1 << 22) - 777  # over 16 MiB with uint8 labels too (5 bytes an element)
     x = rng.normal(0.0, 4.0, n).astype(np.float32)
     y = (rng.random(n) < 0.5).astype(np.float32 if labels == "float32" else np.uint8)

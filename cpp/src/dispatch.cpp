@@ -154,10 +154,16 @@ std::atomic<const Tier*>& active() {
     return tier;
 }
 
+// LineFetch's names, in the enum's order.
+const char* const kLineFetchNames[] = {"touch", "hardware"};
+
 LineFetch checked_line_fetch(const std::string& name) {
-    if (name == "touch") return LineFetch::touch;
-    if (name == "hardware") return LineFetch::hardware;
-    throw std::invalid_argument("unknown line fetch '" + name + "' (known: touch, hardware)");
+    std::string known;
+    for (int i = 0; i < int(std::size(kLineFetchNames)); ++i) {
+        if (name == kLineFetchNames[i]) return LineFetch(i);
+        known += (known.empty() ? "" : ", ") + std::string(kLineFetchNames[i]);
+    }
+    throw std::invalid_argument("unknown line fetch '" + name + "' (known: " + known + ")");
 }
 
 // Whether the CPU's vendor string (CPUID leaf 0) is AMD's.
@@ -178,8 +184,9 @@ bool cpu_is_amd() {
 // (tile_inputs.hpp). On a Zen 3 VM calls took 0.82-0.99x the time without them (medians of
 // paired ratios, benchmarks/line_fetch.py: 1e7 and 1e8 elements, one thread and two, logits,
 // focal, uint8 labels, weights, probabilities; docs/benchmarks.md): its prefetchers keep ahead
-// by themselves, and a tile's touches only hold the core up. No CPU-independent signal tells the two apart, hence the vendor
-// (Zen 5 and Intel's AVX2-only CPUs unmeasured), and the variable to override it.
+// by themselves, and a tile's touches only hold the core up. No CPU-independent signal tells the
+// two apart, hence the vendor (Zen 4/5 and Intel's AVX2-only CPUs unmeasured), and the variable
+// to override it.
 std::atomic<LineFetch>& active_line_fetch() {
     static std::atomic<LineFetch> fetch{[] {
         const char* named = std::getenv("FASTBCE_LINE_FETCH");
@@ -262,7 +269,7 @@ std::string active_target() { return active().load()->name; }
 
 void set_target(const std::string& name) { active().store(checked_tier(name)); }
 
-std::string line_fetch() { return active_line_fetch().load() == LineFetch::touch ? "touch" : "hardware"; }
+std::string line_fetch() { return kLineFetchNames[int(active_line_fetch().load())]; }
 
 void set_line_fetch(const std::string& name) { active_line_fetch().store(checked_line_fetch(name)); }
 

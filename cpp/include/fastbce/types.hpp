@@ -36,7 +36,6 @@ enum class NanPolicy : int32_t { propagate = 0, omit, raise };
 // (group_code: a group code outside [0, n_groups), from the loss pass's groups or a report slicing)
 enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, nan, group_code };
 
-// Everything one call needs. The Python layer fills it once, after validating every option.
 // How a large call (tile_inputs.hpp, kTouchFrom) gets its input's cache lines from memory:
 // `touch`: each tile reads one byte of each of its lines before its loops and prefetches the next
 // tile's (touch_lines, prefetch_lines), and the AVX-512 table loops prefetch ahead as they go;
@@ -44,6 +43,8 @@ enum class Fault : int32_t { none = 0, label_range, pred_range, weight_range, na
 // result is the same bit for bit. Which one is faster depends on the CPU (docs/benchmarks.md).
 enum class LineFetch : int32_t { touch = 0, hardware };
 
+// Everything one call needs. The Python layer fills it once, after validating every option
+// (all but line_fetch, which run() sets).
 struct Call {
     // shape: n elements in C order; a "row" is one index of the first axis (row_size elements),
     // a "class" is one index of the last axis (n_classes of them). 0-d and 1-D inputs have
