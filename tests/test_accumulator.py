@@ -74,15 +74,16 @@ def test_group_sums_add_up_to_the_total(rng):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("nan_policy", ["propagate", "omit"])
-def test_group_sums_are_the_elementwise_losses_in_order(simd_target, rng, threads, nan_policy):
-    """Each group's sums are its rows' float32 losses (and weights) added in float64 in row order
-    (one block: n below the kernel's block size), whatever the threads; integer labels that are
-    their own codes (0..k), offset ones, and a strided array give the same sums."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_sums_are_the_elementwise_losses_in_order(simd_target, rng, threads, nan_policy, dtype):
+    """Each group's sums are its rows' float32 (float64) losses and weights added in float64 in
+    row order (one block: n below the kernel's block size), whatever the threads; integer labels
+    that are their own codes (0..k), offset ones, and a strided array give the same sums."""
     n = 50_000
-    y, x, w, _ = _data(rng, n=n, logits=True)
+    y, x, w, _ = _data(rng, n=n, dtype=dtype, logits=True)
     if nan_policy == "omit":
         x[rng.choice(n, 100, replace=False)] = np.nan
-    w = w.astype(np.float32)
+    w = w.astype(dtype)
     codes = rng.integers(0, 37, size=2 * n)
     options = {"from_logits": True, "nan_policy": nan_policy, "threads": threads}
     losses = fastbce.binary_crossentropy(y, x, sample_weight=w, reduction="none", **options)

@@ -325,7 +325,7 @@ Result run(const Call& c, Sums* group_sums) {
     const int64_t n_blocks = (n + block - 1) / block;
 
     std::vector<BlockOut> parts(static_cast<size_t>(n_blocks));
-    std::vector<Sums> group_parts(static_cast<size_t>(n_blocks * n_groups));
+    std::vector<GroupSums> group_parts(static_cast<size_t>(n_blocks * n_groups));
     for (int64_t b = 0; b < n_blocks; ++b)
         if (n_groups > 0) parts[size_t(b)].groups = &group_parts[size_t(b * n_groups)];
 
@@ -338,7 +338,10 @@ Result run(const Call& c, Sums* group_sums) {
     if (n_groups > 0) {
         std::fill_n(group_sums, n_groups, Sums{});
         for (int64_t b = 0; b < n_blocks; ++b)
-            for (int64_t g = 0; g < n_groups; ++g) add(group_sums[g], group_parts[size_t(b * n_groups + g)]);
+            for (int64_t g = 0; g < n_groups; ++g) {
+                const GroupSums& part = group_parts[size_t(b * n_groups + g)];
+                add(group_sums[g], Sums{part.loss, part.weight, part.count});
+            }
     }
     return result;
 }

@@ -10,7 +10,7 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -93,31 +93,54 @@ inline void mask_omitted(const T* y, const T* p, const T* w, T* ce, T* w_kept, T
 
 // Per-group sums (codes[j] is the group of element j), added element by element in order: the
 // same additions, in the same order, on every tier and thread count. The losses come vectorised
-// from the tile; this is one scalar scatter per element, with the NaN test of "omit" hoisted out
-// of the plain loop. Code is int64_t, or int32_t (an Arrow dictionary's indices as read: no
-// int64 copy of them per batch). Returns the first element whose code is outside
-// [0, n_groups) (an untrusted dictionary's index: never written through), or -1.
+// from the tile; this is one scalar scatter per element: (loss, weight, 1, 0) added to the
+// group's GroupSums as one 32-byte vector (two 16-byte ones without AVX), with the NaN test of
+// "omit" hoisted out of the plain loop. Code is int64_t, or int32_t (an Arrow dictionary's
+// indices as read: no int64 copy of them per batch). Returns the first element whose code is
+// outside [0, n_groups) (an untrusted dictionary's index: never written through), or -1.
+template <class T>
+FASTBCE_VM_INLINE void add_to_group(GroupSums& g, const T* ce, const T* w) {
+    // (intrinsics: GCC's scalar converts, and its converts of a vector built from scalars,
+    // merged into a register the previous row had written, which chained every row to the last)
+#if defined(__AVX__)
+    __m256d add;
+    if constexpr (std::is_same_v<T, float>)
+        add = _mm256_cvtps_pd(_mm_unpacklo_ps(_mm_load_ss(ce), _mm_load_ss(w)));
+    else
+        add = _mm256_castpd128_pd256(_mm_loadh_pd(_mm_load_sd(ce), w));
+    add = _mm256_blend_pd(add, _mm256_setr_pd(0.0, 0.0, 1.0, 0.0), 0b1100);
+    double* const at = &g.loss;  // (the four values, from the struct's start: 32-byte aligned)
+    _mm256_store_pd(at, _mm256_add_pd(_mm256_load_pd(at), add));
+#elif defined(__SSE2__)
+    __m128d add;
+    if constexpr (std::is_same_v<T, float>)
+        add = _mm_cvtps_pd(_mm_unpacklo_ps(_mm_load_ss(ce), _mm_load_ss(w)));
+    else
+        add = _mm_loadh_pd(_mm_load_sd(ce), w);
+    _mm_store_pd(&g.loss, _mm_add_pd(_mm_load_pd(&g.loss), add));
+    _mm_store_pd(&g.count, _mm_add_pd(_mm_load_pd(&g.count), _mm_setr_pd(1.0, 0.0)));
+#else
+    g.loss += double(*ce);
+    g.weight += double(*w);
+    g.count += 1.0;
+#endif
+}
+
 template <class T, class Code>
 inline int64_t accumulate_groups(const T* y, const T* p, const T* w, const T* ce, const Code* codes,
-                                 int64_t len, bool omit, int64_t n_groups, Sums* groups) {
+                                 int64_t len, bool omit, int64_t n_groups, GroupSums* groups) {
     const auto in_range = [n_groups](Code code) { return uint64_t(int64_t(code)) < uint64_t(n_groups); };
     if (!omit) {
         for (int64_t j = 0; j < len; ++j) {
             if (!in_range(codes[j])) return j;
-            Sums& g = groups[codes[j]];
-            g.loss += double(ce[j]);
-            g.weight += double(w[j]);
-            g.count += 1.0;
+            add_to_group(groups[codes[j]], ce + j, w + j);
         }
         return -1;
     }
     for (int64_t j = 0; j < len; ++j) {
         if (!in_range(codes[j])) return j;
         if (!(y[j] == y[j] && p[j] == p[j] && w[j] == w[j])) continue;
-        Sums& g = groups[codes[j]];
-        g.loss += double(ce[j]);
-        g.weight += double(w[j]);
-        g.count += 1.0;
+        add_to_group(groups[codes[j]], ce + j, w + j);
     }
     return -1;
 }
