@@ -28,7 +28,7 @@ def _sigmoid(x: float) -> float:
 def test_p_of_one_row_against_mpmath(simd_target, rng, dtype):
     """mean_prediction of a one-row input is p itself: within 1e-13 of the exact sigmoid (the
     reciprocal's 2^-46, 2^-52 on AVX-512, dominates; exp(-|x|) alone is within 3.1e-16 of exp
-    over every float32 |x| <= 700 on AVX-512, 2.6e-16 on AVX2: tests/test_exp_wide.py))."""
+    over every float32 |x| <= 700 on AVX-512, 2.6e-16 on AVX2: tests/test_exp_wide.py)."""
     values = [s * m for m in MAGNITUDES for s in (1.0, -1.0)]
     values += list(rng.normal(scale=8.0, size=40)) + list(rng.uniform(-700, 700, size=40))
     for v in np.array(values, dtype=dtype):
