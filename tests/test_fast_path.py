@@ -252,7 +252,7 @@ WEIGHT_ERRORS = [
     ({"sample_weight": -1.0}, "sample_weight must be finite and non-negative; got -1.0"),
     ({"sample_weight": math.inf}, "sample_weight must be finite and non-negative"),
     ({"sample_weight": 1e39}, "sample_weight must be finite in the working precision"),
-    ({"sample_weight": 10**400}, "sample_weight must hold bool, integer or float values"),
+    ({"sample_weight": 10**400}, "sample_weight must be finite; got an integer of 1329 bits"),
     ({"sample_weight": np.ones(7)}, "sample_weight must be a scalar, (6, 2) (like y_pred)"),
     ({"sample_weight": np.ones((6, 2), "U1")}, "sample_weight must hold bool, integer or float"),
     ({"sample_weight": "bad_value"}, "sample_weight must be finite and non-negative; got -2.0"),

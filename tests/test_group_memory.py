@@ -11,7 +11,7 @@ import pytest
 
 import fastbce
 from fastbce import _core, _group_arrays
-from fastbce._groups import _text_buffers
+from fastbce._arrow_labels import text_buffers
 
 pa = pytest.importorskip("pyarrow")
 
@@ -19,7 +19,7 @@ pa = pytest.importorskip("pyarrow")
 def _table(keys: list[str | None], narrow_limit: int | None = None) -> tuple[object, np.ndarray]:
     table = _core.KeyCodes() if narrow_limit is None else _core.KeyCodes(narrow_limit)
     codes = np.full(len(keys), -1, dtype=np.int64)
-    table.add_unknown(*_text_buffers(pa.array(keys, pa.string())), codes)
+    table.add_unknown(*text_buffers(pa.array(keys, pa.string())), codes)
     return table, codes
 
 

@@ -123,8 +123,8 @@ def check_scope(got: dict, want: dict, rel: float = REL) -> None:
     for key in SCALAR_KEYS:
         assert close(got[key], want[key], rel), (key, got[key], want[key])
     m, se = want["weighted_mean"], want["std_error"]
-    assert close(got["ci95"][0], m - 1.959963984540054 * se, rel)
-    assert close(got["ci95"][1], m + 1.959963984540054 * se, rel)
+    assert close(got["ci95"][0], m - 1.96 * se, rel)
+    assert close(got["ci95"][1], m + 1.96 * se, rel)
 
 
 def data(rng, n=20_000, *, logits=True, dtype=np.float32, soft=False):

@@ -178,6 +178,7 @@ py::tuple report(Call call, const py::array& y_true, int64_t y_true_stride, cons
     }
     spec.slicings = slices.data();
     spec.n_slicings = int64_t(slices.size());
+    top_k = std::min(top_k, call.n);  // (a call has no more rows to rank: top_losses=10**9 is no allocation)
     std::vector<TopLoss> top(static_cast<size_t>(top_k));
     spec.top_k = top_k;
     spec.top = top.data();

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GROUP_CODE_FAULT, code_error
+from ._inputs import as_array
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
@@ -24,24 +25,6 @@ _FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
 
 
 # --------------------------------------------------------------------------- arrays
-
-
-def _as_array(obj: Any, name: str) -> np.ndarray:
-    """An ndarray view of obj without copying when it is one already or exposes its memory
-    (``__array__``, the buffer protocol, or ``__dlpack__`` on the CPU)."""
-    if isinstance(obj, np.ndarray):
-        return obj
-    if hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__"):
-        try:
-            return np.from_dlpack(obj)
-        except (TypeError, ValueError, BufferError, RuntimeError) as e:
-            raise TypeError(
-                f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}"
-            ) from None
-    try:
-        return np.asarray(obj)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{name} is not array-like: {e}") from None
 
 
 def _is_bfloat16(dtype: np.dtype) -> bool:
@@ -185,8 +168,8 @@ def _copy_back(returned: np.ndarray | None, written: np.ndarray | None) -> None:
 
 
 def _labels_and_predictions(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    yt = _as_array(y_true, "y_true")
-    yp = _as_array(y_pred, "y_pred")
+    yt = as_array(y_true, "y_true")
+    yp = as_array(y_pred, "y_pred")
     _check_numeric(yt, "y_true")
     _check_prediction_dtype(yp)
     if yt.shape != yp.shape:
@@ -233,8 +216,12 @@ def _sample_weight(
     if sample_weight is None:
         call.weight_kind = _core.WeightKind.none
         return None, None, 1
-    weight_arr = _as_array(sample_weight, "sample_weight")
+    weight_arr = as_array(sample_weight, "sample_weight")
     _check_numeric(weight_arr, "sample_weight")
+    if weight_arr.dtype == np.bool_ and weight_arr.ndim:
+        # (the kernel reads a bool as its byte: a copy of 0s and 1s, so that any byte but 0,
+        # e.g. of an array made by .view(bool), is the weight 1, as NumPy reads it)
+        weight_arr = weight_arr.view(np.uint8) != 0
     if weight_arr.ndim == 0:
         w = float(weight_arr)
         if w < 0.0 or math.isinf(w):
@@ -266,7 +253,7 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
     if given is None:
         return None
     shape = yp.shape
-    q = _as_array(given, "pos_weight")
+    q = as_array(given, "pos_weight")
     _check_numeric(q, "pos_weight")
     if q.ndim == 0:
         value = float(q)
@@ -337,9 +324,11 @@ def _fault_error(
 ) -> ValueError:
     where = _index_text(yp.shape, index)
     if fault == _FAULT_LABEL:
+        value = _value_at(yt, index)
+        if yt.dtype == np.bool_:  # (a bool of another byte than 0 or 1, e.g. from .view(bool))
+            value = f"a bool stored as byte {_value_at(yt.view(np.uint8), index)}"
         return ValueError(
-            f"y_true must be in [0, 1]; got {_value_at(yt, index)!r} at {where} "
-            "(validate=False skips this check)"
+            f"y_true must be in [0, 1]; got {value!s} at {where} (validate=False skips this check)"
         )
     if fault == _FAULT_PRED:
         return ValueError(
@@ -385,7 +374,7 @@ def _weight_key(weight: Any, arrays: bool) -> Any:
         return (kind, weight.hex())
     if kind is int:
         return (kind, weight)
-    if arrays and kind is np.ndarray and weight.ndim:
+    if arrays and kind is np.ndarray and weight.ndim and weight.dtype != np.bool_:
         return (weight.dtype, weight.shape)
     return _NOT_PLAIN
 

@@ -26,18 +26,28 @@ distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
 
 from __future__ import annotations
 
-import collections
 import math
 import operator
 import os
 from collections.abc import Hashable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 import numpy as np
 
 from . import _core
 from ._arrow import to_numpy
+from ._arrow_labels import (
+    ENCODE_PIECE,
+    as_signed,
+    dictionary_encoded,
+    is_integer,
+    is_string,
+    text_buffers,
+    to_arrow,
+    used_entries,
+    without_views,
+)
 from ._group_arrays import empty
 from ._labels import is_missing
 
@@ -229,6 +239,8 @@ class GroupIndex:
         if len(chunks) != 1 or not pa.types.is_dictionary(chunks[0].type):
             return None
         chunk = chunks[0]
+        if used_entries(chunk.indices, len(chunk.dictionary)) is not None:
+            return None  # (values that no row has: _encode_arrow leaves them out, and checks)
         table = self._dictionary_codes(chunk.dictionary)
         indices = chunk.indices
         if indices.null_count:  # a null label is the key None
@@ -243,7 +255,7 @@ class GroupIndex:
         come back as they are, and labels that Arrow hashes (text) as int32 codes while the keys
         fit (half the memory of int64; the kernels take either)."""
         if hasattr(groups, "dictionary_encode"):  # pyarrow Array / ChunkedArray
-            if _is_integer(groups.type) and not groups.null_count:  # (a dense table, no hashing)
+            if is_integer(groups.type) and not groups.null_count:  # (a dense table, no hashing)
                 return self._encode_integers(to_numpy(groups))
             return self._encode_arrow(groups)
         if hasattr(groups, "factorize") and hasattr(groups, "to_numpy"):  # pandas
@@ -260,7 +272,7 @@ class GroupIndex:
         if arr.dtype.kind in "biu":
             return self._encode_integers(arr)
         if arr.dtype.kind in "USO":
-            table = _to_arrow(arr)
+            table = to_arrow(arr)
             if table is not None:
                 return self._encode_arrow(table)
         return self._encode_numpy(arr)
@@ -314,7 +326,7 @@ class GroupIndex:
         span = hi_all - lo_all + 1
         wide = span > max(DENSE_MIN_SPAN, 2 * arr.shape[0]) or span > DENSE_MAX_SPAN
         if wide or not -(2**62) <= lo_all <= hi_all < 2**62:  # spread out, or huge: hash them
-            table = _to_arrow(arr)
+            table = to_arrow(arr)
             return self._encode_arrow(table) if table is not None else self._encode_numpy(arr)
         if lo_all != self._offset or span != self._dense.size:  # widen the table
             dense = np.full(span, -1, dtype=np.int64)
@@ -326,7 +338,7 @@ class GroupIndex:
         window = self._dense[lo - self._offset : hi - self._offset + 1]  # (a view)
         if (window < 0).any():  # which labels of [lo, hi] the batch has (C++, stops early)
             marks = np.zeros(window.size, dtype=np.uint8)
-            _core.mark_ints(_as_signed(values), lo, marks)
+            _core.mark_ints(as_signed(values), lo, marks)
             new = np.flatnonzero(marks.view(bool) & (window < 0))
             if arr.dtype.kind in "iu" and (self._ints is not None or len(self) == 0):
                 start = len(self)  # (integer mode: the keys stay one array)
@@ -341,7 +353,7 @@ class GroupIndex:
             return values  # the labels are their codes (0, 1, 2, ...): no copy (the kernels
             # take int32 codes too)
         out = np.empty(values.shape[0], dtype=np.int64)
-        _core.gather_codes(_as_signed(values), self._offset, self._dense, out)
+        _core.gather_codes(as_signed(values), self._offset, self._dense, out)
         return out
 
     # ------------------------------------------------------------------ arrow
@@ -353,20 +365,26 @@ class GroupIndex:
         # (a batch of one piece: each row looked up in C++; a larger input is dictionary-encoded
         # by Arrow on a few threads first, which measured faster than the lookup of every row)
         one_piece = len(chunks) == 1 and len(groups) <= ENCODE_PIECE
-        if one_piece and _is_string(chunks[0].type) and self._text_mode():
+        if one_piece and is_string(chunks[0].type) and self._text_mode():
             return self._text_rows(chunks, len(groups))
         # (int32 codes while the keys fit, of small pages: _group_arrays.empty)
         wide = len(self) + len(groups) > np.iinfo(np.int32).max
         out = empty(len(groups), np.int64 if wide else np.int32)
         start = 0
-        for chunk in _dictionary_encoded(chunks):
-            table = self._dictionary_codes(chunk.dictionary)
+        for chunk in dictionary_encoded(chunks):
+            used = used_entries(chunk.indices, len(chunk.dictionary))
+            if used is None:
+                table = self._dictionary_codes(chunk.dictionary)
+            else:  # (a value no row has is no group; its entry stays 0, which no row reads)
+                table = np.zeros(len(chunk.dictionary), dtype=np.int64)
+                table[used] = self._dictionary_codes(chunk.dictionary.take(used))
             indices = chunk.indices
             if indices.null_count:  # a null label is the key None
                 table = np.append(table, self.code(None))
                 indices = indices.fill_null(len(table) - 1)
             stop = start + len(chunk)
             positions = to_numpy(indices)  # (no nulls: a view of Arrow's buffer)
+            _check_positions(positions, table.size, start)  # (safe=False: np.take would clip)
             if table.size == 0 or not np.array_equal(table, np.arange(table.size)):
                 table = table.astype(out.dtype)  # (the codes fit: the keys do)
                 np.take(table, positions, out=out[start:stop], mode="clip")  # (in range)
@@ -391,7 +409,7 @@ class GroupIndex:
         for chunk in chunks:
             for i in range(0, len(chunk), ENCODE_PIECE):
                 piece = chunk.slice(i, ENCODE_PIECE)
-                pieces.append((_text_buffers(piece), out[start : start + len(piece)]))
+                pieces.append((text_buffers(piece), out[start : start + len(piece)]))
                 start += len(piece)
         text = self._text
         threads = min(os.cpu_count() or 1, 8, len(pieces) - 1)
@@ -413,7 +431,8 @@ class GroupIndex:
         other values by Arrow (a hash table in C++) among the values seen before, and Python
         adds the ones never seen. (Not pa.array or Arrow's to_numpy here: both import pandas, a
         quarter of a second.)"""
-        if _is_string(dictionary.type) and self._text_mode():
+        dictionary = without_views(dictionary)
+        if is_string(dictionary.type) and self._text_mode():
             return self._text_rows([dictionary], len(dictionary))
         import pyarrow as pa
         import pyarrow.compute as pc  # (not for text: its import is 25 ms of a run's start)
@@ -512,11 +531,6 @@ def _is_utf8(key: str) -> bool:
     return True
 
 
-def _as_signed(values: np.ndarray) -> np.ndarray:
-    """Integers as the C++ scans take them (uint64 below 2**62, as all in a table, as int64)."""
-    return values.view(np.int64) if values.dtype == np.uint64 else values
-
-
 def key_order(index: GroupIndex) -> np.ndarray:
     """The codes of an index's keys sorted by key (None, the only missing key, last), or in the
     order first seen when the keys cannot be ordered (mixed types): the order of the groups in
@@ -557,15 +571,16 @@ def kernel_codes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes, dtype=np.int64)
 
 
-def _check_positions(positions: np.ndarray, n_values: int) -> None:
+def _check_positions(positions: np.ndarray, n_values: int, first_row: int = 0) -> None:
     """ValueError unless an Arrow dictionary's indices are in [0, n_values) (pyarrow builds
-    unchecked ones with ``safe=False``), worded as the loss kernel's check of its codes."""
+    unchecked ones with ``safe=False``), worded as the loss kernel's check of its codes (the
+    positions are of rows first_row, first_row + 1, ...)."""
     if positions.size == 0:
         return
     lo, hi = _core.int_range(positions)
     if lo < 0 or hi >= n_values:
         row = int(np.flatnonzero((positions < 0) | (positions >= n_values))[0])
-        raise code_error(int(positions[row]), row, n_values)
+        raise code_error(int(positions[row]), first_row + row, n_values)
 
 
 GROUP_CODE_FAULT = 5  # the kernel's Fault::group_code: a code outside [0, n_groups)
@@ -588,18 +603,6 @@ def _check_rows(codes: np.ndarray, rows: int, name: str) -> None:
         )
 
 
-def _is_integer(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_integer(arrow_type))
-
-
-def _is_string(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
-
-
 def _distinct(codes: np.ndarray, n_keys: int) -> bool:
     """Whether codes into n_keys keys are all different (a mark per key, not a sort)."""
     seen = np.zeros(n_keys, dtype=bool)
@@ -614,79 +617,3 @@ def _identity_prefix(dense: np.ndarray, offset: int) -> int:
         return 0
     differ = np.flatnonzero(dense != np.arange(dense.size))
     return int(differ[0]) if differ.size else dense.size
-
-
-def _text_buffers(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
-    """(offsets (n + 1), bytes, validity bitmap or None, its first bit) of an Arrow string
-    array, as NumPy views: what ``KeyCodes.lookup`` takes."""
-    import pyarrow as pa
-
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=width, count=array.offset + len(array) + 1)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else None
-    valid = None
-    if array.null_count and buffers[0] is not None:
-        valid = np.frombuffer(buffers[0], dtype=np.uint8)
-    return (
-        offsets[array.offset :],
-        data if data is not None else np.empty(0, dtype=np.uint8),
-        valid,
-        array.offset,
-    )
-
-
-ENCODE_PIECE = 1 << 20  # rows dictionary-encoded by one thread at a time
-
-
-def _dictionary_encoded(chunks: list[Any]) -> Iterator[Any]:
-    """The chunks as dictionary arrays, in order. Arrow's dictionary_encode (a hash table in C++)
-    runs on one core and releases the GIL, so pieces of a large input are encoded on a few
-    threads, a few pieces ahead (bounded memory)."""
-    import pyarrow as pa
-
-    pieces = []
-    for chunk in chunks:
-        if pa.types.is_dictionary(chunk.type) or len(chunk) <= ENCODE_PIECE:
-            pieces.append(chunk)
-        else:
-            pieces += [chunk.slice(i, ENCODE_PIECE) for i in range(0, len(chunk), ENCODE_PIECE)]
-    todo = [i for i, p in enumerate(pieces) if not pa.types.is_dictionary(p.type)]
-    threads = min(os.cpu_count() or 1, 8, len(todo))
-    if sum(len(pieces[i]) for i in todo) < 2 * ENCODE_PIECE or threads < 2:
-        for piece in pieces:
-            yield piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        ahead: collections.deque[Future[Any]] = collections.deque()
-        for piece in pieces:
-            ahead.append(pool.submit(_encode_piece, piece))
-            if len(ahead) > 2 * threads:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
-
-
-def _encode_piece(piece: Any) -> Any:
-    import pyarrow as pa
-
-    return piece if pa.types.is_dictionary(piece.type) else piece.dictionary_encode()
-
-
-def _to_arrow(arr: np.ndarray) -> Any:
-    """NumPy labels as an Arrow array when pyarrow can hash them: strings, bytes, integers, or
-    objects that are all strings or all integers (missing ones as nulls); else None."""
-    try:
-        import pyarrow as pa
-    except ImportError:
-        return None
-    try:
-        table = pa.array(arr, from_pandas=True)  # (converted in C++: None and NaN become null)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return None
-    kind = table.type
-    if arr.dtype.kind == "O" and not (
-        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-    ):
-        return None  # floats, mixed numbers, bools, ...: keep Python's keys (np.unique)
-    return table

@@ -47,7 +47,7 @@ HIST_AFTER_CHECK = int(_core.REPORT_HIST_AFTER_CHECK)  # elements of a pass into
     _ECE,
 ) = range(16)
 _ECE_BINS = 10
-_Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
+_Z95 = 1.96  # the 97.5% quantile of the standard normal, rounded as the contract and TFMA give it
 
 # AUC histograms: 64 << bits bins (bits mantissa bits of the binned prediction, at most 11). The
 # whole input always uses 11; a slicing's groups share a budget of 2^21 bins, so they get fewer
@@ -567,6 +567,9 @@ def _scope_columns(
             ece = np.full(n, math.nan)
         if hist is not None:
             aucs = _core.hist_auc(hist, hist_rows)
+            # a NaN that counts (nan_policy "propagate") makes the AUC NaN as it makes the sums:
+            # the histograms bin a NaN prediction as a number (w p is NaN in the scope's sums)
+            aucs[np.isnan(col[_W]) | np.isnan(col[_WP]) | np.isnan(col[_WY])] = math.nan
         else:
             aucs = np.full((n, 2), math.nan)
         return {

@@ -129,9 +129,18 @@ template <class T>
 using Wide = std::conditional_t<std::is_same_v<T, float>, double, T>;
 
 // a * b where a zero weight wins over an infinite loss (0 * inf = 0, not NaN): a label, class or
-// sample weight of zero means the term does not count.
+// sample weight of zero means the term does not count. A NaN b (NaN input) stays NaN: "NaN in,
+// NaN out" holds whatever the weight (before, 0 * NaN gave 0 and hid the NaN from the sums).
 template <class T>
 FASTBCE_VM_INLINE T times_weight(T a, T b) {
+    return vm::detail::select((a == T(0)) & (b == b), T(0), a * b);  // (a mask: the loops vectorise)
+}
+
+// times_weight for a factor fixed by the call's options (label smoothing's d terms): 0 wins over
+// a NaN too, as the element's other terms carry it; a test of the loop-invariant factor alone
+// lets GCC hoist it (with b == b in the test, the general loops did not vectorise)
+template <class T>
+FASTBCE_VM_INLINE T times_option(T a, T b) {
     return a == T(0) ? T(0) : a * b;
 }
 

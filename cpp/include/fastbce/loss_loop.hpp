@@ -224,23 +224,29 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
         if constexpr (General) {
             using W = double;
             const W pos = ((ys == T(0)) | (q[j] == T(0))) ? W(0) : W(ys) * (W(q[j]) * W(neg_log_p));
-            W wide = pos + times_weight(W(ys_c), W(neg_log_1mp));
+            W wide = pos + times_option(W(ys_c), W(neg_log_1mp));
             if constexpr (TinyS) {  // + d (q (-log p) - log(1 - p)), formed on D = d 2^600
                 // (D q 2^-300 is within 2^+-302, so that no product overflows early)
                 const W dq = q[j] == T(0) ? W(0) : (k.half_s_up * W(q[j])) * 0x1p-300;
-                wide += times_weight(dq, W(neg_log_p)) * 0x1p-300 +
-                        times_weight(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
+                wide += times_option(dq, W(neg_log_p)) * 0x1p-300 +
+                        times_option(k.half_s_up, W(neg_log_1mp)) * 0x1p-600;
             }
             const W plain_wide = wide;
-            wide = times_weight(W(balance_factor(k, ys, ys_c)), wide);  // step 5
+            wide = times_option(W(balance_factor(k, ys, ys_c)), wide);  // step 5
             if constexpr (TinyS)  // the balance's own d: alpha d + (1 - alpha) d
-                wide += times_weight(W(k.balance_on) * k.half_s_up, plain_wide) * 0x1p-600;
+                wide += times_option(W(k.balance_on) * k.half_s_up, plain_wide) * 0x1p-600;
+            // A factor of 0 wins over a NaN here (times_option); a NaN label or prediction is put
+            // back at the end, NaN in, NaN out whatever its weights (the NaN test inside each
+            // factor's, times_weight, kept this loop from vectorising). x + y is that NaN.
+            const bool nan_in = (x != x) | (y[j] != y[j]);
             if constexpr (Focal) {
-                wide_loss[j] = wide;  // the factor and step 6 follow in apply_focal
+                // (the factor and step 6 follow in apply_focal)
+                wide_loss[j] = vm::detail::select(nan_in, W(x) + W(y[j]), wide);
             } else {
-                wide = times_weight(W(w[j]), wide);  // step 6
+                wide = times_option(W(w[j]), wide);  // step 6
                 if constexpr (std::is_same_v<T, double> && FromLogits && !Finite)
                     wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
+                wide = vm::detail::select(nan_in, W(x) + W(y[j]), wide);
             }
             loss = T(wide);
         } else {
@@ -263,7 +269,8 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                     loss = vm::detail::select(label_factor == T(0), soft, vm::detail::mul_add(label_factor, x, soft_k));
                 }
             } else {
-                loss = times_weight(ys, neg_log_p) + times_weight(ys_c, neg_log_1mp);
+                // (label factors: y' and 1 - y' are not both 0, so a NaN log carries over)
+                loss = times_option(ys, neg_log_p) + times_option(ys_c, neg_log_1mp);
             }
             // (focal calls take steps 4-6 in apply_focal, alpha included)
             // step 6: one rounded product, which overflows only with w * loss

@@ -53,6 +53,12 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
     alignas(64) T l_buf[kTile], ce_buf[kTile], bce_buf[kTile], scratch[kTile];
     alignas(64) double wide[General && Focal ? kTile : 1];
     alignas(64) T skip[kTile];  // 1 for rows with the ignore label
+    // float64 labels of a float call: the report takes them as given (y, docs/report.md), for
+    // its sums of y, the ignore label and top_losses; the loss takes them in float, as the
+    // kernel's loss does
+    constexpr bool float_call = std::is_same_v<T, float>;
+    const bool labels_given = float_call && c.y_true.dtype == DType::f64;
+    alignas(64) double given_buf[float_call ? kTile : 1];
     const auto tile = std::make_unique<ReportTile>();  // (too large for some threads' stacks)
     ReportTile& t = *tile;
     const auto row_flags = std::make_unique<RowFlags<T>>();
@@ -87,11 +93,20 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         const int64_t padded_len = in.load(c, i0, len, FromLogits ? T(0) : T(0.5));
         const T *y = in.y, *pred = in.p, *w = in.w;
         const T* x = pred;
+        const double* given = nullptr;  // (labels_given: the tile's labels as given, padded with 0)
+        if constexpr (float_call) {
+            if (labels_given) {
+                given = load_tile<double>(c.y_true, i0, len, given_buf);
+                if (padded_len != len) given = pad_tile(given, given_buf, len, padded_len, 0.0);
+            }
+        }
         if (FromLogits && s.logit_offset != 0.0) {
             for (int64_t j = 0; j < padded_len; ++j) x_buf[j] = pred[j] + offset;
             x = x_buf;
         }
-        if (s.has_ignore)  // (otherwise zero from the start)
+        if (s.has_ignore && given != nullptr)
+            for (int64_t j = 0; j < padded_len; ++j) skip[j] = given[j] == s.ignore_label ? T(1) : T(0);
+        else if (s.has_ignore)  // (otherwise zero from the start)
             for (int64_t j = 0; j < padded_len; ++j) skip[j] = vm::detail::select(y[j] == ignore, T(1), T(0));
 
         const bool outside =
@@ -119,6 +134,14 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
             bce = bce_buf;
         }
         flags.fill(y, x, w, skip, omit, !omit && !s.has_ignore, weighted || rows, len, padded_len);
+        if (given != nullptr && flags.hard) {  // (a label within float's rounding of 0 or 1 is soft)
+            int soft = 0;
+            for (int64_t j = 0; j < padded_len; ++j) soft |= int(given[j] * (1.0 - given[j]) != 0.0);
+            flags.hard = soft == 0;
+        }
+        // the labels of the sums: as given where they differ from y (soft float64 labels of a
+        // float call); 0 and 1 are the same in T
+        const bool soft_given = given != nullptr && !flags.hard;
         if constexpr (FromLogits) exp_neg_abs_wide(x, t.z, padded_len);  // (in float64)
         // no sample weight and every row counts: the weights are the constant 1
         const bool unit = !weighted && flags.all_kept;
@@ -132,19 +155,27 @@ void report_chunk(const Call& c, const ReportSpec& s, int64_t begin, int64_t end
         if (lean && rows)
             add_tile<FromLogits, true, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
                                                    false, &counted_adds);
-        else if (rows)
-            unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                           padded_len, records)
-                 : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                            padded_len, records);
         else if (lean)
             add_tile<FromLogits, false, true, true>(t, lane_sums, flags, y, x, w, l_buf, ce, bce, padded_len,
                                                     groups, &counted_adds);
-        else
-            unit ? add_tile<FromLogits, false, true, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                            padded_len, groups)
-                 : add_tile<FromLogits, false, false, false>(t, lane_sums, flags, y, x, w, l_buf, ce, bce,
-                                                             padded_len, groups);
+        else {
+            auto fused = [&](const auto* labels) {  // (lean tiles have labels 0 or 1: y itself)
+                if (rows)
+                    unit ? add_tile<FromLogits, true, true, false>(t, lane_sums, flags, labels, x, w, l_buf, ce,
+                                                                   bce, padded_len, records)
+                         : add_tile<FromLogits, true, false, false>(t, lane_sums, flags, labels, x, w, l_buf, ce,
+                                                                    bce, padded_len, records);
+                else
+                    unit ? add_tile<FromLogits, false, true, false>(t, lane_sums, flags, labels, x, w, l_buf, ce,
+                                                                    bce, padded_len, groups)
+                         : add_tile<FromLogits, false, false, false>(t, lane_sums, flags, labels, x, w, l_buf, ce,
+                                                                     bce, padded_len, groups);
+            };
+            if (soft_given)
+                fused(given);
+            else
+                fused(y);
+        }
         const int m = s.mantissa_bits;
         if (lean)
             add_bins<FromLogits, true, true, true>(t, x, y, m, groups, len, out, *ece_copies, &counts,

@@ -214,9 +214,10 @@ struct CountedAdds {
 // t.z holds exp(-|x|) (exp_neg_abs) and t.p gets p. Lean (the common tile: Unit, labels 0 or
 // 1, no Rows, ce and bce the same array as l): l is loaded once and only p is stored (add_bins'
 // counted path needs no other per-row value), and the previous tile's held counted adds are
-// added on the way (`held`); every sum gets the same addends as without it.
-template <bool FromLogits, bool Rows, bool Unit, bool Lean, class T>
-inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* y, const T* x, const T* w,
+// added on the way (`held`); every sum gets the same addends as without it. The labels `y` are
+// in T, or the float64 labels as given of a float call (report_chunk: soft labels only).
+template <bool FromLogits, bool Rows, bool Unit, bool Lean, class T, class Y>
+inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const Y* y, const T* x, const T* w,
                      const T* l, const T* ce, const T* bce, int64_t padded_len, bool records,
                      CountedAdds* held = nullptr) {
     constexpr int L = kSumLanes;
@@ -225,8 +226,8 @@ inline void add_tile(ReportTile& t, LaneSums& s, const RowFlags<T>& f, const T* 
     auto store = [](double* to, V v) { std::memcpy(to, &v, sizeof v); };
     const V zero = {};
     const V one = zero + 1.0;
-    // a zero factor wins over an infinite loss (times_weight), as in the kernel's sums
-    auto tw = [&](V a, V b) { return a == zero ? zero : a * b; };
+    // a zero factor wins over an infinite loss, not over a NaN (times_weight), as in the kernel's sums
+    auto tw = [&](V a, V b) { return (a == zero) & (b == b) ? zero : a * b; };
     F64 acc[rs_ignored + 1];  // (a local copy: in `s` GCC stored every sum on every iteration)
     std::memcpy(acc, s.acc, sizeof acc);
     F64 lean_l = s.lean_l;

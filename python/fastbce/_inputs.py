@@ -1,0 +1,54 @@
+"""Any array-like argument of the API as an ndarray, with the errors that name it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_array"]
+
+
+def as_array(obj: Any, name: str) -> np.ndarray:
+    """An ndarray view of obj without copying when it is one already or exposes its memory
+    (``__array__``, the buffer protocol, or ``__dlpack__`` on the CPU)."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__"):
+        try:
+            return np.from_dlpack(obj)
+        except (TypeError, ValueError, BufferError, RuntimeError) as e:
+            raise TypeError(
+                f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}"
+            ) from None
+    if type(obj) is int and not -(1 << 63) <= obj < 1 << 64:
+        # (NumPy makes an object array of an int past 64 bits: a float, as a float would be)
+        try:
+            return np.asarray(float(obj))
+        except OverflowError:
+            raise ValueError(
+                f"{name} must be finite; got an integer of {obj.bit_length()} bits"
+            ) from None
+    try:
+        return np.asarray(obj)
+    except (TypeError, ValueError) as e:
+        bfloat16 = _torch_bfloat16(obj)
+        if bfloat16 is not None:
+            return bfloat16
+        raise type(e)(f"{name} is not array-like: {e}") from None
+    except RuntimeError as e:  # (e.g. a torch tensor that requires grad: .detach() it)
+        raise TypeError(f"{name}: cannot read it as an array: {e}") from None
+
+
+def _torch_bfloat16(obj: Any) -> np.ndarray | None:
+    """A PyTorch bfloat16 CPU tensor as an ml_dtypes.bfloat16 view of its memory (NumPy has no
+    bfloat16, so the tensor's own conversion refuses it), or None for anything else."""
+    if type(obj).__module__ != "torch" or str(getattr(obj, "dtype", "")) != "torch.bfloat16":
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None  # (the caller's TypeError: bfloat16 needs ml_dtypes, as for other inputs)
+    import torch
+
+    return np.asarray(obj.view(torch.int16)).view(ml_dtypes.bfloat16)
