@@ -67,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BrokenPipeError:  # the reader went away (`fastbce ... | head`): not an error
-        import os
+        from .output import discard_stdout
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_stdout()
         return 0
     except UsageError as e:
         parser.exit(2, f"fastbce {args.command}: error: {e}\n")

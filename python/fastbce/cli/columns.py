@@ -15,6 +15,7 @@ from .._arrow import to_numpy
 from .._errors import DataError
 from .._labels import encode, is_missing, kind_of, shift_index, some_values
 from .job import Spec
+from .report import IGNORED_CLASS
 
 
 def new_accumulator(spec: Spec) -> Any:
@@ -76,7 +77,7 @@ def slicing_labels(batch: dict[str, Any], columns: tuple[str, ...]) -> Any:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        text = [pc.cast(v, pa.string()) for v in values]  # (dictionaries decoded too)
+        text = [pc.cast(_nan_as_null(v), pa.string()) for v in values]  # (dictionaries decoded too)
         return pc.binary_join_element_wise(*text, ", ")
     parts = [_text(np.asarray(v)) for v in values]
     missing = np.zeros(len(parts[0]), dtype=bool)
@@ -88,6 +89,20 @@ def slicing_labels(batch: dict[str, Any], columns: tuple[str, ...]) -> Any:
     out = joined.astype(object)
     out[missing] = None
     return out
+
+
+def _nan_as_null(values: Any) -> Any:
+    """An Arrow float column's NaN as null (a missing value, as in NumPy input: the crossed key
+    is then the missing key, not the text "nan")."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = values.type
+    if pa.types.is_dictionary(kind) and pa.types.is_floating(kind.value_type):
+        values, kind = values.dictionary_decode(), kind.value_type
+    if not pa.types.is_floating(kind):
+        return values
+    return pc.if_else(pc.is_nan(values), pa.scalar(None, kind), values)
 
 
 def _text(values: np.ndarray) -> np.ndarray:
@@ -138,9 +153,12 @@ class Labels:
     """y_true as 0/1 (or soft) numbers: numeric labels as they are, string or integer classes
     compared with --positive-label. Remembers whether the positive label was ever seen."""
 
-    def __init__(self, column: str, positive: str | None) -> None:
+    def __init__(self, column: str, positive: str | None, ignore: str | None = None) -> None:
         self.column = column
         self.positive = positive
+        # --ignore-label with --positive-label: the rows of that label as given get the label
+        # IGNORED_CLASS, which the accumulator ignores (report.options)
+        self.ignore = ignore
         self.found = False
         self.sample: Any = None  # some labels, for the message when the positive one is missing
 
@@ -171,7 +189,10 @@ class Labels:
         if arr.dtype.kind == "O":  # a missing label is NaN, as with Arrow input
             missing = is_missing(arr)
             if missing.any():
-                return np.where(missing, np.nan, encoded)
+                encoded = np.where(missing, np.nan, encoded)
+        if self.ignore is not None:
+            skip = np.asarray(arr == _coerce_numpy(self.ignore, arr.dtype, name, "--ignore-label"))
+            encoded = np.where(skip, encoded.dtype.type(IGNORED_CLASS), encoded)
         return encoded
 
     def _arrow(self, arr: Any, name: str) -> np.ndarray:
@@ -208,8 +229,14 @@ class Labels:
         hit = pc.equal(arr, pa.scalar(positive, kind))
         self.found |= bool(pc.any(hit).as_py())
         if hit.null_count:  # a missing label is NaN, not the negative class (see --nan-policy)
-            return to_numpy(hit, null=math.nan)
-        return to_numpy(hit).view(np.uint8)
+            encoded = to_numpy(hit, null=math.nan)
+        else:
+            encoded = to_numpy(hit).view(np.uint8)
+        if self.ignore is not None:
+            ignored = pa.scalar(_coerce_arrow(self.ignore, kind, name, "--ignore-label"), kind)
+            skip = to_numpy(pc.fill_null(pc.equal(arr, ignored), False))
+            encoded = np.where(skip, encoded.dtype.type(IGNORED_CLASS), encoded)
+        return encoded
 
     def some_labels(self, limit: int = 5) -> list[Any]:
         """A few distinct labels seen (for the message when the positive one never occurs)."""
@@ -232,13 +259,13 @@ def missing_positive(spec: Spec, sample: list[Any], kind: str, limit: int = 5) -
     )
 
 
-def _coerce_numpy(text: str, dtype: np.dtype, name: str) -> Any:
+def _coerce_numpy(text: str, dtype: np.dtype, name: str, option: str = "--positive-label") -> Any:
     if dtype.kind in "iu":
-        return _parse(int, text, "an integer", name)
+        return _parse(int, text, "an integer", name, option)
     if dtype.kind == "f":
-        return _parse(float, text, "a number", name)
+        return _parse(float, text, "a number", name, option)
     if dtype.kind == "b":
-        return _parse_bool(text, name)
+        return _parse_bool(text, name, option)
     if dtype.kind == "U" or dtype.kind == "O":
         return text
     if dtype.kind == "S":
@@ -246,36 +273,36 @@ def _coerce_numpy(text: str, dtype: np.dtype, name: str) -> Any:
     raise DataError(f"{name} has dtype {dtype}, which cannot be a label")
 
 
-def _coerce_arrow(text: str, kind: Any, name: str) -> Any:
+def _coerce_arrow(text: str, kind: Any, name: str, option: str = "--positive-label") -> Any:
     import pyarrow as pa
 
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return text
     if pa.types.is_integer(kind):
-        return _parse(int, text, "an integer", name)
+        return _parse(int, text, "an integer", name, option)
     if pa.types.is_floating(kind):
-        return _parse(float, text, "a number", name)
+        return _parse(float, text, "a number", name, option)
     if pa.types.is_boolean(kind):
-        return _parse_bool(text, name)
+        return _parse_bool(text, name, option)
     raise DataError(f"{name} has type {kind}, which cannot be a label")
 
 
-def _parse(convert: Any, text: str, what: str, name: str) -> Any:
+def _parse(convert: Any, text: str, what: str, name: str, option: str) -> Any:
     try:
         return convert(text)
     except ValueError:
         raise DataError(
-            f"--positive-label {text!r} is not {what}, but {name} holds {what.split()[-1]}s"
+            f"{option} {text!r} is not {what}, but {name} holds {what.split()[-1]}s"
         ) from None
 
 
-def _parse_bool(text: str, name: str) -> bool:
+def _parse_bool(text: str, name: str, option: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "1"):
         return True
     if lowered in ("false", "0"):
         return False
-    raise DataError(f"--positive-label {text!r} is not true or false, but {name} holds booleans")
+    raise DataError(f"{option} {text!r} is not true or false, but {name} holds booleans")
 
 
 def _few(values: Any, limit: int = 3) -> str:

@@ -61,6 +61,7 @@ class Job:
             self.positive,
             self.slicings,
             loss_only=bool(getattr(args, "loss_only", False)),
+            ignore=args.ignore_label if args.positive_label is not None else None,
         )
         self.group_columns = self.spec.group_columns
         self.columns = self.spec.columns
@@ -133,6 +134,7 @@ class Spec:
     positive: str | None
     slicings: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # --group-by
     loss_only: bool = False  # --loss-only: the loss sums, no report
+    ignore: str | None = None  # --ignore-label as given, with --positive-label (columns.Labels)
 
     @property
     def group_columns(self) -> list[str]:
@@ -158,6 +160,14 @@ def output_dtype(source: Any, column: str) -> np.dtype:
         return np.dtype(np.float64)
     wide = any(d is not None and d.kind == "f" and d.itemsize == 8 for d in dtypes)
     return np.dtype(np.float64 if wide else np.float32)
+
+
+def check_plot_path(job: Job, source: Any) -> None:
+    """UsageError, before any data is read, when --plot names one of the inputs (as --output)."""
+    if job.args.plot is not None:
+        from ..io.writers import check_not_an_input
+
+        check_not_an_input(job.args.plot, input_files(source), "--plot")
 
 
 def input_files(source: Any) -> list[str]:

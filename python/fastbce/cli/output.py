@@ -8,7 +8,15 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-__all__ = ["Progress", "aligned", "note"]
+__all__ = ["Progress", "aligned", "discard_stdout", "note"]
+
+
+def discard_stdout() -> None:
+    """Stdout to /dev/null, after its reader went away (`fastbce ... | head`: BrokenPipeError),
+    so that the rest of the run and the interpreter's flush at exit write nowhere."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def aligned(cells: Sequence[str], widths: Sequence[int]) -> str:

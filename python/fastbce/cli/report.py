@@ -94,7 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--top-losses", type=int, default=0, metavar="K", help="list the K rows of largest loss"
     )
     rep.add_argument(
-        "--ignore-label", type=float, default=None, metavar="V", help="skip rows labelled V"
+        "--ignore-label",
+        default=None,
+        metavar="V",
+        help="skip rows labelled V (a number; with --positive-label, a label as the column has it)",
     )
     rep.add_argument(
         "--logit-offset",
@@ -119,16 +122,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# With --positive-label the labels become 0 and 1 (columns.Labels), and the rows whose label is
+# --ignore-label (as the column holds it) get this label, the accumulator's ignore_label.
+IGNORED_CLASS = 2
+
+
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """The accumulator's report options from the command line, checked."""
     if args.top_losses < 0:
         raise UsageError(f"--top-losses must be >= 0; got {args.top_losses}")
-    if args.ignore_label is not None and math.isnan(args.ignore_label):
-        raise UsageError("--ignore-label must be a number; got nan")
+    ignore_label = None
+    if args.ignore_label is not None and getattr(args, "positive_label", None) is not None:
+        ignore_label = float(IGNORED_CLASS)  # (the label the rows of V get: columns.Labels)
+    elif args.ignore_label is not None:
+        try:
+            ignore_label = float(args.ignore_label)
+        except ValueError:
+            raise UsageError(
+                f"--ignore-label must be a number (a label of a text column needs "
+                f"--positive-label); got {args.ignore_label!r}"
+            ) from None
+        if math.isnan(ignore_label):
+            raise UsageError("--ignore-label must be a number; got nan")
     if not math.isfinite(args.logit_offset):
         raise UsageError(f"--logit-offset must be finite; got {args.logit_offset!r}")
     if args.logit_offset != 0.0 and not args.from_logits:
         raise UsageError("--logit-offset needs --from-logits (it is added to logits)")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot {args.plot}: the name must end in .png")
     if args.loss_only:
         needs = [
             name
@@ -146,7 +167,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
             )
     return {
         "top_losses": args.top_losses,
-        "ignore_label": args.ignore_label,
+        "ignore_label": ignore_label,
         "logit_offset": args.logit_offset,
     }
 

@@ -110,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
             acc = run_on_cluster(job)
         else:
             acc = run_locally(job)
-    _print_result(acc, job, sys.stdout)
+    try:
+        _print_result(acc, job, sys.stdout)
+    except BrokenPipeError:  # the reader went away (`| head`): --plot and --fail-if still hold
+        from .output import discard_stdout
+
+        discard_stdout()
     if args.plot is None and not conditions:
         return 0
     result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
@@ -125,10 +130,11 @@ def run(args: argparse.Namespace) -> int:
 def run_locally(job: Job) -> Any:
     from ..io import open_output
     from .columns import Labels, new_accumulator, score_batches
-    from .job import input_files, output_dtype
+    from .job import check_plot_path, input_files, output_dtype
     from .output import Progress
 
     source = job.open_source()
+    check_plot_path(job, source)
     acc = new_accumulator(job.spec)
     output = None
     if job.args.output is not None:
@@ -136,7 +142,7 @@ def run_locally(job: Job) -> Any:
             job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
         )
     progress = Progress(enabled=job.args.format != "json")
-    labels = Labels(job.roles["y_true"], job.positive)
+    labels = Labels(job.roles["y_true"], job.positive, job.spec.ignore)
     batches = source.batches(job.args.batch_rows)
     reserve = getattr(source, "reserve", None)  # (parquet: its read-ahead gives way to groups)
     held = getattr(acc, "_nbytes", None)

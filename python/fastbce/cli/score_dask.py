@@ -30,9 +30,19 @@ from ..io import (
     series_values,
 )
 from .columns import Labels, missing_positive, new_accumulator, score_batches
-from .job import Job, Spec, input_files, output_dtype
+from .job import Job, Spec, check_plot_path, input_files, output_dtype
 
 PARTITION_BATCHES = 8  # a partition is about this many batches (--batch-rows) of rows
+
+
+def _check_address(address: str) -> None:
+    """ValueError for an address Dask cannot parse (no port, an unknown scheme), before a Client
+    is made: a Client whose constructor fails on one is left half-built, and its finaliser then
+    waited 20 s at exit and printed a traceback."""
+    from distributed.comm import get_address_host_port, parse_address
+
+    if parse_address(address)[0] in ("tcp", "tls"):  # (inproc:// and others have no port)
+        get_address_host_port(address)
 
 
 def run_on_cluster(job: Job) -> Any:
@@ -42,8 +52,10 @@ def run_on_cluster(job: Job) -> Any:
     except ImportError:
         raise DataError("--scheduler needs Dask: pip install 'fastbce[dask]'") from None
     source = job.open_source()  # checks the files and columns here, before the cluster
+    check_plot_path(job, source)
     address = job.args.scheduler
     try:
+        _check_address(address)
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -170,7 +182,7 @@ def _score_part(
     spec: Spec, where: tuple[Any, ...], batch_rows: int, want_loss: bool, frame: Any = None
 ) -> tuple[Any, ...]:
     acc = new_accumulator(spec)
-    labels = Labels(spec.roles["y_true"], spec.positive)
+    labels = Labels(spec.roles["y_true"], spec.positive, spec.ignore)
     losses: list[np.ndarray] = []
     score_batches(
         spec,

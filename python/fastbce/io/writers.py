@@ -186,9 +186,12 @@ def check_output_name(path: str) -> None:
         raise UsageError(f"--output {path}: the name must end in .parquet or .npy")
 
 
-def check_not_an_input(path: str, inputs: list[str] | tuple[str, ...]) -> None:
-    """UsageError when `path` is one of the input files, by any name: the same path once
-    resolved (``./``, ``..``, symlinks) or the same file (device and inode: a hard link)."""
+def check_not_an_input(
+    path: str, inputs: list[str] | tuple[str, ...], option: str = "--output"
+) -> None:
+    """UsageError when `path` (of `option`: --output, --plot) is one of the input files, by any
+    name: the same path once resolved (``./``, ``..``, symlinks) or the same file (device and
+    inode: a hard link)."""
     real = os.path.realpath(path)
     try:
         target = os.stat(path)
@@ -203,9 +206,10 @@ def check_not_an_input(path: str, inputs: list[str] | tuple[str, ...]) -> None:
                 continue
             same = (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
         if same:
+            what = "the losses" if option == "--output" else "the figure"
             raise UsageError(
-                f"--output {path} is the input {name}: writing the losses would replace the data; "
-                "choose another output path"
+                f"{option} {path} is the input {name}: writing {what} would replace the data; "
+                f"choose another {option} path"
             )
 
 

@@ -1,0 +1,132 @@
+"""fastbce score's options where they meet: --ignore-label with --positive-label (the label as
+the column holds it), a NaN prediction's auc, --top-losses past the rows, --plot's name and
+path, --fail-if when stdout's reader went away, an unparsable --scheduler address and crossed
+keys of a NaN float column."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def score(*args, cwd=None, **kw):
+    cmd = [sys.executable, "-m", "fastbce", "score", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, **kw)
+
+
+@pytest.fixture
+def labels_npy(tmp_path):
+    np.save(tmp_path / "y.npy", np.array([2, 1, 2, 1, 3]))
+    np.save(tmp_path / "p.npy", np.array([0.9, 0.2, 0.3, 0.4, 0.6], np.float32))
+    return ["--y-true", tmp_path / "y.npy", "--y-pred", tmp_path / "p.npy"]
+
+
+@pytest.mark.parametrize(
+    ("ignore", "rows", "base_rate"), [("3", 4, 0.5), ("1", 3, 2 / 3), ("5", 5, 0.4)]
+)
+def test_ignore_label_is_matched_before_positive_label(labels_npy, ignore, rows, base_rate):
+    proc = score(*labels_npy, "--positive-label", "2", "--ignore-label", ignore, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["rows"] == rows and got["ignored"] == 5 - rows
+    assert got["base_rate"] == pytest.approx(base_rate, rel=1e-15)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_text_labels_can_be_ignored_with_positive_label(tmp_path, fmt):
+    y = ["click", "no", "unk", "click", "no", "unk"]
+    p = [0.7, 0.2, 0.5, 0.4, 0.1, 0.9]
+    path = tmp_path / f"t.{fmt}"
+    if fmt == "csv":
+        path.write_text(
+            "y_true,y_pred\n" + "".join(f"{a},{b}\n" for a, b in zip(y, p, strict=True))
+        )
+    else:
+        table = pa.table(
+            {"y_true": pa.array(y).dictionary_encode(), "y_pred": pa.array(p, pa.float32())}
+        )
+        pq.write_table(table, path)
+    proc = score(path, "--positive-label", "click", "--ignore-label", "unk", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["rows"] == 4 and got["ignored"] == 2 and got["base_rate"] == 0.5
+    # without --positive-label a text label cannot be ignored: the labels must be numbers
+    proc = score(path, "--ignore-label", "unk")
+    assert proc.returncode == 2 and "--ignore-label must be a number" in proc.stderr
+
+
+def test_nan_prediction_makes_auc_null_under_propagate(tmp_path):
+    path = tmp_path / "nan.csv"
+    path.write_text("y_true,y_pred\n1,0.7\n0,NaN\n1,0.2\n0,0.4\n")
+    got = json.loads(score(path, "--format", "json").stdout)
+    assert got["sum"] is None and got["auc"] is None and got["auc_bound"] is None
+    omitted = json.loads(score(path, "--format", "json", "--nan-policy", "omit").stdout)
+    assert omitted["auc"] == 0.5 and omitted["omitted"] == 1
+
+
+def test_top_losses_past_the_rows_lists_every_row(labels_npy):
+    proc = score(
+        *labels_npy, "--positive-label", "2", "--top-losses", "1000000000", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["top_losses"]) == 5
+
+
+def test_plot_name_and_path_are_checked_before_the_data(tmp_path):
+    data = tmp_path / "in.csv"
+    text = "y_true,y_pred\n1,0.7\n0,0.2\n"
+    data.write_text(text)
+    for name in ("fig.jpg", "fig", "fig.xyz"):
+        proc = score(data, "--plot", tmp_path / name)
+        assert proc.returncode == 2 and "the name must end in .png" in proc.stderr, name
+        assert not (tmp_path / name).exists() and not (tmp_path / f"{name}.png").exists()
+    (tmp_path / "plot.png").symlink_to(data)
+    proc = score(data, "--plot", tmp_path / "plot.png")
+    assert proc.returncode == 2 and "is the input" in proc.stderr
+    assert data.read_text() == text
+
+
+def test_fail_if_holds_when_stdout_is_closed(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("y_true,y_pred\n1,0.7\n0,0.2\n")
+    cmd = [sys.executable, "-m", "fastbce", "score", str(path), "--fail-if", "rows>0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # (the reader is gone before anything is written: `| true`)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert b"--fail-if rows>0" in err
+
+
+def test_unparsable_scheduler_address_is_one_line_at_once(labels_npy):
+    pytest.importorskip("distributed")
+    for address in ("tcp://localhost", "notanaddress"):
+        start = time.monotonic()
+        proc = score(*labels_npy, "--positive-label", "2", "--scheduler", address)
+        assert time.monotonic() - start < 10, address
+        assert proc.returncode == 1
+        assert (
+            proc.stderr.strip().count("\n") == 0
+            and "cannot reach the Dask scheduler" in proc.stderr
+        )
+
+
+def test_crossed_keys_of_a_nan_float_column_are_missing(tmp_path):
+    path = tmp_path / "cross.parquet"
+    table = {
+        "y_true": pa.array([1, 0, 1], pa.uint8()),
+        "y_pred": pa.array([0.6, 0.3, 0.2], pa.float32()),
+    }
+    table |= {"a": [1.0, float("nan"), 2.0], "b": ["u", "u", "v"]}
+    pq.write_table(pa.table(table), path)
+    proc = score(path, "--group-by", "a,b", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    keys = list(json.loads(proc.stdout)["groups"])
+    assert "null" in keys and not any("nan" in k for k in keys)
