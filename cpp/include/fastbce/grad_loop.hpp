@@ -175,7 +175,7 @@ inline std::pair<uint32_t, uint32_t> plain_float_loop(const float* __restrict y,
         const bool pos = x[j] >= 0.0f;
         const float p = pos ? r : s, q = pos ? s : r;  // sigma(x), sigma(-x)
         const float gj = mul_add(-y[j], q, (1.0f - y[j]) * p);
-        const float hj = y[j] == y[j] ? s * r : y[j];  // (a NaN label: NaN, as in gj)
+        const float hj = vm::detail::select(y[j] == y[j], s * r, y[j]);  // (a NaN label: NaN, as gj)
         g[j] = O == Options::weighted ? w[j] * gj : gj;
         h[j] = O == Options::weighted ? w[j] * hj : hj;
     }
