@@ -374,6 +374,7 @@ def _weight_key(weight: Any, arrays: bool) -> Any:
         return (kind, weight.hex())
     if kind is int:
         return (kind, weight)
+    # (not bool arrays: _sample_weight copies those to 0s and 1s)
     if arrays and kind is np.ndarray and weight.ndim and weight.dtype != np.bool_:
         return (weight.dtype, weight.shape)
     return _NOT_PLAIN

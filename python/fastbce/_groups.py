@@ -384,10 +384,12 @@ class GroupIndex:
                 indices = indices.fill_null(len(table) - 1)
             stop = start + len(chunk)
             positions = to_numpy(indices)  # (no nulls: a view of Arrow's buffer)
-            _check_positions(positions, table.size, start)  # (safe=False: np.take would clip)
             if table.size == 0 or not np.array_equal(table, np.arange(table.size)):
                 table = table.astype(out.dtype)  # (the codes fit: the keys do)
-                np.take(table, positions, out=out[start:stop], mode="clip")  # (in range)
+                # (a safe=False array's index past its dictionary: an error, not a clipped code;
+                # the codes of the other branch are the positions, which the kernel checks)
+                _check_positions(positions, table.size, start)
+                np.take(table, positions, out=out[start:stop], mode="clip")
             else:  # the dictionary is in the order of the keys (as the first batch's)
                 out[start:stop] = positions
             start = stop

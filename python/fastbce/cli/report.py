@@ -132,7 +132,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     if args.top_losses < 0:
         raise UsageError(f"--top-losses must be >= 0; got {args.top_losses}")
     ignore_label = None
-    if args.ignore_label is not None and getattr(args, "positive_label", None) is not None:
+    if args.ignore_label is not None and args.positive_label is not None:
         ignore_label = float(IGNORED_CLASS)  # (the label the rows of V get: columns.Labels)
     elif args.ignore_label is not None:
         try:
