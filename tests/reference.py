@@ -133,22 +133,40 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
 
 
 def focal_mpmath(
-    y: float, pred: float, *, from_logits: bool, clip: tuple[float, float], gamma: float, alpha
+    y: float,
+    pred: float,
+    *,
+    from_logits: bool,
+    clip: tuple[float, float],
+    gamma: float,
+    alpha,
+    label_smoothing: float = 0.0,
 ) -> float:
-    """Focal loss of one element (SPEC steps 1-5, no smoothing) to within float64 rounding:
-    bce_mpmath's cross-entropy times (1 - p_t)^gamma, with 1 - p_t = y (1 - p) + (1 - y) p formed
+    """Focal loss of one element (SPEC steps 1-5) to within float64 rounding: the cross-entropy
+    of y' = y (1 - s) + s/2 times (1 - p_t)^gamma, with 1 - p_t = y' (1 - p) + (1 - y') p formed
     without cancellation (1 - p = exp(-x) / (1 + exp(-x)) for a logit x; the unclipped p for
-    probabilities, as Keras 3)."""
-    ce = mpmath.mpf(bce_mpmath(y, pred, from_logits=from_logits, clip=clip))
+    probabilities, as Keras 3). s is taken as given (pass it in the working precision)."""
     yy = mpmath.mpf(float(y))
+    s = mpmath.mpf(float(label_smoothing))
+    ys, ys_c = yy * (1 - s) + s / 2, (1 - yy) * (1 - s) + s / 2
+    if label_smoothing:
+        if from_logits:
+            x = mpmath.mpf(float(pred))
+            neg_log_p, neg_log_1mp = mpmath.log1p(mpmath.exp(-x)), mpmath.log1p(mpmath.exp(x))
+        else:
+            pc = mpmath.mpf(min(max(float(pred), clip[0]), clip[1]))
+            neg_log_p, neg_log_1mp = -mpmath.log(pc), -mpmath.log1p(-pc)
+        ce = ys * neg_log_p + ys_c * neg_log_1mp
+    else:
+        ce = mpmath.mpf(bce_mpmath(y, pred, from_logits=from_logits, clip=clip))
     if from_logits:
         e = mpmath.exp(-mpmath.mpf(float(pred)))
         p, one_minus_p = 1 / (1 + e), e / (1 + e)
     else:
         p = mpmath.mpf(float(pred))
         one_minus_p = 1 - p
-    loss = ce * (yy * one_minus_p + (1 - yy) * p) ** mpmath.mpf(float(gamma))
+    loss = ce * (ys * one_minus_p + ys_c * p) ** mpmath.mpf(float(gamma))
     if alpha is not None:
         a = mpmath.mpf(float(alpha))
-        loss *= a * yy + (1 - a) * (1 - yy)
+        loss *= a * ys + (1 - a) * ys_c
     return float(loss)
