@@ -280,6 +280,72 @@ def test_objective_reuses_only_unreferenced_outputs(data, library):
     np.testing.assert_array_equal(objective(y, m2)[1], expected(m2)[1])
 
 
+def test_xgboost_multi_target_with_a_pos_weight_per_target(data):
+    """A 3-target model: the per-target pos_weight of binary_crossentropy_grad is accepted by the
+    objective and the metric, and trains as the NumPy reference objective column by column."""
+    X, y, w = data
+    rng = np.random.default_rng(7)
+    Y = np.column_stack([y, (X[:, 4] > 0).astype(np.float32), (rng.random(y.size) < 0.2)])
+    Y = Y.astype(np.float32)
+    pos_weight = np.array([1.0, 2.0, 4.0])
+    dtrain = xgb.DMatrix(X, label=Y, weight=w)
+    params = dict(XGB_PARAMS, eval_metric=[])
+    log: dict = {}
+    ours = xgb.train(
+        params,
+        dtrain,
+        ROUNDS,
+        obj=fastbce.xgboost.objective(pos_weight=pos_weight),
+        custom_metric=fastbce.xgboost.metric(pos_weight=pos_weight),
+        evals=[(dtrain, "t")],
+        evals_result=log,
+        verbose_eval=False,
+    )
+    losses = log["t"]["fastbce_loss"]
+    assert losses[-1] < losses[0], losses
+
+    def reference(preds, dmatrix):
+        labels = dmatrix.get_label().reshape(preds.shape)
+        weight = dmatrix.get_weight()[:, None]
+        return numpy_focal_objective(labels, preds, weight, pos_weight=pos_weight)
+
+    theirs = xgb.train(params, dtrain, ROUNDS, obj=reference)
+    margins = ours.predict(dtrain, output_margin=True)
+    assert margins.shape == Y.shape
+    np.testing.assert_allclose(
+        margins, theirs.predict(dtrain, output_margin=True), rtol=1e-4, atol=1e-5
+    )
+    # the metric's last value is the weighted mean loss of the final margins
+    want = fastbce.binary_crossentropy(
+        Y,
+        margins,
+        from_logits=True,
+        pos_weight=pos_weight,
+        sample_weight=w,
+        reduction="weighted_mean",
+    )
+    assert losses[-1] == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("make", ["objective", "metric"])
+def test_adapters_check_the_shape_of_pos_weight(make):
+    with pytest.raises(
+        ValueError,
+        match=rf"xgboost\.{make}\(\): pos_weight must be a scalar or 1-D, "
+        r"one per target; got shape \(2, 3\)",
+    ):
+        getattr(fastbce.xgboost, make)(pos_weight=np.ones((2, 3)))
+    with pytest.raises(
+        ValueError,
+        match=rf"lightgbm\.{make}\(\): pos_weight must be a scalar "
+        r"\(one margin a row\); got shape \(3,\)",
+    ):
+        getattr(fastbce.lightgbm, make)(pos_weight=np.ones(3))
+    # a scalar in any form is one weight
+    getattr(fastbce.lightgbm, make)(pos_weight=np.float32(2.0))
+    getattr(fastbce.xgboost, make)(pos_weight=np.array(2.0))
+
+
 def test_xgboost_adapter_errors():
     with pytest.raises(TypeError, match=r"unknown option\(s\) sample_weight"):
         fastbce.xgboost.objective(sample_weight=1.0)

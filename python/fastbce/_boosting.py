@@ -25,7 +25,25 @@ def check_option_names(options: dict[str, Any], allowed: tuple[str, ...], where:
         )
 
 
-def checked_objective_options(options: dict[str, Any], where: str, library: str) -> dict[str, Any]:
+def _probe(options: dict[str, Any], where: str, multi_target: bool) -> Any:
+    """The tiny input the options are checked on: one row of k margins for a per-target
+    pos_weight of length k (a k-target XGBoost model's margins), else one margin. LightGBM's
+    binary objective has one margin a row, so there pos_weight must be a scalar."""
+    pos_weight = options.get("pos_weight")
+    shape = np.shape(pos_weight) if pos_weight is not None else ()
+    if shape == ():
+        return np.zeros(1, np.float32)
+    if len(shape) != 1 or not multi_target:
+        one_per_target = " or 1-D, one per target" if multi_target else " (one margin a row)"
+        raise ValueError(
+            f"{where}(): pos_weight must be a scalar{one_per_target}; got shape {shape}"
+        )
+    return np.zeros((1, shape[0]), np.float32)
+
+
+def checked_objective_options(
+    options: dict[str, Any], where: str, library: str, multi_target: bool
+) -> dict[str, Any]:
     """The objective's options, checked now on a tiny input: ``hessian`` defaults to "clipped"
     (both libraries need Hessians that are not negative, see docs/gradients.md) and may not be
     "none" (the library needs a Hessian)."""
@@ -33,14 +51,18 @@ def checked_objective_options(options: dict[str, Any], where: str, library: str)
     options = {"hessian": "clipped", **options}
     if options["hessian"] == "none":
         raise ValueError(f"hessian='none' gives {library} no Hessian; use 'clipped' or 'exact'")
-    binary_crossentropy_grad(np.zeros(1), np.zeros(1, np.float32), **options)
+    margins = _probe(options, where, multi_target)
+    binary_crossentropy_grad(np.zeros(margins.shape), margins, **options)
     return options
 
 
-def checked_metric_options(options: dict[str, Any], where: str) -> dict[str, Any]:
+def checked_metric_options(
+    options: dict[str, Any], where: str, multi_target: bool
+) -> dict[str, Any]:
     """The metric's options, checked now on a tiny input."""
     check_option_names(options, LOSS_OPTIONS, where)
-    binary_crossentropy(np.zeros(1), np.zeros(1, np.float32), from_logits=True, **options)
+    margins = _probe(options, where, multi_target)
+    binary_crossentropy(np.zeros(margins.shape), margins, from_logits=True, **options)
     return options
 
 

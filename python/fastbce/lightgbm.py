@@ -70,7 +70,7 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    options = checked_objective_options(options, "fastbce.lightgbm.objective", "LightGBM")
+    options = checked_objective_options(options, "fastbce.lightgbm.objective", "LightGBM", False)
 
     outputs = ReusedOutputs()
 
@@ -99,7 +99,7 @@ def metric(**options: Any) -> Any:
     >>> name, round(value, 4), higher_is_better
     ('fastbce_loss', 0.3024, False)
     """
-    options = checked_metric_options(options, "fastbce.lightgbm.metric")
+    options = checked_metric_options(options, "fastbce.lightgbm.metric", False)
 
     def fastbce_loss(a: Any, b: Any, weight: Any = None) -> tuple[str, float, bool]:
         y, scores, w = _labels_scores_weights(a, b, weight)

@@ -106,7 +106,7 @@ def objective(**options: Any) -> Any:
     >>> hess.round(4)
     array([0.0898, 0.1587], dtype=float32)
     """
-    options = checked_objective_options(options, "fastbce.xgboost.objective", "XGBoost")
+    options = checked_objective_options(options, "fastbce.xgboost.objective", "XGBoost", True)
 
     outputs = ReusedOutputs()
 
@@ -133,7 +133,7 @@ def metric(**options: Any) -> Any:
     >>> round(metric(np.array([0, 1, 1, 0]), np.array([-2.2, 1.4, 0.4, -0.8], np.float32)), 4)
     0.3024
     """
-    options = checked_metric_options(options, "fastbce.xgboost.metric")
+    options = checked_metric_options(options, "fastbce.xgboost.metric", True)
 
     def fastbce_loss(a: Any, b: Any, sample_weight: Any = None) -> Any:
         y, margins, weight = _labels_margins_weights(a, b, sample_weight)
