@@ -239,6 +239,10 @@ class LossAccumulator:
         order, made one at a time (a million groups print without a million dicts in memory)."""
         return self._state.group_items(slicing)
 
+    def _has_group(self, key: Hashable, slicing: str = "groups") -> bool:
+        """Whether a slicing has the group `key` (None: the missing group)."""
+        return self._state.has_group(slicing, key)
+
     def _group_blocks(
         self, slicing: str = "groups"
     ) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:

@@ -30,7 +30,7 @@ def _probe(options: dict[str, Any], where: str, multi_target: bool) -> Any:
     pos_weight of length k (a k-target XGBoost model's margins), else one margin. LightGBM's
     binary objective has one margin a row, so there pos_weight must be a scalar."""
     pos_weight = options.get("pos_weight")
-    shape = np.shape(pos_weight) if pos_weight is not None else ()
+    shape: tuple[int, ...] = np.shape(pos_weight) if pos_weight is not None else ()
     if shape == ():
         return np.zeros(1, np.float32)
     if len(shape) != 1 or not multi_target:

@@ -362,6 +362,9 @@ class GroupIndex:
         import pyarrow as pa
 
         chunks = groups.chunks if isinstance(groups, pa.ChunkedArray) else [groups]
+        value_type = groups.type.value_type if pa.types.is_dictionary(groups.type) else groups.type
+        if pa.types.is_nested(value_type):  # (list, struct, map: Arrow cannot hash them)
+            raise TypeError(f"groups: cannot group by values of type {value_type}")
         # (a batch of one piece: each row looked up in C++; a larger input is dictionary-encoded
         # by Arrow on a few threads first, which measured faster than the lookup of every row)
         one_piece = len(chunks) == 1 and len(groups) <= ENCODE_PIECE

@@ -220,6 +220,10 @@ class LossSums:
     def _summary(self) -> dict[str, Any]:
         return _scope(self._sums)
 
+    def _has_group(self, key: Hashable, slicing: str = "groups") -> bool:
+        s = self._slicings.get(slicing)
+        return s is not None and s.index.find(key) is not None
+
     def _group_blocks(
         self, slicing: str = "groups"
     ) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:

@@ -414,6 +414,11 @@ class ReportState:
         s = self.slicings.get(name)
         return group_blocks(s) if s is not None else iter(())
 
+    def has_group(self, name: str, key: Hashable) -> bool:
+        """Whether slicing `name` has the group `key`."""
+        s = self.slicings.get(name)
+        return s is not None and s.index.find(key) is not None
+
     def group_items(self, name: str) -> Iterator[tuple[Hashable, dict[str, Any]]]:
         """(key, keys) of the groups of one slicing, in result()'s order, one at a time."""
         s = self.slicings.get(name)

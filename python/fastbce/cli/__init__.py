@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"fastbce {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except MemoryError as e:  # (NumPy's says how much: "Unable to allocate 72.8 TiB for ...")
+        print(f"fastbce {args.command}: error: out of memory ({e})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # SIGINT, or SIGTERM / SIGHUP (cli.signals.Stopped)
         signum = getattr(e, "signum", signal.SIGINT)
         what = (

@@ -91,12 +91,11 @@ class Job:
             groups = self.group_columns
             return ParquetSource(files, self.columns, groups, self.args.threads, hive=groups)
         if kind == "csv":
+            # (a column that is also the labels or a group is read as floats too: it must be
+            # numbers here, and the labels and groups take floats as they do from parquet)
             floats = [self.roles["y_pred"]] + (
                 [self.roles["sample_weight"]] if "sample_weight" in self.roles else []
             )
-            floats = [
-                c for c in floats if c != self.roles["y_true"] and c not in self.group_columns
-            ]
             return CsvSource(files, self.columns, floats)
         return NpzSource(files[0], self.columns)
 

@@ -192,15 +192,27 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _json_key(key: Any) -> Any:
-    return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
+# The JSON name of the missing group where a group is the text "null" (json.dumps writes the
+# key None as "null"): the table's name for it.
+MISSING_BESIDE_NULL = "(missing)"
+
+
+def _json_key(key: Any, missing: str | None = None) -> Any:
+    """A group key as a JSON object key: text, numbers and bool as json.dumps writes them, an
+    infinite float as the table shows it ("inf"), None as "null" (or `missing`)."""
+    if key is None:
+        return missing
+    if isinstance(key, float) and not math.isfinite(key):
+        return str(key)
+    return key if isinstance(key, (str, int, float, bool)) else str(key)
 
 
 def to_json(result: Any) -> Any:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
     every depth (groups, slices, reliability bins, top_losses)."""
     if isinstance(result, dict):
-        return {_json_key(k): to_json(v) for k, v in result.items()}
+        missing = MISSING_BESIDE_NULL if None in result and "null" in result else None
+        return {_json_key(k, missing): to_json(v) for k, v in result.items()}
     if isinstance(result, (list, tuple)):
         return [to_json(v) for v in result]
     if isinstance(result, float):
@@ -220,10 +232,10 @@ def _print_result(acc: Any, job: Job, stream: TextIO) -> None:
     names = [name for name, _ in job.slicings]
     if job.args.format == "json":
         if len(names) > 1:
-            slices = [(name, acc._group_blocks(name)) for name in names]
+            slices = [(name, acc._group_blocks(name), _missing_name(acc, name)) for name in names]
             _write_json(summary, iter(()), stream, slices)
         else:
-            _write_json(summary, acc._group_blocks(), stream)
+            _write_json(summary, acc._group_blocks(), stream, missing=_missing_name(acc))
         return
     if len(names) == 1:
         tables = [(names[0], acc._group_items)]
@@ -232,11 +244,19 @@ def _print_result(acc: Any, job: Job, stream: TextIO) -> None:
     report.print_table(summary, stream, tables, loss_only=job.spec.loss_only)
 
 
+def _missing_name(acc: Any, slicing: str = "groups") -> str | None:
+    """The JSON name of a slicing's missing group: "null" (None), or MISSING_BESIDE_NULL where
+    a group is the text "null" too (two groups under one key: a JSON reader keeps one)."""
+    both = acc._has_group(None, slicing) and acc._has_group("null", slicing)
+    return MISSING_BESIDE_NULL if both else None
+
+
 def _write_json(
     summary: dict[str, Any],
     groups: Any,
     stream: TextIO,
-    slices: list[tuple[str, Any]] | None = None,
+    slices: list[tuple[str, Any, str | None]] | None = None,
+    missing: str | None = None,
 ) -> None:
     def obj(d: dict[str, Any], indent: str) -> str:
         def value(v: Any) -> str:  # (nested lists and dicts indented as json.dumps does)
@@ -246,22 +266,22 @@ def _write_json(
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
 
     stream.write(obj(_json_numbers(summary), "")[:-2] + ',\n  "groups": ')
-    _write_groups(groups, stream, "  ")
+    _write_groups(groups, stream, "  ", missing)
     if slices is not None:
         stream.write(',\n  "slices": {')
-        for i, (name, blocks) in enumerate(slices):
+        for i, (name, blocks, missing_name) in enumerate(slices):
             stream.write(("\n" if i == 0 else ",\n") + f"    {json.dumps(name)}: ")
-            _write_groups(blocks, stream, "    ")
+            _write_groups(blocks, stream, "    ", missing_name)
         stream.write("\n  }" if slices else "}")
     stream.write("\n}\n")
 
 
-def _write_groups(blocks: Any, stream: TextIO, indent: str) -> None:
+def _write_groups(blocks: Any, stream: TextIO, indent: str, missing: str | None) -> None:
     """{key: {...}, ...} of some groups, as json.dumps(indent=2) writes it at this depth."""
     stream.write("{")
     first = True
     for keys, columns in blocks:
-        for text in _groups_json(keys, columns, indent + "  "):
+        for text in _groups_json(keys, columns, indent + "  ", missing):
             stream.write(("\n" if first else ",\n") + text)
             first = False
     stream.write("}" if first else f"\n{indent}}}")
@@ -279,16 +299,18 @@ def _column_json(values: Any) -> list[str]:
     return out
 
 
-def _name_json(keys: list[Any]) -> list[str]:
-    """Group keys as json.dumps writes them as object keys."""
+def _name_json(keys: list[Any], missing: str | None) -> list[str]:
+    """Group keys as json.dumps writes them as object keys (the key None as `missing`)."""
     if all(type(k) is str for k in keys):
         from json.encoder import encode_basestring_ascii  # (json.dumps' own, in C)
 
         return list(map(encode_basestring_ascii, keys))
-    return [json.dumps({_json_key(k): 0}, allow_nan=False)[1:-4] for k in keys]
+    return [json.dumps({_json_key(k, missing): 0}, allow_nan=False)[1:-4] for k in keys]
 
 
-def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str) -> list[str]:
+def _groups_json(
+    keys: list[Any], columns: dict[str, Any], indent: str, missing: str | None
+) -> list[str]:
     """'KEY: {...}' of each group, as json.dumps(..., indent=2) writes it at this indent,
     formatted a column at a time (not with the json module's pure-Python indenting encoder: a
     million groups of twenty keys each)."""
@@ -304,4 +326,4 @@ def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str) -> list[
             parts.append(head + "%s")
             fields.append(_column_json(values))
     template = indent + "%s: {\n" + ",\n".join(parts) + f"\n{indent}}}"
-    return [template % row for row in zip(_name_json(keys), *fields, strict=True)]
+    return [template % row for row in zip(_name_json(keys, missing), *fields, strict=True)]

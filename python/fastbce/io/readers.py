@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import mmap
 import os
 import zipfile
@@ -57,11 +58,17 @@ def expand_inputs(inputs: list[str]) -> tuple[str, list[str]]:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise DataError(f"{item}: no files match this pattern")
+            # Each file once (`data/**` matches data/, its subdirectories and their files), and
+            # "_" and hidden files (_SUCCESS) skipped, as in a directory.
+            reached: dict[str, str] = {}  # file -> kind
             for m in matches:
                 if os.path.isdir(m):
-                    files += [("parquet", f) for f in _parquet_files_in(m)]
-                else:
-                    files.append((_kind_of(m), m))
+                    reached.update(dict.fromkeys(_parquet_files_in(m), "parquet"))
+                elif not os.path.basename(m).startswith((".", "_")) and m not in reached:
+                    reached[m] = _kind_of(m)
+            if not reached:
+                raise DataError(f"{item}: no files match this pattern (only _ or hidden files)")
+            files += [(kind, f) for f, kind in sorted(reached.items())]
         else:
             raise DataError(f"{item}: no such file or directory")
     kinds = sorted({kind for kind, _ in files})
@@ -114,6 +121,15 @@ def missing_column(
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # what Hive, Spark and Arrow write for a missing value
 
 
+def check_named_once(path: str, names: list[str], column: str) -> None:
+    """DataError if the file has several columns of this name (which one to read?)."""
+    if names.count(column) > 1:
+        raise DataError(
+            f"{path}: {names.count(column)} columns are named {column!r}; "
+            "which to read is ambiguous"
+        )
+
+
 def hive_keys(path: str) -> dict[str, str | None]:
     """The Hive partition keys of a file from its directories (``.../country=de/day=1/x.parquet``
     gives {"country": "de", "day": "1"}); values are text, URL-decoded, the default partition
@@ -160,7 +176,7 @@ class ParquetSource:
         threads: int | None = None,
         hive: list[str] | None = None,
     ) -> None:
-        pyarrow_module()
+        pa = pyarrow_module()
         import pyarrow.parquet as pq
 
         self.files = files
@@ -187,6 +203,7 @@ class ParquetSource:
                         from_path.add(c)
                         continue
                     raise missing_column(path, c, schema.names, keys if hive else None)
+                check_named_once(path, schema.names, c)
                 self.types.setdefault(c, []).append(schema.field(c).type)
             self.hive[path] = {c: keys[c] for c in (hive or []) if c in keys}
             self.metadata.append(meta)
@@ -197,6 +214,17 @@ class ParquetSource:
                 f"column {sorted(mixed)[0]!r} is in some files and only a Hive partition key "
                 "(a directory name) of others; score them apart"
             )
+        for c in dictionary or []:  # (group keys: the int 1 and the text "1" would be apart)
+            nested = [t for t in self.types.get(c, []) if pa.types.is_nested(t)]
+            if nested:
+                raise DataError(f"column {c!r} holds {nested[0]}: a group is text or a number")
+            kinds = [_is_text(t) for t in self.types.get(c, [])]
+            if len(set(kinds)) > 1:
+                text, other = kinds.index(True), kinds.index(False)
+                raise DataError(
+                    f"column {c!r} holds text in {files[text]} and "
+                    f"{self.types[c][other]} in {files[other]}; group by a column of one kind"
+                )
         self.from_path = [c for c in wanted if c in from_path]
         self.columns = [c for c in wanted if c not in from_path]
         self.dictionary = [
@@ -297,6 +325,7 @@ class CsvSource:
             for c in columns:
                 if c not in header:
                     raise missing_column(path, c, header)
+                check_named_once(path, header, c)
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
         import pyarrow as pa
@@ -308,9 +337,13 @@ class CsvSource:
         read = pacsv.ReadOptions(
             block_size=max(1 << 16, min(batch_rows * 24, 1 << 26)), use_threads=False
         )
-        convert = pacsv.ConvertOptions(  # (an empty field is a null: NaN, or a missing group)
-            include_columns=self.columns, column_types=types, strings_can_be_null=True
+        # In the float columns an empty field and the texts Arrow takes for a missing number
+        # (NA, NaN, null, N/A, ...) are nulls: NaN. In the text columns (labels, groups) only an
+        # empty field is (_empty_as_null): "NA" (Namibia) or "null" is a value there.
+        convert = pacsv.ConvertOptions(
+            include_columns=self.columns, column_types=types, strings_can_be_null=False
         )
+        text = [c for c in self.columns if c not in self.floats]
         for path, size in zip(self.files, self._sizes, strict=True):
             start = 0
             # An Arrow file, not a Python one: Arrow reads the next block on its IO thread even
@@ -323,7 +356,10 @@ class CsvSource:
                 try:
                     reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
                     for rb in reader:
-                        yield path, start, {c: rb.column(c) for c in self.columns}
+                        batch = {c: rb.column(c) for c in self.columns}
+                        for c in text:
+                            batch[c] = _empty_as_null(batch[c])
+                        yield path, start, batch
                         start += rb.num_rows
                 except DataError:
                     raise
@@ -346,12 +382,47 @@ class CsvSource:
         return min(done / sum(self._sizes), 1.0)
 
 
+def _empty_as_null(column: Any) -> Any:
+    """A CSV text column with its empty fields as nulls (missing labels or groups)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pc.equal(pc.binary_length(column), 0)
+    if not pc.any(empty).as_py():
+        return column
+    return pc.if_else(empty, pa.scalar(None, column.type), column)
+
+
 def _csv_header(path: str) -> list[str]:
+    """The names in the first record (the header), decoded alone: a bad byte in a data row is
+    reported by the reader with its place, not blamed on the header."""
+    data = b""
+    with open(path, "rb") as f:
+        while True:  # (a quoted name may hold a line break: read on while the record is open)
+            chunk = f.read(1 << 16)
+            data += chunk
+            end = _record_end(data)
+            if end < len(data) or not chunk:
+                break
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
+        text = data[:end].decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: cannot read it as csv (the header is not UTF-8 text)") from None
+    return next(csv.reader(io.StringIO(text, newline="")), [])
+
+
+def _record_end(data: bytes) -> int:
+    """Where the first CSV record of data ends: its first line break outside quotes (an even
+    number of quote characters before it), or len(data)."""
+    start = 0
+    while True:
+        breaks = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0]
+        if not breaks:
+            return len(data)
+        cut = min(breaks)
+        if data.count(b'"', 0, cut) % 2 == 0:
+            return cut
+        start = cut + 1
 
 
 class NpzSource:

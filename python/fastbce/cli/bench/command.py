@@ -35,13 +35,18 @@ def _size(text: str) -> int:
         value = float(match.group(1).replace("_", "")) * scale
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a size must be finite; got {text!r}")
     if value < 1 or value != int(value):
         raise argparse.ArgumentTypeError(f"a size must be a whole number >= 1; got {text!r}")
     return int(value)
 
 
 def _sizes(text: str) -> list[int]:
-    return [_size(part) for part in text.split(",") if part.strip()]
+    sizes = [_size(part) for part in text.split(",") if part.strip()]
+    if not sizes:  # (an empty list would mean the default sizes: a long run nobody asked for)
+        raise argparse.ArgumentTypeError(f"no size in {text!r} (examples: 1e6 or 1e3,1e6)")
+    return sizes
 
 
 def _names(text: str) -> list[str]:
@@ -386,6 +391,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    options.check_output_paths(args)  # (before minutes of timing, not after)
     if args.e2e and grad.chosen(args):
         raise UsageError("--e2e and --grad are separate benchmarks: choose one")
     if grad.chosen(args):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -73,6 +74,21 @@ def report_head(schema: str, machine: dict[str, Any]) -> dict[str, Any]:
         "fastbce": {"version": __version__, "build": build_info()},
         "machine": machine,
     }
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """UsageError before anything runs if --json or --plot cannot be written where asked: its
+    folder missing, the name a folder, or --plot not a .png."""
+    for option, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{option} {path}: no such folder {folder}")
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path}: is a folder")
+        if option == "--plot" and not path.lower().endswith(".png"):
+            raise UsageError(f"--plot {path}: the name must end in .png")
 
 
 def write_json(path: str, document: dict[str, Any], quiet: bool) -> None:
