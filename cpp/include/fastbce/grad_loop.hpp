@@ -209,8 +209,15 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
         if (k.half_s_up != 0.0) return grad_loop<T, O, Focal, Clip, true>(y, x, z, w, q, focal_f, g, h, len, k, redo);
     }
     for (int64_t j = 0; j < len; ++j) {  // FASTBCE_VEC_LOOP
-        const double zj = double(z[j]);
         const double xj = double(x[j]);
+        // Float focal terms: z = exp(-|x|) in double. The float z is off by up to an ulp, as if
+        // x had moved by 2^-24, but the |x| terms of ce do not move with it: where
+        // gamma r ce + ce' cancels, that mismatch alone reached 3e-3 relative (pos_weight
+        // 0.01, soft labels). Where the float z is 0 (|x| > 103.97) so is this one (no
+        // subnormal in double either).
+        double zj = double(z[j]);
+        if constexpr (IsFloat && Focal)
+            zj = vm::detail::select(z[j] == T(0), 0.0, vm::exp_nonpositive_normal(-std::min(std::abs(xj), 104.0)));
         const double d = 1.0 + zj;
         const double inv_d = inverse_of_d<T>(d);
         const bool pos = xj >= 0.0;
@@ -253,19 +260,18 @@ inline void grad_loop(const T* __restrict y, const T* __restrict x, const T* __r
             // where z = nu = 0 (a hard label at an underflowed z) is (1 - 2y')/d.
             const double nu = ys * b + ys_c * a;
             const double f = focal_f[j];
-            double v, soft;  // z/nu (its limit 1 where nu = 0) and softplus(-|x|) = log1p(z)
+            const double soft = vm::log1p_small(zj);  // softplus(-|x|)
+            double v;  // z/nu (its limit 1 where nu = 0)
             if constexpr (IsFloat) {
                 // 1/nu as inverse_of_d (a double division costs 4x as much), nu scaled into
-                // float's range first: nu is 0 or >= 2^-149 here, since z and y are floats
+                // float's range first: nu is 0 or above about 2^-151 here (y is a float, z is
+                // where the float z is not 0)
                 const double scale = vm::detail::select(nu < 0x1p-100, 0x1p100, 1.0);
                 const double nu_s = vm::detail::select(nu > 0.0, nu * scale, 1.0);
                 const double r0 = double(1.0f / float(nu_s));
                 v = vm::detail::select(nu > 0.0, (zj * scale) * (r0 * (2.0 - nu_s * r0)), 1.0);
-                // in float: an error of an ulp of log1p(z) <= ulp(1)/2, like that of z itself
-                soft = double(vm::log1p_small_nonnegative(z[j]));
             } else {
                 v = vm::detail::select(nu > 0.0, zj / nu, 1.0);
-                soft = vm::log1p_small(zj);
             }
             const double r = (ys_c - ys) * v * inv_d;
             // ce itself (step 3), only ever multiplied by r: r ce -> 0 where x is infinite
