@@ -463,3 +463,83 @@ def test_cli_slices_on_the_cluster_equal_the_local_run(client, tmp_path):
         for key, scope in groups.items():
             assert b["slices"][name][key]["rows"] == scope["rows"]
             assert close(b["slices"][name][key]["sum"], scope["sum"])
+
+
+# --------------------------------------------------------------------------- inputs (round 17)
+
+
+def test_nullable_float32_with_missing_values_is_the_same_for_any_partitioning():
+    """A pandas Float32 column with <NA> stays float32 in every partition (it went to float64
+    only where a partition had a NA, so the sum depended on the partitioning)."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    p = pd.Series((rng.random(n) * 0.98 + 0.01).astype(np.float32), dtype="Float32")
+    p[[5, 1700, 3999]] = pd.NA
+    y = pd.Series((rng.random(n) < 0.5).astype(np.float32))
+    want = fastbce.evaluate(y, p, nan_policy="omit")["weighted_mean"]
+    for parts in (1, 2, 4):
+        dy, dp = dd.from_pandas(y, npartitions=parts), dd.from_pandas(p, npartitions=parts)
+        got = fastbce.dask.binary_crossentropy(dy, dp, nan_policy="omit", reduction="mean")
+        assert got.compute(scheduler="synchronous") == want, parts
+        loss = fastbce.dask.binary_crossentropy(dy, dp, reduction="none")
+        assert loss.compute(scheduler="synchronous").dtype == np.float32, parts
+
+
+def test_elementwise_errors_name_the_row_of_the_whole_array():
+    y = da.from_array(np.array([0, 1, 1, 0, 1, 0, 2, 1, 0, 1], np.float32), chunks=3)
+    p = da.from_array(np.full(10, 0.5, np.float32), chunks=3)
+    for reduction in ("sum", "none"):
+        with pytest.raises(ValueError, match=r"got 2\.0 at row 6"):
+            fastbce.dask.binary_crossentropy(y, p, reduction=reduction).compute(
+                scheduler="synchronous"
+            )
+    y2 = da.from_array(np.full((4, 3), 2.0), chunks=2)
+    with pytest.raises(ValueError, match=r"in the block starting at row 2"):
+        fastbce.dask.binary_crossentropy(
+            y2, da.full((4, 3), 0.5, chunks=2), reduction="none"
+        ).compute(scheduler="synchronous")
+
+
+@pytest.mark.parametrize("length", [2, 4])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_pos_weight_length_is_checked_when_the_graph_is_built(length, reduction):
+    y, p = da.ones((4, 3), chunks=2), da.full((4, 3), 0.5, chunks=2)
+    message = (
+        r"pos_weight must be a scalar or \(3,\) \(one per class\) for y_pred of shape "
+        rf"\(4, 3\); got shape \({length},\)"
+    )
+    with pytest.raises(ValueError, match=message):  # (no compute: the graph is not built)
+        fastbce.dask.binary_crossentropy(y, p, pos_weight=np.ones(length), reduction=reduction)
+    got = fastbce.dask.binary_crossentropy(y, p, pos_weight=np.ones(3), reduction=reduction)
+    want = fastbce.binary_crossentropy(np.ones((4, 3)), np.full((4, 3), 0.5), reduction=reduction)
+    np.testing.assert_allclose(got.compute(scheduler="synchronous"), want, rtol=1e-6)
+
+
+def test_cli_scheduler_reads_csv_missing_fields_and_na_texts_as_locally(client, tmp_path):
+    """Empty fields are missing, and in text columns "NA" and "null" are values, with
+    --scheduler as without it (a crossed group, text labels with --positive-label, 0/1 labels)."""
+    (tmp_path / "t.csv").write_text(
+        "y_true,y_pred,country,dev,animal\n"
+        "1,0.9,NA,m,dog\n0,0.2,de,,cat\n,0.7,null,d,\n1,NA,N/A,m,dog\n0,0.4,,d,NA\n"
+    )
+    runs = [
+        ["--group-by", "country,dev", "--nan-policy", "omit"],
+        ["--y-true", "animal", "--positive-label", "dog", "--nan-policy", "omit"],
+        ["--group-by", "country", "--nan-policy", "omit"],
+    ]
+    for args in runs:
+        local = score("t.csv", *args, "--format", "json", cwd=tmp_path)
+        remote = score(
+            "t.csv", *args, "--format", "json", "--scheduler", client.scheduler.address,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert local.returncode == 0, local.stderr
+        assert remote.returncode == 0, remote.stderr
+        a, b = json.loads(local.stdout), json.loads(remote.stdout)
+        assert a["rows"] == b["rows"] and a["omitted"] == b["omitted"], args
+        assert close(a["sum"], b["sum"]), args
+        assert {k: v["rows"] for k, v in a["groups"].items()} == {
+            k: v["rows"] for k, v in b["groups"].items()
+        }, args
+    groups = json.loads(score("t.csv", *runs[2], "--format", "json", cwd=tmp_path).stdout)
+    assert set(groups["groups"]) == {"NA", "de", "null", "N/A", "(missing)"}

@@ -134,6 +134,8 @@ def to_arrow(arr: np.ndarray) -> Any:
         import pyarrow as pa
     except ImportError:
         return None
+    if arr.dtype.kind in "US" and _has_inner_nul(arr):
+        arr = arr.astype(object)  # (pyarrow ends a NumPy string at its first NUL: "a\0b" -> "a")
     try:
         table = pa.array(arr, from_pandas=True)  # (converted in C++: None and NaN become null)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
@@ -144,3 +146,13 @@ def to_arrow(arr: np.ndarray) -> Any:
     ):
         return None  # floats, mixed numbers, bools, ...: keep Python's keys (np.unique)
     return table
+
+
+def _has_inner_nul(arr: np.ndarray) -> bool:
+    """Whether a NumPy str or bytes array holds a NUL before a string's end (its padding is
+    NULs after it): fewer nonzero characters than the string's length."""
+    if arr.size == 0 or arr.dtype.itemsize == 0:
+        return False
+    unit = np.uint32 if arr.dtype.kind == "U" else np.uint8
+    chars = np.ascontiguousarray(arr).view(unit).reshape(arr.size, -1)
+    return bool((np.count_nonzero(chars, axis=1) < np.char.str_len(arr)).any())

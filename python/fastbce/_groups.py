@@ -178,10 +178,16 @@ class GroupIndex:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrow"] = {}  # (a cache of Arrow arrays)
+        if self._text is not None:  # (as plain data: pybind11 pickles its objects with
+            state["_text"] = ("KeyCodes", self._text.__getstate__())  # protocol >= 2 only)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_ints", None)  # (pickled before integer keys were one array)
+        text = state.get("_text")
+        if isinstance(text, tuple):
+            state["_text"] = _core.KeyCodes.__new__(_core.KeyCodes)
+            state["_text"].__setstate__(text[1])
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ batches

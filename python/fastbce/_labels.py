@@ -26,10 +26,22 @@ __all__ = [
 
 
 def is_missing(arr: np.ndarray) -> np.ndarray:
-    """None or NaN, elementwise over an object array (vectorised comparisons)."""
-    is_none = arr == np.array(None, dtype=object)
-    not_self = arr != arr  # NaN is the one value not equal to itself
-    return np.asarray(is_none | not_self, dtype=bool)
+    """None, NaN or pandas' NA, elementwise over an object array (vectorised comparisons)."""
+    try:
+        is_none = arr == np.array(None, dtype=object)
+        not_self = arr != arr  # NaN is the one value not equal to itself
+        return np.asarray(is_none | not_self, dtype=bool)
+    except TypeError:  # pd.NA: its comparisons give NA, whose truth is an error; one by one
+        return np.fromiter(map(_missing_value, arr.tolist()), dtype=bool, count=arr.shape[0])
+
+
+def _missing_value(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)
+    except TypeError:  # pd.NA
+        return True
 
 
 # --------------------------------------------------------------------------- labels

@@ -16,6 +16,7 @@ array input, a Dask Series with y_pred's partitions for dataframe columns.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -230,6 +231,19 @@ def _options(options: dict[str, Any], report: bool = True) -> dict[str, Any]:
     return dict(options)
 
 
+def _check_pos_weight(options: dict[str, Any], shape: tuple[Any, ...]) -> None:
+    """A per-class pos_weight's length against y_pred's last axis, now (each chunk would see
+    only its own shape, and a block of the classes only its slice)."""
+    q = options.get("pos_weight")
+    if q is None or np.ndim(q) == 0 or not shape or math.isnan(shape[-1]):
+        return
+    if np.shape(q) != (shape[-1],):
+        raise ValueError(
+            f"pos_weight must be a scalar or ({shape[-1]},) (one per class) for y_pred of shape "
+            f"{shape}; got shape {np.shape(q)}"
+        )
+
+
 def _is_frame(x: Any) -> bool:
     """A Dask Series or DataFrame (dask.dataframe is imported only when one is given)."""
     return dask.is_dask_collection(x) and hasattr(x, "npartitions") and not hasattr(x, "chunks")
@@ -259,6 +273,7 @@ def _array_tasks(
     want_loss: bool,
 ) -> list[Any]:
     yp = da.asarray(y_pred)
+    _check_pos_weight(options, yp.shape)
     if yp.ndim > 1:  # blocks of whole rows: per-row weights, groups and pos_weight line up
         yp = yp.rechunk({axis: -1 for axis in range(1, yp.ndim)})
     yt = _aligned(y_true, yp, "y_true", full=True)
@@ -364,6 +379,7 @@ def _elementwise(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str
     if any(_is_frame(x) for x in (y_true, y_pred, sample_weight)):
         return _elementwise_frame(y_true, y_pred, sample_weight, options)
     yp = da.asarray(y_pred)
+    _check_pos_weight(options, yp.shape)
     working = np.float64 if yp.dtype == np.float64 else np.float32
     yt = _aligned(y_true, yp, "y_true", full=True)
     args = [yt, yp]
@@ -486,18 +502,40 @@ def _none_block(
         start, stop = block_info[None]["array-location"][-1]  # this block's classes
         opts["pos_weight"] = np.asarray(pos_weight)[start:stop]
     w = weight if weight is not None else scalar_weight
-    return _binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
+    try:
+        return _binary_crossentropy(y_true, y_pred, sample_weight=w, reduction="none", **opts)
+    except (ValueError, TypeError) as e:  # the row in the whole array, as _score_chunk says it
+        if block_info is None:
+            raise
+        where = block_info[None]["array-location"]
+        first_row = where[0][0] if where else 0
+        message = str(e)
+        if y_pred.ndim == 1:
+            message = shift_index(message, first_row)
+        else:
+            message = f"{message} (in the block starting at row {first_row})"
+        raise type(e)(message) from None
 
 
 def _none_partition(
-    y_true: Any, y_pred: Any, weight: Any = None, *, options: dict[str, Any], scalar_weight: Any
+    y_true: Any,
+    y_pred: Any,
+    weight: Any = None,
+    *,
+    options: dict[str, Any],
+    scalar_weight: Any,
+    partition_info: dict[str, Any] | None = None,
 ) -> Any:
     import pandas as pd
 
     w = _values(weight) if weight is not None else scalar_weight
-    loss = _binary_crossentropy(
-        _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
-    )
+    try:
+        loss = _binary_crossentropy(
+            _values(y_true), _values(y_pred), sample_weight=w, reduction="none", **options
+        )
+    except (ValueError, TypeError) as e:  # (the index is the partition's: say which)
+        number = partition_info["number"] if partition_info else "?"
+        raise type(e)(f"{e} (in partition {number})") from None
     return pd.Series(loss, index=y_pred.index, name="loss")
 
 

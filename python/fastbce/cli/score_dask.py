@@ -155,8 +155,13 @@ def _partition_tasks(job: Job, source: Any) -> list[Any]:
 def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
     import dask
     import dask.dataframe as dd
+    import pyarrow.csv as pacsv
 
     dtypes = {c: ("float64" if c in source.floats else "object") for c in source.columns}
+    # missing as the local reader (CsvSource) has it: in number columns the texts Arrow takes
+    # for a missing number, in text columns only an empty field
+    number_nulls = pacsv.ConvertOptions().null_values
+    nulls = {c: (number_nulls if c in source.floats else [""]) for c in source.columns}
     parts = []
     for path in source.files:  # (one read_csv per file, so errors can name it)
         frame = dd.read_csv(
@@ -164,7 +169,8 @@ def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
             usecols=source.columns,
             dtype=dtypes,
             blocksize=max(1 << 16, rows * 24),
-            keep_default_na=True,
+            keep_default_na=False,
+            na_values=nulls,
         )
         parts += [
             dask.delayed(_score_part, pure=True)(

@@ -655,14 +655,18 @@ def parquet_row_groups(
 
 
 def series_values(x: Any) -> Any:
-    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN)."""
+    """A NumPy array from a pandas Series (nullable numbers: missing values become NaN, in
+    float64, or the float's own width; missing text or objects become None)."""
     if x is None or isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return x
     dtype = x.dtype
     if isinstance(dtype, np.dtype):
         return x.to_numpy()
     if getattr(dtype, "kind", "O") in "biuf":  # pandas' nullable and Arrow-backed numbers
-        if x.isna().any():
-            return x.to_numpy(dtype=np.float64, na_value=np.nan)
+        if x.isna().any():  # (a Float32 column stays float32: whether a part has a NaN must
+            width = dtype.numpy_dtype if dtype.kind == "f" else np.float64  # not change it)
+            return x.to_numpy(dtype=width, na_value=np.nan)
         return x.to_numpy(dtype=dtype.numpy_dtype)
+    if x.hasnans:  # (pd.NA of string columns: None, the missing label or group)
+        return x.to_numpy(dtype=object, na_value=None)
     return x.to_numpy()
