@@ -277,9 +277,15 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
             raise ValueError(f"pos_weight must be {rule}; got {q[i].item()!r} at index {i}")
         pos_weight = np.ascontiguousarray(q64, dtype=working)
         return pos_weight if yp.size else None
-    allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if yp.ndim else "")
-    raise ValueError(
-        f"pos_weight must be {allowed} for y_pred of shape {shape}; got shape {q.shape}"
+    raise pos_weight_shape_error(shape, q.shape)
+
+
+def pos_weight_shape_error(shape: tuple[int, ...], given: tuple[int, ...]) -> ValueError:
+    """The error for a pos_weight of shape `given` with y_pred of `shape` (also fastbce.dask's,
+    which checks the length when the graph is built)."""
+    allowed = "a scalar" + (f" or ({shape[-1]},) (one per class)" if shape else "")
+    return ValueError(
+        f"pos_weight must be {allowed} for y_pred of shape {shape}; got shape {given}"
     )
 
 

@@ -32,6 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 
 from ._accumulator import LossAccumulator, merge_all
 from ._api import binary_crossentropy as _binary_crossentropy
+from ._api import pos_weight_shape_error
 from ._labels import shift_index
 from ._options import REDUCTIONS
 from .io.readers import series_values as _values
@@ -238,10 +239,7 @@ def _check_pos_weight(options: dict[str, Any], shape: tuple[Any, ...]) -> None:
     if q is None or np.ndim(q) == 0 or not shape or math.isnan(shape[-1]):
         return
     if np.shape(q) != (shape[-1],):
-        raise ValueError(
-            f"pos_weight must be a scalar or ({shape[-1]},) (one per class) for y_pred of shape "
-            f"{shape}; got shape {np.shape(q)}"
-        )
+        raise pos_weight_shape_error(shape, np.shape(q))
 
 
 def _is_frame(x: Any) -> bool:
@@ -453,13 +451,19 @@ def _score_chunk(
             want_elementwise=want_loss,
         )
     except (ValueError, TypeError) as e:
-        message = str(e)
-        if row_offset is not None:
-            message = shift_index(message, row_offset)
-        else:
-            message = f"{message} (in the chunk starting at {where})"
-        raise type(e)(message) from None
+        raise _located(e, row_offset, f"chunk starting at {where}") from None
     return (acc, loss) if want_loss else acc
+
+
+def _located(error: Exception, row_offset: int | None, chunk: str) -> Exception:
+    """A chunk's error said of the whole input: its row shifted by row_offset (1-D input), else
+    with the chunk named."""
+    message = str(error)
+    if row_offset is not None:
+        message = shift_index(message, row_offset)
+    else:
+        message = f"{message} (in the {chunk})"
+    return type(error)(message)
 
 
 def _score_partition(
@@ -509,12 +513,8 @@ def _none_block(
             raise
         where = block_info[None]["array-location"]
         first_row = where[0][0] if where else 0
-        message = str(e)
-        if y_pred.ndim == 1:
-            message = shift_index(message, first_row)
-        else:
-            message = f"{message} (in the block starting at row {first_row})"
-        raise type(e)(message) from None
+        row_offset = first_row if y_pred.ndim == 1 else None
+        raise _located(e, row_offset, f"block starting at row {first_row}") from None
 
 
 def _none_partition(

@@ -148,8 +148,10 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--logit-offset must be finite; got {args.logit_offset!r}")
     if args.logit_offset != 0.0 and not args.from_logits:
         raise UsageError("--logit-offset needs --from-logits (it is added to logits)")
-    if args.plot is not None and not args.plot.lower().endswith(".png"):
-        raise UsageError(f"--plot {args.plot}: the name must end in .png")
+    if args.plot is not None:
+        from ..io.writers import check_plot_name
+
+        check_plot_name(args.plot)
     if args.loss_only:
         needs = [
             name

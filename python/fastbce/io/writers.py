@@ -186,6 +186,12 @@ def check_output_name(path: str) -> None:
         raise UsageError(f"--output {path}: the name must end in .parquet or .npy")
 
 
+def check_plot_name(path: str) -> None:
+    """UsageError unless a --plot path names a PNG (fastbce score and fastbce bench)."""
+    if not path.lower().endswith(".png"):
+        raise UsageError(f"--plot {path}: the name must end in .png")
+
+
 def check_not_an_input(
     path: str, inputs: list[str] | tuple[str, ...], option: str = "--output"
 ) -> None:

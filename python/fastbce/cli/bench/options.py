@@ -87,8 +87,10 @@ def check_output_paths(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {path}: no such folder {folder}")
         if os.path.isdir(path):
             raise UsageError(f"{option} {path}: is a folder")
-        if option == "--plot" and not path.lower().endswith(".png"):
-            raise UsageError(f"--plot {path}: the name must end in .png")
+        if option == "--plot":
+            from ...io.writers import check_plot_name
+
+            check_plot_name(path)
 
 
 def write_json(path: str, document: dict[str, Any], quiet: bool) -> None:
