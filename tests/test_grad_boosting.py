@@ -153,13 +153,10 @@ def _xgb_trees(booster):
     return frame[["Tree", "Node", "Feature", "Split"]], frame["Gain"].to_numpy()
 
 
-@pytest.mark.parametrize("options", [FOCAL, {"gamma": 0.5}, {"pos_weight": 3.0, "alpha": 0.7}])
-def test_xgboost_options_train_and_match_numpy(data, options):
-    X, y, w = data
-    dtrain = xgb.DMatrix(X, label=y, weight=w)
-    params = dict(XGB_PARAMS, eval_metric=[])
+def _train_with_fastbce(params, dtrain, options):
+    """(booster, the metric's value after each round) of fastbce's objective and metric."""
     log: dict = {}
-    ours = xgb.train(
+    booster = xgb.train(
         params,
         dtrain,
         ROUNDS,
@@ -169,7 +166,15 @@ def test_xgboost_options_train_and_match_numpy(data, options):
         evals_result=log,
         verbose_eval=False,
     )
-    losses = log["t"]["fastbce_loss"]
+    return booster, log["t"]["fastbce_loss"]
+
+
+@pytest.mark.parametrize("options", [FOCAL, {"gamma": 0.5}, {"pos_weight": 3.0, "alpha": 0.7}])
+def test_xgboost_options_train_and_match_numpy(data, options):
+    X, y, w = data
+    dtrain = xgb.DMatrix(X, label=y, weight=w)
+    params = dict(XGB_PARAMS, eval_metric=[])
+    ours, losses = _train_with_fastbce(params, dtrain, options)
     assert losses[-1] < losses[0] and all(np.diff(losses) < 0), losses
 
     def reference(preds, dmatrix):
@@ -290,18 +295,7 @@ def test_xgboost_multi_target_with_a_pos_weight_per_target(data):
     pos_weight = np.array([1.0, 2.0, 4.0])
     dtrain = xgb.DMatrix(X, label=Y, weight=w)
     params = dict(XGB_PARAMS, eval_metric=[])
-    log: dict = {}
-    ours = xgb.train(
-        params,
-        dtrain,
-        ROUNDS,
-        obj=fastbce.xgboost.objective(pos_weight=pos_weight),
-        custom_metric=fastbce.xgboost.metric(pos_weight=pos_weight),
-        evals=[(dtrain, "t")],
-        evals_result=log,
-        verbose_eval=False,
-    )
-    losses = log["t"]["fastbce_loss"]
+    ours, losses = _train_with_fastbce(params, dtrain, {"pos_weight": pos_weight})
     assert losses[-1] < losses[0], losses
 
     def reference(preds, dmatrix):
