@@ -75,7 +75,9 @@ def test_group_sums_add_up_to_the_total(rng):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("nan_policy", ["propagate", "omit"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_group_sums_are_the_elementwise_losses_in_order(simd_target, rng, threads, nan_policy, dtype):
+def test_group_sums_are_the_elementwise_losses_in_order(
+    simd_target, rng, threads, nan_policy, dtype
+):
     """Each group's sums are its rows' float32 (float64) losses and weights added in float64 in
     row order (one block: n below the kernel's block size), whatever the threads; integer labels
     that are their own codes (0..k), offset ones, and a strided array give the same sums."""
@@ -258,11 +260,26 @@ def test_group_errors(rng):
         acc.update(y, x, groups=["a"] * 4)
     with pytest.raises(ValueError, match="1-D"):
         acc.update(y, x, groups=np.zeros((5, 2)))
-    with pytest.raises(TypeError, match="mixed types"):
-        acc.update(y, x, groups=np.array(["a", 1, "b", 2, "c"], dtype=object))
     with pytest.raises(ValueError, match="at least one axis"):
         acc.update(np.float32(1), np.float32(0.5), groups=["a"])
     assert acc.result()["rows"] == 0
+
+
+def test_labels_of_mixed_types_in_one_batch_as_in_several(rng):
+    # (one batch raised "cannot be ordered" where the same labels over two batches were taken)
+    y, x, _, _ = _data(rng, n=6)
+    labels = np.array(["a", 1, "b", 1, "a", 2.5], dtype=object)
+    one = fastbce.LossAccumulator().update(y, x, groups=labels).result()["groups"]
+    acc = fastbce.LossAccumulator()
+    acc.update(y[:3], x[:3], groups=labels[:3]).update(y[3:], x[3:], groups=labels[3:])
+    split = acc.result()["groups"]
+    assert list(one) == list(split) == ["a", 1, "b", 2.5]  # (first seen: no order exists)
+    for key, rows in (("a", [0, 4]), (1, [1, 3]), ("b", [2]), (2.5, [5])):
+        assert one[key]["rows"] == split[key]["rows"] == len(rows)
+        assert _close(one[key]["sum"], split[key]["sum"])
+        assert _close(
+            one[key]["sum"], fastbce.binary_crossentropy(y[rows], x[rows], reduction="sum")
+        )
 
 
 def test_empty_batches(rng):

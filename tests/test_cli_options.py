@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+import fastbce
+
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -61,6 +63,54 @@ def test_text_labels_can_be_ignored_with_positive_label(tmp_path, fmt):
     # without --positive-label a text label cannot be ignored: the labels must be numbers
     proc = score(path, "--ignore-label", "unk")
     assert proc.returncode == 2 and "--ignore-label must be a number" in proc.stderr
+
+
+@pytest.mark.parametrize("with_positive_label", [False, True])
+def test_ignored_rows_have_a_nan_loss_in_the_output(tmp_path, with_positive_label):
+    # --output runs a second, elementwise pass: it used to check the ignored labels (-1 is not
+    # in [0, 1]: exit 1) and, with --no-validate, to give those rows a loss
+    y = np.array([1, -1, 0, 1, -1, 0], np.int8)
+    x = np.array([0.5, 0.2, -1.0, 3.0, -40.0, 0.25], np.float32)
+    w = np.array([1.0, -5.0, 2.0, 0.5, np.inf, 1.0], np.float32)  # (unchecked where ignored)
+    labels = np.where(y == 1, "click", np.where(y == 0, "no", "unk"))
+    pq.write_table(
+        pa.table({"y": labels if with_positive_label else y, "x": x, "w": w}),
+        tmp_path / "t.parquet",
+    )
+    out = tmp_path / "loss.npy"
+    args = (
+        ["--positive-label", "click", "--ignore-label", "unk"]
+        if with_positive_label
+        else ["--ignore-label", "-1"]
+    )
+    proc = score(
+        tmp_path / "t.parquet",
+        "--y-true",
+        "y",
+        "--y-pred",
+        "x",
+        "--sample-weight",
+        "w",
+        "--from-logits",
+        *args,
+        "--output",
+        out,
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["rows"] == 4 and got["ignored"] == 2
+    loss = np.load(out)
+    kept = y != -1
+    assert np.isnan(loss[~kept]).all()
+    want = np.asarray(
+        fastbce.binary_crossentropy(
+            y[kept], x[kept], from_logits=True, sample_weight=w[kept], reduction="none"
+        )
+    )
+    np.testing.assert_array_equal(loss[kept], want)
+    assert float(np.sum(loss[kept], dtype=np.float64)) == pytest.approx(got["sum"], rel=1e-12)
 
 
 def test_nan_prediction_makes_auc_null_under_propagate(tmp_path):

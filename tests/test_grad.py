@@ -610,8 +610,18 @@ def test_errors():
         fastbce.binary_crossentropy_grad(y, x, pos_weight=np.ones(3))
     with pytest.raises(TypeError, match=r"out must be None or a pair"):
         fastbce.binary_crossentropy_grad(y, x, out=np.zeros(4, np.float32))
-    with pytest.raises(ValueError, match=r"out must have logits' shape \(4,\) and dtype float32"):
+    with pytest.raises(ValueError, match=r"out\[0\] must have logits' shape \(4,\) and dtype float32"):
         fastbce.binary_crossentropy_grad(y, x, out=(np.zeros(4), np.zeros(4)))
+    # each of the pair is named (both said "out")
+    good = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"out\[1\] must have logits' shape \(4,\) and dtype float32"):
+        fastbce.binary_crossentropy_grad(y, x, out=(good, np.zeros(4)))
+    with pytest.raises(ValueError, match=r"out\[1\] must be writeable"):
+        locked = np.zeros(4, np.float32)
+        locked.flags.writeable = False
+        fastbce.binary_crossentropy_grad(y, x, out=(good, locked))
+    with pytest.raises(TypeError, match=r"out\[0\] must be a numpy.ndarray; got list"):
+        fastbce.binary_crossentropy_grad(y, x, out=([0.0] * 4, good))
     with pytest.raises(ValueError, match=r"out\[1\] must be None with hessian='none'"):
         fastbce.binary_crossentropy_grad(
             y, x, hessian="none", out=(np.zeros(4, np.float32), np.zeros(4, np.float32))

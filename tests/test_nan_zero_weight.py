@@ -152,6 +152,12 @@ def test_python_ints_past_64_bits_are_numbers():
             fastbce.binary_crossentropy(y, p, **{name: 10**400})
     with pytest.raises(ValueError, match=r"y_true must be in \[0, 1\]"):
         fastbce.binary_crossentropy(2**70, 0.5)
+    # a prediction must be a float, past 64 bits too (it was taken as the float 2**70)
+    for big in (2**64, 2**70, -(2**70)):
+        with pytest.raises(TypeError, match=r"y_pred must be float16, .*; got an integer of"):
+            fastbce.binary_crossentropy(0.0, big, from_logits=True)
+        with pytest.raises(TypeError, match=r"logits must be float16, .*; got an integer of"):
+            fastbce.binary_crossentropy_grad(0.0, big)
 
 
 def test_an_object_whose_array_conversion_fails_is_a_type_error_naming_it():
@@ -184,3 +190,15 @@ def test_torch_bfloat16_tensors_are_read_in_place():
     np.testing.assert_array_equal(got, want)
     with pytest.raises(TypeError, match="^y_pred: cannot read it as an array"):
         fastbce.binary_crossentropy(y, x.clone().requires_grad_(True))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", ["meta", "sparse"])
+def test_torch_tensors_without_readable_memory_are_a_type_error_naming_them(dtype, kind):
+    # (a bfloat16 one escaped as NotImplementedError or as torch's own TypeError)
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("ml_dtypes")
+    t = torch.tensor([0.1, 0.8, 0.6, 0.3], dtype=getattr(torch, dtype))
+    t = t.to("meta") if kind == "meta" else t.to_sparse()
+    with pytest.raises(TypeError, match="^y_pred is not array-like: "):
+        fastbce.binary_crossentropy(np.array([0, 1, 1, 0], np.float32), t)

@@ -251,6 +251,20 @@ def test_one_row():
     assert close(r["ece"], 0.2)
 
 
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_one_row_has_std_error_zero_whatever_its_weight(rng, from_logits):
+    # sqrt(w^2 (l - m)^2) / w with m = w l / w: the sums' difference left ~1e-8 of m where w l / w
+    # does not round to l (about one weight in six)
+    for _ in range(200):
+        y = [float(rng.integers(0, 2))]
+        p = [float(rng.normal() * 3 if from_logits else rng.uniform(0.01, 0.99))]
+        w = [float(rng.uniform(0.01, 10.0))]
+        r = fastbce.evaluate(y, p, from_logits=from_logits, sample_weight=w, groups=["a"])
+        for scope in (r, r["groups"]["a"]):
+            assert scope["std_error"] == 0.0
+            assert scope["ci95"] == [scope["weighted_mean"], scope["weighted_mean"]]
+
+
 def test_empty_input():
     r = fastbce.evaluate(np.zeros(0), np.zeros(0, np.float32), groups=np.zeros(0))
     assert r["rows"] == 0 and r["sum"] == 0.0 and r["groups"] == {}
@@ -357,6 +371,18 @@ def test_slices(rng):
         m = b == key
         check_scope(r["slices"]["device"][key], reference(y, x, mask=m, from_logits=True))
     assert set(r["slices"]["country"]) == {"de", "fr"}
+
+
+def test_slicings_whose_names_print_alike_are_an_error(rng):
+    # {1: ..., "1": ...} was one slicing "1" that counted every row twice
+    y, x = data(rng, n=60)
+    groups = {1: rng.integers(0, 2, y.size), "1": rng.choice(np.array(["a", "b"]), y.size)}
+    acc = fastbce.LossAccumulator(from_logits=True)
+    with pytest.raises(ValueError, match=r"slicings 1 and '1' have the same name '1'"):
+        acc.update(y, x, groups=groups)
+    assert acc.result()["rows"] == 0  # (left as it was)
+    with pytest.raises(ValueError, match="same name"):
+        fastbce.evaluate(y, x, from_logits=True, groups=groups)
 
 
 def test_2d_input_per_row_weights_and_groups(rng):

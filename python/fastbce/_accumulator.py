@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ._api import _compute
+from ._groups import slicing_names
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
@@ -169,7 +170,8 @@ class LossAccumulator:
         Parameters
         ----------
         other : LossAccumulator
-            An accumulator with the same loss options (``validate`` and ``threads`` may differ).
+            An accumulator with the same options, the report's included (``validate`` and
+            ``threads`` may differ).
 
         Returns
         -------
@@ -181,7 +183,7 @@ class LossAccumulator:
         TypeError
             ``other`` is not a ``LossAccumulator``.
         ValueError
-            The loss options differ (the message names them).
+            The options differ (the message names them).
         """
         if not isinstance(other, LossAccumulator):
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
@@ -267,7 +269,7 @@ class LossAccumulator:
         if groups is not None:
             grouped_as = "slices" if isinstance(groups, dict) else "groups"
             if grouped_as == "slices":
-                names, labels = [str(n) for n in groups], list(groups.values())
+                names, labels = slicing_names(groups), list(groups.values())
             else:
                 names, labels = ["groups"], [groups]
             if labels:
@@ -280,14 +282,7 @@ class LossAccumulator:
             _compute(self._opts, y_true, y_pred, sample_weight, report=run)
             elementwise = None
             if want_elementwise:
-                offset = float(self._report_opts.logit_offset)
-                _, elementwise = _compute(
-                    self._opts,
-                    y_true,
-                    _offset(y_pred, offset),
-                    sample_weight,
-                    want_elementwise=True,
-                )
+                elementwise = self._elementwise(y_true, y_pred, sample_weight)
         except BaseException:
             if run is None or not run.written[0]:
                 batch.undo()  # (the accumulator is left as it was)
@@ -296,6 +291,25 @@ class LossAccumulator:
             self._add_pass(run, batch, grouped_as if labels else None)
             raise
         self._add_pass(run, batch, grouped_as if labels else None)
+        return elementwise
+
+    def _elementwise(self, y_true: Any, y_pred: Any, sample_weight: Any) -> np.ndarray:
+        """w times the loss of every element of the offset logits (a second pass of the kernel),
+        NaN for the rows of ignore_label: those count in no key and have no loss, so their
+        labels (often out of [0, 1], like -1), weights and predictions are not checked here
+        either (they enter the pass as label 0, weight 0 and prediction 0.5 or logit 0)."""
+        offset = float(self._report_opts.logit_offset)
+        ignored = _ignored(self._report_opts.ignore_label, y_true, y_pred)
+        if ignored is not None:
+            y_true, y_pred, sample_weight = _neutral_where(
+                ignored, y_true, y_pred, sample_weight, self._opts.from_logits
+            )
+        _, elementwise = _compute(
+            self._opts, y_true, _offset(y_pred, offset), sample_weight, want_elementwise=True
+        )
+        assert elementwise is not None
+        if ignored is not None:
+            elementwise[ignored] = np.nan
         return elementwise
 
     def _add_pass(self, run: ReportPass, batch: Batch, grouped_as: str | None) -> None:
@@ -336,6 +350,35 @@ def _offset(y_pred: Any, offset: float) -> Any:
     arr = np.asarray(y_pred)
     working = np.float64 if arr.dtype == np.float64 else np.float32
     return arr.astype(working) + working(offset)
+
+
+def _ignored(ignore_label: float | None, y_true: Any, y_pred: Any) -> np.ndarray | None:
+    """The elements whose label is ignore_label, compared as the report's pass compares them (in
+    the working precision; float64 labels of a float32 call as float64), or None if there are
+    none."""
+    if ignore_label is None:
+        return None
+    labels = np.asarray(y_true)
+    working = np.float64 if np.asarray(y_pred).dtype == np.float64 else np.float32
+    if labels.dtype == np.float64:
+        mask = labels == float(ignore_label)
+    else:
+        mask = labels.astype(working) == working(ignore_label)
+    return mask if mask.any() else None
+
+
+def _neutral_where(
+    ignored: np.ndarray, y_true: Any, y_pred: Any, sample_weight: Any, from_logits: bool
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Copies of the inputs with label 0, prediction 0.5 (logit 0) and weight 0 where `ignored`
+    (a weight of another shape, a scalar or one per row of N-D input, is kept)."""
+    labels = np.where(ignored, np.zeros((), np.asarray(y_true).dtype), np.asarray(y_true))
+    pred = np.asarray(y_pred)
+    pred = np.where(ignored, pred.dtype.type(0.0 if from_logits else 0.5), pred)
+    if sample_weight is not None and np.shape(sample_weight) == ignored.shape:
+        weight = np.asarray(sample_weight)
+        sample_weight = np.where(ignored, np.zeros((), weight.dtype), weight)
+    return labels, pred, sample_weight
 
 
 def _same_pos_weight(a: Any, b: Any) -> bool:

@@ -295,23 +295,25 @@ def _output(
     shape: tuple[int, ...],
     working: np.dtype,
     inputs: tuple[np.ndarray | None, ...],
+    name: str = "out",
 ) -> tuple[np.ndarray | None, np.ndarray | None, int]:
     """(the array returned, the array the kernel writes, its stride): the elementwise loss in the
-    working precision, written in place into `out` when its layout allows."""
+    working precision, written in place into `out` when its layout allows. `name`: the
+    argument's name in errors (out[0] and out[1] for the derivatives' pair)."""
     if out is None:
         if want_elementwise:
             result = np.empty(shape, working)
             return result, result, 1
         return None, None, 1
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
     if out.shape != shape or out.dtype != working:
         raise ValueError(
-            f"out must have y_pred's shape {shape} and dtype {working}; "
+            f"{name} must have y_pred's shape {shape} and dtype {working}; "
             f"got shape {out.shape} and dtype {out.dtype}"
         )
     if not out.flags.writeable:
-        raise ValueError("out must be writeable")
+        raise ValueError(f"{name} must be writeable")
     stride = _element_stride(out) if out.flags.aligned and out.dtype.isnative else None
     overlaps = any(a is not None and np.may_share_memory(out, a) for a in inputs)
     if stride and not overlaps:  # (stride 0: every element in one place, as NumPy copies)
@@ -509,7 +511,8 @@ def binary_crossentropy(
     gamma : float, default 0.0
         Focal exponent >= 0: the loss is multiplied by ``(1 - p_t) ** gamma``.
     alpha : float, optional
-        Class balancing in [0, 1]: the loss is multiplied by ``alpha * y + (1 - alpha) * (1 - y)``.
+        Class balancing in [0, 1]: the loss is multiplied by
+        ``alpha * y' + (1 - alpha) * (1 - y')``, with ``y'`` the smoothed label.
     reduction : {"mean", "sum", "weighted_mean", "none"}, default "mean"
         "mean" divides the sum by the number of elements, "weighted_mean" by the sum of the
         weights; "none" returns the loss of every element.
@@ -621,7 +624,8 @@ def binary_focal_crossentropy(
 
     The cross-entropy of each element is multiplied by ``(1 - p_t) ** gamma``, where ``p_t`` is
     the probability the prediction gives the true class, and, when ``alpha`` is given, by
-    ``alpha * y + (1 - alpha) * (1 - y)`` (Keras' ``apply_class_balancing=True``). The factor is
+    ``alpha * y' + (1 - alpha) * (1 - y')`` with ``y'`` the smoothed label (Keras'
+    ``apply_class_balancing=True``). The factor is
     formed without cancellation, so it is accurate when tiny and finite for every ``gamma > 0``.
     The other options (``from_logits``, ``epsilon``, ``label_smoothing``, ``sample_weight``,
     ``pos_weight``, ``reduction``, ``nan_policy``, ``validate``, ``threads``, ``out``) are those

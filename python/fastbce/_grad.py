@@ -57,8 +57,8 @@ def _output_pair(
     g_out, h_out = pair
     if g_out is not None and h_out is not None and np.may_share_memory(g_out, h_out):
         raise ValueError("out: the grad and hess arrays must not overlap")
-    grad = _output(g_out, True, shape, working, inputs)
-    hess = _output(h_out, True, shape, working, inputs) if want_hess else (None, None, 1)
+    grad = _output(g_out, True, shape, working, inputs, "out[0]")
+    hess = _output(h_out, True, shape, working, inputs, "out[1]") if want_hess else (None, None, 1)
     return grad, hess  # type: ignore[return-value]
 
 

@@ -301,13 +301,9 @@ class GroupIndex:
         present = arr[~missing] if any_missing else arr
         try:
             uniques, inverse = np.unique(present, return_inverse=True)
-        except TypeError:
-            kinds = sorted({type(v).__name__ for v in present[:10_000].tolist()})  # (error path)
-            raise TypeError(
-                f"groups: labels of mixed types ({', '.join(kinds)}) cannot be ordered; "
-                "use labels of one type, for example strings"
-            ) from None
-        keys = uniques.tolist()
+            keys = uniques.tolist()
+        except TypeError:  # labels that cannot be sorted (1 and "a"): by a dict, first seen first
+            keys, inverse = _first_seen_codes(present)
         if not any_missing:
             return self._local(inverse.reshape(-1), keys)
         codes = np.full(arr.shape[0], len(keys), dtype=np.int64)  # missing -> the key None
@@ -540,6 +536,32 @@ def _is_utf8(key: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _first_seen_codes(values: np.ndarray) -> tuple[list[Any], np.ndarray]:
+    """(keys in first-seen order, each value's code) of object labels that np.unique cannot sort
+    (mixed types): a Python loop, for this case only; a batch's keys need no order (result()
+    orders them, or keeps them as first seen where they cannot be ordered: key_order)."""
+    seen: dict[Any, int] = {}
+    codes = np.fromiter(
+        (seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, values.shape[0]
+    )
+    return list(seen), codes
+
+
+def slicing_names(groups: dict[Any, Any]) -> list[str]:
+    """The names of a dict of slicings as the report prints them (str of each key); two keys
+    that print alike (1 and "1") would be one slicing that counts every row twice: an error."""
+    names: dict[str, Any] = {}
+    for key in groups:
+        name = str(key)
+        if name in names:
+            raise ValueError(
+                f"groups: the slicings {names[name]!r} and {key!r} have the same name {name!r} "
+                "in the report; give them distinct names"
+            )
+        names[name] = key
+    return list(names)
 
 
 def key_order(index: GroupIndex) -> np.ndarray:

@@ -8,6 +8,9 @@ import numpy as np
 
 __all__ = ["as_array"]
 
+# The arguments that must hold floating-point values (an integer is a TypeError).
+PREDICTIONS = ("y_pred",)
+
 
 def as_array(obj: Any, name: str) -> np.ndarray:
     """An ndarray view of obj without copying when it is one already or exposes its memory
@@ -22,7 +25,13 @@ def as_array(obj: Any, name: str) -> np.ndarray:
                 f"{name}: cannot read it through __dlpack__ (is it on the CPU?): {e}"
             ) from None
     if type(obj) is int and not -(1 << 63) <= obj < 1 << 64:
-        # (NumPy makes an object array of an int past 64 bits: a float, as a float would be)
+        # (NumPy makes an object array of an int past 64 bits: a float, as a float would be;
+        # but predictions must be floats, as for an int of 64 bits)
+        if name in PREDICTIONS:
+            raise TypeError(
+                f"{name} must be float16, float32 or float64 (or ml_dtypes.bfloat16); "
+                f"got an integer of {obj.bit_length()} bits"
+            )
         try:
             return np.asarray(float(obj))
         except OverflowError:
@@ -51,4 +60,7 @@ def _torch_bfloat16(obj: Any) -> np.ndarray | None:
         return None  # (the caller's TypeError: bfloat16 needs ml_dtypes, as for other inputs)
     import torch
 
-    return np.asarray(obj.view(torch.int16)).view(ml_dtypes.bfloat16)
+    try:  # (a meta or sparse tensor has no memory to view)
+        return np.asarray(obj.view(torch.int16)).view(ml_dtypes.bfloat16)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError):
+        return None

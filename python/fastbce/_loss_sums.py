@@ -20,7 +20,7 @@ from . import _core
 from ._accumulator import _offset
 from ._api import _compute
 from ._group_arrays import grown
-from ._groups import GroupIndex, kernel_codes, key_order
+from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
 from ._options import LossOptions
 from ._report import _as_list, _divs
 
@@ -125,7 +125,7 @@ class LossSums:
         if groups is None:
             named: dict[str, Any] = {}
         elif isinstance(groups, dict):
-            named = {str(k): v for k, v in groups.items()}
+            named = dict(zip(slicing_names(groups), groups.values(), strict=True))
         else:
             named = {"groups": groups}
         grouped_as = (

@@ -562,6 +562,9 @@ def _scope_columns(
         base_rate = _divs(col[_WY], w)
         h = np.array([_entropy(b) for b in base_rate.tolist()])
         var = np.where(w != 0.0, col[_W2L2] - 2.0 * m * col[_W2L] + m * m * col[_W2], np.nan)
+        # one row: 0 exactly (m = w l / w need not round to l, and the difference then left
+        # about 1e-8 of m for a weight other than 1)
+        var = np.where((rows == 1) & np.isfinite(var), 0.0, var)
         root = np.where(var == var, np.sqrt(np.maximum(var, 0.0)), np.nan)
         std_error = _divs(root, w)
         half = _Z95 * std_error

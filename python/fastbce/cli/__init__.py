@@ -12,7 +12,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .._errors import DataError, UsageError
 from .._version import __version__
@@ -42,12 +42,18 @@ def _command_module(name: str) -> Any:
     return info
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (argparse prints the whole usage block
+    first: ten lines for `score`) that names the subcommand and where its options are listed."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `command` only that subcommand gets its options (the others keep their
     line of help), with None all of them do."""
-    parser = argparse.ArgumentParser(
-        prog="fastbce", description="Binary cross-entropy at memory speed."
-    )
+    parser = _Parser(prog="fastbce", description="Binary cross-entropy at memory speed.")
     parser.add_argument("--version", action="version", version=f"fastbce {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in COMMANDS.items():
@@ -59,11 +65,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _import_failed(command: str, e: ImportError) -> int:
+    """One line for a kernel that refuses to load: a FASTBCE_* variable it does not know (a usage
+    error, status 2: FASTBCE_FORCE_TARGET=bogus) or a broken install (status 1)."""
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    print(f"fastbce {command}: error: {message}", file=sys.stderr)
+    return 2 if message.startswith("FASTBCE_") else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), "")
-    parser = build_parser(chosen if chosen in COMMANDS else "")
-    args = parser.parse_args(argv)  # exits with status 2 on a usage error
+    try:
+        parser = build_parser(chosen if chosen in COMMANDS else "")
+    except ImportError as e:  # (info's module loads the kernel)
+        return _import_failed(chosen, e)
+    args, unknown = parser.parse_known_args(argv)  # exits with status 2 on a usage error
+    if unknown:  # (argparse would blame the top-level parser: "fastbce: error: ...")
+        parser.exit(
+            2,
+            f"fastbce {args.command}: error: unrecognized arguments: {' '.join(unknown)}"
+            f" (see 'fastbce {args.command} --help')\n",
+        )
     try:
         return int(args.run(args))
     except BrokenPipeError:  # the reader went away (`fastbce ... | head`): not an error
@@ -77,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"fastbce {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except ImportError as e:
+        return _import_failed(args.command, e)
     except MemoryError as e:  # (NumPy's says how much: "Unable to allocate 72.8 TiB for ...")
         print(f"fastbce {args.command}: error: out of memory ({e})", file=sys.stderr)
         return 1

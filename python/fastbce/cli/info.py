@@ -11,7 +11,13 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.description = "The version, the build, the SIMD targets and the default threads."
+    parser.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table of key and value (default), or fastbce.build_info() as JSON",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

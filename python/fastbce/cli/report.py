@@ -116,9 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rep.add_argument(
         "--plot",
-        metavar="PATH",
-        help="draw the reliability diagram and the loss per group with its 95%% interval "
-        "(needs matplotlib)",
+        metavar="PATH.png",
+        help="draw the reliability diagram and the loss per group with its 95%% interval into "
+        "a .png that is not an input (needs matplotlib)",
     )
 
 

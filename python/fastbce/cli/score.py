@@ -56,12 +56,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loss = parser.add_argument_group("loss options (as fastbce.binary_crossentropy)")
     loss.add_argument("--from-logits", action="store_true", help="y_pred holds logits")
     loss.add_argument("--epsilon", type=float, default=1e-7, help="clip (default 1e-7)")
-    loss.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
-    loss.add_argument("--pos-weight", type=float, default=None, metavar="Q")
+    loss.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="labels become y (1 - S) + S/2 (default 0)",
+    )
+    loss.add_argument(
+        "--pos-weight", type=float, default=None, metavar="Q", help="weight of the positive term"
+    )
     loss.add_argument("--gamma", type=float, default=0.0, help="focal loss exponent")
     loss.add_argument("--alpha", type=float, default=None, help="class balancing")
-    loss.add_argument("--nan-policy", choices=["propagate", "omit", "raise"], default="propagate")
-    loss.add_argument("--threads", type=int, default=None, metavar="N")
+    loss.add_argument(
+        "--nan-policy",
+        choices=["propagate", "omit", "raise"],
+        default="propagate",
+        help="a NaN label, prediction or weight: NaN results, the row left out, or an error "
+        "(default propagate)",
+    )
+    loss.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N threads for the kernel and the parquet decode (default: all cores)",
+    )
     loss.add_argument(
         "--no-validate",
         dest="validate",
