@@ -6,6 +6,7 @@ keys of a NaN float column."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -142,6 +143,107 @@ def test_plot_name_and_path_are_checked_before_the_data(tmp_path):
     proc = score(data, "--plot", tmp_path / "plot.png")
     assert proc.returncode == 2 and "is the input" in proc.stderr
     assert data.read_text() == text
+
+
+def test_plot_that_is_the_output_or_cannot_be_made_fails_before_the_data(tmp_path):
+    data = tmp_path / "in.csv"
+    data.write_text("y_true,y_pred\n1,0.7\n0,0.2\n")
+    out = tmp_path / "loss.npy"
+    (tmp_path / "plot.png").symlink_to(out)  # (the losses would become a PNG)
+    proc = score(data, "--output", out, "--plot", tmp_path / "plot.png")
+    assert proc.returncode == 2 and "is the --output file" in proc.stderr, proc.stderr
+    assert not out.exists()
+    for plot, message in [
+        (tmp_path / "no" / "x.png", "the directory"),
+        (tmp_path / "dir.png", "it is a directory"),
+    ]:
+        (tmp_path / "dir.png").mkdir(exist_ok=True)
+        proc = score(data, "--output", out, "--plot", plot, "--fail-if", "rows>0")
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert proc.stdout == "" and not out.exists()  # (before anything was read)
+
+
+def test_an_interrupted_figure_leaves_the_old_one_and_no_temporary(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from fastbce.cli import report
+
+    def stopped_half_way(self, fname, **kw):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise KeyboardInterrupt  # (SIGINT, or SIGTERM / SIGHUP made one by the command)
+
+    monkeypatch.setattr(Figure, "savefig", stopped_half_way)
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"the old figure")
+    result = fastbce.evaluate([1.0, 0.0, 1.0], [0.8, 0.3, 0.4])
+    with pytest.raises(KeyboardInterrupt):
+        report.plot(result, str(png))
+    assert png.read_bytes() == b"the old figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_stdout_or_stderr_does_not_change_the_exit_status(tmp_path, closed):
+    data = tmp_path / "in.csv"
+    data.write_text("y_true,y_pred\n1,0.7\n0,0.2\n")
+    out = tmp_path / "loss.npy"
+    for extra, status in [([], 0), (["--fail-if", "rows>1"], 3)]:
+        out.unlink(missing_ok=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastbce", "score", str(data), "--output", str(out), *extra],
+            capture_output=True,
+            preexec_fn=lambda: os.close(closed),  # (`>&-` / `2>&-`: Python's stream is None)
+            check=False,
+        )
+        assert proc.returncode == status, proc
+        assert b"Traceback" not in proc.stderr
+        assert np.load(out).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-rows", str(2**64)], "--batch-rows must be >= 1 and < 2^62"),
+        (["--top-losses", str(2**64)], "--top-losses must be >= 0 and < 2^62"),
+        (["--fail-if", "log_loss>nan"], "the value is NaN"),
+    ],
+)
+def test_option_values_out_of_range_are_usage_errors(tmp_path, args, message):
+    # (a traceback, an exit 1 with pybind11's argument list, a condition that never held)
+    data = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"y_true": [1, 0], "y_pred": [0.7, 0.2]}), data)
+    proc = score(data, *args)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert message in line
+
+
+def test_top_losses_group_in_json_is_written_as_the_groups_key(tmp_path):
+    # a date or decimal group broke the JSON ("not JSON serializable") after the whole pass, and an
+    # infinite float group was null, as the missing group is
+    import datetime
+    import decimal
+
+    data = tmp_path / "g.parquet"
+    table = pa.table(
+        {
+            "y_true": [1, 0, 1],
+            "y_pred": [0.01, 0.2, 0.9],
+            "day": [datetime.date(2024, 1, 1), datetime.date(2024, 1, 2), None],
+            "price": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.00")]),
+            "f": [float("inf"), 1.0, None],
+        }
+    )
+    pq.write_table(table, data)
+    for column in ("day", "price", "f"):
+        proc = score(data, "--group-by", column, "--top-losses", "2", "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        got = json.loads(proc.stdout)
+        keys = set(got["groups"])
+        top = got["top_losses"]
+        assert top[0]["row"] == 0 and top[0]["group"] in keys, (column, top, keys)
 
 
 def test_fail_if_holds_when_stdout_is_closed(tmp_path):

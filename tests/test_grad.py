@@ -610,11 +610,15 @@ def test_errors():
         fastbce.binary_crossentropy_grad(y, x, pos_weight=np.ones(3))
     with pytest.raises(TypeError, match=r"out must be None or a pair"):
         fastbce.binary_crossentropy_grad(y, x, out=np.zeros(4, np.float32))
-    with pytest.raises(ValueError, match=r"out\[0\] must have logits' shape \(4,\) and dtype float32"):
+    with pytest.raises(
+        ValueError, match=r"out\[0\] must have logits' shape \(4,\) and dtype float32"
+    ):
         fastbce.binary_crossentropy_grad(y, x, out=(np.zeros(4), np.zeros(4)))
     # each of the pair is named (both said "out")
     good = np.zeros(4, np.float32)
-    with pytest.raises(ValueError, match=r"out\[1\] must have logits' shape \(4,\) and dtype float32"):
+    with pytest.raises(
+        ValueError, match=r"out\[1\] must have logits' shape \(4,\) and dtype float32"
+    ):
         fastbce.binary_crossentropy_grad(y, x, out=(good, np.zeros(4)))
     with pytest.raises(ValueError, match=r"out\[1\] must be writeable"):
         locked = np.zeros(4, np.float32)

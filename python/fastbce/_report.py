@@ -101,7 +101,8 @@ class ReportOptions:
         offset = real_number(self.logit_offset, "logit_offset")
         if not math.isfinite(offset):
             raise ValueError(f"logit_offset must be finite; got {self.logit_offset!r}")
-        whole_number(self.top_losses, "top_losses", 0, "an int >= 0")
+        if whole_number(self.top_losses, "top_losses", 0, "an int >= 0") >= 2**62:
+            raise ValueError(f"top_losses must be an int below 2**62; got {self.top_losses!r}")
 
     def check_with(self, from_logits: bool) -> None:
         if float(self.logit_offset) != 0.0 and not from_logits:

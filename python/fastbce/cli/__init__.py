@@ -9,6 +9,7 @@ codes (the errors are in ``fastbce._errors``, the printing helpers in ``output``
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -123,5 +124,8 @@ def entry_point() -> int:
     "Memory"); ``main`` called inside another program leaves them as they were."""
     from .. import _process
 
+    for name in ("stdout", "stderr"):  # a closed descriptor (`2>&-`): Python's stream is None
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's to the end)
     _process.own()
     return _process.end(main())  # (without the interpreter's teardown: 20-30 ms)

@@ -44,8 +44,8 @@ class Job:
         q = args.pos_weight
         if q is not None and not (math.isfinite(q) and q >= 0.0):
             raise UsageError(f"--pos-weight must be finite and non-negative; got {q!r}")
-        if args.batch_rows < 1:
-            raise UsageError(f"--batch-rows must be >= 1; got {args.batch_rows}")
+        if not 1 <= args.batch_rows < 2**62:  # (pyarrow's batch sizes are int64)
+            raise UsageError(f"--batch-rows must be >= 1 and < 2^62; got {args.batch_rows}")
         if args.output is not None:
             check_output_name(args.output)
         self.args = args
@@ -162,11 +162,21 @@ def output_dtype(source: Any, column: str) -> np.dtype:
 
 
 def check_plot_path(job: Job, source: Any) -> None:
-    """UsageError, before any data is read, when --plot names one of the inputs (as --output)."""
-    if job.args.plot is not None:
-        from ..io.writers import check_not_an_input
+    """Before any data is read: UsageError when --plot names one of the inputs (as --output) or
+    the --output file (through a link: their names end differently), DataError when no file can
+    be made there (as --output)."""
+    plot, output = job.args.plot, job.args.output
+    if plot is None:
+        return
+    from ..io.writers import check_not_an_input, check_target, same_file
 
-        check_not_an_input(job.args.plot, input_files(source), "--plot")
+    check_not_an_input(plot, input_files(source), "--plot")
+    if output is not None and same_file(plot, output):
+        raise UsageError(
+            f"--plot {plot} is the --output file {output}: the figure would replace the losses; "
+            "choose another --plot path"
+        )
+    check_target(plot)
 
 
 def input_files(source: Any) -> list[str]:

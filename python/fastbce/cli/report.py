@@ -129,8 +129,8 @@ IGNORED_CLASS = 2
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """The accumulator's report options from the command line, checked."""
-    if args.top_losses < 0:
-        raise UsageError(f"--top-losses must be >= 0; got {args.top_losses}")
+    if not 0 <= args.top_losses < 2**62:
+        raise UsageError(f"--top-losses must be >= 0 and < 2^62; got {args.top_losses}")
     ignore_label = None
     if args.ignore_label is not None and args.positive_label is not None:
         ignore_label = float(IGNORED_CLASS)  # (the label the rows of V get: columns.Labels)
@@ -199,6 +199,8 @@ def parse_conditions(texts: list[str], loss_only: bool = False) -> list[tuple[st
             number = float(value)
         except ValueError:
             raise UsageError(f"--fail-if {text!r}: {value!r} is not a number") from None
+        if math.isnan(number):  # (it would hold never, or with != always)
+            raise UsageError(f"--fail-if {text!r}: the value is NaN; give a number")
         out.append((key, op, number))
     return out
 
@@ -313,5 +315,15 @@ def plot(result: dict[str, Any], path: str, group_title: str = "group") -> None:
     right.set(xlabel="weighted mean loss (95% interval)", ylabel=group_title)
     right.set_title("loss per group")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from ..io.writers import FigureOutput
+
+    try:
+        out = FigureOutput(path)  # (a temporary file, renamed once the figure is whole)
+        try:
+            fig.savefig(out.tmp, dpi=120, format="png")
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+    finally:
+        plt.close(fig)

@@ -123,27 +123,29 @@ def run(args: argparse.Namespace) -> int:
     job = Job(args)
     job.options.update(report.options(args))  # (the accumulator takes the report's options)
     conditions = report.parse_conditions(args.fail_if, args.loss_only)
-    with stop_on_signals():  # SIGTERM and SIGHUP clean up as SIGINT does
+    # SIGTERM and SIGHUP clean up as SIGINT does, to the end: a signal while the result is
+    # printed or the figure drawn (after --output was written) leaves no figure
+    with stop_on_signals():
         if args.scheduler:
             from .score_dask import run_on_cluster
 
             acc = run_on_cluster(job)
         else:
             acc = run_locally(job)
-    try:
-        _print_result(acc, job, sys.stdout)
-    except BrokenPipeError:  # the reader went away (`| head`): --plot and --fail-if still hold
-        from .output import discard_stdout
+        try:
+            _print_result(acc, job, sys.stdout)
+        except BrokenPipeError:  # the reader went away (`| head`): --plot and --fail-if hold
+            from .output import discard_stdout
 
-        discard_stdout()
-    if args.plot is None and not conditions:
-        return 0
-    result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
-    if args.plot is not None:
-        report.plot(result, args.plot, job.slicings[0][0] if job.slicings else "group")
-    failed = report.failures(result, conditions)
-    for text in failed:
-        print(f"fastbce score: --fail-if {text}", file=sys.stderr)
+            discard_stdout()
+        if args.plot is None and not conditions:
+            return 0
+        result = acc.result()  # (every group's keys at once: only for --plot and --fail-if)
+        failed = report.failures(result, conditions)
+        for text in failed:  # (before the figure: a failing figure does not hide them)
+            print(f"fastbce score: --fail-if {text}", file=sys.stderr)
+        if args.plot is not None:
+            report.plot(result, args.plot, job.slicings[0][0] if job.slicings else "group")
     return report.EXIT_FAILED_CONDITION if failed else 0
 
 
@@ -227,12 +229,20 @@ def _json_key(key: Any, missing: str | None = None) -> Any:
     return key if isinstance(key, (str, int, float, bool)) else str(key)
 
 
+def _json_value(key: Any, value: Any) -> Any:
+    """to_json of a value; a top loss's "group" is written as the group's key is (a date, a
+    decimal or an infinite float key would otherwise break or blur the JSON)."""
+    if key == "group" and not isinstance(value, (dict, list, tuple)):
+        return _json_key(value)
+    return to_json(value)
+
+
 def to_json(result: Any) -> Any:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
     every depth (groups, slices, reliability bins, top_losses)."""
     if isinstance(result, dict):
         missing = MISSING_BESIDE_NULL if None in result and "null" in result else None
-        return {_json_key(k, missing): to_json(v) for k, v in result.items()}
+        return {_json_key(k, missing): _json_value(k, v) for k, v in result.items()}
     if isinstance(result, (list, tuple)):
         return [to_json(v) for v in result]
     if isinstance(result, float):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +20,16 @@ from .._errors import DataError, UsageError
 from .formats import PARQUET_SUFFIXES, pyarrow_module
 
 __all__ = [
+    "FigureOutput",
     "NpyOutput",
     "Output",
     "ParquetOutput",
     "check_not_an_input",
     "check_output_name",
+    "check_target",
     "open_output",
     "remove_stale_temps",
+    "same_file",
     "temp_path",
 ]
 
@@ -36,15 +40,11 @@ class Output:
     """The per-row loss, written to a temporary file next to `path` and renamed to it by
     commit(); abort() removes the temporary file, so a failed run leaves nothing behind."""
 
-    def __init__(self, path: str, dtype: np.dtype) -> None:
+    def __init__(self, path: str, dtype: Any = None) -> None:
         self.path = path
         self.dtype = np.dtype(dtype)
         self.rows = 0
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise DataError(f"cannot write {path}: the directory {directory} does not exist")
-        if os.path.isdir(path):
-            raise DataError(f"cannot write {path}: it is a directory")
+        check_target(path)
         remove_stale_temps(path)
         self.tmp = temp_path(path)
         try:
@@ -171,6 +171,40 @@ class ParquetOutput(Output):
             writer.close()
 
 
+class FigureOutput(Output):
+    """A figure (``fastbce score --plot``) written as the losses are: the caller saves it to
+    ``tmp``, commit() renames it to `path`, abort() removes it (a stopped run leaves neither a
+    truncated figure nor a temporary file, and an older figure at `path` stays as it was)."""
+
+    def _open(self) -> None:
+        pass
+
+    def _finish(self) -> None:
+        pass
+
+
+def check_target(path: str) -> None:
+    """DataError unless a file can be made at `path` (its directory exists; it is no directory):
+    --output's and --plot's check before any data is read."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise DataError(f"cannot write {path}: the directory {directory} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"cannot write {path}: it is a directory")
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same path once resolved (``./``, ``..``, symlinks,
+    even to a file not made yet) or the same device and inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def open_output(path: str, dtype: np.dtype, inputs: list[str] | tuple[str, ...] = ()) -> Output:
     """The writer for `path` (after checking that it is none of the `inputs`)."""
     check_not_an_input(path, inputs)
@@ -198,20 +232,8 @@ def check_not_an_input(
     """UsageError when `path` (of `option`: --output, --plot) is one of the input files, by any
     name: the same path once resolved (``./``, ``..``, symlinks) or the same file (device and
     inode: a hard link)."""
-    real = os.path.realpath(path)
-    try:
-        target = os.stat(path)
-    except OSError:  # (no such file yet: only a path can match)
-        target = None
     for name in inputs:
-        same = os.path.realpath(name) == real
-        if not same and target is not None:
-            try:
-                st = os.stat(name)
-            except OSError:
-                continue
-            same = (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
-        if same:
+        if same_file(path, name):
             what = "the losses" if option == "--output" else "the figure"
             raise UsageError(
                 f"{option} {path} is the input {name}: writing {what} would replace the data; "
