@@ -465,3 +465,67 @@ def test_text_dictionaries_over_many_batches(rng, large):
         m = g == key
         assert group["rows"] == m.sum()
         assert _close(group["sum"], fastbce.binary_crossentropy(y[m], x[m], reduction="sum"))
+
+
+# --------------------------------------------------------------------------- threads and signals
+
+
+def test_one_accumulator_updated_from_several_threads_equals_one_pass(rng):
+    # (the kernel adds into the accumulator's histograms with the GIL released: without a lock,
+    # interleaved updates gave another AUC, "fastbce internal" errors or a broken accumulator)
+    import threading
+
+    batches = [_data(rng, n=20_000, logits=True) for _ in range(16)]
+    shared = fastbce.LossAccumulator(from_logits=True)
+    errors = []
+
+    def work(first):
+        try:
+            for y, x, _, g in batches[first::4]:
+                shared.update(y, x, groups=g)
+        except Exception as e:  # pragma: no cover (the failure this test looks for)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    alone = fastbce.LossAccumulator(from_logits=True)
+    for y, x, _, g in batches:
+        alone.update(y, x, groups=g)
+    got, want = shared.result(), alone.result()
+    _same_result(got, want)
+    assert got["auc"] == want["auc"]  # (whole-number histogram counts: any order, the same bits)
+    assert {k: v["auc"] for k, v in got["groups"].items()} == {
+        k: v["auc"] for k, v in want["groups"].items()
+    }
+
+
+def test_a_signal_during_update_comes_after_the_whole_batch(rng, monkeypatch):
+    # Ctrl-C landing between the kernel's adds and the Python state that goes with them counted
+    # the batch without its top losses (or left a slicing's keys grown without its sums)
+    import os
+    import signal
+
+    from fastbce import _accumulator
+
+    y, x, _, g = _data(rng, n=5000, logits=True)
+    compute = _accumulator._compute
+
+    def interrupted(*args, **kw):
+        out = compute(*args, **kw)
+        os.kill(os.getpid(), signal.SIGINT)  # (delivered now, as a real Ctrl-C would be)
+        return out
+
+    monkeypatch.setattr(_accumulator, "_compute", interrupted)
+    acc = fastbce.LossAccumulator(from_logits=True, top_losses=3)
+    with pytest.raises(KeyboardInterrupt):
+        acc.update(y, x, groups=g)
+    monkeypatch.setattr(_accumulator, "_compute", compute)
+    whole = fastbce.LossAccumulator(from_logits=True, top_losses=3).update(y, x, groups=g)
+    got, want = acc.result(), whole.result()
+    assert got["top_losses"] == want["top_losses"] and len(got["top_losses"]) == 3
+    _same_result(got, want)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -9,12 +9,14 @@ same pass, given one int64 code per row. Python loops only over groups, never ov
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ._api import _compute
+from ._atomic import whole
 from ._groups import slicing_names
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
@@ -116,6 +118,7 @@ class LossAccumulator:
         self._report_opts.check_with(bool(from_logits))
         self._state = ReportState(self._report_opts)
         self._grouped_as: str | None = None  # "groups" (labels) or "slices" (a dict of them)
+        self._lock = threading.Lock()  # (one update, merge or result at a time: _atomic)
 
     # ------------------------------------------------------------------ public
 
@@ -196,9 +199,10 @@ class LossAccumulator:
                 "cannot merge accumulators with different options: "
                 + ", ".join(f"{n}={mine[n]!r} vs {theirs[n]!r}" for n in differ)
             )
-        if other._grouped_as is not None:
-            self._set_grouping(other._grouped_as)
-        self._state.merge(other._state)
+        with whole(self._lock, other._lock):
+            if other._grouped_as is not None:
+                self._set_grouping(other._grouped_as)
+            self._state.merge(other._state)
         return self
 
     def result(self) -> dict[str, Any]:
@@ -219,7 +223,8 @@ class LossAccumulator:
             the divisor is 0, exactly as the reductions of ``binary_crossentropy``. Groups come
             sorted by key when the keys can be ordered (None last), else in the order first seen.
         """
-        return self._state.result(grouped_as=self._grouped_as)
+        with whole(self._lock):
+            return self._state.result(grouped_as=self._grouped_as)
 
     def __repr__(self) -> str:
         rows = int(self._state.sums[0])
@@ -263,6 +268,17 @@ class LossAccumulator:
     ) -> np.ndarray | None:
         """update() that can also return the elementwise loss (w times the loss of the offset
         logits; a second pass of the kernel)."""
+        with whole(self._lock):  # (one batch at a time, counted in full or not at all)
+            return self._update_now(y_true, y_pred, sample_weight, groups, want_elementwise)
+
+    def _update_now(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        groups: Any,
+        want_elementwise: bool,
+    ) -> np.ndarray | None:
         names: list[str] = []
         labels: list[Any] = []
         grouped_as = None
@@ -341,6 +357,7 @@ class LossAccumulator:
         self._report_opts = state["report_opts"]
         self._state = state["state"]
         self._grouped_as = state["grouped_as"]
+        self._lock = threading.Lock()
 
 
 def _offset(y_pred: Any, offset: float) -> Any:

@@ -1,0 +1,48 @@
+"""One change of an accumulator at a time, whole: its lock, and signals held back meanwhile.
+
+An accumulator's state is Python objects (key tables, arrays grown in place) that the kernel adds
+into with the GIL released, so two threads updating one accumulator would interleave; and a
+signal whose handler raises (Ctrl-C's KeyboardInterrupt, the command line's SIGTERM/SIGHUP) could
+land between the kernel's adds and the Python state that goes with them (a batch counted without
+its top losses, a slicing's keys grown without its sums). ``whole`` serialises the calls and, on
+the main thread (the only one signal handlers run on), runs such a handler once the call is done:
+a batch then counts in full, and the exception comes right after it. The kernel itself is not
+interruptible either way, so a Ctrl-C waits no longer than it did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["whole"]
+
+_HELD = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def whole(*locks: Any) -> Iterator[None]:
+    """Holds `locks` (taken in one global order, so that a.merge(b) and b.merge(a) in two threads
+    cannot deadlock; the same lock twice counts once) and, on the main thread, the Python-level
+    handlers of SIGINT, SIGTERM and SIGHUP, then runs the first signal that came meanwhile."""
+    with contextlib.ExitStack() as stack:
+        for lock in sorted({id(lock): lock for lock in locks}.items()):
+            stack.enter_context(lock[1])
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        came: list[tuple[int, Any]] = []
+        handlers = {s: h for s in _HELD if callable(h := signal.getsignal(s))}
+        for s in handlers:
+            signal.signal(s, lambda signum, frame: came.append((signum, frame)))
+        try:
+            yield
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            if came:
+                signum, frame = came[0]
+                handlers[signum](signum, frame)
