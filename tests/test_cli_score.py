@@ -445,6 +445,7 @@ USAGE_ERRORS = [
     (["one.parquet", "--gamma", "lots"], "invalid float value: 'lots'"),
     (["one.parquet", "--nan-policy", "drop"], "invalid choice: 'drop'"),
     (["one.parquet", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["one.parquet", "--scheduler", ""], "--scheduler needs an address"),  # (an unset $ADDR)
 ]
 
 

@@ -493,10 +493,15 @@ def test_elementwise_errors_name_the_row_of_the_whole_array():
             fastbce.dask.binary_crossentropy(y, p, reduction=reduction).compute(
                 scheduler="synchronous"
             )
-    y2 = da.from_array(np.full((4, 3), 2.0), chunks=2)
-    with pytest.raises(ValueError, match=r"in the block starting at row 2"):
+    # a 2-D block of "none" splits the columns too: it is named by its first index (it was
+    # named by its row alone, so "index (1, 0) in the block starting at row 2" was (3, 0))
+    y2 = np.zeros((4, 3))
+    y2[3, 2] = 2.0
+    with pytest.raises(
+        ValueError, match=r"index \(1, 0\).* \(in the block starting at index \(2, 2\)\)"
+    ):
         fastbce.dask.binary_crossentropy(
-            y2, da.full((4, 3), 0.5, chunks=2), reduction="none"
+            da.from_array(y2, chunks=2), da.full((4, 3), 0.5, chunks=2), reduction="none"
         ).compute(scheduler="synchronous")
 
 
@@ -543,3 +548,43 @@ def test_cli_scheduler_reads_csv_missing_fields_and_na_texts_as_locally(client, 
         }, args
     groups = json.loads(score("t.csv", *runs[2], "--format", "json", cwd=tmp_path).stdout)
     assert set(groups["groups"]) == {"NA", "de", "null", "N/A", "(missing)"}
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "weighted_mean"])
+def test_a_pos_weight_per_element_of_1d_input_is_sliced_per_chunk(reduction):
+    # (each chunk was given the whole pos_weight: "must be a scalar or (3,)")
+    rng = np.random.default_rng(3)
+    y = (rng.random(10) < 0.5).astype(np.float32)
+    p = rng.random(10).astype(np.float32)
+    q = np.arange(1.0, 11.0)
+    got = fastbce.dask.binary_crossentropy(
+        da.from_array(y, chunks=3), da.from_array(p, chunks=3), pos_weight=q, reduction=reduction
+    ).compute(scheduler="synchronous")
+    want = fastbce.binary_crossentropy(y, p, pos_weight=q, reduction=reduction)
+    assert got == pytest.approx(want, rel=REL)
+
+
+@pytest.mark.parametrize("q", [-1.0, float("nan"), np.array([1.0, -2.0, 1.0]), np.ones((3, 1))])
+def test_a_bad_pos_weight_is_refused_when_the_graph_is_built(q):
+    y, p = da.ones((4, 3), chunks=2), da.full((4, 3), 0.5, chunks=2)
+    with pytest.raises(ValueError, match="pos_weight must be"):
+        fastbce.dask.binary_crossentropy(y, p, pos_weight=q)  # (no compute)
+    with pytest.raises(ValueError, match="pos_weight must be"):
+        fastbce.LossAccumulator(pos_weight=q)
+    with pytest.raises(TypeError, match="pos_weight"):
+        fastbce.LossAccumulator(pos_weight="a")
+
+
+def test_arrays_of_unknown_chunk_sizes_and_dataframes_are_clear_errors():
+    frame = dd.from_pandas(
+        pd.DataFrame({"y": [1.0, 0.0, 1.0, 0.0], "p": [0.9, 0.2, 0.6, 0.4]}), npartitions=2
+    )
+    kept = frame[frame.p > 0.3]
+    y, p = kept.y.to_dask_array(), kept.p.to_dask_array()  # (chunk sizes unknown)
+    for reduction in ("mean", "none"):
+        with pytest.raises(
+            ValueError, match=r"y_pred has unknown chunk sizes.*compute_chunk_sizes"
+        ):
+            fastbce.dask.binary_crossentropy(y, p, reduction=reduction)
+    with pytest.raises(TypeError, match=r"y_true: .* a Dask Series \(one column\).*got DataFrame"):
+        fastbce.dask.binary_crossentropy(frame[["y"]], frame.p)

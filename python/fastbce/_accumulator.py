@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ._api import _compute
+from ._api import _compute, check_pos_weight_values
 from ._atomic import whole
 from ._groups import slicing_names
 from ._options import LossOptions
@@ -114,6 +114,8 @@ class LossAccumulator:
             validate=validate,
             threads=threads,
         )
+        if pos_weight is not None:  # (its length is checked against each batch)
+            check_pos_weight_values(pos_weight)
         self._report_opts = ReportOptions(ignore_label, logit_offset, top_losses)
         self._report_opts.check_with(bool(from_logits))
         self._state = ReportState(self._report_opts)

@@ -280,6 +280,25 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
     raise pos_weight_shape_error(shape, q.shape)
 
 
+def check_pos_weight_values(given: Any) -> None:
+    """TypeError or ValueError for a pos_weight that no input could take (not numbers, more than
+    one axis, negative, NaN or infinite), whatever the input's shape and precision: the check of
+    accumulators at construction (the length and the working precision's range are checked
+    against each batch, by _pos_weight)."""
+    q = as_array(given, "pos_weight")
+    _check_numeric(q, "pos_weight")
+    if q.ndim > 1:
+        raise ValueError(f"pos_weight must be a scalar or 1-D (one per class); got shape {q.shape}")
+    q64 = q.astype(np.float64).reshape(-1)
+    bad = ~(np.isfinite(q64) & (q64 >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        where = f" at index {i}" if q.ndim else ""
+        raise ValueError(
+            f"pos_weight must be finite and non-negative; got {q.reshape(-1)[i].item()!r}{where}"
+        )
+
+
 def pos_weight_shape_error(shape: tuple[int, ...], given: tuple[int, ...]) -> ValueError:
     """The error for a pos_weight of shape `given` with y_pred of `shape` (also fastbce.dask's,
     which checks the length when the graph is built)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core
 from ._accumulator import _offset
-from ._api import _compute
+from ._api import _compute, check_pos_weight_values
 from ._atomic import whole
 from ._group_arrays import grown
 from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
@@ -99,6 +99,8 @@ class LossSums:
         if ignore_label is not None or top_losses:
             raise ValueError("ignore_label and top_losses need the report (LossAccumulator)")
         self._opts = LossOptions(**loss_options)
+        if self._opts.pos_weight is not None:
+            check_pos_weight_values(self._opts.pos_weight)
         if float(logit_offset) != 0.0 and not self._opts.from_logits:
             raise ValueError("logit_offset needs from_logits=True")
         self._logit_offset = float(logit_offset)

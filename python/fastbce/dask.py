@@ -16,6 +16,7 @@ array input, a Dask Series with y_pred's partitions for dataframe columns.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Any
@@ -242,6 +243,17 @@ def _check_pos_weight(options: dict[str, Any], shape: tuple[Any, ...]) -> None:
         raise pos_weight_shape_error(shape, np.shape(q))
 
 
+def _known_shape(arr: Any, name: str) -> None:
+    """ValueError for a Dask array of unknown chunk sizes (a filtered dataframe's
+    ``to_dask_array()``): its blocks cannot be lined up with the others'."""
+    if any(isinstance(n, float) and math.isnan(n) for n in arr.shape):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (shape {arr.shape}); call its "
+            "compute_chunk_sizes() first (or to_dask_array(lengths=True)), or give the Dask "
+            "Series themselves"
+        )
+
+
 def _is_frame(x: Any) -> bool:
     """A Dask Series or DataFrame (dask.dataframe is imported only when one is given)."""
     return dask.is_dask_collection(x) and hasattr(x, "npartitions") and not hasattr(x, "chunks")
@@ -271,6 +283,7 @@ def _array_tasks(
     want_loss: bool,
 ) -> list[Any]:
     yp = da.asarray(y_pred)
+    _known_shape(yp, "y_pred")
     _check_pos_weight(options, yp.shape)
     if yp.ndim > 1:  # blocks of whole rows: per-row weights, groups and pos_weight line up
         yp = yp.rechunk({axis: -1 for axis in range(1, yp.ndim)})
@@ -289,12 +302,24 @@ def _array_tasks(
     group_blocks = _blocks(g) if g is not None else [None] * len(blocks)
     starts = np.concatenate([[0], np.cumsum(yp.chunks[0])[:-1]]) if yp.ndim else [0]
     one_d = yp.ndim == 1
+    q = options.get("pos_weight")
+    per_element = one_d and q is not None and np.ndim(q) == 1  # (1-D: the class axis is chunked)
+
+    sizes = yp.chunks[0] if yp.ndim else [1]
     return [
         dask.delayed(_score_chunk, pure=True)(
-            options, t, p, wb, gb, f"row {int(s)}", int(s) if one_d else None, want_loss
+            options,
+            t,
+            p,
+            wb,
+            gb,
+            f"row {int(s)}",
+            int(s) if one_d else None,
+            want_loss,
+            np.asarray(q)[int(s) : int(s) + int(n)] if per_element else None,
         )
-        for t, p, wb, gb, s in zip(
-            true_blocks, blocks, weight_blocks, group_blocks, starts, strict=True
+        for t, p, wb, gb, s, n in zip(
+            true_blocks, blocks, weight_blocks, group_blocks, starts, sizes, strict=True
         )
     ]
 
@@ -315,6 +340,7 @@ def _aligned(x: Any, yp: Any, name: str, full: bool | None) -> Any:
         if isinstance(x, da.Array)
         else da.asarray(np.asarray(x) if not hasattr(x, "shape") else x)
     )
+    _known_shape(arr, name)
     if full is None:
         full = arr.shape == yp.shape or yp.ndim <= 1
     if full:
@@ -348,11 +374,17 @@ def _frame_tasks(
     if groups is not None:
         series["groups"] = groups
     for name, s in series.items():
-        if not _is_frame(s):
+        if not _is_frame(s) or isinstance(s, dd.DataFrame):
             raise TypeError(
                 f"{name}: with Dask dataframe columns every array argument must be a Dask "
-                f"Series with the same partitions; got {type(s).__name__}"
+                f"Series (one column) with the same partitions; got {type(s).__name__}"
             )
+    q = options.get("pos_weight")
+    if q is not None and np.ndim(q) == 1:
+        raise ValueError(
+            "pos_weight: with Dask Series (one value a row, partitions of unknown length) it "
+            "must be a scalar; a pos_weight per element needs Dask arrays"
+        )
     counts = {name: s.npartitions for name, s in series.items()}
     if len(set(counts.values())) != 1:
         raise ValueError(
@@ -377,6 +409,7 @@ def _elementwise(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str
     if any(_is_frame(x) for x in (y_true, y_pred, sample_weight)):
         return _elementwise_frame(y_true, y_pred, sample_weight, options)
     yp = da.asarray(y_pred)
+    _known_shape(yp, "y_pred")
     _check_pos_weight(options, yp.shape)
     working = np.float64 if yp.dtype == np.float64 else np.float32
     yt = _aligned(y_true, yp, "y_true", full=True)
@@ -440,8 +473,15 @@ def _score_chunk(
     where: str,
     row_offset: int | None,
     want_loss: bool,
+    chunk_pos_weight: Any = None,
 ) -> Any:
-    acc = LossAccumulator(**options)
+    """The chunk's accumulator (and elementwise loss). chunk_pos_weight: the chunk's slice of a
+    pos_weight per element (1-D input), which the kernel takes; the accumulator then says the
+    call's options, so that the chunks merge."""
+    if chunk_pos_weight is None:
+        acc = LossAccumulator(**options)
+    else:
+        acc = LossAccumulator(**{**options, "pos_weight": chunk_pos_weight})
     try:
         loss = acc._update(
             _values(y_true),
@@ -452,6 +492,8 @@ def _score_chunk(
         )
     except (ValueError, TypeError) as e:
         raise _located(e, row_offset, f"chunk starting at {where}") from None
+    if chunk_pos_weight is not None:
+        acc._opts = dataclasses.replace(acc._opts, pos_weight=options["pos_weight"])
     return (acc, loss) if want_loss else acc
 
 
@@ -513,8 +555,10 @@ def _none_block(
             raise
         where = block_info[None]["array-location"]
         first_row = where[0][0] if where else 0
-        row_offset = first_row if y_pred.ndim == 1 else None
-        raise _located(e, row_offset, f"block starting at row {first_row}") from None
+        if y_pred.ndim <= 1:
+            raise _located(e, first_row, f"block starting at row {first_row}") from None
+        start = tuple(int(lo) for lo, _ in where)  # (blocks of "none" split the columns too)
+        raise _located(e, None, f"block starting at index {start}") from None
 
 
 def _none_partition(

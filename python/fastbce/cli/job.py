@@ -44,6 +44,8 @@ class Job:
         q = args.pos_weight
         if q is not None and not (math.isfinite(q) and q >= 0.0):
             raise UsageError(f"--pos-weight must be finite and non-negative; got {q!r}")
+        if args.scheduler is not None and not args.scheduler.strip():  # (an unset $ADDRESS)
+            raise UsageError("--scheduler needs an address (tcp://host:8786); got ''")
         if not 1 <= args.batch_rows < 2**62:  # (pyarrow's batch sizes are int64)
             raise UsageError(f"--batch-rows must be >= 1 and < 2^62; got {args.batch_rows}")
         if args.output is not None:
