@@ -259,7 +259,8 @@ def test_fail_if_holds_when_stdout_is_closed(tmp_path):
 
 def test_unparsable_scheduler_address_is_one_line_at_once(labels_npy):
     pytest.importorskip("distributed")
-    for address in ("tcp://localhost", "notanaddress"):
+    # (an unknown scheme, or one a command cannot use, waited 20 s and printed a traceback)
+    for address in ("tcp://localhost", "notanaddress", "foo://x:1", "inproc://nothing"):
         start = time.monotonic()
         proc = score(*labels_npy, "--positive-label", "2", "--scheduler", address)
         assert time.monotonic() - start < 10, address

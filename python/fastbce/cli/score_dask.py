@@ -41,8 +41,12 @@ def _check_address(address: str) -> None:
     waited 20 s at exit and printed a traceback."""
     from distributed.comm import get_address_host_port, parse_address
 
-    if parse_address(address)[0] in ("tcp", "tls"):  # (inproc:// and others have no port)
-        get_address_host_port(address)
+    scheme = parse_address(address)[0]
+    if scheme not in ("tcp", "tls"):  # (a `dask scheduler`'s; inproc://, ucx:// ... are not
+        raise ValueError(  # a command's, and an unknown one left the Client half-built too)
+            f"the scheme {scheme}:// is not one of a Dask scheduler's (tcp://, tls://)"
+        )
+    get_address_host_port(address)
 
 
 def run_on_cluster(job: Job) -> Any:
