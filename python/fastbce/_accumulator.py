@@ -15,9 +15,10 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ._api import _compute, check_pos_weight_values
-from ._atomic import whole
+from ._api import _compute
+from ._atomic import atomic, whole
 from ._groups import slicing_names
+from ._inputs import check_pos_weight_values
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
@@ -207,6 +208,7 @@ class LossAccumulator:
             self._state.merge(other._state)
         return self
 
+    @atomic
     def result(self) -> dict[str, Any]:
         """The reductions and the evaluation report so far, overall and per group.
 
@@ -225,8 +227,7 @@ class LossAccumulator:
             the divisor is 0, exactly as the reductions of ``binary_crossentropy``. Groups come
             sorted by key when the keys can be ordered (None last), else in the order first seen.
         """
-        with whole(self._lock):
-            return self._state.result(grouped_as=self._grouped_as)
+        return self._state.result(grouped_as=self._grouped_as)
 
     def __repr__(self) -> str:
         rows = int(self._state.sums[0])
@@ -259,6 +260,7 @@ class LossAccumulator:
         order: what a printer of a million groups formats column by column."""
         return self._state.group_blocks(slicing)
 
+    @atomic
     def _update(
         self,
         y_true: Any,
@@ -269,18 +271,8 @@ class LossAccumulator:
         want_elementwise: bool = False,
     ) -> np.ndarray | None:
         """update() that can also return the elementwise loss (w times the loss of the offset
-        logits; a second pass of the kernel)."""
-        with whole(self._lock):  # (one batch at a time, counted in full or not at all)
-            return self._update_now(y_true, y_pred, sample_weight, groups, want_elementwise)
-
-    def _update_now(
-        self,
-        y_true: Any,
-        y_pred: Any,
-        sample_weight: Any,
-        groups: Any,
-        want_elementwise: bool,
-    ) -> np.ndarray | None:
+        logits; a second pass of the kernel). One batch at a time, counted in full or not at
+        all (_atomic)."""
         names: list[str] = []
         labels: list[Any] = []
         grouped_as = None

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GROUP_CODE_FAULT, code_error
-from ._inputs import as_array
+from ._inputs import as_array, check_numeric, is_bfloat16
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
@@ -27,20 +27,8 @@ _FAULT_LABEL, _FAULT_PRED, _FAULT_WEIGHT, _FAULT_NAN = 1, 2, 3, 4
 # --------------------------------------------------------------------------- arrays
 
 
-def _is_bfloat16(dtype: np.dtype) -> bool:
-    return dtype.name == "bfloat16"
-
-
-def _check_numeric(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and arr.itemsize <= 8):
-        return
-    if _is_bfloat16(arr.dtype):
-        return
-    raise TypeError(f"{name} must hold bool, integer or float values; got dtype {arr.dtype}")
-
-
 def _check_prediction_dtype(arr: np.ndarray) -> None:
-    if (arr.dtype.kind == "f" and arr.itemsize in (2, 4, 8)) or _is_bfloat16(arr.dtype):
+    if (arr.dtype.kind == "f" and arr.itemsize in (2, 4, 8)) or is_bfloat16(arr.dtype):
         return
     raise TypeError(
         f"y_pred must be float16, float32 or float64 (or ml_dtypes.bfloat16); got dtype {arr.dtype}"
@@ -170,7 +158,7 @@ def _copy_back(returned: np.ndarray | None, written: np.ndarray | None) -> None:
 def _labels_and_predictions(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     yt = as_array(y_true, "y_true")
     yp = as_array(y_pred, "y_pred")
-    _check_numeric(yt, "y_true")
+    check_numeric(yt, "y_true")
     _check_prediction_dtype(yp)
     if yt.shape != yp.shape:
         raise ValueError(
@@ -217,7 +205,7 @@ def _sample_weight(
         call.weight_kind = _core.WeightKind.none
         return None, None, 1
     weight_arr = as_array(sample_weight, "sample_weight")
-    _check_numeric(weight_arr, "sample_weight")
+    check_numeric(weight_arr, "sample_weight")
     if weight_arr.dtype == np.bool_ and weight_arr.ndim:
         # (the kernel reads a bool as its byte: a copy of 0s and 1s, so that any byte but 0,
         # e.g. of an array made by .view(bool), is the weight 1, as NumPy reads it)
@@ -254,7 +242,7 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
         return None
     shape = yp.shape
     q = as_array(given, "pos_weight")
-    _check_numeric(q, "pos_weight")
+    check_numeric(q, "pos_weight")
     if q.ndim == 0:
         value = float(q)
         if not (math.isfinite(value) and value >= 0.0):
@@ -278,25 +266,6 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
         pos_weight = np.ascontiguousarray(q64, dtype=working)
         return pos_weight if yp.size else None
     raise pos_weight_shape_error(shape, q.shape)
-
-
-def check_pos_weight_values(given: Any) -> None:
-    """TypeError or ValueError for a pos_weight that no input could take (not numbers, more than
-    one axis, negative, NaN or infinite), whatever the input's shape and precision: the check of
-    accumulators at construction (the length and the working precision's range are checked
-    against each batch, by _pos_weight)."""
-    q = as_array(given, "pos_weight")
-    _check_numeric(q, "pos_weight")
-    if q.ndim > 1:
-        raise ValueError(f"pos_weight must be a scalar or 1-D (one per class); got shape {q.shape}")
-    q64 = q.astype(np.float64).reshape(-1)
-    bad = ~(np.isfinite(q64) & (q64 >= 0))
-    if bad.any():
-        i = int(np.argmax(bad))
-        where = f" at index {i}" if q.ndim else ""
-        raise ValueError(
-            f"pos_weight must be finite and non-negative; got {q.reshape(-1)[i].item()!r}{where}"
-        )
 
 
 def pos_weight_shape_error(shape: tuple[int, ...], given: tuple[int, ...]) -> ValueError:

@@ -13,12 +13,15 @@ interruptible either way, so a Ctrl-C waits no longer than it did.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
-__all__ = ["whole"]
+__all__ = ["atomic", "whole"]
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 _HELD = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -46,3 +49,15 @@ def whole(*locks: Any) -> Iterator[None]:
             if came:
                 signum, frame = came[0]
                 handlers[signum](signum, frame)
+
+
+def atomic(method: _Method) -> _Method:
+    """The method run `whole`, under its object's ``_lock`` if it has one."""
+
+    @functools.wraps(method)
+    def run_whole(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lock = getattr(self, "_lock", None)
+        with whole(*(() if lock is None else (lock,))):
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, run_whole)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_array"]
+__all__ = ["as_array", "check_numeric", "check_pos_weight_values", "is_bfloat16"]
 
 # The arguments that must hold floating-point values (an integer is a TypeError).
 PREDICTIONS = ("y_pred",)
@@ -64,3 +64,33 @@ def _torch_bfloat16(obj: Any) -> np.ndarray | None:
         return np.asarray(obj.view(torch.int16)).view(ml_dtypes.bfloat16)
     except (TypeError, ValueError, RuntimeError, NotImplementedError):
         return None
+
+
+def is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.name == "bfloat16"
+
+
+def check_numeric(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and arr.itemsize <= 8):
+        return
+    if is_bfloat16(arr.dtype):
+        return
+    raise TypeError(f"{name} must hold bool, integer or float values; got dtype {arr.dtype}")
+
+
+def check_pos_weight_values(given: Any) -> None:
+    """An accumulator's check at construction: a pos_weight that no input could take (not
+    numbers, 2-D, negative, NaN, infinite). Its length, and the working precision's range, are
+    checked against each batch (``_api._pos_weight``)."""
+    q = as_array(given, "pos_weight")
+    check_numeric(q, "pos_weight")
+    if q.ndim > 1:
+        raise ValueError(f"pos_weight must be a scalar or 1-D (one per class); got shape {q.shape}")
+    flat = q.reshape(-1)
+    bad = ~(np.isfinite(flat.astype(np.float64)) & (flat >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        where = f" at index {i}" if q.ndim else ""
+        raise ValueError(
+            f"pos_weight must be finite and non-negative; got {flat[i].item()!r}{where}"
+        )

@@ -18,10 +18,11 @@ import numpy as np
 
 from . import _core
 from ._accumulator import _offset
-from ._api import _compute, check_pos_weight_values
-from ._atomic import whole
+from ._api import _compute
+from ._atomic import atomic
 from ._group_arrays import grown
 from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
+from ._inputs import check_pos_weight_values
 from ._options import LossOptions
 from ._report import _as_list, _divs
 
@@ -114,6 +115,7 @@ class LossSums:
         out.update(ignore_label=None, logit_offset=self._logit_offset, top_losses=0)
         return out
 
+    @atomic
     def _update(
         self,
         y_true: Any,
@@ -126,17 +128,6 @@ class LossSums:
         """Adds a batch: a kernel pass per slicing (one without groups); the first also gives
         the elementwise loss when asked for. On an error nothing is added; a signal waits until
         the batch is added in full (_atomic; this internal class takes no lock)."""
-        with whole():
-            return self._update_now(y_true, y_pred, sample_weight, groups, want_elementwise)
-
-    def _update_now(
-        self,
-        y_true: Any,
-        y_pred: Any,
-        sample_weight: Any,
-        groups: Any,
-        want_elementwise: bool,
-    ) -> np.ndarray | None:
         if groups is None:
             named: dict[str, Any] = {}
         elif isinstance(groups, dict):
