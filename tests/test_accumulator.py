@@ -519,13 +519,20 @@ def test_a_signal_during_update_comes_after_the_whole_batch(rng, monkeypatch):
         os.kill(os.getpid(), signal.SIGINT)  # (delivered now, as a real Ctrl-C would be)
         return out
 
+    def ctrl_c(signum, frame):  # (Python's own handler, installed whatever the test inherited:
+        raise KeyboardInterrupt  # a process started in the background ignores SIGINT)
+
     monkeypatch.setattr(_accumulator, "_compute", interrupted)
-    acc = fastbce.LossAccumulator(from_logits=True, top_losses=3)
-    with pytest.raises(KeyboardInterrupt):
-        acc.update(y, x, groups=g)
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        acc = fastbce.LossAccumulator(from_logits=True, top_losses=3)
+        with pytest.raises(KeyboardInterrupt):
+            acc.update(y, x, groups=g)
+        assert signal.getsignal(signal.SIGINT) is ctrl_c  # (given back after the batch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.setattr(_accumulator, "_compute", compute)
     whole = fastbce.LossAccumulator(from_logits=True, top_losses=3).update(y, x, groups=g)
     got, want = acc.result(), whole.result()
     assert got["top_losses"] == want["top_losses"] and len(got["top_losses"]) == 3
     _same_result(got, want)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
