@@ -32,8 +32,8 @@ def whole(*locks: Any) -> Iterator[None]:
     cannot deadlock; the same lock twice counts once) and, on the main thread, the Python-level
     handlers of SIGINT, SIGTERM and SIGHUP, then runs the first signal that came meanwhile."""
     with contextlib.ExitStack() as stack:
-        for lock in sorted({id(lock): lock for lock in locks}.items()):
-            stack.enter_context(lock[1])
+        for _, lock in sorted({id(lock): lock for lock in locks}.items()):
+            stack.enter_context(lock)
         if threading.current_thread() is not threading.main_thread():
             yield
             return

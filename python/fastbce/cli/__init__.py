@@ -43,12 +43,17 @@ def _command_module(name: str) -> Any:
     return info
 
 
+def _usage_line(prog: str, message: str) -> str:
+    """A usage error's one line: the command, the message, where the options are listed."""
+    return f"{prog}: error: {message} (see '{prog} --help')\n"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors are one line (argparse prints the whole usage block
     first: ten lines for `score`) that names the subcommand and where its options are listed."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, _usage_line(self.prog, message))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -85,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # (argparse would blame the top-level parser: "fastbce: error: ...")
         parser.exit(
             2,
-            f"fastbce {args.command}: error: unrecognized arguments: {' '.join(unknown)}"
-            f" (see 'fastbce {args.command} --help')\n",
+            _usage_line(f"fastbce {args.command}", f"unrecognized arguments: {' '.join(unknown)}"),
         )
     try:
         return int(args.run(args))

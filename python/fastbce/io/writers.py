@@ -196,13 +196,31 @@ def check_target(path: str) -> None:
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file: the same path once resolved (``./``, ``..``, symlinks,
     even to a file not made yet) or the same device and inode (a hard link)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
+    return _is_file(_identity(a), b)
+
+
+def _identity(path: str) -> tuple[str, tuple[int, int] | None]:
+    """(the resolved path, (device, inode) or None where no file is there yet)."""
     try:
-        sa, sb = os.stat(a), os.stat(b)
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path), None
+    return os.path.realpath(path), (st.st_dev, st.st_ino)
+
+
+def _is_file(identity: tuple[str, tuple[int, int] | None], other: str) -> bool:
+    """Whether `other` is the file of `identity` (_identity's; other is stat'ed only where the
+    resolved paths differ and that file exists)."""
+    real, inode = identity
+    if os.path.realpath(other) == real:
+        return True
+    if inode is None:
+        return False
+    try:
+        st = os.stat(other)
     except OSError:
         return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+    return (st.st_dev, st.st_ino) == inode
 
 
 def open_output(path: str, dtype: np.dtype, inputs: list[str] | tuple[str, ...] = ()) -> Output:
@@ -232,8 +250,9 @@ def check_not_an_input(
     """UsageError when `path` (of `option`: --output, --plot) is one of the input files, by any
     name: the same path once resolved (``./``, ``..``, symlinks) or the same file (device and
     inode: a hard link)."""
+    identity = _identity(path)  # (once, not once per input)
     for name in inputs:
-        if same_file(path, name):
+        if _is_file(identity, name):
             what = "the losses" if option == "--output" else "the figure"
             raise UsageError(
                 f"{option} {path} is the input {name}: writing {what} would replace the data; "
