@@ -448,6 +448,45 @@ def test_a_stale_temporary_file_of_a_killed_run_is_removed(slow_input, tmp_path)
     assert np.load(out).shape == (2,)
 
 
+def test_an_output_that_is_a_symlink_writes_its_target(table_dir):
+    # as a shell's ">" or numpy.save: the file the link names is replaced, the link stays
+    (table_dir / "results").mkdir()
+    target = table_dir / "results" / "loss.npy"
+    np.save(target, np.zeros(3))
+    os.symlink(target, table_dir / "link.npy")
+    os.symlink(table_dir / "results" / "new.npy", table_dir / "dangling.npy")
+    for link, real in (("link.npy", target), ("dangling.npy", table_dir / "results" / "new.npy")):
+        proc = score("data.parquet", "--output", link, cwd=table_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert (table_dir / link).is_symlink() and np.load(real).shape == (5000,)
+    assert sorted(p.name for p in (table_dir / "results").iterdir()) == ["loss.npy", "new.npy"]
+    assert not [p for p in table_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_long_output_names(table_dir):
+    # a name up to the file system's 255 bytes works (its temporary's name is shortened, and a
+    # killed run's is still found); a longer one is refused before the data is read
+    from fastbce.io.writers import temp_path
+
+    name = "é" * 124 + ".npy"  # 252 bytes
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = Path(temp_path(str(table_dir / name), pid=int(dead.stdout)))
+    assert len(stale.name.encode()) <= 255
+    stale.write_bytes(b"left by a killed run")
+    proc = score("data.parquet", "--output", name, cwd=table_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(table_dir / name).shape == (5000,) and not stale.exists()
+    before = _snapshot(table_dir)
+    proc = score("data.parquet", "--output", "a" * 252 + ".npy", cwd=table_dir)
+    assert proc.returncode == 1 and "longer than 255 bytes" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and _snapshot(table_dir) == before
+
+
 def test_output_mode_follows_the_umask(table_dir):
     out = table_dir / "loss.parquet"
     proc = subprocess.run(

@@ -3,13 +3,17 @@ temporary file in the target's directory and renamed to it at the end (atomic: a
 nothing behind).
 
 The output is never one of the inputs (``check_not_an_input``: the same file by any path, symlink
-or hard link). The temporary file's name says which run made it, ``.NAME.fastbce-PID@HOST.tmp``:
-a run killed outright (SIGKILL, a power cut) cannot remove its own, so the next run writing NAME
-removes those whose process is gone (``remove_stale_temps``).
+or hard link). An output path that is a symlink is written through: the file it points to is
+replaced and the link stays (as a shell's ``>`` or ``numpy.save`` would). The temporary file's name
+says which run made it, ``.NAME.fastbce-PID@HOST.tmp`` (NAME shortened and marked with a hash of
+the whole where the name would pass the file system's limit): a run killed outright (SIGKILL, a
+power cut) cannot remove its own, so the next run writing NAME removes those whose process is gone
+(``remove_stale_temps``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from typing import Any
@@ -42,11 +46,12 @@ class Output:
 
     def __init__(self, path: str, dtype: Any = None) -> None:
         self.path = path
+        self.target = os.path.realpath(path)  # (through a symlink: its file is replaced)
         self.dtype = np.dtype(dtype)
         self.rows = 0
         check_target(path)
-        remove_stale_temps(path)
-        self.tmp = temp_path(path)
+        remove_stale_temps(self.target)
+        self.tmp = temp_path(self.target)
         try:
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # left by a dead process that had this pid
@@ -73,8 +78,8 @@ class Output:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self.tmp, 0o666 & ~umask)  # as a file made by open(), not the temporary's 0600
-        os.replace(self.tmp, self.path)
-        _sync_directory(os.path.dirname(os.path.abspath(self.path)))
+        os.replace(self.tmp, self.target)
+        _sync_directory(os.path.dirname(self.target))
 
     def abort(self) -> None:
         try:
@@ -184,13 +189,17 @@ class FigureOutput(Output):
 
 
 def check_target(path: str) -> None:
-    """DataError unless a file can be made at `path` (its directory exists; it is no directory):
+    """DataError unless a file can be made at `path` (through a symlink, at its target): its
+    directory exists, it is no directory, its name is within the file system's limit.
     --output's and --plot's check before any data is read."""
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, name = os.path.split(os.path.realpath(path))
     if not os.path.isdir(directory):
         raise DataError(f"cannot write {path}: the directory {directory} does not exist")
     if os.path.isdir(path):
         raise DataError(f"cannot write {path}: it is a directory")
+    limit = _name_max(directory)
+    if len(os.fsencode(name)) > limit:
+        raise DataError(f"cannot write {path}: its file name is longer than {limit} bytes")
 
 
 def same_file(a: str, b: str) -> bool:
@@ -264,7 +273,29 @@ def temp_path(path: str, pid: int | None = None) -> str:
     """The temporary file of a run writing `path`: .NAME.fastbce-PID@HOST.tmp beside it."""
     directory, name = os.path.split(os.path.abspath(path))
     pid = os.getpid() if pid is None else pid
-    return os.path.join(directory, f".{name}{_MARK}{pid}@{socket.gethostname()}.tmp")
+    host = socket.gethostname()
+    return os.path.join(directory, f"{_temp_prefix(directory, name, host)}{pid}@{host}.tmp")
+
+
+def _temp_prefix(directory: str, name: str, host: str) -> str:
+    """'.NAME.fastbce-', with NAME cut to fit and ended by '~' and 8 hex digits of its hash where
+    the temporary's name (with a pid of up to 10 digits) would pass the limit of a file name."""
+    room = _name_max(directory) - len(os.fsencode(f".{_MARK}{'0' * 10}@{host}.tmp"))
+    if len(os.fsencode(name)) <= room:
+        return f".{name}{_MARK}"
+    digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    cut = name
+    while len(os.fsencode(cut)) > room - 9:
+        cut = cut[:-1]
+    return f".{cut}~{digest}{_MARK}"
+
+
+def _name_max(directory: str) -> int:
+    """The longest file name (in bytes) the file system of `directory` takes."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def remove_stale_temps(path: str) -> list[str]:
@@ -272,7 +303,8 @@ def remove_stale_temps(path: str) -> list[str]:
     is gone (killed before it could clean up); returns their paths. Files of live processes,
     of other hosts (a shared file system) and any other file are left alone."""
     directory, name = os.path.split(os.path.abspath(path))
-    prefix, host = f".{name}{_MARK}", socket.gethostname()
+    host = socket.gethostname()
+    prefix = _temp_prefix(directory, name, host)
     try:
         entries = os.listdir(directory)
     except OSError:
