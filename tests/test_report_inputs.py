@@ -138,3 +138,34 @@ def test_ci95_is_the_mean_plus_and_minus_1_96_standard_errors():
     got = fastbce.evaluate([0, 1, 1, 0], [0.2, 0.9, 0.6, 0.4])
     m, se = got["weighted_mean"], got["std_error"]
     assert got["ci95"] == [m - 1.96 * se, m + 1.96 * se]
+
+
+# --------------------------------------------------------------------------- missing labels
+
+
+def test_missing_labels_of_nullable_and_arrow_columns_are_nan():
+    """pd.NA in a pandas boolean or Int label column and null in an Arrow one are a NaN label, as
+    fastbce.dask reads them (in memory they were a TypeError, "dtype object"): nan_policy
+    decides. A boolean prediction with a missing value stays a TypeError."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    x = np.array([0.5, -1.0, 2.0, -0.25], np.float32)
+    plain = np.array([1.0, 0.0, np.nan, 1.0])
+    columns = [
+        pd.Series([True, False, pd.NA, True], dtype="boolean"),
+        pd.array([1, 0, None, 1], dtype="Int8"),
+        pa.array([True, False, None, True]),
+        pa.chunked_array([[1, 0], [None, 1]]),
+    ]
+    for y in columns:
+        for policy in ("omit", "propagate"):
+            want = fastbce.binary_crossentropy(plain, x, from_logits=True, nan_policy=policy)
+            got = fastbce.binary_crossentropy(y, x, from_logits=True, nan_policy=policy)
+            np.testing.assert_equal(got, want)
+        with pytest.raises(ValueError, match="y_true is NaN at flat index 2"):
+            fastbce.binary_crossentropy(y, x, from_logits=True, nan_policy="raise")
+        assert fastbce.evaluate(y, x, from_logits=True, nan_policy="omit")["omitted"] == 1
+    assert columns[0].isna().tolist() == [False, False, True, False]  # (left as it was)
+    for p in (pd.Series([True, pd.NA], dtype="boolean"), pa.array([True, None])):
+        with pytest.raises(TypeError, match="y_pred"):
+            fastbce.binary_crossentropy([1.0, 0.0], p)

@@ -39,7 +39,7 @@ def as_array(obj: Any, name: str) -> np.ndarray:
                 f"{name} must be finite; got an integer of {obj.bit_length()} bits"
             ) from None
     try:
-        return np.asarray(obj)
+        arr = np.asarray(obj)
     except (TypeError, ValueError) as e:
         bfloat16 = _torch_bfloat16(obj)
         if bfloat16 is not None:
@@ -47,6 +47,31 @@ def as_array(obj: Any, name: str) -> np.ndarray:
         raise type(e)(f"{name} is not array-like: {e}") from None
     except RuntimeError as e:  # (e.g. a torch tensor that requires grad: .detach() it)
         raise TypeError(f"{name}: cannot read it as an array: {e}") from None
+    if arr.dtype == object:
+        return _missing_as_nan(obj, name, arr)
+    return arr
+
+
+def _missing_as_nan(obj: Any, name: str, arr: np.ndarray) -> np.ndarray:
+    """A pandas nullable (boolean, Int, Float) or Arrow array of numbers with missing values
+    (pd.NA, null) as float64 with NaN there, as fastbce.dask reads them: nan_policy decides, as
+    for a NaN. Anything else is returned as NumPy made it (an object array: check_numeric's
+    TypeError). Integer predictions stay a TypeError."""
+    module = type(obj).__module__.partition(".")[0]
+    if module == "pandas":
+        kind = getattr(obj.dtype, "kind", "O")
+        if kind in "biuf" and (kind == "f" or name not in PREDICTIONS):
+            return np.asarray(obj.to_numpy(dtype=np.float64, na_value=np.nan))
+    elif module == "pyarrow" and hasattr(obj, "null_count"):
+        import pyarrow as pa
+
+        kind = obj.type
+        numeric = pa.types.is_boolean(kind) or pa.types.is_integer(kind)
+        if pa.types.is_floating(kind) or (numeric and name not in PREDICTIONS):
+            from ._arrow import to_numpy
+
+            return to_numpy(obj, null=np.nan)
+    return arr
 
 
 def _torch_bfloat16(obj: Any) -> np.ndarray | None:
