@@ -18,7 +18,7 @@ import numpy as np
 from ._api import _compute
 from ._atomic import atomic, whole
 from ._groups import slicing_names
-from ._inputs import check_pos_weight_values
+from ._inputs import check_pos_weight
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
@@ -116,7 +116,7 @@ class LossAccumulator:
             threads=threads,
         )
         if pos_weight is not None:  # (its length is checked against each batch)
-            check_pos_weight_values(pos_weight)
+            check_pos_weight(pos_weight)
         self._report_opts = ReportOptions(ignore_label, logit_offset, top_losses)
         self._report_opts.check_with(bool(from_logits))
         self._state = ReportState(self._report_opts)

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GROUP_CODE_FAULT, code_error
-from ._inputs import as_array, check_numeric, is_bfloat16
+from ._inputs import as_array, check_numeric, check_pos_weight_values, is_bfloat16
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
@@ -245,25 +245,12 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
     check_numeric(q, "pos_weight")
     if q.ndim == 0:
         value = float(q)
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"pos_weight must be finite and non-negative; got {value!r}")
-        if value > float(np.finfo(working).max):  # the kernel multiplies in the working precision
-            raise ValueError(
-                f"pos_weight must be finite in the working precision ({working}); got {value!r}"
-            )
+        if not 0.0 <= value <= float(np.finfo(working).max):  # (NaN fails too)
+            check_pos_weight_values(q, working)  # (raises, naming the rule)
         call.pos_weight_scalar = value
         return None
     if q.ndim == 1 and yp.ndim >= 1 and q.shape[0] == shape[-1]:
-        # checked before the cast, which would overflow (with a warning) past float32's range
-        q64 = q.astype(np.float64)
-        bad = ~(np.isfinite(q64) & (q64 >= 0) & (q64 <= float(np.finfo(working).max)))
-        if bad.any():
-            i = int(np.argmax(bad))
-            rule = "finite and non-negative"
-            if np.isfinite(q64[i]) and q64[i] >= 0:
-                rule = f"finite in the working precision ({working})"
-            raise ValueError(f"pos_weight must be {rule}; got {q[i].item()!r} at index {i}")
-        pos_weight = np.ascontiguousarray(q64, dtype=working)
+        pos_weight = check_pos_weight_values(q, working).astype(working)
         return pos_weight if yp.size else None
     raise pos_weight_shape_error(shape, q.shape)
 

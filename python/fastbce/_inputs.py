@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_array", "check_numeric", "check_pos_weight_values", "is_bfloat16"]
+__all__ = [
+    "as_array",
+    "check_numeric",
+    "check_pos_weight",
+    "check_pos_weight_values",
+    "is_bfloat16",
+]
 
 # The arguments that must hold floating-point values (an integer is a TypeError).
 PREDICTIONS = ("y_pred",)
@@ -103,7 +110,7 @@ def check_numeric(arr: np.ndarray, name: str) -> None:
     raise TypeError(f"{name} must hold bool, integer or float values; got dtype {arr.dtype}")
 
 
-def check_pos_weight_values(given: Any) -> None:
+def check_pos_weight(given: Any) -> None:
     """An accumulator's check at construction: a pos_weight that no input could take (not
     numbers, 2-D, negative, NaN, infinite). Its length, and the working precision's range, are
     checked against each batch (``_api._pos_weight``)."""
@@ -111,11 +118,21 @@ def check_pos_weight_values(given: Any) -> None:
     check_numeric(q, "pos_weight")
     if q.ndim > 1:
         raise ValueError(f"pos_weight must be a scalar or 1-D (one per class); got shape {q.shape}")
-    flat = q.reshape(-1)
-    bad = ~(np.isfinite(flat.astype(np.float64)) & (flat >= 0))
+    check_pos_weight_values(q)
+
+
+def check_pos_weight_values(q: np.ndarray, working: np.dtype | None = None) -> np.ndarray:
+    """pos_weight's values as float64 (flat), or a ValueError naming the first one that is
+    negative, NaN or infinite, or (with `working`) past that precision's range, where the kernel
+    multiplies by it. Checked in float64: a cast to float32 would overflow (with a warning)."""
+    q64 = q.astype(np.float64).reshape(-1)
+    limit = math.inf if working is None else float(np.finfo(working).max)
+    bad = ~(np.isfinite(q64) & (q64 >= 0) & (q64 <= limit))
     if bad.any():
         i = int(np.argmax(bad))
+        rule = "finite and non-negative"
+        if np.isfinite(q64[i]) and q64[i] >= 0:
+            rule = f"finite in the working precision ({working})"
         where = f" at index {i}" if q.ndim else ""
-        raise ValueError(
-            f"pos_weight must be finite and non-negative; got {flat[i].item()!r}{where}"
-        )
+        raise ValueError(f"pos_weight must be {rule}; got {float(q64[i])!r}{where}")
+    return q64

@@ -22,7 +22,7 @@ from ._api import _compute
 from ._atomic import atomic
 from ._group_arrays import grown
 from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
-from ._inputs import check_pos_weight_values
+from ._inputs import check_pos_weight
 from ._options import LossOptions
 from ._report import _as_list, _divs
 
@@ -101,7 +101,7 @@ class LossSums:
             raise ValueError("ignore_label and top_losses need the report (LossAccumulator)")
         self._opts = LossOptions(**loss_options)
         if self._opts.pos_weight is not None:
-            check_pos_weight_values(self._opts.pos_weight)
+            check_pos_weight(self._opts.pos_weight)
         if float(logit_offset) != 0.0 and not self._opts.from_logits:
             raise ValueError("logit_offset needs from_logits=True")
         self._logit_offset = float(logit_offset)
