@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
@@ -424,6 +425,51 @@ def test_cli_with_an_unreachable_scheduler(files):
     assert proc.returncode == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _listener(reply: bytes) -> tuple[Any, int, list[Any]]:
+    """A TCP server on a free port that answers every connection with `reply` (or, if empty,
+    says nothing and keeps it open), as a service that is not Dask's would."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    kept = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if reply:
+                conn.sendall(reply)
+                conn.close()
+            else:
+                kept.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1], kept
+
+
+def test_cli_with_a_port_that_is_not_a_dask_scheduler(files, monkeypatch):
+    """An HTTP reply (the dashboard's port, say) was read as a frame length ("out of memory")
+    and a Client's finaliser printed a traceback 20 s later; a silent service hung for good."""
+    server, port, _ = _listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 3)
+    with server:
+        proc = score("parts", "--scheduler", f"tcp://127.0.0.1:{port}", cwd=files)
+    assert proc.returncode == 1
+    assert "does not speak Dask's protocol" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    from fastbce._errors import DataError
+    from fastbce.cli import score_dask
+
+    monkeypatch.setattr(score_dask, "ANSWER_SECONDS", 1.0)
+    server, port, kept = _listener(b"")
+    with server, pytest.raises(DataError, match="no answer in 1.0 s"):
+        score_dask._connect(Client, f"tcp://127.0.0.1:{port}")
+    for conn in kept:  # (the waiting handshake ends)
+        conn.close()
 
 
 def test_cli_slices_on_the_cluster_equal_the_local_run(client, tmp_path):

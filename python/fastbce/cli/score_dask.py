@@ -49,6 +49,54 @@ def _check_address(address: str) -> None:
     get_address_host_port(address)
 
 
+CONNECT_SECONDS = 10  # Dask's own connect timeout (a closed port, an unknown host)
+ANSWER_SECONDS = 20  # past it, whatever listens there is not answering as a Dask scheduler
+
+
+def _connect(client_class: Any, address: str) -> Any:
+    """A Client of the scheduler at `address`, or a DataError. Made on a thread of its own and
+    waited for ANSWER_SECONDS: where another service listens (the dashboard's HTTP port, say),
+    Dask's handshake waits for an answer that never comes, without a timeout, or reads an HTTP
+    reply as a frame length ("cannot allocate 3 EiB"). A Client whose constructor failed is kept
+    from its finaliser, which waited 20 s at exit and printed a traceback."""
+    import threading
+
+    class _Client(client_class):
+        def __del__(self) -> None:
+            if getattr(self, "_fastbce_connected", False):
+                super().__del__()
+
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            client = _Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+            client._fastbce_connected = True
+            made["client"] = client
+        except BaseException as e:  # (reported by the waiting thread)
+            made["error"] = e
+
+    thread = threading.Thread(target=make, name="fastbce-connect", daemon=True)
+    thread.start()
+    thread.join(ANSWER_SECONDS)
+    if "client" in made:
+        return made["client"]
+    error = made.get("error")
+    if error is None:  # (the thread is left waiting; as a daemon it does not hold up the exit)
+        why = (
+            f"no answer in {ANSWER_SECONDS} s from what listens there: is it a Dask scheduler's "
+            "port (a `dask scheduler` listens on 8786; 8787 is its dashboard)?"
+        )
+    elif isinstance(error, (OSError, TimeoutError, ValueError)):
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+    else:  # (a reply that is not Dask's protocol)
+        why = (
+            "what answers there does not speak Dask's protocol (is it a Dask scheduler's port? "
+            "8787 is the dashboard's)"
+        )
+    raise DataError(f"cannot reach the Dask scheduler at {address}: {why}")
+
+
 def run_on_cluster(job: Job) -> Any:
     try:
         import dask
@@ -60,11 +108,9 @@ def run_on_cluster(job: Job) -> Any:
     address = job.args.scheduler
     try:
         _check_address(address)
-        client = Client(address, timeout="10s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"cannot reach the Dask scheduler at {address}: {message}") from None
-    with client:
+    except ValueError as e:
+        raise DataError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    with _connect(Client, address) as client:
         tasks = _partition_tasks(job, source)
         if job.args.output is None:
             parts = tasks
