@@ -4,6 +4,8 @@ any other, and ci95 is the contract's 1.96 standard errors."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,140 @@ def test_missing_labels_of_nullable_and_arrow_columns_are_nan():
     for p in (pd.Series([True, pd.NA], dtype="boolean"), pa.array([True, None])):
         with pytest.raises(TypeError, match="y_pred"):
             fastbce.binary_crossentropy([1.0, 0.0], p)
+
+
+# --------------------------------------------------------------------------- containers (round 19)
+
+
+class _DLPackOnly:
+    """An object that offers its memory through __dlpack__ alone."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+
+    def __dlpack__(self, **kwargs):
+        return self.a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()
+
+
+Y5 = np.array([0, 1, 1, 0, 1], np.float32)
+P5 = np.array([0.1, 0.8, 0.6, 0.3, 0.9], np.float32)
+
+
+def test_accumulators_take_tensors_and_dlpack_objects_as_arrays():
+    """A torch tensor's np.size is its .size method and a __dlpack__ object's np.size is 1: the
+    accumulators read both as arrays first (update failed, or counted a batch as one row)."""
+    want = fastbce.evaluate(Y5, P5, groups=list("abaab"), top_losses=2)
+    inputs = [(_DLPackOnly(Y5), _DLPackOnly(P5))]
+    torch = pytest.importorskip("torch")
+    inputs.append((torch.tensor(Y5), torch.tensor(P5)))
+    two = fastbce.LossAccumulator(top_losses=3)
+    two.update(Y5, P5).update(Y5, P5[::-1].copy())
+    for y, p in inputs:
+        got = fastbce.evaluate(y, p, groups=list("abaab"), top_losses=2)
+        assert got == want
+        acc = fastbce.LossAccumulator(top_losses=3)
+        acc.update(y, p).update(Y5, P5[::-1].copy())
+        assert acc.result() == two.result() and acc.result()["rows"] == 10
+    a = fastbce.LossAccumulator(pos_weight=_DLPackOnly(np.array([2.0])))
+    a.merge(fastbce.LossAccumulator(pos_weight=np.array([2.0])))  # (the same values: merges)
+    with pytest.raises(ValueError, match="y_pred is not array-like"):  # (NumPy's words alone)
+        fastbce.evaluate([[0, 1], [1, 0]], [[0.1, 0.2], [0.3]])
+
+
+def test_integer_prediction_columns_with_missing_values_are_a_type_error():
+    """pandas, pyarrow and polars give a nullable integer column with a missing value to NumPy
+    as float64 with NaN; it is an integer column all the same."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    columns = [pd.Series([0, None, 1, 0], dtype="Int64"), pa.array([0, None, 1, 0])]
+    try:
+        import polars as pl
+
+        columns.append(pl.Series([0, None, 1, 0]))
+    except ImportError:
+        pass
+    for p in columns:
+        with pytest.raises(TypeError, match="y_pred must be float16, float32 or float64"):
+            fastbce.binary_crossentropy(Y5[:4], p, nan_policy="omit")
+
+
+def test_nullable_frames_and_polars_columns_read_missing_labels_as_nan():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [0, None], "b": [True, False]}).astype(
+        {"a": "Int64", "b": "boolean"}
+    )
+    pred = np.array([[0.2, 0.7], [0.6, 0.3]])
+    want = fastbce.binary_crossentropy(np.array([[0, 1], [np.nan, 0]]), pred, nan_policy="omit")
+    assert fastbce.binary_crossentropy(frame, pred, nan_policy="omit") == want
+    with pytest.raises(TypeError, match="y_true must hold"):
+        fastbce.binary_crossentropy(pd.DataFrame({"a": [0, "x"]}), pred[:, :1])
+    pl = pytest.importorskip("polars")
+    labels = pl.Series([True, None, False, True])
+    got = fastbce.binary_crossentropy(labels, P5[:4], nan_policy="omit")
+    assert got == fastbce.binary_crossentropy([1.0, np.nan, 0.0, 1.0], P5[:4], nan_policy="omit")
+
+
+@pytest.mark.parametrize(
+    "labels, keys",
+    [
+        ([1, "1", 1, "1", 1], [1, "1"]),  # (NumPy made both "1": one group of 5)
+        ([b"a", "a", b"a", "a", "a"], [b"a", "a"]),
+        ([(1, 2), (3, 4), (1, 2), (3, 4), (1, 2)], [(1, 2), (3, 4)]),  # (a 2-D array)
+        (["\ud800", "a", "\ud800", "a", "a"], ["a", "\ud800"]),  # (not UTF-8: Arrow refused it)
+    ],
+)
+def test_list_group_labels_keep_their_types(labels, keys):
+    got = fastbce.evaluate(Y5, P5, groups=labels)["groups"]
+    assert sorted(got, key=repr) == sorted(keys, key=repr)
+    assert sum(g["rows"] for g in got.values()) == 5
+
+
+def test_unhashable_group_labels_are_a_type_error_naming_them():
+    for labels in ([{"a": 1}] * 5, [{1}, {2}, {1}, {2}, {1}], [1, "a", [2], "a", 1]):
+        with pytest.raises(TypeError, match="group labels must be hashable"):
+            fastbce.evaluate(Y5, P5, groups=labels)
+
+
+def test_weights_of_rows_without_elements_are_checked():
+    with pytest.raises(ValueError, match=r"sample_weight must be .* got -1.0 at flat index 1"):
+        fastbce.binary_crossentropy(np.zeros((2, 0)), np.full((2, 0), 0.5), sample_weight=[1, -1])
+
+
+def test_gradient_outputs_may_be_the_columns_of_one_array():
+    y, x = Y5[:4], np.array([0.5, -1.0, 2.0, 0.1], np.float32)
+    both = np.zeros((4, 2), np.float32)
+    g, h = fastbce.binary_crossentropy_grad(y, x, out=(both[:, 0], both[:, 1]))
+    want = fastbce.binary_crossentropy_grad(y, x)
+    np.testing.assert_array_equal(both[:, 0], want[0])
+    np.testing.assert_array_equal(both[:, 1], want[1])
+    with pytest.raises(ValueError, match="must not overlap"):
+        fastbce.binary_crossentropy_grad(y, x, out=(both[:, 0], both[::-1, 0][::-1]))
+
+
+def test_group_columns_arrow_dictionaries_without_rows_and_big_endian_integers():
+    pa = pytest.importorskip("pyarrow")
+    y, p = Y5[:4], P5[:4]
+    d = pa.array(["a", "b", "a", "b"]).dictionary_encode()
+
+    def rows(report):
+        return {k: g["rows"] for k, g in report["groups"].items()}
+
+    # (an empty chunk or only nulls reached a C++ scan of no positions: RuntimeError)
+    chunked = pa.chunked_array([d.slice(0, 2), d.slice(2, 0), d.slice(2)])
+    assert rows(fastbce.evaluate(y, p, groups=chunked)) == {"a": 2, "b": 2}
+    assert rows(fastbce.evaluate(y[:0], p[:0], groups=d.slice(0, 0))) == {}
+    assert rows(fastbce.evaluate(y, p, groups=pa.nulls(4))) == {None: 4}
+    # (big-endian integers were read byte-swapped: 7 as 117440512)
+    for dtype in (">i2", ">i4", ">i8", ">u4", ">u8"):
+        got = rows(fastbce.evaluate(y, p, groups=np.array([7, 8, 7, 8], dtype)))
+        assert got == {7: 2, 8: 2}, dtype
+    # NaN among text labels is missing (NumPy made it "nan"); big ints stay apart
+    assert rows(fastbce.evaluate(y, p, groups=["a", math.nan, "b", "a"])) == {
+        "a": 2, "b": 1, None: 1,
+    }  # fmt: skip
+    assert rows(fastbce.evaluate(y, p, groups=[0, 2**63, 2**63 + 1, 0])) == {
+        0: 2, 2**63: 1, 2**63 + 1: 1,
+    }  # fmt: skip

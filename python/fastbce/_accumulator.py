@@ -18,7 +18,7 @@ import numpy as np
 from ._api import _compute
 from ._atomic import atomic, whole
 from ._groups import slicing_names
-from ._inputs import check_pos_weight
+from ._inputs import as_array, check_pos_weight, same_pos_weight
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
@@ -195,7 +195,7 @@ class LossAccumulator:
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
         mine, theirs = self.options, other.options
         differ = [n for n in _VALUE_OPTIONS if mine[n] != theirs[n]]
-        if not _same_pos_weight(mine["pos_weight"], theirs["pos_weight"]):
+        if not same_pos_weight(mine["pos_weight"], theirs["pos_weight"]):
             differ.append("pos_weight")
         if differ:
             raise ValueError(
@@ -273,6 +273,10 @@ class LossAccumulator:
         """update() that can also return the elementwise loss (w times the loss of the offset
         logits; a second pass of the kernel). One batch at a time, counted in full or not at
         all (_atomic)."""
+        # (as arrays first: a tensor's np.size is its method, a __dlpack__ object's 1)
+        y_true, y_pred = as_array(y_true, "y_true"), as_array(y_pred, "y_pred")
+        if sample_weight is not None:
+            sample_weight = as_array(sample_weight, "sample_weight")
         names: list[str] = []
         labels: list[Any] = []
         grouped_as = None
@@ -390,12 +394,6 @@ def _neutral_where(
         weight = np.asarray(sample_weight)
         sample_weight = np.where(ignored, np.zeros((), weight.dtype), weight)
     return labels, pred, sample_weight
-
-
-def _same_pos_weight(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
 def _leading_length(y_pred: Any) -> int:

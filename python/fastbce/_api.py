@@ -228,11 +228,24 @@ def _sample_weight(
         call.weight_kind = (
             _core.WeightKind.per_element if call.row_size == 1 else _core.WeightKind.per_row
         )
+        if yp.size == 0:  # (the kernel checks a weight where it reads it: rows of no elements)
+            _check_unread_weights(weight_arr)
         return (weight_arr, *_flat(weight_arr))
     allowed = f"a scalar, {shape} (like y_pred)"
     if yp.ndim >= 1:
         allowed += f" or ({shape[0]},) (one weight per row)"
     raise ValueError(f"sample_weight must be {allowed}; got shape {weight_arr.shape}")
+
+
+def _check_unread_weights(weights: np.ndarray) -> None:
+    """The kernel's range check of per-row weights, for rows with no elements to weigh."""
+    w = weights.astype(np.float64)
+    bad = (w < 0) | np.isinf(w)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"sample_weight must be finite and non-negative; got {float(w[i])!r} at flat index {i}"
+        )
 
 
 def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.ndarray | None:

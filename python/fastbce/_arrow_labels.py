@@ -48,6 +48,8 @@ def used_entries(indices: Any, n_values: int) -> np.ndarray | None:
     if n_values == 0:
         return None
     positions = to_numpy(indices.drop_null() if indices.null_count else indices)
+    if positions.size == 0:  # (no rows, or only nulls: no value is used)
+        return np.empty(0, dtype=np.int64)
     marks = np.zeros(n_values, dtype=np.uint8)
     _core.mark_ints(as_signed(positions), 0, marks)
     return None if marks.all() else np.flatnonzero(marks)
@@ -139,6 +141,8 @@ def to_arrow(arr: np.ndarray) -> Any:
     try:
         table = pa.array(arr, from_pandas=True)  # (converted in C++: None and NaN become null)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    except UnicodeError:  # (a lone surrogate, not UTF-8: Python's keys hold it)
         return None
     kind = table.type
     if arr.dtype.kind == "O" and not (

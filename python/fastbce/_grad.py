@@ -55,7 +55,7 @@ def _output_pair(
     if not want_hess and pair[1] is not None:
         raise ValueError("out[1] must be None with hessian='none'")
     g_out, h_out = pair
-    if g_out is not None and h_out is not None and np.may_share_memory(g_out, h_out):
+    if g_out is not None and h_out is not None and _overlap(g_out, h_out):
         raise ValueError("out: the grad and hess arrays must not overlap")
     grad = _output(g_out, True, shape, working, inputs, "out[0]")
     hess = _output(h_out, True, shape, working, inputs, "out[1]") if want_hess else (None, None, 1)
@@ -158,3 +158,14 @@ def binary_crossentropy_grad(
     _copy_back(grad, g_arr)
     _copy_back(hess, h_arr)
     return grad, hess
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays share an element (the columns of one (n, 2) array do not); taken as
+    overlapping where telling would take NumPy too long."""
+    if not np.may_share_memory(a, b):  # (their bounds alone)
+        return False
+    try:  # (NumPy's stubs name only -1 and 0 as max_work; a bound on the work is documented)
+        return bool(np.shares_memory(a, b, max_work=1 << 20))  # type: ignore[arg-type]
+    except getattr(np, "exceptions", np).TooHardError:  # (np.exceptions from NumPy 1.25)
+        return True

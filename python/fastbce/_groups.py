@@ -112,7 +112,10 @@ class GroupIndex:
             if found is not None:
                 return found
             self._to_objects()
-        code = self._index.get(key)
+        try:
+            code = self._index.get(key)
+        except TypeError:
+            raise TypeError(unhashable_label(key)) from None
         if code is None:
             code = self._index[key] = len(self._keys)
             self._keys.append(key)
@@ -272,7 +275,7 @@ class GroupIndex:
                 codes[missing] = len(uniques)
                 return self._local(codes, [*uniques.tolist(), None])
             return self._local(codes, uniques.tolist())
-        arr = np.asarray(groups)
+        arr = _labels_array(groups)
         if arr.ndim != 1:
             raise ValueError(f"groups must be 1-D (one label per row); got shape {arr.shape}")
         if arr.dtype.kind in "biu":
@@ -315,6 +318,8 @@ class GroupIndex:
     def _encode_integers(self, arr: np.ndarray) -> np.ndarray:
         if arr.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
+        if not arr.dtype.isnative:  # (the C++ scans read native integers: '>i4' read as 7 << 24)
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         values = np.ascontiguousarray(arr.view(np.uint8) if arr.dtype.kind == "b" else arr)
         if values.dtype == np.uint64:  # (beyond the C++ scan: NumPy's min and max)
             lo, hi = int(values.min()), int(values.max())
@@ -523,6 +528,28 @@ class _TextKeys(Sequence[Hashable]):
             yield from self._text.keys(np.arange(start, min(n, start + (1 << 16)), dtype=np.int64))
 
 
+def _labels_array(groups: Any) -> np.ndarray:
+    """Group labels as NumPy holds them; a list or tuple as objects where NumPy would change
+    its labels: into text (1 and "1", b"a" and "a", 1 and "a", which would become one group;
+    NaN, which would become "nan"), into floats (2**63 and 2**63 + 1, one float) or into rows
+    of a 2-D array (tuples as labels), so that each label keeps its type."""
+    if not isinstance(groups, (list, tuple)):
+        try:
+            return np.asarray(groups)
+        except (TypeError, ValueError, RuntimeError) as e:  # (a bfloat16 tensor, say)
+            raise TypeError(f"groups: cannot read it as an array: {e}") from None
+    try:
+        arr = np.asarray(groups)
+    except ValueError:  # (labels of unequal lengths)
+        return np.fromiter(groups, dtype=object, count=len(groups))
+    if arr.ndim > 1:
+        return np.fromiter(groups, dtype=object, count=len(groups))
+    kind = {"U": str, "S": bytes, "f": float}.get(arr.dtype.kind)
+    if kind is not None and not all(type(v) is kind for v in groups):
+        return np.fromiter(groups, dtype=object, count=len(groups))
+    return arr
+
+
 def _new_text_keys() -> Any:
     return _core.KeyCodes()
 
@@ -543,10 +570,26 @@ def _first_seen_codes(values: np.ndarray) -> tuple[list[Any], np.ndarray]:
     (mixed types): a Python loop, for this case only; a batch's keys need no order (result()
     orders them, or keeps them as first seen where they cannot be ordered: key_order)."""
     seen: dict[Any, int] = {}
-    codes = np.fromiter(
-        (seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, values.shape[0]
-    )
+    labels = values.tolist()
+    try:
+        codes = np.fromiter(
+            (seen.setdefault(v, len(seen)) for v in labels), np.int64, values.shape[0]
+        )
+    except TypeError:
+        raise TypeError(unhashable_label(next(v for v in labels if not _hashes(v)))) from None
     return list(seen), codes
+
+
+def _hashes(label: Any) -> bool:
+    try:
+        hash(label)
+    except TypeError:
+        return False
+    return True
+
+
+def unhashable_label(label: Any) -> str:
+    return f"group labels must be hashable (fit to be a dict's key); got a {type(label).__name__}"
 
 
 def slicing_names(groups: dict[Any, Any]) -> list[str]:

@@ -13,6 +13,7 @@ __all__ = [
     "check_pos_weight",
     "check_pos_weight_values",
     "is_bfloat16",
+    "same_pos_weight",
 ]
 
 # The arguments that must hold floating-point values (an integer is a TypeError).
@@ -45,6 +46,12 @@ def as_array(obj: Any, name: str) -> np.ndarray:
             raise ValueError(
                 f"{name} must be finite; got an integer of {obj.bit_length()} bits"
             ) from None
+    kinds = _column_kinds(obj)
+    if kinds is not None and name in PREDICTIONS and set(kinds) & set("biu"):
+        raise TypeError(
+            f"{name} must be float16, float32 or float64 (or ml_dtypes.bfloat16); "
+            f"got {_declared(obj)}"
+        )
     try:
         arr = np.asarray(obj)
     except (TypeError, ValueError) as e:
@@ -54,31 +61,59 @@ def as_array(obj: Any, name: str) -> np.ndarray:
         raise type(e)(f"{name} is not array-like: {e}") from None
     except RuntimeError as e:  # (e.g. a torch tensor that requires grad: .detach() it)
         raise TypeError(f"{name}: cannot read it as an array: {e}") from None
-    if arr.dtype == object:
-        return _missing_as_nan(obj, name, arr)
+    if arr.dtype == object and kinds is not None:
+        return _missing_as_nan(obj, kinds, arr)
     return arr
 
 
-def _missing_as_nan(obj: Any, name: str, arr: np.ndarray) -> np.ndarray:
-    """A pandas nullable (boolean, Int, Float) or Arrow array of numbers with missing values
-    (pd.NA, null) as float64 with NaN there, as fastbce.dask reads them: nan_policy decides, as
-    for a NaN. Anything else is returned as NumPy made it (an object array: check_numeric's
-    TypeError). Integer predictions stay a TypeError."""
+def _column_kinds(obj: Any) -> str | None:
+    """The kinds ('b', 'i', 'u', 'f', or 'O' for any other) that a pandas, pyarrow or polars
+    column (or pandas frame) declares, one a column; None for any other object. Their own
+    conversions turn a nullable integer column with missing values into float64 with NaN, so
+    its declared type is what says whether it is an integer."""
     module = type(obj).__module__.partition(".")[0]
     if module == "pandas":
-        kind = getattr(obj.dtype, "kind", "O")
-        if kind in "biuf" and (kind == "f" or name not in PREDICTIONS):
-            return np.asarray(obj.to_numpy(dtype=np.float64, na_value=np.nan))
-    elif module == "pyarrow" and hasattr(obj, "null_count"):
+        dtypes = list(obj.dtypes) if hasattr(obj, "columns") else [getattr(obj, "dtype", None)]
+        return "".join(getattr(d, "kind", "O") for d in dtypes)
+    if module == "pyarrow" and hasattr(obj, "type"):
         import pyarrow as pa
 
-        kind = obj.type
-        numeric = pa.types.is_boolean(kind) or pa.types.is_integer(kind)
-        if pa.types.is_floating(kind) or (numeric and name not in PREDICTIONS):
-            from ._arrow import to_numpy
+        t = obj.type
+        if pa.types.is_boolean(t):
+            return "b"
+        return "i" if pa.types.is_integer(t) else "f" if pa.types.is_floating(t) else "O"
+    if module == "polars" and hasattr(obj, "dtype"):
+        d = obj.dtype
+        if str(d) == "Boolean":
+            return "b"
+        return "i" if d.is_integer() else "f" if d.is_float() else "O"
+    return None
 
-            return to_numpy(obj, null=np.nan)
-    return arr
+
+def _declared(obj: Any) -> str:
+    """A column's declared type, for messages."""
+    if hasattr(obj, "columns") and hasattr(obj, "dtypes"):  # (a pandas frame)
+        return "dtypes " + ", ".join(sorted({str(d) for d in obj.dtypes}))
+    return f"dtype {getattr(obj, 'type', None) or getattr(obj, 'dtype', '?')}"
+
+
+def _missing_as_nan(obj: Any, kinds: str, arr: np.ndarray) -> np.ndarray:
+    """A pandas (nullable boolean, Int, Float), pyarrow or polars column of numbers with missing
+    values (pd.NA, null), which NumPy makes an object array, as float64 with NaN there (as
+    fastbce.dask reads them): nan_policy decides, as for a NaN. Anything else is returned as
+    NumPy made it (check_numeric's TypeError)."""
+    if not set(kinds) <= set("biuf"):
+        return arr
+    module = type(obj).__module__.partition(".")[0]
+    if module == "pandas":
+        return np.asarray(obj.to_numpy(dtype=np.float64, na_value=np.nan))
+    if module == "pyarrow":
+        from ._arrow import to_numpy
+
+        return to_numpy(obj, null=np.nan)
+    import polars as pl
+
+    return np.asarray(obj.cast(pl.Float64).to_numpy())
 
 
 def _torch_bfloat16(obj: Any) -> np.ndarray | None:
@@ -136,3 +171,11 @@ def check_pos_weight_values(q: np.ndarray, working: np.dtype | None = None) -> n
         where = f" at index {i}" if q.ndim else ""
         raise ValueError(f"pos_weight must be {rule}; got {float(q64[i])!r}{where}")
     return q64
+
+
+def same_pos_weight(a: Any, b: Any) -> bool:
+    """Whether two accumulators' pos_weight options are the same values (either as given: a
+    scalar, a list, an array or any array-like)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(as_array(a, "pos_weight"), as_array(b, "pos_weight")))

@@ -163,12 +163,20 @@ FASTBCE_VM_INLINE T balance_factor(const LossParams<T>& k, T ys, T ys_c) {
     return select(k.balance_alpha == T(0), rest, mul_add(k.balance_alpha, ys, rest));
 }
 
+// Without FMA (x86-64-v2, baseline) (1 - alpha) - (1 - alpha) y' would round the product first
+// and cancel for y' near 1 (2,900 ulp in float64 at y' = 0.99999, alpha = 1e-5): those tiers take
+// (1 - alpha)(1 - y') as a product, 1 - y' exact for y' >= 1/2 (Sterbenz) and rounded once below.
 template <bool Finite = false, class T>
 FASTBCE_VM_INLINE T balance_factor_plain(const LossParams<T>& k, T ys) {
     using vm::detail::mul_add;
-    if constexpr (Finite) return mul_add(k.balance_alpha, ys, mul_add(k.balance_neg_alpha_c, ys, k.balance_base));
     using vm::detail::select;
+#if defined(__FMA__)
+    if constexpr (Finite) return mul_add(k.balance_alpha, ys, mul_add(k.balance_neg_alpha_c, ys, k.balance_base));
     const T rest = select(k.balance_neg_alpha_c == T(0), k.balance_base, mul_add(k.balance_neg_alpha_c, ys, k.balance_base));
+#else
+    if constexpr (Finite) return k.balance_alpha * ys + (k.balance_alpha_c * (T(1) - ys) + k.balance_off);
+    const T rest = select(k.balance_alpha_c == T(0), k.balance_base, k.balance_alpha_c * (T(1) - ys));
+#endif
     return select(k.balance_alpha == T(0), rest, mul_add(k.balance_alpha, ys, rest));
 }
 
