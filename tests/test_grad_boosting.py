@@ -321,6 +321,20 @@ def test_xgboost_multi_target_with_a_pos_weight_per_target(data):
     assert losses[-1] == pytest.approx(float(want), rel=1e-6)
 
 
+def test_xgboost_one_target_with_a_pos_weight_of_one_target(data):
+    """[q] for a one-target model is q: XGBoost gives its margins as (n,), where [q] was read
+    as one weight per class of n classes and training failed at its first call."""
+    X, y, w = data
+    dtrain = xgb.DMatrix(X, label=y, weight=w)
+    params = dict(XGB_PARAMS, eval_metric=[])
+    listed, losses = _train_with_fastbce(params, dtrain, {"pos_weight": [2.0]})
+    scalar, want = _train_with_fastbce(params, dtrain, {"pos_weight": 2.0})
+    assert losses == want
+    np.testing.assert_array_equal(
+        listed.predict(dtrain, output_margin=True), scalar.predict(dtrain, output_margin=True)
+    )
+
+
 @pytest.mark.parametrize("make", ["objective", "metric"])
 def test_adapters_check_the_shape_of_pos_weight(make):
     with pytest.raises(
@@ -494,3 +508,37 @@ def test_lightgbm_options_train_and_match_numpy(data, options):
         theirs_split, theirs_value = _lgb_trees(theirs.booster_)
         assert ours_split.equals(theirs_split)
         np.testing.assert_allclose(ours_value, theirs_value, rtol=1e-4, atol=1e-6)
+
+
+def test_the_docs_best_constant_margin_recipe_on_imbalanced_labels():
+    """docs/gradients.md's recipe for a focal model's starting margin: its undamped Newton step
+    diverged to NaN with 5% positives; the bisection finds the loss's minimum over constants."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "gradients.md").read_text()
+    code = re.search(
+        r"```python\n(import numpy as np, fastbce\n\ndef best_constant_margin.*?)\n\n", text, re.S
+    )
+    assert code, "the recipe is in docs/gradients.md"
+    space: dict = {}
+    exec(code.group(1), space)  # noqa: S102 (the project's own docs)
+    for positives in (0.02, 0.05, 0.3, 0.999):
+        y = np.zeros(1000)
+        y[: int(positives * 1000)] = 1
+        for options in ({"gamma": 2.0, "alpha": 0.25}, {"gamma": 2.0}, {"pos_weight": 10.0}):
+            c = space["best_constant_margin"](y, **options)
+            assert np.isfinite(c), (positives, options)
+
+            def loss(m, options=options, y=y):
+                return (
+                    fastbce.binary_crossentropy(
+                        y, np.full(y.size, m), from_logits=True, reduction="sum", **options
+                    )
+                    if "gamma" not in options
+                    else fastbce.binary_focal_crossentropy(
+                        y, np.full(y.size, m), from_logits=True, reduction="sum", **options
+                    )
+                )
+
+            assert loss(c) <= min(loss(c - 1e-3), loss(c + 1e-3)), (positives, options)

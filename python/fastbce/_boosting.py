@@ -53,7 +53,7 @@ def checked_objective_options(
         raise ValueError(f"hessian='none' gives {library} no Hessian; use 'clipped' or 'exact'")
     margins = _probe(options, where, multi_target)
     binary_crossentropy_grad(np.zeros(margins.shape), margins, **options)
-    return options
+    return _one_target(options)
 
 
 def checked_metric_options(
@@ -63,6 +63,15 @@ def checked_metric_options(
     check_option_names(options, LOSS_OPTIONS, where)
     margins = _probe(options, where, multi_target)
     binary_crossentropy(np.zeros(margins.shape), margins, from_logits=True, **options)
+    return _one_target(options)
+
+
+def _one_target(options: dict[str, Any]) -> dict[str, Any]:
+    """A pos_weight of one target ([q]) as the scalar q: XGBoost gives a one-target model's
+    margins as one per row (n,), where [q] would be read as one per class of n classes."""
+    pos_weight = options.get("pos_weight")
+    if pos_weight is not None and np.shape(pos_weight) == (1,):
+        return {**options, "pos_weight": np.asarray(pos_weight).reshape(())}
     return options
 
 
