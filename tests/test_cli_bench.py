@@ -7,9 +7,12 @@ there, positive and that every value agrees with the float64 reference.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -177,6 +180,13 @@ def test_bad_option_exits_2():
         (["--variants", "logits,nope"], "unknown variant 'nope'"),
         (["--peers", "numpy,caffe"], "unknown peer 'caffe'"),
         (["--no-such-option"], "unrecognized arguments"),
+        (["--seed", "-1"], "--seed: must be >= 0"),
+        (["--variants", ","], "no name in ','"),
+        (["--dist", ","], "no name in ','"),
+        (["--plot", ".png"], "the name must end in .png (after a name)"),
+        (["--json", "/proc/x.json"], "cannot write in /proc"),
+        (["--json", "/dev/null"], "is not a regular file"),
+        (["--json", "same.png", "--plot", "same.png"], "are one file"),
     ],
 )
 def test_usage_errors_exit_2(args, message, capsys):
@@ -527,3 +537,55 @@ def test_e2e_script_is_the_same_benchmark():
     )
     assert result.returncode == 2
     assert "unknown 'nope'" in result.stderr
+
+
+def test_sizes_are_each_timed_once(capsys):
+    assert cli.main(["bench", "--sizes", "1e3,1e3,1k", "--peers", "none", "--variants",
+                     "logits", "--repeats", "1", "-q"]) == 0  # fmt: skip
+    rows = table_rows(capsys.readouterr().out)
+    assert [r[0] for r in rows] == ["read floor", "fastbce"], rows
+
+
+def test_files_are_written_when_the_reader_of_the_table_goes_away(tmp_path):
+    """`fastbce bench ... --json F | head -1`: the table's print met a closed pipe and the
+    files after it were never written (exit status 0 all the same)."""
+    out = tmp_path / "b.json"
+    command = (
+        f"{sys.executable} -m fastbce bench --sizes 1e3 --repeats 1 --peers none "
+        f"--variants logits -q --json {out} | head -c 1 > /dev/null"
+    )
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["results"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b.json"]  # (no temporary file left)
+
+
+def _default_signals() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (as from a shell, not nohup)
+        signal.signal(s, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_the_e2e_bench_and_cleans_up(tmp_path, signum):
+    """SIGTERM killed the bench outright: its temporary data folder and the timed process stayed;
+    it stops as Ctrl-C does, the timed tools (a session of their own) are killed."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbce", "bench", "--e2e", "--rows", "3e6", "--repeats", "3",
+         "--peers", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_signals,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        p.suffix == ".parquet" for d in tmp_path.glob("fastbce-e2e-*") for p in d.iterdir()
+    ):
+        time.sleep(0.05)
+    time.sleep(2.0)  # (the timed runs under way)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a timed process was left running"

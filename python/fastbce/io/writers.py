@@ -13,9 +13,11 @@ power cut) cannot remove its own, so the next run writing NAME removes those who
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ __all__ = [
     "remove_stale_temps",
     "same_file",
     "temp_path",
+    "whole_file",
 ]
 
 _MARK = ".fastbce-"  # in a temporary file's name: .NAME.fastbce-PID@HOST.tmp
@@ -188,6 +191,20 @@ class FigureOutput(Output):
         pass
 
 
+@contextlib.contextmanager
+def whole_file(path: str) -> Iterator[str]:
+    """A file written whole or not at all (``fastbce bench``'s --json and --plot): yields a
+    temporary name beside `path` to write, renamed to `path` at the end, removed on an error
+    or a signal (an older file at `path` stays as it was)."""
+    out = FigureOutput(path)
+    try:
+        yield out.tmp
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
 def check_target(path: str) -> None:
     """DataError unless a file can be made at `path` (through a symlink, at its target): its
     directory exists, it is no directory, its name is within the file system's limit.
@@ -249,8 +266,8 @@ def check_output_name(path: str) -> None:
 
 def check_plot_name(path: str) -> None:
     """UsageError unless a --plot path names a PNG (fastbce score and fastbce bench)."""
-    if not path.lower().endswith(".png"):
-        raise UsageError(f"--plot {path}: the name must end in .png")
+    if not path.lower().endswith(".png") or os.path.basename(path).lower() == ".png":
+        raise UsageError(f"--plot {path}: the name must end in .png (after a name)")
 
 
 def check_not_an_input(

@@ -46,11 +46,29 @@ def _sizes(text: str) -> list[int]:
     sizes = [_size(part) for part in text.split(",") if part.strip()]
     if not sizes:  # (an empty list would mean the default sizes: a long run nobody asked for)
         raise argparse.ArgumentTypeError(f"no size in {text!r} (examples: 1e6 or 1e3,1e6)")
-    return sizes
+    return list(dict.fromkeys(sizes))  # (each once: the ratios pair rows by size)
 
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _some_names(text: str) -> list[str]:
+    """_names, of an option where no name would silently mean the default (all of them)."""
+    names = _names(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"no name in {text!r} (a name, a list, or all)")
+    return names
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -86,13 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--variants",
-        type=_names,
+        type=_some_names,
         metavar="NAME,...",
         help=f"loss variants, or 'all' (default all: {', '.join(VARIANTS)})",
     )
     parser.add_argument(
         "--dist",
-        type=_names,
+        type=_some_names,
         metavar="NAME,...",
         help=f"logit distributions, or 'all' ({', '.join(DISTRIBUTIONS)}; default "
         f"{DEFAULT_DISTRIBUTION}); see docs/benchmarks.md",
@@ -125,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sizes 1e3,1e4,1e5 and 3 short repeats: a smoke run",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the generated data (default 0)"
+        "--seed", type=_seed, default=0, help="seed of the generated data (default 0)"
     )
     parser.add_argument(
         "--json", metavar="PATH", help="write every figure and the versions as JSON"
@@ -382,15 +400,24 @@ def run_sweep(args: argparse.Namespace) -> int:
                 min_time=min_time, seed=args.seed,
             )  # fmt: skip
             results.append((sweep.MODES[name], dtype, points))
-    print(sweep.format_sweep(results, n, threads))
-    if args.json:
+    if args.json:  # (before the table, as run's)
         document = sweep.report(results, n, threads)
         document["machine"] = _machine()
         options.write_json(args.json, document, args.quiet)
+    print(sweep.format_sweep(results, n, threads))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    """The bench; SIGTERM and SIGHUP stop it as Ctrl-C does (the e2e data and the timed
+    processes are cleaned up, status 128 + the signal's number)."""
+    from ..signals import stop_on_signals
+
+    with stop_on_signals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     options.check_output_paths(args)  # (before minutes of timing, not after)
     if args.e2e and grad.chosen(args):
         raise UsageError("--e2e and --grad are separate benchmarks: choose one")
@@ -409,10 +436,11 @@ def run(args: argparse.Namespace) -> int:
     for name, why in settings.skipped.items():
         note(args.quiet, f"skipping {name}: {why}")
     rows = run_benchmarks(settings, quiet=args.quiet)
-    print(format_table(settings, rows))
+    # (the files first: a reader of the table that goes away, `| head`, must not lose them)
     if args.json:
         options.write_json(args.json, report(settings, rows), args.quiet)
     if args.plot:
         plot(settings, rows, args.plot)
         note(args.quiet, f"wrote {args.plot}")
+    print(format_table(settings, rows))
     return 0

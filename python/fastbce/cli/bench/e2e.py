@@ -20,11 +20,13 @@ with other work, compare the ratios of one run rather than times across runs. Th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -251,17 +253,40 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float
     process."""
     with tempfile.TemporaryDirectory() as tmp:
         measured = os.path.join(tmp, "measured.json")
-        proc = subprocess.run(
+        # (a session of their own: a stopped run kills the launcher and the tool it started,
+        # which killing the launcher alone would leave running)
+        launched = subprocess.Popen(
             [sys.executable, "-S", "-c", LAUNCHER, measured, *argv],
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = launched.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(launched.pid, signal.SIGKILL)
+            launched.wait()
+            raise
+        proc = subprocess.CompletedProcess(launched.args, launched.returncode, stdout, stderr)
         if not os.path.exists(measured):
             return math.nan, math.nan, math.nan, proc.returncode or 1, "", proc.stderr.decode()
         with open(measured) as f:
             m = json.load(f)
     text = proc.stderr.decode(errors="replace")
     return m["seconds"], m["cpu"], m["rss_kb"] / 1024.0, m["status"], proc.stdout.decode(), text
+
+
+def _strict(task: Task) -> dict[str, Any]:
+    """A task's figures for strict JSON: NaN and infinities (a failed task's) as null."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return {k: finite(v) for k, v in vars(task).items() if k != "argv"}
 
 
 def rel(a: float | None, b: float) -> float:
@@ -540,9 +565,11 @@ def run_e2e(
         for t in plan:
             run_task(t, repeat, ref, env)
             note(f"  {t.section} / {t.tool}: {best(t):.3f} s {t.error or ''}")
-        print(report(plan, info, rows, groups, os.path.getsize(path), repeat))
-        if json_path:
-            with open(json_path, "w") as f:
+        table = report(plan, info, rows, groups, os.path.getsize(path), repeat)
+        if json_path:  # (before the table: a reader that goes away must not lose the file)
+            from ...io.writers import whole_file
+
+            with whole_file(json_path) as tmp, open(tmp, "w") as f:
                 json.dump(
                     {
                         "machine": info,
@@ -550,12 +577,14 @@ def run_e2e(
                         "groups": groups,
                         "repeat": repeat,
                         "skipped": sorted(skip),
-                        "tasks": [{k: v for k, v in vars(t).items() if k != "argv"} for t in plan],
+                        "tasks": [_strict(t) for t in plan],
                     },
                     f,
                     indent=1,
+                    allow_nan=False,
                 )
             note(f"wrote {json_path}")
+        print(table)
     finally:
         if data_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -586,14 +615,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = skip - set(SKIPPABLE)
     if unknown:
         parser.error(f"--skip: unknown {sorted(unknown)[0]!r}; choose from {', '.join(SKIPPABLE)}")
-    plan = run_e2e(
-        int(args.rows),
-        groups=args.groups,
-        repeat=args.repeat,
-        row_group_rows=args.row_group_rows,
-        data_dir=args.dir,
-        python=args.python,
-        skip=skip,
-        json_path=args.json,
-    )
+    from ..signals import stop_on_signals
+
+    try:
+        with stop_on_signals():  # (SIGTERM and SIGHUP clean up as Ctrl-C does)
+            plan = run_e2e(
+                int(args.rows),
+                groups=args.groups,
+                repeat=args.repeat,
+                row_group_rows=args.row_group_rows,
+                data_dir=args.dir,
+                python=args.python,
+                skip=skip,
+                json_path=args.json,
+            )
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"e2e_score: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     return 1 if any(t.error for t in plan) else 0

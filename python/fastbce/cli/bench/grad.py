@@ -461,14 +461,15 @@ def run(args: argparse.Namespace, machine: dict[str, Any]) -> int:
     if settings.xgboost and not peers.has_module("xgboost"):  # (tests replace it)
         raise UsageError('--xgboost needs xgboost: pip install xgboost (or "fastbce[xgboost]")')
     rows = run_grad(settings, quiet=args.quiet)
-    print(format_grad(settings, rows))
     share = None
     if settings.xgboost:
         n_rows, features, rounds = XGBOOST_RUN[settings.quick]
         threads = settings.threads or _core.default_threads()
         share = xgboost_share(n_rows, features, threads, rounds, settings.seed, args.quiet)
+    if args.json:  # (before the tables: a reader that goes away must not lose the file)
+        options.write_json(args.json, report(settings, rows, machine, share), args.quiet)
+    print(format_grad(settings, rows))
+    if share is not None:
         print()
         print(format_xgboost(share))
-    if args.json:
-        options.write_json(args.json, report(settings, rows, machine, share), args.quiet)
     return 0

@@ -160,12 +160,24 @@ def _build_keras(data: Data, threads: int | None) -> Prepared:
         weight = None if data.sample_weight is None else tf.constant(data.sample_weight)
         compiled = tf.function(lambda y, x, w: loss(y, x, sample_weight=w))
         return Prepared(lambda: compiled(*args, weight), threads=_tf_threads(tf))
-    # another backend: eager Keras on that backend's tensors
-    args = [keras.ops.convert_to_tensor(a) for a in arrays]
-    weight = None
-    if data.sample_weight is not None:
-        weight = keras.ops.convert_to_tensor(data.sample_weight)
-    return Prepared(lambda: loss(*args, sample_weight=weight), value=lambda r: float(np.asarray(r)))
+    # another backend: eager Keras on that backend's tensors, of the arrays' dtypes (without
+    # one they became float32: a float64 variant was off by 3e-8); JAX keeps float64 with x64
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    if keras.backend.backend() == "jax" and v.dtype == "float64":
+        import jax
+
+        context = lambda: jax.enable_x64(True)  # noqa: E731
+    with context():
+        args = [keras.ops.convert_to_tensor(a, dtype=a.dtype.name) for a in arrays]
+        weight = None
+        if data.sample_weight is not None:
+            w = data.sample_weight
+            weight = keras.ops.convert_to_tensor(w, dtype=w.dtype.name)
+    return Prepared(
+        lambda: loss(*args, sample_weight=weight),
+        value=lambda r: float(np.asarray(r)),
+        context=context,
+    )
 
 
 # ---- PyTorch

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -78,8 +79,12 @@ def report_head(schema: str, machine: dict[str, Any]) -> dict[str, Any]:
 
 def check_output_paths(args: argparse.Namespace) -> None:
     """UsageError before anything runs if --json or --plot cannot be written where asked: its
-    folder missing, the name a folder, or --plot not a .png."""
-    for option, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+    folder missing or not writable, the name a folder or another file than a regular one (a
+    device), both options one file, or --plot not a .png."""
+    from ...io.writers import check_plot_name, same_file
+
+    paths = (("--json", args.json), ("--plot", getattr(args, "plot", None)))
+    for option, path in paths:
         if path is None:
             continue
         folder = os.path.dirname(os.path.abspath(path))
@@ -87,15 +92,28 @@ def check_output_paths(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {path}: no such folder {folder}")
         if os.path.isdir(path):
             raise UsageError(f"{option} {path}: is a folder")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UsageError(f"{option} {path}: is not a regular file")
         if option == "--plot":
-            from ...io.writers import check_plot_name
-
             check_plot_name(path)
+        try:  # (a file can be made there: the result is written beside it, then renamed)
+            fd, probe = tempfile.mkstemp(
+                dir=os.path.dirname(os.path.realpath(path)), prefix=".fastbce-"
+            )
+        except OSError as e:
+            raise UsageError(f"{option} {path}: cannot write in {folder}: {e.strerror}") from None
+        os.close(fd)
+        os.unlink(probe)
+    if args.json and getattr(args, "plot", None) and same_file(args.json, args.plot):
+        raise UsageError(f"--json {args.json} and --plot {args.plot} are one file")
 
 
 def write_json(path: str, document: dict[str, Any], quiet: bool) -> None:
-    """--json: the report as strict JSON (one-space indent), and a note on stderr."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=1, allow_nan=False)
-        f.write("\n")
+    """--json: the report as strict JSON (one-space indent), written whole or not at all, and a
+    note on stderr."""
+    from ...io.writers import whole_file
+
+    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    with whole_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     note(quiet, f"wrote {path}")

@@ -122,5 +122,8 @@ def plot(settings: Settings, rows: list[dict[str, Any]], path: str) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("fastbce bench: throughput (higher is better)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ...io.writers import whole_file
+
+    with whole_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
