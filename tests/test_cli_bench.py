@@ -181,6 +181,7 @@ def test_bad_option_exits_2():
         (["--peers", "numpy,caffe"], "unknown peer 'caffe'"),
         (["--no-such-option"], "unrecognized arguments"),
         (["--seed", "-1"], "--seed: must be >= 0"),
+        (["--threads", "50000"], "--threads: at most 1024"),
         (["--variants", ","], "no name in ','"),
         (["--dist", ","], "no name in ','"),
         (["--plot", ".png"], "the name must end in .png (after a name)"),
@@ -519,6 +520,9 @@ def test_grad_xgboost_missing_is_a_usage_error(monkeypatch, capsys):
         (["--e2e", "--quick"], "--quick does not apply to --e2e"),
         (["--rows", "1k"], "--rows needs --e2e"),
         (["--e2e", "--rows", "0"], "whole number >= 1"),
+        (["--e2e", "--data-dir", __file__], "is not a folder"),
+        (["--grad", "--rows", "1k"], "--rows needs --e2e"),
+        (["--sizes", "1e20"], "at most 2^62"),
     ],
 )
 def test_e2e_usage_errors_exit_2(args, message):
@@ -537,6 +541,9 @@ def test_e2e_script_is_the_same_benchmark():
     )
     assert result.returncode == 2
     assert "unknown 'nope'" in result.stderr
+    for bad in (["--repeat", "0"], ["--rows", "0"]):  # (nothing would be checked: status 0)
+        result = subprocess.run([sys.executable, str(script), *bad], capture_output=True, text=True)
+        assert result.returncode == 2 and "must be >= 1" in result.stderr, bad
 
 
 def test_sizes_are_each_timed_once(capsys):

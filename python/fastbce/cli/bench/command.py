@@ -27,7 +27,7 @@ from .variants import DEFAULT_DISTRIBUTION, DISTRIBUTIONS, VARIANTS, make_data, 
 
 def _size(text: str) -> int:
     """'1e6', '1000000', '1_000_000', '10k', '2M', '1G' -> int."""
-    match = re.fullmatch(r"\s*([0-9._]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", text)
+    match = re.fullmatch(r"\s*([0-9._]+(?:[eE][0-9]+)?)\s*([kKmMgG]?)\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1e6, 1000000, 10k, 2M)")
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
@@ -39,6 +39,8 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a size must be finite; got {text!r}")
     if value < 1 or value != int(value):
         raise argparse.ArgumentTypeError(f"a size must be a whole number >= 1; got {text!r}")
+    if value > 2**62:  # (NumPy's arrays end there: "maximum allowed dimension exceeded")
+        raise argparse.ArgumentTypeError(f"a size must be at most 2^62; got {text!r}")
     return int(value)
 
 
@@ -78,6 +80,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
+# (the peers start as many threads as asked: PyTorch's OpenMP crashed at 50,000)
+MAX_BENCH_THREADS = 1024
+
+
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_BENCH_THREADS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BENCH_THREADS}; got {value}")
     return value
 
 
@@ -123,8 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
-        help="threads for fastbce, the read floor, torch and TensorFlow (default: each one's own)",
+        type=_thread_count,
+        help="threads for fastbce, the read floor, torch and TensorFlow (default: each one's "
+        f"own; at most {MAX_BENCH_THREADS})",
     )
     parser.add_argument(
         "--repeats",
@@ -364,6 +378,11 @@ def _run_e2e(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--{'quick' if args.quick else 'sweep'} does not apply to --e2e (use a small --rows)"
         )
+    if args.data_dir is not None and os.path.exists(args.data_dir):
+        if not os.path.isdir(args.data_dir):
+            raise UsageError(f"--data-dir {args.data_dir}: is not a folder")
+    if not peers.has_module("pyarrow"):
+        raise UsageError('--e2e needs pyarrow: pip install pyarrow (or "fastbce[e2e]")')
     skip = set()
     if args.peers is not None:
         requested = choose(args.peers, E2E_PEERS, "peer", where=" for --e2e", none=True)
@@ -421,13 +440,13 @@ def _run(args: argparse.Namespace) -> int:
     options.check_output_paths(args)  # (before minutes of timing, not after)
     if args.e2e and grad.chosen(args):
         raise UsageError("--e2e and --grad are separate benchmarks: choose one")
-    if grad.chosen(args):
-        return grad.run(args, _machine())
     if args.e2e:
         return _run_e2e(args)
     for name in ("rows", "groups", "data_dir"):
         if getattr(args, name) is not None:
             raise UsageError(f"--{name.replace('_', '-')} needs --e2e")
+    if grad.chosen(args):
+        return grad.run(args, _machine())
     if args.sweep:
         return run_sweep(args)
     settings = _settings(args)

@@ -611,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated: " + ", ".join(SKIPPABLE))
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    for name in ("rows", "repeat", "groups", "row_group_rows"):
+        if not getattr(args, name) >= 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     skip = {s.strip().lower() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(SKIPPABLE)
     if unknown:
