@@ -63,24 +63,24 @@ def _some_names(text: str) -> list[str]:
     return names
 
 
-def _seed(text: str) -> int:
+def _int_at_least(lowest: int, text: str, highest: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"must be >= {lowest}; got {value}")
+    if highest is not None and value > highest:
+        raise argparse.ArgumentTypeError(f"at most {highest}; got {value}")
     return value
+
+
+def _seed(text: str) -> int:
+    return _int_at_least(0, text)
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
+    return _int_at_least(1, text)
 
 
 # (the peers start as many threads as asked: PyTorch's OpenMP crashed at 50,000)
@@ -88,10 +88,7 @@ MAX_BENCH_THREADS = 1024
 
 
 def _thread_count(text: str) -> int:
-    value = _positive_int(text)
-    if value > MAX_BENCH_THREADS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_BENCH_THREADS}; got {value}")
-    return value
+    return _int_at_least(1, text, MAX_BENCH_THREADS)
 
 
 def _non_negative_float(text: str) -> float:
