@@ -86,7 +86,9 @@ def metric(**options: Any) -> Any:
 
     For ``lightgbm.train(feval=...)`` and ``LGBMClassifier.fit(eval_metric=...)``. Options:
     ``label_smoothing``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``, ``threads``. With no
-    options the value is LightGBM's ``binary_logloss``.
+    options the value is LightGBM's ``binary_logloss``. Pair it with :func:`objective`: with the
+    built-in ``objective="binary"`` LightGBM hands a custom metric probabilities, not raw
+    scores, and the value read from them as logits means nothing.
 
     Examples
     --------

@@ -124,6 +124,8 @@ def metric(**options: Any) -> Any:
     estimators' ``eval_metric`` the value (the name is the function's, ``fastbce_loss``).
     Options: ``label_smoothing``, ``pos_weight``, ``gamma``, ``alpha``, ``validate``, ``threads``.
     With no options the value is XGBoost's ``logloss`` (up to its clipping of probabilities).
+    Pair it with :func:`objective`: with a built-in objective XGBoost hands a custom metric
+    probabilities, not margins, and the value read from them as logits means nothing.
 
     Examples
     --------
