@@ -596,3 +596,12 @@ def test_a_signal_stops_the_e2e_bench_and_cleans_up(tmp_path, signum):
     assert list(tmp_path.iterdir()) == []
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a timed process was left running"
+
+
+def test_status_is_1_only_when_fastbce_s_own_value_is_off(capsys):
+    from fastbce.cli.bench.options import own_values_status
+
+    rows = [{"peer": "fastbce", "ok": True}, {"peer": "numpy", "ok": False}]
+    assert own_values_status(rows) == 0  # (a peer's inaccuracy is marked, not an error)
+    assert own_values_status([*rows, {"implementation": "fastbce", "ok": False}]) == 1
+    assert "off its reference" in capsys.readouterr().err

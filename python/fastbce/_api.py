@@ -232,7 +232,7 @@ def _sample_weight(
             _check_unread_weights(weight_arr)
         return (weight_arr, *_flat(weight_arr))
     allowed = f"a scalar, {shape} (like y_pred)"
-    if yp.ndim >= 1:
+    if yp.ndim >= 2:  # (for 1-D input the two are one shape)
         allowed += f" or ({shape[0]},) (one weight per row)"
     raise ValueError(f"sample_weight must be {allowed}; got shape {weight_arr.shape}")
 

@@ -459,4 +459,4 @@ def _run(args: argparse.Namespace) -> int:
         plot(settings, rows, args.plot)
         note(args.quiet, f"wrote {args.plot}")
     print(format_table(settings, rows))
-    return 0
+    return options.own_values_status(rows)

@@ -472,4 +472,4 @@ def run(args: argparse.Namespace, machine: dict[str, Any]) -> int:
     if share is not None:
         print()
         print(format_xgboost(share))
-    return 0
+    return options.own_values_status(rows)

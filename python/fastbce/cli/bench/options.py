@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -117,3 +118,19 @@ def write_json(path: str, document: dict[str, Any], quiet: bool) -> None:
     with whole_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     note(quiet, f"wrote {path}")
+
+
+def own_values_status(rows: list[dict[str, Any]]) -> int:
+    """The exit status: 1 when one of fastbce's own values is off its reference (a '!' on a
+    fastbce row), else 0; a peer's inaccuracy is the peer's (marked, the status stays 0)."""
+    wrong = [
+        r
+        for r in rows
+        if r.get("peer", r.get("implementation")) == "fastbce" and r.get("ok") is False
+    ]
+    if wrong:
+        print(
+            "fastbce bench: error: a value of fastbce's is off its reference (marked '!')",
+            file=sys.stderr,
+        )
+    return 1 if wrong else 0

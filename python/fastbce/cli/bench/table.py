@@ -47,8 +47,9 @@ def format_table(settings: Settings, rows: list[dict[str, Any]]) -> str:
                     error,
                 )
             )
-        widths = [
-            max(len(str(c[i])) for c in [header, *table] if len(c) > i) for i in range(len(header))
+        widths = [  # (a failed row's message runs on past the columns: not counted)
+            max(len(str(c[i])) for c in [header, *table] if len(c) > i and (len(c) > 3 or i < 2))
+            for i in range(len(header))
         ]
         lines.append(f"{v.name}: {v.description}; {DISTRIBUTIONS[dist].description}")
         lines.append(aligned(header, widths))
