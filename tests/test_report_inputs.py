@@ -308,3 +308,14 @@ def test_group_columns_arrow_dictionaries_without_rows_and_big_endian_integers()
     assert rows(fastbce.evaluate(y, p, groups=[0, 2**63, 2**63 + 1, 0])) == {
         0: 2, 2**63: 1, 2**63 + 1: 1,
     }  # fmt: skip
+
+
+def test_mixed_type_groups_put_the_missing_one_last_however_the_rows_come():
+    """Keys that cannot be ordered come first seen, and None last (one pass gave [1, 'a', None],
+    two batches [1, None, 'a'])."""
+    y, p = Y5[:3], P5[:3]
+    labels = np.array([1, None, "a"], dtype=object)
+    whole = list(fastbce.evaluate(y, p, groups=labels)["groups"])
+    acc = fastbce.LossAccumulator()
+    acc.update(y[:2], p[:2], groups=labels[:2]).update(y[2:], p[2:], groups=labels[2:])
+    assert whole == list(acc.result()["groups"]) == [1, "a", None]

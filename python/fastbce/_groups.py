@@ -622,8 +622,8 @@ def key_order(index: GroupIndex) -> np.ndarray:
         del order[missing]
     try:
         order.sort(key=keys.__getitem__)  # type: ignore[arg-type]  # (a C key function)
-    except TypeError:  # keys of mixed types: keep the order first seen
-        return np.arange(len(keys), dtype=np.int64)
+    except TypeError:  # keys of mixed types: the order first seen (None last all the same)
+        order = [i for i in range(len(keys)) if i != missing]
     return np.asarray(order if missing is None else [*order, missing], dtype=np.int64)
 
 
