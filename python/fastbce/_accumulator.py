@@ -18,7 +18,7 @@ import numpy as np
 from ._api import _compute
 from ._atomic import atomic, whole
 from ._groups import slicing_names
-from ._inputs import as_array, check_pos_weight, same_pos_weight
+from ._inputs import as_arrays, check_pos_weight, same_pos_weight
 from ._options import LossOptions
 from ._report import Batch, ReportOptions, ReportPass, ReportState
 
@@ -273,10 +273,7 @@ class LossAccumulator:
         """update() that can also return the elementwise loss (w times the loss of the offset
         logits; a second pass of the kernel). One batch at a time, counted in full or not at
         all (_atomic)."""
-        # (as arrays first: a tensor's np.size is its method, a __dlpack__ object's 1)
-        y_true, y_pred = as_array(y_true, "y_true"), as_array(y_pred, "y_pred")
-        if sample_weight is not None:
-            sample_weight = as_array(sample_weight, "sample_weight")
+        y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
         names: list[str] = []
         labels: list[Any] = []
         grouped_as = None

@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = [
     "as_array",
+    "as_arrays",
     "check_numeric",
     "check_pos_weight",
     "check_pos_weight_values",
@@ -64,6 +65,16 @@ def as_array(obj: Any, name: str) -> np.ndarray:
     if arr.dtype == object and kinds is not None:
         return _missing_as_nan(obj, kinds, arr)
     return arr
+
+
+def as_arrays(y_true: Any, y_pred: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
+    """as_array of a call's three inputs (the weight may be None), for code that reads their
+    shapes before the kernel call does (a tensor's np.size is its method, a __dlpack__
+    object's 1)."""
+    y_true, y_pred = as_array(y_true, "y_true"), as_array(y_pred, "y_pred")
+    if sample_weight is not None:
+        sample_weight = as_array(sample_weight, "sample_weight")
+    return y_true, y_pred, sample_weight
 
 
 def _column_kinds(obj: Any) -> str | None:

@@ -22,7 +22,7 @@ from ._api import _compute
 from ._atomic import atomic
 from ._group_arrays import grown
 from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
-from ._inputs import as_array, check_pos_weight, same_pos_weight
+from ._inputs import as_arrays, check_pos_weight, same_pos_weight
 from ._options import LossOptions
 from ._report import _as_list, _divs
 
@@ -142,9 +142,7 @@ class LossSums:
                 "groups must stay one kind: labels (reported under 'groups') or a dict of "
                 "slicings (under 'slices'); this accumulator has had the other"
             )
-        y_true, y_pred = as_array(y_true, "y_true"), as_array(y_pred, "y_pred")
-        if sample_weight is not None:
-            sample_weight = as_array(sample_weight, "sample_weight")
+        y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
         y_pred = _offset(y_pred, self._logit_offset)  # (as the report's elementwise loss)
         rows = int(np.shape(y_pred)[0]) if named and np.ndim(y_pred) else int(np.size(y_pred))
         encoded: list[tuple[_Groups, np.ndarray, np.ndarray]] = []

@@ -315,15 +315,10 @@ def plot(result: dict[str, Any], path: str, group_title: str = "group") -> None:
     right.set(xlabel="weighted mean loss (95% interval)", ylabel=group_title)
     right.set_title("loss per group")
     fig.tight_layout()
-    from ..io.writers import FigureOutput
+    from ..io.writers import whole_file
 
     try:
-        out = FigureOutput(path)  # (a temporary file, renamed once the figure is whole)
-        try:
-            fig.savefig(out.tmp, dpi=120, format="png")
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
+        with whole_file(path) as tmp:  # (a temporary file, renamed once the figure is whole)
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)

@@ -193,7 +193,7 @@ class FigureOutput(Output):
 
 @contextlib.contextmanager
 def whole_file(path: str) -> Iterator[str]:
-    """A file written whole or not at all (``fastbce bench``'s --json and --plot): yields a
+    """A file written whole or not at all (``--plot``, ``fastbce bench``'s --json): yields a
     temporary name beside `path` to write, renamed to `path` at the end, removed on an error
     or a signal (an older file at `path` stays as it was)."""
     out = FigureOutput(path)
