@@ -247,6 +247,22 @@ def test_nullable_frames_and_polars_columns_read_missing_labels_as_nan():
     assert got == fastbce.binary_crossentropy([1.0, np.nan, 0.0, 1.0], P5[:4], nan_policy="omit")
 
 
+def test_polars_integer_groups_with_nulls_keep_integer_keys():
+    """NumPy reads a polars Int64 column with a null as floats (1 -> 1.0, 2**62 + 1 rounded):
+    the keys are the column's integers and None, as for pandas' nullable Int64."""
+    pl = pytest.importorskip("polars")
+    big = 2**62 + 1
+    for labels, keys in [
+        (pl.Series([1, None, 2, 1, 2]), [1, 2, None]),
+        (pl.Series([big, None, big, 1, 1]), [1, big, None]),
+        (pl.Series([3, None, 200, 3, 3], dtype=pl.UInt8), [3, 200, None]),
+    ]:
+        got = fastbce.evaluate(Y5, P5, groups=labels)["groups"]
+        assert list(got) == keys
+        assert all(type(k) is int for k in list(got)[:-1])
+        assert [g["rows"] for g in got.values()] == [labels.to_list().count(k) for k in keys]
+
+
 @pytest.mark.parametrize(
     "labels, keys",
     [

@@ -49,7 +49,7 @@ from ._arrow_labels import (
     without_views,
 )
 from ._group_arrays import empty
-from ._labels import is_missing
+from ._labels import is_missing, polars_integers_with_none
 
 DENSE_MIN_SPAN = 1 << 16  # integer labels in a range this wide always use the dense table
 DENSE_MAX_SPAN = 1 << 24  # never wider (a table of 128 MiB of codes)
@@ -534,6 +534,9 @@ def _labels_array(groups: Any) -> np.ndarray:
     NaN, which would become "nan"), into floats (2**63 and 2**63 + 1, one float) or into rows
     of a 2-D array (tuples as labels), so that each label keeps its type."""
     if not isinstance(groups, (list, tuple)):
+        integers = polars_integers_with_none(groups)  # (NumPy would make them floats)
+        if integers is not None:
+            return integers
         try:
             return np.asarray(groups)
         except (TypeError, ValueError, RuntimeError) as e:  # (a bfloat16 tensor, say)

@@ -17,6 +17,7 @@ __all__ = [
     "encode_labels",
     "is_missing",
     "kind_of",
+    "polars_integers_with_none",
     "shift_index",
     "some_values",
 ]
@@ -45,6 +46,20 @@ def _missing_value(v: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- labels
+
+
+def polars_integers_with_none(values: Any) -> np.ndarray | None:
+    """A polars integer Series with nulls as objects, Python ints and None (pandas' nullable
+    Int64 keeps its keys so; NumPy would make them floats: 1 -> 1.0, 2**62 + 1 rounded); None
+    for anything else."""
+    if not type(values).__module__.startswith("polars") or not hasattr(values, "null_count"):
+        return None
+    dtype = getattr(values, "dtype", None)
+    if not getattr(dtype, "is_integer", lambda: False)() or values.null_count() == 0:
+        return None
+    out = values.fill_null(0).to_numpy().astype(object)
+    out[values.is_null().to_numpy()] = None
+    return out
 
 
 def encode_labels(values: Any, positive: Any) -> np.ndarray:
