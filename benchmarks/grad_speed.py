@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 
 from fastbce.cli.bench import grad
+from script_args import count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=float, default=1e8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--rows", type=float, default=1e6)
-    parser.add_argument("--features", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--n", type=count, default=1e8)
+    parser.add_argument("--threads", type=count, default=2)
+    parser.add_argument("--repeat", type=count, default=5)
+    parser.add_argument("--rows", type=count, default=1e6)
+    parser.add_argument("--features", type=count, default=20)
+    parser.add_argument("--rounds", type=count, default=10)
     parser.add_argument("--skip-xgboost", action="store_true")
     args = parser.parse_args()
     settings = grad.GradSettings(

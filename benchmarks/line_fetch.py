@@ -24,6 +24,7 @@ import numpy as np
 
 import fastbce
 from fastbce import _core
+from script_args import count
 
 WAYS = ("touch", "hardware")
 
@@ -51,9 +52,9 @@ def variants(n: int, threads: int | None) -> dict[str, Callable[[], float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=float, default=1e8)
+    parser.add_argument("--n", type=count, default=1e8)
     parser.add_argument("--threads", type=int, default=0, help="0: fastbce's default")
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=count, default=12)
     parser.add_argument("--variants", default="logits,focal,uint8,weighted,probs")
     args = parser.parse_args()
     n = int(args.n)

@@ -17,12 +17,13 @@ import argparse
 
 from fastbce import _core
 from fastbce.cli.bench import sweep
+from script_args import count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--n", type=count, default=1_000_000)
+    parser.add_argument("--repeat", type=count, default=5)
     parser.add_argument("--tiers", nargs="*", default=list(_core.supported_targets()))
     parser.add_argument("--modes", nargs="*", default=list(sweep.MODES), choices=list(sweep.MODES))
     parser.add_argument("--dtypes", nargs="*", default=list(sweep.DTYPES))

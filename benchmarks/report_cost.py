@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 import fastbce
+from script_args import count
 
 
 def best_of(repeats: int, fn) -> float:
@@ -28,9 +29,9 @@ def best_of(repeats: int, fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=float, default=1e8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n", type=count, default=1e8)
+    parser.add_argument("--threads", type=count, default=2)
+    parser.add_argument("--repeats", type=count, default=5)
     parser.add_argument("--groups", type=int, default=0, help="number of groups (0: none)")
     args = parser.parse_args()
     n = int(args.n)

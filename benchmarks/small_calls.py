@@ -27,6 +27,7 @@ import numpy as np
 
 import fastbce
 from fastbce import _api, _core
+from script_args import count
 
 
 def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) -> float:
@@ -120,7 +121,7 @@ def weighted(rng: np.random.Generator, n: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="4,1000,10000,100000,1000000")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=count, default=15)
     parser.add_argument("--per-call", type=int, default=0, metavar="K")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
