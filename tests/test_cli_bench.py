@@ -532,6 +532,36 @@ def test_e2e_usage_errors_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_e2e_refuses_a_table_the_disk_cannot_hold(tmp_path):
+    """--rows 1e15 wrote for hours and then failed on a full disk; it stops before writing."""
+    result = bench("--e2e", "--rows", "1e15", "--data-dir", str(tmp_path), "--repeats", "1", "-q")
+    assert result.returncode == 1, result.stderr
+    assert "--rows 1000000000000000 needs about" in result.stderr
+    assert "GB are free" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_generation_leaves_no_half_table(tmp_path, monkeypatch):
+    """A table written in part would be read as data by no run (its reference file comes last)
+    but stayed in --data-dir: it is written whole or not at all."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fastbce.cli.bench import e2e
+
+    write_table = pq.ParquetWriter.write_table
+    written: list[int] = []
+
+    def stop_after_one(self, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(1)
+        return write_table(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        e2e.generate(str(tmp_path / "t.parquet"), 3000, 1000, 7)
+    assert written and list(tmp_path.iterdir()) == []
+
+
 def test_e2e_script_is_the_same_benchmark():
     from pathlib import Path
 

@@ -80,7 +80,9 @@ def generate(
     )
     sums = np.zeros(groups)
     counts = np.zeros(groups, dtype=np.int64)
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+    from ...io.writers import whole_file  # (a stopped run leaves no half table in --dir)
+
+    with whole_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
         for start in range(0, rows, row_group_rows):
             n = min(row_group_rows, rows - start)
             logit = (rng.standard_normal(n, dtype=np.float32) * 2.0 - 0.5).astype(np.float32)
@@ -107,9 +109,27 @@ def generate(
             if k
         },
     }
-    with open(ref_path, "w") as f:
+    with whole_file(ref_path) as tmp, open(tmp, "w") as f:
         json.dump(reference, f)
     return reference
+
+
+# Disk a run takes per row: the table (about 10 bytes, snappy) and the --output task's loss
+# files (4 bytes in .npy, about 4.3 in parquet), with room to spare.
+DISK_BYTES_PER_ROW = 20
+
+
+def check_room(workdir: str, rows: int, path: str) -> None:
+    """OSError before anything is written when the run's files cannot fit on the disk
+    of `workdir` (--rows 1e12 would write for hours and then fail); a table made by an earlier
+    run (--dir) needs no room."""
+    need = DISK_BYTES_PER_ROW * rows - (os.path.getsize(path) if os.path.exists(path) else 0)
+    free = shutil.disk_usage(workdir).free
+    if need > free:
+        raise OSError(
+            f"--rows {rows} needs about {need / 1e9:,.1f} GB of disk in {workdir}; "
+            f"{free / 1e9:,.1f} GB are free",
+        )
 
 
 # --------------------------------------------------------------------------- the children
@@ -557,6 +577,7 @@ def run_e2e(
     os.makedirs(workdir, exist_ok=True)
     try:
         path = os.path.join(workdir, f"clicks-{rows}-{groups}.parquet")
+        check_room(workdir, rows, path)
         start = time.perf_counter()
         ref = generate(path, rows, row_group_rows, groups)
         note(f"data: {path} ({time.perf_counter() - start:.1f} s)")
@@ -636,4 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"e2e_score: stopped by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum
+    except OSError as e:  # (no room for the data, an unwritable --dir)
+        print(f"e2e_score: error: {e}", file=sys.stderr)
+        return 1
     return 1 if any(t.error for t in plan) else 0
