@@ -111,6 +111,17 @@ def test_unaligned_and_byteswapped_inputs(rng):
         fastbce.binary_crossentropy(y.astype(">f8"), swapped, from_logits=True, reduction="none"),
         want,
     )
+    out = np.zeros(1001, ">f8")  # (out= in the other byte order, as NumPy's ufuncs take it)
+    got = fastbce.binary_crossentropy(y, x, from_logits=True, reduction="none", out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    pair = (np.zeros(1001, ">f8"), np.zeros(1001, ">f8"))
+    grad, hess = fastbce.binary_crossentropy_grad(y, x, out=pair)
+    assert grad is pair[0] and hess is pair[1]
+    for got_part, want_part in zip(pair, fastbce.binary_crossentropy_grad(y, x), strict=True):
+        np.testing.assert_array_equal(got_part, want_part)
+    with pytest.raises(ValueError, match="dtype float64; got shape .1001,. and dtype >f4"):
+        fastbce.binary_crossentropy(y, x, from_logits=True, reduction="none", out=out.astype(">f4"))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -295,7 +295,7 @@ def _output(
         return None, None, 1
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
-    if out.shape != shape or out.dtype != working:
+    if out.shape != shape or out.dtype.newbyteorder("=") != working:  # (either byte order)
         raise ValueError(
             f"{name} must have y_pred's shape {shape} and dtype {working}; "
             f"got shape {out.shape} and dtype {out.dtype}"
