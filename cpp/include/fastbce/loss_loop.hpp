@@ -385,13 +385,14 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
     const __m512 alpha = _mm512_set1_ps(k.balance_alpha), neg_alpha_c = _mm512_set1_ps(k.balance_neg_alpha_c),
                  base = _mm512_set1_ps(k.balance_base);
-    __m512 max_abs = _mm512_setzero_ps();
+    __m512i max_abs = _mm512_setzero_si512();
     __m512i max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
         if constexpr (Ahead) vm::prefetch_ahead(pred + j + vm::kAhead), vm::prefetch_ahead(y + j + vm::kAhead);
         __m512 x = _mm512_loadu_ps(pred + j), ys = _mm512_loadu_ps(y + j);
         in_register(x), in_register(ys);
-        max_abs = vm::max_abs_of(max_abs, x);
+        // (|x|'s bits, not a vrangeps of x: that one drops a NaN on AMD's Zen 4, table_arg_of)
+        max_abs = vm::max_u32(max_abs, vm::abs_bits_of(x));
         max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
         const __m512 a = vm::table_arg_of(x);  // (see above)
         __m512i kk;
@@ -411,7 +412,7 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
         _mm512_storeu_ps(ce + j, focal);
     }
     label_bits = vm::max_lane(max_y);
-    return vm::max_lane(_mm512_castps_si512(max_abs));
+    return vm::max_lane(max_abs);
 }
 
 // TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
@@ -484,11 +485,12 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 // L2, N(0, 4^2): 6% less time than the conversion pass, the table's pass and loss_loop
 // (time_kernel, medians of alternated runs; 8% with in_register). The loop is bound by its vector
 // operations (ports 0 and 5 with 512-bit vectors; with the float64 sum about 26 per 16 elements, 24
-// since the degree-6 table), so it saves two of them: the table's argument max(|x|, 2^-30) comes
-// from one vrangeps (vm::table_arg_of) instead of an and and an integer maximum, and the range
-// check ORs the intervals k (0-31 exactly where |x| < 31.5; 32 and more beyond, 2^31 for NaN, inf
-// and |x| >= 2^31), two vectors in one vpternlogd, instead of a maximum of |x| per vector. L2, one
-// thread, N(0, 4^2), three alternated runs: 0.291 -> 0.280-0.284 ns per element
+// since the degree-6 table), so it saves one of them: the range check ORs the intervals k (0-31
+// exactly where |x| < 31.5; 32 and more beyond, 2^31 for NaN, inf and |x| >= 2^31), two vectors in
+// one vpternlogd, instead of a maximum of |x| per vector. (The table's argument max(|x|, 2^-30)
+// from one vrangeps, vm::table_arg_of, saved another, but on AMD's Zen 4 it turns a NaN into
+// 2^-30, whose k passes the check: a NaN logit's loss came out as ln 2.) L2, one thread,
+// N(0, 4^2), three alternated runs: 0.291 -> 0.280-0.284 ns per element with both savings
 // (tools/time_kernel.cpp); at 1e8, two threads, within the noise. Returns whether every |x| is
 // below softplus_table_max (only then does ce hold the losses) and, in `max_label`, the largest
 // label (only 0 and 1 give these losses). Ahead: prefetches the next tile (vm::prefetch_ahead).
@@ -513,7 +515,7 @@ inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __rest
             in_register(x);
             __m512i k;
             __m512 h;
-            vm::table_interval(vm::table_arg_of(x), k, h);
+            vm::table_interval(vm::table_arg(vm::abs_bits_of(x)), k, h);  // (NaN's bits: k 2^31)
             if (q % 2 == 0) k_even = k;
             else k_or = _mm512_ternarylogic_epi32(k_or, k_even, k, any_of_three);
             const __m512 s = softplus(k, h);

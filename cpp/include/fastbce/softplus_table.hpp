@@ -180,9 +180,6 @@ FASTBCE_VM_INLINE void table_interval(__m512 a, __m512i& k, __m512& h) {
 // that -Wmaybe-uninitialized reports.)
 FASTBCE_VM_INLINE __m512i max_u32(__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); }
 
-// max(|m|, |x|) of 16 floats in one vrangeps, sign cleared: the running largest |x| (m >= +0; a
-// NaN x, or m, gives NaN, whose bits are above every magnitude's as max_lane reads them).
-FASTBCE_VM_INLINE __m512 max_abs_of(__m512 m, __m512 x) { return _mm512_maskz_range_ps(__mmask16(0xffff), m, x, 0xb); }
 
 // Large calls (process_block's `ahead`): the table loops ask for the line kAhead elements ahead
 // of each input stream into L1 (prefetcht0), one line a stream per 64 bytes they read: the next
@@ -197,9 +194,10 @@ constexpr int64_t kAhead = 512;
 FASTBCE_VM_INLINE void prefetch_ahead(const void* at) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(at))); }
 
 // The bits of |x| of 16 floats (ordered as the magnitudes, NaN above every number).
-FASTBCE_VM_INLINE __m512i abs_bits(const float* x) {
-    return _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(x)), _mm512_set1_epi32(0x7fffffff));
+FASTBCE_VM_INLINE __m512i abs_bits_of(__m512 x) {
+    return _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
 }
+FASTBCE_VM_INLINE __m512i abs_bits(const float* x) { return abs_bits_of(_mm512_loadu_ps(x)); }
 
 // The tables' argument a from |x|'s bits: a below 2^-30 is taken as 2^-30, where softplus(-a)
 // rounds to ln2 and sigmoid(-a) to 1/2 as at 0, and the polynomial's h stays normal (a subnormal
@@ -208,9 +206,10 @@ FASTBCE_VM_INLINE __m512 table_arg(__m512i a_bits) {
     return _mm512_castsi512_ps(max_u32(a_bits, _mm512_set1_epi32(0x30800000)));
 }
 
-// table_arg's value from x itself: max(|x|, 2^-30) in one vrangeps (sign cleared; NaN stays NaN,
-// above the table as its bits). A compare, not arithmetic: no underflow, and subnormal logits
-// take no microcode assist.
+// table_arg's value from x itself: max(|x|, 2^-30) in one vrangeps (sign cleared). A compare, not
+// arithmetic: no underflow, and subnormal logits take no microcode assist. Not for finding a NaN:
+// AMD's Zen 4 gives 2^-30 for a quiet NaN x (Intel's cores the NaN), so a loop that must see NaN
+// reads |x|'s bits (abs_bits_of) for that; a NaN lane's value from here is never kept.
 FASTBCE_VM_INLINE __m512 table_arg_of(__m512 x) {
     return _mm512_maskz_range_ps(__mmask16(0xffff), x, _mm512_set1_ps(0x1p-30f), 0xb);
 }
