@@ -642,6 +642,10 @@ def _moderate(case: Case) -> bool:
             v = np.asarray(kw[name]).astype(np.float64)
             if v.size and (v.max() > 1e6 or (v[v > 0].size and v[v > 0].min() < 1e-30)):
                 return False
+            if name == "pos_weight" and (v == 0).any():
+                # (the negative term alone, tiny where p is: docs/semantics.md's cancellations,
+                # float64 logits beyond about -315, probabilities below 1e-137 or 1e-26)
+                return False
     return True
 
 
