@@ -733,6 +733,9 @@ def check(case: Case) -> None:
         raise fail(f"reduction {reduction!r} gave {type(result).__name__}, not float")
 
     if not all_valid:
+        aliased = out is not None and 0 in out.strides and out.size > 1  # (one place for all)
+        if kw.get("nan_policy", "propagate") == "propagate" and not aliased:
+            _check_nan_propagates(yt, yp, result, reduction, fail)
         return
     values = np.asarray(result, dtype=np.float64)
     ref = _reference(case, yt, yp, work)
@@ -756,6 +759,24 @@ def check(case: Case) -> None:
         raise fail(
             f"{reduction}: got {values[i]!r}, reference {want[i]!r} (slack {slack[i]!r}) at {i}"
         )
+
+
+def _check_nan_propagates(yt: np.ndarray, yp: np.ndarray, result: Any, reduction: str, fail: Any):
+    """nan_policy="propagate": an element with a NaN label or prediction is NaN whatever its
+    weights, and so is any reduction over it (docs/semantics.md, "A NaN is not beaten")."""
+    with np.errstate(invalid="ignore"):
+        nan_in = np.isnan(np.asarray(yt, dtype=np.float64)) | np.isnan(np.asarray(yp, np.float64))
+    if not nan_in.any():
+        return
+    values = np.asarray(result, dtype=np.float64)
+    if reduction != "none":
+        if not np.isnan(values):
+            raise fail(f"{reduction} of an input with a NaN label or prediction: {values!r}")
+        return
+    lost = nan_in & ~np.isnan(values)
+    if lost.any():
+        i = np.unravel_index(int(np.argmax(lost)), lost.shape)
+        raise fail(f"NaN in, {values[i]!r} out at {i}")
 
 
 @dataclass
