@@ -256,7 +256,8 @@ class Task:
 # A launcher that stays small: a child's peak RSS (ru_maxrss) starts at the RSS of the process
 # that spawned it, so the children are not spawned by this one (which holds the data's modules).
 LAUNCHER = """
-import json, os, sys, time
+import json, os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_SETMASK, ())  # (run_child blocked the stop signals to start it)
 start = time.perf_counter()
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
@@ -268,26 +269,36 @@ with open(sys.argv[1], "w") as f:
 """
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int, str, str]:
     """(wall seconds, CPU seconds, peak RSS MB, exit status, stdout, stderr) of one fresh
     process."""
     with tempfile.TemporaryDirectory() as tmp:
         measured = os.path.join(tmp, "measured.json")
         # (a session of their own: a stopped run kills the launcher and the tool it started,
-        # which killing the launcher alone would leave running)
-        launched = subprocess.Popen(
-            [sys.executable, "-S", "-c", LAUNCHER, measured, *argv],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        # which killing the launcher alone would leave running). The stop signals wait while
+        # it starts: one that came between the fork and `launched` left both running.
+        launched = None
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
+            try:
+                launched = subprocess.Popen(
+                    [sys.executable, "-S", "-c", LAUNCHER, measured, *argv],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # (a stop lands here)
             stdout, stderr = launched.communicate()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(launched.pid, signal.SIGKILL)
-            launched.wait()
+            if launched is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(launched.pid, signal.SIGKILL)
+                launched.wait()
             raise
         proc = subprocess.CompletedProcess(launched.args, launched.returncode, stdout, stderr)
         if not os.path.exists(measured):
