@@ -180,7 +180,6 @@ FASTBCE_VM_INLINE void table_interval(__m512 a, __m512i& k, __m512& h) {
 // that -Wmaybe-uninitialized reports.)
 FASTBCE_VM_INLINE __m512i max_u32(__m512i a, __m512i b) { return _mm512_mask_max_epu32(a, __mmask16(0xffff), a, b); }
 
-
 // Large calls (process_block's `ahead`): the table loops ask for the line kAhead elements ahead
 // of each input stream into L1 (prefetcht0), one line a stream per 64 bytes they read: the next
 // tile's lines, requested at the pace the loop consumes them, while it computes. The touches and

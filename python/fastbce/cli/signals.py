@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Stopped", "stop_on_signals"]
+__all__ = ["Stopped", "stop_on_signals", "stop_signals"]
 
 
 class Stopped(KeyboardInterrupt):
@@ -27,7 +27,8 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _signals() -> list[int]:
+def stop_signals() -> list[int]:
+    """The signals that stop a run: SIGINT, SIGTERM and SIGHUP, those the platform has."""
     names = ("SIGINT", "SIGTERM", "SIGHUP")
     return [getattr(signal, n) for n in names if hasattr(signal, n)]
 
@@ -37,7 +38,7 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # (handlers need it)
         yield
         return
-    previous = {s: signal.getsignal(s) for s in _signals()}
+    previous = {s: signal.getsignal(s) for s in stop_signals()}
 
     def handler(signum: int, frame: Any) -> None:
         for s in previous:  # the clean-up that follows is not interrupted

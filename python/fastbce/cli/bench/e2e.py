@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..signals import stop_signals
+
 E2E_PEERS = {"polars": "polars", "duckdb": "duckdb"}  # peer -> module
 E2E_INSTALL = 'pip install "fastbce[e2e]"'
 SKIPPABLE = ("polars", "duckdb", "output", "accumulator", "floor")
@@ -269,9 +271,6 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int, str, str]:
     """(wall seconds, CPU seconds, peak RSS MB, exit status, stdout, stderr) of one fresh
     process."""
@@ -281,7 +280,7 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float
         # which killing the launcher alone would leave running). The stop signals wait while
         # it starts: one that came between the fork and `launched` left both running.
         launched = None
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals())
         try:
             try:
                 launched = subprocess.Popen(
