@@ -249,3 +249,55 @@ def test_large_call_reads_nothing_past_its_inputs(simd_target, line_fetch, label
     finally:
         for libc, guard, page in guarded:  # readable again (PROT_READ | PROT_WRITE)
             libc.mprotect(guard, ctypes.c_size_t(page), 3)
+
+
+SPECIAL_LABELS = [0.0, -0.0, 1.0, 1e-300, 1.0 - 2.0**-53, -0.5, 1.5, np.nan]
+
+
+@pytest.mark.skipif(
+    not {"x86-64-v2", "baseline"} <= set(fastbce._core.supported_targets()),
+    reason="compares the two x86-64 tiers without FMA",
+)
+@pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probabilities"])
+def test_tiers_without_fma_agree_bit_for_bit(from_logits):
+    """Baseline (SSE2) runs the float64 loss loops scalar, where its selects on the label and the
+    sign of x are integer masks (loss_loop.hpp, bits_mask: GCC made branches of the plain
+    selects); x86-64-v2 vectorises the same formulas. Neither contracts into FMA, so each element
+    must get the same bits on both, for every option mix and unvalidated labels outside [0, 1]."""
+    _core = fastbce._core
+    rng = np.random.default_rng(20261205)
+    previous = _core.active_target()
+    try:
+        for seed in range(3):
+            y, pred, w = _inputs(np.float64, from_logits, seed)
+            at = rng.random(N) < 0.1
+            y[at] = rng.choice(SPECIAL_LABELS, int(at.sum()))
+            mixes = [
+                *_option_mixes(w),
+                (fastbce.binary_crossentropy, {"pos_weight": 0.0}),
+                (fastbce.binary_crossentropy, {"pos_weight": 1e250, "alpha": 0.3}),
+            ]
+            for fn, kwargs in mixes:
+                got = []
+                for tier in ("x86-64-v2", "baseline"):
+                    _core.set_target(tier)
+                    got.append(
+                        fn(
+                            y,
+                            pred,
+                            from_logits=from_logits,
+                            reduction="none",
+                            validate=False,
+                            **kwargs,
+                        )
+                    )
+                v2, base = got
+                same = v2.view(np.uint64) == base.view(np.uint64)
+                bad = np.flatnonzero(~(same | (np.isnan(v2) & np.isnan(base))))
+                assert bad.size == 0, (
+                    seed,
+                    kwargs.keys(),
+                    [(y[i], pred[i], v2[i], base[i]) for i in bad[:3]],
+                )
+    finally:
+        _core.set_target(previous)
