@@ -132,21 +132,21 @@ FASTBCE_VM_INLINE Bits range_max(Bits acc, T v) {
     return std::max(acc, b);
 }
 
-// The baseline build's float64 general loop runs scalar (SSE2 has no 64-bit compare to vectorise
-// it with), and GCC compiled its selects on the label and on the sign of x as branches: taken
-// at random on real data, they made the loop about twice as slow as with a constant label and
-// sign. There those selects are made from these masks (all ones or 0) in integer operations,
-// which GCC does not turn into control flow: the same values; 25.9 ns an element instead of 45
-// (pos_weight, |x| = 10, Zen 4; docs/benchmarks.md).
+// SSE2 (the baseline build) has no 64-bit integer compare, and GCC 12 vectorises no 64-bit
+// integer select there: the float64 general loop below ran scalar, and its selects on the label
+// and on the sign of x became branches on the data, taken at random on real data (pos_weight:
+// 45 ns an element at |x| <= 36, 1.97x its fastest magnitude, on Zen 4). There those selects are
+// made from these masks (all ones or 0: subtracts, shifts and bit operations, below_mask), and
+// the loop vectorises: 20.8 ns at every |x|, the same values (docs/benchmarks.md).
 namespace bits_mask {
 using U = uint64_t;
 // ones where v's sign bit is set
-FASTBCE_VM_INLINE U sign(double v) { return U(int64_t(std::bit_cast<U>(v)) >> 63); }
+FASTBCE_VM_INLINE U sign(double v) { return U(0) - (std::bit_cast<U>(v) >> 63); }
 // ones where v is +0 or -0 (v == 0)
-FASTBCE_VM_INLINE U zero(double v) { return U(0) - U((std::bit_cast<U>(v) << 1) == 0); }
+FASTBCE_VM_INLINE U zero(double v) { return vm::detail::below_mask(std::bit_cast<U>(v) << 1, U(1)); }
 // ones where v < limit, for limit > 0 and v not NaN
 FASTBCE_VM_INLINE U less(double v, double limit) {
-    return (U(0) - U(std::bit_cast<U>(v) < std::bit_cast<U>(limit))) | (sign(v) & ~zero(v));
+    return vm::detail::below_mask(std::bit_cast<U>(v), std::bit_cast<U>(limit)) | (sign(v) & ~zero(v));
 }
 // v, or +0 where m is ones (select(m, 0, v))
 FASTBCE_VM_INLINE double clear(U m, double v) { return std::bit_cast<double>(std::bit_cast<U>(v) & ~m); }
@@ -283,7 +283,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 wide = times_option(W(w[j]), wide);  // step 6
                 if constexpr (std::is_same_v<T, double> && FromLogits && !Finite)
                     wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
-                wide = vm::detail::select(nan_in, W(x) + W(y[j]), wide);
+                if constexpr (FASTBCE_VM_SSE2_ONLY && std::is_same_v<T, double>)  // (a float64 select
+                    wide = nan_in ? W(x) + W(y[j]) : wide;  // GCC vectorises on SSE2; bits_mask)
+                else
+                    wide = vm::detail::select(nan_in, W(x) + W(y[j]), wide);
             }
             loss = T(wide);
         } else {
