@@ -260,10 +260,11 @@ SPECIAL_LABELS = [0.0, -0.0, 1.0, 1e-300, 1.0 - 2.0**-53, -0.5, 1.5, np.nan]
 )
 @pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probabilities"])
 def test_tiers_without_fma_agree_bit_for_bit(from_logits):
-    """Baseline (SSE2) runs the float64 loss loops scalar, where its selects on the label and the
-    sign of x are integer masks (loss_loop.hpp, bits_mask: GCC made branches of the plain
-    selects); x86-64-v2 vectorises the same formulas. Neither contracts into FMA, so each element
-    must get the same bits on both, for every option mix and unvalidated labels outside [0, 1]."""
+    """Baseline (SSE2) forms the float64 general loop's selects on the label and the sign of x
+    from integer masks and a float64 ternary (loss_loop.hpp, bits_mask: so that GCC vectorises
+    the loop there instead of branching on the data); x86-64-v2 takes the plain selects. Neither
+    contracts into FMA, so each element must get the same bits on both, for every option mix and
+    unvalidated labels outside [0, 1]."""
     _core = fastbce._core
     rng = np.random.default_rng(20261205)
     previous = _core.active_target()

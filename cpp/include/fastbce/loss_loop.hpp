@@ -204,7 +204,6 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 // made in double.)
                 T soft_p = soft, soft_1mp = soft;
                 if constexpr (std::is_same_v<T, double>) {
-                    const bool tiny = soft < TinyTerm<T>::z_max;
                     using vm::detail::select;
                     if constexpr (FASTBCE_VM_SSE2_ONLY) {  // (the same selects, see bits_mask; a NaN x or
                         // label gives NaN at the end whatever soft_p and soft_1mp are)
@@ -215,6 +214,7 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                         soft_p = bm::clear(tiny_m & ((bm::sign(x) & nonzero_x) | ys_c_big), soft);
                         soft_1mp = bm::clear(tiny_m & ((~bm::sign(x) & nonzero_x) | ys_big), soft);
                     } else {
+                        const bool tiny = soft < TinyTerm<T>::z_max;
                         soft_p = select(tiny & ((x < T(0)) | (ys_c >= TinyTerm<T>::other_min)), T(0), soft);
                         soft_1mp = select(tiny & ((x > T(0)) | (ys >= TinyTerm<T>::other_min)), T(0), soft);
                     }
@@ -283,8 +283,10 @@ inline typename vm::detail::traits<T>::uint loss_loop(const T* __restrict y, con
                 wide = times_option(W(w[j]), wide);  // step 6
                 if constexpr (std::is_same_v<T, double> && FromLogits && !Finite)
                     wide = vm::detail::select(deep, Deep::down(vm::detail::select(deep, wide, 0.0)), wide);
-                if constexpr (FASTBCE_VM_SSE2_ONLY && std::is_same_v<T, double>)  // (a float64 select
-                    wide = nan_in ? W(x) + W(y[j]) : wide;  // GCC vectorises on SSE2; bits_mask)
+                // (SSE2: a float64 ternary, which GCC vectorises there, where select's 64-bit
+                // integer form is not; see bits_mask)
+                if constexpr (FASTBCE_VM_SSE2_ONLY && std::is_same_v<T, double>)
+                    wide = nan_in ? W(x) + W(y[j]) : wide;
                 else
                     wide = vm::detail::select(nan_in, W(x) + W(y[j]), wide);
             }
