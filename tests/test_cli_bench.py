@@ -484,6 +484,47 @@ def test_e2e_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys, tmp_p
     assert not list(tmp_path.glob("loss.*"))
 
 
+def test_e2e_seed_makes_its_own_data(tmp_path):
+    """--seed reaches the generated file: another seed is another file (the first is kept for
+    its next run) with other values, and the JSON says which seed."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "e2e.json"
+    for seed in ("0", "5"):
+        result = bench(
+            "--e2e", "--rows", "3000", "--repeats", "1", "--peers", "none", "--seed", seed,
+            "--data-dir", str(tmp_path), "--json", str(out), "-q",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads(out.read_text())["seed"] == int(seed)
+    first, other = tmp_path / "clicks-3000-50.parquet", tmp_path / "clicks-3000-50-seed5.parquet"
+    assert first.exists() and other.exists()
+    a, b = (pq.read_table(p, columns=["logit"])["logit"].to_numpy() for p in (first, other))
+    assert a.shape == b.shape == (3000,) and not np.array_equal(a, b)
+
+
+def test_e2e_notes_a_fastbce_that_compiles_on_every_run(tmp_path):
+    """A fastbce with no byte-compiled modules run with PYTHONDONTWRITEBYTECODE compiles them in
+    every timed process: the table says so. Installed (compiled), or free to write them: no note."""
+    import shutil
+
+    from fastbce.cli.bench import e2e
+
+    shutil.copytree(
+        os.path.dirname(fastbce.__file__),
+        tmp_path / "fastbce",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    info = e2e.machine(sys.executable, env)
+    assert info["compiles_each_run"] is True
+    assert "not byte-compiled" in e2e.report([], info, 10, 2, 1000, 1)
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    info = e2e.machine(sys.executable, env)
+    assert info["compiles_each_run"] is False
+    assert "byte-compiled" not in e2e.report([], info, 10, 2, 1000, 1)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -392,6 +392,7 @@ def _run_e2e(args: argparse.Namespace) -> int:
         skip=skip,
         json_path=args.json,
         quiet=args.quiet,
+        seed=args.seed,
     )
     return 1 if any(t.error for t in plan) else 0
 

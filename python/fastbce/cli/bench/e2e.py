@@ -53,6 +53,11 @@ SCORE_ARGS = ["--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--fo
 # --------------------------------------------------------------------------- the data
 
 
+def data_name(rows: int, groups: int, seed: int) -> str:
+    """The generated file's name: one per size and seed (another seed does not overwrite it)."""
+    return f"clicks-{rows}-{groups}{f'-seed{seed}' if seed else ''}.parquet"
+
+
 def generate(
     path: str, rows: int, row_group_rows: int, groups: int = 50, seed: int = 0
 ) -> dict[str, Any]:
@@ -445,6 +450,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# How many of the timed interpreter's fastbce modules have no byte-compiled file, and whether it
+# may write them: with none written (PYTHONDONTWRITEBYTECODE, a source checkout) every fresh
+# `fastbce score` compiles its modules again, 40-60 ms of its start-up on the README's machine,
+# which an installed fastbce (pip compiles it) does not pay
+BYTECODE = """
+import importlib.util, json, os, sys
+import fastbce
+root = os.path.dirname(fastbce.__file__)
+sources = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py")]
+missing = sum(not os.path.exists(importlib.util.cache_from_source(s)) for s in sources)
+print(json.dumps({"missing": missing, "writes": not sys.dont_write_bytecode}))
+"""
+
+
 def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
     info = subprocess.run(
         [python, "-m", "fastbce", "info", "--format", "json"],
@@ -453,6 +472,8 @@ def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
         text=True,
     )
     build = json.loads(info.stdout) if info.returncode == 0 else {}
+    code = subprocess.run([python, "-c", BYTECODE], env=env, capture_output=True, text=True)
+    bytecode = json.loads(code.stdout) if code.returncode == 0 else {}
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -460,6 +481,8 @@ def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
         "line_fetch": build.get("line_fetch", "?"),
         "fastbce": build.get("version", "?"),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan,
+        # every run compiles fastbce's modules (nothing byte-compiled, nothing written)
+        "compiles_each_run": bytecode.get("missing", 0) > 0 and not bytecode.get("writes", True),
     }
 
 
@@ -486,6 +509,13 @@ def report(
         f"CPU: {info['cpu']}, {info['cores']} cores; fastbce {info['fastbce']} on tier "
         f"{info['tier']}, line fetch {info['line_fetch']}; load average "
         f"{info['load_average']:.1f} at the start",
+    ]
+    if info.get("compiles_each_run"):
+        lines.append(
+            "note: fastbce's modules are not byte-compiled and PYTHONDONTWRITEBYTECODE is set: "
+            "each fastbce process compiles them (40-60 ms); an installed fastbce does not"
+        )
+    lines += [
         "",
         f"{'task':<12} {'tool':<42} {'best s':>7} {'runs (s)':<20} {'cpu s':>6} {'peak MB':>8} "
         f"{'rel err':>8}  note",
@@ -569,6 +599,7 @@ def run_e2e(
     skip: set[str] | None = None,
     json_path: str | None = None,
     quiet: bool = False,
+    seed: int = 0,
 ) -> list[Task]:
     """Makes the data (kept in `data_dir` and reused when given, else in a temporary directory),
     runs every task not in `skip`, prints the table on stdout and returns the tasks."""
@@ -586,10 +617,10 @@ def run_e2e(
     workdir = data_dir or tempfile.mkdtemp(prefix="fastbce-e2e-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        path = os.path.join(workdir, f"clicks-{rows}-{groups}.parquet")
+        path = os.path.join(workdir, data_name(rows, groups, seed))
         check_room(workdir, rows, path)
         start = time.perf_counter()
-        ref = generate(path, rows, row_group_rows, groups)
+        ref = generate(path, rows, row_group_rows, groups, seed)
         note(f"data: {path} ({time.perf_counter() - start:.1f} s)")
         info = machine(python, env)
         plan = [t for t in tasks(path, workdir, python, skip) if t.section not in skip]
@@ -606,6 +637,7 @@ def run_e2e(
                         "machine": info,
                         "rows": rows,
                         "groups": groups,
+                        "seed": seed,
                         "repeat": repeat,
                         "skipped": sorted(skip),
                         "tasks": [_strict(t) for t in plan],
@@ -641,7 +673,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="the interpreter to time")
     parser.add_argument("--skip", default="", help="comma-separated: " + ", ".join(SKIPPABLE))
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0; got {args.seed}")
     for name in ("rows", "repeat", "groups", "row_group_rows"):
         if not getattr(args, name) >= 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -662,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
                 python=args.python,
                 skip=skip,
                 json_path=args.json,
+                seed=args.seed,
             )
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
