@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..signals import stop_signals
+from .timing import cpu_model
 
 E2E_PEERS = {"polars": "polars", "duckdb": "duckdb"}  # peer -> module
 E2E_INSTALL = 'pip install "fastbce[e2e]"'
@@ -437,31 +438,20 @@ def run_task(task: Task, repeat: int, ref: dict[str, Any], env: dict[str, str]) 
 # --------------------------------------------------------------------------- the report
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-# How many of the timed interpreter's fastbce modules have no byte-compiled file, and whether it
-# may write them: with none written (PYTHONDONTWRITEBYTECODE, a source checkout) every fresh
-# `fastbce score` compiles its modules again, 40-60 ms of its start-up on the README's machine,
-# which an installed fastbce (pip compiles it) does not pay
+# Whether the timed fastbce compiles its modules in every process: some not byte-compiled and
+# none written (PYTHONDONTWRITEBYTECODE): 40-60 ms of each start-up, not an installed fastbce's
 BYTECODE = """
-import importlib.util, json, os, sys
-import fastbce
-root = os.path.dirname(fastbce.__file__)
-sources = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py")]
-missing = sum(not os.path.exists(importlib.util.cache_from_source(s)) for s in sources)
-print(json.dumps({"missing": missing, "writes": not sys.dont_write_bytecode}))
+import importlib.util as u, os, sys, fastbce
+top = os.path.dirname(fastbce.__file__)
+files = [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs if f.endswith(".py")]
+print(sys.dont_write_bytecode and any(not os.path.exists(u.cache_from_source(f)) for f in files))
 """
+
+
+COMPILES_NOTE = (
+    "note: fastbce's modules are not byte-compiled and PYTHONDONTWRITEBYTECODE is set: each "
+    "fastbce process compiles them (40-60 ms); an installed fastbce does not"
+)
 
 
 def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
@@ -472,8 +462,7 @@ def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
         text=True,
     )
     build = json.loads(info.stdout) if info.returncode == 0 else {}
-    code = subprocess.run([python, "-c", BYTECODE], env=env, capture_output=True, text=True)
-    bytecode = json.loads(code.stdout) if code.returncode == 0 else {}
+    compiles = subprocess.run([python, "-c", BYTECODE], env=env, capture_output=True, text=True)
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -481,8 +470,7 @@ def machine(python: str, env: dict[str, str]) -> dict[str, Any]:
         "line_fetch": build.get("line_fetch", "?"),
         "fastbce": build.get("version", "?"),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan,
-        # every run compiles fastbce's modules (nothing byte-compiled, nothing written)
-        "compiles_each_run": bytecode.get("missing", 0) > 0 and not bytecode.get("writes", True),
+        "compiles_each_run": compiles.stdout.strip() == "True",
     }
 
 
@@ -511,10 +499,7 @@ def report(
         f"{info['load_average']:.1f} at the start",
     ]
     if info.get("compiles_each_run"):
-        lines.append(
-            "note: fastbce's modules are not byte-compiled and PYTHONDONTWRITEBYTECODE is set: "
-            "each fastbce process compiles them (40-60 ms); an installed fastbce does not"
-        )
+        lines.append(COMPILES_NOTE)
     lines += [
         "",
         f"{'task':<12} {'tool':<42} {'best s':>7} {'runs (s)':<20} {'cpu s':>6} {'peak MB':>8} "
