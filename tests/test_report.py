@@ -4,7 +4,11 @@ AUC and the losses against scikit-learn, edge cases, merging, threads and every 
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -479,6 +483,31 @@ def test_the_same_for_any_thread_count(simd_target, rng):
         for t in (1, 2, 3)
     ]
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("n", [2 * 65536 + 1, 200_001, 4 * 65536 - 1, 500_001])
+@pytest.mark.parametrize(("weighted", "soft"), [(False, False), (True, False), (False, True)])
+def test_mid_size_calls_the_same_for_any_thread_count(simd_target, rng, n, weighted, soft):
+    """Calls of 2 to 8 chunk units (65536 rows) are cut in at least as many chunks as units, up to
+    4, whatever the threads: the report's bits do not depend on how many run them."""
+    y, x = data(rng, n=n, soft=soft)
+    w = rng.random(y.size).astype(np.float32) if weighted else None
+    g = rng.integers(0, 7, y.size)
+    results = [
+        repr(fastbce.evaluate(y, x, from_logits=True, sample_weight=w, groups=g, threads=t))
+        for t in (1, 2, 3)
+    ]
+    assert results[0] == results[1] == results[2]
+
+
+def test_report_cost_script_in_batches():
+    """benchmarks/report_cost.py times the report in calls of --batch rows (a stream of batches)."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "report_cost.py")
+    argv = [sys.executable, script, "--n", "300000", "--batch", "131072", "--repeats", "1"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "calls of 131,072 rows" in out.stdout
+    assert re.search(r"^ratio +\d+\.\d\dx", out.stdout, re.M)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

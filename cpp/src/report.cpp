@@ -20,6 +20,7 @@ namespace {
 
 constexpr int64_t kChunkUnit = 1 << 16;            // chunk sizes are multiples of this
 constexpr int64_t kMaxChunks = 16;                 // chunks of one call (fixed: not the threads)
+constexpr int64_t kMinChunks = 4;                  // chunks of a call of 4+ units (or of its units)
 constexpr int64_t kPartialsBudget = int64_t(1) << 25;  // float64 values of all chunks' partials
 constexpr int64_t kLargeGroupSums = int64_t(1) << 22;  // per-group values a chunk may copy (32 MiB)
 // Group histograms: chunks of at most kHeldChunk elements, whose histogram adds are held back
@@ -554,6 +555,12 @@ Result run_report(const Call& c, ReportSpec& s) {
     const int64_t by_size = std::min(kPartialsBudget / per_chunk, 2 * c.n / per_chunk);
     int64_t n_chunks =
         per_chunk > kLargeGroupSums ? 1 : std::clamp<int64_t>(by_size, 1, std::min(kMaxChunks, units));
+    // But a call of 2 to 4 chunk units is cut in as many chunks: rows of weight 1 with labels 0
+    // or 1 (the usual call) are counted in bytes (CallHist) and never touch a chunk's float64
+    // histogram, whose zeroing and merging then cost nothing, and a call of 131072 to 524287
+    // rows ran as one chunk, on one thread (docs/report.md, "Cost"). Whatever the weights: a
+    // call with weights of 1 gives the same bits as one without
+    if (per_chunk <= kLargeGroupSums) n_chunks = std::max(n_chunks, std::min(units, kMinChunks));
     if (n_chunks == 1) {
         // (a call that group histograms may hold sums already: its adds after every check)
         std::optional<HeldRound> held;
