@@ -76,6 +76,64 @@ def test_json_keys_of_groups_printed_alike_stay_apart(tmp_path):
     assert set(score_json(path, "--group-by", "g")["groups"]) == {"a", "null"}
 
 
+def test_missing_group_beside_texts_null_and_missing(tmp_path):
+    """Groups that are the texts "null" and "(missing)": the missing group takes the next name
+    no group has, "((missing))", in the JSON and in the table (two groups under one JSON key
+    were one to a JSON reader)."""
+    path = tmp_path / "g.parquet"
+    groups = ["null", None, "(missing)", "a", "((missing)"]
+    y, p = [1, 0, 1, 0, 1], [0.9, 0.2, 0.7, 0.4, 0.6]
+    pq.write_table(pa.table({"y_true": y, "y_pred": p, "g": groups}), path)
+    want = {"null", "(missing)", "a", "((missing)", "((missing))"}
+    for options in ([], ["--loss-only"]):
+        got = score_json(path, "--group-by", "g", *options)
+        assert set(got["groups"]) == want and all(g["rows"] == 1 for g in got["groups"].values())
+        table = fastbce_cli("score", path, "--group-by", "g", *options)
+        assert table.returncode == 0, table.stderr
+        names = [line.split()[0] for line in table.stdout.splitlines()[-5:]]
+        assert sorted(names) == sorted(want)
+    failed = fastbce_cli("score", path, "--group-by", "g", "--fail-if", "rows>0")
+    assert failed.returncode == 3 and "in group ((missing)) (1)" in failed.stderr
+    acc = fastbce.LossAccumulator()
+    acc.update(np.array(y, dtype=float), np.array(p), groups=groups)
+    assert set(to_json(acc.result())["groups"]) == want
+    # a text "(missing)" without a text "null": the missing group is "null" in JSON, and
+    # "((missing))" in the table
+    pq.write_table(pa.table({"y_true": y[:2], "y_pred": p[:2], "g": ["(missing)", None]}), path)
+    assert set(score_json(path, "--group-by", "g")["groups"]) == {"(missing)", "null"}
+    table = fastbce_cli("score", path, "--group-by", "g", "--loss-only").stdout
+    assert [line.split()[0] for line in table.splitlines()[-2:]] == ["(missing)", "((missing))"]
+
+
+def test_crossed_keys_quote_values_with_commas(tmp_path):
+    """--group-by a,b joins a row's values with ", "; a value holding a comma or a double quote
+    is quoted as CSV quotes a field, so ("x", "y, z") and ("x, y", "z") are two groups, the same
+    from parquet (Arrow) and from .npy columns (NumPy)."""
+    a = ["x", "x, y", "x", 'say "hi"', "x"]
+    b = ["q", "z", "y, z", "z", "q"]
+    y, p = [1, 0, 1, 0, 1], [0.9, 0.2, 0.7, 0.4, 0.6]
+    want = {"x, q": 2, '"x, y", z': 1, 'x, "y, z"': 1, '"say ""hi""", z': 1}
+    path = tmp_path / "c.parquet"
+    table = pa.table({"y_true": y, "y_pred": p, "a": a, "b": pa.array(b).dictionary_encode()})
+    pq.write_table(table, path)
+    got = score_json(path, "--group-by", "a,b", "--loss-only")
+    assert {k: v["rows"] for k, v in got["groups"].items()} == want
+    columns = {
+        "y_true": np.array(y, float),
+        "y_pred": np.array(p),
+        "a": np.array(a),
+        "b": np.array(b),
+    }
+    for name, values in columns.items():
+        np.save(tmp_path / f"{name}.npy", values)
+    npy = [f"--{r.replace('_', '-')}" for r in ("y_true", "y_pred")]
+    got = score_json(
+        npy[0], tmp_path / "y_true.npy", npy[1], tmp_path / "y_pred.npy",
+        "--group-by", f"{tmp_path / 'a.npy'},{tmp_path / 'b.npy'}", "--loss-only",
+    )  # fmt: skip
+    assert {k: v["rows"] for k, v in got["groups"].items()} == want
+
+
 def test_infinite_float_group_keys_are_valid_json(tmp_path):
     path = tmp_path / "inf.parquet"
     g = [np.inf, 1.0, -np.inf, 2.0]

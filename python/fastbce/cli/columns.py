@@ -68,8 +68,9 @@ def score_batches(
 
 def slicing_labels(batch: dict[str, Any], columns: tuple[str, ...]) -> Any:
     """The group labels of one slicing: its column, or for a crossed slicing (several columns)
-    each row's values as text joined by ", " ("de, mobile"); a row missing any of them has the
-    missing key."""
+    each row's values as text joined by ", " ("de, mobile"), a value that holds a comma or a
+    double quote in double quotes, its quotes doubled, as CSV writes a field ('"x, y", z' and
+    'x, "y, z"' are two groups); a row missing any of them has the missing key."""
     if len(columns) == 1:
         return batch[columns[0]]
     values = [batch[c] for c in columns]
@@ -78,8 +79,16 @@ def slicing_labels(batch: dict[str, Any], columns: tuple[str, ...]) -> Any:
         import pyarrow.compute as pc
 
         text = [pc.cast(_nan_as_null(v), pa.string()) for v in values]  # (dictionaries decoded too)
-        return pc.binary_join_element_wise(*text, ", ")
-    parts = [_text(np.asarray(v)) for v in values]
+        quoted = [
+            pc.if_else(
+                pc.match_substring_regex(t, '[,"]'),
+                pc.binary_join_element_wise('"', pc.replace_substring(t, '"', '""'), '"', ""),
+                t,
+            )
+            for t in text
+        ]
+        return pc.binary_join_element_wise(*quoted, ", ")
+    parts = [_quoted(_text(np.asarray(v))) for v in values]
     missing = np.zeros(len(parts[0]), dtype=bool)
     for v in values:
         missing |= is_missing(np.asarray(v, dtype=object))
@@ -109,6 +118,16 @@ def _text(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "S":
         return np.char.decode(values, "utf-8")
     return values.astype(str)
+
+
+def _quoted(text: np.ndarray) -> np.ndarray:
+    """The values of a crossed key's part that hold a comma or a double quote in double quotes,
+    their quotes doubled (slicing_labels)."""
+    special = (np.char.find(text, ",") >= 0) | (np.char.find(text, '"') >= 0)
+    if not special.any():
+        return text
+    quoted = np.char.add(np.char.add('"', np.char.replace(text, '"', '""')), '"')
+    return np.where(special, quoted, text)
 
 
 class _Where:

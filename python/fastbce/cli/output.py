@@ -1,14 +1,15 @@
-"""What the commands print: the progress bar, progress notes on stderr and aligned table rows."""
+"""What the commands print: the progress bar, progress notes on stderr, aligned table rows and
+the name of the missing group."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TextIO
 
-__all__ = ["Progress", "aligned", "discard_stdout", "note"]
+__all__ = ["Progress", "aligned", "discard_stdout", "missing_name", "note"]
 
 
 def discard_stdout() -> None:
@@ -26,6 +27,19 @@ def aligned(cells: Sequence[str], widths: Sequence[int]) -> str:
         c.ljust(w) if i == 0 else c.rjust(w)
         for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
+
+
+def missing_name(has_group: Callable[[Hashable], bool], first: str = "(missing)") -> str:
+    """The name under which the missing group (key None) is printed: `first` ("null" in JSON,
+    as json.dumps writes None; "(missing)" in the table), or, where a group has that text, the
+    first of "(missing)", "((missing))", ... that no group has: two groups never share a name
+    (a JSON reader would keep one of them)."""
+    if not has_group(first):
+        return first
+    name = "(missing)"
+    while has_group(name):
+        name = f"({name})"
+    return name
 
 
 def note(quiet: bool, text: str) -> None:

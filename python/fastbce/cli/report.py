@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .._errors import UsageError
-from .output import aligned
+from .output import aligned, missing_name
 
 __all__ = ["add_arguments", "failures", "options", "parse_conditions", "plot", "print_table"]
 
@@ -208,10 +208,15 @@ def parse_conditions(texts: list[str], loss_only: bool = False) -> list[tuple[st
 def failures(result: dict[str, Any], conditions: list[tuple[str, str, float]]) -> list[str]:
     """Where each condition holds: "KEY OP VALUE: overall (value)" or "... in group G (value)".
     A key that is NaN (nothing to divide by) satisfies no condition."""
+
+    def names(groups: dict[Any, Any]) -> list[tuple[str, Any]]:  # (the table's names)
+        missing = missing_name(groups.__contains__)
+        return [(missing if k is None else str(k), v) for k, v in groups.items()]
+
     scopes = [("overall", result)]
-    scopes += [(f"in group {k}", v) for k, v in result.get("groups", {}).items()]
+    scopes += [(f"in group {k}", v) for k, v in names(result.get("groups", {}))]
     for name, groups in result.get("slices", {}).items():
-        scopes += [(f"in group {name}={k}", v) for k, v in groups.items()]
+        scopes += [(f"in group {name}={k}", v) for k, v in names(groups)]
     found = []
     for key, op, value in conditions:
         for where, scope in scopes:
@@ -242,13 +247,14 @@ def _cell(key: str, scope: dict[str, Any]) -> str:
 def print_table(
     summary: dict[str, Any],
     stream: TextIO,
-    tables: Sequence[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]]]] | None = None,
+    tables: Sequence[tuple[str, Callable[[], Iterable[tuple[Any, dict[str, Any]]]], str]]
+    | None = None,
     loss_only: bool = False,
 ) -> None:
     """The overall keys, one per line; then a table per slicing, a row per group: `tables`
-    holds (title, items) with items called twice (the widths first, then the lines, so a
-    million groups print without all their lines in memory); without it, the groups or slices
-    in `summary`. loss_only: the keys of --loss-only, overall and per group."""
+    holds (title, items, the missing group's name) with items called twice (the widths first,
+    then the lines, so a million groups print without all their lines in memory); without it,
+    the groups or slices in `summary`. loss_only: the keys of --loss-only, overall and per group."""
     overall_keys = LOSS_ONLY_KEYS if loss_only else OVERALL_KEYS
     group_keys = LOSS_ONLY_KEYS if loss_only else GROUP_KEYS
     for key in overall_keys:
@@ -260,16 +266,17 @@ def print_table(
             f"y_pred {t['y_pred']:g}  loss {t['loss']:.6g}{group}\n"
         )
     if tables is None:
-        tables = [("group", summary["groups"].items)] if summary.get("groups") else []
-        tables += [(name, groups.items) for name, groups in summary.get("slices", {}).items()]
-    for title, items in tables:
+        scopes = [("group", summary["groups"])] if summary.get("groups") else []
+        scopes += list(summary.get("slices", {}).items())
+        tables = [(name, g.items, missing_name(g.__contains__)) for name, g in scopes]
+    for title, items, missing in tables:
         head = [title, *("±95%" if k == "ci95" else k for k in group_keys)]
         widths = [len(h) for h in head]
         for _ in range(2):
             if _:
                 stream.write("\n" + aligned(head, widths).rstrip() + "\n")
             for key, scope in items():
-                row = ["(missing)" if key is None else str(key)]
+                row = [missing if key is None else str(key)]
                 row += [_cell(f, scope) for f in group_keys]
                 if _:
                     stream.write(aligned(row, widths).rstrip() + "\n")
@@ -305,7 +312,8 @@ def plot(result: dict[str, Any], path: str, group_title: str = "group") -> None:
     weight = left.twinx()
     weight.bar(mids, [b["weight"] for b in bins], width=0.08, alpha=0.2, color="C1")
     weight.set_ylabel("weight per bin")
-    names = ["(missing)" if k is None else str(k) for k in groups] or ["overall"]
+    missing = missing_name(groups.__contains__)
+    names = [missing if k is None else str(k) for k in groups] or ["overall"]
     scopes = list(groups.values()) or [result]
     means = [s["weighted_mean"] for s in scopes]
     halves = [0.5 * (s["ci95"][1] - s["ci95"][0]) for s in scopes]

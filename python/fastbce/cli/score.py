@@ -13,9 +13,11 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import report
+from .output import missing_name
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -214,9 +216,11 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-# The JSON name of the missing group where a group is the text "null" (json.dumps writes the
-# key None as "null"): the table's name for it.
-MISSING_BESIDE_NULL = "(missing)"
+def _json_missing(has_group: Callable[[Hashable], bool]) -> str | None:
+    """The JSON name of the missing group: None (json.dumps writes "null"), or where a group is
+    the text "null" the first of "(missing)", "((missing))", ... that no group is."""
+    name = missing_name(has_group, "null")
+    return None if name == "null" else name
 
 
 def _json_key(key: Any, missing: str | None = None) -> Any:
@@ -241,7 +245,7 @@ def to_json(result: Any) -> Any:
     """The result with NaN and infinities as null (strict JSON) and keys JSON can hold, at
     every depth (groups, slices, reliability bins, top_losses)."""
     if isinstance(result, dict):
-        missing = MISSING_BESIDE_NULL if None in result and "null" in result else None
+        missing = _json_missing(result.__contains__) if None in result else None
         return {_json_key(k, missing): _json_value(k, v) for k, v in result.items()}
     if isinstance(result, (list, tuple)):
         return [to_json(v) for v in result]
@@ -267,18 +271,24 @@ def _print_result(acc: Any, job: Job, stream: TextIO) -> None:
         else:
             _write_json(summary, acc._group_blocks(), stream, missing=_missing_name(acc))
         return
-    if len(names) == 1:
-        tables = [(names[0], acc._group_items)]
-    else:
-        tables = [(name, functools.partial(acc._group_items, name)) for name in names]
+    slicings = ["groups"] if len(names) == 1 else names
+    tables = [
+        (name, functools.partial(acc._group_items, slicing), _table_missing(acc, slicing))
+        for name, slicing in zip(names, slicings, strict=True)
+    ]
     report.print_table(summary, stream, tables, loss_only=job.spec.loss_only)
 
 
 def _missing_name(acc: Any, slicing: str = "groups") -> str | None:
-    """The JSON name of a slicing's missing group: "null" (None), or MISSING_BESIDE_NULL where
-    a group is the text "null" too (two groups under one key: a JSON reader keeps one)."""
-    both = acc._has_group(None, slicing) and acc._has_group("null", slicing)
-    return MISSING_BESIDE_NULL if both else None
+    """The JSON name of a slicing's missing group (None: "null", as json.dumps writes it)."""
+    if not acc._has_group(None, slicing):
+        return None
+    return _json_missing(functools.partial(acc._has_group, slicing=slicing))
+
+
+def _table_missing(acc: Any, slicing: str) -> str:
+    """The table's name of a slicing's missing group."""
+    return missing_name(functools.partial(acc._has_group, slicing=slicing))
 
 
 def _write_json(
