@@ -596,6 +596,23 @@ def test_cli_scheduler_reads_csv_missing_fields_and_na_texts_as_locally(client, 
     assert set(groups["groups"]) == {"NA", "de", "null", "N/A", "(missing)"}
 
 
+def test_cli_scheduler_names_a_csv_row_as_locally(client, tmp_path):
+    """A bad label in a later partition of a CSV file: with --scheduler the error names the row
+    in the file, as a local run does (the partition's own row count was given before)."""
+    n, bad = 40_000, 31_234
+    labels = np.zeros(n, dtype=int)
+    labels[bad] = 3
+    lines = [f"{y},0.25" for y in labels.tolist()]
+    (tmp_path / "t.csv").write_text("y_true,y_pred\n" + "\n".join(lines) + "\n")
+    args = ["t.csv", "--batch-rows", "500"]  # (partitions of about 64 KiB: several)
+    local = score(*args, cwd=tmp_path)
+    remote = score(*args, "--scheduler", client.scheduler.address, cwd=tmp_path)
+    assert local.returncode == remote.returncode == 1, (local.stderr, remote.stderr)
+    assert f"got 3.0 at row {bad} " in local.stderr
+    assert remote.stderr == local.stderr
+    assert "partition" not in remote.stderr
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean", "weighted_mean"])
 def test_a_pos_weight_per_element_of_1d_input_is_sliced_per_chunk(reduction):
     # (each chunk was given the whole pos_weight: "must be a scalar or (3,)")

@@ -13,7 +13,10 @@ input order.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -110,8 +113,9 @@ def run_on_cluster(job: Job) -> Any:
         _check_address(address)
     except ValueError as e:
         raise DataError(f"cannot reach the Dask scheduler at {address}: {e}") from None
-    with _connect(Client, address) as client:
-        tasks = _partition_tasks(job, source)
+    frames: dict[str, Any] = {}  # a CSV file's Dask dataframe (its rows, for an error's row)
+    with _connect(Client, address) as client, _rows_in_file(client, frames):
+        tasks = _partition_tasks(job, source, frames)
         if job.args.output is None:
             parts = tasks
             while len(parts) > 1:  # a tree of merges, on the cluster
@@ -170,9 +174,9 @@ def _stream_output(client: Any, tasks: list[Any], output: Any, merge: Any) -> tu
     return acc, found, sample, kind
 
 
-def _partition_tasks(job: Job, source: Any) -> list[Any]:
+def _partition_tasks(job: Job, source: Any, frames: dict[str, Any]) -> list[Any]:
     """One delayed task per partition, in input order, each giving (accumulator, positive label
-    seen, some labels, their type, per-row loss or None)."""
+    seen, some labels, their type, per-row loss or None); a CSV file's dataframe into `frames`."""
     import dask
 
     rows = job.args.batch_rows * PARTITION_BATCHES
@@ -199,10 +203,40 @@ def _partition_tasks(job: Job, source: Any) -> list[Any]:
             )
             for start in range(0, source.total_rows, rows)
         ]
-    return _csv_tasks(job, source, rows, want_loss)
+    return _csv_tasks(job, source, rows, want_loss, frames)
 
 
-def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
+@contextlib.contextmanager
+def _rows_in_file(client: Any, frames: dict[str, Any]) -> Iterator[None]:
+    """A CSV partition's error (its rows counted from the partition's first, the file named
+    with "(partition N)") as a local run gives it: the row counted in the file, the rows of the
+    partitions before it counted on the cluster now that one failed."""
+    try:
+        yield
+    except DataError as e:
+        found = re.match(r"(.*?) \(partition (\d+)\): ", str(e), re.S)
+        if found is None or found.group(1) not in frames:
+            raise
+        import dask
+
+        path, number = found.group(1), int(found.group(2))
+        sizes = [dask.delayed(len)(p) for p in frames[path].to_delayed()[:number]]
+        try:
+            before = sum(client.compute(sizes, sync=True)) if sizes else 0
+        except Exception:  # (the message as it is)
+            raise e from None
+        rest = re.sub(
+            r"\bat row (\d+)",
+            lambda m: f"at row {before + int(m.group(1))}",
+            str(e)[found.end() :],
+            count=1,
+        )
+        raise DataError(f"{path}: {rest}") from None
+
+
+def _csv_tasks(
+    job: Job, source: Any, rows: int, want_loss: bool, frames: dict[str, Any]
+) -> list[Any]:
     import dask
     import dask.dataframe as dd
     import pyarrow.csv as pacsv
@@ -214,7 +248,7 @@ def _csv_tasks(job: Job, source: Any, rows: int, want_loss: bool) -> list[Any]:
     nulls = {c: (number_nulls if c in source.floats else [""]) for c in source.columns}
     parts = []
     for path in source.files:  # (one read_csv per file, so errors can name it)
-        frame = dd.read_csv(
+        frame = frames[path] = dd.read_csv(
             os.path.abspath(path),
             usecols=source.columns,
             dtype=dtypes,
