@@ -552,6 +552,8 @@ def test_small_file_imports_only_what_it_needs(table_dir):
     heavy = {n.split(".")[0] for n in names} & (set(HEAVY) - {"pyarrow"})
     assert not heavy
     assert not {n for n in names if n.startswith("fastbce.cli.bench")}
+    # (.npz's zipfile and a long output name's hashlib: 6 ms of start-up a parquet run needs not)
+    assert not names & {"zipfile", "hashlib"}
 
 
 @pytest.mark.parametrize("extra", [[], ["--loss-only"], ["--sample-weight", "w"]])

@@ -17,7 +17,6 @@ import glob
 import io
 import mmap
 import os
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -430,6 +429,8 @@ class NpzSource:
     (compressed or not), never whole."""
 
     def __init__(self, path: str, columns: list[str]) -> None:
+        import zipfile  # (.npz only: zipfile and what it loads are 4 ms of a run's start-up)
+
         self.path = path
         self.columns = columns
         try:
@@ -454,12 +455,16 @@ class NpzSource:
         self._done = 0
 
     def _open(self, column: str) -> Any:
+        import zipfile
+
         try:
             return self._zip.open(column + ".npy")
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise DataError(f"{self.path}: cannot read it as .npz ({first_line(e)})") from None
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        import zipfile
+
         streams = {}
         try:
             for c in dict.fromkeys(self.columns):
@@ -588,6 +593,8 @@ def _release(m: mmap.mmap, offset: int, done_bytes: int) -> None:
 
 
 def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    import zipfile  # (a member of an .npz may be a bad zip)
+
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)

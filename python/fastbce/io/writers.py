@@ -14,7 +14,6 @@ power cut) cannot remove its own, so the next run writing NAME removes those who
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 from collections.abc import Iterator
@@ -300,6 +299,8 @@ def _temp_prefix(directory: str, name: str, host: str) -> str:
     room = _name_max(directory) - len(os.fsencode(f".{_MARK}{'0' * 10}@{host}.tmp"))
     if len(os.fsencode(name)) <= room:
         return f".{name}{_MARK}"
+    import hashlib  # (only for names this long: 2 ms of a run's start-up)
+
     digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
     cut = name
     while len(os.fsencode(cut)) > room - 9:
