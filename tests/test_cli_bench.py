@@ -484,6 +484,20 @@ def test_e2e_missing_peer_is_skipped_with_pip_command(monkeypatch, capsys, tmp_p
     assert not list(tmp_path.glob("loss.*"))
 
 
+def test_e2e_runs_the_tasks_in_rounds(monkeypatch, tmp_path, capsys):
+    """Each task once a round, round after round (A B C A B C, not A A B B C C): a drift of the
+    machine's speed during the run falls on every tool alike."""
+    from fastbce.cli.bench import e2e
+
+    calls = []
+    monkeypatch.setattr(e2e, "run_task", lambda t, repeat, ref, env: calls.append((t.tool, repeat)))
+    skip = {"polars", "duckdb"}
+    plan = e2e.run_e2e(3000, repeat=2, data_dir=str(tmp_path), skip=skip, quiet=True)
+    capsys.readouterr()
+    tools = [t.tool for t in plan]
+    assert len(tools) > 2 and calls == [(tool, 1) for tool in tools] * 2
+
+
 def test_e2e_seed_makes_its_own_data(tmp_path):
     """--seed reaches the generated file: another seed is another file (the first is kept for
     its next run) with other values, and the JSON says which seed."""

@@ -2,9 +2,10 @@
 
 Generates a table of clicks (``logit`` float32, ``clicked`` bool, ``country`` string with 50
 values, ``weight`` float32; row groups of 1M rows, snappy) and times, each as a fresh process and
-the best of the repeats: the log loss overall and per country with ``fastbce score`` (with the
-report, and with ``--loss-only``: the report's cost is the difference), with one
-Polars expression (``scan_parquet``) and with one DuckDB query; the floor "interpreter start +
+the best of the repeats (every task once a round, so that a drift of the machine falls on all
+alike): the log loss overall and per country with ``fastbce score`` (with the report, and with
+``--loss-only``: the report's cost is the difference), with one Polars expression
+(``scan_parquet``) and with one DuckDB query; the floor "interpreter start +
 pyarrow reading the same columns" (country as a dictionary), the fastest of three ways of
 reading them, and "interpreter start + imports only"; ``--output`` as .npy and .parquet
 (time and size); and, in process, ``LossAccumulator.update`` with string groups and with integer
@@ -609,9 +610,11 @@ def run_e2e(
         note(f"data: {path} ({time.perf_counter() - start:.1f} s)")
         info = machine(python, env)
         plan = [t for t in tasks(path, workdir, python, skip) if t.section not in skip]
-        for t in plan:
-            run_task(t, repeat, ref, env)
-            note(f"  {t.section} / {t.tool}: {best(t):.3f} s {t.error or ''}")
+        for round_ in range(repeat):  # (every task once a round: a drift falls on all alike)
+            for t in plan:
+                if t.error is None:
+                    run_task(t, 1, ref, env)
+                note(f"  {round_ + 1}/{repeat} {t.section} / {t.tool}: {best(t):.3f} s")
         table = report(plan, info, rows, groups, os.path.getsize(path), repeat)
         if json_path:  # (before the table: a reader that goes away must not lose the file)
             from ...io.writers import whole_file
