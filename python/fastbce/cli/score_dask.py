@@ -206,6 +206,14 @@ def _partition_tasks(job: Job, source: Any, frames: dict[str, Any]) -> list[Any]
     return _csv_tasks(job, source, rows, want_loss, frames)
 
 
+def _partition_place(path: str, number: int) -> str:
+    """How an error names a CSV partition (the start of its message, _PARTITION_PLACE)."""
+    return f"{path} (partition {number})"
+
+
+_PARTITION_PLACE = re.compile(r"(.*?) \(partition (\d+)\): ", re.S)
+
+
 @contextlib.contextmanager
 def _rows_in_file(client: Any, frames: dict[str, Any]) -> Iterator[None]:
     """A CSV partition's error (its rows counted from the partition's first, the file named
@@ -214,7 +222,7 @@ def _rows_in_file(client: Any, frames: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except DataError as e:
-        found = re.match(r"(.*?) \(partition (\d+)\): ", str(e), re.S)
+        found = _PARTITION_PLACE.match(str(e))
         if found is None or found.group(1) not in frames:
             raise
         import dask
@@ -303,7 +311,7 @@ def _read_part(spec: Spec, where: tuple[Any, ...], batch_rows: int, frame: Any) 
     else:  # a pandas partition of dask.dataframe.read_csv
         _, path, number = where
         batch = {c: series_values(frame[c]) for c in columns}
-        yield f"{path} (partition {number})", 0, batch
+        yield _partition_place(path, number), 0, batch
 
 
 def _merge_parts(*parts: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -411,29 +411,28 @@ def tasks(path: str, workdir: str, python: str, skip: set[str]) -> list[Task]:
     return out
 
 
-def run_task(task: Task, repeat: int, ref: dict[str, Any], env: dict[str, str]) -> None:
-    for _ in range(repeat):
-        if task.output and os.path.exists(task.output):
-            os.unlink(task.output)
-        wall, cpu, rss, status, out, err = run_child(task.argv, env)
-        if status != 0:
-            lines = err.strip().splitlines()
-            task.error = f"exit {status}: {lines[-1] if lines else ''}"
-            return
-        try:
-            answer = json.loads(out)
-        except ValueError:
-            task.error = f"not JSON on stdout: {out[:60]!r}"
-            return
-        task.rel_error = max(check(task, answer, ref), 0.0 if not task.times else task.rel_error)
-        task.times.append(float(answer["seconds"]) if task.inner else wall)
-        task.cpu.append(cpu)
-        task.rss_mb = rss if math.isnan(task.rss_mb) else max(task.rss_mb, rss)
-        if task.output:
-            task.size = os.path.getsize(task.output)
-        if task.rel_error > TOLERANCE:
-            task.error = f"wrong answer: relative error {task.rel_error:.2e}"
-            return
+def run_task(task: Task, ref: dict[str, Any], env: dict[str, str]) -> None:
+    """One run of the task: its time, CPU and memory added, or its error set."""
+    if task.output and os.path.exists(task.output):
+        os.unlink(task.output)
+    wall, cpu, rss, status, out, err = run_child(task.argv, env)
+    if status != 0:
+        lines = err.strip().splitlines()
+        task.error = f"exit {status}: {lines[-1] if lines else ''}"
+        return
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        task.error = f"not JSON on stdout: {out[:60]!r}"
+        return
+    task.rel_error = max(check(task, answer, ref), 0.0 if not task.times else task.rel_error)
+    task.times.append(float(answer["seconds"]) if task.inner else wall)
+    task.cpu.append(cpu)
+    task.rss_mb = rss if math.isnan(task.rss_mb) else max(task.rss_mb, rss)
+    if task.output:
+        task.size = os.path.getsize(task.output)
+    if task.rel_error > TOLERANCE:
+        task.error = f"wrong answer: relative error {task.rel_error:.2e}"
 
 
 # --------------------------------------------------------------------------- the report
@@ -613,7 +612,7 @@ def run_e2e(
         for round_ in range(repeat):  # (every task once a round: a drift falls on all alike)
             for t in plan:
                 if t.error is None:
-                    run_task(t, 1, ref, env)
+                    run_task(t, ref, env)
                 note(f"  {round_ + 1}/{repeat} {t.section} / {t.tool}: {best(t):.3f} s")
         table = report(plan, info, rows, groups, os.path.getsize(path), repeat)
         if json_path:  # (before the table: a reader that goes away must not lose the file)
