@@ -52,3 +52,48 @@ def test_small_logit_tiles_match_the_general_loops(dtype, gamma, alpha, weighted
     y2[planted] = dtype(1.5)  # not clean: the tile takes the general loops again
     got = fastbce.binary_focal_crossentropy(y2, x, sample_weight=weights, validate=False, **options)
     np.testing.assert_array_equal(got[kept], alone[kept], err_msg="planted y = 1.5")
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.5, 2.0, 2.5, 3.0, 4.0])
+@pytest.mark.parametrize("alpha", [None, 0.25, 0.01])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_focal_band_elements_in_small_logit_tiles(gamma, alpha, weighted):
+    """A few elements in the focal band (|x| from 15 to 31.4, where the general loops form the
+    loss in double) among small logits: the fused loop's tile forms them again by the general
+    step; their bits must be those of the same elements in a tile that takes the general loops
+    throughout (a logit of 40 first in it), and in one whose first vector holds many of them."""
+    y, x, w = _inputs(np.float32, seed=int(gamma * 10) + 7)
+    rng = np.random.default_rng(int(gamma * 100))
+    probes = [20, 37, 100, 101, 255, 300, 511]  # places in a tile: two in one vector, the last one
+    places = (np.arange(N // TILE)[:, None] * TILE + np.array(probes)[None, :]).ravel()
+    magnitude = np.concatenate(
+        [[15.0, 17.25, 28.6, 28.7, 29.1, 31.4, 31.49], rng.uniform(15.0, 31.49, places.size - 7)]
+    )
+    x_band = (magnitude * rng.choice([-1.0, 1.0], places.size)).astype(np.float32)
+    y_band = np.where(
+        rng.random(places.size) < 0.7,
+        rng.integers(0, 2, places.size),
+        rng.uniform(0, 1, places.size),
+    )
+    y_band = y_band.astype(np.float32)
+    options = {"from_logits": True, "gamma": gamma, "alpha": alpha, "reduction": "none"}
+
+    def loss(ys, xs, ws):
+        return fastbce.binary_focal_crossentropy(
+            ys, xs, sample_weight=ws if weighted else None, **options
+        )
+
+    y1, x1 = y.copy(), x.copy()
+    y1[places], x1[places] = y_band, x_band
+    fused = loss(y1, x1, w)
+    x2 = x1.copy()
+    x2[::TILE] = 40.0  # beyond the tables: every tile takes the general loops
+    general = loss(y1, x2, w)
+    kept = np.ones(N, dtype=bool)
+    kept[::TILE] = False
+    np.testing.assert_array_equal(fused[kept], general[kept])
+    # the same elements packed 16 to a vector from the start of each tile (many band lanes first)
+    y3, x3, w3 = y.copy(), x.copy(), w.copy()
+    packed = (np.arange(N // TILE)[:, None] * TILE + np.arange(len(probes))[None, :]).ravel()
+    y3[packed], x3[packed], w3[packed] = y_band, x_band, w[places]
+    np.testing.assert_array_equal(loss(y3, x3, w3)[packed], fused[places])

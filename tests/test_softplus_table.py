@@ -96,3 +96,35 @@ def test_runs_of_large_logits_give_each_elements_own_loss(rng, weighted):
             y[j : j + 1], x[j : j + 1], sample_weight=None if w is None else w[j : j + 1], **kw
         )
         np.testing.assert_array_equal(alone, whole[j : j + 1], err_msg=f"element {j}")
+
+
+@pytest.mark.parametrize("labels", ["float32", "uint8"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_few_logits_beyond_the_table_among_small_ones(rng, weighted, labels):
+    """A tile of |x| below 31.5 with a few in [31.5, 87.33] has only the vectors holding those
+    formed again (AVX-512: plain_beyond_vectors, after the table's loop): each element's loss is
+    the one it has in a tile that takes the general loops (an inf first in it) and alone."""
+    n = 2048  # four tiles of 512
+    x = rng.uniform(-20, 20, n)
+    far = rng.choice(np.arange(1, n), 80, replace=False)
+    x[far] = rng.uniform(31.5, 87.33, far.size) * np.where(rng.random(far.size) < 0.5, 1, -1)
+    x[far[:6]] = [31.5, -31.5, 87.33, -87.33, np.nextafter(np.float32(31.5), np.float32(0)), 40.0]
+    x = x.astype(np.float32)
+    y = rng.random(n).astype(np.float32)
+    y[::3] = (x[::3] > 0).astype(np.float32)  # correct predictions: loss = softplus(-|x|)
+    if labels == "uint8":  # (read as bytes by their own table loop)
+        y = (y > 0.5).astype(np.uint8)
+    w = rng.uniform(0.5, 2, n).astype(np.float32) if weighted else None
+    kw = {"from_logits": True, "reduction": "none"}
+    mixed = fastbce.binary_crossentropy(y, x, sample_weight=w, **kw)
+    x2 = x.copy()
+    x2[::512] = np.inf  # every tile beyond the normal exp's range: the general loops
+    general = fastbce.binary_crossentropy(y, x2, sample_weight=w, **kw)
+    kept = np.ones(n, dtype=bool)
+    kept[::512] = False
+    np.testing.assert_array_equal(mixed[kept], general[kept])
+    for j in far[:20]:
+        alone = fastbce.binary_crossentropy(
+            y[j : j + 1], x[j : j + 1], sample_weight=None if w is None else w[j : j + 1], **kw
+        )
+        np.testing.assert_array_equal(alone, mixed[j : j + 1], err_msg=f"element {j}")

@@ -104,9 +104,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
         const bool table_six = !Focal || sigmoid_by_softplus(k);
         min_abs_bits = 0;
         // Plain: a tile with an |x| beyond the table whose every |x| is within the normal exp's
-        // range takes plain_exp_loop, and so does, first, a tile after such a one (or one beyond
-        // the table) whose first |x| is within that range; `general_exp` then says whether every
-        // |x| was beyond the table. (Any other tile goes on below, its loss by loss_loop.)
+        // range has its vectors with such an |x| formed again (plain_beyond_vectors), and a tile
+        // after one whose every |x| was beyond the table (or after one beyond that range) takes
+        // plain_exp_loop first if its first |x| is within the range; `general_exp` then says
+        // whether every |x| was beyond the table. (Any other tile goes on below, its loss by
+        // loss_loop.)
         [[maybe_unused]] auto exp_loop = [&](bool& done) {
             uint32_t label_bits;
             bool none_within;
@@ -124,9 +126,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                                      : plain_table_loop(y, pred, scratch, ce, len, label_bits);
                 if (max_abs_bits < table_max) return label_bits > std::bit_cast<Bits>(T(1));
                 if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
-                    bool done;
-                    const bool outside = exp_loop(done);
-                    if (done) return outside;
+                    bool none_within;
+                    if (plain_beyond_vectors(y, pred, scratch, ce, len, none_within)) {
+                        general_exp = none_within;
+                        return label_bits > std::bit_cast<Bits>(T(1));
+                    }
                 }
             } else {
                 max_abs_bits = table_six ? vm::softplus_neg_abs_table<true>(pred, scratch, len)
@@ -403,6 +407,10 @@ void process_block(const Call& c, int64_t begin, int64_t end, BlockOut& out) {
                 const bool within = ahead ? plain_table_loop_u8<true>(labels, in.p, ce_buf, padded_len, max_label)
                                           : plain_table_loop_u8(labels, in.p, ce_buf, padded_len, max_label);
                 if (within) return max_label <= 1;
+                // (an |x| beyond the table: only the vectors that have one are formed again)
+                if (!plain_beyond_vectors(labels, in.p, nullptr, ce_buf, padded_len, none_within)) return false;
+                u8_exp_first = none_within;
+                return max_label <= 1;
             } else if (std::bit_cast<uint32_t>(std::abs(in.p[0])) > exp_max) {
                 return false;
             }

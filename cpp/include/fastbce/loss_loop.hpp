@@ -398,6 +398,22 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
     max_y = vm::max_u32(max_y, _mm512_castps_si512(yv));
 }
 
+// focal_fused_loop's cross-entropy of 16 lanes (returned), z = sigmoid(-|x|) and the label weight
+// v = (x > 0 ? 1 - y : y): one place, so that fused_band_vectors forms the same bits again.
+template <bool BySoftplus, bool Clamp, class Softplus, class Sigmoid>
+FASTBCE_VM_INLINE __m512 fused_cross_entropy(__m512 x, __m512 ys, const Softplus& softplus, [[maybe_unused]] const Sigmoid& sigmoid,
+                                             [[maybe_unused]] __m512 band, __m512& v, __m512& z) {
+    __m512 a = vm::table_arg_of(x);  // (see focal_fused_loop)
+    if constexpr (Clamp) a = _mm512_maskz_min_ps(__mmask16(0xffff), a, band);  // (masked: see vm::max_u32)
+    __m512i kk;
+    __m512 h;
+    vm::table_interval(a, kk, h);
+    const __m512 s = softplus(kk, h);
+    z = BySoftplus ? vm::sigmoid_by_softplus(s) : sigmoid(kk, h);
+    v = _mm512_mask_sub_ps(ys, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_set1_ps(1.0f), ys);
+    return _mm512_fmadd_ps(v, a, s);
+}
+
 // focal_table_loop for gamma = H/2 in {1/2, ..., 4} with the tables' pass in the same loop: the
 // same operations in the same order (softplus_sigmoid_neg_abs_table's, then focal_element's,
 // Clean), so the same bits, without storing softplus and sigmoid and loading them back. The
@@ -410,11 +426,12 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 // subnormal h) and the label term's |x| too: below 2^-30, v a adds less than half an ulp to
 // softplus = ln 2 either way, so the same bits (rounding to nearest); a subnormal x takes no
 // microcode assist (it did in the label term's FMA: 8x the time). Every lane is computed before
-// the tile's range is known, and lanes beyond the focal band or the tables (the tile is then
-// computed again, by the loops that handle them) are not clamped: a correct prediction's product
-// there can be subnormal (an assist on Intel cores, only for such elements, whose own loss is
-// subnormal or 0); clamping them at the band's bound cost 4% of this loop's time on every tile,
-// and a tile whose first |x| is beyond the band (runs of large logits) is not tried at all.
+// the tile's range is known. For gamma >= 2 the tables' argument is clamped at the focal band
+// (fused_cross_entropy's Clamp): a correct prediction's product beyond it can be subnormal (a
+// microcode assist on Intel cores), and fused_band_vectors forms those lanes again anyway; one
+// vminps a vector, up to 5% of the loop's time (gamma 4, N(0, 1), one thread; gamma 2 within
+// the noise). Below gamma 2 the band lies beyond the tables' end for any alpha above about 1e-6,
+// and lanes beyond the tables (the tile then takes the general loops) are not clamped.
 // Returns the largest |x| bits, and the labels' in `label_bits` (focal_table_tile). Ahead:
 // prefetches the next tile (vm::prefetch_ahead). (The loop is bound by its vector ports, not by
 // latency: sum_f64's adds folded into it, in sum_f64's order so the same bits, took 1.09x the time
@@ -426,7 +443,7 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
     const __m512 alpha = _mm512_set1_ps(k.balance_alpha), neg_alpha_c = _mm512_set1_ps(k.balance_neg_alpha_c),
-                 base = _mm512_set1_ps(k.balance_base);
+                 base = _mm512_set1_ps(k.balance_base), band = _mm512_set1_ps(k.focal_band);
     __m512i max_abs = _mm512_setzero_si512();
     __m512i max_y = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
@@ -436,14 +453,8 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
         // (|x|'s bits, not a vrangeps of x: that one drops a NaN on AMD's Zen 4, table_arg_of)
         max_abs = vm::max_u32(max_abs, vm::abs_bits_of(x));
         max_y = vm::max_u32(max_y, _mm512_castps_si512(ys));
-        const __m512 a = vm::table_arg_of(x);  // (see above)
-        __m512i kk;
-        __m512 h;
-        vm::table_interval(a, kk, h);
-        const __m512 s = softplus(kk, h);
-        const __m512 z = BySoftplus ? vm::sigmoid_by_softplus(s) : sigmoid(kk, h);
-        const __m512 v = _mm512_mask_sub_ps(ys, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, ys);  // 1 - y where x > 0
-        const __m512 loss = _mm512_fmadd_ps(v, a, s);
+        __m512 v, z;
+        const __m512 loss = fused_cross_entropy<BySoftplus, (H >= 4)>(x, ys, softplus, sigmoid, band, v, z);
         const __m512 balance = _mm512_fmadd_ps(alpha, ys, _mm512_fmadd_ps(neg_alpha_c, ys, base));  // balance_factor_plain
         const __m512 t = _mm512_fmadd_ps(v, _mm512_fnmadd_ps(two, z, one), z);                    // one_minus_pt
         __m512 focal = _mm512_mul_ps(Alpha ? _mm512_mul_ps(balance, loss) : loss, half_power<H>(t));
@@ -457,29 +468,83 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
     return vm::max_lane(max_abs);
 }
 
-// TableFocal (loss_tile): a tile whose every |x| is below the tables' end and within the focal
-// band (for realistic logits, nearly every tile) takes focal_fused_loop (gamma in {1/2, ..., 4})
-// or both tables in one pass and focal_table_loop. Returns false for any other tile, and for one
+// The lanes of a focal_fused_loop tile in the focal band, |x| in (focal_band, softplus_table_max)
+// (|x| in (28.6, 31.5) for gamma 2 and alpha 1/4; (17.2, 31.5) for gamma 4): the general path
+// forms their loss in double (apply_focal's Mixed), and so does this, for each vector of 16
+// with such a lane, by that path itself from the same cross-entropy and z (fused_cross_entropy):
+// the same bits as the general tile, the vector's other lanes included. Before, any such lane
+// sent its whole tile to the general path: logits 70% |x| ~ U(5, 30), 30% N(0, 1) (fastbce
+// bench's "confident") took 2.7x the time of |x| ~ U(5, 28) for gamma 2 (one thread, v4).
+template <Options O, int H, bool BySoftplus = H <= 4>
+inline void fused_band_vectors(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+                               float* __restrict ce, int64_t len, const LossParams<float>& k) {
+    const vm::TablePolys softplus(vm::softplus_table<BySoftplus>());
+    [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
+    const __m512 band = _mm512_set1_ps(k.focal_band);
+    auto factor = [](double t) { return half_power<H>(t); };
+    auto as_double = [](float v) { return double(v); };
+    // (|x| > focal_band by bits: the tile has no NaN)
+    const __m512i band_bits = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(k.focal_band)));
+    auto beyond = [&](__m512 x) { return _mm512_cmp_epu32_mask(vm::abs_bits_of(x), band_bits, _MM_CMPINT_NLE); };
+    // (the vectors with such a lane listed first, without a branch: a branch per vector, taken
+    // at random, left each vector's long chain of dependent operations alone in the core)
+    int64_t listed[kTile / 16];
+    int64_t n = 0;
+    for (int64_t j = 0; j < len; j += 16) {
+        listed[n] = j;
+        n += beyond(_mm512_loadu_ps(pred + j)) != 0;
+    }
+    alignas(64) float loss_lanes[16], z_lanes[16], wide_lanes[16];
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t j = listed[i];
+        const __m512 x = _mm512_loadu_ps(pred + j);
+        __m512 v, z;
+        _mm512_store_ps(loss_lanes, fused_cross_entropy<BySoftplus, false>(x, _mm512_loadu_ps(y + j), softplus, sigmoid, band, v, z));
+        _mm512_store_ps(z_lanes, z);
+        for (int l = 0; l < 16; ++l) {  // (apply_focal's Mixed step for its band lanes; vectorised)
+            const float ys = y[j + l], ys_c = 1.0f - y[j + l];
+            wide_lanes[l] = float(focal_element<O, true, true>(loss_lanes[l], ys, ys_c, pred[j + l], z_lanes[l], w[j + l], k,
+                                                               factor, as_double));
+        }
+        _mm512_mask_storeu_ps(ce + j, beyond(x), _mm512_load_ps(wide_lanes));
+    }
+}
+
+// TableFocal (loss_tile): a tile whose every |x| is below the tables' end (for realistic logits,
+// nearly every tile) takes focal_fused_loop (gamma in {1/2, ..., 4}), whose lanes in the focal
+// band fused_band_vectors forms again, or, if every |x| is also within the band, both tables in
+// one pass and focal_table_loop (other gammas). Returns false for any other tile, and for one
 // with a label outside [0, 1] (NaN, -0), which the caller then computes by its table block and
 // the usual focal loops (the same bits for the elements both compute). Ahead: the loops
 // prefetch the next tile (vm::prefetch_ahead).
+constexpr int kFusedBandFirst = 2;
 template <Options O, bool Ahead = false>
 inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                              float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
-    auto in_tables = [&](uint32_t max_abs_bits) {
-        return max_abs_bits < std::bit_cast<uint32_t>(vm::softplus_table_max) && max_abs_bits <= std::bit_cast<uint32_t>(k.focal_band);
-    };
-    // (a tile with an |x| beyond them among its first 16 is not tried: runs of such tiles, |x|
-    // in (28.6, 31.5) for gamma 2, took 9% longer with focal_fused_loop's work before the other
-    // loops, and on logits N(0, 20^2), where nearly every tile has such an |x|, focal_fused_loop's
-    // unclamped lanes beyond the band took 1.35x the time when only the first one was looked at)
-    if (!in_tables(vm::max_lane(vm::abs_bits(pred)))) return false;
+    constexpr uint32_t table_end = std::bit_cast<uint32_t>(vm::softplus_table_max);
+    const uint32_t band_bits = std::bit_cast<uint32_t>(k.focal_band);
+    auto in_tables = [&](uint32_t max_abs_bits) { return max_abs_bits < table_end && max_abs_bits <= band_bits; };
+    // (a tile with an |x| beyond the tables among its first 16 is not tried: on logits
+    // N(0, 20^2), where nearly every tile has one, focal_fused_loop's work before the general
+    // loops took 1.35x the time when only the first |x| was looked at. Nor, for
+    // focal_fused_loop, is one with kFusedBandFirst of them in the band: fused_band_vectors costs
+    // about 70 cycles a vector it forms again, and where most vectors have a band lane (gamma 4,
+    // |x| ~ U(5, 20)) the general loops alone are cheaper; a tile with fewer is tried.)
+    const __m512i first = vm::abs_bits(pred);
+    const uint32_t first_max = vm::max_lane(first);
+    if (k.half_gamma != 0) {
+        const __mmask16 in_band = _mm512_cmp_epu32_mask(first, _mm512_set1_epi32(int(band_bits)), _MM_CMPINT_NLE);
+        if (first_max >= table_end || std::popcount(unsigned(in_band)) >= kFusedBandFirst) return false;
+    } else if (!in_tables(first_max)) {
+        return false;
+    }
     uint32_t label_bits = 0;
     auto one_loop = [&](auto h) {
         constexpr int H = decltype(h)::value;
         const uint32_t max_abs_bits = k.balance_off == 0.0f ? focal_fused_loop<O, H, true, Ahead>(y, pred, w, ce, len, k, label_bits)
                                                              : focal_fused_loop<O, H, false, Ahead>(y, pred, w, ce, len, k, label_bits);
-        label_bits = in_tables(max_abs_bits) ? label_bits : ~0u;
+        if (max_abs_bits >= table_end || label_bits > std::bit_cast<uint32_t>(1.0f)) label_bits = ~0u;
+        else if (max_abs_bits > band_bits) fused_band_vectors<O, H>(y, pred, w, ce, len, k);
     };
     if (with_half_gamma(k.half_gamma, one_loop)) return label_bits <= std::bit_cast<uint32_t>(1.0f);
     const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true, Ahead>(pred, scratch, ce, len, y)
@@ -516,6 +581,61 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
     }
     label_bits = vm::max_lane(max_y);
     return vm::max_lane(max_abs);
+}
+
+// A plain_table_loop (or plain_table_loop_u8) tile with some |x| at or beyond the table's end
+// (31.5) and none beyond the normal exp's range (87.33): the vectors of 16 with such a lane take
+// plain_exp_loop's values, exp_neg_abs_normal for those lanes and the table's softplus for the
+// others (in `soft` for float labels, formed again for uint8 ones), and the loss by the table
+// loop's operations, so the bits of plain_exp_loop, which computes the same lanes the same way;
+// the other vectors keep the table loop's losses. Before, such a tile took plain_exp_loop
+// throughout after the table loop: float32 |x| ~ U(5, 20) with 5% of the logits at
+// |x| ~ U(30, 40) ran 2.5x the time of U(5, 20) alone (one thread, v4). Returns false, having
+// written nothing, where an |x| is beyond the normal exp's range (or NaN); else `none_within`
+// says whether every |x| was beyond the table (plain_exp_loop's).
+template <class Label>
+inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restrict pred, [[maybe_unused]] float* __restrict soft,
+                                 float* __restrict ce, int64_t len, bool& none_within) {
+    constexpr bool U8 = std::is_same_v<Label, uint8_t>;
+    static_assert(U8 || std::is_same_v<Label, float>);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32(int(0x80000000u));
+    const __m512i table_end = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::softplus_table_max)));
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    auto abs_bits = [&](__m512 x) { return _mm512_and_si512(_mm512_castps_si512(x), abs_mask); };
+    // (listed first without a branch, as fused_band_vectors does)
+    int64_t listed[kTile / 16];
+    int64_t n = 0, lanes = 0;
+    __m512i max_abs = _mm512_setzero_si512();
+    for (int64_t j = 0; j < len; j += 16) {
+        const __m512i a_bits = abs_bits(_mm512_loadu_ps(pred + j));
+        max_abs = vm::max_u32(max_abs, a_bits);
+        const __mmask16 m = _mm512_cmp_epu32_mask(a_bits, table_end, _MM_CMPINT_NLT);
+        listed[n] = j;
+        n += m != 0;
+        lanes += std::popcount(unsigned(m));
+    }
+    if (vm::max_lane(max_abs) > std::bit_cast<uint32_t>(vm::normal_exp_max<float>)) return false;
+    [[maybe_unused]] const vm::TablePolys softplus(vm::detail::kSoftplusTable6);
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t j = listed[i];
+        const __m512 x = _mm512_loadu_ps(pred + j);
+        const __m512i a_bits = abs_bits(x);
+        const __mmask16 beyond = _mm512_cmp_epu32_mask(a_bits, table_end, _MM_CMPINT_NLT);
+        if constexpr (U8) {
+            const __m512 s = _mm512_mask_mov_ps(vm::softplus_neg_abs(softplus, a_bits), beyond, vm::exp_neg_abs_normal(a_bits));
+            const __m128i labels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y + j));
+            _mm512_storeu_ps(ce + j, _mm512_add_ps(s, u8_label_term(x, _mm_test_epi8_mask(labels, labels))));
+        } else {
+            const __m512 yv = _mm512_loadu_ps(y + j);
+            const __m512 s = _mm512_mask_mov_ps(_mm512_loadu_ps(soft + j), beyond, vm::exp_neg_abs_normal(a_bits));
+            _mm512_storeu_ps(soft + j, s);
+            const __m512 minus_y = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(yv), sign));
+            const __m512 factor = _mm512_mask_sub_ps(minus_y, _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), one, yv);
+            _mm512_storeu_ps(ce + j, _mm512_fmadd_ps(factor, x, s));
+        }
+    }
+    none_within = lanes == len;
+    return true;
 }
 
 // plain_table_loop for uint8 labels as they are (process_block: no pass converting them to float,
