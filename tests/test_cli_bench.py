@@ -6,6 +6,7 @@ there, positive and that every value agrees with the float64 reference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -681,6 +683,66 @@ def test_a_signal_stops_the_e2e_bench_and_cleans_up(tmp_path, signum):
     assert list(tmp_path.iterdir()) == []
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a timed process was left running"
+
+
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of process group `pgid` runs (a zombie, which only its parent can reap,
+    does not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def test_a_stop_handed_to_another_thread_while_the_timed_process_starts_kills_it(monkeypatch):
+    """The stop signals are blocked in the main thread while the launcher starts, but the kernel
+    then hands one to another thread (the bench has Arrow's), and Python runs its handler in the
+    main thread inside Popen, before run_child knew the launcher: CI saw the launcher and its tool
+    left running. The handler is now held until the launcher is known, and both are killed."""
+    import threading
+
+    from fastbce.cli.bench import child
+    from fastbce.cli.signals import Stopped, stop_on_signals
+
+    go, sent = threading.Event(), threading.Event()
+
+    def send_from_this_thread() -> None:  # (started before run_child blocks the signals)
+        go.wait(30)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        sent.set()
+
+    started: list[int] = []
+
+    class Popen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self.pid)
+            go.set()
+            sent.wait(30)
+            for _ in range(1000):  # (bytecodes: where the main thread runs a tripped handler)
+                time.sleep(0)
+
+    sender = threading.Thread(target=send_from_this_thread)
+    sender.start()
+    monkeypatch.setattr(child.subprocess, "Popen", Popen)
+    try:
+        with pytest.raises(Stopped), stop_on_signals():
+            child.run_child([sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        assert sent.is_set() and len(started) == 1
+        with pytest.raises(ProcessLookupError):
+            os.kill(started[0], 0)  # (killed and waited for)
+        deadline = time.monotonic() + 10  # (the tool, killed too, may take a moment to exit)
+        while _running_in_group(started[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running_in_group(started[0]), "the timed tool was left running"
+    finally:
+        go.set()
+        sender.join()
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_status_is_1_only_when_fastbce_s_own_value_is_off(capsys):
