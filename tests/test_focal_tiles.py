@@ -97,3 +97,35 @@ def test_focal_band_elements_in_small_logit_tiles(gamma, alpha, weighted):
     packed = (np.arange(N // TILE)[:, None] * TILE + np.arange(len(probes))[None, :]).ravel()
     y3[packed], x3[packed], w3[packed] = y_band, x_band, w[places]
     np.testing.assert_array_equal(loss(y3, x3, w3)[packed], fused[places])
+
+
+@pytest.mark.parametrize("gamma", [2.0, 3.0, 4.0])
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.6])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_many_focal_band_elements_in_a_tile(gamma, density, weighted):
+    """Tiles with many elements in the focal band (packed 16 to a vector before they are formed
+    again: tens of them, over several packed vectors, the last one partial), and with up to 7 in
+    their first 16 (more send the tile to the general loops at once): the bits of the general
+    loops, weights and soft labels included."""
+    y, x, w = _inputs(np.float32, seed=int(gamma * 10) + int(density * 100))
+    rng = np.random.default_rng(int(gamma * 1000 + density * 100))
+    band = rng.random(N) < density
+    head = np.arange(N) % TILE < 16
+    band[head] = False
+    band[head & (rng.random(N) < 0.4)] = True  # (at most 7 of a tile's first 16: checked below)
+    starts = np.arange(0, N, TILE)
+    for s in starts:
+        extra = np.flatnonzero(band[s : s + 16])[7:]
+        band[s + extra] = False
+    x1 = x.copy()
+    x1[band] = (rng.uniform(17.3, 31.49, band.sum()) * rng.choice([-1.0, 1.0], band.sum())).astype(np.float32)
+    options = {"from_logits": True, "gamma": gamma, "alpha": 0.25, "reduction": "none"}
+    weights = w if weighted else None
+    fused = fastbce.binary_focal_crossentropy(y, x1, sample_weight=weights, **options)
+    x2 = x1.copy()
+    x2[starts] = 40.0  # beyond the tables: every tile takes the general loops
+    general = fastbce.binary_focal_crossentropy(y, x2, sample_weight=weights, **options)
+    kept = np.ones(N, dtype=bool)
+    kept[starts] = False
+    assert band[kept].sum() >= density * N / 2  # (tens of band elements a tile)
+    np.testing.assert_array_equal(fused[kept], general[kept])

@@ -480,11 +480,14 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
 
 // The lanes of a focal_fused_loop tile in the focal band, |x| in (focal_band, softplus_table_max)
 // (|x| in (28.6, 31.5) for gamma 2 and alpha 1/4; (17.2, 31.5) for gamma 4): the general path
-// forms their loss in double (apply_focal's Mixed), and so does this, for each vector of 16
-// with such a lane, by that path itself from the same cross-entropy and z (fused_cross_entropy):
-// the same bits as the general tile, the vector's other lanes included. Before, any such lane
-// sent its whole tile to the general path: logits 70% |x| ~ U(5, 30), 30% N(0, 1) (fastbce
-// bench's "confident") took 2.7x the time of |x| ~ U(5, 28) for gamma 2 (one thread, v4).
+// forms their loss in double (apply_focal's Mixed), and so does this, by that path itself from
+// the same cross-entropy and z (fused_cross_entropy): the same bits as the general tile. Every
+// step is lane by lane, so the band lanes are first packed 16 to a vector (x, y, w and their
+// places in the tile: a compress in a register, then a store; the compress to memory is slow
+// on AMD's Zen 4), formed, and written back to their places. Before, each vector of 16 with a
+// band lane was formed whole, all 16 lanes in double: on fastbce bench's "confident" logits
+// (70% |x| ~ U(5, 30)), about 5% of the lanes are in the band for gamma 2, and 60% of the
+// vectors have one. Before that, any such lane sent its whole tile to the general path.
 template <Options O, int H, bool BySoftplus = H <= 4>
 inline void fused_band_vectors(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                                float* __restrict ce, int64_t len, const LossParams<float>& k) {
@@ -495,28 +498,38 @@ inline void fused_band_vectors(const float* __restrict y, const float* __restric
     auto as_double = [](float v) { return double(v); };
     // (|x| > focal_band by bits: the tile has no NaN)
     const __m512i band_bits = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(k.focal_band)));
-    auto beyond = [&](__m512 x) { return _mm512_cmp_epu32_mask(vm::abs_bits_of(x), band_bits, _MM_CMPINT_NLE); };
-    // (the vectors with such a lane listed first, without a branch: a branch per vector, taken
-    // at random, left each vector's long chain of dependent operations alone in the core)
-    int64_t listed[kTile / 16];
-    int64_t n = 0;
+    constexpr bool Weighted = O == Options::weighted;
+    // (16 more: each pack stores a whole vector, and the last packed vector is padded)
+    alignas(64) float xs[kTile + 16], ys[kTile + 16], ws[Weighted ? kTile + 16 : 1];
+    alignas(64) int32_t at[kTile + 16];
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    int64_t m = 0;
     for (int64_t j = 0; j < len; j += 16) {
-        listed[n] = j;
-        n += beyond(_mm512_loadu_ps(pred + j)) != 0;
-    }
-    alignas(64) float loss_lanes[16], z_lanes[16], wide_lanes[16];
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t j = listed[i];
         const __m512 x = _mm512_loadu_ps(pred + j);
+        const __mmask16 in_band = _mm512_cmp_epu32_mask(vm::abs_bits_of(x), band_bits, _MM_CMPINT_NLE);
+        _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(in_band, x));
+        _mm512_storeu_ps(ys + m, _mm512_maskz_compress_ps(in_band, _mm512_loadu_ps(y + j)));
+        if constexpr (Weighted) _mm512_storeu_ps(ws + m, _mm512_maskz_compress_ps(in_band, _mm512_loadu_ps(w + j)));
+        _mm512_storeu_si512(at + m, _mm512_maskz_compress_epi32(in_band, _mm512_add_epi32(lane, _mm512_set1_epi32(int(j)))));
+        m += std::popcount(unsigned(in_band));
+    }
+    // (the last vector's lanes past m: x = y = w = 0, an ordinary element that raises no flag)
+    _mm512_storeu_ps(xs + m, _mm512_setzero_ps());
+    _mm512_storeu_ps(ys + m, _mm512_setzero_ps());
+    if constexpr (Weighted) _mm512_storeu_ps(ws + m, _mm512_setzero_ps());
+    alignas(64) float loss_lanes[16], z_lanes[16], wide_lanes[16];
+    for (int64_t i = 0; i < m; i += 16) {
         __m512 v, z;
-        _mm512_store_ps(loss_lanes, fused_cross_entropy<BySoftplus, false>(x, _mm512_loadu_ps(y + j), softplus, sigmoid, band, v, z));
+        const __m512 x = _mm512_loadu_ps(xs + i), yv = _mm512_loadu_ps(ys + i);
+        _mm512_store_ps(loss_lanes, fused_cross_entropy<BySoftplus, false>(x, yv, softplus, sigmoid, band, v, z));
         _mm512_store_ps(z_lanes, z);
-        for (int l = 0; l < 16; ++l) {  // (apply_focal's Mixed step for its band lanes; vectorised)
-            const float ys = y[j + l], ys_c = 1.0f - y[j + l];
-            wide_lanes[l] = float(focal_element<O, true, true>(loss_lanes[l], ys, ys_c, pred[j + l], z_lanes[l], w[j + l], k,
-                                                               factor, as_double));
+        for (int l = 0; l < 16; ++l) {  // (apply_focal's Mixed step; vectorised)
+            const float yl = ys[i + l], yl_c = 1.0f - ys[i + l];
+            wide_lanes[l] = float(focal_element<O, true, true>(loss_lanes[l], yl, yl_c, xs[i + l], z_lanes[l],
+                                                               Weighted ? ws[Weighted ? i + l : 0] : 1.0f, k, factor, as_double));
         }
-        _mm512_mask_storeu_ps(ce + j, beyond(x), _mm512_load_ps(wide_lanes));
+        const int64_t stop = std::min<int64_t>(16, m - i);
+        for (int64_t l = 0; l < stop; ++l) ce[at[i + l]] = wide_lanes[l];
     }
 }
 
@@ -527,7 +540,7 @@ inline void fused_band_vectors(const float* __restrict y, const float* __restric
 // with a label outside [0, 1] (NaN, -0), which the caller then computes by its table block and
 // the usual focal loops (the same bits for the elements both compute). Ahead: the loops
 // prefetch the next tile (vm::prefetch_ahead).
-constexpr int kFusedBandFirst = 2;
+constexpr int kFusedBandFirst = 8;
 template <Options O, bool Ahead = false>
 inline bool focal_table_tile(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                              float* __restrict ce, float* __restrict scratch, int64_t len, const LossParams<float>& k) {
@@ -537,9 +550,11 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
     // (a tile with an |x| beyond the tables among its first 16 is not tried: on logits
     // N(0, 20^2), where nearly every tile has one, focal_fused_loop's work before the general
     // loops took 1.35x the time when only the first |x| was looked at. Nor, for
-    // focal_fused_loop, is one with kFusedBandFirst of them in the band: fused_band_vectors costs
-    // about 70 cycles a vector it forms again, and where most vectors have a band lane (gamma 4,
-    // |x| ~ U(5, 20)) the general loops alone are cheaper; a tile with fewer is tried.)
+    // focal_fused_loop, is one with kFusedBandFirst of them in the band: fused_band_vectors forms
+    // the band lanes again at about 70 cycles a packed vector of 16, and where about half of
+    // them are in the band the general loops alone cost as much; a tile with fewer is tried.
+    // The threshold was 2 when whole vectors were formed again: gamma 4 on |x| ~ U(5, 20), 19%
+    // of the lanes in the band, then took the general loops for most tiles, and 1.5x its time now.)
     const __m512i first = vm::abs_bits(pred);
     const uint32_t first_max = vm::max_lane(first);
     if (k.half_gamma != 0) {
