@@ -409,7 +409,7 @@ FASTBCE_VM_INLINE void load_table_vector(const float* __restrict y, const float*
 }
 
 // focal_fused_loop's cross-entropy of 16 lanes (returned), z = sigmoid(-|x|) and the label weight
-// v = (x > 0 ? 1 - y : y): one place, so that fused_band_vectors forms the same bits again.
+// v = (x > 0 ? 1 - y : y): one place, so that fused_band_lanes forms the same bits again.
 template <bool BySoftplus, bool Clamp, class Softplus, class Sigmoid>
 FASTBCE_VM_INLINE __m512 fused_cross_entropy(__m512 x, __m512 ys, const Softplus& softplus, [[maybe_unused]] const Sigmoid& sigmoid,
                                              [[maybe_unused]] __m512 band, __m512& v, __m512& z) {
@@ -438,7 +438,7 @@ FASTBCE_VM_INLINE __m512 fused_cross_entropy(__m512 x, __m512 ys, const Softplus
 // microcode assist (it did in the label term's FMA: 8x the time). Every lane is computed before
 // the tile's range is known. For gamma >= 2 the tables' argument is clamped at the focal band
 // (fused_cross_entropy's Clamp): a correct prediction's product beyond it can be subnormal (a
-// microcode assist on Intel cores), and fused_band_vectors forms those lanes again anyway; one
+// microcode assist on Intel cores), and fused_band_lanes forms those lanes again anyway; one
 // vminps a vector, up to 5% of the loop's time (gamma 4, N(0, 1), one thread; gamma 2 within
 // the noise). Below gamma 2 the band lies beyond the tables' end for any alpha above about 1e-6,
 // and lanes beyond the tables (the tile then takes the general loops) are not clamped.
@@ -489,7 +489,7 @@ inline uint32_t focal_fused_loop(const float* __restrict y, const float* __restr
 // (70% |x| ~ U(5, 30)), about 5% of the lanes are in the band for gamma 2, and 60% of the
 // vectors have one. Before that, any such lane sent its whole tile to the general path.
 template <Options O, int H, bool BySoftplus = H <= 4>
-inline void fused_band_vectors(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
+inline void fused_band_lanes(const float* __restrict y, const float* __restrict pred, const float* __restrict w,
                                float* __restrict ce, int64_t len, const LossParams<float>& k) {
     const vm::TablePolys softplus(vm::softplus_table<BySoftplus>());
     [[maybe_unused]] const vm::TablePolys sigmoid(vm::detail::kSigmoidTable);
@@ -500,7 +500,7 @@ inline void fused_band_vectors(const float* __restrict y, const float* __restric
     const __m512i band_bits = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(k.focal_band)));
     constexpr bool Weighted = O == Options::weighted;
     // (16 more: each pack stores a whole vector, and the last packed vector is padded)
-    alignas(64) float xs[kTile + 16], ys[kTile + 16], ws[Weighted ? kTile + 16 : 1];
+    alignas(64) float xs[kTile + 16], ys[kTile + 16], ws[kTile + 16];
     alignas(64) int32_t at[kTile + 16];
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     int64_t m = 0;
@@ -526,7 +526,7 @@ inline void fused_band_vectors(const float* __restrict y, const float* __restric
         for (int l = 0; l < 16; ++l) {  // (apply_focal's Mixed step; vectorised)
             const float yl = ys[i + l], yl_c = 1.0f - ys[i + l];
             wide_lanes[l] = float(focal_element<O, true, true>(loss_lanes[l], yl, yl_c, xs[i + l], z_lanes[l],
-                                                               Weighted ? ws[Weighted ? i + l : 0] : 1.0f, k, factor, as_double));
+                                                               Weighted ? ws[i + l] : 1.0f, k, factor, as_double));
         }
         const int64_t stop = std::min<int64_t>(16, m - i);
         for (int64_t l = 0; l < stop; ++l) ce[at[i + l]] = wide_lanes[l];
@@ -535,7 +535,7 @@ inline void fused_band_vectors(const float* __restrict y, const float* __restric
 
 // TableFocal (loss_tile): a tile whose every |x| is below the tables' end (for realistic logits,
 // nearly every tile) takes focal_fused_loop (gamma in {1/2, ..., 4}), whose lanes in the focal
-// band fused_band_vectors forms again, or, if every |x| is also within the band, both tables in
+// band fused_band_lanes forms again, or, if every |x| is also within the band, both tables in
 // one pass and focal_table_loop (other gammas). Returns false for any other tile, and for one
 // with a label outside [0, 1] (NaN, -0), which the caller then computes by its table block and
 // the usual focal loops (the same bits for the elements both compute). Ahead: the loops
@@ -550,7 +550,7 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
     // (a tile with an |x| beyond the tables among its first 16 is not tried: on logits
     // N(0, 20^2), where nearly every tile has one, focal_fused_loop's work before the general
     // loops took 1.35x the time when only the first |x| was looked at. Nor, for
-    // focal_fused_loop, is one with kFusedBandFirst of them in the band: fused_band_vectors forms
+    // focal_fused_loop, is one with kFusedBandFirst of them in the band: fused_band_lanes forms
     // the band lanes again at about 70 cycles a packed vector of 16, and where about half of
     // them are in the band the general loops alone cost as much; a tile with fewer is tried.
     // The threshold was 2 when whole vectors were formed again: gamma 4 on |x| ~ U(5, 20), 19%
@@ -569,7 +569,7 @@ inline bool focal_table_tile(const float* __restrict y, const float* __restrict 
         const uint32_t max_abs_bits = k.balance_off == 0.0f ? focal_fused_loop<O, H, true, Ahead>(y, pred, w, ce, len, k, label_bits)
                                                              : focal_fused_loop<O, H, false, Ahead>(y, pred, w, ce, len, k, label_bits);
         if (max_abs_bits >= table_end || label_bits > std::bit_cast<uint32_t>(1.0f)) label_bits = ~0u;
-        else if (max_abs_bits > band_bits) fused_band_vectors<O, H>(y, pred, w, ce, len, k);
+        else if (max_abs_bits > band_bits) fused_band_lanes<O, H>(y, pred, w, ce, len, k);
     };
     if (with_half_gamma(k.half_gamma, one_loop)) return label_bits <= std::bit_cast<uint32_t>(1.0f);
     const uint32_t max_abs_bits = sigmoid_by_softplus(k) ? vm::softplus_sigmoid_neg_abs_table<true, Ahead>(pred, scratch, ce, len, y)
@@ -619,15 +619,14 @@ inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restr
                                  float* __restrict ce, int64_t len, bool& none_within) {
     constexpr bool U8 = std::is_same_v<Label, uint8_t>;
     static_assert(U8 || std::is_same_v<Label, float>);
-    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
     const __m512i table_end = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::softplus_table_max)));
-    auto abs_bits = [&](__m512 x) { return _mm512_and_si512(_mm512_castps_si512(x), abs_mask); };
-    // (listed first without a branch, as fused_band_vectors does)
+    // (the vectors to form again listed first, without a branch per vector: one taken at random
+    // left each vector's chain of dependent operations alone in the core)
     int64_t listed[kTile / 16];
     int64_t n = 0, lanes = 0;
     __m512i max_abs = _mm512_setzero_si512();
     for (int64_t j = 0; j < len; j += 16) {
-        const __m512i a_bits = abs_bits(_mm512_loadu_ps(pred + j));
+        const __m512i a_bits = vm::abs_bits_of(_mm512_loadu_ps(pred + j));
         max_abs = vm::max_u32(max_abs, a_bits);
         const __mmask16 m = _mm512_cmp_epu32_mask(a_bits, table_end, _MM_CMPINT_NLT);
         listed[n] = j;
@@ -639,7 +638,7 @@ inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restr
     for (int64_t i = 0; i < n; ++i) {
         const int64_t j = listed[i];
         const __m512 x = _mm512_loadu_ps(pred + j);
-        const __m512i a_bits = abs_bits(x);
+        const __m512i a_bits = vm::abs_bits_of(x);
         const __mmask16 beyond = _mm512_cmp_epu32_mask(a_bits, table_end, _MM_CMPINT_NLT);
         if constexpr (U8) {
             const __m512 s = _mm512_mask_mov_ps(vm::softplus_neg_abs(softplus, a_bits), beyond, vm::exp_neg_abs_normal(a_bits));
