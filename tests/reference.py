@@ -61,6 +61,12 @@ def bce_reference(
     alpha = None if alpha is None else float(work(alpha))
     ys = y * (1.0 - s) + s / 2.0
     ys_c = (1.0 - y) * (1.0 - s) + s / 2.0  # 1 - y', without cancellation
+    # s / 2 of the smallest float64 subnormal (s = 2**-1074) is no float64: it rounds to 0 in ys
+    # and ys_c, where fastbce carries it exactly (docs/semantics.md, tiny smoothing), so that an
+    # infinite logit against the label gives inf, not 0 * inf = 0. Its terms are added apart,
+    # on a scaled copy of s / 2 (1 - s is 1 there)
+    half_s_lost = s > 0.0 and s / 2.0 * 2.0 != s
+    half_s_up = s * 2.0**600 / 2.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_p, log_1mp = log_probabilities(y_pred, from_logits=from_logits)  # p unclipped
         if from_logits:
@@ -71,11 +77,15 @@ def bce_reference(
             neg_log_p, neg_log_1mp = -np.log(pc), -np.log1p(-pc)
         q = 1.0 if pos_weight is None else np.asarray(pos_weight).astype(work).astype(np.float64)
         ce = _times(q * ys, neg_log_p) + _times(ys_c, neg_log_1mp)
+        if half_s_lost:
+            ce = ce + (_times(q * half_s_up, neg_log_p) + half_s_up * neg_log_1mp) * 2.0**-600
         if gamma > 0:
             log_1mpt = log_one_minus_pt(ys, ys_c, log_p, log_1mp)
             ce = np.where(np.isinf(ce), ce, ce * np.exp(gamma * log_1mpt))
         if alpha is not None:
-            ce = _times(alpha * ys + (1 - alpha) * ys_c, ce)
+            factor = alpha * ys + (1 - alpha) * ys_c
+            # (s / 2 lost: the factor's exact value is that plus s / 2)
+            ce = _times(factor, ce) + (half_s_up * ce * 2.0**-600 if half_s_lost else 0.0)
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=np.float64)
             if w.ndim == 1 and y_pred.ndim > 1:  # one weight per row

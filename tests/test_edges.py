@@ -363,6 +363,25 @@ def test_tiny_label_smoothing_is_not_lost():
     np.testing.assert_allclose(got, want, rtol=2e-6)
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"gamma": 2.0}, {"alpha": 0.0}, {"alpha": 1.0}, {"pos_weight": np.zeros(4)}]
+)
+def test_smoothing_of_the_smallest_subnormal_against_an_infinite_logit(options):
+    """Found by hypothesis (a whole-suite run forced to the baseline tier, 2026-12-05): with
+    s = 2^-1074, s/2 is no float64 and the test's reference rounded 1 - y' to 0, so 0 * inf gave
+    a loss of 0 where fastbce, which carries s/2 exactly, gives inf (SPEC: x = +inf gives 0 only
+    when y' = 1). The reference now carries s/2 too; here both, with each option that scales
+    the terms, including a finite logit whose loss s/2 |x| is a normal number."""
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    x = np.array([np.inf, -np.inf, 1e300, -1e300])
+    got = fastbce.binary_crossentropy(
+        y, x, from_logits=True, label_smoothing=5e-324, reduction="none", **options
+    )
+    want = bce_reference(y, x, from_logits=True, label_smoothing=5e-324, **options)
+    assert np.isinf(got[0]) and np.isinf(want[0])  # (pos_weight 0: -inf against label 0 is 0)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
 def test_tiny_pos_weight_does_not_underflow_before_the_loss():
     """Found by hypothesis: q = 1.4e-45 (float32's smallest) times y' = 0.5 underflows to 0, but
     q * y' * 7.1e14 = 5e-31 does not."""
