@@ -112,7 +112,7 @@ def test_many_focal_band_elements_in_a_tile(gamma, density, weighted):
     band = rng.random(N) < density
     head = np.arange(N) % TILE < 16
     band[head] = False
-    band[head & (rng.random(N) < 0.4)] = True  # (at most 7 of a tile's first 16: checked below)
+    band[head & (rng.random(N) < 0.4)] = True  # (at most 7 of a tile's first 16: capped below)
     starts = np.arange(0, N, TILE)
     for s in starts:
         extra = np.flatnonzero(band[s : s + 16])[7:]
