@@ -13,6 +13,7 @@
 #include "fastbce/fastbce.hpp"
 #include "fastbce/auc.hpp"
 #include "fastbce/keys.hpp"
+#include "fastbce/parquet_bools.hpp"
 
 namespace py = pybind11;
 using namespace fastbce;
@@ -391,6 +392,47 @@ void mark_ints_py(const py::array& values, int64_t base, py::array marks) {
     });
 }
 
+// The pages of a parquet column chunk (its stored bytes): one row of PAGE_FIELDS a page.
+// ValueError where a header does not parse (fastbce.io.parquet_bools reads the column with
+// pyarrow then).
+py::array_t<int64_t> parquet_page_headers_py(const py::array_t<uint8_t, py::array::c_style>& chunk) {
+    std::vector<parquet::PageHeader> pages;
+    try {
+        py::gil_scoped_release release;
+        pages = parquet::page_headers(chunk.data(), int64_t(chunk.size()));
+    } catch (const parquet::FormatError& e) {
+        throw py::value_error(e.what());
+    }
+    py::array_t<int64_t> out({py::ssize_t(pages.size()), py::ssize_t(10)});
+    auto rows = out.mutable_unchecked<2>();
+    for (py::ssize_t i = 0; i < py::ssize_t(pages.size()); ++i) {
+        const parquet::PageHeader& p = pages[size_t(i)];
+        const int64_t fields[10] = {p.payload,    p.type,         p.compressed_size, p.uncompressed_size,
+                                    p.num_values, p.encoding,     p.levels_encoding, p.levels_bytes,
+                                    p.repetition_bytes, p.is_compressed};
+        for (py::ssize_t k = 0; k < 10; ++k) rows(i, k) = fields[k];
+    }
+    return out;
+}
+
+// One boolean data page's values (none null) into the bitmap `out` from bit `start`; returns the
+// bit after them. ValueError on a null or what the reader does not take.
+int64_t parquet_bool_page_py(const py::array_t<uint8_t, py::array::c_style>& page, int64_t levels,
+                             int64_t num_values, int32_t encoding, py::array out, int64_t start,
+                             int64_t capacity_bits) {
+    require(contiguous(out) && out.itemsize() == 1 && out.writeable(), "out: writable bytes");
+    require(start >= 0 && capacity_bits >= 0 && (capacity_bits + 7) / 8 <= int64_t(out.size()),
+            "out: room for capacity_bits");
+    auto* bits = static_cast<uint8_t*>(out.mutable_data());
+    try {
+        py::gil_scoped_release release;
+        return parquet::bool_page_bits(page.data(), int64_t(page.size()), levels, num_values, encoding, bits,
+                                       capacity_bits, start);
+    } catch (const parquet::FormatError& e) {
+        throw py::value_error(e.what());
+    }
+}
+
 // out[i] = table[values[i] - base]; every value in the table's range (int_range said so).
 void gather_codes_py(const py::array& values, int64_t base, const py::array_t<int64_t>& table, py::array out) {
     with_ints(values, [&](const auto* v, int64_t n) {
@@ -590,6 +632,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");
     m.def("mark_ints", &mark_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
           "marks[v - base] = 1 for the values in range (stops once all are marked).");
+    m.def("parquet_page_headers", &parquet_page_headers_py, py::arg("chunk"),
+          "The pages of a parquet column chunk: (payload offset, type, compressed size, uncompressed "
+          "size, values, encoding, levels' encoding, v2 levels' bytes, v2 repetition bytes, "
+          "v2 is_compressed) a page.");
+    m.def("parquet_bool_page", &parquet_bool_page_py, py::arg("page"), py::arg("levels"), py::arg("num_values"),
+          py::arg("encoding"), py::arg("out"), py::arg("start"), py::arg("capacity_bits"),
+          "A boolean data page's values (none null) into a bitmap from bit start; the bit after them.");
     m.def("gather_codes", &gather_codes_py, py::arg("values"), py::arg("base"), py::arg("table"), py::arg("out"),
           "out[i] = table[values[i] - base] (values in the table's range).");
 

@@ -120,6 +120,18 @@ def int_range(values: np.ndarray) -> tuple[int, int]: ...
 def mark_ints(values: np.ndarray, base: int, marks: np.ndarray) -> None: ...
 def gather_codes(values: np.ndarray, base: int, table: np.ndarray, out: np.ndarray) -> None: ...
 
+# boolean parquet columns (fastbce.io.parquet_bools)
+def parquet_page_headers(chunk: np.ndarray) -> np.ndarray: ...
+def parquet_bool_page(
+    page: np.ndarray,
+    levels: int,
+    num_values: int,
+    encoding: int,
+    out: np.ndarray,
+    start: int,
+    capacity_bits: int,
+) -> int: ...
+
 # derivatives for training (fastbce._grad)
 class HessianMode(enum.Enum):
     exact = 0

@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import _process
 from .._errors import DataError
+from . import parquet_bools
 from .formats import first_line
 
 __all__ = ["DEFAULT_BUDGET_BYTES", "RowGroupReader", "read_threads", "use_jemalloc"]
@@ -66,6 +67,7 @@ class RowGroupReader:
         threads: int,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
         row_groups: list[list[int]] | None = None,
+        own_bools: bool = True,
     ) -> None:
         self.files, self.metadata, self.columns = files, metadata, columns
         self.dictionary = dictionary
@@ -75,6 +77,11 @@ class RowGroupReader:
         self.row_groups = row_groups
         self.reserved = 0  # bytes the consumer holds, counted against the budget (reserve())
         self._returning = False  # (freed pages go back at once)
+        # boolean columns fastbce's page reader takes, per file (parquet_bools: pyarrow's
+        # boolean decode was the costliest part of scoring a file of clicks)
+        self.own_bools = [
+            parquet_bools.bool_columns(meta, columns) if own_bools else [] for meta in metadata
+        ]
 
     def reserve(self, nbytes: int | None) -> None:
         """Memory the consumer holds (None: not known yet, so no read-ahead): the read-ahead
@@ -168,10 +175,24 @@ class RowGroupReader:
         )
 
     def _read(self, unit: _Unit) -> Any:  # (on a pool thread)
+        own = {}
+        for column in self.own_bools[unit.file]:
+            array = parquet_bools.read(
+                self.files[unit.file], self.metadata[unit.file], unit.row_groups, column
+            )
+            if array is not None:  # (None: pyarrow reads it, below)
+                own[column.name] = array
+        rest = [c for c in self.columns if c not in own]
+        if not rest:
+            return pa_table(own, self.columns)
         table = self._open(unit).read_row_groups(
-            list(unit.row_groups), columns=self.columns, use_threads=False
+            list(unit.row_groups), columns=rest, use_threads=False
         )
-        return table.combine_chunks() if len(unit.row_groups) > 1 else table
+        table = table.combine_chunks() if len(unit.row_groups) > 1 else table
+        if not own:
+            return table
+        own.update((c, table.column(c)) for c in rest)
+        return pa_table(own, self.columns)
 
     def _result(self, unit: _Unit, future: Future[Any]) -> Any:
         try:
@@ -190,6 +211,13 @@ class RowGroupReader:
 
     def _error(self, unit: _Unit, e: BaseException) -> DataError:
         return DataError(f"{self.files[unit.file]}: cannot read it as parquet ({first_line(e)})")
+
+
+def pa_table(arrays: dict[str, Any], columns: list[str]) -> Any:
+    """A pyarrow Table of the arrays (Arrays or one-chunk ChunkedArrays), in `columns`' order."""
+    import pyarrow as pa
+
+    return pa.table({c: arrays[c] for c in columns})
 
 
 def use_jemalloc() -> Callable[[], None]:
