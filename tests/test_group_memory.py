@@ -35,6 +35,17 @@ def test_key_table_of_a_million_keys_is_about_23_mb() -> None:
     assert not table.wide
 
 
+def test_group_index_counts_its_text_keys() -> None:
+    """GroupIndex.nbytes (what the read-ahead gives way to) holds its key table's bytes."""
+    from fastbce._groups import GroupIndex
+
+    index = GroupIndex()
+    empty = index.nbytes
+    index.encode_local(np.array([f"g{i:07d}" for i in range(100_000)], dtype=object))
+    assert index.nbytes == index._text.nbytes + index._dense.nbytes
+    assert index.nbytes - empty >= 100_000 * 8  # (the keys' 8 characters at least)
+
+
 def test_offsets_widen_past_the_narrow_limit() -> None:
     keys = [f"key-{i}" * (1 + i % 3) for i in range(200)] + [None, "é", ""]
     narrow, codes = _table(keys)
@@ -90,9 +101,13 @@ def test_sums_of_many_groups_are_15_float64_each() -> None:
     for _ in range(3):
         codes = rng.permutation(n)[:150_000] if not acc._nbytes() else rng.permutation(n)
         acc.update(codes % 2, rng.standard_normal(codes.size).astype(np.float32), groups=codes)
-    groups = len(acc._state.slicings["groups"].keys)
-    assert groups == n
-    assert 15 * 8 * n <= acc._nbytes() <= 15 * 8 * (n + n // 8 + 16)
+    slicing = acc._state.slicings["groups"]
+    assert len(slicing.keys) == n
+    assert 15 * 8 * n <= slicing.sums.nbytes <= 15 * 8 * (n + n // 8 + 16)
+    # what `fastbce score` tells the parquet read-ahead to give way to: the sums and the keys
+    # (integer keys: the keys by code and the dense table of codes, 8 bytes each)
+    assert slicing.index.nbytes >= 2 * 8 * n
+    assert acc._nbytes() == slicing.sums.nbytes + slicing.index.nbytes
 
 
 def test_loss_only_sums_are_3_float64_each() -> None:
@@ -107,7 +122,7 @@ def test_loss_only_sums_are_3_float64_each() -> None:
     assert len(groups.keys) == n
     assert 3 * 8 * n <= groups.sums.nbytes <= 3 * 8 * (n + n // 8 + 16)
     # what `fastbce score --loss-only` tells the parquet read-ahead to give way to
-    assert sums._nbytes() == groups.sums.nbytes
+    assert sums._nbytes() == groups.sums.nbytes + groups.index.nbytes
 
 
 def _hugepage_flags(a: np.ndarray) -> str | None:

@@ -76,6 +76,14 @@ class GroupIndex:
             self.code(key)
 
     @property
+    def nbytes(self) -> int:
+        """The bytes of the key table and the dense table of integer keys (what grows with the
+        keys; the Python list and dict of keys of mixed kinds are not counted)."""
+        text = 0 if self._text is None else int(self._text.nbytes)
+        ints = 0 if self._ints is None else int(self._ints.nbytes)
+        return text + ints + int(self._dense.nbytes)
+
+    @property
     def keys(self) -> Sequence[Hashable]:
         """The keys in the order of their codes."""
         if self._ints is not None:

@@ -349,9 +349,10 @@ class ReportState:
         self.rows_seen = 0  # elements given so far, counted or not: the next row's index
 
     def nbytes(self) -> int:
-        """The size of the slicings' sums and histograms."""
+        """The size of the slicings' sums, histograms and keys."""
         sizes = [
-            s.sums.nbytes + (0 if s.hist is None else s.hist.nbytes) for s in self.slicings.values()
+            s.sums.nbytes + (0 if s.hist is None else s.hist.nbytes) + s.index.nbytes
+            for s in self.slicings.values()
         ]
         return sum(sizes)
 
