@@ -1,9 +1,8 @@
 """Group labels to the codes of the per-group sums: ``GroupIndex``.
 
-A ``GroupIndex`` holds the distinct labels seen so far (in the order first seen) and turns each
-batch of labels into int64 (or int32) codes into them, which the kernel uses to add every row to
-its group's sums in the same pass as the loss. The work per row is vectorised and never a Python
-loop:
+A ``GroupIndex`` holds the distinct labels seen so far (in first-seen order) and turns each batch
+of labels into int64 (or int32) codes, with which the kernel adds every row to its group's sums
+in the loss's own pass. The work per row is vectorised, never a Python loop:
 
 - Text keys (Arrow strings, or NumPy strings and objects through Arrow) are kept only in a C++
   table (``_core.KeyCodes``: their bytes, code order), never as Python strings too: every row is
@@ -19,9 +18,8 @@ loop:
 - pandas objects are factorised by pandas; anything else (floats, mixed objects) by ``np.unique``.
 
 Keys of other kinds (or text or integers mixed with others) are kept as Python objects in a list
-and a dict.
-Python loops only over labels never seen before (each once) or, in the fallbacks, over the
-distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
+and a dict. Python loops only over labels never seen before (each once) or, in the fallbacks,
+over the distinct labels of a batch. Missing labels (None, NaN, null) share the key None.
 """
 
 from __future__ import annotations
@@ -57,11 +55,10 @@ LOCAL_KEYS = 1 << 16  # past this many keys a batch's codes are renumbered to it
 
 
 class GroupIndex:
-    """The keys seen so far and their codes; ``encode`` gives the codes of a batch and adds its
-    new keys, ``rollback(mark)`` forgets the keys added after ``len(keys)`` was ``mark`` (so a
-    batch that fails leaves the index as it was). While every key is text (or None) the keys
-    are only in ``_text`` (C++); while every key is an integer of the dense table, only in
-    ``_ints``; otherwise in ``_keys`` and ``_index``."""
+    """The keys seen so far and their codes: ``encode`` codes a batch and adds its new keys,
+    ``rollback(mark)`` forgets those added after ``len(keys)`` was ``mark`` (a failed batch
+    leaves the index as it was). Keys all text (or None): only in ``_text`` (C++); all dense
+    integers: only in ``_ints``; else in ``_keys`` and ``_index``."""
 
     def __init__(self, keys: list[Hashable] | None = None) -> None:
         self._keys: list[Hashable] = []
@@ -77,11 +74,8 @@ class GroupIndex:
 
     @property
     def nbytes(self) -> int:
-        """The bytes of the key table and the dense table of integer keys (what grows with the
-        keys; the Python list and dict of keys of mixed kinds are not counted)."""
-        text = 0 if self._text is None else int(self._text.nbytes)
-        ints = 0 if self._ints is None else int(self._ints.nbytes)
-        return text + ints + int(self._dense.nbytes)
+        """The bytes of the text keys' table, the integer keys and their dense table of codes."""
+        return sum(int(t.nbytes) for t in (self._text, self._ints, self._dense) if t is not None)
 
     @property
     def keys(self) -> Sequence[Hashable]:
