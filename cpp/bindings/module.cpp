@@ -392,7 +392,7 @@ void mark_ints_py(const py::array& values, int64_t base, py::array marks) {
     });
 }
 
-// The pages of a parquet column chunk (its stored bytes): one row of PAGE_FIELDS a page.
+// The pages of a parquet column chunk (its stored bytes): one row of 10 fields a page.
 // ValueError where a header does not parse (fastbce.io.parquet_bools reads the column with
 // pyarrow then).
 py::array_t<int64_t> parquet_page_headers_py(const py::array_t<uint8_t, py::array::c_style>& chunk) {
@@ -403,14 +403,15 @@ py::array_t<int64_t> parquet_page_headers_py(const py::array_t<uint8_t, py::arra
     } catch (const parquet::FormatError& e) {
         throw py::value_error(e.what());
     }
-    py::array_t<int64_t> out({py::ssize_t(pages.size()), py::ssize_t(10)});
+    constexpr py::ssize_t kFields = 10;
+    py::array_t<int64_t> out({py::ssize_t(pages.size()), kFields});
     auto rows = out.mutable_unchecked<2>();
     for (py::ssize_t i = 0; i < py::ssize_t(pages.size()); ++i) {
         const parquet::PageHeader& p = pages[size_t(i)];
-        const int64_t fields[10] = {p.payload,    p.type,         p.compressed_size, p.uncompressed_size,
-                                    p.num_values, p.encoding,     p.levels_encoding, p.levels_bytes,
-                                    p.repetition_bytes, p.is_compressed};
-        for (py::ssize_t k = 0; k < 10; ++k) rows(i, k) = fields[k];
+        const int64_t fields[kFields] = {p.payload,    p.type,         p.compressed_size, p.uncompressed_size,
+                                         p.num_values, p.encoding,     p.levels_encoding, p.levels_bytes,
+                                         p.repetition_bytes, p.is_compressed};
+        for (py::ssize_t k = 0; k < kFields; ++k) rows(i, k) = fields[k];
     }
     return out;
 }

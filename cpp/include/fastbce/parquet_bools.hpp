@@ -28,10 +28,7 @@ struct FormatError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// parquet.thrift's PageType and Encoding values used here
-inline constexpr int32_t kDataPage = 0;
-inline constexpr int32_t kDictionaryPage = 2;
-inline constexpr int32_t kDataPageV2 = 3;
+// parquet.thrift's Encoding values used here (page types are the caller's to tell apart)
 inline constexpr int32_t kPlain = 0;
 inline constexpr int32_t kRle = 3;
 
@@ -46,7 +43,6 @@ struct PageHeader {
     int32_t levels_encoding = kRle;  // v1: definition_level_encoding
     int32_t levels_bytes = 0;        // v2: definition_levels_byte_length
     int32_t repetition_bytes = 0;    // v2: repetition_levels_byte_length
-    int32_t num_nulls = -1;          // v2
     bool is_compressed = true;       // v2 (the format's default)
 };
 
@@ -84,17 +80,18 @@ public:
         return int32_t(v);
     }
 
-    // The next field of the struct being read: false at its end (the stop byte). `last` is the
-    // previous field's id (compact headers hold the difference).
-    bool field(int16_t& last, int16_t& id, int& type) {
-        const uint8_t h = byte();
-        if (h == 0) return false;
-        type = h & 0x0f;
-        const int delta = h >> 4;
-        const int64_t full = delta != 0 ? int64_t(last) + delta : zigzag();
-        if (full < INT16_MIN || full > INT16_MAX) throw FormatError("a field id out of range");
-        id = last = int16_t(full);
-        return true;
+    // Reads the fields of the struct at hand up to its stop byte: on_field(id, type) reads or
+    // skips each field's value. (Compact headers hold the id's difference from the previous one.)
+    template <class OnField>
+    void fields(OnField&& on_field) {
+        int64_t last = 0;
+        for (uint8_t h = byte(); h != 0; h = byte()) {
+            const int delta = h >> 4;
+            const int64_t id = delta != 0 ? last + delta : zigzag();
+            if (id < INT16_MIN || id > INT16_MAX) throw FormatError("a field id out of range");
+            on_field(int(id), h & 0x0f);
+            last = id;
+        }
     }
 
     // Skips a value of compact type `type` (in a struct: a bool has no bytes; in a list: one).
@@ -126,12 +123,7 @@ public:
                 for (int64_t i = 0; i < n; ++i) skip(kinds >> 4, depth + 1, true), skip(kinds & 0x0f, depth + 1, true);
                 return;
             }
-            case 12: {
-                int16_t last = 0, id = 0;
-                int t = 0;
-                while (field(last, id, t)) skip(t, depth + 1);
-                return;
-            }
+            case 12: fields([&](int, int t) { skip(t, depth + 1); }); return;
             default: throw FormatError("an unknown Thrift type " + std::to_string(type));
         }
     }
@@ -162,25 +154,20 @@ inline int32_t i32_field(CompactReader& r, int type) {
 }
 
 inline void read_data_page(CompactReader& r, PageHeader& page) {
-    int16_t last = 0, id = 0;
-    int type = 0;
-    while (r.field(last, id, type)) {
+    r.fields([&](int id, int type) {
         switch (id) {
             case 1: page.num_values = i32_field(r, type); break;
             case 2: page.encoding = i32_field(r, type); break;
             case 3: page.levels_encoding = i32_field(r, type); break;
             default: r.skip(type, 1);  // repetition levels' encoding, statistics
         }
-    }
+    });
 }
 
 inline void read_data_page_v2(CompactReader& r, PageHeader& page) {
-    int16_t last = 0, id = 0;
-    int type = 0;
-    while (r.field(last, id, type)) {
+    r.fields([&](int id, int type) {
         switch (id) {
             case 1: page.num_values = i32_field(r, type); break;
-            case 2: page.num_nulls = i32_field(r, type); break;
             case 4: page.encoding = i32_field(r, type); break;
             case 5: page.levels_bytes = i32_field(r, type); break;
             case 6: page.repetition_bytes = i32_field(r, type); break;
@@ -188,9 +175,9 @@ inline void read_data_page_v2(CompactReader& r, PageHeader& page) {
                 if (type != 1 && type != 2) throw FormatError("is_compressed is not a bool");
                 page.is_compressed = type == 1;
                 break;
-            default: r.skip(type, 1);  // num_rows, statistics
+            default: r.skip(type, 1);  // num_nulls (the levels tell), num_rows, statistics
         }
-    }
+    });
 }
 
 }  // namespace detail
@@ -203,9 +190,7 @@ inline std::vector<PageHeader> page_headers(const uint8_t* chunk, int64_t size) 
     while (at < size) {
         CompactReader r(chunk + at, size - at);
         PageHeader page;
-        int16_t last = 0, id = 0;
-        int type = 0;
-        while (r.field(last, id, type)) {
+        r.fields([&](int id, int type) {
             switch (id) {
                 case 1: page.type = detail::i32_field(r, type); break;
                 case 2: page.uncompressed_size = detail::i32_field(r, type); break;
@@ -220,7 +205,7 @@ inline std::vector<PageHeader> page_headers(const uint8_t* chunk, int64_t size) 
                     break;
                 default: r.skip(type, 0);  // crc, the index and dictionary pages' headers
             }
-        }
+        });
         if (page.type < 0 || page.compressed_size < 0 || page.uncompressed_size < 0)
             throw FormatError("a page header without its type or sizes");
         page.payload = at + r.offset();
