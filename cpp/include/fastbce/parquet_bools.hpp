@@ -300,10 +300,8 @@ void hybrid_width1(const uint8_t* data, int64_t size, int64_t n, Run&& run, Bits
     }
 }
 
-inline uint32_t le32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;  // (x86 and the other little-endian targets: the format's order)
+inline uint32_t le32(const uint8_t* p) {  // (the format's order on any host)
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
 }  // namespace detail
