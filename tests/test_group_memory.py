@@ -125,6 +125,22 @@ def test_loss_only_sums_are_3_float64_each() -> None:
     assert sums._nbytes() == groups.sums.nbytes + groups.index.nbytes
 
 
+@pytest.mark.parametrize("loss_only", [True, False])
+def test_group_results_come_in_blocks_of_8192_groups(loss_only: bool) -> None:
+    """The JSON printer formats a block of groups at once: with a million groups, blocks of
+    65,536 (LossSums') held ~40 MB of text and made the peak of `score --loss-only`."""
+    from fastbce._loss_sums import LossSums
+
+    n = 20_000
+    acc = LossSums(from_logits=True) if loss_only else fastbce.LossAccumulator(from_logits=True)
+    rng = np.random.default_rng(2)
+    codes = rng.permutation(n)
+    acc.update(codes % 2, rng.standard_normal(n).astype(np.float32), groups=codes)
+    blocks = [keys for keys, _columns in acc._group_blocks()]
+    assert [len(b) for b in blocks] == [8192, 8192, n - 2 * 8192]
+    assert [k for b in blocks for k in b] == list(range(n))
+
+
 def _hugepage_flags(a: np.ndarray) -> str | None:
     """The VmFlags of the mapping that holds the middle of a's buffer (Linux), else None (NumPy
     madvises from the first whole page on: the first bytes are in another mapping)."""

@@ -24,12 +24,11 @@ from ._group_arrays import grown
 from ._groups import GroupIndex, kernel_codes, key_order, slicing_names
 from ._inputs import as_arrays, check_pos_weight, same_pos_weight
 from ._options import LossOptions
-from ._report import _as_list, _divs
+from ._report import _BLOCK, _as_list, _divs
 
 __all__ = ["LossSums"]
 
 _LOSS, _WEIGHT, _COUNT = range(3)  # the columns of a Sums (cpp/include/fastbce/types.hpp)
-_BLOCK = 1 << 16  # groups whose keys are made at once (bounded memory)
 
 
 class _Groups:
@@ -58,6 +57,8 @@ class _Groups:
         self.add(table, np.ascontiguousarray(other.sums[:n]))
 
     def blocks(self) -> Iterator[tuple[list[Hashable], dict[str, np.ndarray]]]:
+        # (the report's block of groups: with 1 << 16 a block's printed JSON, some 40 MB with
+        # a million groups, made the peak of --loss-only)
         order = key_order(self.index)
         for start in range(0, len(order), _BLOCK):
             block = order[start : start + _BLOCK]
