@@ -597,6 +597,52 @@ def test_streaming_keeps_memory_bounded(tmp_path):
     assert int(peak_mb) < PEAK_BOUND_MIB
 
 
+@pytest.fixture(scope="module")
+def many_groups(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, dict]]:
+    """The e2e benchmark's table (1M-row row groups) at 1e7 rows, `country` with 65536 and
+    200000 text values: (path, float64 reference) by group count."""
+    from fastbce.cli.bench.e2e import generate
+
+    folder = tmp_path_factory.mktemp("many-groups")
+    out = {}
+    for groups in (65536, 200_000):
+        path = folder / f"clicks-{groups}.parquet"
+        out[groups] = path, generate(str(path), 10_000_000, 1_000_000, groups)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("FASTBCE_SANITIZED") == "1",
+    reason="RSS is meaningless under AddressSanitizer (quarantine, shadow memory)",
+)
+@pytest.mark.parametrize("groups", [65536, 200_000])
+@pytest.mark.parametrize("loss_only", [False, True])
+def test_score_of_many_groups_keeps_memory_bounded(many_groups, groups, loss_only):
+    """Grouped by 65536 or 200000 countries, the report and --loss-only peak under the bound.
+    65536 groups are the most with AUC histograms; their report's chunks each copied every
+    group's sums (366 MB); 200000 groups' loss-only pass kept blocks x groups partials of
+    32 MB (302 MB on 5e7 rows)."""
+    path, reference = many_groups[groups]
+    args = ["--y-true", "clicked", "--y-pred", "logit", "--from-logits", "--format", "json"]
+    args += ["--group-by", "country"] + (["--loss-only"] if loss_only else [])
+    command = [sys.executable, "-m", "fastbce", "score", str(path), *args]
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    *result, peak_mb = proc.stdout.strip().splitlines()
+    got = json.loads("\n".join(result))
+    assert got["rows"] == reference["rows"] and len(got["groups"]) == groups
+    assert got["mean"] == pytest.approx(reference["mean"], rel=1e-9)
+    for key in ("g0000000", f"g{groups - 1:07d}"):
+        assert got["groups"][key]["rows"] == reference["groups"][key]["rows"]
+        # (float32 losses: each within a few ulp of the float64 reference)
+        assert got["groups"][key]["sum"] == pytest.approx(reference["groups"][key]["sum"], rel=1e-6)
+    print(f"{groups} groups{' --loss-only' if loss_only else ''}: peak RSS {peak_mb} MiB")
+    assert int(peak_mb) < PEAK_BOUND_MIB
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "command"),
     [
