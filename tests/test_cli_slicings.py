@@ -5,6 +5,7 @@ against fastbce.evaluate. (The same through --scheduler: tests/test_dask.py.)"""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -125,6 +126,34 @@ def test_json_of_slices_is_what_json_dumps_gives(table):
     proc = score(table, "--group-by", "country", "--group-by", "day,device", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == json.dumps(json.loads(proc.stdout), indent=2) + "\n"
+
+
+def _python_json(values: np.ndarray) -> list[str]:
+    return [repr(v) if math.isfinite(v) else "null" for v in values.tolist()]
+
+
+def test_json_numbers_are_python_repr():
+    """The printer's numbers (_core.json_numbers, C++) are json.dumps' text of each float64:
+    repr() for finite ones (where it switches to exponents, subnormals, the extremes, -0.0),
+    null for NaN and infinities; on random bit patterns and random magnitudes."""
+    from fastbce import _core
+
+    info = np.finfo(np.float64)
+    special = [0.0, -0.0, 1.0, -2.5, 0.1, 1e-4, 1e-5, 9.999e-5, 1e15, 1e16, 9999999999999998.0]
+    special += [123456789012345678.0, 0.30000000000000004, 1e22, 1e100, -1.5e300, 5e-324]
+    special += [1e-310, float(info.tiny), float(info.max), -float(info.max), 2.0**52, 2.0**53]
+    special += [math.nan, math.inf, -math.inf, 1 / 3, 2 / 3, 1e-7]
+    rng = np.random.default_rng(4)
+    magnitudes = rng.random(50_000) * 10.0 ** rng.integers(-320, 308, 50_000)
+    for values in (
+        np.array(special),
+        rng.integers(0, 2**64, 200_000, dtype=np.uint64).view(np.float64),
+        magnitudes,
+        np.round(rng.random(20_000) * 1000, 3),
+        rng.random(20_000).astype(np.float32).astype(np.float64),
+    ):
+        assert _core.json_numbers(values) == _python_json(values)
+    assert _core.json_numbers(np.float32([0.1, np.nan])) == ["0.10000000149011612", "null"]
 
 
 def test_group_by_errors(table):

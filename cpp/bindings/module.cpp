@@ -12,6 +12,7 @@
 
 #include "fastbce/fastbce.hpp"
 #include "fastbce/auc.hpp"
+#include "fastbce/float_text.hpp"
 #include "fastbce/keys.hpp"
 #include "fastbce/parquet_bools.hpp"
 
@@ -368,6 +369,24 @@ void with_ints(const py::array& values, F f) {
     }
 }
 
+// The JSON text of each float64: Python's repr of a finite number, null for NaN and infinities.
+py::list json_numbers_py(const py::array_t<double, py::array::c_style | py::array::forcecast>& values) {
+    require(values.ndim() == 1, "json_numbers takes a 1-D array");
+    const double* v = values.data();
+    const py::ssize_t n = values.shape(0);
+    py::list out(n);
+    std::string text;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        text.clear();
+        if (std::isfinite(v[i])) append_float_repr(text, v[i]);
+        else text = "null";
+        PyObject* s = PyUnicode_FromStringAndSize(text.data(), py::ssize_t(text.size()));
+        if (s == nullptr) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), i, s);
+    }
+    return out;
+}
+
 // (lo, hi) of the values.
 py::tuple int_range_py(const py::array& values) {
     int64_t lo = 0, hi = 0;
@@ -630,6 +649,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
                 t.restore(s[0].cast<std::string_view>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
                 return t;
             }));
+    m.def("json_numbers", &json_numbers_py, py::arg("values"),
+          "JSON text of each float64: repr() of a finite one, 'null' for NaN and infinities.");
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");
     m.def("mark_ints", &mark_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
           "marks[v - base] = 1 for the values in range (stops once all are marked).");

@@ -328,15 +328,14 @@ def _write_groups(blocks: Any, stream: TextIO, indent: str, missing: str | None)
 
 
 def _column_json(values: Any) -> list[str]:
-    """json.dumps of each number of a NumPy column (NaN and infinities as null), in bulk."""
-    import numpy as np
+    """json.dumps of each number of a NumPy column (NaN and infinities as null), in bulk: floats
+    in C++ (repr() of each in Python was 12 of the 20 s that printing a million groups' reports
+    took)."""
+    from .. import _core
 
     if values.dtype.kind in "iu":
         return list(map(int.__repr__, values.tolist()))
-    out = list(map(float.__repr__, values.tolist()))
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        out[i] = "null"
-    return out
+    return _core.json_numbers(values)
 
 
 def _name_json(keys: list[Any], missing: str | None) -> list[str]:
