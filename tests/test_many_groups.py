@@ -181,3 +181,21 @@ def test_read_ahead_gives_way_to_what_the_consumer_holds(tmp_path):
             got += batch["x"].to_pylist()
             reader.reserve(held)
         assert got == x.tolist()
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"])
+def test_int_range_is_the_minimum_and_maximum(dtype):
+    """_core.int_range (the vectorised scan that checks group codes and sizes the dense table of
+    integer keys) on every length up to a few vectors, the extremes of the dtype included."""
+    from fastbce import _core
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    for n in [*range(1, 70), 1000, 100_003]:
+        values = rng.integers(info.min, info.max, n, dtype=dtype, endpoint=True)
+        assert _core.int_range(values) == (int(values.min()), int(values.max()))
+        at = rng.integers(0, n)
+        for extreme in (info.min, info.max):
+            edged = values.copy()
+            edged[at] = extreme
+            assert _core.int_range(edged) == (int(edged.min()), int(edged.max()))

@@ -392,8 +392,11 @@ py::tuple int_range_py(const py::array& values) {
     int64_t lo = 0, hi = 0;
     with_ints(values, [&](const auto* v, int64_t n) {
         py::gil_scoped_release release;
-        if constexpr (std::is_same_v<std::remove_cv_t<std::remove_pointer_t<decltype(v)>>, int64_t>)
+        using Int = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
+        if constexpr (std::is_same_v<Int, int64_t>)
             int64_range(v, n, lo, hi);
+        else if constexpr (std::is_same_v<Int, int32_t>)
+            int32_range(v, n, lo, hi);
         else
             int_range(v, n, lo, hi);
     });

@@ -235,6 +235,15 @@ inline void int64_range(const int64_t* v, int64_t n, int64_t& lo, int64_t& hi) {
     int_range(v, n, lo, hi);
 }
 
+// (int32: Arrow dictionary indices and int32 codes, checked a batch at a time; the baseline
+// build has no 32-bit vector min and max before SSE4.1)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+inline void int32_range(const int32_t* v, int64_t n, int64_t& lo, int64_t& hi) {
+    int_range(v, n, lo, hi);
+}
+
 // marks[v - base] = 1 for each value v in [base, base + size), stopping once all are marked: with
 // few labels, every one turns up within the first rows and the rest is never read.
 template <class T>
