@@ -4,6 +4,7 @@
     python benchmarks/score_memory.py --rows 1e7 --groups 50 --dir /tmp/e2e --limit-mb 300
     python benchmarks/score_memory.py --integers               # the groups as int64 codes
     python benchmarks/score_memory.py --loss-only              # fastbce score --loss-only
+    python benchmarks/score_memory.py --groups 65536           # the most groups with AUC histograms
 
 The table is the one of ``fastbce bench --e2e`` (``country`` holds --groups text values;
 with --integers it is rewritten with the codes as int64). Each run is a fresh process; its peak
