@@ -154,6 +154,39 @@ def test_damaged_chunks_give_pyarrows_answer_or_none(tmp_path):
         assert own_read(path, meta, (0,)) is None
 
 
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_a_header_asking_for_a_huge_page_is_refused_before_decompressing(
+    tmp_path, monkeypatch, version
+):
+    """A damaged uncompressed_page_size (2^31 - 1 here) is refused before the codec is asked for
+    that many bytes; the reader returns None (pyarrow then reads the file, or says it is damaged).
+    The bound holds for every page pyarrow writes, on every label pattern."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "f.parquet"
+    for make in LABELS.values():
+        meta = write(path, make(rng, 5000), compression="snappy", data_page_version=version,
+                     data_page_size=1, write_batch_size=37)  # fmt: skip
+        got = own_read(path, meta, (0,))  # (None if a real page were over the bound)
+        assert got is not None and got.equals(pyarrow_read(path, (0,)))
+    real_headers = _core.parquet_page_headers
+    asked: list[int] = []
+    real_decompressed = parquet_bools._decompressed
+
+    def damaged(chunk):
+        headers = real_headers(chunk)
+        headers[len(headers) // 2, 3] = 2**31 - 1  # (uncompressed_page_size of a middle page)
+        return headers
+
+    def decompressed(codec, body, size):
+        asked.append(size)
+        return real_decompressed(codec, body, size)
+
+    monkeypatch.setattr(parquet_bools._core, "parquet_page_headers", damaged)
+    monkeypatch.setattr(parquet_bools, "_decompressed", decompressed)
+    assert own_read(path, meta, (0,)) is None
+    assert max(asked, default=0) < 2**20  # (v2: pyarrow left these pages uncompressed)
+
+
 def test_the_cpp_reader_rejects_what_does_not_fit():
     """The C++ side alone: a bitmap too small for the page's values, and levels saying null."""
     out = np.zeros(2, dtype=np.uint8)

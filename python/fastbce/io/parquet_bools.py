@@ -107,6 +107,10 @@ def _read_chunk(
         payload, kind, packed, unpacked, n, encoding = page[:6]
         levels_encoding, levels, repeats, squeezed = page[6:]
         body = stored[payload : payload + packed]
+        if kind in (_DATA_PAGE, _DATA_PAGE_V2) and (
+            n > end - at or unpacked > page_bytes_at_most(n)
+        ):
+            raise ValueError("a page header asks for more than its values can fill")
         if kind == _DATA_PAGE:
             if column.optional and levels_encoding != _RLE:
                 raise ValueError("definition levels not in RLE")
@@ -125,6 +129,14 @@ def _read_chunk(
             raise ValueError(f"a page of type {kind}")
         at = _core.parquet_bool_page(body, levels, n, encoding, bitmap, at, end)
     return at
+
+
+def page_bytes_at_most(values: int) -> int:
+    """The most bytes a data page of this many boolean values holds uncompressed: its levels and
+    its values each as 4-byte length and RLE runs of one value (2 bytes a value, the worst any
+    encoder writes). A damaged header's size beyond it is refused before any decompression (a
+    codec asked for 2^31 bytes allocates them)."""
+    return 4 * values + 64
 
 
 def _decompressed(codec: Any, body: np.ndarray, size: int) -> np.ndarray:
