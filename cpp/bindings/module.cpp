@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cfenv>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <type_traits>

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <charconv>
-#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
