@@ -6,13 +6,15 @@
 //   cmake -S . -B /tmp/fb -G Ninja -DCMAKE_BUILD_TYPE=Release && ninja -C /tmp/fb fastbce_lib
 //   g++ -O2 -std=c++20 -I cpp/include tools/time_kernel.cpp /tmp/fb/libfastbce_lib.a
 //       -lpthread -o /tmp/time_kernel
-//   /tmp/time_kernel [tier] [variant] [repeats] [n] [scale] [threads]
+//   /tmp/time_kernel [tier] [variant] [repeats] [n] [scale] [threads] [magnitude]
 // tier: x86-64-v4 (default), x86-64-v3, x86-64-v2, baseline. variant: logits (default), probs,
 // focal2 (gamma 2), focal2a (gamma 2, alpha 0.25), focal15a (gamma 1.5, alpha 0.25), focal27a
 // (gamma 2.7, alpha 0.25), weighted (per-element weights), uint8 (logits, uint8 labels). Prints
 // the best of `repeats` calls (default 3000) over n elements (default 65536: 512 KiB of float32
 // inputs) in ns per element. Logits are N(0, scale^2) (default 3; 4 is the benchmarks' normal4);
 // threads: default 1 (several, with an n beyond the caches, time the memory-bound case).
+// magnitude: every |x| that value, with random signs (the magnitude sweep's inputs,
+// fastbce.cli.bench.sweep, without Python's timing noise); default: the normal logits.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
     const int64_t n = argc > 4 ? std::atoll(argv[4]) : 65536;
     const float scale = argc > 5 ? std::strtof(argv[5], nullptr) : 3.0f;
     const int threads = argc > 6 ? std::atoi(argv[6]) : 1;
+    const float magnitude = argc > 7 ? std::strtof(argv[7], nullptr) : 0.0f;
 
     std::vector<float> logit(static_cast<size_t>(n)), prob(logit.size()), label(logit.size());
     std::vector<uint8_t> label_u8(logit.size());
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<float> uniform;
     for (size_t i = 0; i < size_t(n); ++i) {
         logit[i] = scale * normal(gen);
+        if (magnitude > 0.0f) logit[i] = logit[i] < 0.0f ? -magnitude : magnitude;
         prob[i] = uniform(gen);
         label[i] = uniform(gen) < 0.5f ? 1.0f : 0.0f;
         label_u8[i] = uint8_t(label[i]);

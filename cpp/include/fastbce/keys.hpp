@@ -45,14 +45,43 @@ class KeyCodes {
 public:
     static constexpr uint64_t kNarrowLimit = UINT32_MAX;
     static constexpr int64_t kMaxKeys = int64_t(UINT32_MAX) - 1;  // a slot holds key + 1
+    static constexpr int64_t kAhead = 8;                           // lookup's prefetch distance (rows)
+    static constexpr size_t kFetchAheadSlots = size_t(1) << 17;    // from this many slots (512 KiB)
 
     explicit KeyCodes(uint64_t narrow_limit = kNarrowLimit)
         : narrow_limit_(std::min(narrow_limit, kNarrowLimit)) {}
 
     // codes[i] = the code of row i in [begin, end), -1 if not seen (reads only: threads may share).
+    // A row's home slot, the offset of the key it holds and that key's bytes are three dependent
+    // cache misses in a large table (row by row, a lookup among a million keys took about 50 ns),
+    // so they are fetched ahead in a pipeline: row i + 3 kAhead's slot, row i + 2 kAhead's offset
+    // and row i + kAhead's bytes while row i is probed as find does (about 33 ns).
     template <class Offset>
     void lookup(const TextColumn<Offset>& col, int64_t begin, int64_t end, int64_t* codes) const {
-        for (int64_t i = begin; i < end; ++i) codes[i] = col.is_null(i) ? null_ : find(col.at(i));
+        if (slots_.size() < kFetchAheadSlots) {  // (a table in cache: prefetches would cost, not save)
+            for (int64_t i = begin; i < end; ++i) codes[i] = col.is_null(i) ? null_ : find(col.at(i));
+            return;
+        }
+        const size_t mask = slots_.size() - 1;
+        constexpr int64_t kRing = 4 * kAhead;  // (a power of two)
+        size_t home[kRing];
+        auto fetch_slot = [&](int64_t r) {
+            home[r % kRing] = size_t(hash(col.at(r))) & mask;
+            __builtin_prefetch(&slots_[home[r % kRing]]);
+        };
+        for (int64_t r = begin; r < std::min(end, begin + 3 * kAhead); ++r) fetch_slot(r);
+        for (int64_t i = begin; i < end; ++i) {
+            if (i + 3 * kAhead < end) fetch_slot(i + 3 * kAhead);
+            if (i + 2 * kAhead < end) {
+                const uint32_t slot = slots_[home[(i + 2 * kAhead) % kRing]];
+                if (slot != 0) __builtin_prefetch(start_of(int64_t(slot) - 1));
+            }
+            if (i + kAhead < end) {
+                const uint32_t slot = slots_[home[(i + kAhead) % kRing]];
+                if (slot != 0) __builtin_prefetch(chars_.data() + start(int64_t(slot) - 1));
+            }
+            codes[i] = col.is_null(i) ? null_ : find_from(col.at(i), home[i % kRing]);
+        }
     }
 
     // Each row whose code is < 0 gets its code, its key added if new (in row order).
@@ -64,11 +93,15 @@ public:
 
     int64_t find(std::string_view k) const {
         if (slots_.empty()) return -1;
+        return find_from(k, size_t(hash(k)) & (slots_.size() - 1));
+    }
+    // find's probe from the key's home slot (slots_ not empty).
+    int64_t find_from(std::string_view k, size_t home) const {
         const size_t mask = slots_.size() - 1;
-        for (size_t s = size_t(hash(k)) & mask;; s = (s + 1) & mask) {
+        for (size_t s = home;; s = (s + 1) & mask) {
             const uint32_t slot = slots_[s];
             if (slot == 0) return -1;
-            if (key(int64_t(slot) - 1) == k) return int64_t(slot) - 1;
+            if (same(key(int64_t(slot) - 1), k)) return int64_t(slot) - 1;
         }
     }
 
@@ -111,6 +144,11 @@ public:
         return {chars_.data() + a, size_t(b - a)};
     }
     uint64_t start(int64_t e) const { return wide() ? starts64_[size_t(e)] : starts32_[size_t(e)]; }
+    // where start(e) is held (lookup prefetches it)
+    const void* start_of(int64_t e) const {
+        if (wide()) return &starts64_[size_t(e)];
+        return &starts32_[size_t(e)];
+    }
     bool wide() const { return !starts64_.empty(); }
 
     // The bytes held (capacities: what the allocations take).
@@ -180,6 +218,26 @@ private:
             v.reserve(std::max(v.size() + more, v.capacity() + v.capacity() / 8 + 64));
     }
 
+    // a == b, short keys compared inline (a call of memcmp per probe was about a fifth of a lookup):
+    // 4 to 16 bytes as two words that may overlap, reading no byte outside either key.
+    static bool same(std::string_view a, std::string_view b) {
+        const size_t n = a.size();
+        if (n != b.size()) return false;
+        if (n > 16) return std::memcmp(a.data(), b.data(), n) == 0;
+        if (n >= 8)
+            return word<uint64_t>(a, 0) == word<uint64_t>(b, 0) && word<uint64_t>(a, n - 8) == word<uint64_t>(b, n - 8);
+        if (n >= 4)
+            return word<uint32_t>(a, 0) == word<uint32_t>(b, 0) && word<uint32_t>(a, n - 4) == word<uint32_t>(b, n - 4);
+        for (size_t i = 0; i < n; ++i)
+            if (a[i] != b[i]) return false;
+        return true;
+    }
+    template <class W>
+    static W word(std::string_view k, size_t at) {
+        W w;
+        std::memcpy(&w, k.data() + at, sizeof w);
+        return w;
+    }
     // A multiply-xorshift hash of 8-byte words (the keys are short: a country, an id).
     static uint64_t hash(std::string_view k) {
         uint64_t h = 0x9E3779B97F4A7C15ull ^ k.size();
