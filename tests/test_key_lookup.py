@@ -5,6 +5,10 @@ enough to stay in cache (probed row by row) and in one of 2^18 slots (rows fetch
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,3 +86,13 @@ def test_lookup_in_an_empty_table_finds_nothing_but_the_null() -> None:
     null = table.null_code()
     table.lookup(*text_buffers(pa.array(["a", None, ""], pa.string())), got)
     assert list(got) == [-1, null, -1]
+
+
+def test_key_lookup_script_runs() -> None:
+    """benchmarks/key_lookup.py (the figures of the CHANGELOG): a short run."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "key_lookup.py")
+    argv = [sys.executable, script, "--keys", "50", "40000", "--rows", "30000", "--repeats", "1"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    counts = [line.split(":")[0].strip() for line in out.stdout.splitlines()]
+    assert counts == ["50 keys", "40,000 keys"]
