@@ -132,12 +132,19 @@ def _python_json(values: np.ndarray) -> list[str]:
     return [repr(v) if math.isfinite(v) else "null" for v in values.tolist()]
 
 
-def test_json_numbers_are_python_repr():
-    """The printer's numbers (_core.json_numbers, C++) are json.dumps' text of each float64:
-    repr() for finite ones (where it switches to exponents, subnormals, the extremes, -0.0),
-    null for NaN and infinities; on random bit patterns and random magnitudes."""
+def _rows_json(columns: list[np.ndarray], names: list[str] | None = None) -> list[str]:
+    """Each row's numbers from _core.json_rows, one "<name>:a;b;..." line a row."""
     from fastbce import _core
 
+    names = names if names is not None else [""] * len(columns[0])
+    pieces = [""] + [":"] + [";"] * (len(columns) - 1) + ["|"]
+    return _core.json_rows(pieces, names, columns).split("|,\n")
+
+
+def test_json_numbers_are_python_repr():
+    """The printer's numbers (_core.json_rows, C++) are json.dumps' text of each float64:
+    repr() for finite ones (where it switches to exponents, subnormals, the extremes, -0.0),
+    null for NaN and infinities; on random bit patterns and random magnitudes."""
     info = np.finfo(np.float64)
     special = [0.0, -0.0, 1.0, -2.5, 0.1, 1e-4, 1e-5, 9.999e-5, 1e15, 1e16, 9999999999999998.0]
     special += [123456789012345678.0, 0.30000000000000004, 1e22, 1e100, -1.5e300, 5e-324]
@@ -152,8 +159,32 @@ def test_json_numbers_are_python_repr():
         np.round(rng.random(20_000) * 1000, 3),
         rng.random(20_000).astype(np.float32).astype(np.float64),
     ):
-        assert _core.json_numbers(values) == _python_json(values)
-    assert _core.json_numbers(np.float32([0.1, np.nan])) == ["0.10000000149011612", "null"]
+        expected = [":" + text for text in _python_json(values)]
+        expected[-1] += "|"
+        assert _rows_json([values]) == expected
+
+
+def test_json_rows_lays_out_names_pieces_and_integers():
+    """json_rows: pieces around each row's name and values, rows joined by ",\n", integers in
+    decimal (int64 and uint64 extremes), no text for no rows; bad columns are refused."""
+    from fastbce import _core
+
+    ints = np.array([0, -1, 2**63 - 1, -(2**63)], dtype=np.int64)
+    big = np.array([0, 1, 2**64 - 1, 2**63], dtype=np.uint64)
+    floats = np.array([0.5, np.nan, -0.0, 1e-5])
+    got = _core.json_rows(["<", "=", ",", ",", ">"], ["a", "b", "c", "d"], [ints, big, floats])
+    assert got == "<a=0,0,0.5>,\n<b=-1,1,null>,\n" + (
+        f"<c={2**63 - 1},{2**64 - 1},-0.0>,\n<d={-(2**63)},{2**63},1e-05>"
+    )
+    assert _core.json_rows(["", "", ""], [], [np.empty(0)]) == ""
+    for pieces, columns in (
+        (["", ""], [np.zeros(1)]),  # (one piece short)
+        (["", "", ""], [np.zeros(2)]),  # (a value more than the names)
+        (["", "", ""], [np.zeros(1, dtype=np.float32)]),
+        (["", "", ""], [np.zeros((1, 1))]),
+    ):
+        with pytest.raises((ValueError, RuntimeError)):
+            _core.json_rows(pieces, ["x"], columns)
 
 
 def test_group_by_errors(table):

@@ -6,10 +6,12 @@
 #include <pybind11/stl.h>
 
 #include <cfenv>
+#include <charconv>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "fastbce/fastbce.hpp"
 #include "fastbce/auc.hpp"
@@ -370,22 +372,48 @@ void with_ints(const py::array& values, F f) {
     }
 }
 
-// The JSON text of each float64: Python's repr of a finite number, null for NaN and infinities.
-py::list json_numbers_py(const py::array_t<double, py::array::c_style | py::array::forcecast>& values) {
-    require(values.ndim() == 1, "json_numbers takes a 1-D array");
-    const double* v = values.data();
-    const py::ssize_t n = values.shape(0);
-    py::list out(n);
-    std::string text;
-    for (py::ssize_t i = 0; i < n; ++i) {
-        text.clear();
-        if (std::isfinite(v[i])) append_float_repr(text, v[i]);
-        else text = "null";
-        PyObject* s = PyUnicode_FromStringAndSize(text.data(), py::ssize_t(text.size()));
-        if (s == nullptr) throw py::error_already_set();
-        PyList_SET_ITEM(out.ptr(), i, s);
+// The JSON text of a block of groups, one row a group joined by ",\n": row r is pieces[0] +
+// names[r] + pieces[1] + the text of columns[0][r] + pieces[2] + ... + pieces[k + 1], a float64
+// as Python's repr writes it (float_text.hpp; null for NaN and infinities), an integer in decimal. `fastbce score --format json` of a million
+// groups: `template % row` over each group's twenty strings, each number's its own, took 2.6 of
+// its 11 s; here no string is made but the block's.
+py::str json_rows_py(const std::vector<std::string>& pieces, const std::vector<std::string>& names,
+                     const std::vector<py::array>& columns) {
+    require(pieces.size() == columns.size() + 2, "json_rows takes one piece more than names and columns");
+    const size_t n = names.size();
+    enum class Kind { f64, i64, u64 };
+    std::vector<Kind> kinds;
+    for (const py::array& c : columns) {
+        require(c.ndim() == 1 && size_t(c.shape(0)) == n && (c.flags() & py::array::c_style),
+                "json_rows: each column is 1-D, C-contiguous, one value a name");
+        if (c.dtype().is(py::dtype::of<double>())) kinds.push_back(Kind::f64);
+        else if (c.dtype().is(py::dtype::of<int64_t>())) kinds.push_back(Kind::i64);
+        else if (c.dtype().is(py::dtype::of<uint64_t>())) kinds.push_back(Kind::u64);
+        else throw std::invalid_argument("json_rows: columns are float64, int64 or uint64");
     }
-    return out;
+    std::string out;
+    char digits[24];
+    for (size_t r = 0; r < n; ++r) {
+        if (r > 0) out += ",\n";
+        out += pieces[0];
+        out += names[r];
+        for (size_t k = 0; k < columns.size(); ++k) {
+            out += pieces[k + 1];
+            const void* data = columns[k].data();
+            if (kinds[k] == Kind::f64) {
+                const double v = static_cast<const double*>(data)[r];
+                if (std::isfinite(v)) append_float_repr(out, v);
+                else out += "null";
+            } else {
+                const auto end = kinds[k] == Kind::i64
+                                     ? std::to_chars(digits, digits + sizeof digits, static_cast<const int64_t*>(data)[r])
+                                     : std::to_chars(digits, digits + sizeof digits, static_cast<const uint64_t*>(data)[r]);
+                out.append(digits, end.ptr);
+            }
+        }
+        out += pieces.back();
+    }
+    return py::str(out);
 }
 
 // (lo, hi) of the values.
@@ -653,8 +681,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
                 t.restore(s[0].cast<std::string_view>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
                 return t;
             }));
-    m.def("json_numbers", &json_numbers_py, py::arg("values"),
-          "JSON text of each float64: repr() of a finite one, 'null' for NaN and infinities.");
+    m.def("json_rows", &json_rows_py, py::arg("pieces"), py::arg("names"), py::arg("columns"),
+          "The JSON text of a block of groups: pieces[0] + names[r] + pieces[1] + columns[0][r] + ... a row.");
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");
     m.def("mark_ints", &mark_ints_py, py::arg("values"), py::arg("base"), py::arg("marks"),
           "marks[v - base] = 1 for the values in range (stops once all are marked).");

@@ -321,21 +321,12 @@ def _write_groups(blocks: Any, stream: TextIO, indent: str, missing: str | None)
     stream.write("{")
     first = True
     for keys, columns in blocks:
-        for text in _groups_json(keys, columns, indent + "  ", missing):
-            stream.write(("\n" if first else ",\n") + text)
-            first = False
+        if len(keys) == 0:
+            continue
+        text = _groups_json(keys, columns, indent + "  ", missing)
+        stream.write(("\n" if first else ",\n") + text)
+        first = False
     stream.write("}" if first else f"\n{indent}}}")
-
-
-def _column_json(values: Any) -> list[str]:
-    """json.dumps of each number of a NumPy column (NaN and infinities as null), in bulk: floats
-    in C++ (repr() of each in Python was 12 of the 20 s that printing a million groups' reports
-    took)."""
-    from .. import _core
-
-    if values.dtype.kind in "iu":
-        return list(map(int.__repr__, values.tolist()))
-    return _core.json_numbers(values)
 
 
 def _name_json(keys: list[Any], missing: str | None) -> list[str]:
@@ -347,22 +338,36 @@ def _name_json(keys: list[Any], missing: str | None) -> list[str]:
     return [json.dumps({_json_key(k, missing): 0}, allow_nan=False)[1:-4] for k in keys]
 
 
-def _groups_json(
-    keys: list[Any], columns: dict[str, Any], indent: str, missing: str | None
-) -> list[str]:
-    """'KEY: {...}' of each group, as json.dumps(..., indent=2) writes it at this indent,
-    formatted a column at a time (not with the json module's pure-Python indenting encoder: a
-    million groups of twenty keys each)."""
+def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str, missing: str | None) -> str:
+    """'KEY: {...}' of each group joined by ',\n', as json.dumps(..., indent=2) writes them at
+    this indent, formatted in C++ a block at a time (the json module's pure-Python indenting
+    encoder, then `template % row` of each group's strings, were most of the time that printing
+    a million groups of twenty keys took): the text between the values (`pieces`) is made once
+    here, the numbers as Python's repr writes them (null for NaN and infinities)."""
+    from .. import _core
+
     inner, item = indent + "  ", indent + "    "
-    parts: list[str] = []
-    fields: list[list[str]] = []
-    for name, values in columns.items():
-        head = inner + json.dumps(name) + ": "
-        if values.ndim == 2:  # (ci95: pairs)
-            parts.append(head + f"[\n{item}%s,\n{item}%s\n{inner}]")
-            fields += [_column_json(values[:, 0]), _column_json(values[:, 1])]
-        else:
-            parts.append(head + "%s")
-            fields.append(_column_json(values))
-    template = indent + "%s: {\n" + ",\n".join(parts) + f"\n{indent}}}"
-    return [template % row for row in zip(_name_json(keys, missing), *fields, strict=True)]
+    pieces, values = [indent], []
+    text = ": {\n"
+    for i, (name, column) in enumerate(columns.items()):
+        text += ("" if i == 0 else ",\n") + inner + json.dumps(name) + ": "
+        halves = [column[:, 0], column[:, 1]] if column.ndim == 2 else [column]  # (ci95: pairs)
+        if column.ndim == 2:
+            text += f"[\n{item}"
+        for k, half in enumerate(halves):
+            pieces.append(text)
+            values.append(_json_column(half))
+            text = f",\n{item}" if k + 1 < len(halves) else ""
+        if column.ndim == 2:
+            text = f"\n{inner}]"
+    pieces.append(text + f"\n{indent}}}")
+    return _core.json_rows(pieces, _name_json(keys, missing), values)
+
+
+def _json_column(values: Any) -> Any:
+    """A column as json_rows takes it: contiguous float64, int64 or uint64."""
+    import numpy as np
+
+    kind = values.dtype.kind
+    dtype = np.int64 if kind == "i" else np.uint64 if kind == "u" else np.float64
+    return np.ascontiguousarray(values, dtype=dtype)
