@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastbce
-from fastbce import _report
+from fastbce import _core, _report
 
 REL = 1e-12
 SCALAR_KEYS = (
@@ -559,3 +559,26 @@ def test_accumulator_pickles_with_the_report(rng):
     assert copy.options["top_losses"] == 3 and copy.options["ignore_label"] == 0.5
     with pytest.raises(ValueError, match="top_losses"):
         copy.merge(fastbce.LossAccumulator(from_logits=True))
+
+
+def _python_entropy(b: float) -> float:
+    if not 0.0 < b < 1.0:
+        return 0.0 if b in (0.0, 1.0) else math.nan
+    return -b * math.log(b) - (1.0 - b) * math.log1p(-b)
+
+
+def test_entropies_are_the_python_formula_bit_for_bit():
+    """normalized_entropy's denominator (_core.entropies, C++ with the C library's log and
+    log1p) has the bits of the Python expression with math.log and math.log1p, at the ends of
+    (0, 1), at 0 and 1 (0.0), outside [0, 1] and at NaN (NaN), and on random base rates."""
+    rng = np.random.default_rng(11)
+    tiny = np.finfo(np.float64).tiny
+    special = [0.0, 1.0, -0.0, 0.5, 5e-324, tiny, 1e-300, 1e-16, 1 - 2**-53, 1 - 1e-12, 0.3]
+    special += [-1e-300, 1.0000000000000002, 2.0, -1.0, math.nan, math.inf, -math.inf]
+    values = np.concatenate([special, rng.random(100_000), 10.0 ** rng.uniform(-300, 0, 50_000)])
+    got = _core.entropies(values)
+    expected = np.array([_python_entropy(b) for b in values.tolist()])
+    np.testing.assert_array_equal(
+        got.view(np.uint64)[~np.isnan(expected)], expected.view(np.uint64)[~np.isnan(expected)]
+    )
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))

@@ -533,6 +533,18 @@ py::array_t<double> hist_auc_py(const py::array& hist,
     return out;
 }
 
+// binary_entropy of each float64.
+py::array_t<double> entropies_py(const py::array_t<double, py::array::c_style | py::array::forcecast>& b) {
+    require(b.ndim() == 1, "entropies takes a 1-D array");
+    const int64_t n = int64_t(b.size());
+    py::array_t<double> out(n);
+    const double* v = b.data();
+    double* o = out.mutable_data();
+    py::gil_scoped_release release;
+    for (int64_t i = 0; i < n; ++i) o[i] = binary_entropy(v[i]);
+    return out;
+}
+
 // ---- derivatives for training (run_grad): the same contract as compute(), two outputs ----
 py::tuple compute_grad(Call call, const py::array& y_true, int64_t y_true_stride, const py::array& logits,
                        int64_t logits_stride, const py::object& weight, int64_t weight_stride,
@@ -681,6 +693,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
                 t.restore(s[0].cast<std::string_view>(), starts.data(), int64_t(starts.size()), s[2].cast<int64_t>());
                 return t;
             }));
+    m.def("entropies", &entropies_py, py::arg("base_rates"),
+          "-b ln b - (1 - b) ln(1 - b) of each base rate b (0 at 0 and 1, NaN outside [0, 1]).");
     m.def("json_rows", &json_rows_py, py::arg("pieces"), py::arg("names"), py::arg("columns"),
           "The JSON text of a block of groups: pieces[0] + names[r] + pieces[1] + columns[0][r] + ... a row.");
     m.def("int_range", &int_range_py, py::arg("values"), "(lo, hi) of 1-D integers.");

@@ -562,7 +562,7 @@ def _scope_columns(
         m = _divs(wl, w)
         log_loss = _divs(col[_WBCE], w)
         base_rate = _divs(col[_WY], w)
-        h = np.array([_entropy(b) for b in base_rate.tolist()])
+        h = _core.entropies(base_rate)
         var = np.where(w != 0.0, col[_W2L2] - 2.0 * m * col[_W2L] + m * m * col[_W2], np.nan)
         # one row: 0 exactly (m = w l / w need not round to l, and the difference then left
         # about 1e-8 of m for a weight other than 1)
@@ -633,12 +633,6 @@ def _top_entry(t: tuple[float, int, float, float, float, Hashable], with_group: 
 def _div(a: float, b: float) -> float:
     """a / b, NaN when b is 0 (never an exception)."""
     return a / b if b != 0.0 else math.nan
-
-
-def _entropy(b: float) -> float:
-    if not 0.0 < b < 1.0:
-        return 0.0 if b in (0.0, 1.0) else math.nan
-    return -b * math.log(b) - (1.0 - b) * math.log1p(-b)
 
 
 def scope_keys(sums: np.ndarray, hist: np.ndarray | None) -> dict[str, Any]:
