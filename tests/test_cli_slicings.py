@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import subprocess
 import sys
 
@@ -177,6 +178,10 @@ def test_json_rows_lays_out_names_pieces_and_integers():
         f"<c={2**63 - 1},{2**64 - 1},-0.0>,\n<d={-(2**63)},{2**63},1e-05>"
     )
     assert _core.json_rows(["", "", ""], [], [np.empty(0)]) == ""
+    # arrays from another process (fastbce.dask's results): equal dtypes, not NumPy's instances
+    sent = pickle.loads(pickle.dumps([ints[:2], floats[:2]]))
+    assert sent[0].dtype is not np.dtype(np.int64)
+    assert _core.json_rows(["", "=", ",", ""], ["a", "b"], sent) == "a=0,0.5,\nb=-1,null"
     for pieces, columns in (
         (["", ""], [np.zeros(1)]),  # (one piece short)
         (["", "", ""], [np.zeros(2)]),  # (a value more than the names)

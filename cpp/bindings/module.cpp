@@ -386,9 +386,12 @@ py::str json_rows_py(const std::vector<std::string>& pieces, const std::vector<s
     for (const py::array& c : columns) {
         require(c.ndim() == 1 && size_t(c.shape(0)) == n && (c.flags() & py::array::c_style),
                 "json_rows: each column is 1-D, C-contiguous, one value a name");
-        if (c.dtype().is(py::dtype::of<double>())) kinds.push_back(Kind::f64);
-        else if (c.dtype().is(py::dtype::of<int64_t>())) kinds.push_back(Kind::i64);
-        else if (c.dtype().is(py::dtype::of<uint64_t>())) kinds.push_back(Kind::u64);
+        // (by kind and size, as dtype_of: an unpickled array's dtype is an equal object, not
+        // NumPy's own instance)
+        const DType d = dtype_of(c, "json_rows column");
+        if (d == DType::f64) kinds.push_back(Kind::f64);
+        else if (d == DType::i64) kinds.push_back(Kind::i64);
+        else if (d == DType::u64) kinds.push_back(Kind::u64);
         else throw std::invalid_argument("json_rows: columns are float64, int64 or uint64");
     }
     std::string out;
