@@ -55,7 +55,7 @@ public:
     // A row's home slot, the offset of the key it holds and that key's bytes are three dependent
     // cache misses in a large table (row by row, a lookup among a million keys took about 50 ns),
     // so they are fetched ahead in a pipeline: row i + 3 kAhead's slot, row i + 2 kAhead's offset
-    // and row i + kAhead's bytes while row i is probed as find does (about 33 ns).
+    // and row i + kAhead's bytes while row i is probed as find does (about 35 ns).
     template <class Offset>
     void lookup(const TextColumn<Offset>& col, int64_t begin, int64_t end, int64_t* codes) const {
         if (slots_.size() < kFetchAheadSlots) {  // (a table in cache: prefetches would cost, not save)
