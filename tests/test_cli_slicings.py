@@ -129,6 +129,22 @@ def test_json_of_slices_is_what_json_dumps_gives(table):
     assert proc.stdout == json.dumps(json.loads(proc.stdout), indent=2) + "\n"
 
 
+def test_json_of_many_groups_is_json_dumps(tmp_path):
+    """Groups past one text of json_rows (1,024 groups) and one block of the report (8,192): the
+    streamed JSON is still json.dumps(..., indent=2) of the result, every group in it."""
+    rng = np.random.default_rng(5)
+    n, groups = 30_000, 9_000
+    path = tmp_path / "many.parquet"
+    user = np.array([f"u{i:05d}" for i in range(groups)])[rng.integers(0, groups, n)]
+    x = rng.normal(size=n).astype(np.float32)
+    y = (rng.random(n) < 0.4).astype(np.uint8)
+    pq.write_table(pa.table({"y_true": y, "logit": x, "user": user}), path)
+    proc = score(path, "--group-by", "user", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == json.dumps(json.loads(proc.stdout), indent=2) + "\n"
+    assert len(json.loads(proc.stdout)["groups"]) == len(set(user.tolist()))
+
+
 def _python_json(values: np.ndarray) -> list[str]:
     return [repr(v) if math.isfinite(v) else "null" for v in values.tolist()]
 

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import report
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # (NumPy, the kernel and the readers are imported by run(), not here: `--help` needs none)
 
 DEFAULT_BATCH_ROWS = 1 << 20
+_JSON_ROWS = 1024  # groups a text of --format json holds (about 0.7 MB, _groups_json)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -321,11 +322,10 @@ def _write_groups(blocks: Any, stream: TextIO, indent: str, missing: str | None)
     stream.write("{")
     first = True
     for keys, columns in blocks:
-        if len(keys) == 0:
-            continue
-        text = _groups_json(keys, columns, indent + "  ", missing)
-        stream.write(("\n" if first else ",\n") + text)
-        first = False
+        for text in _groups_json(keys, columns, indent + "  ", missing):
+            stream.write("\n" if first else ",\n")
+            stream.write(text)
+            first = False
     stream.write("}" if first else f"\n{indent}}}")
 
 
@@ -338,12 +338,16 @@ def _name_json(keys: list[Any], missing: str | None) -> list[str]:
     return [json.dumps({_json_key(k, missing): 0}, allow_nan=False)[1:-4] for k in keys]
 
 
-def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str, missing: str | None) -> str:
-    """'KEY: {...}' of each group joined by ',\n', as json.dumps(..., indent=2) writes them at
-    this indent, formatted in C++ a block at a time (the json module's pure-Python indenting
-    encoder, then `template % row` of each group's strings, were most of the time that printing
-    a million groups of twenty keys took): the text between the values (`pieces`) is made once
-    here, the numbers as Python's repr writes them (null for NaN and infinities)."""
+def _groups_json(
+    keys: list[Any], columns: dict[str, Any], indent: str, missing: str | None
+) -> Iterator[str]:
+    """'KEY: {...}' of each group, as json.dumps(..., indent=2) writes them at this indent, in
+    texts of _JSON_ROWS groups joined by ',\n', each formatted in one C++ call (the json
+    module's pure-Python indenting encoder, then `template % row` of each group's strings, were
+    most of the time that printing a million groups of twenty keys took): the text between the
+    values (`pieces`) is made once here, the numbers as Python's repr writes them (null for NaN
+    and infinities). (A whole block of 8,192 groups would be a text of about 6 MB, and as much
+    again in each copy on its way out.)"""
     from .. import _core
 
     inner, item = indent + "  ", indent + "    "
@@ -361,7 +365,10 @@ def _groups_json(keys: list[Any], columns: dict[str, Any], indent: str, missing:
         if column.ndim == 2:
             text = f"\n{inner}]"
     pieces.append(text + f"\n{indent}}}")
-    return _core.json_rows(pieces, _name_json(keys, missing), values)
+    names = _name_json(keys, missing)
+    for start in range(0, len(names), _JSON_ROWS):
+        stop = start + _JSON_ROWS
+        yield _core.json_rows(pieces, names[start:stop], [v[start:stop] for v in values])
 
 
 def _json_column(values: Any) -> Any:
