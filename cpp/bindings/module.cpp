@@ -386,7 +386,7 @@ py::str json_rows_py(const std::vector<std::string>& pieces, const std::vector<s
     enum class Kind { f64, i64, u64 };
     std::vector<Kind> kinds;
     for (const py::array& c : columns) {
-        require(c.ndim() == 1 && size_t(c.shape(0)) == n && (c.flags() & py::array::c_style),
+        require(c.ndim() == 1 && size_t(c.shape(0)) == n && contiguous(c),
                 "json_rows: each column is 1-D, C-contiguous, one value a name");
         // (by kind and size, as dtype_of: an unpickled array's dtype is an equal object, not
         // NumPy's own instance)

@@ -355,15 +355,14 @@ def _groups_json(
     text = ": {\n"
     for i, (name, column) in enumerate(columns.items()):
         text += ("" if i == 0 else ",\n") + inner + json.dumps(name) + ": "
-        halves = [column[:, 0], column[:, 1]] if column.ndim == 2 else [column]  # (ci95: pairs)
-        if column.ndim == 2:
-            text += f"[\n{item}"
-        for k, half in enumerate(halves):
-            pieces.append(text)
-            values.append(_json_column(half))
-            text = f",\n{item}" if k + 1 < len(halves) else ""
-        if column.ndim == 2:
+        if column.ndim == 2:  # (ci95: pairs)
+            pieces += [text + f"[\n{item}", f",\n{item}"]
+            values += [_json_column(column[:, 0]), _json_column(column[:, 1])]
             text = f"\n{inner}]"
+        else:
+            pieces.append(text)
+            values.append(_json_column(column))
+            text = ""
     pieces.append(text + f"\n{indent}}}")
     names = _name_json(keys, missing)
     for start in range(0, len(names), _JSON_ROWS):
