@@ -204,6 +204,11 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::detail::select(beyond(j), scratch[j], ce[j]);  // (as above)
             }
         }
+        if constexpr (O == Options::plain && !Focal) {
+            // (a plain tile that gets here has an |x| beyond the normal exp's range, or a NaN;
+            // its |x| within that range and beyond the table take plain_exp_loop's exp)
+            if (min_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) exp_band_lanes(pred, scratch, len);
+        }
         general_exp = min_abs_bits >= table_max;
         // (softplus is 0 where exp(-|x|) is, so saturate_tile applies to it as to exp; a tile of
         // finite |x| >= zero_exp_min has its zeros already)

@@ -606,7 +606,7 @@ inline uint32_t plain_table_loop(const float* __restrict y, const float* __restr
 
 // A plain_table_loop (or plain_table_loop_u8) tile with some |x| at or beyond the table's end
 // (31.5) and none beyond the normal exp's range (87.33): the vectors of 16 with such a lane take
-// plain_exp_loop's values, exp_neg_abs_normal for those lanes and the table's softplus for the
+// plain_exp_loop's values, exp_neg_abs_band for those lanes and the table's softplus for the
 // others (in `soft` for float labels, formed again for uint8 ones), and the loss by the table
 // loop's operations, so the bits of plain_exp_loop, which computes the same lanes the same way;
 // the other vectors keep the table loop's losses. Before, such a tile took plain_exp_loop
@@ -641,18 +641,34 @@ inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restr
         const __m512i a_bits = vm::abs_bits_of(x);
         const __mmask16 beyond = _mm512_cmp_epu32_mask(a_bits, table_end, _MM_CMPINT_NLT);
         if constexpr (U8) {
-            const __m512 s = _mm512_mask_mov_ps(vm::softplus_neg_abs(softplus, a_bits), beyond, vm::exp_neg_abs_normal(a_bits));
+            const __m512 s = _mm512_mask_mov_ps(vm::softplus_neg_abs(softplus, a_bits), beyond, vm::exp_neg_abs_band(a_bits));
             const __m128i labels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y + j));
             _mm512_storeu_ps(ce + j, _mm512_add_ps(s, u8_label_term(x, _mm_test_epi8_mask(labels, labels))));
         } else {
             const __m512 yv = _mm512_loadu_ps(y + j);
-            const __m512 s = _mm512_mask_mov_ps(_mm512_loadu_ps(soft + j), beyond, vm::exp_neg_abs_normal(a_bits));
+            const __m512 s = _mm512_mask_mov_ps(_mm512_loadu_ps(soft + j), beyond, vm::exp_neg_abs_band(a_bits));
             _mm512_storeu_ps(soft + j, s);
             _mm512_storeu_ps(ce + j, plain_float_label_loss(x, yv, s));
         }
     }
     none_within = lanes == len;
     return true;
+}
+
+// The lanes of a plain-loss tile with |x| in [softplus_table_max, normal_exp_max] (31.5 to 87.33)
+// get exp_neg_abs_band in `soft`: loss_tile's elementwise paths, for a tile that also has an |x|
+// beyond that range or a NaN, take exp_nonpositive there, and this gives such lanes the values of
+// plain_exp_loop and plain_beyond_vectors, so that an element's loss does not depend on its tile.
+// len a multiple of 16.
+inline void exp_band_lanes(const float* __restrict pred, float* __restrict soft, int64_t len) {
+    const uint32_t from = std::bit_cast<uint32_t>(vm::softplus_table_max);
+    const __m512i start = _mm512_set1_epi32(int(from));
+    const __m512i span = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::normal_exp_max<float>) - from));
+    for (int64_t j = 0; j < len; j += 16) {
+        const __m512i a_bits = vm::abs_bits_of(_mm512_loadu_ps(pred + j));
+        const __mmask16 band = _mm512_cmp_epu32_mask(_mm512_sub_epi32(a_bits, start), span, _MM_CMPINT_LE);
+        if (band != 0) _mm512_mask_storeu_ps(soft + j, band, vm::exp_neg_abs_band(a_bits));
+    }
 }
 
 // plain_table_loop for uint8 labels as they are (process_block: no pass converting them to float,
@@ -710,8 +726,8 @@ inline bool plain_table_loop_u8(const uint8_t* __restrict y, const float* __rest
 
 // plain_table_loop's sibling for tiles of large logits: where |x| is at or beyond the table's
 // end (31.5) and within the normal exp's range (87.33), softplus(-|x|) = log1p(exp(-|x|))
-// rounds to exp(-|x|) in float, and this loop takes exp_neg_abs_normal (exp_nonpositive_normal's
-// bits) and the loss of plain_table_loop in one pass; a vector with an |x| within the table
+// rounds to exp(-|x|) in float, and this loop takes exp_neg_abs_band (the plain loss's exp
+// there) and the loss of plain_table_loop in one pass; a vector with an |x| within the table
 // takes the table there (rare where this loop runs). The values and bits of loss_tile's exp and
 // loss_loop for such |x|, which took a pass each: float32 logits at |x| = 36-87 ran 1.34x the
 // time of |x| = 2 (v4, one thread). A loop of its own, so that plain_table_loop keeps its
@@ -748,7 +764,7 @@ inline uint32_t plain_exp_loop(const Label* __restrict y, const float* __restric
         }
         const __m512i a_bits = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
         max_abs = vm::max_u32(max_abs, a_bits);
-        __m512 s = vm::exp_neg_abs_normal(a_bits);
+        __m512 s = vm::exp_neg_abs_band(a_bits);
         const __mmask16 within = _mm512_cmplt_epu32_mask(a_bits, table_end);
         if (within != 0) [[unlikely]] {
             any_within = true;

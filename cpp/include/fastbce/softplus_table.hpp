@@ -260,17 +260,42 @@ FASTBCE_VM_INLINE __m512 softplus_neg_abs(const TablePolys<N>& softplus, __m512i
     return softplus(k, h);
 }
 
-// exp(-a) of 16 floats from the bits of a = |x|, with a clamped to normal_exp_max (87.33; NaN
-// too) so that every lane's result is a normal number and no lane raises a flag: for |x| in
-// [softplus_table_max, normal_exp_max], where softplus(-|x|) = log1p(exp(-|x|)) rounds to
-// exp(-|x|) in float, the bits of exp_nonpositive_normal (its one formula, on 16 lanes; the
-// library is compiled without FMA contraction, so the vector loop rounds as every other caller).
-FASTBCE_VM_INLINE __m512 exp_neg_abs_normal(__m512i a_bits) {
+// 2^(j/16), j = 0..15, each rounded to nearest float (exp_neg_abs_band's table; the test checks them)
+alignas(64) inline constexpr float kExp2Sixteenths[16] = {
+    0x1p+0f,         0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
+    0x1.4bfdaep+0f,  0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+    0x1.ae89fap+0f,  0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+
+// exp(-a) of 16 floats from the bits of a = |x|, for a in [softplus_table_max, normal_exp_max]
+// (31.5 to 87.33), where softplus(-|x|) = log1p(exp(-|x|)) rounds to exp(-|x|) in float: the
+// plain loss's one formula there on this tier (plain_exp_loop, plain_beyond_vectors, and
+// process_block's other paths for such lanes, exp_band_lanes). Other lanes, NaN included, are
+// clamped into the range (a garbage result, normal, no flag raised), so that no lane underflows.
+// A table method in 12 vector operations, where exp_nonpositive_normal's reduction by ln2 and
+// polynomial of degree 6 took 19: n = -round(16 a / ln2) / 16 from one FMA that adds 1.5 * 2^19
+// (the sum's last 4 bits hold j = 16 n mod 16, the table's index, as vpermps reads it);
+// r = -a - n ln2 by Cody-Waite (ln2_hi with 12 significant bits, so n ln2_hi, 16 n having at
+// most 11, and the first step are exact), |r| <= ln2/32; exp(-a) = 2^floor(n) 2^(j/16) exp(r),
+// exp(r) as 1 + r + r^2 (1/2 + r/6) (truncation below 2^-26 relative), the 2^floor(n) by
+// vscalefps (exact: the result is normal). At most 1.07 ulp from exp over every float a in the range
+// (tests/cpp/test_exp_band.cpp). The general exp keeps its own formula: a float32 plain-logits
+// element in the range gets this one in every tile (position independence), other losses and
+// tiers do not use it.
+FASTBCE_VM_INLINE __m512 exp_neg_abs_band(__m512i a_bits) {
+    constexpr __mmask16 all = 0xffff;
+    const __m512i lowest = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(softplus_table_max)));
     const __m512i top = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(normal_exp_max<float>)));
-    alignas(64) float lanes[16];
-    _mm512_store_si512(lanes, _mm512_mask_min_epu32(a_bits, __mmask16(0xffff), a_bits, top));
-    for (int i = 0; i < 16; ++i) lanes[i] = exp_nonpositive_normal(-lanes[i]);
-    return _mm512_load_ps(lanes);
+    const __m512 a = _mm512_castsi512_ps(_mm512_mask_min_epu32(a_bits, all, max_u32(a_bits, lowest), top));
+    const __m512 magic = _mm512_set1_ps(0x1.8p19f);
+    const __m512 t = _mm512_fnmadd_ps(a, _mm512_set1_ps(0x1.715476p+0f), magic);  // (magic - a/ln2, rounded)
+    const __m512 n = _mm512_sub_ps(t, magic);  // -round(16 a / ln2) / 16, exact
+    const __m512 rh = _mm512_fnmsub_ps(n, _mm512_set1_ps(0x1.62ep-1f), a);  // -a - n ln2_hi, exact
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.0bfbe8p-15f), rh);
+    const __m512 table = _mm512_load_ps(kExp2Sixteenths);
+    const __m512 two_j = _mm512_maskz_permutexvar_ps(all, _mm512_castps_si512(t), table);
+    const __m512 u = _mm512_fmadd_ps(r, _mm512_set1_ps(0x1.555556p-3f), _mm512_set1_ps(0.5f));
+    const __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(r, r), u, r);  // exp(r) - 1
+    return _mm512_maskz_scalef_ps(all, _mm512_fmadd_ps(two_j, v, two_j), n);
 }
 
 // out[j] = softplus(-|x[j]|) for the j with |x[j]| < softplus_table_max (other lanes, NaN
