@@ -136,7 +136,9 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 max_abs_bits = table_six ? vm::softplus_neg_abs_table<true>(pred, scratch, len)
                                          : vm::softplus_neg_abs_table<false>(pred, scratch, len);
             }
-            if (max_abs_bits >= table_max) {
+            if (!Focal && max_abs_bits >= table_max && max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+                min_abs_bits = exp_band_lanes(pred, scratch, len);  // (weighted: a plain tile returned above)
+            } else if (max_abs_bits >= table_max) {
                 min_abs_bits = table_max;
                 for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)
                     const T a = std::abs(pred[j]);
@@ -179,6 +181,8 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     min_abs_bits = std::min(min_abs_bits, std::bit_cast<Bits>(a));
                     scratch[j] = vm::exp_nonpositive(-a);
                 }
+            } else if constexpr (!Focal) {
+                exp_band_loop(pred, scratch, len, max_abs_bits, min_abs_bits);
             } else {
                 for (int64_t j = 0; j < len; ++j) {  // (as above)
                     const T a = std::abs(pred[j]);
@@ -204,10 +208,12 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                 for (int64_t j = 0; j < len; ++j) scratch[j] = vm::detail::select(beyond(j), scratch[j], ce[j]);  // (as above)
             }
         }
-        if constexpr (O == Options::plain && !Focal) {
-            // (a plain tile that gets here has an |x| beyond the normal exp's range, or a NaN;
-            // its |x| within that range and beyond the table take plain_exp_loop's exp)
-            if (min_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) exp_band_lanes(pred, scratch, len);
+        if constexpr (!Focal) {
+            // (a tile with an |x| beyond the normal exp's range, or a NaN, took the general exp
+            // throughout: its lanes within that range and beyond the table take exp_neg_abs_band)
+            if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<T>) &&
+                min_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>))
+                exp_band_lanes(pred, scratch, len);
         }
         general_exp = min_abs_bits >= table_max;
         // (softplus is 0 where exp(-|x|) is, so saturate_tile applies to it as to exp; a tile of

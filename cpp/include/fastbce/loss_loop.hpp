@@ -655,20 +655,41 @@ inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restr
     return true;
 }
 
-// The lanes of a plain-loss tile with |x| in [softplus_table_max, normal_exp_max] (31.5 to 87.33)
-// get exp_neg_abs_band in `soft`: loss_tile's elementwise paths, for a tile that also has an |x|
-// beyond that range or a NaN, take exp_nonpositive there, and this gives such lanes the values of
-// plain_exp_loop and plain_beyond_vectors, so that an element's loss does not depend on its tile.
-// len a multiple of 16.
-inline void exp_band_lanes(const float* __restrict pred, float* __restrict soft, int64_t len) {
+// The plain and weighted losses' exp(-|x|) for |x| in [softplus_table_max, normal_exp_max] (31.5 to
+// 87.33) is exp_neg_abs_band, in every path of such a call (an element's loss does not depend on
+// its tile): plain_exp_loop and plain_beyond_vectors, and loss_tile's elementwise paths through
+// these two. Their lanes beyond that range take the general exp_nonpositive.
+// exp_band_lanes: the lanes in the range get exp_neg_abs_band in `soft`, the others keep theirs;
+// returns the smallest |x| bits, at most table_max's (the caller's `none_within`). len a multiple
+// of 16.
+inline uint32_t exp_band_lanes(const float* __restrict pred, float* __restrict soft, int64_t len) {
     const uint32_t from = std::bit_cast<uint32_t>(vm::softplus_table_max);
     const __m512i start = _mm512_set1_epi32(int(from));
     const __m512i span = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(vm::normal_exp_max<float>) - from));
+    __m512i min_abs = start;
     for (int64_t j = 0; j < len; j += 16) {
         const __m512i a_bits = vm::abs_bits_of(_mm512_loadu_ps(pred + j));
+        min_abs = _mm512_mask_min_epu32(min_abs, __mmask16(0xffff), min_abs, a_bits);
         const __mmask16 band = _mm512_cmp_epu32_mask(_mm512_sub_epi32(a_bits, start), span, _MM_CMPINT_LE);
         if (band != 0) _mm512_mask_storeu_ps(soft + j, band, vm::exp_neg_abs_band(a_bits));
     }
+    return vm::min_lane(min_abs);
+}
+
+// exp_band_loop: exp_neg_abs_band of every lane into `soft` (lanes outside the range get a value
+// for the caller to replace: the table's below it, the general exp's beyond), and the largest and
+// smallest |x| bits (the caller's range checks). len a multiple of 16.
+inline void exp_band_loop(const float* __restrict pred, float* __restrict soft, int64_t len, uint32_t& max_bits,
+                          uint32_t& min_bits) {
+    __m512i max_abs = _mm512_setzero_si512(), min_abs = _mm512_set1_epi32(-1);
+    for (int64_t j = 0; j < len; j += 16) {
+        const __m512i a_bits = vm::abs_bits_of(_mm512_loadu_ps(pred + j));
+        max_abs = vm::max_u32(max_abs, a_bits);
+        min_abs = _mm512_mask_min_epu32(min_abs, __mmask16(0xffff), min_abs, a_bits);
+        _mm512_storeu_ps(soft + j, vm::exp_neg_abs_band(a_bits));
+    }
+    max_bits = vm::max_lane(max_abs);
+    min_bits = vm::min_lane(min_abs);
 }
 
 // plain_table_loop for uint8 labels as they are (process_block: no pass converting them to float,

@@ -249,6 +249,14 @@ FASTBCE_VM_INLINE uint32_t max_lane(__m512i v) {
     for (uint32_t u : lanes) m = u > m ? u : m;
     return m;
 }
+// The smallest of 16 unsigned lanes.
+FASTBCE_VM_INLINE uint32_t min_lane(__m512i v) {
+    alignas(64) uint32_t lanes[16];
+    _mm512_store_si512(lanes, v);
+    uint32_t m = ~0u;
+    for (uint32_t u : lanes) m = u < m ? u : m;
+    return m;
+}
 
 // softplus(-|x|) of 16 floats from the bits of |x| (abs_bits), for |x| < softplus_table_max
 // (other lanes get garbage): the table's one formula, for every loop that takes it.
@@ -268,19 +276,17 @@ alignas(64) inline constexpr float kExp2Sixteenths[16] = {
 
 // exp(-a) of 16 floats from the bits of a = |x|, for a in [softplus_table_max, normal_exp_max]
 // (31.5 to 87.33), where softplus(-|x|) = log1p(exp(-|x|)) rounds to exp(-|x|) in float: the
-// plain loss's one formula there on this tier (plain_exp_loop, plain_beyond_vectors, and
-// process_block's other paths for such lanes, exp_band_lanes). Other lanes, NaN included, are
-// clamped into the range (a garbage result, normal, no flag raised), so that no lane underflows.
-// A table method in 12 vector operations, where exp_nonpositive_normal's reduction by ln2 and
-// polynomial of degree 6 took 19: n = -round(16 a / ln2) / 16 from one FMA that adds 1.5 * 2^19
-// (the sum's last 4 bits hold j = 16 n mod 16, the table's index, as vpermps reads it);
-// r = -a - n ln2 by Cody-Waite (ln2_hi with 12 significant bits, so n ln2_hi, 16 n having at
-// most 11, and the first step are exact), |r| <= ln2/32; exp(-a) = 2^floor(n) 2^(j/16) exp(r),
-// exp(r) as 1 + r + r^2 (1/2 + r/6) (truncation below 2^-26 relative), the 2^floor(n) by
-// vscalefps (exact: the result is normal). At most 1.07 ulp from exp over every float a in the range
-// (tests/cpp/test_exp_band.cpp). The general exp keeps its own formula: a float32 plain-logits
-// element in the range gets this one in every tile (position independence), other losses and
-// tiers do not use it.
+// plain and weighted losses' one formula there on this tier (loss_loop.hpp, exp_band_lanes, says
+// where). Other lanes, NaN included, are clamped into the range (their result is garbage, but
+// normal, and raises no flag). A table method in 12 vector operations, where
+// exp_nonpositive_normal's reduction by ln2 and polynomial of degree 6 took 19:
+// n = -round(16 a / ln2) / 16 from one FMA that adds 1.5 * 2^19 (the sum's last 4 bits hold
+// j = 16 n mod 16, the table's index, as vpermps reads it); r = -a - n ln2 by Cody-Waite (ln2_hi
+// with 12 significant bits, so that n ln2_hi, 16 n having at most 11, and the first step are
+// exact), |r| <= ln2/32; exp(-a) = 2^floor(n) 2^(j/16) exp(r), exp(r) as 1 + r + r^2 (1/2 + r/6)
+// (truncation below 2^-26 relative), 2^floor(n) by vscalefps (exact: the result is normal).
+// At most 1.07 ulp from exp over every float a in the range (tests/cpp/test_exp_band.cpp).
+// Focal and general calls and the other tiers keep exp_nonpositive_normal.
 FASTBCE_VM_INLINE __m512 exp_neg_abs_band(__m512i a_bits) {
     constexpr __mmask16 all = 0xffff;
     const __m512i lowest = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(softplus_table_max)));
