@@ -137,7 +137,7 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                                          : vm::softplus_neg_abs_table<false>(pred, scratch, len);
             }
             if (!Focal && max_abs_bits >= table_max && max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
-                min_abs_bits = exp_band_lanes(pred, scratch, len);  // (weighted: a plain tile returned above)
+                min_abs_bits = exp_band_lanes(pred, scratch, len);  // (weighted; such plain tiles returned above)
             } else if (max_abs_bits >= table_max) {
                 min_abs_bits = table_max;
                 for (int64_t j = 0; j < len; ++j) {  // (vectorised; AVX-512 only: unmarked)

@@ -657,8 +657,10 @@ inline bool plain_beyond_vectors(const Label* __restrict y, const float* __restr
 
 // The plain and weighted losses' exp(-|x|) for |x| in [softplus_table_max, normal_exp_max] (31.5 to
 // 87.33) is exp_neg_abs_band, in every path of such a call (an element's loss does not depend on
-// its tile): plain_exp_loop and plain_beyond_vectors, and loss_tile's elementwise paths through
-// these two. Their lanes beyond that range take the general exp_nonpositive.
+// its tile): plain_exp_loop and plain_beyond_vectors (plain calls), and in loss_tile the two
+// below: exp_band_loop for a tile that starts with the exp, exp_band_lanes after the table's
+// pass, and after the general exp of a tile with an |x| beyond that range (which takes it for
+// those lanes).
 // exp_band_lanes: the lanes in the range get exp_neg_abs_band in `soft`, the others keep theirs;
 // returns the smallest |x| bits, at most table_max's (the caller's `none_within`). len a multiple
 // of 16.

@@ -293,7 +293,7 @@ FASTBCE_VM_INLINE __m512 exp_neg_abs_band(__m512i a_bits) {
     const __m512i top = _mm512_set1_epi32(int(std::bit_cast<uint32_t>(normal_exp_max<float>)));
     const __m512 a = _mm512_castsi512_ps(_mm512_mask_min_epu32(a_bits, all, max_u32(a_bits, lowest), top));
     const __m512 magic = _mm512_set1_ps(0x1.8p19f);
-    const __m512 t = _mm512_fnmadd_ps(a, _mm512_set1_ps(0x1.715476p+0f), magic);  // (magic - a/ln2, rounded)
+    const __m512 t = _mm512_fnmadd_ps(a, _mm512_set1_ps(0x1.715476p+0f), magic);  // (magic - a/ln2, to a sixteenth)
     const __m512 n = _mm512_sub_ps(t, magic);  // -round(16 a / ln2) / 16, exact
     const __m512 rh = _mm512_fnmsub_ps(n, _mm512_set1_ps(0x1.62ep-1f), a);  // -a - n ln2_hi, exact
     const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.0bfbe8p-15f), rh);
