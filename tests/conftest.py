@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,28 @@ settings.register_profile("long", max_examples=5000, **_common)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 SUPPORTED_TARGETS = list(_core.supported_targets())
+
+ROOT = Path(__file__).resolve().parents[1]
+# the flags of the tiers that standalone C++ tests (tests/cpp) are built for (CMakeLists.txt's)
+TIER_FLAGS = {
+    "x86-64-v4": ["-march=x86-64-v4", "-mprefer-vector-width=512", "-DFASTBCE_TIER=tier_v4"],
+    "x86-64-v3": ["-march=x86-64-v3", "-DFASTBCE_TIER=tier_v3"],
+}
+
+
+def build_tier_program(source: str, target: str, tmp_path: Path) -> Path:
+    """tests/cpp/<source> built for one tier of TIER_FLAGS (-O2, no FMA contraction, as the
+    library) with $CXX or g++; skips the test where there is no compiler."""
+    compiler = os.environ.get("CXX") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip(f"no C++ compiler (g++ or $CXX) to build tests/cpp/{source}")
+    program = tmp_path / Path(source).stem
+    subprocess.run(
+        [compiler, "-std=c++20", "-O2", "-ffp-contract=off", *TIER_FLAGS[target]]
+        + ["-I", str(ROOT / "cpp/include"), str(ROOT / "tests/cpp" / source), "-o", str(program)],
+        check=True,
+    )
+    return program
 
 
 @pytest.fixture(params=SUPPORTED_TARGETS)

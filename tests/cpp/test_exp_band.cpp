@@ -8,11 +8,11 @@
 // overflow, invalid or divide-by-zero flag. Prints the worst error in ulps (of the float
 // result's binade) and where; exit status 0 when it is at most 1.1 ulp and every check holds,
 // 1 otherwise, 2 when the tier has no exp_neg_abs_band (not AVX-512).
+#include <bit>
 #include <cfenv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 
 #include "fastbce/softplus_table.hpp"
 
