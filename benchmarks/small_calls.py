@@ -7,6 +7,11 @@ smallest size above 4 elements; then the breakdown of a 4-element fastbce call.
     python benchmarks/small_calls.py [--sizes 4,1000,10000,100000,1000000] [--repeats 15]
                                      [--per-call 4000]
 
+The peers' loops alternate with fastbce's (repeat 1 of each, then repeat 2, ...), so each ratio
+column is the median of ratios of loops timed next to each other: a stretch of time when another
+process or the VM's host takes a CPU slows both sides of a pair, not one side of the table. On
+Linux the last line says how much CPU time the host took from this VM during the run ("steal").
+
 --per-call K adds, for each size, quartiles of K single fastbce calls timed one by one (loops of
 back-to-back calls, as above): where some calls find the pool thread watching and others not,
 the quartiles show the two populations that a loop's mean mixes.
@@ -30,8 +35,8 @@ from fastbce import _api, _core
 from script_args import count
 
 
-def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) -> float:
-    """Median over `repeats` of the mean time of a loop lasting about min_time seconds."""
+def loop_timer(call: Callable[[], object], min_time: float = 0.02) -> Callable[[], float]:
+    """A function timing one loop of `call` lasting about min_time seconds: mean µs a call."""
     timer = timeit.Timer(call)
     # warm-up of 0.5 s: after other work, PyTorch's first few hundred calls take milliseconds
     # each on a busy machine (its idle OpenMP threads have to be scheduled again, it seems)
@@ -40,7 +45,39 @@ def median_us(call: Callable[[], object], repeats: int, min_time: float = 0.02) 
         timer.timeit(100)
     number, _ = timer.autorange()  # >= 0.2 s; scale it down to min_time
     number = max(1, int(number * min_time / 0.2))
-    return statistics.median(timer.repeat(repeats, number)) / number * 1e6
+    return lambda: timer.timeit(number) / number * 1e6
+
+
+def median_us(call: Callable[[], object], repeats: int) -> float:
+    """Median over `repeats` of the mean time of a loop lasting about 0.02 s."""
+    loop = loop_timer(call)
+    return statistics.median(loop() for _ in range(repeats))
+
+
+def paired_us(calls: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Per call, the mean µs of each of `repeats` loops, the calls' loops taken in turn."""
+    loops = [loop_timer(call) for call in calls]
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for loop, seen in zip(loops, times, strict=True):
+            seen.append(loop())
+    return times
+
+
+def median_ratio(peer: list[float], fast: list[float]) -> float:
+    """The median of the ratios of loops timed next to each other."""
+    return statistics.median(p / f for p, f in zip(peer, fast, strict=True))
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) CPU jiffies of this machine so far (Linux), else None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user, nice]
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
 
 
 def per_call_quartiles(call: Callable[[], object], k: int) -> tuple[float, float, float]:
@@ -111,11 +148,15 @@ def weighted(rng: np.random.Generator, n: int, repeats: int) -> None:
     x = rng.normal(size=n).astype(np.float32)
     y = (rng.random(n) < 0.5).astype(np.float32)
     w = rng.random(n).astype(np.float32)
-    fast = median_us(
-        lambda: fastbce.binary_crossentropy(y, x, from_logits=True, sample_weight=w), repeats
+    fast, ref = paired_us(
+        [
+            lambda: fastbce.binary_crossentropy(y, x, from_logits=True, sample_weight=w),
+            lambda: numpy_loss(y, x, w),
+        ],
+        repeats,
     )
-    ref = median_us(lambda: numpy_loss(y, x, w), repeats)
-    print(f"{n:>8} {fast:>9.2f} {ref:>9.2f} {ref / fast:>14.2f}  (sample_weight)")
+    line = f"{statistics.median(fast):>9.2f} {statistics.median(ref):>9.2f}"
+    print(f"{n:>8} {line} {median_ratio(ref, fast):>14.2f}  (sample_weight)")
 
 
 def main() -> None:
@@ -125,6 +166,7 @@ def main() -> None:
     parser.add_argument("--per-call", type=int, default=0, metavar="K")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
+    cpu_at_start = cpu_times()
     torch_prepare = torch_loss()
     rng = np.random.default_rng(0)
     print(
@@ -138,14 +180,16 @@ def main() -> None:
     for n in sizes:
         x = rng.normal(size=n).astype(np.float32)
         y = (rng.random(n) < 0.5).astype(np.float32)
-        fast = median_us(
-            lambda y=y, x=x: fastbce.binary_crossentropy(y, x, from_logits=True), args.repeats
-        )
-        ref = median_us(lambda y=y, x=x: numpy_loss(y, x), args.repeats)
-        line = f"{n:>8} {fast:>9.2f} {ref:>9.2f} {ref / fast:>14.2f}"
+        calls = [
+            lambda y=y, x=x: fastbce.binary_crossentropy(y, x, from_logits=True),
+            lambda y=y, x=x: numpy_loss(y, x),
+        ]
         if torch_prepare:
-            peer = median_us(torch_prepare(y, x), args.repeats)
-            line += f" {peer:>9.2f} {peer / fast:>14.2f}"
+            calls.append(torch_prepare(y, x))
+        fast, *peers = paired_us(calls, args.repeats)
+        line = f"{n:>8} {statistics.median(fast):>9.2f}"
+        for peer in peers:
+            line += f" {statistics.median(peer):>9.2f} {median_ratio(peer, fast):>14.2f}"
         print(line + f" {_core.threads_for(n, 0):>16}")
     weighted(rng, min([n for n in sizes if n > 4], default=1000), args.repeats)
     if args.per_call:
@@ -161,6 +205,10 @@ def main() -> None:
     print("\nbreakdown of a 4-element call (median µs, each piece timed alone):")
     for name, us in breakdown(args.repeats):
         print(f"  {name:<38} {us:7.2f}")
+    cpu_at_end = cpu_times()
+    if cpu_at_start and cpu_at_end and cpu_at_end[1] > cpu_at_start[1]:
+        stolen = (cpu_at_end[0] - cpu_at_start[0]) / (cpu_at_end[1] - cpu_at_start[1])
+        print(f"\nsteal (CPU time the host took from this VM) during the run: {stolen:.1%}")
 
 
 if __name__ == "__main__":
