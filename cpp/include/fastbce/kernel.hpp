@@ -191,16 +191,17 @@ inline bool loss_tile(const T* __restrict y, const T* __restrict pred, const T* 
                     scratch[j] = vm::exp_nonpositive_normal(-a);
                 }
             }
-            if (max_abs_bits <= std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
-                if (scan_first)
-                    for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive_normal(-std::abs(pred[j]));  // (as above)
-            } else if (min_abs_bits >= zero_min) {
-                for (int64_t j = 0; j < len; ++j) {  // (as above)
-                    const T a = std::abs(pred[j]);
-                    scratch[j] = vm::detail::select(a != a, -a, T(0));
+            // (a tile within the normal exp's range has its exp from the loops above; scan_first's
+            // tiles never are: their first |x| is beyond it, or NaN)
+            if (max_abs_bits > std::bit_cast<Bits>(vm::normal_exp_max<T>)) {
+                if (min_abs_bits >= zero_min) {
+                    for (int64_t j = 0; j < len; ++j) {  // (as above)
+                        const T a = std::abs(pred[j]);
+                        scratch[j] = vm::detail::select(a != a, -a, T(0));
+                    }
+                } else if (!gap_first) {
+                    for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // (as above)
                 }
-            } else if (!gap_first) {
-                for (int64_t j = 0; j < len; ++j) scratch[j] = vm::exp_nonpositive(-std::abs(pred[j]));  // (as above)
             }
             if (min_abs_bits < table_max) {
                 if (table_six) vm::softplus_neg_abs_table<true>(pred, ce, len);  // (ce: free until
