@@ -154,6 +154,31 @@ def test_a_group_column_of_text_in_one_file_and_numbers_in_another_is_an_error(t
     one_line_error(proc, 1, "column 'g' holds text in")
 
 
+def test_text_a_file_stores_as_a_dictionary_is_text(tmp_path):
+    # (a pandas categorical or a dictionary_encode()d column: the file's Arrow schema says
+    # dictionary<string>, which is text as a plain string column is)
+    def write(name, g):
+        table = pa.table({"y_true": [1, 0], "y_pred": [0.9, 0.2], "g": g})
+        pq.write_table(table, tmp_path / name)
+
+    write("a.parquet", pa.array(["de", "fr"]).dictionary_encode())
+    write("b.parquet", pa.array(["de", "us"]))
+    for options in ([], ["--loss-only"]):
+        got = score_json(tmp_path, "--group-by", "g", *options)
+        assert {k: v["rows"] for k, v in got["groups"].items()} == {"de": 2, "fr": 1, "us": 1}
+        crossed = score_json(tmp_path, "--group-by", "g,y_true", *options)
+        assert {k: v["rows"] for k, v in crossed["groups"].items()} == {
+            "de, 1": 2,
+            "fr, 0": 1,
+            "us, 0": 1,
+        }
+    # and the int 1 of one file and the text "1" of another stay an error, not two groups "1"
+    write("b.parquet", pa.array([1, 2]))
+    write("a.parquet", pa.array(["1", "2"]).dictionary_encode())
+    proc = fastbce_cli("score", tmp_path, "--group-by", "g")
+    one_line_error(proc, 1, "column 'g' holds text in")
+
+
 def test_a_csv_column_in_two_roles_scores_as_from_parquet(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("y_true,y_pred,w\n1,0.9,2\n0,0.2,1\n1,0.6,2\n")

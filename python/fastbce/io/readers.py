@@ -294,10 +294,14 @@ def _encoded(meta: Any, column: str) -> bool:
 
 
 def _is_text(arrow_type: Any) -> bool:
-    """Whether pyarrow can read a parquet column of this type as a dictionary."""
+    """Whether pyarrow can read a parquet column of this type as a dictionary: text, or text
+    the file's Arrow schema already calls a dictionary (a pandas categorical, a column written
+    from `dictionary_encode()`), which pyarrow reads as one either way."""
     import pyarrow as pa
 
     t = pa.types
+    if t.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
     return bool(
         t.is_string(arrow_type)
         or t.is_large_string(arrow_type)
