@@ -114,6 +114,15 @@ def test_label_out_of_range_names_index_and_value():
         bce(np.array([0, 1, 1, -1], dtype=np.int8), P)
 
 
+def test_a_label_is_checked_in_the_working_precision():
+    # (as the kernel reads it, and as Keras casts y_true to y_pred's dtype: with float32
+    # predictions the float64 label 1 + 2**-25 is 1.0; with float64 ones it is outside [0, 1])
+    y = np.array([1 + 2.0**-25, 0.0, 1.0, 0.0])
+    assert bce(y, P, reduction="none")[0] == bce(np.float32(y), P, reduction="none")[0]
+    with pytest.raises(ValueError, match=r"y_true must be in \[0, 1\]; got 1.0000000298"):
+        bce(y, P.astype(np.float64))
+
+
 def test_probability_out_of_range_names_index_and_value():
     p = P.copy()
     p[3] = 1.25
@@ -168,6 +177,30 @@ def test_negative_or_infinite_sample_weight(bad):
     w[2] = bad
     with pytest.raises(ValueError, match=rf"got {bad} at flat index 2"):
         bce(Y2, P2, sample_weight=w)
+
+
+def test_a_weight_is_finite_in_the_working_precision_however_it_is_given():
+    # One rule for a scalar, a 0-d array, per-element and per-row arrays and pos_weight: the
+    # value is accepted where it rounds to a finite float32 (the kernel multiplies by that), as
+    # a weight array is where the kernel converts it. 3.40282356e38 is past float32's largest
+    # (3.4028234664e38) but rounds to it; 3.5e38 rounds to inf.
+    def ways(w):
+        return {
+            "scalar": {"sample_weight": w},
+            "0-d": {"sample_weight": np.array(w)},
+            "per element": {"sample_weight": np.full((4, 3), w)},
+            "per row": {"sample_weight": np.full(4, w)},
+            "pos_weight": {"pos_weight": w},
+            "pos_weight per class": {"pos_weight": np.full(3, w)},
+        }
+
+    y = np.ones((4, 3), np.float32)  # (labels 1: pos_weight weighs every element)
+    for name, options in ways(3.40282356e38).items():
+        assert np.isfinite(bce(y, P2, **options)), name
+    for name, options in ways(3.5e38).items():
+        with pytest.raises(ValueError, match=r"finite in the working precision \(float32\)"):
+            bce(y, P2, **options)
+            pytest.fail(name)
 
 
 @pytest.mark.parametrize("bad", [-0.5, np.inf, np.nan])

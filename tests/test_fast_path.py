@@ -282,6 +282,18 @@ def test_weight_errors_are_the_general_paths(rng, case, message):
             assert result[0] == "error" and message in result[2], result
 
 
+def test_weights_of_rows_without_elements_are_checked_after_a_valid_call():
+    # (a (3, 0) input: the kernel reads no weight, so the checks the cache skips must run)
+    y, x = np.zeros((3, 0), np.float32), np.zeros((3, 0), np.float32)
+    for fn in FUNCTIONS:
+        for bad in (-1.0, np.inf):
+            fn(y, x, sample_weight=np.ones(3))
+            w = np.ones(3)
+            w[1] = bad
+            with pytest.raises(ValueError, match=rf"got {bad} at flat index 1"):
+                fn(y, x, sample_weight=w)
+
+
 def test_the_cache_is_bounded(rng):
     y, x = inputs(rng, "float32", "float32", (3,), False)
     for size in range(1, 2 * _api._CHECKED_CALLS_MAX):
