@@ -179,6 +179,7 @@ class ReportPass:
         self.rows = rows
         self.top_values = np.zeros((0, 4))
         self.top_index = np.zeros((0, 2), dtype=np.int64)
+        self.working = np.dtype(np.float32)  # the call's working precision (run)
 
     def run(
         self,
@@ -229,6 +230,7 @@ class ReportPass:
             self.hist[:] = 0.0
         out = kernel_pass(slicings, operator.index(opts.top_losses), self.written)
         loss, wsum, count, fault, index, self.top_values, self.top_index = out
+        self.working = np.dtype(np.float64 if y_pred.dtype == np.float64 else np.float32)
         if fault == GROUP_CODE_FAULT:  # (an Arrow dictionary's index outside its dictionary)
             row = index // call.row_size
             for codes, sums, _hist, _bits in self.slices:  # (the first slicing it is outside)
@@ -344,7 +346,8 @@ class ReportState:
         self.bits = MAX_BITS
         self.hist = np.zeros((_bins(MAX_BITS), 2))
         self.slicings: dict[str, _Slicing] = {}
-        # (loss, row, weight, y_true, y_pred, group key) of the rows of largest loss
+        # (loss, row, weighted loss, y_true, y_pred, group key) of the rows of largest loss:
+        # loss is l (the ranking key), the weighted loss w·l as reduction="none" gives it
         self.top: list[tuple[float, int, float, float, float, Hashable]] = []
         self.rows_seen = 0  # elements given so far, counted or not: the next row's index
 
@@ -392,7 +395,8 @@ class ReportState:
             key = None
             if first is not None and code >= 0:
                 key = first[0].keys[code if first[2] is None else int(first[2][code])]
-            new.append((loss, self.rows_seen + row, weight, y_true, y_pred, key))
+            weighted = _weighted_loss(weight, loss, p.working)
+            new.append((loss, self.rows_seen + row, weighted, y_true, y_pred, key))
         self._add_top(new)
         self.rows_seen += p.rows
 
@@ -614,14 +618,19 @@ def _divs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _weighted_loss(weight: float, loss: float, working: np.dtype) -> float:
+    """w·l as reduction="none" gives it: rounded once to the working precision (the float64
+    product of two float32 values is exact, so this is their float32 product); 0 for a weight
+    of 0 whatever l is (an infinite l too)."""
+    if weight == 0.0:
+        return 0.0
+    with np.errstate(over="ignore"):  # (beyond float32's range the loss is inf, as the kernel's)
+        return float(working.type(weight * loss))
+
+
 def _top_entry(t: tuple[float, int, float, float, float, Hashable], with_group: bool) -> dict:
-    loss, row, weight, y_true, y_pred, key = t
-    entry: dict[str, Any] = {
-        "row": row,
-        "y_true": y_true,
-        "y_pred": y_pred,
-        "loss": 0.0 if weight == 0.0 else weight * loss,
-    }
+    _loss, row, weighted, y_true, y_pred, key = t
+    entry: dict[str, Any] = {"row": row, "y_true": y_true, "y_pred": y_pred, "loss": weighted}
     if with_group:
         entry["group"] = key
     return entry
