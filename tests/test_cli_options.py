@@ -66,6 +66,22 @@ def test_text_labels_can_be_ignored_with_positive_label(tmp_path, fmt):
     assert proc.returncode == 2 and "--ignore-label must be a number" in proc.stderr
 
 
+def test_an_ignore_label_that_matches_nothing_or_every_positive_is_an_error(labels_npy):
+    # (NaN equals no label; ignoring the positive label would skip every positive row)
+    proc = score(*labels_npy, "--positive-label", "2", "--ignore-label", "2")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "--ignore-label and --positive-label name the same label '2'" in line, line
+    floats = labels_npy[1].parent / "yf.npy"  # (a float label column: "nan" parses as NaN)
+    np.save(floats, np.array([2.0, 1.0, 2.0, 1.0, 3.0]))
+    for option in ("--ignore-label", "--positive-label"):
+        labels = {"--positive-label": "2", "--ignore-label": "3", option: "nan"}
+        proc = score("--y-true", floats, *labels_npy[2:], *(a for kv in labels.items() for a in kv))
+        assert proc.returncode == 1, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert f"{option} 'nan' matches no label: NaN is a missing label of" in line, line
+
+
 @pytest.mark.parametrize("with_positive_label", [False, True])
 def test_ignored_rows_have_a_nan_loss_in_the_output(tmp_path, with_positive_label):
     # --output runs a second, elementwise pass: it used to check the ignored labels (-1 is not

@@ -308,11 +308,14 @@ def _coerce_arrow(text: str, kind: Any, name: str, option: str = "--positive-lab
 
 def _parse(convert: Any, text: str, what: str, name: str, option: str) -> Any:
     try:
-        return convert(text)
+        value = convert(text)
     except ValueError:
         raise DataError(
             f"{option} {text!r} is not {what}, but {name} holds {what.split()[-1]}s"
         ) from None
+    if value != value:  # (NaN equals no label: it would match nothing, silently)
+        raise DataError(f"{option} {text!r} matches no label: NaN is a missing label of {name}")
+    return value
 
 
 def _parse_bool(text: str, name: str, option: str) -> bool:

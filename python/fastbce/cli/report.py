@@ -133,6 +133,10 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--top-losses must be >= 0 and < 2^62; got {args.top_losses}")
     ignore_label = None
     if args.ignore_label is not None and args.positive_label is not None:
+        if args.ignore_label == args.positive_label:  # (every positive row would be skipped)
+            raise UsageError(
+                f"--ignore-label and --positive-label name the same label {args.ignore_label!r}"
+            )
         ignore_label = float(IGNORED_CLASS)  # (the label the rows of V get: columns.Labels)
     elif args.ignore_label is not None:
         try:
