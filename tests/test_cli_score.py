@@ -6,8 +6,10 @@ import io
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -371,6 +373,26 @@ def bad(files: Path, data: dict[str, np.ndarray]) -> Path:
     np.savez(root / "complex.npz", y_true=np.array([1j, 0j]), y_pred=np.array([0.5, 0.5]))
     (root / "bad.csv").write_text("y_true,y_pred\n1,0.5\n0,oops\n")
     (root / "notes.txt").write_text("hello")
+    # a compressed .npz whose deflate stream is broken at its start (read with the header) and
+    # in its middle (read with a batch): zlib's errors, not zipfile's
+    for name, where in (("deflate_head.npz", 0.0), ("deflate_body.npz", 0.5)):
+        np.savez_compressed(root / name, y_true=data["y_true"], y_pred=data["y_pred"])
+        raw = bytearray((root / name).read_bytes())
+        member = zipfile.ZipFile(root / name).getinfo("y_pred.npy")
+        h = member.header_offset
+        name_len, extra_len = struct.unpack("<HH", raw[h + 26 : h + 30])
+        raw[h + 30 + name_len + extra_len + int(where * member.compress_size)] ^= 0xFF
+        (root / name).write_bytes(bytes(raw))
+    # .npy headers np.load refuses: a negative shape, and an array per element
+    with open(root / "negative.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f8", "fortran_order": False, "shape": (-5,)}
+        )
+        f.write(np.zeros(8).tobytes())
+    with open(root / "subarray.npy", "wb") as f:  # (np.save would make it shape (4, 2))
+        header = {"descr": ("<f8", (2,)), "fortran_order": False, "shape": (4,)}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(np.zeros(8).tobytes())
     return root
 
 
@@ -386,6 +408,10 @@ DATA_ERRORS = [
     (["data.npz", "--sample-weight", "w"], "data.npz: no column 'w'; the columns are: y_true"),
     (["bad/corrupt.parquet"], "bad/corrupt.parquet: cannot read it as parquet"),
     (["bad/corrupt.npz"], "bad/corrupt.npz: cannot read it as .npz"),
+    (["bad/deflate_head.npz"], "bad/deflate_head.npz[y_pred]: cannot read it as .npy"),
+    (["bad/deflate_body.npz"], "bad/deflate_body.npz: array 'y_pred': "),
+    (["--y-true", "y_true.npy", "--y-pred", "bad/negative.npy"], "shape (-5,) is negative"),
+    (["--y-true", "y_true.npy", "--y-pred", "bad/subarray.npy"], "subarray.npy: holds arrays"),
     (["--y-true", "y_true.npy", "--y-pred", "bad/truncated.npy"], "the file is truncated"),
     (["--y-true", "y_true.npy", "--y-pred", "bad/header.npy"], "cannot read it as .npy"),
     (["--y-true", "y_true.npy", "--y-pred", "data.csv.npy"], "data.csv.npy: no such file"),

@@ -179,7 +179,7 @@ class ReportPass:
         self.rows = rows
         self.top_values = np.zeros((0, 4))
         self.top_index = np.zeros((0, 2), dtype=np.int64)
-        self.working = np.dtype(np.float32)  # the call's working precision (run)
+        self.working: np.dtype = np.dtype(np.float32)  # the call's working precision (run)
 
     def run(
         self,

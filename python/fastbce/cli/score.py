@@ -161,32 +161,34 @@ def run_locally(job: Job) -> Any:
     source = job.open_source()
     check_plot_path(job, source)
     acc = new_accumulator(job.spec)
-    output = None
-    if job.args.output is not None:
-        output = open_output(
-            job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
-        )
     progress = Progress(enabled=job.args.format != "json")
     labels = Labels(job.roles["y_true"], job.positive, job.spec.ignore)
-    batches = source.batches(job.args.batch_rows)
     reserve = getattr(source, "reserve", None)  # (parquet: its read-ahead gives way to groups)
     held = getattr(acc, "_nbytes", None)
     restore_allocator = None
-    if reserve is not None:
-        from ..io.prefetch import use_jemalloc
-
-        restore_allocator = use_jemalloc()  # (pyarrow's, for this command only)
+    batches: Any = None
+    output = None
 
     def tick() -> None:
         progress.update(source.fraction())
         if reserve is not None:
             reserve(held() if held is not None else 0)
 
-    if reserve is not None and job.slicings:  # (no read-ahead until the first batch says
-        reserve(None)  # what the groups hold; without groups they hold nothing: at once)
-
     committed = False
+    # (from the output's temporary file on, everything is in the try: a signal or an error
+    # while the reader starts, which reads every parquet footer, removes that file too)
     try:
+        if job.args.output is not None:
+            output = open_output(
+                job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+            )
+        batches = source.batches(job.args.batch_rows)
+        if reserve is not None:
+            from ..io.prefetch import use_jemalloc
+
+            restore_allocator = use_jemalloc()  # (pyarrow's, for this command only)
+        if reserve is not None and job.slicings:  # (no read-ahead until the first batch says
+            reserve(None)  # what the groups hold; without groups they hold nothing: at once)
         score_batches(
             job.spec,
             batches,
@@ -200,8 +202,8 @@ def run_locally(job: Job) -> Any:
             output.commit()
             committed = True
     finally:
-        if hasattr(batches, "close"):  # (a generator: stops the read-ahead threads now)
-            batches.close()
+        if batches is not None and hasattr(batches, "close"):  # (a generator: stops the
+            batches.close()  # read-ahead threads now)
         progress.close()
         if output is not None and not committed:
             output.abort()

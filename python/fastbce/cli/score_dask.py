@@ -128,17 +128,17 @@ def run_on_cluster(job: Job) -> Any:
             else:
                 acc, found, sample, kind = None, False, [], ""
         else:
-            output = open_output(
-                job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
-            )
-            committed = False
-            try:
+            output, committed = None, False
+            try:  # (from the temporary file's creation on: a signal removes it too)
+                output = open_output(
+                    job.args.output, output_dtype(source, job.roles["y_pred"]), input_files(source)
+                )
                 acc, found, sample, kind = _stream_output(client, tasks, output, merge_all)
                 if job.positive is None or found:
                     output.commit()
                     committed = True
             finally:
-                if not committed:
+                if output is not None and not committed:
                     output.abort()
     if job.positive is not None and not found:
         raise DataError(missing_positive(job.spec, sample, kind))

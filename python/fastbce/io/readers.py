@@ -440,7 +440,7 @@ class NpzSource:
         try:
             self._zip = zipfile.ZipFile(path)
             names = [n[:-4] for n in self._zip.namelist() if n.endswith(".npy")]
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+        except _zip_errors() as e:
             raise DataError(f"{path}: cannot read it as .npz ({first_line(e)})") from None
         self.dtypes: dict[str, np.dtype] = {}
         self.total_rows = 0
@@ -459,16 +459,12 @@ class NpzSource:
         self._done = 0
 
     def _open(self, column: str) -> Any:
-        import zipfile
-
         try:
             return self._zip.open(column + ".npy")
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+        except _zip_errors() as e:
             raise DataError(f"{self.path}: cannot read it as .npz ({first_line(e)})") from None
 
     def batches(self, batch_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        import zipfile
-
         streams = {}
         try:
             for c in dict.fromkeys(self.columns):
@@ -477,16 +473,7 @@ class NpzSource:
                 streams[c] = f
             for start in range(0, self.total_rows, batch_rows):
                 rows = min(batch_rows, self.total_rows - start)
-                batch = {}
-                for c, f in streams.items():
-                    dtype = self.dtypes[c]
-                    try:
-                        data = f.read(rows * dtype.itemsize)
-                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-                        raise DataError(f"{self.path}: array {c!r}: {first_line(e)}") from None
-                    if len(data) != rows * dtype.itemsize:
-                        raise DataError(f"{self.path}: array {c!r} is truncated")
-                    batch[c] = np.frombuffer(data, dtype=dtype)
+                batch = {c: self._read(f, c, rows) for c, f in streams.items()}
                 yield self.path, start, batch
                 self._done = start + rows
         finally:
@@ -500,20 +487,30 @@ class NpzSource:
             for c in dict.fromkeys(self.columns):
                 f = self._open(c)
                 _npy_header(f, f"{self.path}[{c}]")
-                f.seek(f.tell() + start * self.dtypes[c].itemsize)  # (a compressed member is
-                streams[c] = f  # read from its start up to there)
+                try:  # (a compressed member is read from its start up to there)
+                    f.seek(f.tell() + start * self.dtypes[c].itemsize)
+                except _zip_errors() as e:
+                    raise DataError(f"{self.path}: array {c!r}: {first_line(e)}") from None
+                streams[c] = f
             for first in range(start, stop, batch_rows):
                 rows = min(batch_rows, stop - first)
-                batch = {}
-                for c, f in streams.items():
-                    data = f.read(rows * self.dtypes[c].itemsize)
-                    if len(data) != rows * self.dtypes[c].itemsize:
-                        raise DataError(f"{self.path}: array {c!r} is truncated")
-                    batch[c] = np.frombuffer(data, dtype=self.dtypes[c])
+                batch = {c: self._read(f, c, rows) for c, f in streams.items()}
                 yield self.path, first, batch
         finally:
             for f in streams.values():
                 f.close()
+
+    def _read(self, f: Any, column: str, rows: int) -> np.ndarray:
+        """The next `rows` values of a column's member, or a DataError naming it (a bad or
+        corrupt member: a bad CRC, a deflate stream zlib cannot read, a short one)."""
+        dtype = self.dtypes[column]
+        try:
+            data = f.read(rows * dtype.itemsize)
+        except _zip_errors() as e:
+            raise DataError(f"{self.path}: array {column!r}: {first_line(e)}") from None
+        if len(data) != rows * dtype.itemsize:
+            raise DataError(f"{self.path}: array {column!r} is truncated")
+        return np.frombuffer(data, dtype=dtype)
 
     def fraction(self) -> float | None:
         return self._done / self.total_rows if self.total_rows else None
@@ -596,9 +593,15 @@ def _release(m: mmap.mmap, offset: int, done_bytes: int) -> None:
             pass
 
 
-def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    import zipfile  # (a member of an .npz may be a bad zip)
+def _zip_errors() -> tuple[type[BaseException], ...]:
+    """What reading a member of a bad .npz raises (zipfile's import is left to .npz input)."""
+    import zipfile
+    import zlib
 
+    return (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError)
+
+
+def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
@@ -608,8 +611,12 @@ def _npy_header(f: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as e:
+    except _zip_errors() + (SyntaxError,) as e:  # (a member of an .npz may be a bad zip)
         raise DataError(f"{name}: cannot read it as .npy ({first_line(e)})") from None
+    if any(d < 0 for d in shape):  # (np.load refuses it; read as it is, all bytes would do)
+        raise DataError(f"{name}: cannot read it as .npy (its header's shape {shape} is negative)")
+    if dtype.subdtype is not None:  # (each element an array: the reader's counts would not fit)
+        raise DataError(f"{name}: holds arrays of {dtype} per element; fastbce reads 1-D columns")
     if dtype.hasobject:
         raise DataError(
             f"{name}: holds Python objects (dtype {dtype}); save strings as a str dtype"

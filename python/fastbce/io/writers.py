@@ -54,16 +54,17 @@ class Output:
         check_target(path)
         remove_stale_temps(self.target)
         self.tmp = temp_path(self.target)
-        try:
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # left by a dead process that had this pid
-            os.unlink(self.tmp)
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        try:
+        try:  # (a signal, as an exception, anywhere from the file's creation on removes it)
+            try:
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # left by a dead process that had this pid
+                os.unlink(self.tmp)
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
             self._open()
         except BaseException:
-            self.abort()
+            with contextlib.suppress(OSError):  # (the first error is the one to report)
+                self.abort()
             raise
 
     def _open(self) -> None:
