@@ -343,6 +343,8 @@ def test_adapters_check_the_shape_of_pos_weight(make):
         r"one per target; got shape \(2, 3\)",
     ):
         getattr(fastbce.xgboost, make)(pos_weight=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"one per target; got shape \(0,\)"):
+        getattr(fastbce.xgboost, make)(pos_weight=[])  # (not at the first round: now)
     with pytest.raises(
         ValueError,
         match=rf"lightgbm\.{make}\(\): pos_weight must be a scalar "

@@ -33,7 +33,7 @@ def _probe(options: dict[str, Any], where: str, multi_target: bool) -> Any:
     shape: tuple[int, ...] = np.shape(pos_weight) if pos_weight is not None else ()
     if shape == ():
         return np.zeros(1, np.float32)
-    if len(shape) != 1 or not multi_target:
+    if len(shape) != 1 or not multi_target or shape[0] == 0:  # (a model has a target at least)
         one_per_target = " or 1-D, one per target" if multi_target else " (one margin a row)"
         raise ValueError(
             f"{where}(): pos_weight must be a scalar{one_per_target}; got shape {shape}"
