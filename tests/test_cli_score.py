@@ -224,6 +224,14 @@ def test_npy_names_in_upper_case(files, data, tmp_path):
     same(got, expected(data["y_true"], data["y_pred"], None, data["group"]))
 
 
+def test_parquet_suffixes_in_upper_case_in_a_directory(files, tmp_path):
+    # (a file named on the command line was matched in any case, one in a directory was not)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "PART-0.PARQUET").write_bytes((files / "one.parquet").read_bytes())
+    (tmp_path / "d" / "part-1.Pq").write_bytes((files / "one.parquet").read_bytes())
+    assert score_json("d", cwd=tmp_path)["rows"] == 2 * N
+
+
 def test_json_has_the_spec_fields(files):
     got = score_json("one.parquet", "--group-by", "group", cwd=files)
     assert isinstance(got["rows"], int) and got["rows"] == N

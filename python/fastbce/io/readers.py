@@ -80,14 +80,15 @@ def expand_inputs(inputs: list[str]) -> tuple[str, list[str]]:
 
 def _parquet_files_in(directory: str) -> list[str]:
     """The .parquet files under a directory, recursively, sorted; hidden and "_" files (such as
-    _SUCCESS or _metadata) and directories are skipped, as Spark and Arrow do."""
+    _SUCCESS or _metadata) and directories are skipped, as Spark and Arrow do. Suffixes in any
+    case, as for a file named on the command line (part-0.PARQUET)."""
     found = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         found += [
             os.path.join(root, n)
             for n in names
-            if n.endswith(PARQUET_SUFFIXES) and not n.startswith((".", "_"))
+            if n.lower().endswith(PARQUET_SUFFIXES) and not n.startswith((".", "_"))
         ]
     return sorted(found)
 
