@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from ._groups import GROUP_CODE_FAULT, code_error
-from ._inputs import as_array, check_numeric, check_pos_weight_values, finite_in, is_bfloat16
+from ._inputs import as_array, check_numeric, check_pos_weight_values, is_bfloat16, overflows_in
 from ._options import NAN_POLICIES, LossOptions, check_reduction, plain_options_key
 
 __all__ = ["binary_crossentropy", "binary_focal_crossentropy"]
@@ -214,7 +214,7 @@ def _sample_weight(
         w = float(weight_arr)
         if w < 0.0 or math.isinf(w):
             raise ValueError(f"sample_weight must be finite and non-negative; got {w!r}")
-        if not finite_in(w, working):  # the kernel multiplies in the working precision
+        if overflows_in(w, working):  # the kernel multiplies in the working precision
             raise ValueError(
                 f"sample_weight must be finite in the working precision ({working}); got {w!r}"
             )
@@ -258,7 +258,7 @@ def _pos_weight(call: Any, given: Any, yp: np.ndarray, working: np.dtype) -> np.
     check_numeric(q, "pos_weight")
     if q.ndim == 0:
         value = float(q)
-        if not (value >= 0.0 and finite_in(value, working)):  # (NaN fails too)
+        if not value >= 0.0 or overflows_in(value, working):  # (NaN fails too)
             check_pos_weight_values(q, working)  # (raises, naming the rule)
         call.pos_weight_scalar = value
         return None

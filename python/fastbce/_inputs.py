@@ -12,8 +12,8 @@ __all__ = [
     "check_numeric",
     "check_pos_weight",
     "check_pos_weight_values",
-    "finite_in",
     "is_bfloat16",
+    "overflows_in",
     "same_pos_weight",
 ]
 
@@ -167,23 +167,24 @@ def check_pos_weight(given: Any) -> None:
     check_pos_weight_values(q)
 
 
-def finite_in(values: Any, working: np.dtype | None) -> Any:
-    """Whether float64 values stay finite once rounded to the working precision, where the
-    kernel multiplies by a weight: the rule a weight array meets as the kernel converts it, so
-    a scalar weight meets the same one (3.40282356e38 rounds to float32's largest, 3.5e38 to
-    inf). Elementwise for an array; None: any finite value."""
+def overflows_in(values: Any, working: np.dtype | None) -> Any:
+    """Whether float64 values round to infinity in the working precision, where the kernel
+    multiplies by a weight: the rule a weight array meets as the kernel converts it, so a
+    scalar weight meets the same one (3.40282356e38 rounds to float32's largest, 3.5e38 to
+    inf). Elementwise for an array; None: no value overflows. (NaN does not: other rules
+    decide about it.)"""
     if working is None:
-        return np.isfinite(values)
+        return np.zeros(np.shape(values), bool)
     with np.errstate(over="ignore"):  # (the cast's overflow is the answer, not a warning)
-        return np.isfinite(np.asarray(values, np.float64).astype(working))
+        return np.isinf(np.asarray(values, np.float64).astype(working))
 
 
 def check_pos_weight_values(q: np.ndarray, working: np.dtype | None = None) -> np.ndarray:
     """pos_weight's values as float64 (flat), or a ValueError naming the first one that is
     negative, NaN or infinite, or (with `working`) not finite once rounded to that precision
-    (finite_in), where the kernel multiplies by it."""
+    (overflows_in), where the kernel multiplies by it."""
     q64 = q.astype(np.float64).reshape(-1)
-    bad = ~(np.isfinite(q64) & (q64 >= 0) & finite_in(q64, working))
+    bad = ~(np.isfinite(q64) & (q64 >= 0)) | overflows_in(q64, working)
     if bad.any():
         i = int(np.argmax(bad))
         rule = "finite and non-negative"
