@@ -163,7 +163,16 @@ def test_merge_refuses_different_options(rng):
         fastbce.LossAccumulator(pos_weight=2.0).merge(fastbce.LossAccumulator())
     with pytest.raises(TypeError, match="LossAccumulator"):
         a.merge({"rows": 1})
-    # threads and validate do not change the value: merging is fine
+    # NumPy 2 compares np.float32(0.1) == 0.1 in float32 (True), but their float64 losses differ
+    for name, value in (("gamma", 0.1), ("epsilon", 1e-7), ("logit_offset", 0.3)):
+        with pytest.raises(ValueError, match=rf"{name}={value!r} vs np\.float32"):
+            kw = {"from_logits": True} if name == "logit_offset" else {}
+            fastbce.LossAccumulator(**{name: value}, **kw).merge(
+                fastbce.LossAccumulator(**{name: np.float32(value)}, **kw)
+            )
+    # the same number in another type is the same option; threads and validate do not change
+    # the value: merging is fine
+    fastbce.LossAccumulator(gamma=2).merge(fastbce.LossAccumulator(gamma=np.float64(2.0)))
     fastbce.LossAccumulator(threads=1).merge(fastbce.LossAccumulator(validate=False))
 
 

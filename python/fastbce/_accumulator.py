@@ -9,6 +9,7 @@ same pass, given one int64 code per row. Python loops only over groups, never ov
 
 from __future__ import annotations
 
+import numbers
 import threading
 from collections.abc import Hashable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -49,6 +50,17 @@ _VALUE_OPTIONS = (
     "logit_offset",
     "top_losses",
 )
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two values of an option differ as numbers where both are (exactly: under NumPy 2
+    np.float32(0.1) == 0.1 compares in float32 and is True, but their losses differ in float64),
+    else as values."""
+    if isinstance(a, numbers.Integral) and isinstance(b, numbers.Integral):
+        return int(a) != int(b)
+    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+        return float(a) != float(b)
+    return bool(a != b)
 
 
 class LossAccumulator:
@@ -194,7 +206,7 @@ class LossAccumulator:
         if not isinstance(other, LossAccumulator):
             raise TypeError(f"can only merge a LossAccumulator; got {type(other).__name__}")
         mine, theirs = self.options, other.options
-        differ = [n for n in _VALUE_OPTIONS if mine[n] != theirs[n]]
+        differ = [n for n in _VALUE_OPTIONS if _differs(mine[n], theirs[n])]
         if not same_pos_weight(mine["pos_weight"], theirs["pos_weight"]):
             differ.append("pos_weight")
         if differ:
