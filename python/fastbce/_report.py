@@ -330,11 +330,13 @@ class _Slicing:
 
     def __getstate__(self) -> dict[str, Any]:
         n = len(self.keys)  # (without the spare capacity)
-        hist = None if self.hist is None else self.hist[:n].copy()
+        hist = None if self.hist is None else _packed(self.hist[:n])
         return {"index": self.index, "sums": self.sums[:n].copy(), "hist": hist, "bits": self.bits}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if self.hist is not None:
+            self.hist = _unpacked(self.hist)
 
 
 class ReportState:
@@ -451,10 +453,31 @@ class ReportState:
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "hist": _packed(self.hist)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.hist = _unpacked(self.hist)
+
+
+def _packed(hist: np.ndarray) -> Any:
+    """A histogram as pickled: its nonzero cells alone (shape, flat indices, values) where they
+    are under a quarter of it, as in the accumulator of a Dask chunk (the whole input's 2 MB
+    histogram of a chunk of a few rows was 2 MB a chunk), else a copy of the array."""
+    nonzero = np.flatnonzero(hist)
+    if nonzero.size * 4 >= hist.size:
+        return hist.copy()
+    return (hist.shape, nonzero, hist.reshape(-1)[nonzero])
+
+
+def _unpacked(packed: Any) -> np.ndarray:
+    """The histogram _packed made (an array as it is)."""
+    if isinstance(packed, np.ndarray):
+        return packed
+    shape, nonzero, values = packed
+    hist = np.zeros(shape)
+    hist.reshape(-1)[nonzero] = values
+    return hist
 
 
 class Batch:
