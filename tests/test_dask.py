@@ -566,6 +566,33 @@ def test_pos_weight_length_is_checked_when_the_graph_is_built(length, reduction)
     np.testing.assert_allclose(got.compute(scheduler="synchronous"), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_more_shapes_are_checked_when_the_graph_is_built(reduction):
+    # Series of other partition counts (with "none" the compute failed with Dask's "Missing
+    # dependency"); a per-class pos_weight of 0-d input (an IndexError on the worker)
+    y = dd.from_pandas(pd.Series([0.0, 1.0] * 5), npartitions=3)
+    p = dd.from_pandas(pd.Series(np.linspace(0.05, 0.95, 10)), npartitions=2)
+    with pytest.raises(ValueError, match="y_true: 3 partitions, y_pred: 2 partitions"):
+        fastbce.dask.binary_crossentropy(y, p, reduction=reduction)
+    with pytest.raises(ValueError, match=r"pos_weight must be a scalar for y_pred of shape \(\)"):
+        fastbce.dask.binary_crossentropy(
+            da.from_array(np.array(1.0)), da.from_array(np.array(0.3)),
+            pos_weight=np.array([2.0]), reduction=reduction,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_a_0d_dask_array_is_a_scalar_weight(reduction):
+    p = da.from_array(np.linspace(0.1, 0.9, 10), chunks=3)
+    got = fastbce.dask.binary_crossentropy(
+        np.zeros(10), p, sample_weight=da.from_array(np.array(2.0)), reduction=reduction
+    ).compute(scheduler="synchronous")
+    want = fastbce.binary_crossentropy(
+        np.zeros(10), np.linspace(0.1, 0.9, 10), sample_weight=2.0, reduction=reduction
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_cli_scheduler_reads_csv_missing_fields_and_na_texts_as_locally(client, tmp_path):
     """Empty fields are missing, and in text columns "NA" and "null" are values, with
     --scheduler as without it (a crossed group, text labels with --positive-label, 0/1 labels)."""

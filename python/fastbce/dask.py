@@ -237,9 +237,9 @@ def _check_pos_weight(options: dict[str, Any], shape: tuple[Any, ...]) -> None:
     """A per-class pos_weight's length against y_pred's last axis, now (each chunk would see
     only its own shape, and a block of the classes only its slice)."""
     q = options.get("pos_weight")
-    if q is None or np.ndim(q) == 0 or not shape or math.isnan(shape[-1]):
+    if q is None or np.ndim(q) == 0 or (shape and math.isnan(shape[-1])):
         return
-    if np.shape(q) != (shape[-1],):
+    if not shape or np.shape(q) != (shape[-1],):  # (0-d y_pred has no class axis)
         raise pos_weight_shape_error(shape, np.shape(q))
 
 
@@ -341,6 +341,8 @@ def _aligned(x: Any, yp: Any, name: str, full: bool | None) -> Any:
         else da.asarray(np.asarray(x) if not hasattr(x, "shape") else x)
     )
     _known_shape(arr, name)
+    if name == "sample_weight" and arr.ndim == 0:  # (a 0-d Dask array: a scalar weight,
+        arr = da.broadcast_to(arr, yp.shape)  # read per element as it is not known yet)
     if full is None:
         full = arr.shape == yp.shape or yp.ndim <= 1
     if full:
@@ -385,12 +387,7 @@ def _frame_tasks(
             "pos_weight: with Dask Series (one value a row, partitions of unknown length) it "
             "must be a scalar; a pos_weight per element needs Dask arrays"
         )
-    counts = {name: s.npartitions for name, s in series.items()}
-    if len(set(counts.values())) != 1:
-        raise ValueError(
-            "the Dask Series must have the same partitions; got "
-            + ", ".join(f"{k}: {v} partitions" for k, v in counts.items())
-        )
+    _same_partitions(series)
     scalar = sample_weight if "sample_weight" not in series else None
     results = dd.map_partitions(
         _score_partition,
@@ -403,6 +400,17 @@ def _frame_tasks(
         align_dataframes=False,
     )
     return [dask.delayed(_first, pure=True)(d) for d in results.to_delayed()]
+
+
+def _same_partitions(series: dict[str, Any]) -> None:
+    """ValueError, when the graph is built, unless the Series have as many partitions (rows
+    are matched partition by partition)."""
+    counts = {name: s.npartitions for name, s in series.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(
+            "the Dask Series must have the same partitions; got "
+            + ", ".join(f"{k}: {v} partitions" for k, v in counts.items())
+        )
 
 
 def _elementwise(y_true: Any, y_pred: Any, sample_weight: Any, options: dict[str, Any]) -> Any:
@@ -450,6 +458,7 @@ def _elementwise_frame(
                 f"{name}: with Dask dataframe columns every array argument must be a Dask "
                 f"Series with the same partitions; got {type(s).__name__}"
             )
+    _same_partitions(dict(zip(("y_true", "y_pred", "sample_weight"), series, strict=False)))
     working = np.float64 if _values(y_pred._meta).dtype == np.float64 else np.float32
     return dd.map_partitions(
         _none_partition,
