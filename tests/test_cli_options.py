@@ -222,6 +222,35 @@ def test_a_signal_as_the_run_starts_leaves_no_temporary_file(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
 
 
+def test_a_stop_signal_handled_where_python_drops_exceptions_still_stops_the_run():
+    # (Python runs a handler between any two bytecodes, also in a gc callback such as JAX's,
+    # which prints and drops the exception: the bench then ran to its end, every later signal
+    # ignored; the dropped Stopped is now delivered again)
+    import gc
+
+    from fastbce.cli.signals import Stopped, stop_on_signals
+
+    fired: list[int] = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start" and not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGTERM)
+            for _ in range(100):  # (bytecodes: the handler runs here, in the callback)
+                time.sleep(0)
+
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(Stopped) as stopped, stop_on_signals():
+            gc.collect()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # (the run goes on: here it is stopped)
+                time.sleep(0.001)
+        assert fired and stopped.value.signum == signal.SIGTERM
+    finally:
+        gc.callbacks.remove(callback)
+
+
 @pytest.mark.parametrize("closed", [1, 2])
 def test_a_closed_stdout_or_stderr_does_not_change_the_exit_status(tmp_path, closed):
     data = tmp_path / "in.csv"

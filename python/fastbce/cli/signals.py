@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -39,12 +40,29 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in stop_signals()}
+    stopping: list[int] = []  # the signal acted on, once its Stopped is raised
 
     def handler(signum: int, frame: Any) -> None:
-        for s in previous:  # the clean-up that follows is not interrupted
-            signal.signal(s, signal.SIG_IGN)
+        if stopping:  # the clean-up that follows is not interrupted
+            return
+        stopping.append(signum)
         raise Stopped(signum)
 
+    # Python runs a handler between any two bytecodes, also in a garbage collector's callback
+    # (JAX has one) or a __del__, where an exception is printed ("Exception ignored in") and
+    # dropped: the run would go on with every later signal ignored. Such a Stopped re-arms the
+    # handler and has its signal sent again, a moment later (sent now, it would be handled
+    # in this hook, which drops it too), to the main thread, where it stops the run.
+    previous_hook = sys.unraisablehook
+
+    def unraisable(args: Any) -> None:
+        if isinstance(args.exc_value, Stopped) and stopping:
+            again = (threading.main_thread().ident, stopping.pop())
+            threading.Timer(0.01, signal.pthread_kill, again).start()
+            return
+        previous_hook(args)
+
+    sys.unraisablehook = unraisable
     for s, old in previous.items():
         if old is not signal.SIG_IGN:
             signal.signal(s, handler)
@@ -53,3 +71,4 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old if old is not None else signal.SIG_DFL)
+        sys.unraisablehook = previous_hook
