@@ -181,6 +181,9 @@ def test_bad_option_exits_2():
         (["--min-time", "-1"], "finite number >= 0"),
         (["--variants", "logits,nope"], "unknown variant 'nope'"),
         (["--peers", "numpy,caffe"], "unknown peer 'caffe'"),
+        (["--variants", "all,nope"], "unknown variant 'nope'"),  # (beside all too)
+        (["--peers", "all,caffe"], "unknown peer 'caffe'"),
+        (["--dist", "nope,all"], "unknown"),
         (["--no-such-option"], "unrecognized arguments"),
         (["--seed", "-1"], "--seed: must be >= 0"),
         (["--threads", "50000"], "--threads: at most 1024"),

@@ -51,15 +51,15 @@ def choose(
     one for "all", and none of them for "none" where `none` allows it. An unknown name is a
     UsageError: "unknown {what} 'name'{where}; {lead}choose from ..."."""
     choices = list(choices)
-    if "all" in names:
-        return choices
     chosen = [name for name in names if not (none and name == "none")]
-    unknown = [name for name in chosen if name not in choices]
-    if unknown:
+    unknown = [name for name in chosen if name not in choices and name != "all"]
+    if unknown:  # (beside "all" too: `all,foo` is a typo, not all)
         rest = ", all or none" if none else " or all"
         raise UsageError(
             f"unknown {what} {unknown[0]!r}{where}; {lead}choose from {', '.join(choices)}{rest}"
         )
+    if "all" in names:
+        return choices
     return list(dict.fromkeys(chosen))
 
 

@@ -66,7 +66,7 @@ def format_table(settings: Settings, rows: list[dict[str, Any]]) -> str:
             lines.append(aligned(cells, widths))
         lines.append("")
     notes = [
-        "ms: median of the repeats; ns/elem: ms per element; GB/s: input bytes read per second;",
+        "ms: median of the repeats; ns/elem: ns per element; GB/s: input bytes read per second;",
         "speed-up: this row's time / fastbce's (how many times faster fastbce is); x floor: time /",
         "the read floor's; rel. error: |value - float64 reference| / reference ('!': too large).",
     ]
