@@ -7,6 +7,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
+import subprocess
 import threading
 import time
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastbce
+from conftest import ROOT
 from fastbce import _core
 
 BLOCK = 1 << 16  # the kernel's largest block (dispatch.cpp): threads take whole blocks
@@ -33,11 +36,27 @@ def test_any_thread_count_same_bits(simd_target, rng, n):
         assert fastbce.binary_focal_crossentropy(y, x, threads=threads, **options) == want
 
 
+def test_every_task_runs_once_from_both_ends(tmp_path):
+    # tests/cpp/test_parallel_for.cpp: parallel_for alone (tasks taken from the front by the
+    # caller and from the back by the pool; a task that throws)
+    compiler = os.environ.get("CXX") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++ or $CXX) to build tests/cpp/test_parallel_for.cpp")
+    program = tmp_path / "test_parallel_for"
+    source = ROOT / "tests/cpp/test_parallel_for.cpp"
+    includes = ["-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cpp/src")]
+    build = [compiler, "-std=c++20", "-O2", "-DFASTBCE_STANDALONE", *includes, str(source)]
+    subprocess.run([*build, "-o", str(program), "-lpthread"], check=True)
+    done = subprocess.run([str(program)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stdout + done.stderr
+
+
 def test_two_threads_from_two_blocks():
     assert _core.threads_for(SPLIT - 1, 2) == 1  # one block: one thread
     assert _core.threads_for(SPLIT, 2) == 2  # two blocks from 2^13 elements on
     assert _core.threads_for(10**4, 2) == 2
-    assert _core.threads_for(100_000, 8) == 2  # never more threads than blocks
+    assert _core.threads_for(30_000, 8) == 2  # never more threads than blocks
+    assert _core.threads_for(100_000, 16) == 8  # (mid-size calls: blocks of at most 2^14, even)
     assert _core.threads_for(DEFAULT_PARALLEL - 1, 0) == 1  # unasked: one thread below it
     if _core.default_threads() >= 2:
         assert _core.threads_for(DEFAULT_PARALLEL, 0) == 2

@@ -10,7 +10,7 @@
 // Build against the library CMake makes (as tools/time_kernel.cpp says), from the repository root:
 //   g++ -O2 -std=c++20 -I cpp/include -I cpp/src tools/trace_pool.cpp /tmp/fb/libfastbce_lib.a
 //       -lpthread -o /tmp/trace_pool
-//   /tmp/trace_pool [n] [calls] [offset] [tier]     (defaults 100000 3000 4 x86-64-v4)
+//   /tmp/trace_pool [n] [calls] [offset] [tier] [blocks]  (defaults 100000 3000 4 x86-64-v4)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,9 +48,12 @@ int main(int argc, char** argv) {
     const int64_t offset = argc > 3 ? std::atoll(argv[3]) : 4;
     set_target(argc > 4 ? argv[4] : "x86-64-v4");
 
-    // dispatch.cpp's block_size: equal blocks of at most 2^16, at least two, 512- or 4096-aligned
-    const int64_t n_blocks = std::max<int64_t>((n + 65535) / 65536, 2);
-    const int64_t align = n_blocks > 2 ? 4096 : 512;
+    // dispatch.cpp's block_size: equal blocks of at most 2^16, at least two, and below 2^20
+    // elements an even number of at most 2^14 (up to 16); 512- or (past 16 blocks) 4096-aligned.
+    // An optional fifth argument sets the number of blocks instead (to compare splits).
+    const int64_t fine = std::min<int64_t>(2 * ((n + 32767) / 32768), 16);
+    const int64_t n_blocks = argc > 5 ? std::atoll(argv[5]) : std::max({(n + 65535) / 65536, int64_t(2), fine});
+    const int64_t align = n_blocks > 16 ? 4096 : 512;
     const int64_t block = ((n + n_blocks - 1) / n_blocks + align - 1) / align * align;
     const int64_t tasks = (n + block - 1) / block;
 

@@ -22,9 +22,9 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "fastbce/fastbce.hpp"  // default_threads()
@@ -103,14 +103,17 @@ void lock_soon(Lock& lock) {
     lock.lock();
 }
 
-// One parallel_for call: tasks [0, n_tasks) handed out in index order, one at a time, to the
-// caller and to the pool threads that join it. Lives on the caller's stack until every helper
-// that joined has left it. What a helper reads first shares one cache line.
+// One parallel_for call: tasks [0, n_tasks) handed out one at a time, the caller's from the front
+// and the pool threads' from the back, until the two ends meet. In a loop of calls each thread
+// thus reads the same part of the input as before (still in its core's cache), while a thread
+// that runs slower (a vCPU the host slows: 1.5x at times on a KVM guest) leaves the other
+// more tasks. Lives on the caller's stack until every helper that joined has left it. What a
+// helper reads first shares one cache line.
 struct alignas(64) Job {
     void (*run)(void* ctx, int64_t i);
     void* ctx;
     int64_t n_tasks;
-    std::atomic<int64_t> next{0};
+    std::atomic<uint64_t> ends{0};  // tasks [front, back) not taken yet: front in the low half
     std::atomic<int64_t> finished{0};  // helpers offered the job (Slot) that have left it
     FpModes modes;                     // the caller's, which helpers take on
     // queued jobs (Pool::run), changed under the pool's mutex (active is read without it by the
@@ -119,8 +122,27 @@ struct alignas(64) Job {
     std::atomic<int64_t> active{0};  // helpers inside work()
     std::condition_variable left;
 
-    void work() {
-        for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) run(ctx, i);
+    static constexpr int64_t kMaxTasks = int64_t(1) << 31;  // (front and back: 32 bits each)
+
+    void start(int64_t n) {
+        n_tasks = n;
+        ends.store(uint64_t(n) << 32, std::memory_order_relaxed);
+    }
+    void skip_the_rest() { ends.store(0, std::memory_order_relaxed); }
+
+    // Runs tasks until none is left: the caller's from the front, a helper's from the back.
+    void work(bool from_back) {
+        for (;;) {
+            uint64_t e = ends.load(std::memory_order_relaxed), taken;
+            uint64_t i;
+            do {
+                const uint64_t front = e & 0xffffffffu, back = e >> 32;
+                if (front >= back) return;
+                i = from_back ? back - 1 : front;
+                taken = from_back ? (i << 32) | front : (back << 32) | (front + 1);
+            } while (!ends.compare_exchange_weak(e, taken, std::memory_order_relaxed));
+            run(ctx, int64_t(i));
+        }
     }
 };
 
@@ -175,7 +197,7 @@ public:
             }
         }
         // (work() does not throw: parallel_for's tasks catch their exceptions)
-        job.work();
+        job.work(false);
         int64_t taken = 0;  // offers a thread took: wait until they have left the job
         for (int64_t k = 0; k < n_offers; ++k) {
             Job* mine = &job;
@@ -323,7 +345,7 @@ private:
             job->active.fetch_add(1, std::memory_order_relaxed);
             lock.unlock();
             job->modes.apply();  // the caller's rounding and flush modes, as if it ran alone
-            job->work();
+            job->work(true);
             lock_soon(lock);
             if (job->active.fetch_sub(1, std::memory_order_release) == 1 && job->seats == 0)
                 job->left.notify_one();
@@ -341,7 +363,7 @@ private:
             Job* job = s.offer.exchange(Slot::closed(), std::memory_order_acq_rel);
             if (job == nullptr) return;
             job->modes.apply();
-            job->work();
+            job->work(true);
             // the last touch of the job: its caller may return as soon as it sees this
             job->finished.fetch_add(1, std::memory_order_seq_cst);
             if (offer_waiters_.load(std::memory_order_seq_cst) > 0) {
@@ -371,22 +393,18 @@ private:
 
 }  // namespace pool_detail
 
-// Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
-// Tasks are handed out in index order, one at a time. wake=false (a mid-size call): only pool
-// threads watching for work join; in a loop of calls one is kept watching (Pool::run).
-// A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
-// lets the job leave the caller's frame while others run it: the first exception is kept, tasks
-// not yet handed out are skipped, and it is rethrown here once every thread has left the job.
+namespace pool_detail {
+
+// parallel_for of at most Job::kMaxTasks tasks.
 template <class Task>
-void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
-    using Fn = std::remove_reference_t<Task>;
+void run_tasks(int64_t n_tasks, int64_t threads, Task& task, bool wake) {
     struct Guarded {
-        Fn* task;
-        pool_detail::Job* job;
+        Task* task;
+        Job* job;
         std::exception_ptr error;
         std::atomic<bool> failed{false};
     };
-    pool_detail::Job job;
+    Job job;
     Guarded guarded{&task, &job, nullptr};
     job.run = [](void* ctx, int64_t i) {
         auto& g = *static_cast<Guarded*>(ctx);
@@ -394,17 +412,34 @@ void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = tru
             (*g.task)(i);
         } catch (...) {
             if (!g.failed.exchange(true, std::memory_order_acq_rel)) g.error = std::current_exception();
-            g.job->next.store(g.job->n_tasks, std::memory_order_relaxed);
+            g.job->skip_the_rest();
         }
     };
     job.ctx = &guarded;
-    job.n_tasks = n_tasks;
+    job.start(n_tasks);
     const int64_t helpers = std::min(threads, n_tasks) - 1;
     if (helpers <= 0)
-        job.work();
+        job.work(false);
     else
-        pool_detail::Pool::get().run(job, helpers, wake);
+        Pool::get().run(job, helpers, wake);
     if (guarded.error) std::rethrow_exception(guarded.error);
+}
+
+}  // namespace pool_detail
+
+// Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
+// Tasks are handed out one at a time, the caller's from the front and the pool threads' from the
+// back (Job). wake=false (a mid-size call): only pool threads watching for work join; in a loop
+// of calls one is kept watching (Pool::run).
+// A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
+// lets the job leave the caller's frame while others run it: the first exception is kept, tasks
+// not yet handed out are skipped, and it is rethrown here once every thread has left the job.
+template <class Task>
+void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
+    // (a task is a block of 2^9 elements or more, or a chunk of bytes: 2^31 of them would be
+    // terabytes of input)
+    if (n_tasks > pool_detail::Job::kMaxTasks) throw std::length_error("parallel_for: over 2^31 tasks");
+    pool_detail::run_tasks(n_tasks, threads, task, wake);
 }
 
 }  // namespace fastbce
