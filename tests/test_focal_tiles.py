@@ -118,7 +118,9 @@ def test_many_focal_band_elements_in_a_tile(gamma, density, weighted):
         extra = np.flatnonzero(band[s : s + 16])[7:]
         band[s + extra] = False
     x1 = x.copy()
-    x1[band] = (rng.uniform(17.3, 31.49, band.sum()) * rng.choice([-1.0, 1.0], band.sum())).astype(np.float32)
+    x1[band] = (rng.uniform(17.3, 31.49, band.sum()) * rng.choice([-1.0, 1.0], band.sum())).astype(
+        np.float32
+    )
     options = {"from_logits": True, "gamma": gamma, "alpha": 0.25, "reduction": "none"}
     weights = w if weighted else None
     fused = fastbce.binary_focal_crossentropy(y, x1, sample_weight=weights, **options)
