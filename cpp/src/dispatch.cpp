@@ -66,9 +66,8 @@ constexpr int64_t kWakeFrom = 1 << 18;
 // the other, in 8 blocks 23.1 (22.4 and 23.6 with both at full speed). It depends on n alone,
 // never on the threads, so the sums (added block by block) do not either.
 int64_t block_size(int64_t n) {
-    const int64_t fine = 2 * ((n + kFineBlock * 2 - 1) / (kFineBlock * 2));  // (even)
-    const int64_t n_blocks = std::max({(n + kBlock - 1) / kBlock, n >= kSplitFrom ? int64_t(2) : int64_t(1),
-                                       n >= kSplitFrom ? std::min<int64_t>(fine, kMostFineBlocks) : int64_t(1)});
+    const int64_t fine = std::min(2 * ((n + kFineBlock * 2 - 1) / (kFineBlock * 2)), kMostFineBlocks);  // (even, >= 2)
+    const int64_t n_blocks = n < kSplitFrom ? 1 : std::max((n + kBlock - 1) / kBlock, fine);
     const int64_t align = n_blocks > kMostFineBlocks ? kBlockAlign : kHalfAlign;
     const int64_t per_block = (n + n_blocks - 1) / n_blocks;
     return std::max<int64_t>(align, (per_block + align - 1) / align * align);

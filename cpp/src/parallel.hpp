@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fastbce/fastbce.hpp"  // default_threads()
@@ -112,7 +113,6 @@ void lock_soon(Lock& lock) {
 struct alignas(64) Job {
     void (*run)(void* ctx, int64_t i);
     void* ctx;
-    int64_t n_tasks;
     std::atomic<uint64_t> ends{0};  // tasks [front, back) not taken yet: front in the low half
     std::atomic<int64_t> finished{0};  // helpers offered the job (Slot) that have left it
     FpModes modes;                     // the caller's, which helpers take on
@@ -124,10 +124,7 @@ struct alignas(64) Job {
 
     static constexpr int64_t kMaxTasks = int64_t(1) << 31;  // (front and back: 32 bits each)
 
-    void start(int64_t n) {
-        n_tasks = n;
-        ends.store(uint64_t(n) << 32, std::memory_order_relaxed);
-    }
+    void start(int64_t n_tasks) { ends.store(uint64_t(n_tasks) << 32, std::memory_order_relaxed); }
     void skip_the_rest() { ends.store(0, std::memory_order_relaxed); }
 
     // Runs tasks until none is left: the caller's from the front, a helper's from the back.
@@ -393,18 +390,26 @@ private:
 
 }  // namespace pool_detail
 
-namespace pool_detail {
-
-// parallel_for of at most Job::kMaxTasks tasks.
+// Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
+// Tasks are handed out one at a time, the caller's from the front and the pool threads' from the
+// back (Job). wake=false (a mid-size call): only pool threads watching for work join; in a loop
+// of calls one is kept watching (Pool::run).
+// A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
+// lets the job leave the caller's frame while others run it: the first exception is kept, tasks
+// not yet handed out are skipped, and it is rethrown here once every thread has left the job.
 template <class Task>
-void run_tasks(int64_t n_tasks, int64_t threads, Task& task, bool wake) {
+void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
+    // (a task is a block of 2^9 elements or more, or a chunk of bytes: 2^31 of them would be
+    // terabytes of input)
+    if (n_tasks > pool_detail::Job::kMaxTasks) throw std::length_error("parallel_for: over 2^31 tasks");
+    using Fn = std::remove_reference_t<Task>;
     struct Guarded {
-        Task* task;
-        Job* job;
+        Fn* task;
+        pool_detail::Job* job;
         std::exception_ptr error;
         std::atomic<bool> failed{false};
     };
-    Job job;
+    pool_detail::Job job;
     Guarded guarded{&task, &job, nullptr};
     job.run = [](void* ctx, int64_t i) {
         auto& g = *static_cast<Guarded*>(ctx);
@@ -421,25 +426,8 @@ void run_tasks(int64_t n_tasks, int64_t threads, Task& task, bool wake) {
     if (helpers <= 0)
         job.work(false);
     else
-        Pool::get().run(job, helpers, wake);
+        pool_detail::Pool::get().run(job, helpers, wake);
     if (guarded.error) std::rethrow_exception(guarded.error);
-}
-
-}  // namespace pool_detail
-
-// Runs task(i) for every i in [0, n_tasks) on up to `threads` threads (the caller is one of them).
-// Tasks are handed out one at a time, the caller's from the front and the pool threads' from the
-// back (Job). wake=false (a mid-size call): only pool threads watching for work join; in a loop
-// of calls one is kept watching (Pool::run).
-// A task that throws (bad_alloc in a report task) neither ends a pool thread (std::terminate) nor
-// lets the job leave the caller's frame while others run it: the first exception is kept, tasks
-// not yet handed out are skipped, and it is rethrown here once every thread has left the job.
-template <class Task>
-void parallel_for(int64_t n_tasks, int64_t threads, Task&& task, bool wake = true) {
-    // (a task is a block of 2^9 elements or more, or a chunk of bytes: 2^31 of them would be
-    // terabytes of input)
-    if (n_tasks > pool_detail::Job::kMaxTasks) throw std::length_error("parallel_for: over 2^31 tasks");
-    pool_detail::run_tasks(n_tasks, threads, task, wake);
 }
 
 }  // namespace fastbce
